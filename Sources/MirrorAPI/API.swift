@@ -1,0 +1,1 @@
+public enum MirrorAPIVersion { public static let current = 1 }

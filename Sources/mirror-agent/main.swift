@@ -1,0 +1,2 @@
+import MirrorAgent
+print("mirror-agent \(MirrorAgentInfo.version)")
