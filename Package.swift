@@ -17,6 +17,8 @@ let package = Package(
     targets: [
         .target(name: "MirrorCore"),
         .target(name: "MirrorAPI", dependencies: ["MirrorCore"]),
+        // Seeded RNG and random valid documents/packets, shared by several test targets.
+        .target(name: "MirrorTestSupport", dependencies: ["MirrorCore"]),
         .target(name: "MirrorAgent", dependencies: ["MirrorCore", "MirrorAPI"]),
         .executableTarget(
             name: "mirror-agent",
@@ -30,7 +32,7 @@ let package = Package(
                 "MirrorCore", "MirrorAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .testTarget(name: "MirrorCoreTests", dependencies: ["MirrorCore"]),
+        .testTarget(name: "MirrorCoreTests", dependencies: ["MirrorCore", "MirrorTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
