@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Merge one bench run into bench/results.json and render results.md and throughput.png.
+
+A part that did not run this time keeps its previous numbers (so `scripts/bench
+classifier` does not erase the throughput table); each part says when it was measured.
+"""
+import argparse, datetime, json, os, platform, statistics, subprocess
+
+
+def load(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def throughput_summary(rows):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["mode"], r["rules"], r["matching"]), []).append(r)
+    out = []
+    for (mode, rules, matching), rs in groups.items():
+        pps = [r["pps"] for r in rs]
+        out.append(dict(mode=mode, rules=rules, matching=matching,
+                        pps_min=min(pps), pps_median=statistics.median(pps), pps_max=max(pps),
+                        copies=sum(r["copies"] for r in rs), lost=sum(r["lost"] for r in rs),
+                        rounds=len(rs)))
+    order = {"none": 0, "u32": 1, "nftdup": 2, "agent": 3}
+    out.sort(key=lambda x: (order.get(x["mode"], 9), not x["matching"], x["rules"]))
+    return out
+
+
+def ratios(tp):
+    def med(mode, rules, matching):
+        for r in tp:
+            if r["mode"] == mode and r["rules"] == rules and r["matching"] == matching:
+                return r["pps_median"]
+        return None
+    res = {}
+    agent_m = med("agent", 30, True)
+    peers = [p for p in (med("u32", 30, True), med("nftdup", 30, True)) if p]
+    if agent_m and peers:
+        res["agent_vs_best_peer_30_matching"] = agent_m / max(peers)
+    agent_n, none = med("agent", 30, False), med("none", 0, False)
+    if agent_n and none:
+        res["agent_unmatched_vs_none_30"] = agent_n / none
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--command", required=True)
+    a = ap.parse_args()
+    path = os.path.join(a.out, "results.json")
+    res = load(path, {})
+    now = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    res["machine"] = dict(cores=os.cpu_count(), kernel=platform.release())
+    res.setdefault("measured_at", {})
+    cl = load(os.path.join(a.work, "classifier.json"), None)
+    if cl is not None:
+        res["classifier_ns"] = cl.get("classifier_ns", cl)
+        res["measured_at"]["classifier"] = now
+    cp = load(os.path.join(a.work, "control-plane.json"), None)
+    if cp is not None:
+        res["control_plane"] = cp.get("control_plane", cp)
+        res["measured_at"]["control_plane"] = now
+    tp_path = os.path.join(a.work, "throughput.jsonl")
+    if os.path.exists(tp_path):
+        with open(tp_path) as f:
+            rows = [json.loads(l) for l in f if l.strip()]
+        res["throughput"] = throughput_summary(rows)
+        res["throughput_ratios"] = ratios(res["throughput"])
+        res["measured_at"]["throughput"] = now
+    res["command"] = a.command
+    with open(path, "w") as f:
+        json.dump(res, f, indent=2)
+        f.write("\n")
+
+    md = ["# Benchmark results", "",
+          f"Machine: {res['machine']['cores']} cores, kernel {res['machine']['kernel']}. "
+          f"Reproduce: `{a.command}` (as root).", ""]
+    if "classifier_ns" in res:
+        md += ["## Classifier (BPF_PROG_TEST_RUN, ns per packet)", "", "| policy | ns/packet |", "|---|---|"]
+        md += [f"| {k} | {v:.1f} |" for k, v in res["classifier_ns"].items() if isinstance(v, (int, float))]
+        md.append("")
+    if "throughput" in res:
+        md += ["## Throughput (64-byte UDP frames, pps forwarded by the host)", "",
+               "| mode | rules | last matches | pps min | pps median | pps max | copies | lost |",
+               "|---|---|---|---|---|---|---|---|"]
+        for r in res["throughput"]:
+            md.append(f"| {r['mode']} | {r['rules']} | {'yes' if r['matching'] else 'no'} | {r['pps_min']:.0f} | "
+                      f"{r['pps_median']:.0f} | {r['pps_max']:.0f} | {r['copies']} | {r['lost']} |")
+        md.append("")
+        for k, v in res.get("throughput_ratios", {}).items():
+            md.append(f"- {k}: {v:.2f}")
+        md.append("")
+    if "control_plane" in res:
+        md += ["## Control plane", ""] + [f"- {k}: {v}" for k, v in res["control_plane"].items()] + [""]
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+
+    if "throughput" in res:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            try:
+                subprocess.run(["pip", "install", "-q", "matplotlib"], check=True)
+                import matplotlib
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+            except Exception as e:  # the table and JSON still stand without the plot
+                print(f"bench: no plot (matplotlib unavailable: {e})")
+                return
+        rows = res["throughput"]
+        labels = [f"{r['mode']}\n{r['rules']}{'' if r['matching'] else ' none'}" for r in rows]
+        med = [r["pps_median"] / 1000 for r in rows]
+        err = [[(r["pps_median"] - r["pps_min"]) / 1000 for r in rows],
+               [(r["pps_max"] - r["pps_median"]) / 1000 for r in rows]]
+        colors = {"none": "grey", "u32": "tab:blue", "nftdup": "tab:orange", "agent": "tab:green"}
+        fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.8), 4))
+        ax.bar(range(len(rows)), med, yerr=err, color=[colors.get(r["mode"], "k") for r in rows])
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_ylabel("kpps forwarded (median, min-max)")
+        ax.set_title("Mirroring throughput, 64 B UDP (rules; 'none' = no rule matches)")
+        fig.tight_layout()
+        fig.savefig(os.path.join(a.out, "throughput.png"), dpi=100)
+
+
+if __name__ == "__main__":
+    main()

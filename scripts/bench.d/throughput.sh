@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Throughput of mirroring, side by side in one run: the VM namespace sends small UDP
+# frames as fast as trafgen can (AF_PACKET TX ring, qdisc bypass) into its veth; the
+# host forwards them to the peer and, per mode, mirrors them to the collector.
+# Modes: none | u32 (tc u32 + mirred to a static VXLAN device) | nftdup (nft netdev
+# dup to the same device) | agent (mirror-agent). Policies: N rules where the last
+# matches, and 30 where none matches. Writes raw rounds as JSON lines to $1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:?usage: throughput.sh OUT.jsonl}
+ROUNDS=${BENCH_ROUNDS:-3}
+SECONDS_PER_ROUND=${BENCH_SECONDS:-3}
+MODES=${BENCH_MODES:-"none u32 nftdup agent"}
+source scripts/lib/topology.sh
+topo_up
+
+VNI=4242
+DPORT=5001
+vm_mac=$(in_ns "$NS_VM" cat /sys/class/net/eth0/address)
+tap_mac=$(in_ns "$NS_HOST" cat /sys/class/net/$TAP/address)
+
+cat > "$TOPO_DIR/trafgen.cfg" <<CFG
+{
+  eth(da=$tap_mac, sa=$vm_mac, type=0x0800),
+  ipv4(saddr=$VM_IP, daddr=$PEER_IP, ttl=64, proto=17),
+  udp(sport=dinc(10000, 10999), dport=$DPORT),
+  fill(0x00, 18)
+}
+CFG
+
+# The peer and the collector count at their device's ingress and drop there: no
+# ICMP port-unreachable answers, no stack work that would compete for the CPUs.
+in_ns "$NS_PEER" nft -f - <<NFT
+table netdev sink {
+  chain rx {
+    type filter hook ingress device "eth0" priority 0; policy drop;
+  }
+}
+NFT
+in_ns "$NS_COL" nft -f - <<NFT
+table netdev sink {
+  counter vxlan { }
+  chain rx {
+    type filter hook ingress device "eth0" priority 0; policy drop;
+    udp dport 4789 counter name vxlan
+  }
+}
+NFT
+vxlan_copies() { in_ns "$NS_COL" nft -j list counter netdev sink vxlan | python3 -c 'import json,sys; print([o["counter"]["packets"] for o in json.load(sys.stdin)["nftables"] if "counter" in o][0])'; }
+
+static_vxlan_up() {
+  in_ns "$NS_HOST" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+  in_ns "$NS_HOST" ip link add vxs$TOPO_ID type vxlan id $VNI remote $COL_IP local $HOST_UL_IP dstport 4789 dev "$UL"
+  in_ns "$NS_HOST" sysctl -qw net.ipv6.conf.default.disable_ipv6=0
+  in_ns "$NS_HOST" sysctl -qw net.ipv6.conf.vxs$TOPO_ID.disable_ipv6=1 2>/dev/null || true
+  in_ns "$NS_HOST" ip link set vxs$TOPO_ID up
+}
+static_vxlan_down() { in_ns "$NS_HOST" ip link del vxs$TOPO_ID 2>/dev/null || true; }
+
+# $1 rules, $2 matching (1|0)
+u32_up() {
+  local n=$1 matching=$2 i port
+  static_vxlan_up
+  in_ns "$NS_HOST" tc qdisc add dev "$TAP" clsact
+  for ((i = 1; i <= n; i++)); do
+    port=$((6000 + i)); if [ "$i" -eq "$n" ] && [ "$matching" = 1 ]; then port=$DPORT; fi
+    in_ns "$NS_HOST" tc filter add dev "$TAP" ingress protocol ip prio "$i" u32 \
+      match ip protocol 17 0xff match ip dport "$port" 0xffff \
+      action mirred egress mirror dev vxs$TOPO_ID
+  done
+}
+u32_down() { in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || true; static_vxlan_down; }
+
+nftdup_up() {
+  local n=$1 matching=$2 i port
+  static_vxlan_up
+  {
+    echo "table netdev mirror {"
+    echo "  chain rx {"
+    echo "    type filter hook ingress device \"$TAP\" priority 0;"
+    for ((i = 1; i <= n; i++)); do
+      port=$((6000 + i)); if [ "$i" -eq "$n" ] && [ "$matching" = 1 ]; then port=$DPORT; fi
+      echo "    ip protocol udp udp dport $port dup to \"vxs$TOPO_ID\""
+    done
+    echo "  }"
+    echo "}"
+  } > "$TOPO_DIR/mirror.nft"
+  in_ns "$NS_HOST" nft -f "$TOPO_DIR/mirror.nft"
+}
+nftdup_down() { in_ns "$NS_HOST" nft delete table netdev mirror 2>/dev/null || true; static_vxlan_down; }
+
+agent_up() {
+  local n=$1 matching=$2
+  [ -x scripts/bench.d/agent-mode.sh ] || { echo "agent mode: scripts/bench.d/agent-mode.sh missing" >&2; return 1; }
+  scripts/bench.d/agent-mode.sh up "$n" "$matching"
+}
+agent_down() { [ -x scripts/bench.d/agent-mode.sh ] && scripts/bench.d/agent-mode.sh down || true; }
+
+none_up() { :; }
+none_down() { :; }
+
+counter() { in_ns "$1" cat "/sys/class/net/$2/statistics/$3"; }
+
+# One round: send for SECONDS_PER_ROUND, count what the peer got and what the collector got.
+round() {
+  local mode=$1 rules=$2 matching=$3 r=$4
+  local p0 c0 s0 p1 c1 s1
+  p0=$(counter "$NS_PEER" eth0 rx_packets); c0=$(vxlan_copies); s0=$(counter "$NS_VM" eth0 tx_packets)
+  in_ns "$NS_VM" timeout -s INT "$SECONDS_PER_ROUND" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 2>&1 | grep -v "socket memory" >"$TOPO_DIR/trafgen.log" || true
+  sleep 0.3; [ -n "${BENCH_DEBUG:-}" ] && cat "$TOPO_DIR/trafgen.log" >&2
+  p1=$(counter "$NS_PEER" eth0 rx_packets); c1=$(vxlan_copies); s1=$(counter "$NS_VM" eth0 tx_packets)
+  local fwd=$((p1 - p0)) copies=$((c1 - c0)) sent=$((s1 - s0))
+  local expected=0; if [ "$mode" != none ] && [ "$matching" = 1 ]; then expected=$fwd; fi
+  local lost=$((expected - copies)); [ $lost -lt 0 ] && lost=0
+  python3 -c "import json,sys; print(json.dumps(dict(mode='$mode', rules=$rules, matching=bool($matching), round=$r, seconds=$SECONDS_PER_ROUND, sent=$sent, forwarded=$fwd, pps=$fwd/$SECONDS_PER_ROUND, copies=$copies, lost=$lost)))" | tee -a "$out"
+}
+
+: > "$out"
+policies=("1 1" "10 1" "30 1" "30 0")
+for mode in $MODES; do
+  if [ "$mode" = none ]; then set_list=("0 0"); else set_list=("${policies[@]}"); fi
+  for pol in "${set_list[@]}"; do
+    read -r rules matching <<< "$pol"
+    if ! "${mode}_up" "$rules" "$matching"; then echo "bench: mode $mode unavailable, skipped" >&2; "${mode}_down"; continue; fi
+    for ((r = 1; r <= ROUNDS; r++)); do round "$mode" "$rules" "$matching" "$r"; done
+    "${mode}_down"
+  done
+done
