@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Stage 2 of the datapath: a TC program on the egress of the agent's VXLAN
+ * `external` (collect_md) device. Stage 1 (classify.bpf.c) clones each accepted
+ * packet to this device with the copy metadata in skb->cb (mirror_abi.h). Here
+ * the copy is truncated (SPEC §6: packetLength, then the path MTU), given its
+ * tunnel key (the session's VNI, the target or the load-balancer backend picked
+ * by the symmetric flow hash) and handed to the VXLAN device, which adds the
+ * outer headers and routes it.
+ *
+ * Anything else leaving the device is dropped and counted: a collect_md device
+ * drops key-less frames anyway, and it emits its own IPv6 router solicitations
+ * (shared/NOTES.md), which are not copies.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "mirror_abi.h"
+#include "mirror_maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline struct mirror_encap_stats *encap_stats_for(__u32 session_slot)
+{
+	return bpf_map_lookup_elem(&encap_stats, &session_slot);
+}
+
+/*
+ * For a GSO copy: the length of one full wire segment, inner Ethernet header
+ * included (headers + gso_size), or 0 when the headers cannot be read. Copies
+ * of TCP super-packets are cut by the kernel into wire-size segments after this
+ * program; each must fit the path (SPEC §6).
+ */
+static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *eth = data;
+	if ((void *)(eth + 14) > data_end)
+		return 0;
+	__u16 proto = ((__u16)eth[12] << 8) | eth[13];
+	__u32 l3 = 14, l4;
+	__u8 ipproto;
+	if (proto == 0x0800) {
+		__u8 *ip = data + l3;
+		if ((void *)(ip + 20) > data_end)
+			return 0;
+		l4 = l3 + (ip[0] & 0x0f) * 4;
+		ipproto = ip[9];
+	} else if (proto == 0x86DD) {
+		__u8 *ip6 = data + l3;
+		if ((void *)(ip6 + 40) > data_end)
+			return 0;
+		l4 = l3 + 40;
+		ipproto = ip6[6];
+	} else {
+		return 0;
+	}
+	__u32 thl = 8; /* UDP (USO) */
+	if (ipproto == 6) {
+		if (l4 > 200)
+			return 0;
+		__u8 *tcp = data + l4;
+		if ((void *)(tcp + 20) > data_end)
+			return 0;
+		thl = (tcp[12] >> 4) * 4;
+	}
+	return l4 + thl + skb->gso_size;
+}
+
+SEC("tc")
+int mirror_encap(struct __sk_buff *skb)
+{
+	if (skb->cb[0] != MIRROR_COPY_MAGIC) {
+		struct mirror_encap_stats *g = encap_stats_for(MIRROR_ENCAP_STATS_NOT_COPY);
+		if (g)
+			g->dropped_not_copy++;
+		return TC_ACT_SHOT;
+	}
+	__u32 word1 = skb->cb[1];
+	__u32 session_slot = mirror_meta_session_slot(word1);
+	__u32 slot = mirror_meta_slot(word1) & 1;
+	__u32 flow_hash = skb->cb[2];
+	/* The copy leaves with no metadata and no mark: VXLAN routes the outer packet
+	 * by skb->mark (shared/NOTES.md) and the cb must not look like a copy later. */
+	skb->cb[0] = 0;
+	skb->mark = 0;
+
+	if (session_slot >= MAX_SESSIONS)
+		return TC_ACT_SHOT;
+	struct mirror_encap_stats *st = encap_stats_for(session_slot);
+	__u32 skey = slot * MAX_SESSIONS + session_slot;
+	struct mirror_session *sess = bpf_map_lookup_elem(&mirror_session, &skey);
+	if (!sess || !sess->enabled) {
+		if (st)
+			st->dropped_no_session++;
+		return TC_ACT_SHOT;
+	}
+	__u32 tkey = slot * MAX_TARGETS + sess->target_index;
+	struct mirror_target *tgt = bpf_map_lookup_elem(&mirror_target, &tkey);
+	if (!tgt || tgt->backend_count == 0) {
+		if (st)
+			st->dropped_no_target++;
+		return TC_ACT_SHOT;
+	}
+
+	/* SPEC §2: every copy of one flow (both directions) goes to one backend. */
+	__u32 backend = 0;
+	if (tgt->backend_count > 1)
+		backend = flow_hash % tgt->backend_count;
+	/* backend_count <= MAX_BACKENDS, a power of two: the mask changes nothing
+	 * but gives the verifier its bound. */
+	backend &= MAX_BACKENDS - 1;
+
+	/* SPEC §6: packetLength first, then the path MTU (overhead included). */
+	__u32 limit = tgt->max_inner_len;
+	__u32 why_packet_length = 0;
+	if (sess->packet_length && (limit == 0 || sess->packet_length < limit)) {
+		limit = sess->packet_length;
+		why_packet_length = 1;
+	}
+	if (limit) {
+		__u32 len = skb->len;
+		if (skb->gso_size) {
+			/* The kernel segments a GSO copy after this program; its segments
+			 * already fit when one full segment does (the seed's advice: source
+			 * MTU at least 64 bytes under the underlay's). Otherwise it can only
+			 * be cut as a whole, which keeps its first segment: counted apart. */
+			__u32 seg = gso_segment_len(skb);
+			if (seg && seg <= limit)
+				len = 0;
+			else if (st)
+				st->truncated_gso++;
+		}
+		if (len > limit) {
+			if (bpf_skb_change_tail(skb, limit, 0)) {
+				if (st)
+					st->dropped_truncate++;
+				return TC_ACT_SHOT;
+			}
+			if (st) {
+				if (why_packet_length)
+					st->truncated_packet_length++;
+				else
+					st->truncated_mtu++;
+			}
+		}
+	}
+
+	struct bpf_tunnel_key key = {};
+	/* bpf_tunnel_key takes host order for the id and the IPv4 address. */
+	key.tunnel_id = sess->vni;
+	key.tunnel_ttl = 64;
+	__u64 flags = BPF_F_ZERO_CSUM_TX;
+	if (tgt->family == 6) {
+		key.remote_ipv6[0] = bpf_ntohl(tgt->backends_be[backend][0]);
+		key.remote_ipv6[1] = bpf_ntohl(tgt->backends_be[backend][1]);
+		key.remote_ipv6[2] = bpf_ntohl(tgt->backends_be[backend][2]);
+		key.remote_ipv6[3] = bpf_ntohl(tgt->backends_be[backend][3]);
+		flags = BPF_F_TUNINFO_IPV6;
+	} else {
+		key.remote_ipv4 = bpf_ntohl(tgt->backends_be[backend][0]);
+	}
+	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), flags)) {
+		if (st)
+			st->dropped_tunnel_key++;
+		return TC_ACT_SHOT;
+	}
+	/* The VXLAN UDP source port is taken from the skb hash: the inner flow's. */
+	bpf_set_hash(skb, flow_hash);
+	if (st) {
+		st->sent++;
+		st->sent_bytes += skb->len;
+	}
+	return TC_ACT_OK;
+}
