@@ -1,0 +1,114 @@
+/// The canonical JSON form of a document (SPEC §7 field names, spec field order,
+/// absent optionals omitted, protocols by name where they have one). Parsing it back
+/// with `DocumentParser` gives an equal document.
+public enum DocumentEncoding {
+    public static func encode(_ d: Document) -> JSONValue {
+        .object([
+            ("filters", .array(d.filters.map(encode))),
+            ("targets", .array(d.targets.map(encode))),
+            ("sources", .array(d.sources.map(encode))),
+            ("sessions", .array(d.sessions.map(encode))),
+            ("securityGroups", .array(d.securityGroups.map(encode))),
+            ("networkAcls", .array(d.networkAcls.map(encode))),
+        ])
+    }
+
+    /// JSON text (pretty by default, as a person would write the file).
+    public static func text(_ d: Document, pretty: Bool = true) -> String {
+        encode(d).serialized(pretty: pretty)
+    }
+
+    typealias Members = [(key: String, value: JSONValue)]
+
+    static func opt(_ m: inout Members, _ key: String, _ v: JSONValue?) {
+        if let v { m.append((key, v)) }
+    }
+
+    static func proto(_ p: ProtocolSpec) -> JSONValue {
+        switch p {
+        case .all: return .string("all")
+        case .number(let n):
+            if let name = ProtocolSpec.names.first(where: { $0.value == n })?.key { return .string(name) }
+            return .int(Int64(n))
+        }
+    }
+
+    static func str(_ s: CustomStringConvertible?) -> JSONValue? { s.map { .string($0.description) } }
+
+    public static func encode(_ f: Filter) -> JSONValue {
+        var m: Members = [("id", .string(f.id))]
+        opt(&m, "description", f.description.map(JSONValue.string))
+        m.append(("inbound", .array(f.inbound.map(encode))))
+        m.append(("outbound", .array(f.outbound.map(encode))))
+        return .object(m)
+    }
+
+    public static func encode(_ r: Rule) -> JSONValue {
+        var m: Members = [("priority", .int(Int64(r.priority))), ("action", .string(r.action.rawValue)),
+                          ("ethertype", .string(r.ethertype.rawValue)), ("protocol", proto(r.protocol))]
+        opt(&m, "source", str(r.source))
+        opt(&m, "destination", str(r.destination))
+        opt(&m, "sourcePorts", str(r.sourcePorts))
+        opt(&m, "destinationPorts", str(r.destinationPorts))
+        return .object(m)
+    }
+
+    public static func encode(_ t: Target) -> JSONValue {
+        var m: Members = [("id", .string(t.id)), ("type", .string(t.type.rawValue))]
+        opt(&m, "address", str(t.address))
+        opt(&m, "backends", t.backends.map { .array($0.map { .string($0.description) }) })
+        opt(&m, "description", t.description.map(JSONValue.string))
+        return .object(m)
+    }
+
+    public static func encode(_ s: Source) -> JSONValue {
+        var m: Members = [("id", .string(s.id)), ("interface", .string(s.interface))]
+        opt(&m, "addresses", s.addresses.map { .array($0.map { .string($0.description) }) })
+        opt(&m, "securityGroups", s.securityGroups.map { .array($0.map(JSONValue.string)) })
+        opt(&m, "networkAcl", s.networkAcl.map(JSONValue.string))
+        opt(&m, "enforce", s.enforce.map(JSONValue.bool))
+        opt(&m, "description", s.description.map(JSONValue.string))
+        return .object(m)
+    }
+
+    public static func encode(_ s: Session) -> JSONValue {
+        var m: Members = [("id", .string(s.id)), ("priority", .int(Int64(s.priority))), ("filter", .string(s.filter)),
+                          ("sources", .array(s.sources.map(JSONValue.string))), ("target", .string(s.target))]
+        opt(&m, "vni", s.vni.map { .int(Int64($0)) })
+        opt(&m, "enabled", s.enabled.map(JSONValue.bool))
+        opt(&m, "packetLength", s.packetLength.map { .int(Int64($0)) })
+        opt(&m, "description", s.description.map(JSONValue.string))
+        return .object(m)
+    }
+
+    public static func encode(_ g: SecurityGroup) -> JSONValue {
+        var m: Members = [("id", .string(g.id))]
+        opt(&m, "description", g.description.map(JSONValue.string))
+        m.append(("rules", .array(g.rules.map { r in
+            var rm: Members = [("direction", .string(r.direction.rawValue)), ("priority", .int(Int64(r.priority))),
+                               ("action", .string(r.action.rawValue)), ("ethertype", .string(r.ethertype.rawValue)),
+                               ("protocol", proto(r.protocol))]
+            opt(&rm, "remote", str(r.remote))
+            opt(&rm, "ports", str(r.ports))
+            return .object(rm)
+        })))
+        return .object(m)
+    }
+
+    public static func encode(_ a: NetworkAcl) -> JSONValue {
+        func rule(_ r: AclRule) -> JSONValue {
+            var m: Members = [("priority", .int(Int64(r.priority))), ("action", .string(r.action.rawValue)),
+                              ("ethertype", .string(r.ethertype.rawValue)), ("protocol", proto(r.protocol))]
+            opt(&m, "source", str(r.source))
+            opt(&m, "destination", str(r.destination))
+            opt(&m, "sourcePorts", str(r.sourcePorts))
+            opt(&m, "destinationPorts", str(r.destinationPorts))
+            return .object(m)
+        }
+        var m: Members = [("id", .string(a.id))]
+        opt(&m, "description", a.description.map(JSONValue.string))
+        m.append(("inbound", .array(a.inbound.map(rule))))
+        m.append(("outbound", .array(a.outbound.map(rule))))
+        return .object(m)
+    }
+}

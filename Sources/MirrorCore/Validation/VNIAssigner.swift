@@ -1,0 +1,54 @@
+/// VNI auto-assignment (SPEC §2): a session without `vni` gets one that is unique
+/// among all sessions (explicit and assigned) and stable: given the previous
+/// assignment map, re-applying the same document or adding sessions never changes an
+/// assigned VNI, and the choice is deterministic (a hash of the session id, probing
+/// upward on collision) so it survives restarts given the persisted map.
+///
+/// An explicit `vni` always wins: if a user explicitly gives another session the VNI
+/// a session was auto-assigned, the auto-assigned one moves (the only case it does).
+public enum VNIAssigner {
+    public struct Result: Hashable, Sendable {
+        /// The document with every session's `vni` filled.
+        public var document: Document
+        /// Session id → auto-assigned VNI, for the sessions of this document that have
+        /// no explicit `vni`. Persist it and pass it back as `previous` next time.
+        public var assigned: [String: Int]
+    }
+
+    /// Auto-assigned VNIs come from this range; 0 is left out (some collectors treat it as "none").
+    public static let range = 1...Quota.vni.upperBound
+
+    public static func assign(_ document: Document, previous: [String: Int] = [:]) -> Result {
+        var doc = document
+        var used = Set(doc.sessions.compactMap(\.vni))
+        var assigned: [String: Int] = [:]
+        // Sessions needing a VNI, in id order so the result does not depend on array order.
+        let needing = doc.sessions.filter { $0.vni == nil }.map(\.id)
+        let ids = Array(Set(needing)).sorted()
+        // First keep every previous assignment that is still free.
+        for id in ids {
+            if let v = previous[id], range.contains(v), !used.contains(v) {
+                assigned[id] = v
+                used.insert(v)
+            }
+        }
+        for id in ids where assigned[id] == nil {
+            var v = candidate(for: id)
+            while used.contains(v) { v = v == range.upperBound ? range.lowerBound : v + 1 }
+            assigned[id] = v
+            used.insert(v)
+        }
+        for i in doc.sessions.indices where doc.sessions[i].vni == nil {
+            doc.sessions[i].vni = assigned[doc.sessions[i].id]
+        }
+        return Result(document: doc, assigned: assigned)
+    }
+
+    /// FNV-1a of the id's UTF-8, folded into the range: stable across runs and platforms
+    /// (unlike `Hasher`, which is seeded per process).
+    public static func candidate(for id: String) -> Int {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        return range.lowerBound + Int(h % UInt64(range.count))
+    }
+}
