@@ -9,7 +9,7 @@
 #
 # Addresses (documentation ranges only):
 #   vm        192.0.2.10/24     gw 192.0.2.1 (host)
-#   peer      203.0.113.10/24   gw 203.0.113.1 (host)
+#   peer      203.0.113.10/24 and 203.0.113.200/24, gw 203.0.113.1 (host)
 #   collector 198.51.100.2/24   host side 198.51.100.1
 #   IPv6:     2001:db8:1::10 (vm), 2001:db8:3::10 (peer), host ::1 on each
 TOPO_ID=${TOPO_ID:-$$$RANDOM}
@@ -18,11 +18,14 @@ NS_VM=mvm-$TOPO_ID
 NS_HOST=mhost-$TOPO_ID
 NS_PEER=mpeer-$TOPO_ID
 NS_COL=mcol-$TOPO_ID
-TAP=tap$TOPO_ID          # the source ENI as the host sees it (<= 15 chars)
-UL=ul$TOPO_ID            # host side of the underlay
-PR=pr$TOPO_ID            # host side toward the peer
+# Device names live inside the per-run namespaces, so fixed names never collide
+# and documents can name the source interface as it is: tap-vm1.
+TAP=tap-vm1              # the source ENI as the host sees it
+UL=underlay0             # host side of the underlay toward the collector
+PR=peer0                 # host side toward the peer
 VM_IP=192.0.2.10
 PEER_IP=203.0.113.10
+PEER_IP2=203.0.113.200
 COL_IP=198.51.100.2
 HOST_UL_IP=198.51.100.1
 VM_IP6=2001:db8:1::10
@@ -48,6 +51,9 @@ topo_up() {
   for ns in "$NS_VM" "$NS_HOST" "$NS_PEER" "$NS_COL"; do
     ip netns add "$ns"
     in_ns "$ns" ip link set lo up
+    # No link-local addresses: no MLD reports or router solicitations, so every
+    # packet a test counts is one it sent.
+    in_ns "$ns" sysctl -qw net.ipv6.conf.default.addr_gen_mode=1 net.ipv6.conf.default.accept_ra=0
   done
   ip link add eth0 netns "$NS_VM" type veth peer name "$TAP" netns "$NS_HOST"
   ip link add eth0 netns "$NS_PEER" type veth peer name "$PR" netns "$NS_HOST"
@@ -60,6 +66,7 @@ topo_up() {
   in_ns "$NS_VM" ip -6 route add default via 2001:db8:1::1
 
   in_ns "$NS_PEER" ip addr add $PEER_IP/24 dev eth0
+  in_ns "$NS_PEER" ip addr add $PEER_IP2/24 dev eth0
   in_ns "$NS_PEER" ip -6 addr add $PEER_IP6/64 dev eth0 nodad
   in_ns "$NS_PEER" ip link set eth0 up
   in_ns "$NS_PEER" ip route add default via 203.0.113.1
@@ -83,6 +90,7 @@ topo_up() {
   in_ns "$NS_HOST" ip neigh replace $VM_IP lladdr "$vm_mac" dev "$TAP" nud permanent
   in_ns "$NS_HOST" ip neigh replace $VM_IP6 lladdr "$vm_mac" dev "$TAP" nud permanent
   in_ns "$NS_HOST" ip neigh replace $PEER_IP lladdr "$pr_mac" dev "$PR" nud permanent
+  in_ns "$NS_HOST" ip neigh replace $PEER_IP2 lladdr "$pr_mac" dev "$PR" nud permanent
   in_ns "$NS_HOST" ip neigh replace $PEER_IP6 lladdr "$pr_mac" dev "$PR" nud permanent
   in_ns "$NS_HOST" ip neigh replace $COL_IP lladdr "$col_mac" dev "$UL" nud permanent
   in_ns "$NS_VM" ip neigh replace 192.0.2.1 lladdr "$(in_ns "$NS_HOST" cat /sys/class/net/$TAP/address)" dev eth0 nud permanent

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Send hand-built Ethernet frames out of an interface (AF_PACKET), for end-to-end
+tests and the demo. Each line of the spec file (JSON) is one packet:
+
+  {"family": 4|6, "proto": "tcp"|"udp"|"icmp"|"icmpv6"|N, "src": A, "dst": B,
+   "sport": N, "dport": N, "payload": N (bytes), "count": N, "tag": "any text"}
+
+The source MAC is the interface's; the destination MAC is the gateway's, from
+--dst-mac. Prints one JSON line per packet sent: the spec plus the frame in hex.
+"""
+import argparse, ipaddress, json, socket, struct, sys
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+
+
+def l4(proto, spec, src, dst, family):
+    payload = bytes((i * 7 + 3) & 0xFF for i in range(spec.get("payload", 0)))
+    if family == 4:
+        pseudo = lambda n: src.packed + dst.packed + struct.pack("!BBH", 0, proto, n)
+    else:
+        pseudo = lambda n: src.packed + dst.packed + struct.pack("!IxxxB", n, proto)
+    if proto == 6:
+        hdr = struct.pack("!HHIIBBHHH", spec.get("sport", 40000), spec.get("dport", 80), spec.get("seq", 1), 0,
+                          5 << 4, spec.get("tcp_flags", 0x02), 65535, 0, 0)
+        seg = hdr + payload
+        c = csum(pseudo(len(seg)) + seg)
+        return seg[:16] + struct.pack("!H", c) + seg[18:]
+    if proto == 17:
+        n = 8 + len(payload)
+        seg = struct.pack("!HHHH", spec.get("sport", 40000), spec.get("dport", 53), n, 0) + payload
+        c = csum(pseudo(n) + seg) or 0xFFFF
+        return seg[:6] + struct.pack("!H", c) + seg[8:]
+    if proto in (1, 58):
+        t = 8 if proto == 1 else 128  # echo request
+        seg = struct.pack("!BBHHH", t, 0, 0, 0x1234, 1) + payload
+        c = csum((pseudo(len(seg)) if proto == 58 else b"") + seg)
+        return seg[:2] + struct.pack("!H", c) + seg[4:]
+    return payload
+
+
+def frame(spec, src_mac, dst_mac):
+    family = spec.get("family", 4)
+    p = spec.get("proto", "udp")
+    proto = PROTOS.get(p, p) if isinstance(p, str) else int(p)
+    src, dst = ipaddress.ip_address(spec["src"]), ipaddress.ip_address(spec["dst"])
+    body = l4(proto, spec, src, dst, family)
+    if family == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), spec.get("id", 1), 0, 64, proto, 0,
+                         src.packed, dst.packed)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        return dst_mac + src_mac + b"\x08\x00" + ip + body
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(body), proto, 64, src.packed, dst.packed)
+    return dst_mac + src_mac + b"\x86\xdd" + ip6 + body
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iface", required=True)
+    ap.add_argument("--dst-mac", required=True)
+    ap.add_argument("spec", help="JSON lines file, or - for stdin")
+    a = ap.parse_args()
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    src_mac = s.getsockname()[4][:6]
+    dst_mac = bytes.fromhex(a.dst_mac.replace(":", ""))
+    f = sys.stdin if a.spec == "-" else open(a.spec)
+    for line in f:
+        if not line.strip():
+            continue
+        spec = json.loads(line)
+        fr = frame(spec, src_mac, dst_mac)
+        for _ in range(spec.get("count", 1)):
+            s.send(fr)
+        print(json.dumps(dict(spec, frame_hex=fr.hex())))
+
+
+if __name__ == "__main__":
+    main()

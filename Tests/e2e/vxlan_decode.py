@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""The project's own decoder of mirror copies: reads a pcap taken at the collector and
+prints one JSON object per VXLAN copy (outer addresses and UDP ports, VNI, inner frame
+length and hex, inner 5-tuple). End-to-end tests compare it with tshark's reading of
+the same capture, so neither decoder is trusted alone.
+
+Written by hand (stdlib only) on purpose: it must not share code with the agent.
+"""
+import json, struct, sys
+
+
+def pcap_packets(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return
+    magic = struct.unpack("<I", data[:4])[0]
+    if magic in (0xA1B2C3D4, 0xA1B23C4D):
+        endian = "<"
+    elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
+        endian = ">"
+    else:
+        raise SystemExit(f"{path}: not a pcap file (pcapng is not supported: use tcpdump -w)")
+    linktype = struct.unpack(endian + "I", data[20:24])[0]
+    off = 24
+    while off + 16 <= len(data):
+        _, _, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+        off += 16
+        yield linktype, data[off:off + incl]
+        off += incl
+
+
+def l3(frame):
+    """Ethernet (+ one VLAN tag) -> (ethertype, payload offset)."""
+    if len(frame) < 14:
+        return None, 0
+    et = struct.unpack("!H", frame[12:14])[0]
+    off = 14
+    if et in (0x8100, 0x88A8) and len(frame) >= 18:
+        et = struct.unpack("!H", frame[16:18])[0]
+        off = 18
+    return et, off
+
+
+def ip_tuple(frame):
+    et, off = l3(frame)
+    t = dict(ethertype=None, proto=None, src=None, dst=None, sport=None, dport=None)
+    if et == 0x0800 and len(frame) >= off + 20:
+        ihl = (frame[off] & 0x0F) * 4
+        proto = frame[off + 9]
+        frag = struct.unpack("!H", frame[off + 6:off + 8])[0] & 0x1FFF
+        t.update(ethertype="ipv4", proto=proto,
+                 src=".".join(map(str, frame[off + 12:off + 16])), dst=".".join(map(str, frame[off + 16:off + 20])))
+        l4 = off + ihl
+        if proto in (6, 17) and frag == 0 and len(frame) >= l4 + 4:
+            t["sport"], t["dport"] = struct.unpack("!HH", frame[l4:l4 + 4])
+    elif et == 0x86DD and len(frame) >= off + 40:
+        import ipaddress
+        nh = frame[off + 6]
+        t.update(ethertype="ipv6", src=str(ipaddress.IPv6Address(frame[off + 8:off + 24])),
+                 dst=str(ipaddress.IPv6Address(frame[off + 24:off + 40])))
+        l4 = off + 40
+        for _ in range(8):  # extension headers
+            if nh in (0, 43, 60) and len(frame) >= l4 + 2:
+                nh, l4 = frame[l4], l4 + (frame[l4 + 1] + 1) * 8
+            elif nh == 44 and len(frame) >= l4 + 8:
+                later = struct.unpack("!H", frame[l4 + 2:l4 + 4])[0] >> 3
+                nh, l4 = frame[l4], l4 + 8
+                if later:
+                    t["proto"] = nh
+                    return t
+            else:
+                break
+        t["proto"] = nh
+        if nh in (6, 17) and len(frame) >= l4 + 4:
+            t["sport"], t["dport"] = struct.unpack("!HH", frame[l4:l4 + 4])
+    elif et is not None:
+        t["ethertype"] = f"0x{et:04x}"
+    return t
+
+
+def tcp_payload_len(frame):
+    et, off = l3(frame)
+    if et == 0x0800 and len(frame) >= off + 20 and frame[off + 9] == 6:
+        ihl = (frame[off] & 0x0F) * 4
+        total = struct.unpack("!H", frame[off + 2:off + 4])[0]
+        if len(frame) >= off + ihl + 13:
+            doff = (frame[off + ihl + 12] >> 4) * 4
+            return total - ihl - doff, struct.unpack("!I", frame[off + ihl + 4:off + ihl + 8])[0]
+    return None, None
+
+
+def copies(path):
+    for linktype, pkt in pcap_packets(path):
+        if linktype != 1:  # Ethernet only
+            continue
+        et, off = l3(pkt)
+        if et != 0x0800 or len(pkt) < off + 20:
+            continue
+        ihl = (pkt[off] & 0x0F) * 4
+        if pkt[off + 9] != 17:
+            continue
+        u = off + ihl
+        sport, dport, ulen = struct.unpack("!HHH", pkt[u:u + 6])
+        if dport != 4789 or len(pkt) < u + 16:
+            continue
+        flags = pkt[u + 8]
+        vni = struct.unpack("!I", pkt[u + 12:u + 16])[0] >> 8
+        inner = pkt[u + 16:]
+        out = dict(outer_src=".".join(map(str, pkt[off + 12:off + 16])),
+                   outer_dst=".".join(map(str, pkt[off + 16:off + 20])),
+                   outer_len=len(pkt) - off, udp_sport=sport, i_flag=bool(flags & 0x08), vni=vni,
+                   inner_len=len(inner), inner_hex=inner.hex())
+        out.update({"inner_" + k: v for k, v in ip_tuple(inner).items()})
+        pl, seq = tcp_payload_len(inner)
+        if pl is not None:
+            out["inner_tcp_payload"] = pl
+            out["inner_tcp_seq"] = seq
+        yield out
+
+
+if __name__ == "__main__":
+    for c in copies(sys.argv[1]):
+        print(json.dumps(c))
