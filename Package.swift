@@ -13,17 +13,34 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .target(name: "MirrorCore"),
         .target(name: "MirrorAPI", dependencies: ["MirrorCore"]),
         // Seeded RNG and random valid documents/packets, shared by several test targets.
         .target(name: "MirrorTestSupport", dependencies: ["MirrorCore"]),
-        .target(name: "MirrorAgent", dependencies: ["MirrorCore", "MirrorAPI"]),
+        // libnl-route-3 (Debian libnl-route-3-dev) behind plain C functions: its macros
+        // and inline helpers do not import into Swift, and Swift never sees libnl types.
+        .target(
+            name: "CNetlink",
+            cSettings: [.unsafeFlags(["-I/usr/include/libnl3"])],
+            linkerSettings: [.linkedLibrary("nl-route-3"), .linkedLibrary("nl-3")]),
+        .target(
+            name: "MirrorAgent",
+            dependencies: [
+                "MirrorCore", "MirrorAPI", "CNetlink",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "mirror-agent",
             dependencies: [
                 "MirrorAgent",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -33,6 +50,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "MirrorCoreTests", dependencies: ["MirrorCore", "MirrorTestSupport"]),
+        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "CNetlink"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,1 +1,260 @@
+import Foundation
+import Logging
+import MirrorAPI
+import MirrorCore
+
 public enum MirrorAgentInfo { public static let version = "0.1.0" }
+
+/// An error answered to a client: HTTP status, one line, and the field errors.
+public struct AgentError: Error, CustomStringConvertible {
+    public var status: Int
+    public var message: String
+    public var errors: [FieldError]
+    public init(status: Int, _ message: String, errors: [FieldError] = []) {
+        self.status = status; self.message = message; self.errors = errors
+    }
+    public var description: String {
+        ([message] + errors.map { "  \($0)" }).joined(separator: "\n")
+    }
+    public static func badRequest(_ m: String, _ e: [FieldError] = []) -> AgentError { AgentError(status: 400, m, errors: e) }
+    public static func notFound(_ m: String) -> AgentError { AgentError(status: 404, m) }
+}
+
+/// Holds the desired state and reconciles it onto the datapath. Every mutation builds
+/// the whole next document, validates it with the core, assigns VNIs, persists it and
+/// only then hands it to the datapath; on any failure nothing changes (SPEC §7).
+/// Being an actor serialises mutations, so two clients cannot interleave.
+public actor Agent {
+    private let store: StateStore
+    private let datapath: Datapath
+    private let checker: DocumentChecking
+    private let logger: Logger
+
+    /// The document as the user applied it (sessions may lack `vni`).
+    private var applied: JSONValue = .object([])
+    private var document = Document()
+    /// The document with every session's effective VNI, as the datapath sees it.
+    private var effective = Document()
+    private var vnis: [String: Int] = [:]
+    private var generation: UInt64 = 0
+
+    public init(store: StateStore, datapath: Datapath, checker: DocumentChecking = CoreDocumentChecker(),
+                logger: Logger = Logger(label: "mirror-agent")) {
+        self.store = store; self.datapath = datapath; self.checker = checker; self.logger = logger
+    }
+
+    /// Restores the persisted state (or starts empty with `resetState`) and reconciles.
+    /// Throws `StateError` when the state cannot be trusted: the agent must not start.
+    public func start(resetState: Bool) throws {
+        try store.prepare()
+        if resetState, let aside = try store.reset() {
+            logger.warning("--reset-state: previous state moved to \(aside); starting empty")
+        }
+        if let persisted = try store.load() {
+            switch checker.check(persisted.document.value) {
+            case .failure(let e):
+                let errors = e.errors
+                throw StateError("state file \(store.path) holds a document that no longer validates; fix it or start with --reset-state:\n"
+                                 + errors.map { "  \($0)" }.joined(separator: "\n"))
+            case .success(let doc):
+                applied = persisted.document.value
+                document = doc
+                (effective, vnis) = checker.assignVNIs(doc, previous: persisted.vnis)
+                generation = persisted.generation
+            }
+            logger.info("restored state", metadata: ["generation": "\(generation)", "sessions": "\(document.sessions.count)"])
+        }
+        try datapath.start()
+        try datapath.apply(document: effective, generation: generation)
+    }
+
+    public func shutdown() { datapath.shutdown() }
+
+    // MARK: - Mutations
+
+    public func apply(_ next: JSONValue) throws -> ApplyResponse {
+        guard next.isObject else { throw AgentError.badRequest("the document must be a JSON object") }
+        return try commit(next)
+    }
+
+    @discardableResult
+    public func create(_ kind: ObjectKind, _ object: JSONValue) throws -> ObjectResponse {
+        guard object.isObject else { throw AgentError.badRequest("the \(kind.singular) must be a JSON object") }
+        guard case .string(let id)? = object["id"] else {
+            throw AgentError.badRequest("the \(kind.singular) has no id", [FieldError(path: "id", message: "required")])
+        }
+        var items = Self.items(applied, kind)
+        if items.contains(where: { $0["id"]?.stringValue == id }) {
+            throw AgentError(status: 409, "\(kind.singular) \(id) already exists (use update)")
+        }
+        items.append(object)
+        _ = try commit(Self.replacing(applied, kind, items))
+        return try objectResponse(kind, id)
+    }
+
+    @discardableResult
+    public func update(_ kind: ObjectKind, _ id: String, _ object: JSONValue) throws -> ObjectResponse {
+        guard object.isObject else { throw AgentError.badRequest("the \(kind.singular) must be a JSON object") }
+        if let given = object["id"], given != .string(id) {
+            throw AgentError.badRequest("the body's id does not match \(id) in the URL", [FieldError(path: "id", message: "must be \(id)")])
+        }
+        var items = Self.items(applied, kind)
+        guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
+            throw AgentError.notFound("\(kind.singular) \(id) not found")
+        }
+        items[i] = object.setting("id", .string(id))
+        _ = try commit(Self.replacing(applied, kind, items))
+        return try objectResponse(kind, id)
+    }
+
+    @discardableResult
+    public func delete(_ kind: ObjectKind, _ id: String) throws -> ObjectResponse {
+        var items = Self.items(applied, kind)
+        guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
+            throw AgentError.notFound("\(kind.singular) \(id) not found")
+        }
+        let removed = try objectResponse(kind, id)
+        items.remove(at: i)
+        let r = try commit(Self.replacing(applied, kind, items))
+        return ObjectResponse(kind: kind, object: removed.object.value, generation: r.generation)
+    }
+
+    @discardableResult
+    public func setSessionEnabled(_ id: String, _ enabled: Bool) throws -> ObjectResponse {
+        var items = Self.items(applied, .sessions)
+        guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
+            throw AgentError.notFound("session \(id) not found")
+        }
+        items[i] = items[i].setting("enabled", .bool(enabled))
+        _ = try commit(Self.replacing(applied, .sessions, items))
+        return try objectResponse(.sessions, id)
+    }
+
+    /// The one path by which desired state changes.
+    private func commit(_ next: JSONValue) throws -> ApplyResponse {
+        let doc: Document
+        switch checker.check(next) {
+        case .failure(let e):
+            let errors = e.errors
+            throw AgentError(status: 422, "the document is invalid (\(errors.count) error\(errors.count == 1 ? "" : "s")); nothing was changed",
+                             errors: errors)
+        case .success(let d): doc = d
+        }
+        let (nextEffective, nextVNIs) = checker.assignVNIs(doc, previous: vnis)
+        if doc == document && nextVNIs == vnis {
+            applied = next  // same meaning; keep the user's latest spelling
+            return ApplyResponse(generation: generation, changed: false, vnis: effectiveVNIs)
+        }
+        let nextGeneration = generation + 1
+        do {
+            try store.save(PersistedState(generation: nextGeneration, document: AnyJSON(next), vnis: nextVNIs))
+        } catch {
+            throw AgentError(status: 500, "cannot persist the new state, nothing was changed: \(error)")
+        }
+        do {
+            try datapath.apply(document: nextEffective, generation: nextGeneration)
+        } catch {
+            // Put the previous state back on disk so that a restart restores what is
+            // actually in force.
+            do { try store.save(PersistedState(generation: generation, document: AnyJSON(applied), vnis: vnis)) } catch {
+                logger.error("datapath refused the change and restoring the previous state file failed: \(error)")
+            }
+            throw AgentError(status: 500, "the datapath refused the change, nothing was changed: \(error)")
+        }
+        applied = next; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
+        logger.info("applied", metadata: ["generation": "\(generation)", "sessions": "\(doc.sessions.count)"])
+        return ApplyResponse(generation: generation, changed: true, vnis: effectiveVNIs)
+    }
+
+    // MARK: - Reads
+
+    public func list(_ kind: ObjectKind) throws -> ListResponse {
+        ListResponse(kind: kind, items: try Self.effectiveItems(effective, kind))
+    }
+
+    public func get(_ kind: ObjectKind, _ id: String) throws -> ObjectResponse { try objectResponse(kind, id) }
+
+    public func appliedDocument() -> JSONValue { applied }
+
+    public func currentGeneration() -> UInt64 { generation }
+
+    private func objectResponse(_ kind: ObjectKind, _ id: String) throws -> ObjectResponse {
+        guard let o = try Self.effectiveItems(effective, kind).first(where: { $0["id"]?.stringValue == id }) else {
+            throw AgentError.notFound("\(kind.singular) \(id) not found")
+        }
+        return ObjectResponse(kind: kind, object: o, generation: generation)
+    }
+
+    public func status() -> StatusResponse {
+        let dp = datapath.status()
+        let sources = effective.sources.map { s in
+            let ifindex = dp.attached[s.interface]
+            return StatusResponse.SourceStatus(
+                id: s.id, interface: s.interface, ifindex: ifindex, state: ifindex == nil ? .pending : .attached,
+                sessions: Oracle.sessionsInOrder(document: effective, source: s.id).map(\.id))
+        }
+        return StatusResponse(version: MirrorAgentInfo.version, datapath: datapath.kind, datapathLoaded: dp.loaded,
+                              generation: generation, datapathGeneration: dp.generation,
+                              sessions: effective.sessions.count,
+                              enabledSessions: effective.sessions.filter(\.isEnabled).count,
+                              sources: sources, mirrorDevice: dp.mirrorDevice)
+    }
+
+    public func explain(_ request: ExplainRequest) throws -> ExplainResponse {
+        let packet: PacketDescription
+        switch request.packet.description() {
+        case .failure(let e): throw AgentError.badRequest("the packet description is invalid", e.errors)
+        case .success(let p): packet = p
+        }
+        guard effective.sources.contains(where: { $0.id == request.source }) else {
+            throw AgentError(status: 404, "source \(request.source) not found",
+                             errors: [FieldError(path: "source", message: "no source '\(request.source)'")])
+        }
+        let oracle = Oracle.decide(document: effective, source: request.source, direction: request.direction,
+                                   packet: packet, connection: request.connection ?? .new)
+        var kernel: Decision?
+        var note: String?
+        do {
+            kernel = try datapath.explain(source: request.source, direction: request.direction, packet: packet)
+            if kernel == nil { note = "the \(datapath.kind) datapath cannot run packets (no kernel program loaded)" }
+        } catch {
+            note = "running the packet through the loaded program failed: \(error)"
+        }
+        let agree = kernel.map { $0.mirrored == oracle.mirrored && $0.session == oracle.session }
+        return ExplainResponse(source: request.source, direction: request.direction, packet: packet.description,
+                               oracle: oracle, kernel: kernel, agree: agree, kernelNote: note, generation: generation)
+    }
+
+    /// A link event from the netlink monitor.
+    public func linkChanged(name: String, ifindex: Int, present: Bool) {
+        guard effective.sources.contains(where: { $0.interface == name }) else { return }
+        logger.info("source interface \(present ? "appeared" : "went away")", metadata: ["interface": "\(name)", "ifindex": "\(ifindex)"])
+        datapath.linkChanged(name: name, ifindex: ifindex, present: present)
+    }
+
+    // MARK: - Helpers
+
+    /// Every session's VNI, given or assigned.
+    private var effectiveVNIs: [String: Int] {
+        Dictionary(effective.sessions.compactMap { s in s.vni.map { (s.id, $0) } }, uniquingKeysWith: { a, _ in a })
+    }
+
+    static func items(_ doc: JSONValue, _ kind: ObjectKind) -> [JSONValue] {
+        doc[kind.documentKey]?.arrayValue ?? []
+    }
+
+    static func replacing(_ doc: JSONValue, _ kind: ObjectKind, _ items: [JSONValue]) -> JSONValue {
+        (doc.isObject ? doc : .object([])).setting(kind.documentKey, .array(items))
+    }
+
+    static func effectiveItems(_ doc: Document, _ kind: ObjectKind) throws -> [JSONValue] {
+        switch kind {
+        case .sessions: return doc.sessions.map(DocumentEncoding.encode)
+        case .filters: return doc.filters.map(DocumentEncoding.encode)
+        case .targets: return doc.targets.map(DocumentEncoding.encode)
+        case .sources: return doc.sources.map(DocumentEncoding.encode)
+        case .securityGroups: return doc.securityGroups.map(DocumentEncoding.encode)
+        case .networkAcls: return doc.networkAcls.map(DocumentEncoding.encode)
+        }
+    }
+}

@@ -1,0 +1,58 @@
+#ifndef CNETLINK_H
+#define CNETLINK_H
+// A narrow C API over libnl-route-3 for the agent: the mirror VXLAN device, ifindex
+// lookups and link events. libnl's types stay behind these functions (its macros and
+// inline helpers do not import into Swift). Every function returns 0 or a negative
+// errno-style code; cnl_strerror() turns it into text.
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// A route-netlink socket bound to one network namespace.
+typedef struct cnl_context cnl_context;
+
+/// Opens a context. `netns_path` NULL = the calling thread's namespace; otherwise a
+/// path such as /run/netns/NAME: the socket is created inside it (the thread switches
+/// in and back out within this call only).
+int cnl_context_open(const char *netns_path, cnl_context **out);
+void cnl_context_close(cnl_context *ctx);
+
+/// ifindex of `name`, or -ENODEV when there is no such link.
+int cnl_link_ifindex(cnl_context *ctx, const char *name, int *ifindex_out);
+
+/// Creates `name` as a VXLAN device in collect_md (`external`) mode, UDP destination
+/// port `dstport`, learning off, and sets it up. -EEXIST when it already exists.
+int cnl_vxlan_external_create(cnl_context *ctx, const char *name, uint16_t dstport, uint32_t mtu);
+
+/// Reads back whether `name` is a VXLAN device in collect_md mode and its port.
+/// -EINVAL if the link exists but is not such a device.
+int cnl_vxlan_external_info(cnl_context *ctx, const char *name, int *is_external, uint16_t *dstport, int *is_up);
+
+/// Deletes link `name`; -ENODEV when absent.
+int cnl_link_delete(cnl_context *ctx, const char *name);
+
+/// Link events (RTNLGRP_LINK).
+typedef struct cnl_monitor cnl_monitor;
+
+typedef struct cnl_link_event {
+    int ifindex;
+    int added;  // 1: new or changed link, 0: removed
+    int up;     // IFF_UP
+    char name[16];  // IFNAMSIZ
+} cnl_link_event;
+
+int cnl_monitor_open(const char *netns_path, cnl_monitor **out);
+void cnl_monitor_close(cnl_monitor *mon);
+/// Waits up to `timeout_ms` for events and stores up to `max` of them.
+/// Returns the number stored (0 on timeout) or a negative error.
+int cnl_monitor_next(cnl_monitor *mon, int timeout_ms, cnl_link_event *events, int max);
+
+const char *cnl_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,207 @@
+#define _GNU_SOURCE
+#include "CNetlink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <linux/rtnetlink.h>
+
+#include <netlink/netlink.h>
+#include <netlink/errno.h>
+#include <netlink/socket.h>
+#include <netlink/msg.h>
+#include <netlink/attr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/vxlan.h>
+
+struct cnl_context { struct nl_sock *sock; };
+
+struct cnl_monitor {
+    struct nl_sock *sock;
+    cnl_link_event *buf;
+    int max;
+    int count;
+};
+
+// libnl returns its own NLE_* codes; the API promises negative errno values.
+static int from_nle(int err) {
+    if (err >= 0) return 0;
+    switch (-err) {
+    case NLE_EXIST: return -EEXIST;
+    case NLE_OBJ_NOTFOUND: case NLE_NODEV: return -ENODEV;
+    case NLE_PERM: return -EPERM;
+    case NLE_NOMEM: return -ENOMEM;
+    case NLE_INVAL: return -EINVAL;
+    case NLE_OPNOTSUPP: return -EOPNOTSUPP;
+    case NLE_BUSY: return -EBUSY;
+    case NLE_NOACCESS: return -EACCES;
+    case NLE_RANGE: return -ERANGE;
+    case NLE_AGAIN: return -EAGAIN;
+    default: return -EIO;
+    }
+}
+
+// Creates a connected route socket inside `netns_path` (NULL: here). setns only
+// changes the calling thread and is undone before returning, so callers on a thread
+// pool are safe; the socket stays bound to the namespace it was created in.
+static int open_socket(const char *netns_path, struct nl_sock **out) {
+    int self = -1, target = -1, rc = 0;
+    if (netns_path) {
+        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (self < 0) return -errno;
+        target = open(netns_path, O_RDONLY | O_CLOEXEC);
+        if (target < 0) { rc = -errno; close(self); return rc; }
+        if (setns(target, CLONE_NEWNET) < 0) { rc = -errno; close(target); close(self); return rc; }
+    }
+    struct nl_sock *sock = nl_socket_alloc();
+    if (!sock) rc = -ENOMEM;
+    else {
+        int err = nl_connect(sock, NETLINK_ROUTE);
+        if (err < 0) { rc = from_nle(err); nl_socket_free(sock); sock = NULL; }
+    }
+    if (netns_path) {
+        if (setns(self, CLONE_NEWNET) < 0 && rc == 0) rc = -errno;  // should never happen
+        close(target); close(self);
+    }
+    if (rc == 0) *out = sock; else if (sock) nl_socket_free(sock);
+    return rc;
+}
+
+int cnl_context_open(const char *netns_path, cnl_context **out) {
+    struct nl_sock *sock = NULL;
+    int rc = open_socket(netns_path, &sock);
+    if (rc < 0) return rc;
+    cnl_context *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx) { nl_socket_free(sock); return -ENOMEM; }
+    ctx->sock = sock;
+    *out = ctx;
+    return 0;
+}
+
+void cnl_context_close(cnl_context *ctx) {
+    if (!ctx) return;
+    nl_socket_free(ctx->sock);
+    free(ctx);
+}
+
+int cnl_link_ifindex(cnl_context *ctx, const char *name, int *ifindex_out) {
+    struct rtnl_link *link = NULL;
+    int err = rtnl_link_get_kernel(ctx->sock, 0, name, &link);
+    if (err < 0) return from_nle(err);
+    *ifindex_out = rtnl_link_get_ifindex(link);
+    rtnl_link_put(link);
+    return 0;
+}
+
+int cnl_vxlan_external_create(cnl_context *ctx, const char *name, uint16_t dstport, uint32_t mtu) {
+    struct rtnl_link *link = rtnl_link_vxlan_alloc();
+    if (!link) return -ENOMEM;
+    rtnl_link_set_name(link, name);
+    int err = rtnl_link_vxlan_set_collect_metadata(link, 1);
+    if (err == 0) err = rtnl_link_vxlan_set_port(link, dstport);
+    if (err == 0) err = rtnl_link_vxlan_set_learning(link, 0);
+    if (err == 0 && mtu > 0) rtnl_link_set_mtu(link, mtu);
+    if (err == 0) err = rtnl_link_add(ctx->sock, link, NLM_F_CREATE | NLM_F_EXCL);
+    rtnl_link_put(link);
+    if (err < 0) return from_nle(err);
+
+    // Up in a second step: the kernel applies IFF_UP from RTM_NEWLINK only for some
+    // link kinds, and a change request is explicit.
+    struct rtnl_link *current = NULL, *change = NULL;
+    err = rtnl_link_get_kernel(ctx->sock, 0, name, &current);
+    if (err < 0) return from_nle(err);
+    change = rtnl_link_alloc();
+    if (!change) { rtnl_link_put(current); return -ENOMEM; }
+    rtnl_link_set_flags(change, IFF_UP);
+    err = rtnl_link_change(ctx->sock, current, change, 0);
+    rtnl_link_put(change);
+    rtnl_link_put(current);
+    return from_nle(err);
+}
+
+int cnl_vxlan_external_info(cnl_context *ctx, const char *name, int *is_external, uint16_t *dstport, int *is_up) {
+    struct rtnl_link *link = NULL;
+    int err = rtnl_link_get_kernel(ctx->sock, 0, name, &link);
+    if (err < 0) return from_nle(err);
+    const char *type = rtnl_link_get_type(link);
+    if (!type || strcmp(type, "vxlan") != 0) { rtnl_link_put(link); return -EINVAL; }
+    int md = rtnl_link_vxlan_get_collect_metadata(link);
+    *is_external = md > 0 ? 1 : 0;
+    uint32_t port = 0;
+    if (rtnl_link_vxlan_get_port(link, &port) == 0) *dstport = (uint16_t)port; else *dstport = 0;
+    *is_up = (rtnl_link_get_flags(link) & IFF_UP) ? 1 : 0;
+    rtnl_link_put(link);
+    return 0;
+}
+
+int cnl_link_delete(cnl_context *ctx, const char *name) {
+    struct rtnl_link *link = rtnl_link_alloc();
+    if (!link) return -ENOMEM;
+    rtnl_link_set_name(link, name);
+    int err = rtnl_link_delete(ctx->sock, link);
+    rtnl_link_put(link);
+    return from_nle(err);
+}
+
+// --- link events -------------------------------------------------------------
+
+static int on_link_message(struct nl_msg *msg, void *arg) {
+    cnl_monitor *mon = arg;
+    struct nlmsghdr *hdr = nlmsg_hdr(msg);
+    if (hdr->nlmsg_type != RTM_NEWLINK && hdr->nlmsg_type != RTM_DELLINK) return NL_OK;
+    if (mon->count >= mon->max) return NL_OK;  // caller polls again; the kernel keeps the rest queued
+    if (!nlmsg_valid_hdr(hdr, sizeof(struct ifinfomsg))) return NL_OK;
+    struct ifinfomsg *ifi = nlmsg_data(hdr);
+    struct nlattr *attr = nlmsg_find_attr(hdr, sizeof(struct ifinfomsg), IFLA_IFNAME);
+    cnl_link_event *ev = &mon->buf[mon->count];
+    memset(ev, 0, sizeof(*ev));
+    ev->ifindex = ifi->ifi_index;
+    ev->added = hdr->nlmsg_type == RTM_NEWLINK;
+    ev->up = (ifi->ifi_flags & IFF_UP) ? 1 : 0;
+    if (attr) nla_strlcpy(ev->name, attr, sizeof(ev->name));
+    mon->count++;
+    return NL_OK;
+}
+
+int cnl_monitor_open(const char *netns_path, cnl_monitor **out) {
+    cnl_monitor *mon = calloc(1, sizeof(*mon));
+    if (!mon) return -ENOMEM;
+    int rc = open_socket(netns_path, &mon->sock);
+    if (rc < 0) { free(mon); return rc; }
+    nl_socket_disable_seq_check(mon->sock);
+    nl_socket_modify_cb(mon->sock, NL_CB_VALID, NL_CB_CUSTOM, on_link_message, mon);
+    int err = nl_socket_add_membership(mon->sock, RTNLGRP_LINK);
+    if (err == 0) err = nl_socket_set_nonblocking(mon->sock);
+    if (err < 0) { nl_socket_free(mon->sock); free(mon); return from_nle(err); }
+    *out = mon;
+    return 0;
+}
+
+void cnl_monitor_close(cnl_monitor *mon) {
+    if (!mon) return;
+    nl_socket_free(mon->sock);
+    free(mon);
+}
+
+int cnl_monitor_next(cnl_monitor *mon, int timeout_ms, cnl_link_event *events, int max) {
+    struct pollfd pfd = { .fd = nl_socket_get_fd(mon->sock), .events = POLLIN };
+    int n = poll(&pfd, 1, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    if (n == 0) return 0;
+    mon->buf = events; mon->max = max; mon->count = 0;
+    int err = nl_recvmsgs_default(mon->sock);
+    int count = mon->count;
+    mon->buf = NULL; mon->max = 0; mon->count = 0;
+    // ENOBUFS: the kernel dropped events because we were slow; the caller resyncs.
+    if (err < 0 && err != -NLE_AGAIN && count == 0) return from_nle(err) == -EIO ? -ENOBUFS : from_nle(err);
+    return count;
+}
+
+const char *cnl_strerror(int code) {
+    return strerror(code < 0 ? -code : code);
+}

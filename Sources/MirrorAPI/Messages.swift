@@ -1,0 +1,153 @@
+import MirrorCore
+
+// Requests and responses of the control API (HTTP/1.1 + JSON over the agent's unix
+// socket). Routes, all under /v1:
+//   POST   /v1/apply                      body: the whole document         -> ApplyResponse
+//   GET    /v1/{kind}                                                      -> ListResponse
+//   GET    /v1/{kind}/{id}                                                 -> ObjectResponse
+//   POST   /v1/{kind}                     body: one object (with "id")     -> ObjectResponse (201)
+//   PUT    /v1/{kind}/{id}                body: one object                 -> ObjectResponse
+//   DELETE /v1/{kind}/{id}                                                 -> ObjectResponse (the deleted object)
+//   POST   /v1/sessions/{id}/enable|disable                                -> ObjectResponse
+//   GET    /v1/status                                                      -> StatusResponse
+//   POST   /v1/explain                    body: ExplainRequest             -> ExplainResponse
+//   GET    /v1/document                                                    -> the applied document (as applied)
+// {kind} is one of ObjectKind's raw values. Errors: ErrorResponse with 4xx/5xx.
+
+public enum APIPath {
+    public static let prefix = "/v1"
+    public static let apply = "/v1/apply"
+    public static let status = "/v1/status"
+    public static let explain = "/v1/explain"
+    public static let document = "/v1/document"
+    public static func kind(_ k: ObjectKind) -> String { "/v1/\(k.rawValue)" }
+    public static func object(_ k: ObjectKind, _ id: String) -> String { "/v1/\(k.rawValue)/\(percentEncode(id))" }
+    public static func session(_ id: String, enable: Bool) -> String {
+        "/v1/sessions/\(percentEncode(id))/\(enable ? "enable" : "disable")"
+    }
+
+    /// Ids are `[A-Za-z0-9._-]` when valid; anything else is escaped so that a bad id
+    /// reaches the agent intact and gets a proper "not found" instead of a bad route.
+    public static func percentEncode(_ s: String) -> String {
+        var out = ""
+        for b in s.utf8 {
+            let c = Character(UnicodeScalar(b))
+            if (b < 0x80) && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-") { out.append(c) }
+            else { out += "%" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true) }
+        }
+        return out
+    }
+
+    public static func percentDecode(_ s: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var it = Array(s.utf8)[...]
+        while let b = it.popFirst() {
+            if b == UInt8(ascii: "%") {
+                guard it.count >= 2, let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+                bytes.append(v); it = it.dropFirst(2)
+            } else { bytes.append(b) }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+}
+
+/// Answer to `apply` and to every mutation: the new generation and the VNI of every
+/// session (assigned or given), so a caller sees what was chosen.
+public struct ApplyResponse: Hashable, Sendable, Codable {
+    public var generation: UInt64
+    /// false when the document equals the one already applied (nothing was pushed).
+    public var changed: Bool
+    public var vnis: [String: Int]
+    public init(generation: UInt64, changed: Bool, vnis: [String: Int]) {
+        self.generation = generation; self.changed = changed; self.vnis = vnis
+    }
+}
+
+public struct ListResponse: Hashable, Sendable, Codable {
+    public var kind: ObjectKind
+    /// Objects as the agent holds them, sessions with their effective `vni`.
+    public var items: [AnyJSON]
+    public init(kind: ObjectKind, items: [JSONValue]) { self.kind = kind; self.items = items.map(AnyJSON.init) }
+}
+
+public struct ObjectResponse: Hashable, Sendable, Codable {
+    public var kind: ObjectKind
+    public var object: AnyJSON
+    public var generation: UInt64
+    public init(kind: ObjectKind, object: JSONValue, generation: UInt64) {
+        self.kind = kind; self.object = AnyJSON(object); self.generation = generation
+    }
+}
+
+public struct StatusResponse: Hashable, Sendable, Codable {
+    public enum SourceState: String, Hashable, Sendable, Codable {
+        /// Programs are attached on both directions of the interface.
+        case attached
+        /// The interface does not exist (yet); attached when it appears.
+        case pending
+    }
+    public struct SourceStatus: Hashable, Sendable, Codable {
+        public var id: String
+        public var interface: String
+        public var ifindex: Int?
+        public var state: SourceState
+        /// Session ids on this source in evaluation order (ascending priority).
+        public var sessions: [String]
+        public init(id: String, interface: String, ifindex: Int?, state: SourceState, sessions: [String]) {
+            self.id = id; self.interface = interface; self.ifindex = ifindex; self.state = state; self.sessions = sessions
+        }
+    }
+    public var version: String
+    /// Which datapath implementation serves: "kernel" (libbpf) or "memory" (no kernel).
+    public var datapath: String
+    public var datapathLoaded: Bool
+    /// Increases with every applied change.
+    public var generation: UInt64
+    /// The generation the datapath last applied (equal to `generation` when in sync).
+    public var datapathGeneration: UInt64
+    public var sessions: Int
+    public var enabledSessions: Int
+    public var sources: [SourceStatus]
+    /// The VXLAN `external` device the copies leave through, when present.
+    public var mirrorDevice: String?
+    public init(version: String, datapath: String, datapathLoaded: Bool, generation: UInt64, datapathGeneration: UInt64,
+                sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?) {
+        self.version = version; self.datapath = datapath; self.datapathLoaded = datapathLoaded
+        self.generation = generation; self.datapathGeneration = datapathGeneration; self.sessions = sessions
+        self.enabledSessions = enabledSessions; self.sources = sources; self.mirrorDevice = mirrorDevice
+    }
+}
+
+public struct ExplainRequest: Hashable, Sendable, Codable {
+    public var source: String
+    public var direction: Direction
+    public var packet: PacketSpec
+    /// SPEC §5: security groups are stateful; say whether the packet belongs to an
+    /// allowed connection. Default new.
+    public var connection: ConnectionState?
+    public init(source: String, direction: Direction, packet: PacketSpec, connection: ConnectionState? = nil) {
+        self.source = source; self.direction = direction; self.packet = packet; self.connection = connection
+    }
+}
+
+public struct ExplainResponse: Hashable, Sendable, Codable {
+    public var source: String
+    public var direction: Direction
+    /// The packet as understood (`PacketDescription.description`).
+    public var packet: String
+    /// The reference decision (MirrorCore.Oracle) under the live policy.
+    public var oracle: Decision
+    /// The decision of the loaded program (BPF_PROG_TEST_RUN); null when no kernel
+    /// datapath is loaded.
+    public var kernel: Decision?
+    /// oracle == kernel on `mirrored` and `session`; null without a kernel decision.
+    public var agree: Bool?
+    /// Why there is no kernel decision, when there is none.
+    public var kernelNote: String?
+    public var generation: UInt64
+    public init(source: String, direction: Direction, packet: String, oracle: Decision, kernel: Decision?,
+                agree: Bool?, kernelNote: String?, generation: UInt64) {
+        self.source = source; self.direction = direction; self.packet = packet; self.oracle = oracle
+        self.kernel = kernel; self.agree = agree; self.kernelNote = kernelNote; self.generation = generation
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import MirrorCore
+
+/// What the agent needs from a datapath. The agent validates, assigns VNIs and
+/// persists before calling `apply`; the datapath compiles and swaps (SPEC §8: atomic).
+///
+/// SEAM(datapath): the libbpf-backed implementation comes from MirrorDatapath
+/// (a `KernelDatapath: Datapath`); `DatapathFactory.make` picks it. Until then the
+/// agent runs on `InMemoryDatapath`, which keeps the same bookkeeping without a kernel.
+public protocol Datapath: AnyObject, Sendable {
+    /// "kernel" or "memory", shown by `status`.
+    var kind: String { get }
+
+    /// Load or adopt pinned programs and maps, create the mirror device. Called once
+    /// at start, before the first `apply`.
+    func start() throws
+
+    /// Make the datapath mirror exactly `document` (a validated document whose every
+    /// session has its effective `vni`). All or nothing: on a throw the previous
+    /// policy stays in force.
+    func apply(document: Document, generation: UInt64) throws
+
+    /// An interface appeared (or changed ifindex) or disappeared: attach or detach the
+    /// sources that use it (SPEC §7 pending → attached).
+    func linkChanged(name: String, ifindex: Int, present: Bool)
+
+    func status() -> DatapathStatus
+
+    /// The loaded program's decision for the packet (BPF_PROG_TEST_RUN), or nil when
+    /// this datapath cannot run packets (see `DatapathStatus.loaded`).
+    func explain(source: String, direction: Direction, packet: PacketDescription) throws -> Decision?
+
+    /// Agent stop: release handles, leave pinned programs attached (SPEC §7: mirroring
+    /// continues while the agent restarts).
+    func shutdown()
+
+    /// `mirror-agent cleanup`: remove everything the agent ever put in the kernel.
+    func cleanup() throws
+}
+
+public struct DatapathStatus: Hashable, Sendable {
+    public var loaded: Bool
+    public var generation: UInt64
+    /// Interfaces with programs attached on both directions, by name → ifindex.
+    public var attached: [String: Int]
+    public var mirrorDevice: String?
+    public init(loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?) {
+        self.loaded = loaded; self.generation = generation; self.attached = attached; self.mirrorDevice = mirrorDevice
+    }
+}
+
+public struct DatapathError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A datapath without a kernel: remembers the policy and which interfaces exist.
+/// Used by tests and whenever no kernel datapath is available.
+public final class InMemoryDatapath: Datapath, @unchecked Sendable {
+    private let lock = NSLock()
+    private var document = Document()
+    private var generation: UInt64 = 0
+    private var present: [String: Int]
+    private var started = false
+    /// Test hook: the next `apply` throws this (then clears it).
+    private var failNext: String?
+    /// How interfaces are found at apply time; default: if_nametoindex in this netns.
+    private let resolve: @Sendable (String) -> Int?
+
+    public let kind = "memory"
+
+    public init(interfaces: [String: Int]? = nil) {
+        present = interfaces ?? [:]
+        if interfaces != nil {
+            resolve = { _ in nil }
+        } else {
+            resolve = { name in
+                let i = if_nametoindex(name)
+                return i == 0 ? nil : Int(i)
+            }
+        }
+    }
+
+    public func start() throws { lock.withLock { started = true } }
+
+    public func apply(document: Document, generation: UInt64) throws {
+        try lock.withLock {
+            if let f = failNext { failNext = nil; throw DatapathError(f) }
+            for s in document.sources where present[s.interface] == nil {
+                if let i = resolve(s.interface) { present[s.interface] = i }
+            }
+            self.document = document
+            self.generation = generation
+        }
+    }
+
+    public func linkChanged(name: String, ifindex: Int, present isPresent: Bool) {
+        lock.withLock { present[name] = isPresent ? ifindex : nil }
+    }
+
+    public func status() -> DatapathStatus {
+        lock.withLock {
+            var attached: [String: Int] = [:]
+            for s in document.sources { if let i = present[s.interface] { attached[s.interface] = i } }
+            return DatapathStatus(loaded: started, generation: generation, attached: attached, mirrorDevice: nil)
+        }
+    }
+
+    public func explain(source: String, direction: Direction, packet: PacketDescription) throws -> Decision? { nil }
+
+    public func shutdown() { lock.withLock { started = false } }
+    public func cleanup() throws {}
+
+    /// Test hook: make the next apply fail with `message`.
+    public func failNextApply(_ message: String) { lock.withLock { failNext = message } }
+    /// The last applied policy.
+    public var appliedDocument: Document { lock.withLock { document } }
+}

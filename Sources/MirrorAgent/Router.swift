@@ -1,0 +1,143 @@
+import Foundation
+import MirrorAPI
+import MirrorCore
+
+/// Maps control-API requests (see MirrorAPI/Messages.swift for the route table) onto
+/// the agent. Independent of HTTP plumbing so that it can be tested directly.
+public struct Router: Sendable {
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: Data
+    }
+
+    let agent: Agent
+
+    public init(agent: Agent) { self.agent = agent }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    public func handle(method: String, uri: String, body: Data) async -> Response {
+        do {
+            return try await route(method: method, uri: uri, body: body)
+        } catch let e as AgentError {
+            return Self.error(e.status, e.message, e.errors)
+        } catch {
+            return Self.error(500, "internal error: \(error)", [])
+        }
+    }
+
+    static func error(_ status: Int, _ message: String, _ errors: [FieldError]) -> Response {
+        let data = (try? encoder.encode(ErrorResponse(message: message, errors: errors)))
+            ?? Data("{\"error\":{\"message\":\"internal error\",\"errors\":[]}}".utf8)
+        return Response(status: status, body: data)
+    }
+
+    static func ok<T: Encodable>(_ value: T, status: Int = 200) throws -> Response {
+        do { return Response(status: status, body: try encoder.encode(value)) } catch {
+            throw AgentError(status: 500, "cannot encode the response: \(error)")
+        }
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ body: Data) throws -> T {
+        guard !body.isEmpty else { throw AgentError.badRequest("the request needs a JSON body") }
+        do { return try JSONDecoder().decode(T.self, from: body) } catch {
+            throw AgentError.badRequest("the request body is not valid: \(Self.describe(error))",
+                                        Self.path(of: error).map { [FieldError(path: $0, message: Self.describe(error))] } ?? [])
+        }
+    }
+
+    /// Request bodies that carry documents or objects go through the core's strict,
+    /// depth-bounded parser (duplicate keys refused, numbers kept exact).
+    func json(_ body: Data) throws -> JSONValue {
+        guard !body.isEmpty else { throw AgentError.badRequest("the request needs a JSON body") }
+        switch JSONParser.parse([UInt8](body)) {
+        case .success(let v): return v
+        case .failure(let e): throw AgentError.badRequest("the request body is not valid JSON: \(e)")
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let c):
+            if let u = c.underlyingError { return "not valid JSON (\(u.localizedDescription))" }
+            return c.debugDescription
+        case DecodingError.keyNotFound(let k, _): return "missing field \(k.stringValue)"
+        case DecodingError.typeMismatch(let t, _): return "wrong type (expected \(t))"
+        case DecodingError.valueNotFound(let t, _): return "missing value (expected \(t))"
+        default: return "\(error)"
+        }
+    }
+
+    static func path(of error: Error) -> String? {
+        let ctx: DecodingError.Context?
+        switch error {
+        case DecodingError.keyNotFound(let k, let c):
+            return (c.codingPath + [k]).map(\.stringValue).joined(separator: ".")
+        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c): ctx = c
+        default: ctx = nil
+        }
+        guard let ctx, !ctx.codingPath.isEmpty else { return nil }
+        return ctx.codingPath.map(\.stringValue).joined(separator: ".")
+    }
+
+    func route(method: String, uri: String, body: Data) async throws -> Response {
+        let pathPart = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let raw = pathPart.split(separator: "/", omittingEmptySubsequences: true)
+        var segments: [String] = []
+        for s in raw {
+            guard let d = APIPath.percentDecode(s) else { throw AgentError.badRequest("bad percent-encoding in \(uri)") }
+            segments.append(d)
+        }
+        guard segments.first == "v1" else { throw AgentError.notFound("no such route: \(method) \(uri) (the API lives under /v1)") }
+        let rest = Array(segments.dropFirst())
+        func allow(_ methods: String...) throws {
+            guard methods.contains(method) else {
+                throw AgentError(status: 405, "\(method) is not allowed on \(pathPart) (use \(methods.joined(separator: " or ")))")
+            }
+        }
+
+        switch rest.count {
+        case 1 where rest[0] == "apply":
+            try allow("POST")
+            return try Self.ok(try await agent.apply(try json(body)))
+        case 1 where rest[0] == "status":
+            try allow("GET")
+            return try Self.ok(await agent.status())
+        case 1 where rest[0] == "document":
+            try allow("GET")
+            return try Self.ok(AnyJSON(await agent.appliedDocument()))
+        case 1 where rest[0] == "explain":
+            try allow("POST")
+            return try Self.ok(try await agent.explain(try decode(ExplainRequest.self, body)))
+        case 1:
+            let kind = try Self.kind(rest[0])
+            try allow("GET", "POST")
+            if method == "GET" { return try Self.ok(try await agent.list(kind)) }
+            return try Self.ok(try await agent.create(kind, try json(body)), status: 201)
+        case 2:
+            let kind = try Self.kind(rest[0])
+            try allow("GET", "PUT", "DELETE")
+            switch method {
+            case "GET": return try Self.ok(try await agent.get(kind, rest[1]))
+            case "PUT": return try Self.ok(try await agent.update(kind, rest[1], try json(body)))
+            default: return try Self.ok(try await agent.delete(kind, rest[1]))
+            }
+        case 3 where rest[0] == "sessions" && (rest[2] == "enable" || rest[2] == "disable"):
+            try allow("POST")
+            return try Self.ok(try await agent.setSessionEnabled(rest[1], rest[2] == "enable"))
+        default:
+            throw AgentError.notFound("no such route: \(method) \(pathPart)")
+        }
+    }
+
+    static func kind(_ name: String) throws -> ObjectKind {
+        guard let k = ObjectKind(rawValue: name) else {
+            throw AgentError.notFound("no such kind '\(name)' (one of \(ObjectKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return k
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import MirrorAPI
+import MirrorCore
+
+/// What survives a restart: the document as the user applied it (sessions without
+/// `vni` stay without it) and the VNIs assigned to them (SPEC §2: stable across
+/// restarts).
+public struct PersistedState: Hashable, Sendable, Codable {
+    public static let currentFormat = 1
+    public var formatVersion: Int
+    public var generation: UInt64
+    public var document: AnyJSON
+    public var vnis: [String: Int]
+    public init(generation: UInt64, document: AnyJSON, vnis: [String: Int]) {
+        self.formatVersion = PersistedState.currentFormat
+        self.generation = generation; self.document = document; self.vnis = vnis
+    }
+}
+
+public struct StateError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The state file in the state directory, written atomically: temp file, fsync,
+/// rename, fsync of the directory (issue 4: a crash mid-write leaves the previous
+/// state loadable).
+public struct StateStore: Sendable {
+    public let directory: String
+    public var path: String { directory + "/state.json" }
+
+    public init(directory: String) { self.directory = directory }
+
+    /// Creates the directory (0700) when missing.
+    public func prepare() throws {
+        var st = stat()
+        if stat(directory, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw StateError("state directory \(directory) exists and is not a directory") }
+            return
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StateError("cannot create state directory \(directory): \(error.localizedDescription)")
+        }
+    }
+
+    /// nil when there is no state file yet. Throws when it exists but cannot be read
+    /// or decoded: the agent must stop rather than start empty (issue 4).
+    public func load() throws -> PersistedState? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw StateError("cannot read state file \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var data = Data()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StateError("cannot read state file \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            data.append(contentsOf: buf[0..<n])
+        }
+        let state: PersistedState
+        do { state = try JSONDecoder().decode(PersistedState.self, from: data) } catch {
+            throw StateError("state file \(path) is corrupt (\(Self.describe(error))); fix or move it away, or start with --reset-state to start empty")
+        }
+        guard state.formatVersion == PersistedState.currentFormat else {
+            throw StateError("state file \(path) has format \(state.formatVersion), this agent reads \(PersistedState.currentFormat)")
+        }
+        return state
+    }
+
+    public func save(_ state: PersistedState) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let data: Data
+        do { data = try encoder.encode(state) } catch { throw StateError("cannot encode state: \(error)") }
+        let tmp = path + ".tmp"
+        func fail(_ what: String) -> StateError { StateError("cannot write state file \(path): \(what): \(String(cString: strerror(errno)))") }
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw fail("open \(tmp)") }
+        var ok = false
+        defer { if !ok { unlink(tmp) } }
+        let written = data.withUnsafeBytes { raw -> Bool in
+            var off = 0
+            while off < raw.count {
+                let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                off += n
+            }
+            return true
+        }
+        guard written else { let e = fail("write"); close(fd); throw e }
+        guard fsync(fd) == 0 else { let e = fail("fsync"); close(fd); throw e }
+        close(fd)
+        guard rename(tmp, path) == 0 else { throw fail("rename") }
+        ok = true
+        // The rename is durable only once the directory entry is on disk.
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// `--reset-state`: the old file is kept beside, renamed, never silently dropped.
+    /// Returns the name it was moved to, or nil when there was none.
+    @discardableResult
+    public func reset() throws -> String? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let aside = path + ".reset-\(Int(Date().timeIntervalSince1970))"
+        guard rename(path, aside) == 0 else {
+            throw StateError("cannot move \(path) aside: \(String(cString: strerror(errno)))")
+        }
+        return aside
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let c): return c.underlyingError.map { "\($0.localizedDescription)" } ?? c.debugDescription
+        case DecodingError.keyNotFound(let k, _): return "missing \(k.stringValue)"
+        case DecodingError.typeMismatch(_, let c): return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
+        case DecodingError.valueNotFound(_, let c): return "missing value at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
+        default: return "\(error)"
+        }
+    }
+}
