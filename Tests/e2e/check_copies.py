@@ -84,7 +84,7 @@ def main():
     cache = {}
     expected = collections.Counter()
     rows = []
-    for linktype, fr in vd.pcap_packets(a.vm_pcap):
+    for linktype, fr, _ in vd.pcap_packets(a.vm_pcap):
         direction = "outbound" if fr[6:12] == vm_mac else "inbound"
         t, d = explain(a.agentctl, a.doc, a.source, direction, fr, cache)
         vni = vnis[d["session"]] if d["mirrored"] else None

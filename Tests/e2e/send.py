@@ -67,6 +67,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iface", required=True)
     ap.add_argument("--dst-mac", required=True)
+    ap.add_argument("--for-seconds", type=float, default=0, help="repeat the spec until this much time passed")
+    ap.add_argument("--interval", type=float, default=0.01, help="pause between repetitions (with --for-seconds)")
     ap.add_argument("spec", help="JSON lines file, or - for stdin")
     a = ap.parse_args()
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -74,14 +76,20 @@ def main():
     src_mac = s.getsockname()[4][:6]
     dst_mac = bytes.fromhex(a.dst_mac.replace(":", ""))
     f = sys.stdin if a.spec == "-" else open(a.spec)
-    for line in f:
-        if not line.strip():
-            continue
-        spec = json.loads(line)
-        fr = frame(spec, src_mac, dst_mac)
+    specs = [json.loads(line) for line in f if line.strip()]
+    frames = [frame(spec, src_mac, dst_mac) for spec in specs]
+    for spec, fr in zip(specs, frames):
         for _ in range(spec.get("count", 1)):
             s.send(fr)
         print(json.dumps(dict(spec, frame_hex=fr.hex())))
+    if a.for_seconds:
+        import time
+        end = time.monotonic() + a.for_seconds
+        while time.monotonic() < end:
+            time.sleep(a.interval)
+            for spec, fr in zip(specs, frames):
+                for _ in range(spec.get("count", 1)):
+                    s.send(fr)
 
 
 if __name__ == "__main__":

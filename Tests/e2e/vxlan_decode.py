@@ -24,9 +24,9 @@ def pcap_packets(path):
     linktype = struct.unpack(endian + "I", data[20:24])[0]
     off = 24
     while off + 16 <= len(data):
-        _, _, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+        sec, usec, incl, _ = struct.unpack(endian + "IIII", data[off:off + 16])
         off += 16
-        yield linktype, data[off:off + incl]
+        yield linktype, data[off:off + incl], sec + usec / 1e6
         off += incl
 
 
@@ -91,7 +91,7 @@ def tcp_payload_len(frame):
 
 
 def copies(path):
-    for linktype, pkt in pcap_packets(path):
+    for linktype, pkt, ts in pcap_packets(path):
         if linktype != 1:  # Ethernet only
             continue
         et, off = l3(pkt)
@@ -107,7 +107,7 @@ def copies(path):
         flags = pkt[u + 8]
         vni = struct.unpack("!I", pkt[u + 12:u + 16])[0] >> 8
         inner = pkt[u + 16:]
-        out = dict(outer_src=".".join(map(str, pkt[off + 12:off + 16])),
+        out = dict(ts=ts, outer_src=".".join(map(str, pkt[off + 12:off + 16])),
                    outer_dst=".".join(map(str, pkt[off + 16:off + 20])),
                    outer_len=len(pkt) - off, udp_sport=sport, i_flag=bool(flags & 0x08), vni=vni,
                    inner_len=len(inner), inner_hex=inner.hex())
