@@ -19,6 +19,18 @@ let package = Package(
     targets: [
         .target(name: "MirrorCore"),
         .target(name: "MirrorAPI", dependencies: ["MirrorCore"]),
+        // Datapath (issue 3): the BPF ABI header as a C module, libbpf, the compiler
+        // from a validated document to map images, and the kernel-facing layer.
+        .target(name: "CMirrorABI"),
+        // libbpf (Debian libbpf-dev) with its opts macros wrapped in C functions.
+        .target(name: "CLibbpf", linkerSettings: [.linkedLibrary("bpf")]),
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool()),
+        .target(name: "MirrorCompiler", dependencies: ["MirrorCore", "CMirrorABI"]),
+        .target(
+            name: "MirrorDatapath",
+            dependencies: ["MirrorCore", "MirrorCompiler", "CMirrorABI", "CLibbpf"],
+            plugins: ["BPFObjectPlugin"]),
+        .executableTarget(name: "mirror-bench", dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore"]),
         // Seeded RNG and random valid documents/packets, shared by several test targets.
         .target(name: "MirrorTestSupport", dependencies: ["MirrorCore"]),
         // libnl-route-3 (Debian libnl-route-3-dev) behind plain C functions: its macros
@@ -50,6 +62,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "MirrorCoreTests", dependencies: ["MirrorCore", "MirrorTestSupport"]),
+        .testTarget(name: "MirrorCompilerTests", dependencies: ["MirrorCompiler", "MirrorCore", "MirrorTestSupport", "CMirrorABI"]),
+        .testTarget(
+            name: "MirrorDatapathTests",
+            dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "MirrorTestSupport", "CMirrorABI"]),
         .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "CNetlink"]),
     ],
     swiftLanguageModes: [.v5]

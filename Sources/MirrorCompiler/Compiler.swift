@@ -1,0 +1,255 @@
+import CMirrorABI
+import MirrorCore
+
+/// One (source interface, direction) entry of the policy map. The generation slot
+/// of its key is chosen when the image is written (`key(slot:)`).
+public struct PolicyEntry: @unchecked Sendable {
+    public var sourceID: String
+    public var ifindex: UInt32
+    public var direction: Direction
+    public var value: mirror_policy
+
+    public func key(slot: UInt8) -> mirror_policy_key {
+        var k = mirror_policy_key()
+        k.ifindex = ifindex
+        k.slot = slot
+        k.direction = direction.abi
+        return k
+    }
+
+    /// The flattened rules, in evaluation order.
+    public var rules: [mirror_rule] {
+        var v = value
+        let n = Int(v.rule_count)
+        return withUnsafeBytes(of: &v.rules) { Array($0.bindMemory(to: mirror_rule.self).prefix(n)) }
+    }
+}
+
+/// What a (session slot, direction, rule index) of the image stands for: used to
+/// turn a datapath verdict or a rule counter back into spec nouns.
+public struct RuleInfo: Hashable, Sendable {
+    public var sessionID: String
+    public var filterID: String
+    public var direction: Direction
+    public var priority: Int
+    public var action: RuleAction
+}
+
+public struct RuleKey: Hashable, Sendable {
+    public var sessionSlot: UInt16
+    public var direction: Direction
+    public var ruleIndex: UInt8
+    public init(sessionSlot: UInt16, direction: Direction, ruleIndex: UInt8) {
+        self.sessionSlot = sessionSlot; self.direction = direction; self.ruleIndex = ruleIndex
+    }
+}
+
+/// Everything one generation of the datapath needs, as ABI structs, independent of
+/// the generation slot it will be written to. Pure data: `Datapath.apply` writes it.
+public struct MapImage: @unchecked Sendable {
+    public var policies: [PolicyEntry] = []
+    /// Key: stable session slot.
+    public var sessions: [UInt16: mirror_session] = [:]
+    /// Key: target index (position in the document's targets).
+    public var targets: [UInt32: mirror_target] = [:]
+    public var rules: [RuleKey: RuleInfo] = [:]
+    public var slots = SlotAssignment()
+    /// Sources left out because their interface did not resolve to an ifindex.
+    public var unresolvedSources: [String] = []
+
+    public init() {}
+
+    public func policy(ifindex: UInt32, direction: Direction) -> PolicyEntry? {
+        policies.first { $0.ifindex == ifindex && $0.direction == direction }
+    }
+
+    public func sessionID(slot: UInt16) -> String? {
+        slots.sessions.first { $0.value == slot }?.key
+    }
+}
+
+extension Direction {
+    /// enum mirror_direction.
+    public var abi: UInt8 { self == .inbound ? UInt8(MIRROR_DIR_INBOUND.rawValue) : UInt8(MIRROR_DIR_OUTBOUND.rawValue) }
+}
+
+/// The compiler (issue 3): a validated document → map image, byte-exact through the
+/// ABI structs. Pure: the caller resolves interfaces and path MTUs.
+public enum Compiler {
+    public struct Input {
+        /// A validated document whose sessions all have a `vni` (run the VNI assigner first).
+        public var document: Document
+        public var slots: SlotAssignment
+        /// Host-side interface name → ifindex; nil = not present (the source is skipped).
+        public var interfaceIndex: (String) -> UInt32?
+        /// Underlay path MTU toward a collector (SPEC §6).
+        public var pathMTU: (IPAddress) -> Int
+
+        public init(document: Document, slots: SlotAssignment, interfaceIndex: @escaping (String) -> UInt32?,
+                    pathMTU: @escaping (IPAddress) -> Int = { _ in 1500 }) {
+            self.document = document; self.slots = slots
+            self.interfaceIndex = interfaceIndex; self.pathMTU = pathMTU
+        }
+    }
+
+    public static func compile(_ input: Input) throws(CompileError) -> MapImage {
+        let doc = input.document
+        var image = MapImage()
+        image.slots = input.slots
+        let filters = Dictionary(doc.filters.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let targetIndex = Dictionary(doc.targets.enumerated().map { ($0.element.id, UInt32($0.offset)) },
+                                     uniquingKeysWith: { a, _ in a })
+
+        // Targets, by position.
+        for (i, t) in doc.targets.enumerated() {
+            image.targets[UInt32(i)] = try target(t, pathMTU: input.pathMTU)
+        }
+
+        // Sessions, by stable slot.
+        for s in doc.sessions {
+            guard let slot = input.slots.sessions[s.id] else { throw CompileError("session \(s.id): no slot assigned") }
+            guard let vni = s.vni, Quota.vni.contains(vni) else { throw CompileError("session \(s.id): no vni (assign one first)") }
+            guard let ti = targetIndex[s.target] else { throw CompileError("session \(s.id): unknown target \(s.target)") }
+            var v = mirror_session()
+            v.vni = UInt32(vni)
+            v.target_index = ti
+            v.packet_length = UInt16(clamping: s.packetLength ?? 0)
+            v.enabled = s.isEnabled ? 1 : 0
+            image.sessions[slot] = v
+            // Rule table for every session (also disabled ones: counters, explain).
+            guard let f = filters[s.filter] else { throw CompileError("session \(s.id): unknown filter \(s.filter)") }
+            for d in Direction.allCases {
+                for (i, r) in orderedRules(f.rules(d)).enumerated() {
+                    image.rules[RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(i))] =
+                        RuleInfo(sessionID: s.id, filterID: f.id, direction: d, priority: r.priority, action: r.action)
+                }
+            }
+        }
+
+        // Policies: per source interface and direction, the enabled sessions' rules
+        // flattened in evaluation order (SPEC §4).
+        var seenIfindex: [UInt32: String] = [:]
+        for src in doc.sources {
+            guard let ifindex = input.interfaceIndex(src.interface) else {
+                image.unresolvedSources.append(src.id)
+                continue
+            }
+            if let other = seenIfindex[ifindex] {
+                throw CompileError("sources \(other) and \(src.id) share interface \(src.interface)")
+            }
+            seenIfindex[ifindex] = src.id
+            guard let sourceSlot = input.slots.sources[src.id] else { throw CompileError("source \(src.id): no slot assigned") }
+            let sessions = Oracle.sessionsInOrder(document: doc, source: src.id).filter(\.isEnabled)
+            guard sessions.count <= Int(MAX_SESSIONS_PER_SOURCE) else {
+                throw CompileError("source \(src.id): more than \(MAX_SESSIONS_PER_SOURCE) sessions")
+            }
+            for d in Direction.allCases {
+                var rules: [mirror_rule] = []
+                for s in sessions {
+                    guard let f = filters[s.filter], let slot = input.slots.sessions[s.id] else { continue }
+                    let ordered = orderedRules(f.rules(d))
+                    guard ordered.count <= Int(MAX_RULES_PER_DIRECTION) else {
+                        throw CompileError("filter \(f.id): more than \(MAX_RULES_PER_DIRECTION) \(d) rules")
+                    }
+                    for (i, r) in ordered.enumerated() {
+                        rules.append(rule(r, sessionSlot: slot, ruleIndex: UInt8(i)))
+                    }
+                }
+                var value = mirror_policy()
+                value.source_slot = sourceSlot
+                value.rule_count = UInt8(rules.count)
+                withUnsafeMutableBytes(of: &value.rules) { raw in
+                    let buf = raw.bindMemory(to: mirror_rule.self)
+                    for (i, r) in rules.enumerated() { buf[i] = r }
+                }
+                image.policies.append(PolicyEntry(sourceID: src.id, ifindex: ifindex, direction: d, value: value))
+            }
+        }
+        return image
+    }
+
+    /// Ascending priority; ties (refused by validation) keep document order, as the oracle does.
+    public static func orderedRules(_ rules: [Rule]) -> [Rule] {
+        rules.enumerated().sorted { ($0.element.priority, $0.offset) < ($1.element.priority, $1.offset) }.map(\.element)
+    }
+
+    static func rule(_ r: Rule, sessionSlot: UInt16, ruleIndex: UInt8) -> mirror_rule {
+        var m = mirror_rule()
+        var flags: UInt32 = 0
+        if r.action == .accept { flags |= MIRROR_RULE_ACCEPT.rawValue }
+        if r.ethertype == .ipv6 { flags |= MIRROR_RULE_IPV6.rawValue }
+        switch r.protocol {
+        case .all: flags |= MIRROR_RULE_ANY_PROTOCOL.rawValue
+        case .number(let n): m.protocol = n
+        }
+        let sp = r.sourcePorts ?? .all, dp = r.destinationPorts ?? .all
+        if !sp.isAll || !dp.isAll { flags |= MIRROR_RULE_PORTS.rawValue }
+        m.src_port_min = sp.lower; m.src_port_max = sp.upper
+        m.dst_port_min = dp.lower; m.dst_port_max = dp.upper
+        (m.src_addr_be, m.src_mask_be) = addressAndMask(r.source)
+        (m.dst_addr_be, m.dst_mask_be) = addressAndMask(r.destination)
+        m.session_slot = sessionSlot
+        m.priority = UInt16(clamping: r.priority)
+        m.rule_index = ruleIndex
+        m.flags = UInt8(flags)
+        return m
+    }
+
+    typealias Words = (UInt32, UInt32, UInt32, UInt32)
+
+    /// Network-order words of the masked network address and of the mask; a missing
+    /// CIDR or /0 has mask 0 (matches every address, as the oracle's `addressMatches`).
+    static func addressAndMask(_ cidr: CIDR?) -> (Words, Words) {
+        guard let cidr, cidr.prefixLength > 0 else { return ((0, 0, 0, 0), (0, 0, 0, 0)) }
+        var addr = [UInt8](repeating: 0, count: 16), mask = [UInt8](repeating: 0, count: 16)
+        let bytes = cidr.address.bytes
+        let width = bytes.count * 8
+        let p = min(cidr.prefixLength, width)
+        for i in 0..<bytes.count {
+            let bits = max(0, min(8, p - 8 * i))
+            let m: UInt8 = bits == 0 ? 0 : UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+            mask[i] = m
+            addr[i] = bytes[i] & m
+        }
+        return (networkWords(addr), networkWords(mask))
+    }
+
+    /// 16 bytes in network order → 4 words whose memory holds those bytes.
+    static func networkWords(_ b: [UInt8]) -> Words {
+        func w(_ i: Int) -> UInt32 {
+            (UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])).bigEndian
+        }
+        return (w(0), w(4), w(8), w(12))
+    }
+
+    static func target(_ t: Target, pathMTU: (IPAddress) -> Int) throws(CompileError) -> mirror_target {
+        let addresses = t.collectorAddresses
+        guard !addresses.isEmpty, addresses.count <= Int(MAX_BACKENDS) else {
+            throw CompileError("target \(t.id): needs 1 to \(MAX_BACKENDS) collector addresses")
+        }
+        let family = addresses[0].ethertype
+        guard addresses.allSatisfy({ $0.ethertype == family }) else {
+            throw CompileError("target \(t.id): collectors mix IPv4 and IPv6")
+        }
+        var v = mirror_target()
+        v.kind = UInt8(t.type == .nic ? MIRROR_TARGET_NIC.rawValue : MIRROR_TARGET_LOAD_BALANCER.rawValue)
+        v.family = family == .ipv4 ? 4 : 6
+        v.backend_count = UInt8(addresses.count)
+        let mtu = addresses.map(pathMTU).min() ?? 1500
+        v.path_mtu = UInt16(clamping: mtu)
+        let overhead = Int(family == .ipv4 ? MIRROR_VXLAN_OVERHEAD_IPV4 : MIRROR_VXLAN_OVERHEAD_IPV6)
+        // SPEC §6: the overhead counts the inner Ethernet header, so the inner frame
+        // (from its Ethernet header) may be mtu - overhead + 14 bytes.
+        v.max_inner_len = UInt16(clamping: max(0, mtu - overhead + 14))
+        withUnsafeMutableBytes(of: &v.backends_be) { raw in
+            let words = raw.bindMemory(to: UInt32.self)
+            for (i, a) in addresses.enumerated() {
+                var b = a.bytes
+                if b.count == 4 { b += [UInt8](repeating: 0, count: 12) }
+                let w = networkWords(b)
+                words[4 * i] = w.0; words[4 * i + 1] = w.1; words[4 * i + 2] = w.2; words[4 * i + 3] = w.3
+            }
+        }
+        return v
+    }
+}

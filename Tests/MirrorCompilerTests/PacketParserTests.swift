@@ -1,0 +1,9 @@
+import MirrorCompiler
+import MirrorCore
+import Testing
+
+@Suite struct PacketParserTests {
+    @Test func arpIsNotIP() {
+        #expect(PacketParser.describe(frame: FrameBuilder.arp()) == .notIP)
+    }
+}

@@ -1,0 +1,19 @@
+import CMirrorABI
+import MirrorCompiler
+import MirrorCore
+import MirrorDatapath
+import Testing
+
+@Suite(.serialized) struct LoadTests {
+    @Test func objectLoadsAndPassesTheVerifier() throws {
+        guard Kernel.available else { return }
+        try Kernel.withBPFFS { dir in
+            let dp = try Datapath(pinDirectory: dir)
+            defer { dp.close() }
+            for p in ClassifierProgram.allCases { #expect(dp.programFD(p) >= 0) }
+            let v = Verdict(try dp.testRun(.testIngress, frame: FrameBuilder.arp()).retval)
+            #expect(v.outcome == .noPolicy)
+            dp.unpinMaps()
+        }
+    }
+}

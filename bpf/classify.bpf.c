@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Stage 1 of the datapath: TC (clsact) programs on the host-side device of each
+ * mirror source. They decide per packet whether and to which session it is
+ * mirrored (SPEC §4) and clone the accepted ones to the mirror device, where
+ * stage 2 (encap.bpf.c) encapsulates them. They never change or drop the
+ * original: every program returns TC_ACT_UNSPEC so that other owners' filters
+ * on the same hook still run.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "mirror_abi.h"
+#include "mirror_maps.h"
+#include "parse.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline int rule_matches(const struct mirror_rule *r, const struct mirror_packet *p)
+{
+	__u8 flags = r->flags;
+	if (!!(flags & MIRROR_RULE_IPV6) != (p->family == 6))
+		return 0;
+	if (!(flags & MIRROR_RULE_ANY_PROTOCOL) && r->protocol != p->protocol)
+		return 0;
+	if ((p->src_be[0] & r->src_mask_be[0]) != r->src_addr_be[0] ||
+	    (p->dst_be[0] & r->dst_mask_be[0]) != r->dst_addr_be[0])
+		return 0;
+	if (flags & MIRROR_RULE_IPV6) {
+		for (int w = 1; w < 4; w++) {
+			if ((p->src_be[w] & r->src_mask_be[w]) != r->src_addr_be[w] ||
+			    (p->dst_be[w] & r->dst_mask_be[w]) != r->dst_addr_be[w])
+				return 0;
+		}
+	}
+	if (flags & MIRROR_RULE_PORTS) {
+		/* SPEC §4: later fragments and truncated transport headers have no
+		 * ports; they match only rules whose port ranges are `all`. */
+		if (!p->has_ports)
+			return 0;
+		if (p->src_port < r->src_port_min || p->src_port > r->src_port_max ||
+		    p->dst_port < r->dst_port_min || p->dst_port > r->dst_port_max)
+			return 0;
+	}
+	return 1;
+}
+
+/* Same value for both directions of a flow: the encap stage picks the
+ * load-balancer backend with it (SPEC §2: one flow, one backend). */
+static __always_inline __u32 symmetric_flow_hash(const struct mirror_packet *p)
+{
+	__u32 h = p->src_be[0] ^ p->dst_be[0] ^ p->src_be[1] ^ p->dst_be[1] ^
+		  p->src_be[2] ^ p->dst_be[2] ^ p->src_be[3] ^ p->dst_be[3];
+	if (p->has_ports)
+		h ^= ((__u32)(p->src_port ^ p->dst_port)) * 0x9e3779b1u;
+	h ^= (__u32)p->protocol << 24;
+	/* murmur3 fmix32 */
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline void count_source(__u32 source_slot, __u32 direction, __u32 outcome)
+{
+	__u32 key = mirror_source_stats_key(source_slot, direction);
+	struct mirror_source_stats *s = bpf_map_lookup_elem(&source_stats, &key);
+	if (!s)
+		return;
+	s->seen++;
+	if (outcome == MIRROR_OUTCOME_NOT_IP)
+		s->not_ip++;
+	else if (outcome == MIRROR_OUTCOME_NO_MATCH)
+		s->no_match++;
+	else if (outcome == MIRROR_OUTCOME_REJECT)
+		s->rejected++;
+}
+
+static __always_inline void count_rule(__u32 session_slot, __u32 direction, __u32 rule_index)
+{
+	__u32 key = mirror_rule_stats_key(session_slot, direction, rule_index);
+	struct mirror_rule_stats *s = bpf_map_lookup_elem(&rule_stats, &key);
+	if (s)
+		s->hits++;
+}
+
+/*
+ * The whole decision. `ifindex` is the source device; `clone` is 0 in the
+ * test-run programs, which return the verdict instead of cloning.
+ */
+static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __u32 ifindex, int clone)
+{
+	/* SPEC §6: a copy is never mirrored again. */
+	if (skb->cb[0] == MIRROR_COPY_MAGIC)
+		return mirror_verdict(MIRROR_OUTCOME_COPY, 0, 0, 0);
+
+	__u32 zero = 0;
+	struct mirror_active *active = bpf_map_lookup_elem(&mirror_active, &zero);
+	if (!active)
+		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, 0);
+	/* SPEC §8: the slot is read once; everything below uses that generation. */
+	__u32 slot = active->slot & 1;
+	struct mirror_policy_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
+	struct mirror_policy *policy = bpf_map_lookup_elem(&mirror_policy, &key);
+	if (!policy)
+		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
+	__u32 source_slot = policy->source_slot;
+
+	/* Make the parse window linear when the head is shorter (rare on veth/tap). */
+	__u32 want = skb->len < MIRROR_PARSE_WINDOW ? skb->len : MIRROR_PARSE_WINDOW;
+	if ((long)skb->data_end - (long)skb->data < (long)want)
+		bpf_skb_pull_data(skb, want);
+
+	struct parse_cursor cur = {
+		.data = (void *)(long)skb->data,
+		.data_end = (void *)(long)skb->data_end,
+	};
+	struct mirror_packet pkt = {};
+	parse_frame(&cur, skb->vlan_present, &pkt);
+	if (pkt.family == 0) {
+		count_source(source_slot, direction, MIRROR_OUTCOME_NOT_IP);
+		return mirror_verdict(MIRROR_OUTCOME_NOT_IP, 0, 0, slot);
+	}
+
+	__u32 count = policy->rule_count;
+	for (__u32 i = 0; i < MAX_RULES_PER_POLICY; i++) {
+		if (i >= count)
+			break;
+		const struct mirror_rule *r = &policy->rules[i];
+		if (!rule_matches(r, &pkt))
+			continue;
+		/* SPEC §4: the first matching rule decides, across sessions. */
+		__u32 session_slot = r->session_slot;
+		__u32 rule_index = r->rule_index;
+		count_rule(session_slot, direction, rule_index);
+		if (!(r->flags & MIRROR_RULE_ACCEPT)) {
+			count_source(source_slot, direction, MIRROR_OUTCOME_REJECT);
+			return mirror_verdict(MIRROR_OUTCOME_REJECT, session_slot, rule_index, slot);
+		}
+		__u32 skey = session_slot;
+		struct mirror_session_stats *ss = bpf_map_lookup_elem(&session_stats, &skey);
+		if (ss) {
+			ss->packets++;
+			ss->bytes += skb->len;
+		}
+		__u32 skey2 = mirror_source_stats_key(source_slot, direction);
+		struct mirror_source_stats *src = bpf_map_lookup_elem(&source_stats, &skey2);
+		if (src)
+			src->seen++;
+		if (clone) {
+			__u32 mirror_ifindex = active->mirror_ifindex;
+			long err = -1;
+			if (mirror_ifindex) {
+				skb->cb[0] = MIRROR_COPY_MAGIC;
+				skb->cb[1] = mirror_meta_word1(session_slot, slot, direction);
+				skb->cb[2] = symmetric_flow_hash(&pkt);
+				skb->cb[3] = source_slot;
+				skb->cb[4] = 0;
+				err = bpf_clone_redirect(skb, mirror_ifindex, 0);
+				/* The original goes on and may be classified by another
+				 * source on this host (SPEC §4): it is not a copy. */
+				skb->cb[0] = 0;
+			}
+			if (src) {
+				if (err)
+					src->clone_errors++;
+				else
+					src->mirrored++;
+			}
+		} else if (src) {
+			src->mirrored++;
+		}
+		return mirror_verdict(MIRROR_OUTCOME_ACCEPT, session_slot, rule_index, slot);
+	}
+	count_source(source_slot, direction, MIRROR_OUTCOME_NO_MATCH);
+	return mirror_verdict(MIRROR_OUTCOME_NO_MATCH, 0, 0, slot);
+}
+
+/* SPEC §4: TC ingress of the host-side device carries what the ENI sends. */
+SEC("tc")
+int mirror_tc_ingress(struct __sk_buff *skb)
+{
+	classify(skb, MIRROR_DIR_OUTBOUND, skb->ifindex, 1);
+	return TC_ACT_UNSPEC;
+}
+
+/* SPEC §4: TC egress of the host-side device carries what the ENI receives. */
+SEC("tc")
+int mirror_tc_egress(struct __sk_buff *skb)
+{
+	classify(skb, MIRROR_DIR_INBOUND, skb->ifindex, 1);
+	return TC_ACT_UNSPEC;
+}
+
+/*
+ * BPF_PROG_TEST_RUN twins: the same decision, returned as a verdict
+ * (mirror_verdict) instead of cloned. The source device is skb->mark when set,
+ * so one loaded policy can hold many sources while the test runs on lo.
+ */
+SEC("tc")
+int mirror_test_ingress(struct __sk_buff *skb)
+{
+	return classify(skb, MIRROR_DIR_OUTBOUND, skb->mark ? skb->mark : skb->ifindex, 0);
+}
+
+SEC("tc")
+int mirror_test_egress(struct __sk_buff *skb)
+{
+	return classify(skb, MIRROR_DIR_INBOUND, skb->mark ? skb->mark : skb->ifindex, 0);
+}

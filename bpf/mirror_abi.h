@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one ABI between the BPF datapath (bpf/NAME.bpf.c) and Swift userspace
+ * (imported as the C module CMirrorABI). Every map key and value and every
+ * constant lives here; nothing is defined twice (shared/STYLE.md).
+ *
+ * Byte order: fields ending in `_be` hold network order; every other field is
+ * host order. Addresses are 16 bytes; IPv4 sits in word 0 (`[0]`), like
+ * MirrorCore's IPAddress.bytes.
+ *
+ * Policy is double-buffered (SPEC §8): `mirror_active` names the generation slot
+ * (0 or 1) in force. Every per-packet policy lookup is keyed by that slot, so a
+ * packet reads the slot once and is then evaluated wholly under one policy. The
+ * agent writes the inactive slot completely, then flips `mirror_active`.
+ */
+#ifndef MIRROR_ABI_H
+#define MIRROR_ABI_H
+
+#include <linux/types.h>
+
+/* ---- Quotas (SPEC §3; must equal Sources/MirrorCore/Model/Quotas.swift) ---- */
+#define MAX_SESSIONS_PER_SOURCE 3      /* Quota.sessionsPerSource */
+#define MAX_RULES_PER_DIRECTION 10     /* Quota.rulesPerFilterDirection */
+#define MAX_SESSIONS 20000             /* Quota.sessionsPerAgent */
+#define MAX_SOURCES 8192               /* Quota.sourcesPerAgent */
+#define MAX_BACKENDS 16                /* Quota.backendsPerLoadBalancer */
+#define MAX_TARGETS 20000              /* Quota.targetsPerAgent */
+/* One source and direction: MAX_SESSIONS_PER_SOURCE x MAX_RULES_PER_DIRECTION
+ * rules, flattened in order (a literal so that Swift imports it). */
+#define MAX_RULES_PER_POLICY 30
+
+#define MIRROR_GENERATION_SLOTS 2
+#define MIRROR_DIRECTIONS 2
+
+/* SPEC §4: seen from the ENI. Inbound = TC egress of the host-side device. */
+enum mirror_direction {
+	MIRROR_DIR_INBOUND = 0,
+	MIRROR_DIR_OUTBOUND = 1,
+};
+
+/* ---- Map: mirror_active (ARRAY, 1 entry, key __u32 0) ---- */
+struct mirror_active {
+	__u32 slot;            /* generation slot in force: 0 or 1 */
+	__u32 mirror_ifindex;  /* where bpf_clone_redirect sends copies; 0 = nowhere */
+	__u64 generation;      /* monotonically increasing apply counter (metrics) */
+};
+
+/* ---- Map: mirror_policy (HASH, BPF_F_NO_PREALLOC) ---- */
+struct mirror_policy_key {
+	__u32 ifindex;         /* the source's host-side device */
+	__u8 slot;             /* generation slot */
+	__u8 direction;        /* enum mirror_direction */
+	__u16 pad;             /* must be 0 */
+};
+
+enum mirror_rule_flags {
+	MIRROR_RULE_ACCEPT = 1 << 0,      /* else reject */
+	MIRROR_RULE_IPV6 = 1 << 1,        /* ethertype ipv6, else ipv4 */
+	MIRROR_RULE_ANY_PROTOCOL = 1 << 2,/* protocol `all` */
+	MIRROR_RULE_PORTS = 1 << 3,       /* a port range other than `all`: needs visible ports */
+};
+
+/*
+ * One rule of the flattened list. Address match: (addr & mask_be) == addr_be on
+ * all 4 words (IPv4 rules: word 0 only); a missing CIDR or /0 has mask 0.
+ * Port ranges are inclusive, host order; `all` is 0..65535.
+ */
+struct mirror_rule {
+	__be32 src_addr_be[4];
+	__be32 src_mask_be[4];
+	__be32 dst_addr_be[4];
+	__be32 dst_mask_be[4];
+	__u16 src_port_min;
+	__u16 src_port_max;
+	__u16 dst_port_min;
+	__u16 dst_port_max;
+	__u16 session_slot;    /* stable slot: key of session_stats, mirror_session */
+	__u16 priority;        /* the rule's priority (for dumps and explain) */
+	__u8 rule_index;       /* position in its filter direction, ascending priority */
+	__u8 flags;            /* enum mirror_rule_flags */
+	__u8 protocol;         /* IP protocol, unless MIRROR_RULE_ANY_PROTOCOL */
+	__u8 pad;
+};
+
+/*
+ * The value: the enabled sessions of one source in ascending session priority,
+ * each one's rules for the direction in ascending rule priority, concatenated
+ * (SPEC §4: the first matching rule decides, across sessions).
+ */
+struct mirror_policy {
+	__u16 source_slot;     /* stable slot: key part of source_stats */
+	__u8 rule_count;       /* <= MAX_RULES_PER_POLICY */
+	__u8 pad;
+	__u32 pad2;
+	struct mirror_rule rules[MAX_RULES_PER_POLICY];
+};
+
+/* ---- Map: mirror_session (ARRAY, key slot * MAX_SESSIONS + session_slot) ---- */
+struct mirror_session {
+	__u32 vni;             /* host order: bpf_tunnel_key.tunnel_id takes host order */
+	__u32 target_index;    /* key (with the same slot) in mirror_target */
+	__u16 packet_length;   /* truncate the inner frame to this; 0 = whole packet */
+	__u8 enabled;          /* the session's `enabled` (disabled ones have no rules in mirror_policy) */
+	__u8 pad;
+	__u32 pad2;
+};
+
+/* ---- Map: mirror_target (HASH, BPF_F_NO_PREALLOC, key slot * MAX_TARGETS + target_index) ---- */
+enum mirror_target_kind {
+	MIRROR_TARGET_NIC = 0,
+	MIRROR_TARGET_LOAD_BALANCER = 1,
+};
+
+struct mirror_target {
+	__u8 kind;             /* enum mirror_target_kind */
+	__u8 family;           /* 4 or 6: the underlay address family */
+	__u8 backend_count;    /* 1 for nic; 1..MAX_BACKENDS for loadBalancer */
+	__u8 pad;
+	__u16 path_mtu;        /* underlay path MTU toward the collectors */
+	__u16 max_inner_len;   /* SPEC §6: longest inner frame (from its Ethernet header)
+	                        * that fits: path_mtu - overhead + 14; copies are truncated to it */
+	__be32 backends_be[MAX_BACKENDS][4]; /* nic: [0]; IPv4 in word 0 */
+};
+
+/* SPEC §6: outer IPv4 + UDP + VXLAN + inner Ethernet header. */
+#define MIRROR_VXLAN_OVERHEAD_IPV4 50
+#define MIRROR_VXLAN_OVERHEAD_IPV6 70
+#define MIRROR_VXLAN_PORT 4789
+
+/*
+ * ---- Copy metadata, carried in skb->cb[0..4] from classify to encap ----
+ * Written on the clone just before bpf_clone_redirect; the original's cb[0] is
+ * cleared again afterwards so that it is still classified by other sources.
+ *   cb[0] = MIRROR_COPY_MAGIC (a copy is never classified again, SPEC §6)
+ *   cb[1] = session_slot | generation slot << 16 | direction << 24
+ *   cb[2] = symmetric inner flow hash (same for both directions of a 5-tuple):
+ *           pick backend = hash % backend_count; also the UDP source port entropy
+ *   cb[3] = source_slot
+ *   cb[4] = 0 (reserved)
+ * struct mirror_copy_meta is the same 20 bytes viewed as a struct (little endian).
+ */
+#define MIRROR_COPY_MAGIC 0x4d495252u /* "MIRR" */
+static inline __u32 mirror_meta_word1(__u32 session_slot, __u32 slot, __u32 direction)
+{
+	return session_slot | (slot << 16) | (direction << 24);
+}
+static inline __u32 mirror_meta_session_slot(__u32 word1) { return word1 & 0xffff; }
+static inline __u32 mirror_meta_slot(__u32 word1) { return (word1 >> 16) & 0xff; }
+static inline __u32 mirror_meta_direction(__u32 word1) { return (word1 >> 24) & 0xff; }
+
+struct mirror_copy_meta {
+	__u32 magic;
+	__u16 session_slot;
+	__u8 slot;
+	__u8 direction;
+	__u32 flow_hash;
+	__u32 source_slot;
+	__u32 reserved;
+};
+
+/* ---- Counters (PERCPU_ARRAY; userspace sums the CPUs) ---- */
+
+/* session_stats: key session_slot (stable across applies). */
+struct mirror_session_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* rule_stats: key mirror_rule_stats_key(session_slot, direction, rule_index). */
+static inline __u32 mirror_rule_stats_key(__u32 session_slot, __u32 direction, __u32 rule_index)
+{
+	return (session_slot * MIRROR_DIRECTIONS + direction) * MAX_RULES_PER_DIRECTION + rule_index;
+}
+#define MIRROR_RULE_STATS_ENTRIES 400000 /* MAX_SESSIONS * MIRROR_DIRECTIONS * MAX_RULES_PER_DIRECTION */
+
+struct mirror_rule_stats {
+	__u64 hits;
+};
+
+/* source_stats: key mirror_source_stats_key(source_slot, direction). */
+static inline __u32 mirror_source_stats_key(__u32 source_slot, __u32 direction)
+{
+	return source_slot * MIRROR_DIRECTIONS + direction;
+}
+#define MIRROR_SOURCE_STATS_ENTRIES 16384 /* MAX_SOURCES * MIRROR_DIRECTIONS */
+
+struct mirror_source_stats {
+	__u64 seen;           /* packets classified on this source and direction */
+	__u64 mirrored;       /* accepted and cloned */
+	__u64 rejected;       /* a reject rule decided */
+	__u64 no_match;       /* no rule matched */
+	__u64 not_ip;         /* ARP, other ethertypes, malformed IP */
+	__u64 clone_errors;   /* bpf_clone_redirect failed, or no mirror device set */
+};
+
+/*
+ * ---- Test-run verdicts ----
+ * The mirror_test_* programs return the decision instead of cloning:
+ *   bits 28..31 outcome (enum mirror_outcome)
+ *   bits 16..23 rule_index (accept/reject)
+ *   bits  0..15 session_slot (accept/reject)
+ *   bit  24     generation slot used
+ */
+enum mirror_outcome {
+	MIRROR_OUTCOME_NO_POLICY = 1,  /* the interface has no policy in this slot */
+	MIRROR_OUTCOME_COPY = 2,       /* carries MIRROR_COPY_MAGIC: never classified */
+	MIRROR_OUTCOME_NOT_IP = 3,
+	MIRROR_OUTCOME_NO_MATCH = 4,
+	MIRROR_OUTCOME_REJECT = 5,
+	MIRROR_OUTCOME_ACCEPT = 6,
+};
+static inline __u32 mirror_verdict(__u32 outcome, __u32 session_slot, __u32 rule_index, __u32 slot)
+{
+	return (outcome << 28) | ((slot & 1) << 24) | ((rule_index & 0xff) << 16) | (session_slot & 0xffff);
+}
+static inline __u32 mirror_verdict_outcome(__u32 v) { return v >> 28; }
+static inline __u32 mirror_verdict_slot(__u32 v) { return (v >> 24) & 0x1; }
+static inline __u32 mirror_verdict_rule_index(__u32 v) { return (v >> 16) & 0xff; }
+static inline __u32 mirror_verdict_session_slot(__u32 v) { return v & 0xffff; }
+
+/* Parsing (bpf/parse.h, Swift PacketParser): only this many leading bytes of a
+ * frame are looked at; a header reaching beyond counts as truncated. */
+#define MIRROR_PARSE_WINDOW 256
+/* IPv6 extension headers walked (hop-by-hop, routing, fragment, destination
+ * options, AH) before the transport protocol counts as unknown. */
+#define MAX_IPV6_EXT_HEADERS 6
+
+/*
+ * ---- encap_stats (PERCPU_ARRAY, key session_slot; key MIRROR_ENCAP_STATS_NOT_COPY
+ * counts frames on the mirror device that are not copies) ----
+ * Written by stage 2 (encap.bpf.c).
+ */
+#define MIRROR_ENCAP_STATS_NOT_COPY MAX_SESSIONS
+#define MIRROR_ENCAP_STATS_ENTRIES 20001 /* MAX_SESSIONS + 1 */
+
+struct mirror_encap_stats {
+	__u64 sent;                    /* copies handed to the VXLAN device */
+	__u64 sent_bytes;              /* their inner frame bytes, after truncation */
+	__u64 truncated_packet_length; /* cut to the session's packetLength */
+	__u64 truncated_mtu;           /* cut to fit the path MTU (SPEC §6) */
+	__u64 truncated_gso;           /* a GSO copy whose segments do not fit: cut as a whole */
+	__u64 dropped_no_session;      /* the session is gone from that generation */
+	__u64 dropped_no_target;
+	__u64 dropped_truncate;        /* bpf_skb_change_tail failed */
+	__u64 dropped_tunnel_key;      /* bpf_skb_set_tunnel_key failed */
+	__u64 dropped_not_copy;        /* only on MIRROR_ENCAP_STATS_NOT_COPY */
+};
+
+#endif /* MIRROR_ABI_H */

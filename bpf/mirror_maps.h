@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The map definitions every BPF object of the datapath includes (classify and
+ * encap). All are pinned by name (LIBBPF_PIN_BY_NAME) under the pin directory
+ * the agent gives libbpf, so the second object to load reuses the first one's
+ * maps instead of creating its own. Keys and values: bpf/mirror_abi.h.
+ */
+#ifndef MIRROR_MAPS_H
+#define MIRROR_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "mirror_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mirror_active);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_active SEC(".maps");
+
+/* Hash without preallocation: memory follows the number of sources, and an
+ * update replaces an element as a whole (readers see the old or the new list). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SOURCES * MIRROR_DIRECTIONS * MIRROR_GENERATION_SLOTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mirror_policy_key);
+	__type(value, struct mirror_policy);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SESSIONS * MIRROR_GENERATION_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mirror_session);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_session SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TARGETS * MIRROR_GENERATION_SLOTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct mirror_target);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_target SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, struct mirror_session_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} session_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MIRROR_RULE_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mirror_rule_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rule_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MIRROR_SOURCE_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mirror_source_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} source_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MIRROR_ENCAP_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mirror_encap_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} encap_stats SEC(".maps");
+
+#endif /* MIRROR_MAPS_H */
