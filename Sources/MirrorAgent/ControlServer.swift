@@ -35,7 +35,7 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     /// Binds the socket. Refuses when another agent answers on it; removes a stale one.
-    public func start() async throws {
+    public func start() throws {
         let path = configuration.socketPath
         try SocketPath.prepare(path)
         let router = self.router, config = configuration, connections = self.connections, logger = self.logger
@@ -67,18 +67,20 @@ public final class ControlServer: @unchecked Sendable {
 
         // The socket file is created by bind(); a restrictive umask makes it 0600 from
         // its first instant, and chmod below makes it so whatever umask did.
-        let old = umask(0o177)
+        // umask is per process: serialise with other servers in this process (tests).
         let bound: Channel
         do {
-            bound = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
+            bound = try Self.umaskLock.withLock {
+                let old = umask(0o177)
+                defer { umask(old) }
+                return try bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).wait()
+            }
         } catch {
-            umask(old)
             throw ServerError("cannot listen on \(path): \(error)")
         }
-        umask(old)
         guard chmod(path, 0o600) == 0 else {
             let e = String(cString: strerror(errno))
-            try? await bound.close()
+            try? bound.close().wait()
             throw ServerError("cannot set mode 0600 on \(path): \(e)")
         }
         channel = bound
@@ -95,6 +97,8 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     public var activeConnections: Int { connections.withLockedValue { $0 } }
+
+    private static let umaskLock = NIOLock()
 }
 
 public struct ServerError: Error, CustomStringConvertible {
@@ -161,6 +165,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var rejected = false
+    private var discarded = 0
 
     init(router: Router, maxBodyBytes: Int) { self.router = router; self.maxBodyBytes = maxBodyBytes }
 
@@ -172,11 +177,19 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 reject(context, h)
             }
         case .body(var chunk):
-            guard !rejected, let h = head else { return }
+            guard let h = head else { return }
+            if rejected {
+                // Drain what the client still sends so that it can read the 413 (closing
+                // with unread data resets the connection); bounded, then cut off.
+                discarded += chunk.readableBytes
+                if discarded > 4 * maxBodyBytes { context.close(promise: nil) }
+                return
+            }
             if body.readableBytes + chunk.readableBytes > maxBodyBytes { reject(context, h); return }
             body.writeBuffer(&chunk)
         case .end:
-            guard !rejected, let h = head else { return }
+            if rejected { context.close(promise: nil); return }
+            guard let h = head else { return }
             head = nil
             let bytes = Data(body.readableBytesView)
             body.clear()
@@ -193,23 +206,26 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func reject(_ context: ChannelHandlerContext, _ h: HTTPRequestHead) {
         rejected = true
+        discarded = body.readableBytes
         body.clear()
         let r = Router.error(413, "request body larger than \(maxBodyBytes) bytes", [])
-        respond(context, h, status: r.status, body: r.body, keepAlive: false)
+        // Closed when the request ends (see .end), not now.
+        respond(context, h, status: r.status, body: r.body, keepAlive: true, closeAfter: false)
     }
 
-    func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, status: Int, body: Data, keepAlive: Bool) {
+    func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, status: Int, body: Data, keepAlive: Bool,
+                 closeAfter: Bool? = nil) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.count))
-        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        headers.add(name: "Connection", value: keepAlive && closeAfter == nil ? "keep-alive" : "close")
         let responseHead = HTTPResponseHead(version: h.version, status: HTTPResponseStatus(statusCode: status), headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         var buffer = context.channel.allocator.buffer(capacity: body.count)
         buffer.writeBytes(body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { done.whenComplete { _ in context.close(promise: nil) } }
+        if closeAfter ?? !keepAlive { done.whenComplete { _ in context.close(promise: nil) } }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// A tiny blocking HTTP/1.1 client over the agent's unix socket, shared by agentctl
+/// and the tests. Deliberately plain POSIX sockets rather than SwiftNIO: agentctl makes
+/// one request per run, must start fast and stay small, and an event loop buys it
+/// nothing. One request per connection (`Connection: close`), read to EOF.
+public struct ControlClient: Sendable {
+    public static let defaultSocket = "/run/mirror-agent/agent.sock"
+    public static let socketEnvironment = "MIRROR_AGENT_SOCKET"
+
+    public var socketPath: String
+    /// Send and receive timeout, seconds.
+    public var timeout: Int
+
+    public init(socketPath: String, timeout: Int = 30) { self.socketPath = socketPath; self.timeout = timeout }
+
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: [UInt8]
+    }
+
+    /// One line each, for agentctl to print as is.
+    public enum ClientError: Error, CustomStringConvertible {
+        case unreachable(String, Int32)
+        case permissionDenied(String)
+        case io(String)
+        case badResponse(String)
+        /// The agent answered with an error.
+        case api(status: Int, ErrorResponse)
+
+        public var description: String {
+            switch self {
+            case .unreachable(let path, let e):
+                return "cannot reach mirror-agent at \(path): \(String(cString: strerror(e))) (is the agent running? set --socket or \(ControlClient.socketEnvironment))"
+            case .permissionDenied(let path):
+                return "permission denied on \(path): the control socket is root-only (run agentctl as root)"
+            case .io(let m): return m
+            case .badResponse(let m): return "unexpected answer from mirror-agent: \(m)"
+            case .api(let status, let e):
+                var lines = ["mirror-agent: \(e.error.message) (HTTP \(status))"]
+                lines += e.error.errors.map { "  \($0.path.isEmpty ? "" : $0.path + ": ")\($0.message)" }
+                return lines.joined(separator: "\n")
+            }
+        }
+    }
+
+    /// Sends one request; any HTTP status is returned (the caller decides).
+    public func send(method: String, path: String, body: [UInt8]? = nil) throws -> Response {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(socketPath.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw ClientError.io("socket path \(socketPath) is too long")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let e = errno
+            if e == EACCES || e == EPERM { throw ClientError.permissionDenied(socketPath) }
+            throw ClientError.unreachable(socketPath, e)
+        }
+
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: mirror-agent\r\nConnection: close\r\nAccept: application/json\r\n"
+        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        request += "\r\n"
+        var bytes = Array(request.utf8)
+        if let body { bytes += body }
+        try writeAll(fd, bytes)
+
+        var received: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw ClientError.io("mirror-agent did not answer within \(timeout) s") }
+                // An agent that answered early and closed (e.g. 413) may reset the rest.
+                if errno == ECONNRESET && !received.isEmpty { break }
+                throw ClientError.io("reading from \(socketPath): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            received += buf[0..<n]
+        }
+        return try Self.parse(received)
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            // MSG_NOSIGNAL: an agent that closed early must not kill agentctl with SIGPIPE.
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                // The agent may close early (e.g. 413 on an oversized body): read its answer.
+                if errno == EPIPE || errno == ECONNRESET { return }
+                throw ClientError.io("writing to \(socketPath): \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
+    }
+
+    static func parse(_ data: [UInt8]) throws -> Response {
+        let sep: [UInt8] = [13, 10, 13, 10]
+        guard let end = data.indices.first(where: { i in i + 4 <= data.count && Array(data[i..<i + 4]) == sep }) else {
+            throw ClientError.badResponse(data.isEmpty ? "the connection closed without an answer" : "no HTTP header")
+        }
+        let head = String(decoding: data[..<end], as: UTF8.self)
+        let lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
+        let statusParts = lines.first?.split(separator: " ") ?? []
+        guard statusParts.count >= 2, statusParts[0].hasPrefix("HTTP/1."), let status = Int(statusParts[1]) else {
+            throw ClientError.badResponse("bad status line '\(lines.first ?? "")'")
+        }
+        var body = Array(data[(end + 4)...])
+        for line in lines.dropFirst() {
+            let kv = line.split(separator: ":", maxSplits: 1)
+            if kv.count == 2, kv[0].lowercased() == "content-length",
+               let n = Int(kv[1].trimmingCharacters(in: .whitespaces)), n <= body.count {
+                body = Array(body.prefix(n))
+            }
+        }
+        return Response(status: status, body: body)
+    }
+
+    /// Sends a request and decodes a 2xx answer as `T`; an error answer throws `.api`.
+    public func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self) throws -> T {
+        let r = try send(method: method, path: path, body: body)
+        let decoder = JSONDecoder()
+        guard (200..<300).contains(r.status) else {
+            if let e = try? decoder.decode(ErrorResponse.self, from: Data(r.body)) { throw ClientError.api(status: r.status, e) }
+            throw ClientError.api(status: r.status, ErrorResponse(message: String(decoding: r.body.prefix(200), as: UTF8.self)))
+        }
+        do { return try decoder.decode(T.self, from: Data(r.body)) } catch {
+            throw ClientError.badResponse("cannot decode \(T.self): \(error)")
+        }
+    }
+
+    public func call<T: Decodable, B: Encodable>(_ method: String, _ path: String, json: B, as: T.Type = T.self) throws -> T {
+        let body: Data
+        do { body = try JSONEncoder().encode(json) } catch { throw ClientError.io("cannot encode the request: \(error)") }
+        return try call(method, path, body: [UInt8](body), as: T.self)
+    }
+}

@@ -1,0 +1,168 @@
+import CNetlink
+import Foundation
+
+public struct NetlinkError: Error, CustomStringConvertible {
+    public var operation: String
+    public var code: Int32
+    public init(_ operation: String, _ code: Int32) { self.operation = operation; self.code = code }
+    public var description: String { "\(operation): \(String(cString: cnl_strerror(code)))" }
+}
+
+/// A route-netlink socket (libnl-route-3 through CNetlink), bound to one network
+/// namespace for its whole life. Not thread-safe: one owner at a time.
+public final class NetlinkContext {
+    private var ctx: OpaquePointer?
+
+    /// `netns`: a namespace file such as /run/netns/NAME; nil = this process's.
+    public init(netns: String? = nil) throws {
+        var p: OpaquePointer?
+        let rc = netns.map { cnl_context_open($0, &p) } ?? cnl_context_open(nil, &p)
+        guard rc == 0, let p else { throw NetlinkError("open route netlink socket\(netns.map { " in \($0)" } ?? "")", rc) }
+        ctx = p
+    }
+
+    deinit { cnl_context_close(ctx) }
+
+    /// The interface's ifindex, nil when there is no such interface.
+    public func ifindex(_ name: String) throws -> Int? {
+        var i: Int32 = 0
+        let rc = cnl_link_ifindex(ctx, name, &i)
+        if rc == -ENODEV { return nil }
+        guard rc == 0 else { throw NetlinkError("look up interface \(name)", rc) }
+        return Int(i)
+    }
+
+    /// Creates a VXLAN `external` (collect_md) device, learning off, and sets it up.
+    public func createVXLANExternal(name: String, port: UInt16 = 4789, mtu: UInt32 = 0) throws {
+        let rc = cnl_vxlan_external_create(ctx, name, port, mtu)
+        guard rc == 0 else { throw NetlinkError("create VXLAN external device \(name) (dstport \(port))", rc) }
+    }
+
+    public struct VXLANInfo: Hashable, Sendable {
+        public var external: Bool
+        public var port: UInt16
+        public var up: Bool
+    }
+
+    /// nil when `name` does not exist; throws when it exists but is not VXLAN.
+    public func vxlanInfo(_ name: String) throws -> VXLANInfo? {
+        var external: Int32 = 0, up: Int32 = 0
+        var port: UInt16 = 0
+        let rc = cnl_vxlan_external_info(ctx, name, &external, &port, &up)
+        if rc == -ENODEV { return nil }
+        if rc == -EINVAL { throw NetlinkError("\(name) exists and is not a VXLAN device", rc) }
+        guard rc == 0 else { throw NetlinkError("read VXLAN device \(name)", rc) }
+        return VXLANInfo(external: external != 0, port: port, up: up != 0)
+    }
+
+    /// Returns false when there was no such interface.
+    @discardableResult
+    public func deleteLink(_ name: String) throws -> Bool {
+        let rc = cnl_link_delete(ctx, name)
+        if rc == -ENODEV { return false }
+        guard rc == 0 else { throw NetlinkError("delete interface \(name)", rc) }
+        return true
+    }
+}
+
+/// The mirror device: the VXLAN `external` device copies leave through (issue 4 §5).
+public enum MirrorDevice {
+    public static let defaultName = "mirror0"
+    public static let vxlanPort: UInt16 = 4789
+
+    /// Creates the device, or adopts an existing one when it is exactly what the agent
+    /// would have made (after a restart). Anything else by that name is refused, never
+    /// replaced: it may belong to someone else. Returns its ifindex.
+    @discardableResult
+    public static func ensure(_ nl: NetlinkContext, name: String = defaultName) throws -> Int {
+        if let info = try nl.vxlanInfo(name) {
+            guard info.external, info.port == vxlanPort else {
+                throw NetlinkError("\(name) exists but is not a VXLAN external device on port \(vxlanPort) (found external=\(info.external) port=\(info.port)); remove it or choose another name", -EEXIST)
+            }
+        } else {
+            try nl.createVXLANExternal(name: name, port: vxlanPort)
+        }
+        guard let i = try nl.ifindex(name) else { throw NetlinkError("\(name) vanished after creation", -ENODEV) }
+        return i
+    }
+
+    /// `cleanup`: deletes the device only when it is a VXLAN external device (ours).
+    @discardableResult
+    public static func remove(_ nl: NetlinkContext, name: String = defaultName) throws -> Bool {
+        guard let info = try nl.vxlanInfo(name), info.external else { return false }
+        return try nl.deleteLink(name)
+    }
+}
+
+public struct LinkEvent: Hashable, Sendable {
+    public var name: String
+    public var ifindex: Int
+    /// true: the link exists (new or changed); false: removed.
+    public var present: Bool
+    public var up: Bool
+}
+
+/// Watches RTNLGRP_LINK on its own thread and reports links added and removed, so
+/// that pending sources get attached when their interface appears (issue 4 §4).
+public final class LinkMonitor: @unchecked Sendable {
+    /// Shared with the thread, which must not retain the monitor (deinit stops it).
+    private final class Flag: @unchecked Sendable {
+        let lock = NSLock()
+        var running = false
+        let finished = DispatchSemaphore(value: 0)
+        var isRunning: Bool { lock.withLock { running } }
+    }
+    private struct Handle: @unchecked Sendable { let pointer: OpaquePointer }
+
+    private let mon: Handle
+    private let flag = Flag()
+
+    public init(netns: String? = nil) throws {
+        var p: OpaquePointer?
+        let rc = netns.map { cnl_monitor_open($0, &p) } ?? cnl_monitor_open(nil, &p)
+        guard rc == 0, let p else { throw NetlinkError("open link monitor\(netns.map { " in \($0)" } ?? "")", rc) }
+        mon = Handle(pointer: p)
+    }
+
+    deinit {
+        stop()
+        cnl_monitor_close(mon.pointer)
+    }
+
+    /// Calls `handler` on the monitor's thread for every event. `onError` gets receive
+    /// errors (events may have been lost, e.g. ENOBUFS): the owner should resync.
+    public func start(_ handler: @escaping @Sendable (LinkEvent) -> Void,
+                      onError: @escaping @Sendable (NetlinkError) -> Void = { _ in }) {
+        let alreadyRunning = self.flag.lock.withLock { () -> Bool in
+            defer { self.flag.running = true }
+            return self.flag.running
+        }
+        guard !alreadyRunning else { return }
+        let mon = self.mon, flag = self.flag
+        let t = Thread {
+            var events = [cnl_link_event](repeating: cnl_link_event(), count: 64)
+            while flag.isRunning {
+                let n = cnl_monitor_next(mon.pointer, 200, &events, Int32(events.count))
+                if n < 0 { onError(NetlinkError("receive link events", n)); continue }
+                for e in events.prefix(Int(n)) {
+                    let name = withUnsafeBytes(of: e.name) { raw in
+                        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                    }
+                    handler(LinkEvent(name: name, ifindex: Int(e.ifindex), present: e.added != 0, up: e.up != 0))
+                }
+            }
+            flag.finished.signal()
+        }
+        t.name = "link-monitor"
+        t.start()
+    }
+
+    /// Stops the thread and waits for it (at most one poll interval).
+    public func stop() {
+        let wasRunning = flag.lock.withLock { () -> Bool in
+            defer { flag.running = false }
+            return flag.running
+        }
+        if wasRunning { flag.finished.wait() }
+    }
+}

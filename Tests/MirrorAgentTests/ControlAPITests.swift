@@ -1,0 +1,253 @@
+import Foundation
+import MirrorAPI
+import MirrorAgent
+import MirrorCore
+import Testing
+
+@Suite("Control API over the unix socket")
+struct ControlAPITests {
+    @Test func applyValidDocumentAssignsVNIsAndIsListed() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        let r: ApplyResponse = try await t.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        #expect(r.changed)
+        #expect(r.generation == 1)
+        #expect(r.vnis["s2"] == 4242)
+        let s1 = try #require(r.vnis["s1"])
+        #expect(s1 != 4242)
+
+        let list: ListResponse = try await t.call("GET", APIPath.kind(.sessions))
+        #expect(list.items.map { $0.value["id"]?.stringValue } == ["s1", "s2"])
+        #expect(list.items.first?.value["vni"]?.intValue == s1)
+
+        // Re-applying the same document changes nothing and keeps the VNI.
+        let again: ApplyResponse = try await t.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        #expect(!again.changed)
+        #expect(again.generation == 1)
+        #expect(again.vnis["s1"] == s1)
+        #expect(t.datapath.appliedDocument.sessions.first?.vni == s1)
+    }
+
+    @Test func invalidDocumentIsRefusedWithEveryPathAndStateIsUnchanged() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let before = t.datapath.appliedDocument
+        let (status, body) = try await t.request("POST", APIPath.apply, Fixtures.invalid)
+        #expect(status == 422)
+        let paths = t.errorPaths(body)
+        #expect(paths.contains("filters[0].inbound[0].source"))
+        #expect(paths.contains("sessions[0].priority"))
+        #expect(paths.contains("sessions[1].target"))
+        #expect(t.datapath.appliedDocument == before)
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.generation == 1)
+    }
+
+    @Test func malformedJSONAndWrongRoutesGetClearErrors() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        let (s1, b1) = try await t.request("POST", APIPath.apply, "{\"filters\": [")
+        #expect(s1 == 400)
+        #expect(b1.contains("not valid JSON"))
+        let (s2, _) = try await t.request("GET", "/v1/widgets")
+        #expect(s2 == 404)
+        let (s3, _) = try await t.request("DELETE", APIPath.apply)
+        #expect(s3 == 405)
+        let (s4, _) = try await t.request("POST", APIPath.apply, "[1,2]")
+        #expect(s4 == 400)
+        let deep = String(repeating: "[", count: 100_000)
+        let (s5, _) = try await t.request("POST", APIPath.apply, deep)
+        #expect(s5 == 400)
+        // The agent still answers.
+        let (s6, _) = try await t.request("GET", APIPath.status)
+        #expect(s6 == 200)
+    }
+
+    @Test func crudPerKindValidatesTheWholeDocument() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+
+        // create
+        let target = #"{"id": "t2", "type": "loadBalancer", "backends": ["198.51.100.3", "198.51.100.4"]}"#
+        let (c1, _) = try await t.request("POST", APIPath.kind(.targets), target)
+        #expect(c1 == 201)
+        let (c2, _) = try await t.request("POST", APIPath.kind(.targets), target)
+        #expect(c2 == 409)
+        let (c3, b3) = try await t.request("POST", APIPath.kind(.targets), #"{"type": "nic"}"#)
+        #expect(c3 == 400)
+        #expect(t.errorPaths(b3) == ["id"])
+
+        // update: a bad value is refused with its document path, nothing changes
+        let (u1, ub1) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
+                                      #"{"priority": 99999, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
+        #expect(u1 == 422)
+        #expect(t.errorPaths(ub1).contains("sessions[0].priority"))
+        let (u2, _) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
+                                    #"{"priority": 5, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
+        #expect(u2 == 200)
+        let got: ObjectResponse = try await t.call("GET", APIPath.object(.sessions, "s1"))
+        #expect(got.object.value["target"]?.stringValue == "t2")
+        #expect(got.object.value["priority"]?.intValue == 5)
+        let (u3, _) = try await t.request("PUT", APIPath.object(.sessions, "nope"), #"{"priority": 5}"#)
+        #expect(u3 == 404)
+        let (u4, _) = try await t.request("PUT", APIPath.object(.sessions, "s1"), #"{"id": "other", "priority": 5}"#)
+        #expect(u4 == 400)
+
+        // delete: a filter still used by sessions cannot go (dangling reference)
+        let (d1, db1) = try await t.request("DELETE", APIPath.object(.filters, "f1"))
+        #expect(d1 == 422)
+        #expect(!t.errorPaths(db1).isEmpty)
+        let (d2, _) = try await t.request("DELETE", APIPath.object(.sessions, "s2"))
+        #expect(d2 == 200)
+        let (d3, _) = try await t.request("DELETE", APIPath.object(.sessions, "s2"))
+        #expect(d3 == 404)
+        #expect(t.datapath.appliedDocument.sessions.map(\.id) == ["s1"])
+    }
+
+    @Test func sessionEnableDisable() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let off: ObjectResponse = try await t.call("POST", APIPath.session("s1", enable: false))
+        #expect(off.object.value["enabled"]?.boolValue == false)
+        #expect(t.datapath.appliedDocument.sessions.first { $0.id == "s1" }?.isEnabled == false)
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.enabledSessions == 1)
+        let on: ObjectResponse = try await t.call("POST", APIPath.session("s1", enable: true))
+        #expect(on.object.value["enabled"]?.boolValue != false)
+        #expect(t.datapath.appliedDocument.sessions.first { $0.id == "s1" }?.isEnabled == true)
+        let (s, _) = try await t.request("POST", APIPath.session("ghost", enable: true))
+        #expect(s == 404)
+    }
+
+    @Test func statusShowsPendingAndAttachedSources() async throws {
+        let t = try await TestAgent(interfaces: ["tap-vm1": 7])
+        defer { Task { await t.stop() } }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        var st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.datapath == "memory")
+        #expect(st.sources.map(\.state) == [.attached, .pending])
+        #expect(st.sources.first?.ifindex == 7)
+        #expect(st.sources.first?.sessions == ["s1", "s2"])
+        await t.agent.linkChanged(name: "tap-vm2", ifindex: 9, present: true)
+        st = try await t.call("GET", APIPath.status)
+        #expect(st.sources.map(\.state) == [.attached, .attached])
+        await t.agent.linkChanged(name: "tap-vm1", ifindex: 7, present: false)
+        st = try await t.call("GET", APIPath.status)
+        #expect(st.sources.map(\.state) == [.pending, .attached])
+    }
+
+    @Test func explainAnswersFromTheLivePolicy() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let req = ExplainRequest(source: "vm1", direction: .inbound,
+                                 packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:80"))
+        let r: ExplainResponse = try await t.call("POST", APIPath.explain, json: req)
+        #expect(r.oracle.mirrored)
+        #expect(r.oracle.session == "s1")
+        #expect(r.kernel == nil)
+        #expect(r.agree == nil)
+        #expect(r.kernelNote != nil)
+
+        let bad = ExplainRequest(source: "vm1", direction: .inbound, packet: PacketSpec(protocol: "tcp", src: "nope", dst: "192.0.2.10:80"))
+        let (s, body) = try await t.request("POST", APIPath.explain, String(decoding: try JSONEncoder().encode(bad), as: UTF8.self))
+        #expect(s == 400)
+        #expect(t.errorPaths(body) == ["packet.src"])
+        let ghost = ExplainRequest(source: "ghost", direction: .inbound, packet: PacketSpec(nonIP: true))
+        let (s2, _) = try await t.request("POST", APIPath.explain, String(decoding: try JSONEncoder().encode(ghost), as: UTF8.self))
+        #expect(s2 == 404)
+    }
+
+    @Test func datapathFailureLeavesEverythingUnchanged() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        t.datapath.failNextApply("injected failure")
+        let (s, body) = try await t.request("POST", APIPath.session("s1", enable: false))
+        #expect(s == 500)
+        #expect(body.contains("injected failure"))
+        let got: ObjectResponse = try await t.call("GET", APIPath.object(.sessions, "s1"))
+        #expect(got.object.value["enabled"] == nil)
+        // The state file still holds generation 1.
+        let persisted = try #require(try StateStore(directory: t.stateDir).load())
+        #expect(persisted.generation == 1)
+    }
+
+    @Test func oversizedBodyGets413() async throws {
+        let t = try await TestAgent(maxBodyBytes: 1024)
+        defer { Task { await t.stop() } }
+        let big = "{\"filters\": [" + String(repeating: " ", count: 4096) + "]}"
+        let (s, body) = try await t.request("POST", APIPath.apply, big)
+        #expect(s == 413)
+        #expect(body.contains("larger than 1024"))
+        let (s2, _) = try await t.request("GET", APIPath.status)
+        #expect(s2 == 200)
+    }
+
+    @Test func socketIsMode0600() async throws {
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        var st = stat()
+        #expect(stat(t.socketPath, &st) == 0)
+        #expect(st.st_mode & 0o777 == 0o600)
+        #expect(st.st_mode & S_IFMT == S_IFSOCK)
+    }
+
+    @Test func staleSocketIsReplacedButALiveAgentIsNot() async throws {
+        let dir = try TempDir()
+        // A stale socket file: bound once, nobody listening.
+        let path = dir.path + "/agent.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            let b = Array(path.utf8); raw.copyBytes(from: b); raw[b.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(rc == 0)
+        close(fd)
+
+        let first = try await TestAgent(dir: dir)
+        let (s, _) = try await first.request("GET", APIPath.status)
+        #expect(s == 200)
+        await #expect(throws: ServerError.self) {
+            let second = try await TestAgent(dir: dir)
+            await second.stop()
+        }
+        let (s2, _) = try await first.request("GET", APIPath.status)
+        #expect(s2 == 200)
+        await first.stop()
+        #expect(access(path, F_OK) != 0)  // removed on stop
+    }
+
+    @Test func connectionLimitIsEnforcedAndFreedOnClose() async throws {
+        let t = try await TestAgent(maxConnections: 2)
+        defer { Task { await t.stop() } }
+        func connectRaw() -> Int32 {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                let b = Array(t.socketPath.utf8); raw.copyBytes(from: b); raw[b.count] = 0
+            }
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            return fd
+        }
+        let a = connectRaw(), b = connectRaw()
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(t.server.activeConnections == 2)
+        // A third is closed at once: the request fails.
+        await #expect(throws: ControlClient.ClientError.self) { _ = try await t.request("GET", APIPath.status) }
+        close(a); close(b)
+        try await Task.sleep(for: .milliseconds(200))
+        let (s, _) = try await t.request("GET", APIPath.status)
+        #expect(s == 200)
+    }
+}

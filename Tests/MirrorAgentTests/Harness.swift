@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import MirrorAPI
+import MirrorAgent
+import MirrorCore
+import NIOPosix
+
+/// A temporary directory under /tmp (short: unix socket paths are limited to 107 bytes).
+final class TempDir {
+    let path: String
+    init() throws {
+        var template = Array("/tmp/agt-XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { throw StateError("mkdtemp failed") }
+        path = String(cString: p)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// An agent with the in-memory datapath and its control server on a temp socket.
+final class TestAgent {
+    let dir: TempDir
+    let datapath: InMemoryDatapath
+    let agent: Agent
+    let server: ControlServer
+    let group: MultiThreadedEventLoopGroup
+    var client: ControlClient { ControlClient(socketPath: socketPath, timeout: 10) }
+    var socketPath: String { dir.path + "/agent.sock" }
+    var stateDir: String { dir.path + "/state" }
+
+    init(dir: TempDir? = nil, interfaces: [String: Int] = [:], maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
+         resetState: Bool = false) async throws {
+        self.dir = try dir ?? TempDir()
+        datapath = InMemoryDatapath(interfaces: interfaces)
+        var logger = Logger(label: "test-agent")
+        logger.logLevel = .warning
+        agent = Agent(store: StateStore(directory: self.dir.path + "/state"), datapath: datapath, logger: logger)
+        try await agent.start(resetState: resetState)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        server = ControlServer(router: Router(agent: agent),
+                               configuration: .init(socketPath: self.dir.path + "/agent.sock", maxBodyBytes: maxBodyBytes,
+                                                    maxConnections: maxConnections, idleTimeout: .seconds(5)),
+                               group: group, logger: logger)
+        do { try server.start() } catch { try? await group.shutdownGracefully(); throw error }
+    }
+
+    func stop() async {
+        await server.stop()
+        await agent.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    /// Sends JSON text, returns status and body text. The blocking client runs on its
+    /// own thread: blocking Swift's small cooperative pool would starve the agent's
+    /// request tasks when tests run in parallel.
+    func request(_ method: String, _ path: String, _ body: String? = nil) async throws -> (Int, String) {
+        let client = self.client
+        let r = try await offThread { try client.send(method: method, path: path, body: body.map { Array($0.utf8) }) }
+        return (r.status, String(decoding: r.body, as: UTF8.self))
+    }
+
+    func call<T: Decodable & Sendable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self) async throws -> T {
+        let client = self.client
+        return try await offThread { try client.call(method, path, body: body, as: T.self) }
+    }
+
+    func call<T: Decodable & Sendable, B: Encodable & Sendable>(_ method: String, _ path: String, json: B, as: T.Type = T.self) async throws -> T {
+        let client = self.client
+        return try await offThread { try client.call(method, path, json: json, as: T.self) }
+    }
+
+    func errorPaths(_ body: String) -> [String] {
+        (try? JSONDecoder().decode(ErrorResponse.self, from: Data(body.utf8)))?.error.errors.map(\.path) ?? []
+    }
+}
+
+enum Fixtures {
+    static let valid = """
+    {
+      "filters": [
+        { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "tcp",
+                                     "destinationPorts": "80" } ],
+          "outbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] }
+      ],
+      "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+      "sources": [ { "id": "vm1", "interface": "tap-vm1" }, { "id": "vm2", "interface": "tap-vm2" } ],
+      "sessions": [
+        { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1" },
+        { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1", "vni": 4242 }
+      ]
+    }
+    """
+
+    /// Three problems in three places.
+    static let invalid = """
+    {
+      "filters": [ { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4",
+                                                "source": "10.0.0.1/24" } ] } ],
+      "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+      "sources": [ { "id": "vm1", "interface": "tap-vm1" } ],
+      "sessions": [ { "id": "s1", "priority": 0, "filter": "f1", "sources": ["vm1"], "target": "t1" },
+                    { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1"], "target": "nope" } ]
+    }
+    """
+}
+
+func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        Thread { c.resume(with: Result { try body() }) }.start()
+    }
+}
