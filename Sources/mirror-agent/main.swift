@@ -1,2 +1,207 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MirrorAPI
 import MirrorAgent
-print("mirror-agent \(MirrorAgentInfo.version)")
+import NIOPosix
+
+/// `mirror-agent`: the daemon (SPEC §7). All logic lives in MirrorAgent; this file
+/// parses flags, checks privileges, wires the parts and waits for SIGTERM/SIGINT.
+@main
+struct MirrorAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mirror-agent",
+        abstract: "The traffic mirroring agent: serves the control socket and keeps the datapath in line with the applied document.",
+        version: MirrorAgentInfo.version,
+        subcommands: [Run.self, Cleanup.self],
+        defaultSubcommand: Run.self)
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Control socket (mode 0600).")
+    var socket = ControlClient.defaultSocket
+
+    @Option(name: .customLong("state-dir"), help: "Where the applied document and assigned VNIs are kept.")
+    var stateDir = "/var/lib/mirror-agent"
+
+    @Option(help: "bpffs directory for pinned programs and maps.")
+    var bpffs = "/sys/fs/bpf/mirror-agent"
+
+    @Option(name: .customLong("metrics-address"), help: "HOST:PORT of the Prometheus endpoint.")
+    var metricsAddress = "127.0.0.1:9469"
+
+    @Option(name: .customLong("mirror-device"), help: "Name of the VXLAN external device copies leave through.")
+    var mirrorDevice = "mirror0"
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Option(help: ArgumentHelp("automatic, kernel or memory (memory: no kernel datapath, for tests).", visibility: .hidden))
+    var datapath: String = "automatic"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard DatapathFactory.Choice(rawValue: datapath) != nil else {
+            throw ValidationError("--datapath: '\(datapath)' is not one of automatic, kernel, memory")
+        }
+        let parts = metricsAddress.split(separator: ":")
+        guard parts.count >= 2, let port = Int(parts.last!), (1...65535).contains(port) else {
+            throw ValidationError("--metrics-address: '\(metricsAddress)' is not HOST:PORT")
+        }
+        guard !socket.isEmpty, socket.utf8.count < 108 else {
+            throw ValidationError("--socket: a unix socket path must be 1-107 bytes")
+        }
+        guard !mirrorDevice.isEmpty, mirrorDevice.utf8.count <= 15 else {
+            throw ValidationError("--mirror-device: an interface name is 1-15 bytes")
+        }
+    }
+
+    func makeLogger() -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        return Logger(label: "mirror-agent")
+    }
+
+    /// Refuses to go on without root and the capabilities, saying which are missing.
+    func requirePrivileges(_ what: String) throws {
+        let missing = Privileges.missing()
+        guard missing.isEmpty else {
+            fail("mirror-agent: cannot \(what): " + missing.joined(separator: "; "))
+        }
+    }
+
+    var datapathOptions: DatapathFactory.Options {
+        DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice)
+    }
+}
+
+/// One line on stderr, exit 1.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    exit(1)
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the agent (the default).")
+
+    @OptionGroup var options: CommonOptions
+
+    @Flag(name: .customLong("reset-state"), help: "Start empty; the previous state file is kept aside, renamed.")
+    var resetState = false
+
+    func run() async throws {
+        let logger = options.makeLogger()
+        try options.requirePrivileges("start")
+
+        let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .automatic
+        let datapath: Datapath
+        do { datapath = try DatapathFactory.make(choice, options: options.datapathOptions) } catch {
+            fail("mirror-agent: cannot set up the datapath: \(error)")
+        }
+        logger.info("starting", metadata: ["version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
+                                           "socket": "\(options.socket)", "stateDir": "\(options.stateDir)"])
+        // SEAM(metrics): issue 5 serves GET /metrics on --metrics-address.
+        logger.notice("metrics endpoint not served by this build", metadata: ["metricsAddress": "\(options.metricsAddress)"])
+
+        let agent = Agent(store: StateStore(directory: options.stateDir), datapath: datapath, logger: logger)
+        do { try await agent.start(resetState: resetState) } catch {
+            fail("mirror-agent: cannot start: \(error)")
+        }
+
+        // Link events move sources between pending and attached.
+        var monitor: LinkMonitor?
+        do {
+            let m = try LinkMonitor()
+            m.start({ event in
+                Task { await agent.linkChanged(name: event.name, ifindex: event.ifindex, present: event.present) }
+            }, onError: { error in
+                logger.warning("link events may have been lost", metadata: ["error": "\(error)"])
+            })
+            monitor = m
+        } catch {
+            logger.warning("no link monitor: sources whose interface appears later stay pending", metadata: ["error": "\(error)"])
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket),
+                                   group: group, logger: logger)
+        do { try server.start() } catch {
+            monitor?.stop()
+            await agent.shutdown()
+            try? await group.shutdownGracefully()
+            fail("mirror-agent: \(error)")
+        }
+
+        let signal = await Signals.waitForTermination()
+        logger.info("stopping", metadata: ["signal": "\(signal)"])
+        await server.stop()
+        monitor?.stop()
+        // The datapath stays loaded and pinned: mirroring goes on while the agent is down.
+        await agent.shutdown()
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+}
+
+struct Cleanup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove everything the agent put in the kernel (filters, programs, maps, pins, the mirror device).")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() async throws {
+        let logger = options.makeLogger()
+        try options.requirePrivileges("clean up")
+        // Never pull the datapath from under a running agent.
+        if (try? ControlClient(socketPath: options.socket, timeout: 2).send(method: "GET", path: APIPath.status)) != nil {
+            fail("mirror-agent: an agent is running on \(options.socket); stop it before cleanup")
+        }
+        let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .automatic
+        var problems: [String] = []
+        do { try DatapathFactory.make(choice, options: options.datapathOptions).cleanup() } catch {
+            problems.append("datapath: \(error)")
+        }
+        do {
+            let nl = try NetlinkContext()
+            if try MirrorDevice.remove(nl, name: options.mirrorDevice) {
+                logger.info("removed mirror device", metadata: ["device": "\(options.mirrorDevice)"])
+            }
+        } catch {
+            problems.append("mirror device \(options.mirrorDevice): \(error)")
+        }
+        unlink(options.socket)
+        guard problems.isEmpty else { fail("mirror-agent: cleanup incomplete: " + problems.joined(separator: "; ")) }
+        logger.info("cleanup done")
+    }
+}
+
+/// SIGTERM/SIGINT as an awaitable event.
+enum Signals {
+    static func waitForTermination() async -> String {
+        await withCheckedContinuation { (c: CheckedContinuation<String, Never>) in
+            let queue = DispatchQueue(label: "signals")
+            var sources: [DispatchSourceSignal] = []
+            let once = NSLock()
+            var resumed = false
+            for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+                signal(sig, SIG_IGN)
+                let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                s.setEventHandler {
+                    let first = once.withLock { () -> Bool in defer { resumed = true }; return !resumed }
+                    if first { c.resume(returning: name) }
+                }
+                s.resume()
+                sources.append(s)
+            }
+            // Keep the sources alive for the life of the process.
+            Signals.keep = sources
+        }
+    }
+    nonisolated(unsafe) static var keep: [DispatchSourceSignal] = []
+}
