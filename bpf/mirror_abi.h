@@ -113,12 +113,14 @@ enum mirror_target_kind {
 
 struct mirror_target {
 	__u8 kind;             /* enum mirror_target_kind */
-	__u8 family;           /* 4 or 6: the underlay address family */
+	__u8 family;           /* 4 or 6: all backends of this family; 0 = mixed (see backend_v6_mask) */
 	__u8 backend_count;    /* 1 for nic; 1..MAX_BACKENDS for loadBalancer */
 	__u8 pad;
 	__u16 path_mtu;        /* underlay path MTU toward the collectors */
 	__u16 max_inner_len;   /* SPEC §6: longest inner frame (from its Ethernet header)
 	                        * that fits: path_mtu - overhead + 14; copies are truncated to it */
+	__u32 backend_v6_mask; /* bit i set: backends_be[i] is IPv6 (else IPv4 in word 0) */
+	__u32 pad2;
 	__be32 backends_be[MAX_BACKENDS][4]; /* nic: [0]; IPv4 in word 0 */
 };
 

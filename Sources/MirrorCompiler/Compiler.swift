@@ -227,17 +227,16 @@ public enum Compiler {
         guard !addresses.isEmpty, addresses.count <= Int(MAX_BACKENDS) else {
             throw CompileError("target \(t.id): needs 1 to \(MAX_BACKENDS) collector addresses")
         }
-        let family = addresses[0].ethertype
-        guard addresses.allSatisfy({ $0.ethertype == family }) else {
-            throw CompileError("target \(t.id): collectors mix IPv4 and IPv6")
-        }
         var v = mirror_target()
         v.kind = UInt8(t.type == .nic ? MIRROR_TARGET_NIC.rawValue : MIRROR_TARGET_LOAD_BALANCER.rawValue)
-        v.family = family == .ipv4 ? 4 : 6
+        let anyV6 = addresses.contains { $0.ethertype == .ipv6 }
+        let allV6 = addresses.allSatisfy { $0.ethertype == .ipv6 }
+        v.family = allV6 ? 6 : (anyV6 ? 0 : 4)
+        for (i, a) in addresses.enumerated() where a.ethertype == .ipv6 { v.backend_v6_mask |= 1 << UInt32(i) }
         v.backend_count = UInt8(addresses.count)
         let mtu = addresses.map(pathMTU).min() ?? 1500
         v.path_mtu = UInt16(clamping: mtu)
-        let overhead = Int(family == .ipv4 ? MIRROR_VXLAN_OVERHEAD_IPV4 : MIRROR_VXLAN_OVERHEAD_IPV6)
+        let overhead = Int(anyV6 ? MIRROR_VXLAN_OVERHEAD_IPV6 : MIRROR_VXLAN_OVERHEAD_IPV4)
         // SPEC §6: the overhead counts the inner Ethernet header, so the inner frame
         // (from its Ethernet header) may be mtu - overhead + 14 bytes.
         v.max_inner_len = UInt16(clamping: max(0, mtu - overhead + 14))
