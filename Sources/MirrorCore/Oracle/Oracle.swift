@@ -82,7 +82,10 @@ public enum Oracle {
                                       packet p: PacketDescription) -> Bool {
         guard p.ethertype == ethertype, proto.matches(p.protocol) else { return false }
         guard addressMatches(source, p.source), addressMatches(destination, p.destination) else { return false }
-        return portMatches(sourcePorts, p.sourcePort) && portMatches(destinationPorts, p.destinationPort)
+        // SPEC §4: a later fragment carries no ports, whatever the description says.
+        let sourcePort = p.laterFragment ? nil : p.sourcePort
+        let destinationPort = p.laterFragment ? nil : p.destinationPort
+        return portMatches(sourcePorts, sourcePort) && portMatches(destinationPorts, destinationPort)
     }
 
     static func addressMatches(_ cidr: CIDR?, _ a: IPAddress?) -> Bool {

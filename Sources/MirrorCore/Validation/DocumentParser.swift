@@ -589,10 +589,18 @@ struct Decoder {
         let groups = duplicates(d.securityGroups, "security group") { $0.id }
         let acls = duplicates(d.networkAcls, "network ACL") { $0.id }
 
-        func dangling(_ id: String, _ kind: String, _ known: Set<String>, _ brokenKind: String, _ path: String) {
+        let knownIds: [String: Set<String>] = [
+            "filters": Set(filters.keys), "targets": Set(targets.keys), "sources": Set(sources.keys),
+            "securityGroups": Set(groups.keys), "networkAcls": Set(acls.keys),
+        ]
+        func dangling(_ id: String, _ kind: String, _ brokenKind: String, _ path: String) {
+            let known = knownIds[brokenKind] ?? []
             guard !known.contains(id), !(d.brokenIds[brokenKind]?.contains(id) ?? false) else { return }
             var msg = "\(kind) \"\(id)\" does not exist"
-            if let s = EditDistance.suggestion(for: id, among: known.sorted()) { msg += "; did you mean \"\(s)\"?" }
+            // Suggestions cost O(ids); a huge document with many dangling ids skips them.
+            if known.count <= 2000, let s = EditDistance.suggestion(for: id, among: known.sorted()) {
+                msg += "; did you mean \"\(s)\"?"
+            }
             msg += known.isEmpty ? " (the document defines none)" : ""
             add(path, msg + ": it must be the id of one of the document's \(brokenKind)")
         }
@@ -604,9 +612,9 @@ struct Decoder {
                 add(s.path + ".interface", "interface \"\(s.value.interface)\" is also used by \(other): each source has its own interface")
             } else { interfaces[s.value.interface] = s.path }
             for (i, g) in (s.value.securityGroups ?? []).enumerated() {
-                dangling(g, "security group", Set(groups.keys), "securityGroups", "\(s.path).securityGroups[\(i)]")
+                dangling(g, "security group", "securityGroups", "\(s.path).securityGroups[\(i)]")
             }
-            if let a = s.value.networkAcl { dangling(a, "network ACL", Set(acls.keys), "networkAcls", s.path + ".networkAcl") }
+            if let a = s.value.networkAcl { dangling(a, "network ACL", "networkAcls", s.path + ".networkAcl") }
         }
 
         // SPEC §3: a source's ENI cannot be a mirror target.
@@ -634,8 +642,8 @@ struct Decoder {
         var vnis: [Int: String] = [:]
         for s in d.sessions {
             let v = s.value
-            dangling(v.filter, "filter", Set(filters.keys), "filters", s.path + ".filter")
-            dangling(v.target, "target", Set(targets.keys), "targets", s.path + ".target")
+            dangling(v.filter, "filter", "filters", s.path + ".filter")
+            dangling(v.target, "target", "targets", s.path + ".target")
             if filters[v.filter] != nil {
                 perFilter[v.filter, default: 0] += 1
                 if perFilter[v.filter] == Quota.sessionsPerFilter + 1 {
@@ -652,7 +660,7 @@ struct Decoder {
             var priorityClashReported = false
             for (i, src) in v.sources.enumerated() {
                 let p = "\(s.path).sources[\(i)]"
-                dangling(src, "source", Set(sources.keys), "sources", p)
+                dangling(src, "source", "sources", p)
                 guard sources[src] != nil else { continue }
                 let earlier = perSource[src, default: []]
                 if !priorityClashReported, let clash = earlier.first(where: { $0.value.priority == v.priority }) {

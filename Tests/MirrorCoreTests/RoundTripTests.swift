@@ -1,0 +1,36 @@
+import Testing
+import MirrorCore
+import MirrorTestSupport
+
+@Test func encodeThenParseGivesAnEqualDocument() throws {
+    for k in 0..<UInt64(200) {
+        var rng = SeededRandom(seed: 77 &+ k)
+        let doc = RandomDocuments.document(using: &rng, options: .init(securityPolicy: true, explicitVNIProbability: 0.5))
+        let text = DocumentEncoding.text(doc, pretty: k % 2 == 0)
+        let back = try DocumentParser.parse(text).get()
+        #expect(back == doc, "seed \(77 + k)")
+    }
+    #expect(try DocumentParser.parse(DocumentEncoding.text(baseDocument())).get() == baseDocument())
+}
+
+@Test func protocolNumbersAndNamesMeanTheSame() throws {
+    let a = baseJSON().setting("filters[0].inbound[0].protocol", num(6))
+    let b = baseJSON().setting("filters[0].inbound[0].protocol", str("tcp"))
+    #expect(try DocumentParser.parse(json: a).get() == DocumentParser.parse(json: b).get())
+    // An unnamed number is written as a number.
+    var doc = baseDocument()
+    doc.filters[0].inbound[1].protocol = .number(47)
+    #expect(DocumentEncoding.encode(doc).value(at: "filters[0].inbound[1].protocol") == num(47))
+}
+
+@Test func aBareAddressIsAHostCIDR() throws {
+    let doc = try DocumentParser.parse(json: baseJSON().setting("filters[0].inbound[0].source", str("198.51.100.7"))).get()
+    #expect(doc.filters[0].inbound[0].source == CIDR(address: IPAddress("198.51.100.7")!, prefixLength: 32))
+}
+
+@Test func omittedOptionalFieldsStayOmitted() throws {
+    let doc = try DocumentParser.parse("{\"sources\": [{\"id\": \"s\", \"interface\": \"eth0\"}]}").get()
+    #expect(doc.sources == [Source(id: "s", interface: "eth0")])
+    #expect(doc.filters.isEmpty && doc.sessions.isEmpty)
+    #expect(DocumentEncoding.encode(doc).value(at: "sources[0]") == obj([("id", str("s")), ("interface", str("eth0"))]))
+}
