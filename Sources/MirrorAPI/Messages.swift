@@ -151,3 +151,17 @@ public struct ExplainResponse: Hashable, Sendable, Codable {
         self.kernel = kernel; self.agree = agree; self.kernelNote = kernelNote; self.generation = generation
     }
 }
+
+// Objects keep their members in document order on the wire (Foundation's encoder
+// would reorder them), so these two responses serialise themselves.
+extension ListResponse {
+    public var json: JSONValue {
+        .object([("kind", .string(kind.rawValue)), ("items", .array(items.map(\.value)))])
+    }
+}
+
+extension ObjectResponse {
+    public var json: JSONValue {
+        .object([("kind", .string(kind.rawValue)), ("object", object.value), ("generation", .int(Int64(generation)))])
+    }
+}

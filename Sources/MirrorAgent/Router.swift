@@ -42,6 +42,10 @@ public struct Router: Sendable {
         }
     }
 
+    static func ok(_ value: JSONValue, status: Int = 200) -> Response {
+        Response(status: status, body: Data(value.serialized(pretty: false).utf8))
+    }
+
     func decode<T: Decodable>(_ type: T.Type, _ body: Data) throws -> T {
         guard !body.isEmpty else { throw AgentError.badRequest("the request needs a JSON body") }
         do { return try JSONDecoder().decode(T.self, from: body) } catch {
@@ -109,26 +113,26 @@ public struct Router: Sendable {
             return try Self.ok(await agent.status())
         case 1 where rest[0] == "document":
             try allow("GET")
-            return try Self.ok(AnyJSON(await agent.appliedDocument()))
+            return Self.ok(await agent.appliedDocument())
         case 1 where rest[0] == "explain":
             try allow("POST")
             return try Self.ok(try await agent.explain(try decode(ExplainRequest.self, body)))
         case 1:
             let kind = try Self.kind(rest[0])
             try allow("GET", "POST")
-            if method == "GET" { return try Self.ok(try await agent.list(kind)) }
-            return try Self.ok(try await agent.create(kind, try json(body)), status: 201)
+            if method == "GET" { return Self.ok(try await agent.list(kind).json) }
+            return Self.ok(try await agent.create(kind, try json(body)).json, status: 201)
         case 2:
             let kind = try Self.kind(rest[0])
             try allow("GET", "PUT", "DELETE")
             switch method {
-            case "GET": return try Self.ok(try await agent.get(kind, rest[1]))
-            case "PUT": return try Self.ok(try await agent.update(kind, rest[1], try json(body)))
-            default: return try Self.ok(try await agent.delete(kind, rest[1]))
+            case "GET": return Self.ok(try await agent.get(kind, rest[1]).json)
+            case "PUT": return Self.ok(try await agent.update(kind, rest[1], try json(body)).json)
+            default: return Self.ok(try await agent.delete(kind, rest[1]).json)
             }
         case 3 where rest[0] == "sessions" && (rest[2] == "enable" || rest[2] == "disable"):
             try allow("POST")
-            return try Self.ok(try await agent.setSessionEnabled(rest[1], rest[2] == "enable"))
+            return Self.ok(try await agent.setSessionEnabled(rest[1], rest[2] == "enable").json)
         default:
             throw AgentError.notFound("no such route: \(method) \(pathPart)")
         }

@@ -14,7 +14,7 @@ struct AgentCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentctl",
         abstract: "Control the traffic mirroring agent, and check configuration offline.",
-        subcommands: [Validate.self, Explain.self])
+        subcommands: [Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self])
 
     /// ArgumentParser exits 64 on usage errors; the contract says 2, and never a stack trace.
     static func main() async {

@@ -1,0 +1,148 @@
+import Foundation
+import MirrorAPI
+import MirrorAgent
+import MirrorCore
+import Testing
+
+/// The built agentctl binary against an in-process agent.
+@Suite("agentctl end to end")
+struct AgentctlTests {
+    static var binary: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentctl").path
+    }
+
+    struct Run { var status: Int32; var out: String; var err: String }
+
+    static func agentctl(_ args: [String], socket: String?, user: String? = nil, binary: String = AgentctlTests.binary) async throws -> Run {
+        try await offThread {
+            let p = Process()
+            if let user {
+                p.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+                p.arguments = ["-u", user, "--", binary] + args
+            } else {
+                p.executableURL = URL(fileURLWithPath: binary)
+                p.arguments = args
+            }
+            var env = ProcessInfo.processInfo.environment
+            env[ControlClient.socketEnvironment] = socket
+            p.environment = env
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            let e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+        }
+    }
+
+    func write(_ dir: TempDir, _ name: String, _ text: String) throws -> String {
+        let path = dir.path + "/" + name
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test func applyGetCrudEnableDisableStatus() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build agentctl first: \(Self.binary)")
+        let t = try await TestAgent(interfaces: ["tap-vm1": 3])
+        defer { Task { await t.stop() } }
+        let sock = t.socketPath
+        let doc = try write(t.dir, "doc.json", Fixtures.valid)
+
+        var r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("generation 1"))
+
+        r = try await Self.agentctl(["get", "sessions"], socket: sock)
+        #expect(r.status == 0)
+        let lines = r.out.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("ID  ") == true)
+        #expect(lines.count == 3)
+        #expect(lines[2].contains("4242"))
+
+        r = try await Self.agentctl(["get", "sessions", "s2", "-o", "json"], socket: sock)
+        #expect(r.status == 0)
+        let s2 = try JSONParser.parse(r.out).get()
+        #expect(s2["vni"] == .int(4242))
+
+        // --socket on the command line wins over the environment.
+        r = try await Self.agentctl(["get", "targets", "--socket", sock], socket: "/nonexistent.sock")
+        #expect(r.status == 0)
+
+        let target = try write(t.dir, "t2.json", #"{"id": "t2", "type": "nic", "address": "198.51.100.9"}"#)
+        r = try await Self.agentctl(["create", "targets", "-f", target], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let session = try write(t.dir, "s1.json", #"{"id": "s1", "priority": 3, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
+        r = try await Self.agentctl(["update", "sessions", "-f", session], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+
+        r = try await Self.agentctl(["session", "disable", "s1"], socket: sock)
+        #expect(r.status == 0)
+        #expect(t.datapath.appliedDocument.sessions.first { $0.id == "s1" }?.isEnabled == false)
+        r = try await Self.agentctl(["session", "enable", "s1"], socket: sock)
+        #expect(r.status == 0)
+
+        r = try await Self.agentctl(["delete", "sessions", "s2"], socket: sock)
+        #expect(r.status == 0)
+
+        r = try await Self.agentctl(["status"], socket: sock)
+        #expect(r.status == 0)
+        #expect(r.out.contains("tap-vm1"))
+        #expect(r.out.contains("attached"))
+        #expect(r.out.contains("pending"))
+        r = try await Self.agentctl(["status", "-o", "json"], socket: sock)
+        let st = try JSONParser.parse(r.out).get()
+        #expect(st["sessions"] == .int(1))
+    }
+
+    @Test func refusalsAreOneClearLineAndNonZero() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        let sock = t.socketPath
+
+        // Invalid document: every path, exit 1, nothing applied.
+        let bad = try write(t.dir, "bad.json", Fixtures.invalid)
+        var r = try await Self.agentctl(["apply", "-f", bad], socket: sock)
+        #expect(r.status == 1)
+        #expect(r.err.contains("sessions[0].priority"))
+        #expect(r.err.contains("sessions[1].target"))
+        #expect(t.datapath.appliedDocument == Document())
+
+        // Not JSON.
+        let notJSON = try write(t.dir, "x.json", "{\"filters\": ")
+        r = try await Self.agentctl(["apply", "-f", notJSON], socket: sock)
+        #expect(r.status == 1)
+        #expect(r.err.split(separator: "\n").count == 1)
+        #expect(r.err.contains("not valid JSON"))
+
+        // Agent not running.
+        r = try await Self.agentctl(["status"], socket: t.dir.path + "/none.sock")
+        #expect(r.status == 1)
+        #expect(r.err.split(separator: "\n").count == 1)
+        #expect(r.err.contains("cannot reach mirror-agent"))
+
+        // Unknown object.
+        r = try await Self.agentctl(["get", "sessions", "ghost"], socket: sock)
+        #expect(r.status == 1)
+        #expect(r.err.contains("not found"))
+    }
+
+    @Test func nonRootUserGetsPermissionDenied() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") else { return }
+        let t = try await TestAgent()
+        defer { Task { await t.stop() } }
+        // Let "nobody" reach the directory and run a copy of the binary: only the
+        // socket's own mode (0600) stands in the way.
+        chmod(t.dir.path, 0o755)
+        let copy = t.dir.path + "/agentctl"
+        try FileManager.default.copyItem(atPath: Self.binary, toPath: copy)
+        chmod(copy, 0o755)
+        let r = try await Self.agentctl(["status"], socket: t.socketPath, user: "nobody", binary: copy)
+        #expect(r.status == 1)
+        #expect(r.err.contains("permission denied"))
+        #expect(r.err.split(separator: "\n").count == 1)
+    }
+}
