@@ -96,6 +96,15 @@ public final class ControlServer: @unchecked Sendable {
         }
     }
 
+    /// `stop` for callers that cannot await (not on an event loop thread).
+    public func stopBlocking() {
+        if let channel {
+            try? channel.close().wait()
+            self.channel = nil
+            unlink(configuration.socketPath)
+        }
+    }
+
     public var activeConnections: Int { connections.withLockedValue { $0 } }
 
     private static let umaskLock = NIOLock()

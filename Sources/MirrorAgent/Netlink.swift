@@ -89,7 +89,11 @@ public enum MirrorDevice {
     /// `cleanup`: deletes the device only when it is a VXLAN external device (ours).
     @discardableResult
     public static func remove(_ nl: NetlinkContext, name: String = defaultName) throws -> Bool {
-        guard let info = try nl.vxlanInfo(name), info.external else { return false }
+        let info: NetlinkContext.VXLANInfo?
+        do { info = try nl.vxlanInfo(name) } catch let e as NetlinkError where e.code == -EINVAL {
+            return false  // not VXLAN: someone else's
+        }
+        guard let info, info.external else { return false }
         return try nl.deleteLink(name)
     }
 }

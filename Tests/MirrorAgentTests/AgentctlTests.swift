@@ -46,7 +46,7 @@ struct AgentctlTests {
     @Test func applyGetCrudEnableDisableStatus() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build agentctl first: \(Self.binary)")
         let t = try await TestAgent(interfaces: ["tap-vm1": 3])
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         let sock = t.socketPath
         let doc = try write(t.dir, "doc.json", Fixtures.valid)
 
@@ -99,7 +99,7 @@ struct AgentctlTests {
     @Test func refusalsAreOneClearLineAndNonZero() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         let sock = t.socketPath
 
         // Invalid document: every path, exit 1, nothing applied.
@@ -133,7 +133,7 @@ struct AgentctlTests {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") else { return }
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         // Let "nobody" reach the directory and run a copy of the binary: only the
         // socket's own mode (0600) stands in the way.
         chmod(t.dir.path, 0o755)

@@ -8,7 +8,7 @@ import Testing
 struct ControlAPITests {
     @Test func applyValidDocumentAssignsVNIsAndIsListed() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         let r: ApplyResponse = try await t.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
         #expect(r.changed)
         #expect(r.generation == 1)
@@ -30,7 +30,7 @@ struct ControlAPITests {
 
     @Test func invalidDocumentIsRefusedWithEveryPathAndStateIsUnchanged() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
         let before = t.datapath.appliedDocument
         let (status, body) = try await t.request("POST", APIPath.apply, Fixtures.invalid)
@@ -46,7 +46,7 @@ struct ControlAPITests {
 
     @Test func malformedJSONAndWrongRoutesGetClearErrors() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         let (s1, b1) = try await t.request("POST", APIPath.apply, "{\"filters\": [")
         #expect(s1 == 400)
         #expect(b1.contains("not valid JSON"))
@@ -66,7 +66,7 @@ struct ControlAPITests {
 
     @Test func crudPerKindValidatesTheWholeDocument() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
 
         // create
@@ -108,7 +108,7 @@ struct ControlAPITests {
 
     @Test func sessionEnableDisable() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
         let off: ObjectResponse = try await t.call("POST", APIPath.session("s1", enable: false))
         #expect(off.object.value["enabled"]?.boolValue == false)
@@ -124,7 +124,7 @@ struct ControlAPITests {
 
     @Test func statusShowsPendingAndAttachedSources() async throws {
         let t = try await TestAgent(interfaces: ["tap-vm1": 7])
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
         var st: StatusResponse = try await t.call("GET", APIPath.status)
         #expect(st.datapath == "memory")
@@ -141,7 +141,7 @@ struct ControlAPITests {
 
     @Test func explainAnswersFromTheLivePolicy() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
         let req = ExplainRequest(source: "vm1", direction: .inbound,
                                  packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:80"))
@@ -163,7 +163,7 @@ struct ControlAPITests {
 
     @Test func datapathFailureLeavesEverythingUnchanged() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
         t.datapath.failNextApply("injected failure")
         let (s, body) = try await t.request("POST", APIPath.session("s1", enable: false))
@@ -178,7 +178,7 @@ struct ControlAPITests {
 
     @Test func oversizedBodyGets413() async throws {
         let t = try await TestAgent(maxBodyBytes: 1024)
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         let big = "{\"filters\": [" + String(repeating: " ", count: 4096) + "]}"
         let (s, body) = try await t.request("POST", APIPath.apply, big)
         #expect(s == 413)
@@ -189,7 +189,7 @@ struct ControlAPITests {
 
     @Test func socketIsMode0600() async throws {
         let t = try await TestAgent()
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         var st = stat()
         #expect(stat(t.socketPath, &st) == 0)
         #expect(st.st_mode & 0o777 == 0o600)
@@ -227,7 +227,7 @@ struct ControlAPITests {
 
     @Test func connectionLimitIsEnforcedAndFreedOnClose() async throws {
         let t = try await TestAgent(maxConnections: 2)
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         func connectRaw() -> Int32 {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             var addr = sockaddr_un()

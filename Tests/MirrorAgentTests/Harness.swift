@@ -43,6 +43,14 @@ final class TestAgent {
         do { try server.start() } catch { try? await group.shutdownGracefully(); throw error }
     }
 
+    /// Synchronous teardown for `defer` (an async `defer` does not exist, and a
+    /// detached Task may never run before the test process exits).
+    func stopNow() {
+        server.stopBlocking()
+        datapath.shutdown()
+        try? group.syncShutdownGracefully()
+    }
+
     func stop() async {
         await server.stop()
         await agent.shutdown()

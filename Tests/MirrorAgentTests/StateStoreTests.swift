@@ -14,7 +14,7 @@ struct StateStoreTests {
         await first.stop()
 
         let second = try await TestAgent(dir: dir)
-        defer { Task { await second.stop() } }
+        defer { second.stopNow() }
         let st: StatusResponse = try await second.call("GET", APIPath.status)
         #expect(st.generation == 2)
         #expect(st.sessions == 2)
@@ -53,7 +53,7 @@ struct StateStoreTests {
         }
         // --reset-state starts empty and keeps the old file aside.
         let t = try await TestAgent(dir: dir, resetState: true)
-        defer { Task { await t.stop() } }
+        defer { t.stopNow() }
         let st: StatusResponse = try await t.call("GET", APIPath.status)
         #expect(st.sessions == 0)
         let aside = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/state").filter { $0.contains(".reset-") }

@@ -1,0 +1,162 @@
+import Foundation
+import MirrorAPI
+import MirrorAgent
+import Testing
+
+/// A network namespace for one test: unique `agt-` name, deleted on every exit path
+/// (deinit), never the host's.
+final class TestNetns {
+    let name: String
+    var path: String { "/run/netns/\(name)" }
+
+    init() throws {
+        name = "agt-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        try run("ip", "netns", "add", name)
+    }
+
+    deinit { _ = try? run("ip", "netns", "del", name) }
+
+    /// `ip -n NAME ...`
+    @discardableResult
+    func ip(_ args: String...) throws -> String { try run(["ip", "-n", name] + args) }
+}
+
+struct CommandFailed: Error, CustomStringConvertible {
+    var description: String
+}
+
+@discardableResult
+func run(_ args: String...) throws -> String { try run(args) }
+
+@discardableResult
+func run(_ args: [String]) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    guard p.terminationStatus == 0 else { throw CommandFailed(description: "\(args.joined(separator: " ")): \(text)") }
+    return text
+}
+
+let isRoot = geteuid() == 0
+
+/// Thread-safe event log for the monitor's callback.
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [LinkEvent] = []
+    func add(_ e: LinkEvent) { lock.withLock { events.append(e) } }
+    var all: [LinkEvent] { lock.withLock { events } }
+
+    /// Waits up to `seconds` for an event that satisfies `predicate`.
+    func wait(seconds: Double = 5, _ predicate: (LinkEvent) -> Bool) -> LinkEvent? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let e = all.first(where: predicate) { return e }
+            usleep(20_000)
+        }
+        return nil
+    }
+}
+
+@Suite("Netlink in a network namespace (root)", .enabled(if: isRoot, "needs root for network namespaces"), .serialized)
+struct NetlinkTests {
+    @Test func mirrorDeviceIsCreatedAdoptedAndRemoved() throws {
+        let ns = try TestNetns()
+        let nl = try NetlinkContext(netns: ns.path)
+        #expect(try nl.ifindex("lo") == 1)
+        #expect(try nl.ifindex("mirror0") == nil)
+
+        let index = try MirrorDevice.ensure(nl)
+        let info = try #require(try nl.vxlanInfo("mirror0"))
+        #expect(info.external)
+        #expect(info.port == 4789)
+        #expect(info.up)
+        // What iproute2 sees: a collect_md device on 4789.
+        let shown = try ns.ip("-d", "link", "show", "mirror0")
+        #expect(shown.contains("external"))
+        #expect(shown.contains("dstport 4789"))
+        #expect(shown.contains("UP"))
+
+        // A restart adopts it rather than failing or recreating it.
+        #expect(try MirrorDevice.ensure(nl) == index)
+
+        #expect(try MirrorDevice.remove(nl))
+        #expect(try nl.ifindex("mirror0") == nil)
+        #expect(try MirrorDevice.remove(nl) == false)
+    }
+
+    @Test func aForeignDeviceWithTheNameIsNeverReplaced() throws {
+        let ns = try TestNetns()
+        try ns.ip("link", "add", "mirror0", "type", "veth", "peer", "name", "mirror0-peer")
+        let nl = try NetlinkContext(netns: ns.path)
+        #expect(throws: NetlinkError.self) { try MirrorDevice.ensure(nl) }
+        #expect(try MirrorDevice.remove(nl) == false)
+        #expect(try nl.ifindex("mirror0") != nil)
+
+        // A VXLAN that is not `external` is not ours either.
+        try ns.ip("link", "add", "vx1", "type", "vxlan", "id", "5", "dstport", "4789")
+        #expect(throws: NetlinkError.self) { try MirrorDevice.ensure(nl, name: "vx1") }
+        #expect(try MirrorDevice.remove(nl, name: "vx1") == false)
+    }
+
+    @Test func createInTheNamespaceDoesNotTouchTheHost() throws {
+        let ns = try TestNetns()
+        let nl = try NetlinkContext(netns: ns.path)
+        let name = "agtvx" + String(Int.random(in: 1000...9999))
+        try MirrorDevice.ensure(nl, name: name)
+        let host = try NetlinkContext()
+        #expect(try host.ifindex(name) == nil)
+        try nl.deleteLink(name)
+    }
+
+    @Test func linkMonitorReportsInterfacesAddedAndRemoved() throws {
+        let ns = try TestNetns()
+        let monitor = try LinkMonitor(netns: ns.path)
+        let log = EventLog()
+        monitor.start { log.add($0) }
+        defer { monitor.stop() }
+
+        try ns.ip("link", "add", "tap-a", "type", "veth", "peer", "name", "tap-b")
+        let added = try #require(log.wait { $0.name == "tap-a" && $0.present })
+        let nl = try NetlinkContext(netns: ns.path)
+        #expect(try nl.ifindex("tap-a") == added.ifindex)
+
+        try ns.ip("link", "del", "tap-a")
+        #expect(log.wait { $0.name == "tap-a" && !$0.present && $0.ifindex == added.ifindex } != nil)
+    }
+
+    @Test func pendingSourceBecomesAttachedWhenItsInterfaceAppears() async throws {
+        let ns = try TestNetns()
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        var st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.sources.allSatisfy { $0.state == .pending })
+
+        // The agent's wiring (mirror-agent main): monitor events → Agent.linkChanged.
+        let monitor = try LinkMonitor(netns: ns.path)
+        let agent = t.agent
+        let log = EventLog()
+        monitor.start { e in
+            Task { await agent.linkChanged(name: e.name, ifindex: e.ifindex, present: e.present); log.add(e) }
+        }
+        defer { monitor.stop() }
+
+        try await offThread { try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1") }
+        _ = try await offThread { log.wait { $0.name == "tap-vm1" && $0.present } }
+        st = try await t.call("GET", APIPath.status)
+        #expect(st.sources.first { $0.id == "vm1" }?.state == .attached)
+        #expect(st.sources.first { $0.id == "vm2" }?.state == .pending)
+
+        try await offThread { try ns.ip("link", "del", "tap-vm1") }
+        _ = try await offThread { log.wait { $0.name == "tap-vm1" && !$0.present } }
+        st = try await t.call("GET", APIPath.status)
+        #expect(st.sources.first { $0.id == "vm1" }?.state == .pending)
+    }
+}
