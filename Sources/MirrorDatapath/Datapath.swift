@@ -46,6 +46,8 @@ public final class Datapath: @unchecked Sendable {
     private var programFDs: [ClassifierProgram: Int32] = [:]
     private var mapFDs: [String: Int32] = [:]
     private var lastFlip: UInt64 = 0
+    /// Interfaces whose clsact qdisc this instance created.
+    private var createdHooks = Set<Int32>()
     /// tc filter handle and priority of our filters; fixed so that a restarted agent
     /// replaces its own filter instead of adding a second one.
     public static let filterHandle: UInt32 = 0x4d52
@@ -163,29 +165,30 @@ public final class Datapath: @unchecked Sendable {
         let label = name ?? "ifindex \(ifindex)"
         let rc = clibbpf_tc_hook_create(ifindex)
         let created: Bool
-        if rc == 0 { created = true } else if rc == -EEXIST { created = false } else {
+        if rc == 0 { created = true; createdHooks.insert(ifindex) } else if rc == -EEXIST { created = false } else {
             throw DatapathError("create clsact on \(label)", errno: -rc)
         }
         let prog: ClassifierProgram = hook == .ingress ? .tcIngress : .tcEgress
         var id: UInt32 = 0
         let arc = clibbpf_tc_attach(ifindex, hook.isEgress, programFD(prog), Self.filterHandle, Self.filterPriority, 1, &id)
         if arc != 0 {
-            if created { _ = clibbpf_tc_hook_destroy(ifindex) }
+            if created { _ = clibbpf_tc_hook_destroy(ifindex); createdHooks.remove(ifindex) }
             throw DatapathError("attach tc \(hook.rawValue) on \(label)", errno: -arc)
         }
         return Attachment(interface: label, ifindex: ifindex, hook: hook, createdHook: created, programID: id)
     }
 
     /// Removes our filter (and only ours) from `hook` of `interface`. The clsact qdisc
-    /// is left in place: destroying it would remove other owners' filters too, and
-    /// libbpf cannot list them. `destroyHookIfCreated` destroys it anyway when the
-    /// attachment created it and the caller knows nobody else uses it.
+    /// is left in place by default: destroying it would remove other owners' filters
+    /// too, and libbpf cannot list them. With `destroyHookIfCreated`, the qdisc is
+    /// destroyed when this instance created it and neither of our filters remains
+    /// on it: for interfaces nobody else filters (tests, agent-owned devices).
     public func detach(_ a: Attachment, destroyHookIfCreated: Bool = false) throws(DatapathError) {
         try detach(ifindex: a.ifindex, name: a.interface, hook: a.hook)
-        if destroyHookIfCreated && a.createdHook {
-            let other: TCHook = a.hook == .ingress ? .egress : .ingress
-            // Only when our other-direction filter is gone too.
-            if !isAttached(ifindex: a.ifindex, hook: other) { _ = clibbpf_tc_hook_destroy(a.ifindex) }
+        if destroyHookIfCreated && createdHooks.contains(a.ifindex)
+            && !isAttached(ifindex: a.ifindex, hook: .ingress) && !isAttached(ifindex: a.ifindex, hook: .egress) {
+            _ = clibbpf_tc_hook_destroy(a.ifindex)
+            createdHooks.remove(a.ifindex)
         }
     }
 
@@ -196,7 +199,8 @@ public final class Datapath: @unchecked Sendable {
 
     public func detach(ifindex: Int32, name: String? = nil, hook: TCHook) throws(DatapathError) {
         let rc = clibbpf_tc_detach(ifindex, hook.isEgress, Self.filterHandle, Self.filterPriority)
-        if rc != 0 && rc != -ENOENT {
+        // ENOENT: no such filter; EINVAL: no clsact qdisc at all. Either way not attached.
+        if rc != 0 && rc != -ENOENT && rc != -EINVAL {
             throw DatapathError("detach tc \(hook.rawValue) on \(name ?? "ifindex \(ifindex)")", errno: -rc)
         }
     }

@@ -42,6 +42,59 @@ enum Differential {
         return (et == 0x0800 && frame.count < 34) || (et == 0x86dd && frame.count < 54)
     }
 
+    /// Whether kernel and oracle disagree on `frame` under `doc` (only `source`,
+    /// on ifindex 100).
+    static func disagrees(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath) throws -> Bool {
+        var slots = SlotAssignment()
+        let image = try Docs.compile(doc, slots: &slots, ifindex: 100)
+        try dp.apply(image)
+        let kernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: 100).retval)
+        let want = expected(Oracle.decide(document: doc, source: source, direction: direction,
+                                          packet: PacketParser.describe(frame: frame)))
+        guard kernel.outcome == want.0 else { return true }
+        guard kernel.decided else { return false }
+        let info = image.rules[RuleKey(sessionSlot: kernel.sessionSlot, direction: direction, ruleIndex: kernel.ruleIndex)]
+        return !(info?.sessionID == want.session && info?.priority == want.priority)
+    }
+
+    /// The smallest document (greedily) that still disagrees: only `source`, its
+    /// sessions, their filters and targets, then rules and sessions removed one by one.
+    static func minimize(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath) throws -> Document {
+        var d = doc
+        d.sources = d.sources.filter { $0.id == source }
+        d.sessions = d.sessions.filter { $0.sources.contains(source) }.map { var s = $0; s.sources = [source]; return s }
+        d.filters = d.filters.filter { f in d.sessions.contains { $0.filter == f.id } }
+        d.targets = d.targets.filter { t in d.sessions.contains { $0.target == t.id } }
+        guard try disagrees(d, source: source, direction: direction, frame: frame, dp: dp) else { return doc }
+        var changed = true
+        while changed {
+            changed = false
+            for fi in d.filters.indices {
+                for dir in Direction.allCases {
+                    var ri = 0
+                    while ri < d.filters[fi].rules(dir).count {
+                        var trial = d
+                        if dir == .inbound { trial.filters[fi].inbound.remove(at: ri) } else { trial.filters[fi].outbound.remove(at: ri) }
+                        if try disagrees(trial, source: source, direction: direction, frame: frame, dp: dp) {
+                            d = trial; changed = true
+                        } else { ri += 1 }
+                    }
+                }
+            }
+            var si = 0
+            while si < d.sessions.count && d.sessions.count > 1 {
+                var trial = d
+                trial.sessions.remove(at: si)
+                trial.filters = trial.filters.filter { f in trial.sessions.contains { $0.filter == f.id } }
+                trial.targets = trial.targets.filter { t in trial.sessions.contains { $0.target == t.id } }
+                if try disagrees(trial, source: source, direction: direction, frame: frame, dp: dp) {
+                    d = trial; changed = true
+                } else { si += 1 }
+            }
+        }
+        return d
+    }
+
     static func reproducer(_ doc: Document, source: String, direction: Direction, frame: [UInt8],
                            oracle: Decision, kernel: Verdict, image: MapImage) -> String {
         let enc = JSONEncoder()
@@ -62,7 +115,8 @@ enum Differential {
     }
 }
 
-@Suite(.serialized) struct DifferentialTests {
+extension KernelTests {
+@Suite struct DifferentialTests {
     @Test func kernelClassifierAgreesWithTheOracleOnRandomDocumentsAndFrames() throws {
         guard Kernel.available else { return }
         let documents = 220, packetsPerDocument = 500
@@ -111,8 +165,15 @@ enum Differential {
                     if !same {
                         failures += 1
                         if failures <= 3 {
-                            print(Differential.reproducer(doc, source: source.id, direction: direction, frame: frame,
-                                                          oracle: oracle, kernel: kernel, image: image))
+                            let small = try Differential.minimize(doc, source: source.id, direction: direction, frame: frame, dp: dp)
+                            var smallSlots = SlotAssignment()
+                            let smallImage = try Docs.compile(small, slots: &smallSlots, ifindex: 100)
+                            try dp.apply(smallImage)
+                            let smallKernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: 100).retval)
+                            let smallOracle = Oracle.decide(document: small, source: source.id, direction: direction, packet: parsed)
+                            print(Differential.reproducer(small, source: source.id, direction: direction, frame: frame,
+                                                          oracle: smallOracle, kernel: smallKernel, image: smallImage))
+                            try dp.apply(image)
                         }
                     }
                 }
@@ -123,4 +184,5 @@ enum Differential {
             #expect(failures == 0)
         }
     }
+}
 }

@@ -4,7 +4,8 @@ import MirrorCore
 import MirrorDatapath
 import Testing
 
-@Suite(.serialized) struct LoadTests {
+extension KernelTests {
+@Suite struct LoadTests {
     @Test func objectLoadsAndPassesTheVerifier() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
@@ -16,4 +17,5 @@ import Testing
             dp.unpinMaps()
         }
     }
+}
 }

@@ -1,0 +1,220 @@
+import Foundation
+import MirrorCompiler
+import MirrorCore
+import MirrorDatapath
+import Testing
+
+/// Small hand-made documents for the kernel tests.
+enum Docs {
+    static let tcp80 = FrameBuilder.frame(for: PacketDescription(
+        ethertype: .ipv4, protocol: 6, source: IPAddress("198.51.100.1"), destination: IPAddress("198.51.100.2"),
+        sourcePort: 40000, destinationPort: 80))
+
+    /// One source on `interface`, sessions given as (id, priority, inbound rules).
+    static func document(interface: String = "tap0", sessions: [(String, Int, [Rule])]) -> Document {
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.10"))]
+        doc.sources = [Source(id: "s", interface: interface)]
+        for (i, s) in sessions.enumerated() {
+            doc.filters.append(Filter(id: "f-\(s.0)", inbound: s.2))
+            doc.sessions.append(Session(id: s.0, priority: s.1, filter: "f-\(s.0)", sources: ["s"], target: "t", vni: 100 + i))
+        }
+        return doc
+    }
+
+    static func compile(_ doc: Document, slots: inout SlotAssignment, ifindex: UInt32 = 100) throws -> MapImage {
+        slots = try SlotAssignment.assign(document: doc, previous: slots)
+        return try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in ifindex }))
+    }
+}
+
+extension KernelTests {
+@Suite struct AttachTests {
+    /// tc filters on a hook, one line per filter ("" when none or no qdisc).
+    static func filters(_ ns: String, _ dev: String, _ hook: String) throws -> [String] {
+        // One filter prints several lines; count distinct "pref N KIND".
+        let lines = try Kernel.run(["tc", "-n", ns, "filter", "show", "dev", dev, hook], allowFailure: true)
+            .split(separator: "\n").filter { $0.hasPrefix("filter") }
+        var out: [String] = []
+        for l in lines {
+            let words = l.split(separator: " ")
+            guard let i = words.firstIndex(of: "pref"), i + 2 < words.count else { continue }
+            let id = "pref \(words[i + 1]) \(words[i + 2])"
+            if let j = out.firstIndex(where: { $0.hasPrefix(id) }) { out[j] += " " + l } else { out.append(id + " " + l) }
+        }
+        return out
+    }
+
+    @Test func attachDetachOnVethLeavesNoFiltersAndKeepsOtherOwnersFilters() throws {
+        guard Kernel.available else { return }
+        try Kernel.withBPFFS { dir in
+            let dp = try Datapath(pinDirectory: dir)
+            defer { dp.unpinMaps(); dp.close() }
+            try Kernel.withNetns { ns in
+                try Kernel.run(["ip", "-n", ns, "link", "add", "dpt0", "type", "veth", "peer", "name", "dpt1"])
+                try Kernel.run(["ip", "-n", ns, "link", "set", "dpt0", "up"])
+                try Kernel.run(["ip", "-n", ns, "link", "set", "dpt1", "up"])
+                // Another owner's clsact and filter on dpt0.
+                try Kernel.run(["tc", "-n", ns, "qdisc", "add", "dev", "dpt0", "clsact"])
+                try Kernel.run(["tc", "-n", ns, "filter", "add", "dev", "dpt0", "ingress", "prio", "10",
+                                "u32", "match", "u32", "0", "0", "flowid", "1:1"])
+
+                let attachments = try Kernel.inNetns(ns) { () throws -> [Datapath.Attachment] in
+                    var out: [Datapath.Attachment] = []
+                    for dev in ["dpt0", "dpt1"] {
+                        for hook in [TCHook.ingress, .egress] {
+                            out.append(try dp.attach(interface: dev, hook: hook))
+                            // Attaching again replaces our filter, never adds a second one.
+                            try dp.attach(interface: dev, hook: hook)
+                        }
+                    }
+                    return out
+                }
+                #expect(attachments.filter { $0.interface == "dpt0" }.allSatisfy { !$0.createdHook })
+                #expect(try Self.filters(ns, "dpt0", "ingress").count == 2)  // theirs + ours
+                #expect(try Self.filters(ns, "dpt0", "egress").count == 1)
+                #expect(try Self.filters(ns, "dpt1", "ingress").count == 1)
+                #expect(try Self.filters(ns, "dpt1", "egress").count == 1)
+                #expect(try Self.filters(ns, "dpt1", "egress").first?.contains("mirror_tc_egre") == true)
+
+                try Kernel.inNetns(ns) { () throws -> Void in
+                    for a in attachments { try dp.detach(a, destroyHookIfCreated: true) }
+                    // Detaching what is not attached is not an error.
+                    try dp.detach(interface: "dpt1", hook: .ingress)
+                }
+                let left = try Self.filters(ns, "dpt0", "ingress")
+                #expect(left.count == 1 && left[0].contains("u32"), "the other owner's filter stays: \(left)")
+                #expect(try Self.filters(ns, "dpt0", "egress").isEmpty)
+                #expect(try Self.filters(ns, "dpt1", "ingress").isEmpty)
+                #expect(try Self.filters(ns, "dpt1", "egress").isEmpty)
+                // The clsact we created on dpt1 is gone, theirs on dpt0 stays.
+                let q1 = try Kernel.run(["tc", "-n", ns, "qdisc", "show", "dev", "dpt1"])
+                let q0 = try Kernel.run(["tc", "-n", ns, "qdisc", "show", "dev", "dpt0"])
+                #expect(!q1.contains("clsact"))
+                #expect(q0.contains("clsact"))
+            }
+        }
+    }
+
+    @Test func attachToAMissingInterfaceSaysWhichAndWhy() throws {
+        guard Kernel.available else { return }
+        try Kernel.withBPFFS { dir in
+            let dp = try Datapath(pinDirectory: dir)
+            defer { dp.unpinMaps(); dp.close() }
+            do {
+                try dp.attach(interface: "dpt-missing0", hook: .egress)
+                Issue.record("attach to a missing interface succeeded")
+            } catch {
+                #expect("\(error)" == "interface dpt-missing0: No such device")
+            }
+            do {
+                try dp.attach(ifindex: 999_999, name: "tap3", hook: .egress)
+                Issue.record("attach to a missing ifindex succeeded")
+            } catch {
+                #expect("\(error)".hasPrefix("create clsact on tap3: "), "\(error)")
+            }
+        }
+    }
+}
+
+@Suite struct PinTests {
+    @Test func mapsArePinnedAndASecondLoadReusesPolicyAndCounters() throws {
+        guard Kernel.available else { return }
+        try Kernel.withBPFFS { dir in
+            var slots = SlotAssignment()
+            let doc = Docs.document(sessions: [("a", 1, [Rule(priority: 1, action: .accept, ethertype: .ipv4)])])
+            let image = try Docs.compile(doc, slots: &slots)
+            let first = try Datapath(pinDirectory: dir)
+            let generation = try first.apply(image)
+            let v1 = Verdict(try first.testRun(.testEgress, frame: Docs.tcp80, mark: 100).retval)
+            #expect(v1.outcome == .accept)
+            first.close()
+            let pinned = try FileManager.default.contentsOfDirectory(atPath: dir)
+            for m in ["mirror_active", "mirror_policy", "mirror_session", "mirror_target", "session_stats", "rule_stats", "source_stats"] {
+                #expect(pinned.contains(m), "\(m) pinned")
+            }
+
+            let second = try Datapath(pinDirectory: dir)
+            defer { second.unpinMaps(); second.close() }
+            #expect(try second.activeGeneration().generation == generation)
+            let v2 = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: 100).retval)
+            #expect(v2 == v1)
+            let slot = slots.sessions["a"]!
+            #expect(try second.sessionCounters(sessionSlot: slot).packets == 2)
+            #expect(try second.sessionCounters(sessionSlot: slot).bytes == UInt64(2 * Docs.tcp80.count))
+            #expect(try second.ruleHits(sessionSlot: slot, direction: .inbound, ruleIndex: 0) == 2)
+            let src = try second.sourceCounters(sourceSlot: slots.sources["s"]!, direction: .inbound)
+            #expect(src.seen == 2 && src.mirrored == 2)
+            try second.clearCounters(sessionSlots: [slot], sourceSlots: [])
+            #expect(try second.sessionCounters(sessionSlot: slot).packets == 0)
+        }
+    }
+
+    @Test func aPinDirectoryOutsideBpffsIsRefused() throws {
+        guard Kernel.available else { return }
+        #expect(throws: DatapathError.self) { try Datapath(pinDirectory: "/tmp") }
+    }
+}
+
+@Suite struct GenerationFlipTests {
+    @Test func flippingBetweenTwoPoliciesNeverYieldsADecisionOfNeither() throws {
+        guard Kernel.available else { return }
+        try Kernel.withBPFFS { dir in
+            let dp = try Datapath(pinDirectory: dir)
+            defer { dp.unpinMaps(); dp.close() }
+            dp.slotGracePeriod = .milliseconds(2)
+            var slots = SlotAssignment()
+            // Policy A: session a accepts the packet with its first rule.
+            let docA = Docs.document(sessions: [("a", 1, [Rule(priority: 5, action: .accept, ethertype: .ipv4, protocol: .tcp)])])
+            // Policy B: session b's first rule does not match, its second rejects.
+            let docB = Docs.document(sessions: [("b", 2, [
+                Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .udp),
+                Rule(priority: 9, action: .reject, ethertype: .ipv4, protocol: .all),
+            ])])
+            // Both sessions keep their own stable slot, as across real applies.
+            let slotA: UInt16 = 1, slotB: UInt16 = 2
+            slots = SlotAssignment(sessions: ["a": slotA, "b": slotB], sources: ["s": 0])
+            let imageA = try Compiler.compile(.init(document: docA, slots: slots, interfaceIndex: { _ in 100 }))
+            let imageB = try Compiler.compile(.init(document: docB, slots: slots, interfaceIndex: { _ in 100 }))
+            try dp.apply(imageA)
+
+            let stop = Atomic(false)
+            let seen = Atomic([String: Int]())
+            let bad = Atomic([String]())
+            let done = DispatchSemaphore(value: 0)
+            Thread {
+                defer { done.signal() }
+                var local: [String: Int] = [:]
+                var wrong: [String] = []
+                while !stop.value {
+                    guard let r = try? dp.testRun(.testEgress, frame: Docs.tcp80, mark: 100, repeat: 1) else { continue }
+                    let v = Verdict(r.retval)
+                    let isA = v.outcome == .accept && v.sessionSlot == slotA && v.ruleIndex == 0
+                    let isB = v.outcome == .reject && v.sessionSlot == slotB && v.ruleIndex == 1
+                    local[isA ? "A" : isB ? "B" : "neither", default: 0] += 1
+                    if !isA && !isB && wrong.count < 5 { wrong.append(v.description) }
+                }
+                seen.value = local
+                bad.value = wrong
+            }.start()
+            for i in 0..<150 { try dp.apply(i % 2 == 0 ? imageB : imageA) }
+            stop.value = true
+            done.wait()
+            print("generation flip: verdicts \(seen.value) over 150 flips")
+            #expect(seen.value["neither"] == nil, "\(bad.value)")
+            #expect((seen.value["A"] ?? 0) > 0 && (seen.value["B"] ?? 0) > 0)
+        }
+    }
+}
+}
+
+/// A lock-protected box for the flip test's two threads.
+final class Atomic<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var v: T
+    init(_ v: T) { self.v = v }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return v }
+        set { lock.lock(); v = newValue; lock.unlock() }
+    }
+}
