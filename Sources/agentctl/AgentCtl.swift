@@ -16,6 +16,9 @@ struct AgentCtl: AsyncParsableCommand {
         abstract: "Control the traffic mirroring agent, and check configuration offline.",
         subcommands: [Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self])
 
+    /// `agentctl --socket PATH <command>`: also accepted before the command (see AgentOptions).
+    @OptionGroup var agent: AgentOptions
+
     /// ArgumentParser exits 64 on usage errors; the contract says 2, and never a stack trace.
     static func main() async {
         do {

@@ -69,6 +69,11 @@ struct AgentctlTests {
         // --socket on the command line wins over the environment.
         r = try await Self.agentctl(["get", "targets", "--socket", sock], socket: "/nonexistent.sock")
         #expect(r.status == 0)
+        // ... before the command too (as scripts write it).
+        r = try await Self.agentctl(["--socket", sock, "get", "targets"], socket: "/nonexistent.sock")
+        #expect(r.status == 0, "\(r.err)")
+        r = try await Self.agentctl(["--socket", sock, "session", "enable", "s2"], socket: nil)
+        #expect(r.status == 0, "\(r.err)")
 
         let target = try write(t.dir, "t2.json", #"{"id": "t2", "type": "nic", "address": "198.51.100.9"}"#)
         r = try await Self.agentctl(["create", "targets", "-f", target], socket: sock)
