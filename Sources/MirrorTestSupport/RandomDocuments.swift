@@ -16,13 +16,16 @@ public enum RandomDocuments {
         public var explicitVNIProbability: Double
         public var maxSessions: Int
         public var maxSources: Int
+        /// At most `Quota.rulesPerFilterDirection`.
+        public var maxRulesPerDirection: Int
 
         public init(securityPolicy: Bool = false, explicitVNIProbability: Double = 1,
-                    maxSessions: Int = 8, maxSources: Int = 4) {
+                    maxSessions: Int = 8, maxSources: Int = 4, maxRulesPerDirection: Int = Quota.rulesPerFilterDirection) {
             self.securityPolicy = securityPolicy
             self.explicitVNIProbability = explicitVNIProbability
             self.maxSessions = maxSessions
             self.maxSources = maxSources
+            self.maxRulesPerDirection = min(max(0, maxRulesPerDirection), Quota.rulesPerFilterDirection)
         }
         public static let `default` = Options()
     }
@@ -41,7 +44,8 @@ public enum RandomDocuments {
         let filterCount = rng.int(1...4)
         for f in 0..<filterCount {
             doc.filters.append(Filter(id: "filter-\(f)", description: rng.chance(0.2) ? "random filter \(f)" : nil,
-                                      inbound: rules(using: &rng), outbound: rules(using: &rng)))
+                                      inbound: rules(using: &rng, max: options.maxRulesPerDirection),
+                                      outbound: rules(using: &rng, max: options.maxRulesPerDirection)))
         }
 
         // Targets: collectors never collide with source addresses (different ranges).
@@ -131,9 +135,9 @@ public enum RandomDocuments {
         return doc
     }
 
-    static func rules(using rng: inout SeededRandom) -> [Rule] {
+    static func rules(using rng: inout SeededRandom, max: Int) -> [Rule] {
         var used = Set<Int>()
-        return (0..<rng.int(0...Quota.rulesPerFilterDirection)).map { _ in
+        return (0..<rng.int(0...max)).map { _ in
             let e: Ethertype = rng.chance(0.65) ? .ipv4 : .ipv6
             let p = protocolFor(e, &rng)
             return Rule(priority: uniquePriority(1...40, &used, &rng), action: rng.chance(0.6) ? .accept : .reject,

@@ -71,7 +71,8 @@ private func check(_ bytes: [UInt8], _ label: String) {
     var count = 0
     for round in 0..<700 {
         let doc = RandomDocuments.document(using: &rng, options: .init(securityPolicy: round % 2 == 0,
-                                                                       explicitVNIProbability: 0.5, maxSessions: 4, maxSources: 3))
+                                                                       explicitVNIProbability: 0.5, maxSessions: 4, maxSources: 3,
+                                                                       maxRulesPerDirection: 4))
         let json = DocumentEncoding.encode(doc)
         let text = Array(json.serialized(pretty: round % 3 == 0).utf8)
         // Structural mutations (still JSON): exercise the validator's paths.

@@ -151,10 +151,10 @@ struct Decoder {
     mutating func enumValue<E: RawRepresentable & CaseIterable>(_ v: JSONValue?, _ path: String, _ what: String,
                                                                  _: E.Type) -> E? where E.RawValue == String {
         guard let v else { return nil }
+        if case .string(let s) = v, let e = E(rawValue: s) { return e }
         let names = E.allCases.map(\.rawValue)
         let allowed = "\(what) must be " + names.map { "\"\($0)\"" }.joined(separator: " or ")
         guard case .string(let s) = v else { add(path, "found \(v.kindName): \(allowed)"); return nil }
-        if let e = E(rawValue: s) { return e }
         var msg = "\"\(s)\" is not allowed: \(allowed)"
         if let hint = EditDistance.suggestion(for: s, among: names) { msg += "; did you mean \"\(hint)\"?" }
         add(path, msg)

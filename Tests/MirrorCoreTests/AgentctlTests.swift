@@ -1,0 +1,138 @@
+import Testing
+import Foundation
+import MirrorCore
+
+// Runs the built `agentctl` (it sits next to the test bundle in the build products
+// directory) on the examples and on bad files and bad command-line values.
+
+private func agentctlURL() -> URL? {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<5 {
+        let candidate = dir.appendingPathComponent("agentctl")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return nil
+}
+
+private struct Run { var status: Int32; var stdout: String; var stderr: String }
+
+private func agentctl(_ args: [String]) throws -> Run {
+    guard let url = agentctlURL() else {
+        Issue.record("agentctl not found next to \(CommandLine.arguments[0]): build it first (swift build)")
+        return Run(status: -1, stdout: "", stderr: "")
+    }
+    let p = Process()
+    p.executableURL = url
+    p.arguments = args
+    p.currentDirectoryURL = repositoryRoot
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+private func temporaryFile(_ text: String) throws -> String {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("agentctl-test-\(UUID().uuidString).json")
+    try Data(text.utf8).write(to: url)
+    return url.path
+}
+
+private func noStackTrace(_ r: Run) -> Bool {
+    !(r.stderr + r.stdout).contains("Fatal error") && !(r.stderr + r.stdout).contains("Stack dump") && r.status != 132 && r.status != 134
+}
+
+@Test(.serialized, arguments: ["seed-filter.json", "two-sessions.json"])
+func agentctlValidateAcceptsTheExamples(_ name: String) throws {
+    let r = try agentctl(["validate", "-f", "examples/\(name)"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("valid"))
+    let j = try agentctl(["validate", "-f", "examples/\(name)", "-o", "json"])
+    #expect(j.status == 0)
+    #expect(try JSONParser.parse(j.stdout).get() == .object([("valid", .bool(true)), ("errors", .array([]))]))
+}
+
+@Test func agentctlValidateRefusesABadFileWithPathPreciseMessages() throws {
+    let bad = DocumentEncoding.encode(baseDocument())
+        .setting("sessions[1].priority", num(40000))
+        .setting("filters[0].inbound[0].source", str("198.51.100.1/24"))
+        .setting("sources[0].interfase", str("x"))
+    let path = try temporaryFile(bad.serialized(pretty: true))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let r = try agentctl(["validate", "-f", path])
+    #expect(r.status == 1)
+    #expect(r.stderr.contains("sessions[1].priority: 40000 is out of range"))
+    #expect(r.stderr.contains("filters[0].inbound[0].source: 198.51.100.1/24 has host bits set"))
+    #expect(r.stderr.contains("sources[0].interfase: unknown field \"interfase\"; did you mean \"interface\"?"))
+
+    let j = try agentctl(["validate", "-f", path, "-o", "json"])
+    #expect(j.status == 1)
+    let v = try JSONParser.parse(j.stdout).get()
+    #expect(v["valid"] == .bool(false))
+    guard case .array(let errs)? = v["errors"] else { Issue.record("no errors array"); return }
+    let paths = errs.compactMap { e -> String? in if case .string(let p)? = e["path"] { return p } else { return nil } }
+    #expect(Set(paths) == ["sessions[1].priority", "filters[0].inbound[0].source", "sources[0].interfase"])
+}
+
+@Test func agentctlValidateRefusesInvalidJSON() throws {
+    let path = try temporaryFile("{\"filters\": [")
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let r = try agentctl(["validate", "-f", path])
+    #expect(r.status == 1)
+    #expect(r.stderr.contains("document: invalid JSON"))
+    #expect(noStackTrace(r))
+}
+
+@Test func agentctlExplainPrintsTheDecisionJSON() throws {
+    let r = try agentctl(["explain", "-f", "examples/two-sessions.json", "--source", "web-eni", "--direction", "inbound",
+                          "--protocol", "tcp", "--src", "[2001:db8::7]:5555", "--dst", "[2001:db8:1::10]:80", "-o", "json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let v = try JSONParser.parse(r.stdout).get()
+    #expect(v["mirrored"] == .bool(true))
+    #expect(v["session"] == .string("session-b"))
+    #expect(v["reason"] == .string("accepted"))
+    #expect(v["tried"] == .array([.string("session-a"), .string("session-b")]))
+    #expect(v["rule"]?["priority"] == .int(2))
+
+    let seed = try agentctl(["explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "outbound",
+                             "--protocol", "udp", "--src", "192.168.0.5:53", "--dst", "10.2.0.9:53"])
+    #expect(seed.status == 0)
+    #expect(seed.stdout.contains("rejects"))
+
+    let arp = try agentctl(["explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "inbound",
+                            "--non-ip", "-o", "json"])
+    #expect(arp.status == 0)
+    #expect(try JSONParser.parse(arp.stdout).get()["reason"] == .string("not_ip"))
+
+    let frag = try agentctl(["explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "inbound",
+                             "--protocol", "6", "--src", "172.16.0.1", "--dst", "10.0.0.3", "--fragment", "later", "-o", "json"])
+    #expect(frag.status == 0)
+    #expect(try JSONParser.parse(frag.stdout).get()["reason"] == .string("no_match"))
+}
+
+@Test func agentctlBadCommandLineValuesAreUsageErrorsWithoutStackTraces() throws {
+    let base = ["explain", "-f", "examples/seed-filter.json", "--source", "web-eni"]
+    let cases: [[String]] = [
+        base + ["--direction", "sideways", "--protocol", "tcp", "--src", "192.0.2.1:1", "--dst", "192.0.2.2:2"],
+        base + ["--direction", "inbound", "--protocol", "tcp", "--src", "192.0.2.1:99999", "--dst", "192.0.2.2:2"],
+        base + ["--direction", "inbound", "--protocol", "bogus", "--src", "192.0.2.1:1", "--dst", "192.0.2.2:2"],
+        base + ["--direction", "inbound", "--protocol", "tcp", "--src", "192.0.2.1:1", "--dst", "[2001:db8::1]:2"],
+        base + ["--direction", "inbound", "--protocol", "tcp", "--src", "192.0.2.1:1", "--dst", "192.0.2.2:2", "--fragment", "middle"],
+        base + ["--direction", "inbound", "--protocol", "tcp", "--src", "192.0.2.1:1", "--dst", "192.0.2.2:2", "-o", "yaml"],
+        ["explain", "-f", "examples/seed-filter.json", "--source", "nope", "--direction", "inbound", "--non-ip"],
+        ["validate"],
+        ["validate", "-f", "/nonexistent/file.json"],
+        ["validate", "-f", "examples/seed-filter.json", "--bogus-flag"],
+        ["frobnicate"],
+    ]
+    for args in cases {
+        let r = try agentctl(args)
+        #expect(r.status == 2, "\(args): \(r.status) \(r.stderr)")
+        #expect(r.stderr.contains("Error"), "\(args): \(r.stderr)")
+        #expect(noStackTrace(r), "\(args)")
+    }
+}
