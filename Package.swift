@@ -42,7 +42,7 @@ let package = Package(
         .target(
             name: "MirrorAgent",
             dependencies: [
-                "MirrorCore", "MirrorAPI", "CNetlink",
+                "MirrorCore", "MirrorAPI", "CNetlink", "MirrorCompiler", "MirrorDatapath",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,28 +1,40 @@
 import Foundation
 
-/// Where the agent gets its datapath.
-///
-/// SEAM(datapath): when MirrorDatapath lands, `.kernel` returns its libbpf-backed
-/// `Datapath` built from these options (bpffs pin dir, mirror device name), and
-/// `.automatic` prefers it. Until then `.kernel` fails with a clear message and
-/// `.automatic` falls back to the in-memory datapath.
+/// Where the agent gets its datapath: `.kernel` is `KernelDatapath` (libbpf through
+/// MirrorDatapath), `.memory` the no-kernel `InMemoryDatapath`, `.automatic` the
+/// kernel one when it starts, else memory (with the reason, for the log).
 public enum DatapathFactory {
     public enum Choice: String, CaseIterable, Sendable { case automatic, kernel, memory }
 
     public struct Options: Sendable {
         public var bpffs: String
         public var mirrorDevice: String
-        public init(bpffs: String, mirrorDevice: String = "mirror0") {
-            self.bpffs = bpffs; self.mirrorDevice = mirrorDevice
+        /// Where the datapath keeps its own small state (counter slots); nil = nowhere.
+        public var stateDirectory: String?
+        public init(bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil) {
+            self.bpffs = bpffs; self.mirrorDevice = mirrorDevice; self.stateDirectory = stateDirectory
         }
     }
 
     public static func make(_ choice: Choice, options: Options) throws -> Datapath {
         switch choice {
-        case .memory, .automatic:
-            return InMemoryDatapath()
-        case .kernel:
-            throw DatapathError("the kernel datapath is not built into this agent yet (MirrorDatapath not wired)")
+        case .memory: return InMemoryDatapath()
+        case .kernel, .automatic: return KernelDatapath(options: options)
+        }
+    }
+
+    /// Makes and starts the datapath. With `.automatic`, a kernel datapath that fails
+    /// to start is replaced by the in-memory one and the failure returned as a note.
+    public static func start(_ choice: Choice, options: Options) throws -> (Datapath, note: String?) {
+        let dp = try make(choice, options: options)
+        do {
+            try dp.start()
+            return (dp, nil)
+        } catch where choice == .automatic {
+            dp.shutdown()
+            let fallback = InMemoryDatapath()
+            try fallback.start()
+            return (fallback, "kernel datapath unavailable, running without one: \(error)")
         }
     }
 }

@@ -82,6 +82,12 @@ public struct StateStore: Sendable {
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let data: Data
         do { data = try encoder.encode(state) } catch { throw StateError("cannot encode state: \(error)") }
+        try Self.writeAtomically(data, to: path)
+    }
+
+    /// temp file (0600), write, fsync, rename, fsync of the directory.
+    public static func writeAtomically(_ data: Data, to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
         let tmp = path + ".tmp"
         func fail(_ what: String) -> StateError { StateError("cannot write state file \(path): \(what): \(String(cString: strerror(errno)))") }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

@@ -77,7 +77,7 @@ struct CommonOptions: ParsableArguments {
     }
 
     var datapathOptions: DatapathFactory.Options {
-        DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice)
+        DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir)
     }
 }
 
@@ -101,8 +101,12 @@ struct Run: AsyncParsableCommand {
 
         let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .automatic
         let datapath: Datapath
-        do { datapath = try DatapathFactory.make(choice, options: options.datapathOptions) } catch {
-            fail("mirror-agent: cannot set up the datapath: \(error)")
+        do {
+            let (dp, note) = try DatapathFactory.start(choice, options: options.datapathOptions)
+            if let note { logger.error("\(note)") }
+            datapath = dp
+        } catch {
+            fail("mirror-agent: cannot start the datapath: \(error)")
         }
         logger.info("starting", metadata: ["version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
                                            "socket": "\(options.socket)", "stateDir": "\(options.stateDir)"])

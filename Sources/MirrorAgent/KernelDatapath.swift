@@ -1,0 +1,236 @@
+import Foundation
+import MirrorCompiler
+import MirrorCore
+import MirrorDatapath
+
+/// The agent's `Datapath` on the real kernel: MirrorDatapath (libbpf: load, pin,
+/// attach, write images, test-run) plus MirrorCompiler (document → map image) plus
+/// the mirror device (netlink). It only composes what those layers offer.
+///
+/// SEAM(datapath): stage 2 (bpf/encap.bpf.c) on the mirror device's egress is not
+/// attached yet: MirrorDatapath has no loader for it at this point. Until it has,
+/// copies are cloned to the collect_md device, which drops them (no tunnel key).
+/// Attach it in `start()` right after `MirrorDevice.ensure`.
+public final class KernelDatapath: Datapath, @unchecked Sendable {
+    public let kind = "kernel"
+    private let options: DatapathFactory.Options
+    private let lock = NSLock()
+    private var datapath: MirrorDatapath.Datapath?
+    private var netlink: NetlinkContext?
+    private var mirrorIfindex: Int?
+    private var document = Document()
+    private var image: MapImage?
+    private var slots = SlotAssignment()
+    /// Interface name → ifindex for every source interface we attached to.
+    private var attached: [String: Int] = [:]
+    private var generation: UInt64 = 0
+
+    public init(options: DatapathFactory.Options) { self.options = options }
+
+    var slotsPath: String? { options.stateDirectory.map { $0 + "/datapath-slots.json" } }
+
+    /// Idempotent: a started datapath stays as it is.
+    public func start() throws {
+        try lock.withLock {
+            if datapath != nil { return }
+            try BPFFS.ensureMounted(options.bpffs)
+            do { datapath = try MirrorDatapath.Datapath(pinDirectory: options.bpffs) } catch {
+                throw DatapathError("load the classifier (pins in \(options.bpffs)): \(error)")
+            }
+            let nl = try NetlinkContext()
+            netlink = nl
+            let index = try MirrorDevice.ensure(nl, name: options.mirrorDevice)
+            mirrorIfindex = index
+            do { try datapath?.setMirrorDevice(ifindex: UInt32(index)) } catch {
+                throw DatapathError("point the classifier at \(options.mirrorDevice): \(error)")
+            }
+            if let path = slotsPath, let data = FileManager.default.contents(atPath: path) {
+                do { slots = try JSONDecoder().decode(SlotAssignment.self, from: data) } catch {
+                    throw DatapathError("datapath slot file \(path) is corrupt (\(error)); remove it with the state or use --reset-state")
+                }
+            }
+        }
+    }
+
+    public func apply(document: Document, generation: UInt64) throws {
+        try lock.withLock { try reconcile(document, generation: generation) }
+    }
+
+    /// Compiles `doc` for the interfaces present now, writes it (one atomic flip),
+    /// then attaches to new interfaces and detaches from ones no source uses.
+    private func reconcile(_ doc: Document, generation: UInt64) throws {
+        guard let dp = datapath, let nl = netlink else { throw DatapathError("the kernel datapath is not started") }
+        let newSlots: SlotAssignment
+        do { newSlots = try SlotAssignment.assign(document: doc, previous: slots) } catch {
+            throw DatapathError("assign datapath slots: \(error)")
+        }
+        var present: [String: Int] = [:]
+        for s in doc.sources { if let i = try? nl.ifindex(s.interface) { present[s.interface] = i } }
+        let compiled: MapImage
+        do {
+            compiled = try Compiler.compile(Compiler.Input(document: doc, slots: newSlots,
+                                                           interfaceIndex: { present[$0].map(UInt32.init) }))
+        } catch { throw DatapathError("compile the policy: \(error)") }
+        let freed = newSlots.freed(comparedTo: slots)
+        do {
+            try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
+            _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
+        } catch { throw DatapathError("write the policy: \(error)") }
+        // The new policy is in force: from here on, failures are per interface.
+        var nowAttached: [String: Int] = [:]
+        for (name, index) in present {
+            do {
+                try dp.attach(ifindex: Int32(index), name: name, hook: .ingress)
+                try dp.attach(ifindex: Int32(index), name: name, hook: .egress)
+                nowAttached[name] = index
+            } catch {
+                // Vanished between lookup and attach: pending until its link event.
+                FileHandle.standardError.write(Data("mirror-agent: attach \(name): \(error)\n".utf8))
+            }
+        }
+        for (name, index) in attached where nowAttached[name] != index {
+            if (try? nl.ifindex(name)) == index {
+                try? dp.detach(ifindex: Int32(index), name: name, hook: .ingress)
+                try? dp.detach(ifindex: Int32(index), name: name, hook: .egress)
+            }
+        }
+        attached = nowAttached
+        document = doc
+        image = compiled
+        slots = newSlots
+        self.generation = generation
+        if let path = slotsPath, let data = try? JSONEncoder().encode(newSlots) {
+            try? StateStore.writeAtomically(data, to: path)
+        }
+    }
+
+    public func linkChanged(name: String, ifindex: Int, present: Bool) {
+        lock.withLock {
+            guard document.sources.contains(where: { $0.interface == name }) else { return }
+            if present && attached[name] == ifindex { return }
+            if !present && attached[name] == nil { return }
+            if !present { attached[name] = nil }  // its filters went with it
+            do { try reconcile(document, generation: generation) } catch {
+                FileHandle.standardError.write(Data("mirror-agent: re-apply after \(name) changed: \(error)\n".utf8))
+            }
+        }
+    }
+
+    public func status() -> DatapathStatus {
+        lock.withLock {
+            var live: [String: Int] = [:]
+            if let dp = datapath {
+                for (name, index) in attached
+                where dp.isAttached(ifindex: Int32(index), hook: .ingress) && dp.isAttached(ifindex: Int32(index), hook: .egress) {
+                    live[name] = index
+                }
+            }
+            return DatapathStatus(loaded: datapath != nil, generation: generation, attached: live,
+                                  mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice)
+        }
+    }
+
+    public func explain(source: String, direction: Direction, packet: PacketDescription) throws -> Decision? {
+        try lock.withLock {
+            guard let dp = datapath, let image else { return nil }
+            guard let src = document.sources.first(where: { $0.id == source }) else { return nil }
+            guard let ifindex = attached[src.interface] else {
+                throw DatapathError("interface \(src.interface) of source \(source) is not present: no kernel policy to run")
+            }
+            let frame = FrameBuilder.frame(for: packet)
+            let raw: MirrorDatapath.Datapath.TestRunResult
+            do { raw = try dp.testRun(.test(direction), frame: frame, mark: UInt32(ifindex)) } catch {
+                throw DatapathError("BPF_PROG_TEST_RUN: \(error)")
+            }
+            return Self.decision(Verdict(raw.retval), image: image, direction: direction)
+        }
+    }
+
+    /// A verdict of the test program in the oracle's terms.
+    static func decision(_ v: Verdict, image: MapImage, direction: Direction) -> Decision {
+        let info = image.rules[RuleKey(sessionSlot: v.sessionSlot, direction: direction, ruleIndex: v.ruleIndex)]
+        let ref = info.map { Decision.RuleRef(filter: $0.filterID, direction: direction, priority: $0.priority, action: $0.action) }
+        switch v.outcome {
+        case .accept:
+            return Decision(mirrored: true, session: info?.sessionID, rule: ref, reason: .accepted, tried: [],
+                            explanation: "kernel: mirrored by session \(info?.sessionID ?? "?") via \(direction) rule \(info?.priority ?? 0)")
+        case .reject:
+            return Decision(mirrored: false, session: info?.sessionID, rule: ref, reason: .rejectedByRule, tried: [],
+                            explanation: "kernel: rejected by session \(info?.sessionID ?? "?") \(direction) rule \(info?.priority ?? 0)")
+        case .notIP:
+            return Decision(mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [], explanation: "kernel: not IP")
+        case .noMatch, .noPolicy, .copy, .unknown:
+            return Decision(mirrored: false, session: nil, rule: nil, reason: .noMatch, tried: [],
+                            explanation: "kernel: not mirrored (\(v.outcome))")
+        }
+    }
+
+    public func shutdown() {
+        lock.withLock {
+            // Programs stay attached and maps pinned (SPEC §7: mirroring goes on).
+            datapath?.close()
+            datapath = nil
+            netlink = nil
+        }
+    }
+
+    /// Detaches our filters (fixed handle and priority: only ours) from every
+    /// interface, and unpins the maps. The mirror device is removed by the caller.
+    public func cleanup() throws {
+        try lock.withLock {
+            var problems: [String] = []
+            let isBPFFS = BPFFS.isMounted(options.bpffs)
+            let dp: MirrorDatapath.Datapath
+            do { dp = try MirrorDatapath.Datapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
+                throw DatapathError("load the classifier to clean up: \(error)")
+            }
+            defer { dp.close() }
+            if let list = if_nameindex() {
+                var p = list
+                while p.pointee.if_index != 0 {
+                    let index = Int32(p.pointee.if_index)
+                    let name = String(cString: p.pointee.if_name)
+                    for hook in [TCHook.ingress, .egress] where dp.isAttached(ifindex: index, hook: hook) {
+                        do { try dp.detach(ifindex: index, name: name, hook: hook) } catch { problems.append("\(error)") }
+                    }
+                    p += 1
+                }
+                if_freenameindex(list)
+            }
+            if isBPFFS { dp.unpinMaps() }
+            if let path = slotsPath { unlink(path) }
+            guard problems.isEmpty else { throw DatapathError(problems.joined(separator: "; ")) }
+        }
+    }
+}
+
+/// The bpffs directory for pins (issue 4: mounted there when it is not one).
+enum BPFFS {
+    /// Whether `path` lies on a bpf filesystem: the longest mount point containing it
+    /// (from /proc/self/mounts) has type bpf.
+    static func isMounted(_ path: String) -> Bool {
+        guard let resolved = realpath(path, nil) else { return false }
+        let real = String(cString: resolved)
+        free(resolved)
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
+        var best: (point: String, type: String)?
+        for line in mounts.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 3 else { continue }
+            let point = f[1].replacingOccurrences(of: "\\040", with: " ")
+            let inside = real == point || real.hasPrefix(point.hasSuffix("/") ? point : point + "/")
+            if inside && point.count >= (best?.point.count ?? -1) { best = (point, String(f[2])) }
+        }
+        return best?.type == "bpf"
+    }
+
+    static func ensureMounted(_ path: String) throws {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw DatapathError("create bpffs directory \(path): \(error.localizedDescription)")
+        }
+        if isMounted(path) { return }
+        guard mount("bpf", path, "bpf", 0, nil) == 0 else {
+            throw DatapathError("mount bpffs on \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
