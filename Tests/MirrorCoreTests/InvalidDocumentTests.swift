@@ -187,3 +187,17 @@ func invalidDocumentReportsItsPaths(_ c: InvalidCase) {
     let json = baseJSON().setting("filters[0].inbound[0].priority", num(0))
     #expect(errorPaths(json) == ["filters[0].inbound[0].priority"])
 }
+
+@Test func aTargetThatFailsForAnotherReasonIsStillCheckedAgainstSourceAddresses() {
+    let json = baseJSON()
+        .setting("targets[1].backends[1]", str("198.18.0.10"))
+        .setting("targets[1].description", num(5))
+    let paths = Set(errorPaths(json))
+    #expect(paths == ["targets[1].backends[1]", "targets[1].description"], "\(paths)")
+}
+
+@Test func danglingReferencesSuggestTheClosestId() {
+    let e = errors(baseJSON().setting("sessions[0].target", str("t2")))
+    #expect(e.count == 1)
+    #expect(e.first?.message.hasSuffix("did you mean \"t1\"?") == true, "\(e)")
+}

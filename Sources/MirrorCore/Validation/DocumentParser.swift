@@ -62,6 +62,10 @@ struct DecodedDocument {
 
 struct Decoder {
     var errors: [ValidationError] = []
+    /// Every collector address and ENI address read, with its path, even from objects
+    /// that fail for another reason, so the source-is-target check (SPEC §3) is always made.
+    var collectorAddresses: [(address: IPAddress, path: String)] = []
+    var eniAddresses: [(address: IPAddress, path: String, source: String?)] = []
 
     mutating func add(_ path: String, _ message: String) {
         errors.append(ValidationError(path: path, message: message))
@@ -185,6 +189,7 @@ struct Decoder {
         case .v6(let b): bad = b.allSatisfy { $0 == 0 } || b[0] == 0xFF
         }
         if bad { add(path, "\(a) is not a unicast address: a collector address must be unicast"); return nil }
+        collectorAddresses.append((a, path))
         return a
     }
 
@@ -441,6 +446,11 @@ struct Decoder {
         let id = self.id(m["id"], path + ".id", "a source id")
         let interface = interfaceName(m["interface"], path + ".interface")
         let addresses = list(m["addresses"], path + ".addresses", "addresses") { $0.address($1, $2, "an ENI address") }
+        for a in addresses ?? [] {
+            var sourceID: String? = nil
+            if case .string(let s)? = m["id"] { sourceID = s }
+            eniAddresses.append((a.value, a.path, sourceID))
+        }
         var seen = Set<IPAddress>()
         for a in addresses ?? [] where !seen.insert(a.value).inserted {
             add(a.path, "address \(a.value) is listed twice: addresses must be distinct")
@@ -596,13 +606,13 @@ struct Decoder {
         func dangling(_ id: String, _ kind: String, _ brokenKind: String, _ path: String) {
             let known = knownIds[brokenKind] ?? []
             guard !known.contains(id), !(d.brokenIds[brokenKind]?.contains(id) ?? false) else { return }
-            var msg = "\(kind) \"\(id)\" does not exist"
+            var msg = "\(kind) \"\(id)\" does not exist: it must be the id of one of the document's \(brokenKind)"
+            msg += known.isEmpty ? " (it defines none)" : ""
             // Suggestions cost O(ids); a huge document with many dangling ids skips them.
             if known.count <= 2000, let s = EditDistance.suggestion(for: id, among: known.sorted()) {
                 msg += "; did you mean \"\(s)\"?"
             }
-            msg += known.isEmpty ? " (the document defines none)" : ""
-            add(path, msg + ": it must be the id of one of the document's \(brokenKind)")
+            add(path, msg)
         }
 
         // Interfaces: one source per host device.
@@ -619,19 +629,12 @@ struct Decoder {
 
         // SPEC §3: a source's ENI cannot be a mirror target.
         var sourceAddress: [IPAddress: String] = [:]
-        for s in d.sources {
-            for (i, a) in (s.value.addresses ?? []).enumerated() where sourceAddress[a] == nil {
-                sourceAddress[a] = "\(s.path).addresses[\(i)] (source \"\(s.value.id)\")"
-            }
+        for e in eniAddresses where sourceAddress[e.address] == nil {
+            sourceAddress[e.address] = e.path + (e.source.map { " (source \"\($0)\")" } ?? "")
         }
-        for t in d.targets {
-            let located: [(IPAddress, String)] = t.value.type == .nic
-                ? (t.value.address.map { [($0, t.path + ".address")] } ?? [])
-                : (t.value.backends ?? []).enumerated().map { ($0.element, "\(t.path).backends[\($0.offset)]") }
-            for (a, p) in located {
-                if let s = sourceAddress[a] {
-                    add(p, "\(a) is the address of \(s): a mirror source's ENI cannot be a mirror target")
-                }
+        for (a, p) in collectorAddresses {
+            if let s = sourceAddress[a] {
+                add(p, "\(a) is the address of \(s): a mirror source's ENI cannot be a mirror target")
             }
         }
 
