@@ -225,6 +225,14 @@ public actor Agent {
                                oracle: oracle, kernel: kernel, agree: agree, kernelNote: note, generation: generation)
     }
 
+    /// Pushes the current policy again: after lost link events (ENOBUFS) the datapath
+    /// re-resolves every source interface.
+    public func resync() {
+        do { try datapath.apply(document: effective, generation: generation) } catch {
+            logger.error("resync failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// A link event from the netlink monitor.
     public func linkChanged(name: String, ifindex: Int, present: Bool) {
         guard effective.sources.contains(where: { $0.interface == name }) else { return }

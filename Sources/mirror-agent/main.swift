@@ -125,7 +125,8 @@ struct Run: AsyncParsableCommand {
             m.start({ event in
                 Task { await agent.linkChanged(name: event.name, ifindex: event.ifindex, present: event.present) }
             }, onError: { error in
-                logger.warning("link events may have been lost", metadata: ["error": "\(error)"])
+                logger.warning("link events may have been lost; resyncing", metadata: ["error": "\(error)"])
+                Task { await agent.resync() }
             })
             monitor = m
         } catch {
