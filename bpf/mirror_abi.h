@@ -56,30 +56,51 @@ struct mirror_policy_key {
 enum mirror_rule_flags {
 	MIRROR_RULE_ACCEPT = 1 << 0,      /* else reject */
 	MIRROR_RULE_IPV6 = 1 << 1,        /* ethertype ipv6, else ipv4 */
-	MIRROR_RULE_ANY_PROTOCOL = 1 << 2,/* protocol `all` */
-	MIRROR_RULE_PORTS = 1 << 3,       /* a port range other than `all`: needs visible ports */
 };
 
 /*
- * One rule of the flattened list. Address match: (addr & mask_be) == addr_be on
- * all 4 words (IPv4 rules: word 0 only); a missing CIDR or /0 has mask 0.
- * Port ranges are inclusive, host order; `all` is 0..65535.
+ * A packet's match key (bpf/parse.h computes it): family, whether the transport
+ * protocol is known, whether ports are visible, and the protocol. A rule holds
+ * the bits it cares about in match_mask and their wanted values in match_value,
+ * so ethertype, protocol and "has ports" are checked with one comparison:
+ * (packet key & match_mask) == match_value.
+ */
+#define MIRROR_KEY_IPV6 0x800             /* family IPv6 */
+#define MIRROR_KEY_IPV4 0x400             /* family IPv4 */
+#define MIRROR_KEY_PORTS 0x200            /* TCP/UDP ports visible (SPEC §4) */
+#define MIRROR_KEY_PROTOCOL_KNOWN 0x100   /* the transport protocol was found */
+#define MIRROR_KEY_PROTOCOL 0xff          /* the IP protocol, when known */
+
+/*
+ * One rule of the flattened list, laid out so that an IPv4 rule is decided from
+ * its first 32 bytes. Address match: (addr & mask_be) == addr_be, word 0 here,
+ * words 1..3 (IPv6 only) in the *6_be arrays; a missing CIDR or /0 has mask 0.
+ * Port ranges are inclusive, host order; `all` is 0..65535 (a packet without
+ * ports has 0/0, and a rule with any other range requires MIRROR_KEY_PORTS).
  */
 struct mirror_rule {
-	__be32 src_addr_be[4];
-	__be32 src_mask_be[4];
-	__be32 dst_addr_be[4];
-	__be32 dst_mask_be[4];
+	__u16 match_value;
+	__u16 match_mask;
 	__u16 src_port_min;
 	__u16 src_port_max;
 	__u16 dst_port_min;
 	__u16 dst_port_max;
+	__be32 src_addr_be;
+	__be32 src_mask_be;
+	__be32 dst_addr_be;
+	__be32 dst_mask_be;
 	__u16 session_slot;    /* stable slot: key of session_stats, mirror_session */
-	__u16 priority;        /* the rule's priority (for dumps and explain) */
 	__u8 rule_index;       /* position in its filter direction, ascending priority */
 	__u8 flags;            /* enum mirror_rule_flags */
-	__u8 protocol;         /* IP protocol, unless MIRROR_RULE_ANY_PROTOCOL */
+	/* IPv6 rules only: address words 1..3 */
+	__be32 src_addr6_be[3];
+	__be32 src_mask6_be[3];
+	__be32 dst_addr6_be[3];
+	__be32 dst_mask6_be[3];
+	__u16 priority;        /* the rule's priority (dumps and explain) */
+	__u8 protocol;         /* the rule's protocol, 0 for `all` (dumps) */
 	__u8 pad;
+	__u32 pad2;
 };
 
 /*

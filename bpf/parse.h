@@ -24,10 +24,12 @@
  * IPv6. Needs 40 bytes and version 6, else not IP. Extension headers 0
  * (hop-by-hop), 43 (routing), 60 (destination options) [length (n+1)*8], 51 (AH)
  * [length (n+2)*4] and 44 (fragment) [8 bytes] are walked, at most
- * MAX_IPV6_EXT_HEADERS of them, in any order. A header that does not fit, or
- * more than MAX_IPV6_EXT_HEADERS of them: protocol unknown (only `protocol:
- * all` rules match), no ports. A fragment header with a non-zero offset: later
- * fragment, protocol = its next header, no ports, walk stops.
+ * MAX_IPV6_EXT_HEADERS of them, in any order. Of each header only its first 2
+ * bytes (next header, length; 8 for the fragment header) must be inside the
+ * window/frame; when they are not, or after more than MAX_IPV6_EXT_HEADERS
+ * headers: protocol unknown (only `protocol: all` rules match), no ports. A
+ * fragment header with a non-zero offset: later fragment, protocol = its next
+ * header, no ports, walk stops.
  *
  * Transport. Ports are visible only for TCP (needs 20 bytes) and UDP (needs 8
  * bytes) that are not later fragments; a shorter transport header has no ports.

@@ -105,6 +105,14 @@ public enum Compiler {
             image.targets[UInt32(i)] = try target(t, pathMTU: input.pathMTU)
         }
 
+        // Each filter direction sorted once.
+        var orderedCache: [String: [Direction: [Rule]]] = [:]
+        func ordered(_ f: Filter, _ d: Direction) -> [Rule] {
+            if let r = orderedCache[f.id]?[d] { return r }
+            let r = orderedRules(f.rules(d))
+            orderedCache[f.id, default: [:]][d] = r
+            return r
+        }
         // Sessions, by stable slot.
         for s in doc.sessions {
             guard let slot = input.slots.sessions[s.id] else { throw CompileError("session \(s.id): no slot assigned") }
@@ -119,7 +127,7 @@ public enum Compiler {
             // Rule table for every session (also disabled ones: counters, explain).
             guard let f = filters[s.filter] else { throw CompileError("session \(s.id): unknown filter \(s.filter)") }
             for d in Direction.allCases {
-                for (i, r) in orderedRules(f.rules(d)).enumerated() {
+                for (i, r) in ordered(f, d).enumerated() {
                     image.rules[RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(i))] =
                         RuleInfo(sessionID: s.id, filterID: f.id, direction: d, priority: r.priority, action: r.action)
                 }
@@ -127,7 +135,13 @@ public enum Compiler {
         }
 
         // Policies: per source interface and direction, the enabled sessions' rules
-        // flattened in evaluation order (SPEC §4).
+        // flattened in evaluation order (SPEC §4). Sessions of each source in
+        // ascending priority, ties in document order: as Oracle.sessionsInOrder,
+        // grouped in one pass (the oracle's per-source scan is quadratic at 20,000).
+        var sessionsOfSource: [String: [(Session, Int)]] = [:]
+        for (offset, s) in doc.sessions.enumerated() where s.isEnabled {
+            for src in Set(s.sources) { sessionsOfSource[src, default: []].append((s, offset)) }
+        }
         var seenIfindex: [UInt32: String] = [:]
         for src in doc.sources {
             guard let ifindex = input.interfaceIndex(src.interface) else {
@@ -139,7 +153,8 @@ public enum Compiler {
             }
             seenIfindex[ifindex] = src.id
             guard let sourceSlot = input.slots.sources[src.id] else { throw CompileError("source \(src.id): no slot assigned") }
-            let sessions = Oracle.sessionsInOrder(document: doc, source: src.id).filter(\.isEnabled)
+            let sessions = (sessionsOfSource[src.id] ?? [])
+                .sorted { ($0.0.priority, $0.1) < ($1.0.priority, $1.1) }.map(\.0)
             guard sessions.count <= Int(MAX_SESSIONS_PER_SOURCE) else {
                 throw CompileError("source \(src.id): more than \(MAX_SESSIONS_PER_SOURCE) sessions")
             }
@@ -147,7 +162,7 @@ public enum Compiler {
                 var rules: [mirror_rule] = []
                 for s in sessions {
                     guard let f = filters[s.filter], let slot = input.slots.sessions[s.id] else { continue }
-                    let ordered = orderedRules(f.rules(d))
+                    let ordered = ordered(f, d)
                     guard ordered.count <= Int(MAX_RULES_PER_DIRECTION) else {
                         throw CompileError("filter \(f.id): more than \(MAX_RULES_PER_DIRECTION) \(d) rules")
                     }
@@ -155,6 +170,9 @@ public enum Compiler {
                         rules.append(rule(r, sessionSlot: slot, ruleIndex: UInt8(i)))
                     }
                 }
+                // No rules for this direction: no entry at all, so the classifier
+                // stops at the policy lookup (SPEC §8: unmatched traffic pays almost nothing).
+                if rules.isEmpty { continue }
                 var value = mirror_policy()
                 value.source_slot = sourceSlot
                 value.rule_count = UInt8(rules.count)
@@ -178,16 +196,29 @@ public enum Compiler {
         var flags: UInt32 = 0
         if r.action == .accept { flags |= MIRROR_RULE_ACCEPT.rawValue }
         if r.ethertype == .ipv6 { flags |= MIRROR_RULE_IPV6.rawValue }
-        switch r.protocol {
-        case .all: flags |= MIRROR_RULE_ANY_PROTOCOL.rawValue
-        case .number(let n): m.protocol = n
+        // (packet key & mask) == value: family always, protocol when not `all`,
+        // "ports visible" when a range is not `all` (SPEC §4).
+        var mask = UInt32(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6)
+        var value = UInt32(r.ethertype == .ipv6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4)
+        if case .number(let n) = r.protocol {
+            mask |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PROTOCOL)
+            value |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN) | UInt32(n)
+            m.protocol = n
         }
         let sp = r.sourcePorts ?? .all, dp = r.destinationPorts ?? .all
-        if !sp.isAll || !dp.isAll { flags |= MIRROR_RULE_PORTS.rawValue }
+        if !sp.isAll || !dp.isAll {
+            mask |= UInt32(MIRROR_KEY_PORTS)
+            value |= UInt32(MIRROR_KEY_PORTS)
+        }
+        m.match_mask = UInt16(mask)
+        m.match_value = UInt16(value)
         m.src_port_min = sp.lower; m.src_port_max = sp.upper
         m.dst_port_min = dp.lower; m.dst_port_max = dp.upper
-        (m.src_addr_be, m.src_mask_be) = addressAndMask(r.source)
-        (m.dst_addr_be, m.dst_mask_be) = addressAndMask(r.destination)
+        let (sa, sm) = addressAndMask(r.source)
+        let (da, dm) = addressAndMask(r.destination)
+        m.src_addr_be = sa.0; m.src_mask_be = sm.0; m.dst_addr_be = da.0; m.dst_mask_be = dm.0
+        m.src_addr6_be = (sa.1, sa.2, sa.3); m.src_mask6_be = (sm.1, sm.2, sm.3)
+        m.dst_addr6_be = (da.1, da.2, da.3); m.dst_mask6_be = (dm.1, dm.2, dm.3)
         m.session_slot = sessionSlot
         m.priority = UInt16(clamping: r.priority)
         m.rule_index = ruleIndex

@@ -20,6 +20,8 @@ public enum ClassifierProgram: String, CaseIterable, Sendable {
     /// BPF_PROG_TEST_RUN twins returning the verdict instead of cloning.
     case testIngress = "mirror_test_ingress"
     case testEgress = "mirror_test_egress"
+    /// Returns at once: the cost of BPF_PROG_TEST_RUN itself (benchmark baseline).
+    case testNop = "mirror_test_nop"
 
     /// The test program that decides for `direction`.
     public static func test(_ direction: Direction) -> ClassifierProgram {
@@ -59,7 +61,8 @@ public final class Datapath: @unchecked Sendable {
     /// Opens and loads the embedded classifier. Maps are pinned by name under
     /// `pinDirectory` (a bpffs mount the caller chose; nil = no pinning), or reused
     /// when already pinned there, which is how a restarted agent keeps its policy
-    /// and counters, and how the encap object shares them.
+    /// and counters, and how the encap object shares them. With nil nothing is
+    /// pinned (benchmarks, tests that need no sharing).
     public init(pinDirectory: String?, verboseLog: Bool = false) throws(DatapathError) {
         self.pinDirectory = pinDirectory
         clibbpf_capture_log(verboseLog)
@@ -80,6 +83,14 @@ public final class Datapath: @unchecked Sendable {
             throw DatapathError("open BPF object classify", errno: clibbpf_errno(), log: String(cString: clibbpf_take_log()))
         }
         self.object = obj
+        if pinDirectory == nil {
+            // libbpf would pin LIBBPF_PIN_BY_NAME maps under /sys/fs/bpf: never.
+            var map = bpf_object__next_map(obj, nil)
+            while let m = map {
+                _ = bpf_map__set_pin_path(m, nil)
+                map = bpf_object__next_map(obj, m)
+            }
+        }
         let rc = bpf_object__load(obj)
         if rc != 0 {
             let log = String(cString: clibbpf_take_log())

@@ -1,2 +1,212 @@
-// Placeholder until the classifier benchmark lands (issue 3).
-print("mirror-bench: not yet implemented")
+// Classifier benchmark (issue 3): ns per packet of the loaded classifier, measured
+// by the kernel with BPF_PROG_TEST_RUN repeat, for four policies:
+//   none          the interface has no sessions (policy lookup misses)
+//   1x1           one session with one rule, which matches
+//   3x10_last     3 sessions x 10 rules, only the very last rule matches
+//   3x10_nomatch  3 sessions x 10 rules, nothing matches
+// The test-run twin of the program is measured (it decides exactly like the TC
+// program but returns the verdict instead of cloning: the clone's cost belongs to
+// the copy, not to classification). Writes `classifier_ns` into a results JSON file,
+// keeping the other keys there.
+//
+// Usage: mirror-bench [classifier] [--output FILE] [--repeat N] [--rounds N]
+import Foundation
+import MirrorCompiler
+import MirrorCore
+import MirrorDatapath
+
+struct Options {
+    var output: String? = nil
+    var repeatCount: UInt32 = 200_000
+    var rounds = 7
+    var part = "classifier"
+}
+
+func parseOptions() -> Options {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst()
+    while let a = args.popFirst() {
+        switch a {
+        case "classifier": o.part = "classifier"
+        case "control-plane": o.part = "control-plane"
+        case "--output": o.output = args.popFirst()
+        case "--repeat": o.repeatCount = args.popFirst().flatMap { UInt32($0) } ?? o.repeatCount
+        case "--rounds": o.rounds = args.popFirst().flatMap { Int($0) } ?? o.rounds
+        case "-h", "--help":
+            print("usage: mirror-bench [classifier|control-plane] [--output FILE] [--repeat N] [--rounds N]")
+            exit(0)
+        default:
+            FileHandle.standardError.write("mirror-bench: unknown argument \(a)\n".data(using: .utf8)!)
+            exit(2)
+        }
+    }
+    return o
+}
+
+/// 64-byte UDP/IPv4 frame 198.51.100.1:40000 -> 198.51.100.2:4000.
+let frame = FrameBuilder.frame(
+    for: PacketDescription(ethertype: .ipv4, protocol: 17, source: IPAddress("198.51.100.1"),
+                           destination: IPAddress("198.51.100.2"), sourcePort: 40000, destinationPort: 4000),
+    options: FrameBuilder.Options(payloadBytes: 64 - 42))
+
+func cidr(_ s: String) -> CIDR {
+    let parts = s.split(separator: "/")
+    return CIDR(address: IPAddress(String(parts[0]))!, prefixLength: Int(parts[1])!)
+}
+
+/// A rule that does not match the frame: a port range, addresses and protocol
+/// close to it but not equal (so every field comparison is actually made).
+func missRule(_ priority: Int) -> Rule {
+    Rule(priority: priority, action: .accept, ethertype: .ipv4, protocol: .udp,
+         source: cidr("198.51.100.0/24"), destination: cidr("198.51.100.0/24"),
+         sourcePorts: PortRange(1, 39999), destinationPorts: PortRange(1, 65535))
+}
+
+func document(sessions: Int, rules: Int, lastMatches: Bool) -> Document {
+    var doc = Document()
+    doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.10"))]
+    doc.sources = [Source(id: "s", interface: "bench0")]
+    for s in 0..<sessions {
+        var rs = (0..<rules).map { missRule($0 + 1) }
+        if lastMatches && s == sessions - 1 {
+            rs[rules - 1] = Rule(priority: rules, action: .accept, ethertype: .ipv4, protocol: .udp,
+                                 source: cidr("198.51.100.0/24"), destination: cidr("198.51.100.2/32"),
+                                 sourcePorts: PortRange(40000, 40000), destinationPorts: PortRange(4000, 4000))
+        }
+        doc.filters.append(Filter(id: "f\(s)", outbound: rs))
+        doc.sessions.append(Session(id: "s\(s)", priority: s + 1, filter: "f\(s)", sources: ["s"], target: "t", vni: s + 1))
+    }
+    return doc
+}
+
+let options = parseOptions()
+guard getuid() == 0 else {
+    FileHandle.standardError.write("mirror-bench: needs root (BPF_PROG_TEST_RUN)\n".data(using: .utf8)!)
+    exit(1)
+}
+
+/// SPEC §3-shaped document with `n` sessions: 3 sessions per source, 200 per
+/// load-balancer target, 1000 per filter (10 + 10 rules each).
+func largeDocument(sessions n: Int) -> Document {
+    var doc = Document()
+    let filters = (n + 999) / 1000
+    for f in 0..<filters {
+        let rules = (0..<10).map { i in
+            Rule(priority: i + 1, action: i % 3 == 2 ? .reject : .accept, ethertype: .ipv4, protocol: .tcp,
+                 source: cidr("198.18.\(i).0/24"), destination: cidr("198.19.\(f % 256).0/24"),
+                 destinationPorts: PortRange(UInt16(1000 + i), UInt16(2000 + i)))
+        }
+        doc.filters.append(Filter(id: "f\(f)", inbound: rules, outbound: rules))
+    }
+    let targets = (n + 199) / 200
+    for t in 0..<targets {
+        doc.targets.append(Target(id: "t\(t)", type: .loadBalancer,
+                                  backends: [IPAddress.v4(0xC000_0200 | UInt32(t % 250 + 1))]))
+    }
+    let sources = (n + 2) / 3
+    for s in 0..<sources { doc.sources.append(Source(id: "src\(s)", interface: "tap\(s)")) }
+    for i in 0..<n {
+        doc.sessions.append(Session(id: "s\(i)", priority: i % 3 + 1, filter: "f\(i / 1000)", sources: ["src\(i / 3)"],
+                                    target: "t\(i / 200)", vni: i + 1))
+    }
+    return doc
+}
+
+func milliseconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+}
+
+func writeResult(_ key: String, _ value: Any, to path: String?) throws {
+    guard let path else { return }
+    var root: [String: Any] = [:]
+    if let data = FileManager.default.contents(atPath: path),
+       let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] { root = obj }
+    root[key] = value
+    let dir = (path as NSString).deletingLastPathComponent
+    if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+    let out = try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
+    try out.write(to: URL(fileURLWithPath: path))
+    print("wrote \(key) to \(path)")
+}
+
+if options.part == "control-plane" {
+    do {
+        let dp = try Datapath(pinDirectory: nil)
+        var results: [String: Any] = [:]
+        for n in [1000, 20000] {
+            let doc = largeDocument(sessions: n)
+            let text = DocumentEncoding.text(doc, pretty: false)
+            var parsed: Document?
+            let validate = milliseconds {
+                if case .success(let d) = DocumentParser.parse(text) { parsed = d }
+            }
+            guard let valid = parsed else {
+                if case .failure(let e) = DocumentParser.parse(text) { print("invalid benchmark document: \(e)") }
+                exit(1)
+            }
+            var image = MapImage()
+            let compile = try milliseconds {
+                let slots = try SlotAssignment.assign(document: valid)
+                let index = Dictionary(uniqueKeysWithValues: valid.sources.enumerated().map { ($0.element.interface, UInt32(1000 + $0.offset)) })
+                image = try Compiler.compile(.init(document: valid, slots: slots, interfaceIndex: { index[$0] }))
+            }
+            dp.slotGracePeriod = .zero
+            let swap = try milliseconds { try dp.apply(image) }
+            let swapAgain = try milliseconds { try dp.apply(image) }
+            print("control plane \(n) sessions: validate \(validate) ms, compile \(compile) ms, " +
+                  "swap \(swap) ms (again \(swapAgain) ms), \(image.policies.count) policy entries")
+            results["sessions_\(n)"] = ["validate_ms": validate, "compile_ms": compile, "swap_ms": swap, "swap_again_ms": swapAgain]
+        }
+        try writeResult("control_plane", results, to: options.output)
+    } catch {
+        FileHandle.standardError.write("mirror-bench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
+    exit(0)
+}
+
+do {
+    let dp = try Datapath(pinDirectory: nil)
+    dp.slotGracePeriod = .zero
+    let cases: [(String, Document?)] = [
+        ("none", nil),
+        ("1x1", document(sessions: 1, rules: 1, lastMatches: true)),
+        ("3x10_last", document(sessions: 3, rules: 10, lastMatches: true)),
+        ("3x10_nomatch", document(sessions: 3, rules: 10, lastMatches: false)),
+    ]
+    var results: [String: Double] = [:]
+    let ifindex: UInt32 = 100
+    for (name, doc) in cases {
+        let image: MapImage
+        if let doc {
+            let slots = try SlotAssignment.assign(document: doc)
+            image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in ifindex }))
+        } else {
+            image = MapImage()
+        }
+        try dp.apply(image)
+        // The ENI's outbound = TC ingress.
+        let check = Verdict(try dp.testRun(.testIngress, frame: frame, mark: ifindex).retval)
+        var samples: [UInt32] = []
+        for _ in 0..<options.rounds {
+            samples.append(try dp.testRun(.testIngress, frame: frame, mark: ifindex, repeat: options.repeatCount).durationNs)
+        }
+        samples.sort()
+        let median = Double(samples[samples.count / 2])
+        results[name] = median
+        print("classifier \(name): \(median) ns/packet (median of \(options.rounds) x \(options.repeatCount); " +
+              "min \(samples.first!), max \(samples.last!)); verdict \(check)")
+    }
+    var nop: [UInt32] = []
+    for _ in 0..<options.rounds {
+        nop.append(try dp.testRun(.testNop, frame: frame, mark: ifindex, repeat: options.repeatCount).durationNs)
+    }
+    nop.sort()
+    print("test-run baseline (empty program): \(nop[nop.count / 2]) ns/packet")
+    try writeResult("classifier_ns", results, to: options.output)
+} catch {
+    FileHandle.standardError.write("mirror-bench: \(error)\n".data(using: .utf8)!)
+    exit(1)
+}

@@ -1,0 +1,122 @@
+import CMirrorABI
+import MirrorCompiler
+import MirrorCore
+import Testing
+
+@Suite struct CompilerTests {
+    @Test func abiConstantsEqualTheQuotas() {
+        #expect(Int(MAX_SESSIONS_PER_SOURCE) == Quota.sessionsPerSource)
+        #expect(Int(MAX_RULES_PER_DIRECTION) == Quota.rulesPerFilterDirection)
+        #expect(Int(MAX_SESSIONS) == Quota.sessionsPerAgent)
+        #expect(Int(MAX_SOURCES) == Quota.sourcesPerAgent)
+        #expect(Int(MAX_BACKENDS) == Quota.backendsPerLoadBalancer)
+        #expect(Int(MAX_TARGETS) == Quota.targetsPerAgent)
+        #expect(Int(MAX_RULES_PER_POLICY) == Quota.sessionsPerSource * Quota.rulesPerFilterDirection)
+        #expect(Int(MIRROR_RULE_STATS_ENTRIES) == Quota.sessionsPerAgent * 2 * Quota.rulesPerFilterDirection)
+        #expect(Int(MIRROR_SOURCE_STATS_ENTRIES) == Quota.sourcesPerAgent * 2)
+        #expect(MemoryLayout<mirror_copy_meta>.size == 20)  // skb->cb is 5 words
+        #expect(MemoryLayout<mirror_rule>.size == 88)
+        #expect(MemoryLayout<mirror_policy_key>.size == 8)
+    }
+
+    static func cidr(_ s: String) -> CIDR {
+        let p = s.split(separator: "/")
+        return CIDR(address: IPAddress(String(p[0]))!, prefixLength: Int(p[1])!)
+    }
+
+    /// SPEC §4 seed example 3: sessions A (priority 1) and B (2) on one source. Disabled
+    /// sessions are left out; the list is A's rules by priority, then B's.
+    @Test func policyFlattensEnabledSessionsInPriorityOrder() throws {
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
+        doc.sources = [Source(id: "eni", interface: "tap0")]
+        doc.filters = [
+            Filter(id: "fa", inbound: [Rule(priority: 9, action: .reject, ethertype: .ipv4),
+                                       Rule(priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp,
+                                            source: Self.cidr("172.16.0.0/24"), destination: Self.cidr("10.0.0.3/32"),
+                                            sourcePorts: PortRange(10000, 10001), destinationPorts: PortRange(80, 80))]),
+            Filter(id: "fb", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv6, protocol: .all,
+                                            source: Self.cidr("2001:db8::/33"))]),
+            Filter(id: "fc", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)]),
+        ]
+        doc.sessions = [
+            Session(id: "B", priority: 2, filter: "fb", sources: ["eni"], target: "t", vni: 2),
+            Session(id: "A", priority: 1, filter: "fa", sources: ["eni"], target: "t", vni: 1, packetLength: 128),
+            Session(id: "C", priority: 3, filter: "fc", sources: ["eni"], target: "t", vni: 3, enabled: false),
+        ]
+        let slots = try SlotAssignment.assign(document: doc)
+        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { $0 == "tap0" ? 7 : nil }))
+        #expect(image.policies.count == 1)  // outbound has no rules: no entry
+        let p = try #require(image.policy(ifindex: 7, direction: .inbound))
+        #expect(p.key(slot: 1).slot == 1 && p.key(slot: 1).ifindex == 7 && p.key(slot: 1).direction == 0)
+        let rules = p.rules
+        #expect(rules.map(\.priority) == [2, 9, 1])
+        #expect(rules.map(\.session_slot) == [slots.sessions["A"]!, slots.sessions["A"]!, slots.sessions["B"]!])
+        #expect(rules.map(\.rule_index) == [0, 1, 0])
+        // The seed's example rule, byte for byte.
+        let r = rules[0]
+        #expect(r.flags == UInt8(MIRROR_RULE_ACCEPT.rawValue))
+        #expect(r.match_mask == UInt16(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6 | MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PROTOCOL | MIRROR_KEY_PORTS))
+        #expect(r.match_value == UInt16(MIRROR_KEY_IPV4 | MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PORTS | 6))
+        #expect(withUnsafeBytes(of: r.src_addr_be) { Array($0) } == [172, 16, 0, 0])
+        #expect(withUnsafeBytes(of: r.src_mask_be) { Array($0) } == [255, 255, 255, 0])
+        #expect(withUnsafeBytes(of: r.dst_addr_be) { Array($0) } == [10, 0, 0, 3])
+        #expect((r.src_port_min, r.src_port_max, r.dst_port_min, r.dst_port_max) == (10000, 10001, 80, 80))
+        // IPv6 /33: word 0 full, word 1 one bit.
+        let v6 = rules[2]
+        #expect(v6.flags == UInt8(MIRROR_RULE_ACCEPT.rawValue | MIRROR_RULE_IPV6.rawValue))
+        #expect(withUnsafeBytes(of: v6.src_mask_be) { Array($0) } == [255, 255, 255, 255])
+        #expect(withUnsafeBytes(of: v6.src_mask6_be) { Array($0) } == [128] + [UInt8](repeating: 0, count: 11))
+        #expect(v6.match_mask == UInt16(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6))
+        // Sessions: all three, with vni, target and packetLength.
+        #expect(image.sessions[slots.sessions["A"]!]?.vni == 1)
+        #expect(image.sessions[slots.sessions["A"]!]?.packet_length == 128)
+        #expect(image.sessions[slots.sessions["C"]!]?.enabled == 0)
+        #expect(image.rules[RuleKey(sessionSlot: slots.sessions["A"]!, direction: .inbound, ruleIndex: 1)]?.priority == 9)
+    }
+
+    @Test func targetsCarryBackendsAndTheMTULimit() throws {
+        var doc = Document()
+        doc.targets = [Target(id: "lb", type: .loadBalancer, backends: [IPAddress("192.0.2.1")!, IPAddress("2001:db8::9")!])]
+        let image = try Compiler.compile(.init(document: doc, slots: SlotAssignment(), interfaceIndex: { _ in nil },
+                                               pathMTU: { _ in 1500 }))
+        let t = try #require(image.targets[0])
+        #expect(t.kind == UInt8(MIRROR_TARGET_LOAD_BALANCER.rawValue))
+        #expect(t.backend_count == 2 && t.family == 0 && t.backend_v6_mask == 2)
+        #expect(t.path_mtu == 1500 && t.max_inner_len == 1500 - 70 + 14)
+        let words = withUnsafeBytes(of: t.backends_be) { Array($0) }
+        #expect(Array(words[0..<4]) == [192, 0, 2, 1])
+        #expect(Array(words[16..<18]) == [0x20, 0x01])
+    }
+
+    @Test func slotsAreStableAcrossAppliesAndReused() throws {
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
+        doc.filters = [Filter(id: "f")]
+        doc.sources = [Source(id: "a", interface: "tap0"), Source(id: "b", interface: "tap1")]
+        doc.sessions = [Session(id: "x", priority: 1, filter: "f", sources: ["a"], target: "t", vni: 1),
+                        Session(id: "y", priority: 2, filter: "f", sources: ["b"], target: "t", vni: 2)]
+        let first = try SlotAssignment.assign(document: doc)
+        #expect(first.sessions == ["x": 0, "y": 1])
+        doc.sessions.removeFirst()
+        doc.sessions.append(Session(id: "z", priority: 3, filter: "f", sources: ["a"], target: "t", vni: 3))
+        let second = try SlotAssignment.assign(document: doc, previous: first)
+        #expect(second.sessions == ["y": 1, "z": 0])
+        #expect(second.freed(comparedTo: first).sessions == [0])
+    }
+
+    @Test func unresolvedInterfacesAreReportedAndMissingVNIsRefused() throws {
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
+        doc.filters = [Filter(id: "f", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)])]
+        doc.sources = [Source(id: "a", interface: "gone0")]
+        doc.sessions = [Session(id: "x", priority: 1, filter: "f", sources: ["a"], target: "t", vni: 1)]
+        let slots = try SlotAssignment.assign(document: doc)
+        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in nil }))
+        #expect(image.unresolvedSources == ["a"] && image.policies.isEmpty)
+        doc.sessions[0].vni = nil
+        #expect(throws: CompileError.self) {
+            try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in 1 }))
+        }
+    }
+}
