@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <net/if.h>
 #include <linux/rtnetlink.h>
+#include <sys/socket.h>
 
 #include <netlink/netlink.h>
 #include <netlink/errno.h>
@@ -136,6 +137,67 @@ int cnl_vxlan_external_info(cnl_context *ctx, const char *name, int *is_external
     if (rtnl_link_vxlan_get_port(link, &port) == 0) *dstport = (uint16_t)port; else *dstport = 0;
     *is_up = (rtnl_link_get_flags(link) & IFF_UP) ? 1 : 0;
     rtnl_link_put(link);
+    return 0;
+}
+
+int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_out, int *oif_out) {
+    if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
+    int alen = family == AF_INET ? 4 : 16;
+    struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETROUTE, NLM_F_REQUEST);
+    if (!msg) return -ENOMEM;
+    struct rtmsg rtm = { .rtm_family = (unsigned char)family, .rtm_dst_len = (unsigned char)(alen * 8) };
+    int err = nlmsg_append(msg, &rtm, sizeof(rtm), NLMSG_ALIGNTO);
+    if (err == 0) err = nla_put(msg, RTA_DST, alen, addr);
+    if (err == 0) {
+        // Sent raw, outside libnl's sequence bookkeeping: no ACK (it would stay queued
+        // and be taken for the answer to the socket's next request) and no sequence
+        // number taken from the socket (its expected number would go out of step).
+        nlmsg_hdr(msg)->nlmsg_flags = NLM_F_REQUEST;
+        nlmsg_hdr(msg)->nlmsg_seq = 0;
+        err = nl_send(ctx->sock, msg);
+    }
+    nlmsg_free(msg);
+    if (err < 0) return from_nle(err);
+
+    // The answer is one RTM_NEWROUTE or an error; parsed here rather than through
+    // libnl's route cache objects, which do not model `ip route get`.
+    struct sockaddr_nl peer;
+    unsigned char *buf = NULL;
+    int n = nl_recv(ctx->sock, &peer, &buf, NULL);
+    if (n <= 0) { free(buf); return n < 0 ? from_nle(n) : -EIO; }
+    int rc = -ENOENT, mtu = 0, oif = 0;
+    struct nlmsghdr *hdr = (struct nlmsghdr *)buf;
+    for (; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
+        if (hdr->nlmsg_type == NLMSG_ERROR) {
+            struct nlmsgerr *e = nlmsg_data(hdr);
+            rc = e->error < 0 ? e->error : -EIO;
+            break;
+        }
+        if (hdr->nlmsg_type != RTM_NEWROUTE) continue;
+        struct nlattr *tb[RTA_MAX + 1];
+        if (nlmsg_parse(hdr, sizeof(struct rtmsg), tb, RTA_MAX, NULL) < 0) { rc = -EIO; break; }
+        if (tb[RTA_OIF]) oif = (int)nla_get_u32(tb[RTA_OIF]);
+        if (tb[RTA_METRICS]) {
+            struct nlattr *mx[RTAX_MAX + 1];
+            if (nla_parse_nested(mx, RTAX_MAX, tb[RTA_METRICS], NULL) == 0 && mx[RTAX_MTU])
+                mtu = (int)nla_get_u32(mx[RTAX_MTU]);
+        }
+        rc = 0;
+        break;
+    }
+    free(buf);
+    if (rc < 0) return rc;
+    if (mtu == 0 && oif > 0) {
+        struct rtnl_link *link = NULL;
+        int lerr = rtnl_link_get_kernel(ctx->sock, oif, NULL, &link);
+        if (lerr < 0) return from_nle(lerr);
+        if (!link) return -EIO;
+        mtu = (int)rtnl_link_get_mtu(link);
+        rtnl_link_put(link);
+    }
+    if (mtu == 0) return -ENOENT;
+    *mtu_out = mtu;
+    if (oif_out) *oif_out = oif;
     return 0;
 }
 

@@ -234,9 +234,12 @@ public actor Agent {
     }
 
     /// A link event from the netlink monitor.
+    /// Every link event goes to the datapath: a source's interface may have come or
+    /// gone, or another link's MTU may have changed a path MTU (SPEC §6).
     public func linkChanged(name: String, ifindex: Int, present: Bool) {
-        guard effective.sources.contains(where: { $0.interface == name }) else { return }
-        logger.info("source interface \(present ? "appeared" : "went away")", metadata: ["interface": "\(name)", "ifindex": "\(ifindex)"])
+        if effective.sources.contains(where: { $0.interface == name }) {
+            logger.info("source interface \(present ? "appeared" : "went away")", metadata: ["interface": "\(name)", "ifindex": "\(ifindex)"])
+        }
         datapath.linkChanged(name: name, ifindex: ifindex, present: present)
     }
 

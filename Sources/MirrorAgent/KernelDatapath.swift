@@ -24,6 +24,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// Interface name → ifindex for every source interface we attached to.
     private var attached: [String: Int] = [:]
     private var generation: UInt64 = 0
+    /// Path MTU toward each collector address when the image was compiled (SPEC §6).
+    private var pathMTUs: [IPAddress: Int] = [:]
+    /// Used when there is no route toward a collector (yet).
+    static let defaultMTU = 1500
 
     public init(options: DatapathFactory.Options) { self.options = options }
 
@@ -66,10 +70,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         }
         var present: [String: Int] = [:]
         for s in doc.sources { if let i = try? nl.ifindex(s.interface) { present[s.interface] = i } }
+        let mtus = pathMTUs(doc, nl)
         let compiled: MapImage
         do {
             compiled = try Compiler.compile(Compiler.Input(document: doc, slots: newSlots,
-                                                           interfaceIndex: { present[$0].map(UInt32.init) }))
+                                                           interfaceIndex: { present[$0].map(UInt32.init) },
+                                                           pathMTU: { mtus[$0] ?? Self.defaultMTU }))
         } catch { throw DatapathError("compile the policy: \(error)") }
         let freed = newSlots.freed(comparedTo: slots)
         do {
@@ -97,6 +103,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         attached = nowAttached
         document = doc
         image = compiled
+        pathMTUs = mtus
         slots = newSlots
         self.generation = generation
         if let path = slotsPath, let data = try? JSONEncoder().encode(newSlots) {
@@ -104,9 +111,24 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         }
     }
 
+    /// The path MTU toward every collector of `doc`, from the routing table.
+    private func pathMTUs(_ doc: Document, _ nl: NetlinkContext) -> [IPAddress: Int] {
+        var out: [IPAddress: Int] = [:]
+        for t in doc.targets { for a in t.collectorAddresses where out[a] == nil { out[a] = (try? nl.pathMTU(to: a)) ?? nil } }
+        return out
+    }
+
     public func linkChanged(name: String, ifindex: Int, present: Bool) {
         lock.withLock {
-            guard document.sources.contains(where: { $0.interface == name }) else { return }
+            guard document.sources.contains(where: { $0.interface == name }) else {
+                // Another link (the underlay?) changed: recompile only if a path MTU moved.
+                if let nl = netlink, datapath != nil, pathMTUs(document, nl) != pathMTUs {
+                    do { try reconcile(document, generation: generation) } catch {
+                        FileHandle.standardError.write(Data("mirror-agent: re-apply after a path MTU change: \(error)\n".utf8))
+                    }
+                }
+                return
+            }
             if present && attached[name] == ifindex { return }
             if !present && attached[name] == nil { return }
             if !present { attached[name] = nil }  // its filters went with it

@@ -1,5 +1,6 @@
 import CNetlink
 import Foundation
+import MirrorCore
 
 public struct NetlinkError: Error, CustomStringConvertible {
     public var operation: String
@@ -53,6 +54,18 @@ public final class NetlinkContext {
         if rc == -EINVAL { throw NetlinkError("\(name) exists and is not a VXLAN device", rc) }
         guard rc == 0 else { throw NetlinkError("read VXLAN device \(name)", rc) }
         return VXLANInfo(external: external != 0, port: port, up: up != 0)
+    }
+
+    /// The path MTU toward `address` (route mtu metric, else the output device's MTU);
+    /// nil when there is no route.
+    public func pathMTU(to address: IPAddress) throws -> Int? {
+        var mtu: Int32 = 0, oif: Int32 = 0
+        let bytes = address.bytes
+        let family = address.ethertype == .ipv4 ? AF_INET : AF_INET6
+        let rc = bytes.withUnsafeBufferPointer { cnl_route_mtu(ctx, family, $0.baseAddress, &mtu, &oif) }
+        if rc == -ENETUNREACH || rc == -EHOSTUNREACH || rc == -ENOENT { return nil }
+        guard rc == 0 else { throw NetlinkError("route lookup toward \(address)", rc) }
+        return Int(mtu)
     }
 
     /// Returns false when there was no such interface.

@@ -1,6 +1,7 @@
 import Foundation
 import MirrorAPI
 import MirrorAgent
+import MirrorCore
 import Testing
 
 /// A network namespace for one test: unique `agt-` name, deleted on every exit path
@@ -113,6 +114,27 @@ struct NetlinkTests {
         let host = try NetlinkContext()
         #expect(try host.ifindex(name) == nil)
         try nl.deleteLink(name)
+    }
+
+    @Test func pathMTUComesFromTheRouteOrItsDevice() throws {
+        let ns = try TestNetns()
+        try ns.ip("link", "add", "under0", "type", "veth", "peer", "name", "under1")
+        try ns.ip("link", "set", "under0", "mtu", "1000", "up")
+        try ns.ip("link", "set", "under1", "up")
+        try ns.ip("addr", "add", "198.51.100.1/24", "dev", "under0")
+        try ns.ip("route", "add", "203.0.113.0/24", "dev", "under0", "mtu", "900")
+        try ns.ip("link", "add", "under6", "type", "veth", "peer", "name", "under7")
+        try ns.ip("link", "set", "under6", "mtu", "1400", "up")
+        try ns.ip("-6", "addr", "add", "2001:db8:5::1/64", "dev", "under6", "nodad")
+        let nl = try NetlinkContext(netns: ns.path)
+        #expect(try nl.pathMTU(to: IPAddress("198.51.100.2")!) == 1000)
+        #expect(try nl.pathMTU(to: IPAddress("203.0.113.9")!) == 900)
+        #expect(try nl.pathMTU(to: IPAddress("2001:db8:5::2")!) == 1400)
+        #expect(try nl.pathMTU(to: IPAddress("192.0.2.1")!) == nil)  // no route
+        // The same socket keeps working after lookups (request/answer stay paired).
+        #expect(try nl.ifindex("under0") != nil)
+        try ns.ip("link", "set", "under0", "mtu", "1200")
+        #expect(try nl.pathMTU(to: IPAddress("198.51.100.2")!) == 1200)
     }
 
     @Test func linkMonitorReportsInterfacesAddedAndRemoved() throws {

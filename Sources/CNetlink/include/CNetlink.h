@@ -31,6 +31,12 @@ int cnl_vxlan_external_create(cnl_context *ctx, const char *name, uint16_t dstpo
 /// -EINVAL if the link exists but is not such a device.
 int cnl_vxlan_external_info(cnl_context *ctx, const char *name, int *is_external, uint16_t *dstport, int *is_up);
 
+/// The MTU of the path toward `addr` (4 or 16 bytes, network order, by `family`
+/// AF_INET/AF_INET6): the route's mtu metric when set (including a learned PMTU),
+/// else the MTU of the route's output device. `oif_out` may be NULL.
+/// -ENETUNREACH (or another negative errno) when there is no route.
+int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_out, int *oif_out);
+
 /// Deletes link `name`; -ENODEV when absent.
 int cnl_link_delete(cnl_context *ctx, const char *name);
 
