@@ -12,6 +12,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 SECONDS_PER_ROUND=${BENCH_SECONDS:-3}
 MODES=${BENCH_MODES:-"none u32 nftdup agent"}
 source scripts/lib/topology.sh
+source scripts/lib/agent.sh
 topo_up
 
 VNI=4242
@@ -89,12 +90,36 @@ nftdup_up() {
 }
 nftdup_down() { in_ns "$NS_HOST" nft delete table netdev mirror 2>/dev/null || true; static_vxlan_down; }
 
+# The same policy meaning for the agent: N rules spread over sessions of at most 10
+# outbound rules each (SPEC §3), in priority order; only the very last can match.
+agent_doc() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+n, matching = int(sys.argv[1]), sys.argv[2] == "1"
+filters, sessions = [], []
+for s in range((n + 9) // 10):
+    rules = []
+    for r in range(min(10, n - 10 * s)):
+        i = 10 * s + r + 1
+        port = 5001 if (i == n and matching) else 6000 + i
+        rules.append({"priority": r + 1, "action": "accept", "ethertype": "ipv4", "protocol": "udp",
+                      "destinationPorts": str(port)})
+    filters.append({"id": f"f{s}", "outbound": rules})
+    sessions.append({"id": f"s{s}", "priority": s + 1, "filter": f"f{s}", "sources": ["vm"],
+                     "target": "collector", "vni": 4242 + s})
+print(json.dumps({"filters": filters, "sessions": sessions,
+                  "targets": [{"id": "collector", "type": "nic", "address": "198.51.100.2"}],
+                  "sources": [{"id": "vm", "interface": "tap-vm1"}]}))
+PY
+}
+agent_running=0
 agent_up() {
   local n=$1 matching=$2
-  [ -x scripts/bench.d/agent-mode.sh ] || { echo "agent mode: scripts/bench.d/agent-mode.sh missing" >&2; return 1; }
-  scripts/bench.d/agent-mode.sh up "$n" "$matching"
+  if [ $agent_running = 0 ]; then agent_start || return 1; agent_running=1; fi
+  agent_doc "$n" "$matching" > "$TOPO_DIR/agent-policy.json"
+  ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null
 }
-agent_down() { [ -x scripts/bench.d/agent-mode.sh ] && scripts/bench.d/agent-mode.sh down || true; }
+agent_down() { ctl apply -f <(echo '{}') >/dev/null 2>&1 || true; }
 
 none_up() { :; }
 none_down() { :; }
