@@ -9,6 +9,8 @@ import MirrorCore
 public enum EmbeddedBPF {
     /// The classifier object (bpf/classify.bpf.c) as ELF bytes.
     public static var classifyObject: [UInt8] { [UInt8](Data(base64Encoded: classifyBase64) ?? Data()) }
+    /// The encapsulation stage (bpf/encap.bpf.c) as ELF bytes.
+    public static var encapObject: [UInt8] { [UInt8](Data(base64Encoded: encapBase64) ?? Data()) }
 }
 
 /// The programs of bpf/classify.bpf.c.
@@ -115,9 +117,60 @@ public final class Datapath: @unchecked Sendable {
 
     deinit { close() }
 
+    // MARK: encapsulation stage
+
+    private var encapObject: OpaquePointer?
+    private var encapFD: Int32 = -1
+
+    /// Loads stage 2 (bpf/encap.bpf.c, program `mirror_encap`) sharing this
+    /// instance's maps (the same fds, pinned or not). Idempotent.
+    public func loadEncap() throws(DatapathError) {
+        guard encapObject == nil else { return }
+        let bytes = EmbeddedBPF.encapObject
+        guard !bytes.isEmpty else { throw DatapathError("open BPF object encap", detail: "embedded object is empty") }
+        _ = clibbpf_take_log()
+        let obj: OpaquePointer? = bytes.withUnsafeBytes { raw in clibbpf_open_mem(raw.baseAddress, raw.count, "encap", nil) }
+        guard let obj, libbpf_get_error(UnsafeRawPointer(obj)) == 0 else {
+            throw DatapathError("open BPF object encap", errno: clibbpf_errno(), log: String(cString: clibbpf_take_log()))
+        }
+        var map = bpf_object__next_map(obj, nil)
+        while let m = map {
+            _ = bpf_map__set_pin_path(m, nil)
+            if let name = bpf_map__name(m).map({ String(cString: $0) }), let fd = mapFDs[name] {
+                let rc = bpf_map__reuse_fd(m, fd)
+                if rc != 0 { bpf_object__close(obj); throw DatapathError("share map \(name) with encap", errno: -rc) }
+            }
+            map = bpf_object__next_map(obj, m)
+        }
+        let rc = bpf_object__load(obj)
+        if rc != 0 {
+            let log = String(cString: clibbpf_take_log())
+            bpf_object__close(obj)
+            throw DatapathError("load BPF object encap", errno: -rc, log: log)
+        }
+        guard let prog = bpf_object__find_program_by_name(obj, "mirror_encap") else {
+            bpf_object__close(obj)
+            throw DatapathError("find program mirror_encap", detail: "not in the encap object")
+        }
+        encapObject = obj
+        encapFD = bpf_program__fd(prog)
+    }
+
+    /// Attaches stage 2 on the egress of the mirror device (loading it first), with
+    /// the same handle/priority rules as the classifier.
+    @discardableResult
+    public func attachEncap(interface: String) throws(DatapathError) -> Attachment {
+        try loadEncap()
+        let ifindex = try Self.ifindex(of: interface)
+        return try attach(ifindex: ifindex, name: interface, hook: .egress, programFD: encapFD)
+    }
+
     /// Closes the object: unattached programs go away, attached ones stay attached
     /// (tc holds them) and pinned maps stay pinned.
     public func close() {
+        if let encapObject { bpf_object__close(encapObject) }
+        encapObject = nil
+        encapFD = -1
         if let object { bpf_object__close(object) }
         object = nil
         programFDs = [:]
@@ -173,15 +226,19 @@ public final class Datapath: @unchecked Sendable {
 
     @discardableResult
     public func attach(ifindex: Int32, name: String? = nil, hook: TCHook) throws(DatapathError) -> Attachment {
+        let prog: ClassifierProgram = hook == .ingress ? .tcIngress : .tcEgress
+        return try attach(ifindex: ifindex, name: name, hook: hook, programFD: programFD(prog))
+    }
+
+    func attach(ifindex: Int32, name: String?, hook: TCHook, programFD fd: Int32) throws(DatapathError) -> Attachment {
         let label = name ?? "ifindex \(ifindex)"
         let rc = clibbpf_tc_hook_create(ifindex)
         let created: Bool
         if rc == 0 { created = true; createdHooks.insert(ifindex) } else if rc == -EEXIST { created = false } else {
             throw DatapathError("create clsact on \(label)", errno: -rc)
         }
-        let prog: ClassifierProgram = hook == .ingress ? .tcIngress : .tcEgress
         var id: UInt32 = 0
-        let arc = clibbpf_tc_attach(ifindex, hook.isEgress, programFD(prog), Self.filterHandle, Self.filterPriority, 1, &id)
+        let arc = clibbpf_tc_attach(ifindex, hook.isEgress, fd, Self.filterHandle, Self.filterPriority, 1, &id)
         if arc != 0 {
             if created { _ = clibbpf_tc_hook_destroy(ifindex); createdHooks.remove(ifindex) }
             throw DatapathError("attach tc \(hook.rawValue) on \(label)", errno: -arc)

@@ -14,6 +14,8 @@ extension KernelTests {
             for p in ClassifierProgram.allCases { #expect(dp.programFD(p) >= 0) }
             let v = Verdict(try dp.testRun(.testIngress, frame: FrameBuilder.arp()).retval)
             #expect(v.outcome == .noPolicy)
+            // Stage 2 (bpf/encap.bpf.c) loads too, sharing the classifier's maps.
+            try dp.loadEncap()
             dp.unpinMaps()
         }
     }
