@@ -75,13 +75,14 @@ enum CLIOutput {
     }
 
     /// Reads a whole file; a missing or unreadable file is a usage error (exit 2).
+    /// `-` reads standard input.
     static func read(_ path: String) throws -> [UInt8] {
-        guard let f = fopen(path, "rb") else {
+        guard let f = path == "-" ? stdin : fopen(path, "rb") else {
             let reason = String(cString: strerror(errno))
             error("Error: cannot read \(path): \(reason)")
             throw CLIExit.usage
         }
-        defer { fclose(f) }
+        defer { if path != "-" { fclose(f) } }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -8,7 +8,7 @@ struct Validate: ParsableCommand {
         abstract: "Validate a configuration document; list every error with its JSON path.",
         discussion: "Exit status: 0 valid, 1 invalid document, 2 usage error.")
 
-    @Option(name: [.customShort("f"), .long], help: "The JSON document to validate.")
+    @Option(name: [.customShort("f"), .long], help: "The JSON document to validate (- for standard input).")
     var file: String
 
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")

@@ -17,7 +17,7 @@ private func agentctlURL() -> URL? {
 
 private struct Run { var status: Int32; var stdout: String; var stderr: String }
 
-private func agentctl(_ args: [String]) throws -> Run {
+private func agentctl(_ args: [String], stdin: String? = nil) throws -> Run {
     guard let url = agentctlURL() else {
         Issue.record("agentctl not found next to \(CommandLine.arguments[0]): build it first (swift build)")
         return Run(status: -1, stdout: "", stderr: "")
@@ -29,7 +29,11 @@ private func agentctl(_ args: [String]) throws -> Run {
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
+    let input = Pipe()
+    p.standardInput = input
     try p.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try input.fileHandleForWriting.close()
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
@@ -135,4 +139,12 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
         #expect(r.stderr.contains("Error"), "\(args): \(r.stderr)")
         #expect(noStackTrace(r), "\(args)")
     }
+}
+
+@Test func agentctlValidateReadsStandardInputForDash() throws {
+    let ok = try agentctl(["validate", "-f", "-"], stdin: DocumentEncoding.text(baseDocument()))
+    #expect(ok.status == 0, "\(ok.stderr)")
+    let bad = try agentctl(["validate", "-f", "-", "-o", "json"], stdin: "{\"sessionz\": []}")
+    #expect(bad.status == 1)
+    #expect(bad.stdout.contains("did you mean"))
 }
