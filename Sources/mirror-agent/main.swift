@@ -118,15 +118,24 @@ struct Run: AsyncParsableCommand {
             fail("mirror-agent: cannot start: \(error)")
         }
 
-        // Link events move sources between pending and attached.
+        // Link events move sources between pending and attached. One consumer keeps
+        // them in order (an interface removed and re-added must end up attached).
         var monitor: LinkMonitor?
+        let (linkEvents, linkSink) = AsyncStream.makeStream(of: LinkEvent?.self)
+        let linkConsumer = Task {
+            for await event in linkEvents {
+                if let event {
+                    await agent.linkChanged(name: event.name, ifindex: event.ifindex, present: event.present)
+                } else {
+                    await agent.resync()
+                }
+            }
+        }
         do {
             let m = try LinkMonitor()
-            m.start({ event in
-                Task { await agent.linkChanged(name: event.name, ifindex: event.ifindex, present: event.present) }
-            }, onError: { error in
+            m.start({ event in linkSink.yield(event) }, onError: { error in
                 logger.warning("link events may have been lost; resyncing", metadata: ["error": "\(error)"])
-                Task { await agent.resync() }
+                linkSink.yield(nil)
             })
             monitor = m
         } catch {
@@ -147,6 +156,8 @@ struct Run: AsyncParsableCommand {
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         await server.stop()
         monitor?.stop()
+        linkSink.finish()
+        await linkConsumer.value
         // The datapath stays loaded and pinned: mirroring goes on while the agent is down.
         await agent.shutdown()
         try? await group.shutdownGracefully()
