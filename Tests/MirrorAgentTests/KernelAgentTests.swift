@@ -86,6 +86,20 @@ struct KernelAgentTests {
         #expect(Self.waitUntil(5) { Self.status(client)?.sources.first { $0.id == "vm2" }?.state == .attached })
         #expect(Self.filterCount(ns, "tap-vm2", "egress") == 1)
 
+        // Churn: deleted and re-created (new ifindex) a few times, re-attached each time.
+        for _ in 0..<3 {
+            let before = Self.status(client)?.sources.first { $0.id == "vm2" }?.ifindex
+            try ns.ip("link", "del", "tap-vm2")
+            #expect(Self.waitUntil(5) { Self.status(client)?.sources.first { $0.id == "vm2" }?.state == .pending })
+            try ns.ip("link", "add", "tap-vm2", "type", "veth", "peer", "name", "peer-vm2")
+            #expect(Self.waitUntil(5) {
+                let s = Self.status(client)?.sources.first { $0.id == "vm2" }
+                return s?.state == .attached && s?.ifindex != before
+            })
+            #expect(Self.filterCount(ns, "tap-vm2", "ingress") == 1)
+            #expect(Self.filterCount(ns, "tap-vm2", "egress") == 1)
+        }
+
         // explain: the oracle and the loaded program agree.
         let req = ExplainRequest(source: "vm1", direction: .inbound,
                                  packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:80"))
