@@ -96,8 +96,9 @@ static __always_inline void count_rule(__u32 session_slot, __u32 direction, __u3
  */
 static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __u32 ifindex, int clone)
 {
-	/* SPEC §6: a copy is never mirrored again. */
-	if (skb->cb[0] == MIRROR_COPY_MAGIC)
+	/* SPEC §6: a copy is never mirrored again, before (cb) or after (mark)
+	 * encapsulation. */
+	if (skb->cb[0] == MIRROR_COPY_MAGIC || skb->mark == MIRROR_COPY_MARK)
 		return mirror_verdict(MIRROR_OUTCOME_COPY, 0, 0, 0);
 
 	__u32 zero = 0;

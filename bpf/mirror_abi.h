@@ -163,6 +163,14 @@ struct mirror_target {
  * struct mirror_copy_meta is the same 20 bytes viewed as a struct (little endian).
  */
 #define MIRROR_COPY_MAGIC 0x4d495252u /* "MIRR" */
+/*
+ * A copy that already left stage 2 may carry skb->mark == MIRROR_COPY_MARK (the
+ * encapsulated VXLAN packet the host itself sends). The classifier never
+ * classifies such a packet, so copies routed out through another source device
+ * (a collector VM on this host) are not mirrored again (SPEC §6). Stage 2 may set
+ * it when the host has no fwmark routing rules that the value would trip.
+ */
+#define MIRROR_COPY_MARK 0x4d495252u
 static inline __u32 mirror_meta_word1(__u32 session_slot, __u32 slot, __u32 direction)
 {
 	return session_slot | (slot << 16) | (direction << 24);

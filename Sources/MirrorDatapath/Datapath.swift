@@ -474,12 +474,13 @@ public final class Datapath: @unchecked Sendable {
     /// BPF_PROG_TEST_RUN of `program` on `frame`. `ifindex` is the device the skb is
     /// on (1 = lo works without a real device); the test programs take the source
     /// device from `mark` when it is non-zero.
+    /// `cb0` is skb->cb[0] (MIRROR_COPY_MAGIC makes the frame look like a copy).
     public func testRun(_ program: ClassifierProgram, frame: [UInt8], ifindex: UInt32 = 1, mark: UInt32 = 0,
-                        repeat count: UInt32 = 1) throws(DatapathError) -> TestRunResult {
+                        cb0: UInt32 = 0, repeat count: UInt32 = 1) throws(DatapathError) -> TestRunResult {
         var retval: UInt32 = 0, duration: UInt32 = 0
         let fd = programFD(program)
         let rc = frame.withUnsafeBytes { raw in
-            clibbpf_test_run_skb(fd, raw.baseAddress, UInt32(raw.count), ifindex, mark, count, &retval, &duration)
+            clibbpf_test_run_skb(fd, raw.baseAddress, UInt32(raw.count), ifindex, mark, cb0, count, &retval, &duration)
         }
         if rc != 0 { throw DatapathError("test run \(program.rawValue)", errno: -rc) }
         return TestRunResult(retval: retval, durationNs: duration)

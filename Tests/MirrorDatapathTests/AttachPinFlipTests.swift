@@ -1,3 +1,4 @@
+import CMirrorABI
 import Foundation
 import MirrorCompiler
 import MirrorCore
@@ -139,6 +140,11 @@ extension KernelTests {
             #expect(try second.activeGeneration().generation == generation)
             let v2 = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: 100).retval)
             #expect(v2 == v1)
+            // Copies (cb magic before encapsulation, mark after) are never classified.
+            let copy = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: 100, cb0: MIRROR_COPY_MAGIC).retval)
+            #expect(copy.outcome == .copy)
+            let sent = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: MIRROR_COPY_MARK).retval)
+            #expect(sent.outcome == .copy)
             let slot = slots.sessions["a"]!
             #expect(try second.sessionCounters(sessionSlot: slot).packets == 2)
             #expect(try second.sessionCounters(sessionSlot: slot).bytes == UInt64(2 * Docs.tcp80.count))

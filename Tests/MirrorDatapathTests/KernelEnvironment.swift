@@ -57,18 +57,19 @@ enum Kernel {
     /// Runs `body` on a thread that has entered netns `name` (netns membership is
     /// per thread), so ifindex lookups and tc calls act inside it.
     static func inNetns<T>(_ name: String, _ body: @escaping () throws -> T) throws -> T {
-        var result: Result<T, Error>?
+        final class Box: @unchecked Sendable { var result: Result<T, Error>? }
+        let box = Box()
         let done = DispatchSemaphore(value: 0)
         let t = Thread {
             defer { done.signal() }
-            result = Result {
+            box.result = Result {
                 try NetworkNamespace.enter(path: "/run/netns/\(name)")
                 return try body()
             }
         }
         t.start()
         done.wait()
-        return try result!.get()
+        return try box.result!.get()
     }
 }
 

@@ -89,14 +89,15 @@ static inline int clibbpf_tc_query(int ifindex, int egress, __u32 handle, __u32 
 }
 
 /* BPF_PROG_TEST_RUN on a frame. ifindex selects the device the skb claims to
- * be on (1 = lo); mark is handed to the program in skb->mark. */
+ * be on (1 = lo); mark and cb0 are handed to the program in skb->mark, skb->cb[0]. */
 static inline int clibbpf_test_run_skb(int prog_fd, const void *frame, __u32 size, __u32 ifindex, __u32 mark,
-                                       __u32 repeat, __u32 *retval, __u32 *duration_ns)
+                                       __u32 cb0, __u32 repeat, __u32 *retval, __u32 *duration_ns)
 {
 	struct __sk_buff ctx;
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.ifindex = ifindex;
 	ctx.mark = mark;
+	ctx.cb[0] = cb0;
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = size, .ctx_in = &ctx,
 		    .ctx_size_in = sizeof(ctx), .repeat = repeat);
 	int err = bpf_prog_test_run_opts(prog_fd, &opts);
