@@ -57,19 +57,18 @@ enum Kernel {
     /// Runs `body` on a thread that has entered netns `name` (netns membership is
     /// per thread), so ifindex lookups and tc calls act inside it.
     static func inNetns<T>(_ name: String, _ body: @escaping () throws -> T) throws -> T {
-        final class Box: @unchecked Sendable { var result: Result<T, Error>? }
-        let box = Box()
+        let box = Atomic<Result<T, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         let t = Thread {
             defer { done.signal() }
-            box.result = Result {
+            box.value = Result {
                 try NetworkNamespace.enter(path: "/run/netns/\(name)")
                 return try body()
             }
         }
         t.start()
         done.wait()
-        return try box.result!.get()
+        return try box.value!.get()
     }
 }
 
