@@ -14,8 +14,11 @@ struct Explain: ParsableCommand {
 
     enum Fragment: String, ExpressibleByArgument, CaseIterable { case first, later }
 
-    @Option(name: [.customShort("f"), .long], help: "The JSON document.")
-    var file: String
+    @Option(name: [.customShort("f"), .long],
+            help: "The JSON document. Without it the running agent answers from its live policy (see AgentExplain).")
+    var file: String?
+
+    @OptionGroup var agent: AgentOptions
 
     @Option(help: "The source id the packet is seen on.")
     var source: String
@@ -52,6 +55,10 @@ struct Explain: ParsableCommand {
     }
 
     func run() throws {
+        guard let file else {
+            return try AgentExplain.run(agent: agent, source: source, direction: direction, protocol: proto, src: src, dst: dst,
+                                        laterFragment: fragment == .later, nonIP: nonIP, established: established, output: output)
+        }
         let packet: PacketDescription
         switch PacketArguments.packet(protocol: proto, src: src, dst: dst, laterFragment: fragment == .later, nonIP: nonIP) {
         case .success(let p): packet = p

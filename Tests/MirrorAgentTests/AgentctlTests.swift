@@ -91,6 +91,20 @@ struct AgentctlTests {
         r = try await Self.agentctl(["delete", "sessions", "s2"], socket: sock)
         #expect(r.status == 0)
 
+        // explain without -f: the agent answers from the live policy.
+        r = try await Self.agentctl(["explain", "--source", "vm1", "--direction", "inbound", "--protocol", "tcp",
+                                     "--src", "203.0.113.5:40000", "--dst", "192.0.2.10:80"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("oracle: mirrored by session s1"))
+        #expect(r.out.contains("kernel: no decision"))
+        r = try await Self.agentctl(["explain", "--source", "vm1", "--direction", "outbound", "--non-ip", "-o", "json"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let ex = try JSONParser.parse(r.out).get()
+        #expect(ex["oracle"]?["reason"] == .string("not_ip"))
+        r = try await Self.agentctl(["explain", "--source", "ghost", "--direction", "inbound", "--non-ip"], socket: sock)
+        #expect(r.status == 1)
+        #expect(r.err.contains("ghost"))
+
         r = try await Self.agentctl(["status"], socket: sock)
         #expect(r.status == 0)
         #expect(r.out.contains("tap-vm1"))

@@ -112,6 +112,10 @@ struct KernelAgentTests {
                                   packet: PacketSpec(protocol: "udp", src: "203.0.113.5:53", dst: "192.0.2.10:53"))
         let ex2: ExplainResponse = try client.call("POST", APIPath.explain, json: miss)
         #expect(ex2.agree == true)
+        let ctl = URL(fileURLWithPath: Self.agentBinary).deletingLastPathComponent().appendingPathComponent("agentctl").path
+        let out = try run(ctl, "--socket", dir.path + "/agent.sock", "explain", "--source", "vm1", "--direction", "outbound",
+                          "--protocol", "udp", "--src", "192.0.2.10:4000", "--dst", "198.51.100.7:53")
+        #expect(out.contains("kernel: kernel: mirrored") || out.contains("agree:  yes"), "\(out)")
 
         // Stop: filters stay (mirroring goes on); restart adopts them without duplicates.
         agent?.stop()
