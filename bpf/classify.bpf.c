@@ -14,6 +14,7 @@
 #include "mirror_abi.h"
 #include "mirror_maps.h"
 #include "parse.h"
+#include "security.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -107,16 +108,16 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, 0);
 	/* SPEC §8: the slot is read once; everything below uses that generation. */
 	__u32 slot = active->slot & 1;
+	/* SPEC §5: what the source's ACL or security groups drop is not mirrored
+	 * (bpf/security.h; the test-run twins do not record flows). */
+	__u32 suppressed = security_check(skb, ifindex, slot, direction, clone);
+	if (suppressed)
+		return suppressed;
 	struct mirror_policy_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
 	struct mirror_policy *policy = bpf_map_lookup_elem(&mirror_policy, &key);
 	if (!policy)
 		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
 	__u32 source_slot = policy->source_slot;
-
-	/* Make the parse window linear when the head is shorter (rare on veth/tap). */
-	__u32 want = skb->len < MIRROR_PARSE_WINDOW ? skb->len : MIRROR_PARSE_WINDOW;
-	if ((long)skb->data_end - (long)skb->data < (long)want)
-		bpf_skb_pull_data(skb, want);
 
 	struct parse_cursor cur = {
 		.data = (void *)(long)skb->data,
@@ -124,6 +125,19 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 	};
 	struct mirror_packet pkt = {};
 	parse_frame(&cur, skb->vlan_present, &pkt);
+	/* The headers usually sit in the linear area. When one was cut by its end
+	 * while the skb holds more (GRO/TSO packets with a short head), make the
+	 * parse window linear and parse again, so the result is what parse.h
+	 * promises for the whole frame. Pulling only then keeps it rare. */
+	if (cur.short_linear && skb->len > (__u32)((long)skb->data_end - (long)skb->data)) {
+		__u32 want = skb->len < MIRROR_PARSE_WINDOW ? skb->len : MIRROR_PARSE_WINDOW;
+		bpf_skb_pull_data(skb, want);
+		cur.data = (void *)(long)skb->data;
+		cur.data_end = (void *)(long)skb->data_end;
+		cur.short_linear = 0;
+		__builtin_memset(&pkt, 0, sizeof(pkt));
+		parse_frame(&cur, skb->vlan_present, &pkt);
+	}
 	if (pkt.family == 0) {
 		count_source(source_slot, direction, MIRROR_OUTCOME_NOT_IP);
 		return mirror_verdict(MIRROR_OUTCOME_NOT_IP, 0, 0, slot);

@@ -76,23 +76,28 @@ struct mirror_packet {
 struct parse_cursor {
 	void *data;
 	void *data_end;
+	/* Set when a header was cut by the end of the linear area (not by the
+	 * window): the caller may pull more of the skb and parse again. */
+	int short_linear;
 };
 
 /* The one bounds check: `len` bytes at `off`, inside the window and the frame.
  * Returns a pointer the verifier accepts, or NULL. */
-static __always_inline void *parse_need(const struct parse_cursor *c, __u32 off, __u32 len)
+static __always_inline void *parse_need(struct parse_cursor *c, __u32 off, __u32 len)
 {
 	if (off > MIRROR_PARSE_WINDOW || len > MIRROR_PARSE_WINDOW - off)
 		return NULL;
 	void *p = c->data + off;
-	if (p + len > c->data_end)
+	if (p + len > c->data_end) {
+		c->short_linear = 1;
 		return NULL;
+	}
 	return p;
 }
 
 /* Returns the L3 EtherType (host order) and sets *l3_off; 0 when the frame is
  * too short for its link-layer header. */
-static __always_inline __u16 parse_ethernet(const struct parse_cursor *c, int tag_offloaded, __u32 *l3_off)
+static __always_inline __u16 parse_ethernet(struct parse_cursor *c, int tag_offloaded, __u32 *l3_off)
 {
 	__u8 *eth = parse_need(c, 0, ETH_HLEN_);
 	if (!eth)
@@ -110,7 +115,7 @@ static __always_inline __u16 parse_ethernet(const struct parse_cursor *c, int ta
 }
 
 /* Returns the transport offset, or 0 when the IPv4 header is unusable (not IP). */
-static __always_inline __u32 parse_ipv4(const struct parse_cursor *c, __u32 off, struct mirror_packet *pkt)
+static __always_inline __u32 parse_ipv4(struct parse_cursor *c, __u32 off, struct mirror_packet *pkt)
 {
 	__u8 *ip = parse_need(c, off, 20);
 	if (!ip)
@@ -137,7 +142,7 @@ static __always_inline int ipv6_is_extension(__u32 nh)
 
 /* Returns the transport offset (protocol in pkt), or 0 when the transport is not
  * reachable: not IP (family 0) or protocol unknown / later fragment (family 6). */
-static __always_inline __u32 parse_ipv6(const struct parse_cursor *c, __u32 off, struct mirror_packet *pkt)
+static __always_inline __u32 parse_ipv6(struct parse_cursor *c, __u32 off, struct mirror_packet *pkt)
 {
 	__u8 *ip = parse_need(c, off, 40);
 	if (!ip)
@@ -179,7 +184,7 @@ static __always_inline __u32 parse_ipv6(const struct parse_cursor *c, __u32 off,
 	return off;
 }
 
-static __always_inline void parse_transport(const struct parse_cursor *c, __u32 off, struct mirror_packet *pkt)
+static __always_inline void parse_transport(struct parse_cursor *c, __u32 off, struct mirror_packet *pkt)
 {
 	__u32 need;
 	if (pkt->later_fragment)
@@ -199,7 +204,7 @@ static __always_inline void parse_transport(const struct parse_cursor *c, __u32 
 }
 
 /* Fills pkt (which must be zeroed); pkt->family == 0 means not IP. */
-static __always_inline void parse_frame(const struct parse_cursor *c, int tag_offloaded, struct mirror_packet *pkt)
+static __always_inline void parse_frame(struct parse_cursor *c, int tag_offloaded, struct mirror_packet *pkt)
 {
 	__u32 l3 = 0;
 	__u16 proto = parse_ethernet(c, tag_offloaded, &l3);
