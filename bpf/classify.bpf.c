@@ -14,6 +14,7 @@
 #include "mirror_abi.h"
 #include "mirror_maps.h"
 #include "parse.h"
+#include "security.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -107,6 +108,11 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, 0);
 	/* SPEC §8: the slot is read once; everything below uses that generation. */
 	__u32 slot = active->slot & 1;
+	/* SPEC §5: what the source's ACL or security groups drop is not mirrored
+	 * (bpf/security.h; the test-run twins do not record flows). */
+	__u32 suppressed = security_check(skb, ifindex, slot, direction, clone);
+	if (suppressed)
+		return suppressed;
 	struct mirror_policy_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
 	struct mirror_policy *policy = bpf_map_lookup_elem(&mirror_policy, &key);
 	if (!policy)

@@ -277,4 +277,115 @@ struct mirror_encap_stats {
 	__u64 dropped_not_copy;        /* only on MIRROR_ENCAP_STATS_NOT_COPY */
 };
 
+/*
+ * ==== Security groups and network ACLs (SPEC §5, issue 6) ====
+ * Evaluated by bpf/security.h before a packet is classified: a packet that the
+ * source's network ACL or security groups drop is not mirrored. Compiled by
+ * Sources/MirrorCompiler/SecurityCompiler.swift.
+ */
+#define MAX_SECURITY_GROUPS_PER_SOURCE 5       /* Quota.securityGroupsPerSource */
+#define MAX_RULES_PER_SECURITY_GROUP 100       /* Quota.rulesPerSecurityGroup */
+#define MAX_RULES_PER_ACL_DIRECTION 20         /* Quota.rulesPerAclDirection */
+/* The rules of all groups of one source and direction, merged (5 x 100). */
+#define MAX_SECURITY_GROUP_RULES_PER_DIRECTION 500
+
+/* ---- Map: mirror_security (HASH, BPF_F_NO_PREALLOC), double-buffered like
+ * mirror_policy: one entry per (source device, generation slot, direction) for
+ * sources with security groups or a network ACL; other sources pay one failed
+ * lookup. ---- */
+struct mirror_security_key {
+	__u32 ifindex;         /* the source's host-side device */
+	__u8 slot;             /* generation slot */
+	__u8 direction;        /* enum mirror_direction */
+	__u16 pad;             /* must be 0 */
+};
+
+enum mirror_security_rule_flags {
+	MIRROR_SECURITY_RULE_ALLOW = 1 << 0,   /* else deny */
+	MIRROR_SECURITY_RULE_IPV6 = 1 << 1,    /* ethertype ipv6, else ipv4 */
+};
+
+/*
+ * One ACL or security-group rule, matched like struct mirror_rule: the packet key
+ * (MIRROR_KEY_*) & match_mask == match_value, then addresses and port ranges
+ * (inclusive, host order). A security-group rule's `remote` is the source
+ * address for ingress and the destination for egress; its `ports` are the
+ * destination ports (SPEC §5); the compiler puts them in the right fields.
+ */
+struct mirror_security_rule {
+	__u16 match_value;
+	__u16 match_mask;
+	__u16 src_port_min;
+	__u16 src_port_max;
+	__u16 dst_port_min;
+	__u16 dst_port_max;
+	__be32 src_addr_be[4];
+	__be32 src_mask_be[4];
+	__be32 dst_addr_be[4];
+	__be32 dst_mask_be[4];
+	__u16 priority;        /* the rule's priority (verdicts, explain) */
+	__u8 group_index;      /* security groups: position in the source's securityGroups */
+	__u8 flags;            /* enum mirror_security_rule_flags */
+};
+
+enum mirror_security_flags {
+	MIRROR_SECURITY_HAS_ACL = 1 << 0,      /* no ACL = allow everything */
+	MIRROR_SECURITY_HAS_GROUPS = 1 << 1,   /* no groups = allow everything */
+};
+
+struct mirror_security {
+	__u16 source_slot;     /* key part of security_stats (as source_stats) */
+	__u8 flags;            /* enum mirror_security_flags */
+	__u8 acl_rule_count;   /* <= MAX_RULES_PER_ACL_DIRECTION */
+	__u16 group_rule_count; /* <= MAX_SECURITY_GROUP_RULES_PER_DIRECTION */
+	__u16 pad;
+	/* ascending priority */
+	struct mirror_security_rule acl_rules[MAX_RULES_PER_ACL_DIRECTION];
+	/* ascending priority, then group order */
+	struct mirror_security_rule group_rules[MAX_SECURITY_GROUP_RULES_PER_DIRECTION];
+};
+
+/*
+ * ---- Map: mirror_flows (LRU_HASH): connections the security groups allowed ----
+ * SPEC §5: security groups are stateful. A flow whose first packet the groups
+ * allowed (and the ACL let through) is established in both directions: the key
+ * is seen from the ENI (local = the ENI's side), so a reply finds its request.
+ * Only the attached programs record flows; the test-run twins only read them
+ * (an explain must not open a connection).
+ */
+struct mirror_flow_key {
+	__be32 local_be[4];    /* IPv4 in word 0 */
+	__be32 remote_be[4];
+	__u16 local_port;      /* host order; 0 when the packet shows no ports */
+	__u16 remote_port;
+	__u32 ifindex;         /* the source device */
+	__u8 family;           /* 4 or 6 */
+	__u8 protocol;
+	__u16 pad;
+};
+
+struct mirror_flow {
+	__u64 last_seen_ns;    /* bpf_ktime_get_ns of the last packet */
+};
+#define MIRROR_FLOW_ENTRIES 65536
+/* A flow idle this long is forgotten (conntrack keeps UDP 120 s, TCP longer). */
+#define MIRROR_FLOW_IDLE_NS 300000000000ULL
+
+/* ---- security_stats (PERCPU_ARRAY, key mirror_source_stats_key(source_slot, direction)) ---- */
+struct mirror_security_stats {
+	__u64 suppressed_by_security_group;
+	__u64 suppressed_by_acl;
+	__u64 established;     /* allowed by the groups as part of a known flow */
+};
+
+/*
+ * Test-run verdicts of suppression: mirror_verdict(outcome, priority, group_index, slot),
+ * that is bits 0..15 the deciding rule's priority (0 = no rule matched: default
+ * deny) and bits 16..23 the group's position in the source's securityGroups.
+ */
+#define MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP 7
+#define MIRROR_OUTCOME_SUPPRESSED_BY_ACL 8
+/* ==== end of security groups and network ACLs ==== */
+
+
 #endif /* MIRROR_ABI_H */

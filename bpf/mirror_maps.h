@@ -80,4 +80,30 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } encap_stats SEC(".maps");
 
+/* ---- Security groups and network ACLs (issue 6; bpf/security.h) ---- */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SOURCES * MIRROR_DIRECTIONS * MIRROR_GENERATION_SLOTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mirror_security_key);
+	__type(value, struct mirror_security);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_security SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MIRROR_FLOW_ENTRIES);
+	__type(key, struct mirror_flow_key);
+	__type(value, struct mirror_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MIRROR_SOURCE_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mirror_security_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_stats SEC(".maps");
+
 #endif /* MIRROR_MAPS_H */

@@ -56,6 +56,8 @@ public struct MapImage: @unchecked Sendable {
     public var slots = SlotAssignment()
     /// Sources left out because their interface did not resolve to an ifindex.
     public var unresolvedSources: [String] = []
+    /// Security groups and network ACLs (SPEC §5): SecurityCompiler.swift.
+    public var security: [SecurityEntry] = []
 
     public init() {}
 
@@ -183,6 +185,7 @@ public enum Compiler {
                 image.policies.append(PolicyEntry(sourceID: src.id, ifindex: ifindex, direction: d, value: value))
             }
         }
+        image.security = try SecurityCompiler.entries(doc, slots: input.slots, interfaceIndex: input.interfaceIndex)
         return image
     }
 

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Security-group and network-ACL drop awareness (SPEC §5, issue 6): a packet that
+ * the source's ACL or security groups drop is not mirrored. classify() calls
+ * security_check() once, before its policy lookup; a source without security
+ * groups or ACL pays one failed hash lookup.
+ *
+ * SPEC §5 order: outbound = security group egress, then ACL outbound; inbound =
+ * ACL inbound, then security group ingress. The first matching rule decides; no
+ * match = deny; a source without groups (or ACL) allows everything.
+ *
+ * Statefulness (a reply of an allowed connection is allowed): the agent's own
+ * flow table (mirror_flows, LRU), not the kernel's conntrack through
+ * bpf_skb_ct_lookup. Why:
+ *  - conntrack only tracks a netns when something there asks for it (nftables
+ *    with ct expressions); mirroring awareness must hold without enforcement,
+ *    for groups that the cloud enforces elsewhere;
+ *  - at TC egress (inbound) conntrack has already confirmed the packet itself,
+ *    so "found" no longer means "established"; telling a first packet from a
+ *    reply needs nf_conn internals (status bits, CO-RE), at TC ingress
+ *    (outbound) nothing is tracked yet;
+ *  - the flow table records exactly "a flow whose first packet the groups
+ *    allowed", the oracle's meaning, and the test-run twins can read it
+ *    deterministically.
+ * The cost: no TCP state machine (a flow ends by idling out or LRU eviction,
+ * MIRROR_FLOW_IDLE_NS), and a connection opened before its source had an entry
+ * is not known. With nftables enforcement and nf_conntrack_tcp_loose=0 both
+ * agree on what matters: a reply-looking packet without a connection is new.
+ */
+#ifndef MIRROR_SECURITY_H
+#define MIRROR_SECURITY_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "mirror_abi.h"
+#include "mirror_maps.h"
+#include "parse.h"
+
+/* The packet's match key (MIRROR_KEY_*), as classify's packet_key. */
+static __always_inline __u32 security_packet_key(const struct mirror_packet *p)
+{
+	__u32 key = p->family == 6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4;
+	if (p->protocol != MIRROR_PROTO_UNKNOWN)
+		key |= MIRROR_KEY_PROTOCOL_KNOWN | p->protocol;
+	if (p->has_ports)
+		key |= MIRROR_KEY_PORTS;
+	return key;
+}
+
+static __always_inline int security_rule_matches(const struct mirror_security_rule *r,
+						 const struct mirror_packet *p, __u32 key)
+{
+	if ((key & r->match_mask) != r->match_value)
+		return 0;
+	if (p->src_port < r->src_port_min || p->src_port > r->src_port_max ||
+	    p->dst_port < r->dst_port_min || p->dst_port > r->dst_port_max)
+		return 0;
+	for (int w = 0; w < 4; w++) {
+		if ((p->src_be[w] & r->src_mask_be[w]) != r->src_addr_be[w] ||
+		    (p->dst_be[w] & r->dst_mask_be[w]) != r->dst_addr_be[w])
+			return 0;
+	}
+	return 1;
+}
+
+/* Network ACL (stateless): 1 = allow; else *priority is the denying rule's (0 = none matched). */
+static __always_inline int acl_allows(const struct mirror_security *sec, const struct mirror_packet *p,
+				      __u32 key, __u32 *priority)
+{
+	__u32 count = sec->acl_rule_count;
+	for (__u32 i = 0; i < MAX_RULES_PER_ACL_DIRECTION; i++) {
+		if (i >= count)
+			break;
+		const struct mirror_security_rule *r = &sec->acl_rules[i];
+		if (!security_rule_matches(r, p, key))
+			continue;
+		*priority = r->priority;
+		return (r->flags & MIRROR_SECURITY_RULE_ALLOW) != 0;
+	}
+	*priority = 0;
+	return 0;
+}
+
+struct group_search {
+	const struct mirror_security *sec;
+	const struct mirror_packet *pkt;
+	__u32 key;
+	__u32 count;
+	int decided;           /* -1 none matched, 0 deny, 1 allow */
+	__u32 priority;
+	__u32 group_index;
+};
+
+/* One merged security-group rule; bpf_loop callback so that the verifier checks
+ * the body once, not MAX_SECURITY_GROUP_RULES_PER_DIRECTION times. */
+static long group_rule_step(__u32 i, void *ctx)
+{
+	struct group_search *s = ctx;
+	if (i >= s->count || i >= MAX_SECURITY_GROUP_RULES_PER_DIRECTION)
+		return 1;
+	const struct mirror_security_rule *r = &s->sec->group_rules[i];
+	if (!security_rule_matches(r, s->pkt, s->key))
+		return 0;
+	s->decided = (r->flags & MIRROR_SECURITY_RULE_ALLOW) != 0;
+	s->priority = r->priority;
+	s->group_index = r->group_index;
+	return 1;
+}
+
+/* Security groups for a new flow: first match across the merged rules; none = deny. */
+static __always_inline int groups_allow(const struct mirror_security *sec, const struct mirror_packet *p,
+					__u32 key, __u32 *priority, __u32 *group_index)
+{
+	struct group_search s = {
+		.sec = sec, .pkt = p, .key = key, .count = sec->group_rule_count, .decided = -1,
+	};
+	bpf_loop(MAX_SECURITY_GROUP_RULES_PER_DIRECTION, group_rule_step, &s, 0);
+	*priority = s.decided < 0 ? 0 : s.priority;
+	*group_index = s.decided < 0 ? 0 : s.group_index;
+	return s.decided == 1;
+}
+
+/* The flow seen from the ENI: a request and its reply give the same key. */
+static __always_inline void flow_key_of(const struct mirror_packet *p, __u32 ifindex, __u32 direction,
+					struct mirror_flow_key *k)
+{
+	int outbound = direction == MIRROR_DIR_OUTBOUND;
+	__builtin_memcpy(k->local_be, outbound ? p->src_be : p->dst_be, 16);
+	__builtin_memcpy(k->remote_be, outbound ? p->dst_be : p->src_be, 16);
+	k->local_port = p->has_ports ? (outbound ? p->src_port : p->dst_port) : 0;
+	k->remote_port = p->has_ports ? (outbound ? p->dst_port : p->src_port) : 0;
+	k->ifindex = ifindex;
+	k->family = p->family;
+	k->protocol = (__u8)p->protocol;
+	k->pad = 0;
+}
+
+/* Whether the flow is established (and not idle); refreshes it when `record`. */
+static __always_inline int flow_established(const struct mirror_flow_key *k, int record)
+{
+	struct mirror_flow *f = bpf_map_lookup_elem(&mirror_flows, k);
+	if (!f)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	if (now - f->last_seen_ns > MIRROR_FLOW_IDLE_NS)
+		return 0;
+	if (record)
+		f->last_seen_ns = now;
+	return 1;
+}
+
+static __always_inline void flow_record(const struct mirror_flow_key *k)
+{
+	struct mirror_flow f = { .last_seen_ns = bpf_ktime_get_ns() };
+	bpf_map_update_elem(&mirror_flows, k, &f, BPF_ANY);
+}
+
+static __always_inline void count_security(__u32 source_slot, __u32 direction, __u32 outcome)
+{
+	__u32 key = mirror_source_stats_key(source_slot, direction);
+	struct mirror_security_stats *s = bpf_map_lookup_elem(&security_stats, &key);
+	if (!s)
+		return;
+	if (outcome == MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP)
+		s->suppressed_by_security_group++;
+	else if (outcome == MIRROR_OUTCOME_SUPPRESSED_BY_ACL)
+		s->suppressed_by_acl++;
+	else
+		s->established++;
+}
+
+/*
+ * 0 = the source's ACL and security groups let the packet through (or it has
+ * none, or it is not IP: classify says so); else the suppression verdict
+ * (mirror_verdict with MIRROR_OUTCOME_SUPPRESSED_*). `record`: remember flows
+ * the groups allowed (the attached programs; not the test-run twins).
+ */
+static __always_inline __u32 security_check(struct __sk_buff *skb, __u32 ifindex, __u32 slot, __u32 direction,
+					    int record)
+{
+	struct mirror_security_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
+	struct mirror_security *sec = bpf_map_lookup_elem(&mirror_security, &key);
+	if (!sec)
+		return 0;
+
+	__u32 want = skb->len < MIRROR_PARSE_WINDOW ? skb->len : MIRROR_PARSE_WINDOW;
+	if ((long)skb->data_end - (long)skb->data < (long)want)
+		bpf_skb_pull_data(skb, want);
+	struct parse_cursor cur = {
+		.data = (void *)(long)skb->data,
+		.data_end = (void *)(long)skb->data_end,
+	};
+	struct mirror_packet pkt = {};
+	parse_frame(&cur, skb->vlan_present, &pkt);
+	if (pkt.family == 0)
+		return 0;
+	__u32 match_key = security_packet_key(&pkt);
+	__u32 source_slot = sec->source_slot;
+	__u32 flags = sec->flags;
+	__u32 priority = 0, group_index = 0;
+
+	/* SPEC §5: inbound meets the ACL first. */
+	if (direction == MIRROR_DIR_INBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
+	    !acl_allows(sec, &pkt, match_key, &priority)) {
+		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL);
+		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
+	}
+	int new_flow = 0;
+	struct mirror_flow_key fk = {};
+	if (flags & MIRROR_SECURITY_HAS_GROUPS) {
+		flow_key_of(&pkt, ifindex, direction, &fk);
+		if (flow_established(&fk, record)) {
+			count_security(source_slot, direction, 0);
+		} else if (groups_allow(sec, &pkt, match_key, &priority, &group_index)) {
+			new_flow = 1;
+		} else {
+			count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP);
+			return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, priority, group_index, slot);
+		}
+	}
+	/* SPEC §5: outbound meets the ACL after the groups. */
+	if (direction == MIRROR_DIR_OUTBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
+	    !acl_allows(sec, &pkt, match_key, &priority)) {
+		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL);
+		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
+	}
+	/* Only a packet that got through both opens a connection. */
+	if (new_flow && record)
+		flow_record(&fk);
+	return 0;
+}
+
+#endif /* MIRROR_SECURITY_H */
