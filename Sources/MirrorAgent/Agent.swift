@@ -26,7 +26,9 @@ public struct AgentError: Error, CustomStringConvertible {
 /// Being an actor serialises mutations, so two clients cannot interleave.
 public actor Agent {
     private let store: StateStore
-    private let datapath: Datapath
+    let datapath: Datapath  // internal: MetricsAgent.swift reads counters outside the actor
+    /// Apply durations and counter continuity (issue 5).
+    public let metrics: AgentMetrics
     private let checker: DocumentChecking
     private let logger: Logger
 
@@ -41,6 +43,7 @@ public actor Agent {
     public init(store: StateStore, datapath: Datapath, checker: DocumentChecking = CoreDocumentChecker(),
                 logger: Logger = Logger(label: "mirror-agent")) {
         self.store = store; self.datapath = datapath; self.checker = checker; self.logger = logger
+        self.metrics = AgentMetrics(stateDirectory: store.directory, logger: logger)
     }
 
     /// Restores the persisted state (or starts empty with `resetState`) and reconciles.
@@ -65,7 +68,17 @@ public actor Agent {
             logger.info("restored state", metadata: ["generation": "\(generation)", "sessions": "\(document.sessions.count)"])
         }
         try datapath.start()
-        try datapath.apply(document: effective, generation: generation)
+        try timedApply(effective, generation)
+    }
+
+    /// `datapath.apply`, its duration observed for mirror_policy_apply_seconds.
+    private func timedApply(_ doc: Document, _ generation: UInt64) throws {
+        let started = ContinuousClock.now
+        defer {
+            let d = ContinuousClock.now - started
+            metrics.observeApply(seconds: Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+        }
+        try datapath.apply(document: doc, generation: generation)
     }
 
     public func shutdown() { datapath.shutdown() }
@@ -152,7 +165,7 @@ public actor Agent {
             throw AgentError(status: 500, "cannot persist the new state, nothing was changed: \(error)")
         }
         do {
-            try datapath.apply(document: nextEffective, generation: nextGeneration)
+            try timedApply(nextEffective, nextGeneration)
         } catch {
             // Put the previous state back on disk so that a restart restores what is
             // actually in force.

@@ -111,6 +111,9 @@ public struct Router: Sendable {
         case 1 where rest[0] == "status":
             try allow("GET")
             return try Self.ok(await agent.status())
+        case 1 where rest[0] == "stats":
+            try allow("GET")
+            return try Self.ok(await agent.stats())
         case 1 where rest[0] == "document":
             try allow("GET")
             return Self.ok(await agent.appliedDocument())

@@ -14,7 +14,7 @@ struct AgentCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentctl",
         abstract: "Control the traffic mirroring agent, and check configuration offline.",
-        subcommands: [Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self])
+        subcommands: [Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self, Stats.self])
 
     /// `agentctl --socket PATH <command>`: also accepted before the command (see AgentOptions).
     @OptionGroup var agent: AgentOptions

@@ -110,12 +110,21 @@ struct Run: AsyncParsableCommand {
         }
         logger.info("starting", metadata: ["version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
                                            "socket": "\(options.socket)", "stateDir": "\(options.stateDir)"])
-        // SEAM(metrics): issue 5 serves GET /metrics on --metrics-address.
-        logger.notice("metrics endpoint not served by this build", metadata: ["metricsAddress": "\(options.metricsAddress)"])
-
         let agent = Agent(store: StateStore(directory: options.stateDir), datapath: datapath, logger: logger)
         do { try await agent.start(resetState: resetState) } catch {
             fail("mirror-agent: cannot start: \(error)")
+        }
+
+        // Issue 5: GET /metrics on --metrics-address (its own event loop: a slow scrape
+        // never delays the control socket).
+        let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        guard let (metricsHost, metricsPort) = MetricsServer.parse(address: options.metricsAddress) else {
+            fail("mirror-agent: --metrics-address: '\(options.metricsAddress)' is not HOST:PORT")
+        }
+        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, group: metricsGroup, logger: logger)
+        do { try metricsServer.start() } catch {
+            await agent.shutdown()
+            fail("mirror-agent: \(error)")
         }
 
         // Link events move sources between pending and attached. One consumer keeps
@@ -155,6 +164,8 @@ struct Run: AsyncParsableCommand {
         let signal = await Signals.waitForTermination()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         await server.stop()
+        await metricsServer.stop()
+        try? await metricsGroup.shutdownGracefully()
         monitor?.stop()
         linkSink.finish()
         await linkConsumer.value

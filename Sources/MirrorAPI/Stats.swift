@@ -1,0 +1,90 @@
+// Counters of the datapath as the agent reports them: GET /v1/stats (agentctl stats)
+// and GET /metrics (Prometheus) show the same numbers (issue 5).
+//
+// Every counter here is monotonic for its label set: the agent carries values across
+// slot reuse and rule reordering (see MirrorAgent/MetricsContinuity.swift).
+
+public enum StatsPath { public static let stats = "/v1/stats" }
+
+public struct StatsResponse: Hashable, Sendable, Codable {
+    /// Policy generation in force.
+    public var generation: UInt64
+    /// "kernel" or "memory"; a memory datapath has no counters (`countersAvailable` false).
+    public var datapath: String
+    public var countersAvailable: Bool
+    /// Unix time of the read, seconds (for rates).
+    public var time: Double
+    public var sessions: [SessionStats]
+    public var rules: [RuleStats]
+    public var sources: [SourceStats]
+    /// Frames on the mirror device that were not copies (dropped there; bpf/encap.bpf.c).
+    public var mirrorDeviceForeignDropped: UInt64
+
+    public init(generation: UInt64, datapath: String, countersAvailable: Bool, time: Double,
+                sessions: [SessionStats] = [], rules: [RuleStats] = [], sources: [SourceStats] = [],
+                mirrorDeviceForeignDropped: UInt64 = 0) {
+        self.generation = generation; self.datapath = datapath; self.countersAvailable = countersAvailable
+        self.time = time; self.sessions = sessions; self.rules = rules; self.sources = sources
+        self.mirrorDeviceForeignDropped = mirrorDeviceForeignDropped
+    }
+}
+
+/// One session. `packets`/`bytes` count what its accept rules selected on all its
+/// sources and both directions together: the datapath counts per session slot
+/// (bpf/mirror_abi.h session_stats), not per source or direction.
+public struct SessionStats: Hashable, Sendable, Codable {
+    public var session: String
+    public var packets: UInt64
+    public var bytes: UInt64
+    /// Copies handed to the VXLAN device by stage 2, and their inner bytes after truncation.
+    public var copiesSent: UInt64
+    public var copiesSentBytes: UInt64
+    /// reason ("packet_length", "mtu") → copies cut.
+    public var truncated: [String: UInt64]
+    /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed") → copies dropped.
+    public var dropped: [String: UInt64]
+
+    public init(session: String, packets: UInt64 = 0, bytes: UInt64 = 0, copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0,
+                truncated: [String: UInt64] = [:], dropped: [String: UInt64] = [:]) {
+        self.session = session; self.packets = packets; self.bytes = bytes; self.copiesSent = copiesSent
+        self.copiesSentBytes = copiesSentBytes; self.truncated = truncated; self.dropped = dropped
+    }
+}
+
+/// One rule of one session's filter in one direction.
+public struct RuleStats: Hashable, Sendable, Codable {
+    public var session: String
+    public var filter: String
+    /// "inbound" or "outbound".
+    public var direction: String
+    public var priority: Int
+    /// "accept" or "reject".
+    public var action: String
+    public var hits: UInt64
+
+    public init(session: String, filter: String, direction: String, priority: Int, action: String, hits: UInt64) {
+        self.session = session; self.filter = filter; self.direction = direction
+        self.priority = priority; self.action = action; self.hits = hits
+    }
+}
+
+/// One source and direction.
+public struct SourceStats: Hashable, Sendable, Codable {
+    public var source: String
+    public var interface: String
+    /// "attached" or "pending".
+    public var state: String
+    public var direction: String
+    /// Packets classified (IP or not) while the source had a policy.
+    public var seen: UInt64
+    /// Accepted and cloned.
+    public var mirrored: UInt64
+    /// reason ("no_match", "rejected", "not_ip", "clone_failed") → packets.
+    public var notMirrored: [String: UInt64]
+
+    public init(source: String, interface: String, state: String, direction: String, seen: UInt64 = 0,
+                mirrored: UInt64 = 0, notMirrored: [String: UInt64] = [:]) {
+        self.source = source; self.interface = interface; self.state = state; self.direction = direction
+        self.seen = seen; self.mirrored = mirrored; self.notMirrored = notMirrored
+    }
+}

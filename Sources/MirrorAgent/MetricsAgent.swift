@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+import MirrorAPI
+import MirrorCore
+
+/// The agent's metrics state (issue 5): the apply-duration histogram, the continuity of
+/// the BPF counters, build info. Owned by the `Agent`; thread-safe.
+public final class AgentMetrics: @unchecked Sendable {
+    private let lock = NSLock()
+    private var applySeconds = MetricsSnapshot.Histogram(bounds: MetricsSnapshot.Histogram.applyBounds)
+    private var continuity: MetricsContinuity
+    /// Where `continuity` is persisted (nil: memory only).
+    private let continuityPath: String?
+    private let logger: Logger
+    public let build: MetricsSnapshot.BuildInfo
+
+    /// `stateDirectory`: the agent's; the continuity file lives next to its state.
+    public init(stateDirectory: String?, logger: Logger = Logger(label: "mirror-agent")) {
+        continuityPath = stateDirectory.map { $0 + "/metrics-continuity.json" }
+        continuity = continuityPath.flatMap(MetricsContinuity.load(from:)) ?? MetricsContinuity()
+        self.logger = logger
+        build = .init(version: MirrorAgentInfo.version, commit: Self.commit, kernel: Self.kernelRelease())
+    }
+
+    /// The source commit, when the build or the service unit provides it (there is no
+    /// build-time stamping in SwiftPM without a plugin): MIRROR_AGENT_COMMIT, else "unknown".
+    static var commit: String { ProcessInfo.processInfo.environment["MIRROR_AGENT_COMMIT"].flatMap { $0.isEmpty ? nil : $0 } ?? "unknown" }
+
+    static func kernelRelease() -> String {
+        var u = utsname()
+        guard uname(&u) == 0 else { return "unknown" }
+        return withUnsafeBytes(of: &u.release) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+
+    public func observeApply(seconds: Double) { lock.withLock { applySeconds.observe(seconds) } }
+
+    public var applyHistogram: MetricsSnapshot.Histogram { lock.withLock { applySeconds } }
+
+    /// The datapath counters as never-decreasing series, in the API's shape.
+    /// `sourceStates`: source id → "attached" | "pending".
+    public func stats(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
+                      sourceStates: [String: String], time: Double = Date().timeIntervalSince1970) -> StatsResponse {
+        guard let c = counters else {
+            return StatsResponse(generation: generation, datapath: datapath, countersAvailable: false, time: time)
+        }
+        // One sample per map counter, in a fixed order; read back in the same order.
+        var samples: [MetricsContinuity.Sample] = []
+        func add(_ key: String, _ owner: String, _ name: String, _ labels: [(String, String)], _ raw: UInt64) {
+            samples.append(.init(key: key, owner: owner, labels: MetricsRenderer.series(name, labels), raw: raw))
+        }
+        for s in c.sessions {
+            let k = "session/\(s.slot)/", l = [("session", s.id)]
+            add(k + "packets", s.id, "mirror_session_packets_total", l, s.packets)
+            add(k + "bytes", s.id, "mirror_session_bytes_total", l, s.bytes)
+            add(k + "sent", s.id, "mirror_copies_sent_total", l, s.copiesSent)
+            add(k + "sent_bytes", s.id, "mirror_copies_sent_bytes_total", l, s.copiesSentBytes)
+            for (reason, v) in [("packet_length", s.truncatedPacketLength), ("mtu", s.truncatedMTU)] {
+                add(k + "truncated/" + reason, s.id, "mirror_copies_truncated_total", l + [("reason", reason)], v)
+            }
+            for (reason, v) in Self.dropReasons(s) {
+                add(k + "dropped/" + reason, s.id, "mirror_copies_dropped_total", l + [("reason", reason)], v)
+            }
+        }
+        for r in c.rules {
+            add("rule/\(r.sessionSlot)/\(r.direction.rawValue)/\(r.ruleIndex)", r.session, "mirror_rule_hits_total",
+                [("session", r.session), ("filter", r.filter), ("direction", r.direction.rawValue),
+                 ("rule_priority", String(r.priority)), ("action", r.action.rawValue)], r.hits)
+        }
+        for s in c.sources {
+            let k = "source/\(s.slot)/\(s.direction.rawValue)/", l = [("source", s.id), ("direction", s.direction.rawValue)]
+            add(k + "seen", s.id, "mirror_source_packets_seen_total", l, s.seen)
+            add(k + "mirrored", s.id, "mirror_source_packets_mirrored_total", l, s.mirrored)
+            for (reason, v) in Self.notMirroredReasons(s) {
+                add(k + reason, s.id, "mirror_packets_not_mirrored_total", l + [("reason", reason)], v)
+            }
+        }
+        add("encap/not_copy", "", "mirror_device_foreign_frames_dropped_total", [], c.foreignDropped)
+
+        let (values, changed) = lock.withLock { continuity.adjust(samples) }
+        if changed, let path = continuityPath {
+            let snapshot = lock.withLock { continuity }
+            do { try snapshot.save(to: path) } catch {
+                logger.warning("cannot persist metrics continuity", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+
+        // Rebuild in the same order as the samples were made.
+        var i = 0
+        func next() -> UInt64 { defer { i += 1 }; return values[i] }
+        var out = StatsResponse(generation: generation, datapath: datapath, countersAvailable: true, time: time)
+        for s in c.sessions {
+            var r = SessionStats(session: s.id)
+            r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next()
+            r.truncated["packet_length"] = next(); r.truncated["mtu"] = next()
+            for (reason, _) in Self.dropReasons(s) { r.dropped[reason] = next() }
+            out.sessions.append(r)
+        }
+        for r in c.rules {
+            out.rules.append(RuleStats(session: r.session, filter: r.filter, direction: r.direction.rawValue,
+                                       priority: r.priority, action: r.action.rawValue, hits: next()))
+        }
+        for s in c.sources {
+            var r = SourceStats(source: s.id, interface: s.interface, state: sourceStates[s.id] ?? "pending",
+                                direction: s.direction.rawValue)
+            r.seen = next(); r.mirrored = next()
+            for (reason, _) in Self.notMirroredReasons(s) { r.notMirrored[reason] = next() }
+            out.sources.append(r)
+        }
+        out.mirrorDeviceForeignDropped = next()
+        return out
+    }
+
+    /// bpf encap_stats fields, by the reason label they render as.
+    static func dropReasons(_ s: DatapathCounters.Session) -> [(String, UInt64)] {
+        [("session_gone", s.droppedSessionGone), ("no_target", s.droppedNoTarget),
+         ("truncate_failed", s.droppedTruncate), ("encapsulation_failed", s.droppedEncapsulation)]
+    }
+
+    /// bpf source_stats fields, by reason. The datapath does not count (yet) the
+    /// SPEC §5 reasons suppressed_by_security_group / suppressed_by_acl, nor
+    /// session_disabled (a disabled session has no rules in the policy: its packets
+    /// fall through to the next session or to no_match): they are not rendered
+    /// rather than rendered as invented zeros.
+    static func notMirroredReasons(_ s: DatapathCounters.Source) -> [(String, UInt64)] {
+        [("no_match", s.noMatch), ("rejected", s.rejected), ("not_ip", s.notIP), ("clone_failed", s.cloneErrors)]
+    }
+}
+
+extension Agent {
+    /// GET /v1/stats. Counters are read outside the actor (the datapath has its own
+    /// lock), so a large read does not hold up mutations.
+    public nonisolated func stats() async -> StatsResponse {
+        await collect().stats
+    }
+
+    /// GET /metrics.
+    public nonisolated func metricsSnapshot() async -> MetricsSnapshot {
+        let (stats, status) = await collect()
+        let attached = status.sources.filter { $0.state == .attached }.count
+        return MetricsSnapshot(stats: stats, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
+                               applySeconds: metrics.applyHistogram, build: metrics.build,
+                               process: ProcessMetricsReader.read())
+    }
+
+    private nonisolated func collect() async -> (stats: StatsResponse, status: StatusResponse) {
+        let status = await self.status()
+        let counters: DatapathCounters?
+        do { counters = try datapath.counters() } catch {
+            metricsLogger.error("metrics: cannot read the datapath counters", metadata: ["error": "\(error)"])
+            counters = nil
+        }
+        var states: [String: String] = [:]
+        for s in status.sources { states[s.id] = s.state.rawValue }
+        return (metrics.stats(counters, generation: status.generation, datapath: status.datapath, sourceStates: states), status)
+    }
+}
+
+private let metricsLogger = Logger(label: "mirror-agent.metrics")
+
+/// Process metrics from /proc (Linux), as the Prometheus client libraries name them.
+enum ProcessMetricsReader {
+    static func read() -> MetricsSnapshot.ProcessMetrics? {
+        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after "(comm)": index 0 is field 3 (state).
+        let f = stat[stat.index(after: close)...].split(separator: " ")
+        guard f.count > 22, let utime = Double(f[11]), let stime = Double(f[12]), let start = Double(f[19]),
+              let vsize = UInt64(f[20]), let rssPages = UInt64(f[21]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        var bootTime = 0.0
+        if let s = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }) {
+            bootTime = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+        var lim = rlimit()
+        let maxFDs: UInt64? = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 ? UInt64(lim.rlim_cur) : nil
+        return .init(residentMemoryBytes: rssPages * page, virtualMemoryBytes: vsize, cpuSeconds: (utime + stime) / ticks,
+                     openFDs: fds, maxFDs: maxFDs, startTimeSeconds: bootTime + start / ticks)
+    }
+}

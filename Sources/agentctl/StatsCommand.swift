@@ -1,0 +1,119 @@
+import ArgumentParser
+import Foundation
+import MirrorAPI
+import MirrorCore
+
+/// `agentctl stats`: the datapath counters (the numbers GET /metrics shows) per session,
+/// rule and source; with --watch, polled every --interval seconds with per-second rates.
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show packet counters per session, rule and source (--watch: refresh with rates).")
+
+    @OptionGroup var agent: AgentOptions
+
+    @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
+    var output: OutputFormat = .text
+
+    @Flag(name: [.customShort("w"), .long], help: "Keep polling and show rates per second.")
+    var watch = false
+
+    @Option(help: "Seconds between polls with --watch.")
+    var interval: Double = 2
+
+    @Option(help: ArgumentHelp("Stop after this many polls with --watch (0: until interrupted).", visibility: .hidden))
+    var count: Int = 0
+
+    func validate() throws {
+        guard interval >= 0.1 && interval <= 3600 else { throw ValidationError("--interval: must be 0.1-3600 seconds") }
+        guard count >= 0 else { throw ValidationError("--count: must be 0 or more") }
+    }
+
+    func run() throws {
+        var previous: StatsResponse?
+        var polls = 0
+        while true {
+            let stats = try fetch()
+            polls += 1
+            switch output {
+            case .json:
+                let e = JSONEncoder()
+                e.outputFormatting = watch ? [.sortedKeys] : [.sortedKeys, .prettyPrinted]
+                let data = (try? e.encode(stats)) ?? Data()
+                CLIOutput.out(String(decoding: data, as: UTF8.self))
+            case .text:
+                if watch && polls > 1 { CLIOutput.out("") }
+                CLIOutput.out(StatsTables.render(stats, previous: watch ? previous : nil))
+            }
+            fflush(stdout)
+            guard watch, count == 0 || polls < count else { return }
+            previous = stats
+            usleep(UInt32(interval * 1_000_000))
+        }
+    }
+
+    func fetch() throws -> StatsResponse {
+        let value = try agent.request("GET", StatsPath.stats)
+        do { return try JSONDecoder().decode(StatsResponse.self, from: Data(value.serialized(pretty: false).utf8)) } catch {
+            CLIOutput.error("Error: unexpected stats answer from mirror-agent: \(error)")
+            throw CLIExit.invalidInput
+        }
+    }
+}
+
+/// The text form of `agentctl stats`. Rates are per second since `previous`.
+enum StatsTables {
+    static func render(_ s: StatsResponse, previous: StatsResponse?) -> String {
+        var out = ["generation \(s.generation), datapath \(s.datapath)"]
+        guard s.countersAvailable else {
+            out.append("no counters: the \(s.datapath) datapath does not count packets")
+            return out.joined(separator: "\n")
+        }
+        let dt = previous.map { s.time - $0.time } ?? 0
+        let withRates = previous != nil && dt > 0
+        func rate(_ now: UInt64, _ before: UInt64?) -> String {
+            guard let before, now >= before else { return "-" }
+            return String(format: "%.1f", Double(now - before) / dt)
+        }
+
+        let prevSessions = Dictionary((previous?.sessions ?? []).map { ($0.session, $0) }, uniquingKeysWith: { a, _ in a })
+        var header = ["SESSION", "PACKETS", "BYTES", "COPIES-SENT", "TRUNCATED", "DROPPED"]
+        if withRates { header += ["PKT/S", "BYTES/S"] }
+        let sessionRows = s.sessions.map { x -> [String] in
+            var row = [x.session, String(x.packets), String(x.bytes), String(x.copiesSent),
+                       String(x.truncated.values.reduce(0, +)), String(x.dropped.values.reduce(0, +))]
+            if withRates { row += [rate(x.packets, prevSessions[x.session]?.packets), rate(x.bytes, prevSessions[x.session]?.bytes)] }
+            return row
+        }
+        out.append("\nsessions:\n" + (sessionRows.isEmpty ? "none" : Table.render(header, sessionRows)))
+
+        func ruleKey(_ r: RuleStats) -> String { "\(r.session)/\(r.direction)/\(r.priority)/\(r.filter)/\(r.action)" }
+        let prevRules = Dictionary((previous?.rules ?? []).map { (ruleKey($0), $0) }, uniquingKeysWith: { a, _ in a })
+        header = ["SESSION", "FILTER", "DIRECTION", "PRIORITY", "ACTION", "HITS"]
+        if withRates { header += ["HITS/S"] }
+        let ruleRows = s.rules.map { r -> [String] in
+            var row = [r.session, r.filter, r.direction, String(r.priority), r.action, String(r.hits)]
+            if withRates { row.append(rate(r.hits, prevRules[ruleKey(r)]?.hits)) }
+            return row
+        }
+        out.append("\nrules:\n" + (ruleRows.isEmpty ? "none" : Table.render(header, ruleRows)))
+
+        let reasons = Array(Set(s.sources.flatMap { $0.notMirrored.keys })).sorted()
+        let prevSources = Dictionary((previous?.sources ?? []).map { ("\($0.source)/\($0.direction)", $0) }, uniquingKeysWith: { a, _ in a })
+        header = ["SOURCE", "INTERFACE", "STATE", "DIRECTION", "SEEN", "MIRRORED"] + reasons.map { $0.uppercased().replacingOccurrences(of: "_", with: "-") }
+        if withRates { header += ["SEEN/S", "MIRRORED/S"] }
+        let sourceRows = s.sources.map { x -> [String] in
+            var row = [x.source, x.interface, x.state, x.direction, String(x.seen), String(x.mirrored)]
+            row += reasons.map { x.notMirrored[$0].map(String.init) ?? "-" }
+            if withRates {
+                let p = prevSources["\(x.source)/\(x.direction)"]
+                row += [rate(x.seen, p?.seen), rate(x.mirrored, p?.mirrored)]
+            }
+            return row
+        }
+        out.append("\nsources:\n" + (sourceRows.isEmpty ? "none" : Table.render(header, sourceRows)))
+        if s.mirrorDeviceForeignDropped > 0 {
+            out.append("\nframes on the mirror device that were not copies (dropped): \(s.mirrorDeviceForeignDropped)")
+        }
+        return out.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,213 @@
+import Foundation
+import MirrorAPI
+@testable import MirrorAgent
+import MirrorCore
+import Testing
+
+@Suite("Metrics: renderer and counter continuity (pure)")
+struct MetricsRendererTests {
+    static func snapshot() -> MetricsSnapshot {
+        var h = MetricsSnapshot.Histogram(bounds: [0.01, 0.1, 1])
+        h.observe(0.005); h.observe(0.05); h.observe(2)
+        let stats = StatsResponse(
+            generation: 7, datapath: "kernel", countersAvailable: true, time: 0,
+            sessions: [SessionStats(session: "s1", packets: 11, bytes: 1100, copiesSent: 10, copiesSentBytes: 900,
+                                    truncated: ["mtu": 1, "packet_length": 2],
+                                    dropped: ["no_target": 0, "session_gone": 1])],
+            rules: [RuleStats(session: "s1", filter: "f\"1", direction: "inbound", priority: 10, action: "accept", hits: 4)],
+            sources: [SourceStats(source: "vm1", interface: "tap-vm1", state: "attached", direction: "outbound", seen: 15,
+                                  mirrored: 7, notMirrored: ["rejected": 5, "no_match": 0, "not_ip": 3])],
+            mirrorDeviceForeignDropped: 2)
+        return MetricsSnapshot(stats: stats, sourcesAttached: 1, sourcesPending: 2, applySeconds: h,
+                               build: .init(version: "0.1.0", commit: "abc", kernel: "6.18.0"),
+                               process: .init(residentMemoryBytes: 4096, virtualMemoryBytes: 8192, cpuSeconds: 1.5,
+                                              openFDs: 9, maxFDs: 1024, startTimeSeconds: 1700000000))
+    }
+
+    @Test func rendersTheExactExposition() {
+        let text = MetricsRenderer.render(Self.snapshot())
+        let expected = #"""
+        # HELP mirror_session_packets_total Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).
+        # TYPE mirror_session_packets_total counter
+        mirror_session_packets_total{session="s1",source="",direction=""} 11
+        # HELP mirror_session_bytes_total Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).
+        # TYPE mirror_session_bytes_total counter
+        mirror_session_bytes_total{session="s1",source="",direction=""} 1100
+        # HELP mirror_copies_sent_total Copies encapsulated and handed to the VXLAN device.
+        # TYPE mirror_copies_sent_total counter
+        mirror_copies_sent_total{session="s1"} 10
+        # HELP mirror_copies_sent_bytes_total Inner frame bytes of the copies sent, after truncation.
+        # TYPE mirror_copies_sent_bytes_total counter
+        mirror_copies_sent_bytes_total{session="s1"} 900
+        # HELP mirror_copies_truncated_total Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).
+        # TYPE mirror_copies_truncated_total counter
+        mirror_copies_truncated_total{session="s1",reason="mtu"} 1
+        mirror_copies_truncated_total{session="s1",reason="packet_length"} 2
+        # HELP mirror_copies_dropped_total Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).
+        # TYPE mirror_copies_dropped_total counter
+        mirror_copies_dropped_total{session="s1",reason="no_target"} 0
+        mirror_copies_dropped_total{session="s1",reason="session_gone"} 1
+        # HELP mirror_rule_hits_total Packets for which the rule was the first match (SPEC §4), accept or reject.
+        # TYPE mirror_rule_hits_total counter
+        mirror_rule_hits_total{session="s1",filter="f\"1",direction="inbound",rule_priority="10",action="accept"} 4
+        # HELP mirror_source_packets_seen_total Packets classified on the source and direction.
+        # TYPE mirror_source_packets_seen_total counter
+        mirror_source_packets_seen_total{source="vm1",direction="outbound"} 15
+        # HELP mirror_source_packets_mirrored_total Packets of the source and direction accepted and cloned.
+        # TYPE mirror_source_packets_mirrored_total counter
+        mirror_source_packets_mirrored_total{source="vm1",direction="outbound"} 7
+        # HELP mirror_packets_not_mirrored_total Packets of the source and direction that were not mirrored, by reason.
+        # TYPE mirror_packets_not_mirrored_total counter
+        mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="no_match"} 0
+        mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="not_ip"} 3
+        mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="rejected"} 5
+        # HELP mirror_device_foreign_frames_dropped_total Frames leaving the mirror device that were not copies (dropped there).
+        # TYPE mirror_device_foreign_frames_dropped_total counter
+        mirror_device_foreign_frames_dropped_total 2
+        # HELP mirror_datapath_counters_available 1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).
+        # TYPE mirror_datapath_counters_available gauge
+        mirror_datapath_counters_available 1
+        # HELP mirror_policy_generation Generation of the policy in force (increases with every applied change).
+        # TYPE mirror_policy_generation gauge
+        mirror_policy_generation 7
+        # HELP mirror_policy_apply_seconds Time to apply a policy to the datapath.
+        # TYPE mirror_policy_apply_seconds histogram
+        mirror_policy_apply_seconds_bucket{le="0.01"} 1
+        mirror_policy_apply_seconds_bucket{le="0.1"} 2
+        mirror_policy_apply_seconds_bucket{le="1"} 2
+        mirror_policy_apply_seconds_bucket{le="+Inf"} 3
+        mirror_policy_apply_seconds_sum 2.055
+        mirror_policy_apply_seconds_count 3
+        # HELP mirror_sources Sources by state: attached (programs on the interface) or pending (no such interface yet).
+        # TYPE mirror_sources gauge
+        mirror_sources{state="attached"} 1
+        mirror_sources{state="pending"} 2
+        # HELP mirror_agent_build_info Agent version, source commit and running kernel; always 1.
+        # TYPE mirror_agent_build_info gauge
+        mirror_agent_build_info{version="0.1.0",commit="abc",kernel="6.18.0"} 1
+        # HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+        # TYPE process_cpu_seconds_total counter
+        process_cpu_seconds_total 1.5
+        # HELP process_open_fds Number of open file descriptors.
+        # TYPE process_open_fds gauge
+        process_open_fds 9
+        # HELP process_max_fds Maximum number of open file descriptors.
+        # TYPE process_max_fds gauge
+        process_max_fds 1024
+        # HELP process_resident_memory_bytes Resident memory size in bytes.
+        # TYPE process_resident_memory_bytes gauge
+        process_resident_memory_bytes 4096
+        # HELP process_virtual_memory_bytes Virtual memory size in bytes.
+        # TYPE process_virtual_memory_bytes gauge
+        process_virtual_memory_bytes 8192
+        # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
+        # TYPE process_start_time_seconds gauge
+        process_start_time_seconds 1700000000
+
+        """#
+        #expect(text == expected)
+        if text != expected {
+            for (a, b) in zip(text.split(separator: "\n"), expected.split(separator: "\n")) where a != b {
+                Issue.record("first difference:\n got: \(a)\nwant: \(b)")
+                break
+            }
+        }
+    }
+
+    @Test func withoutCountersOnlyAgentMetricsAreRendered() {
+        var s = Self.snapshot()
+        s.stats = StatsResponse(generation: 1, datapath: "memory", countersAvailable: false, time: 0)
+        s.process = nil
+        let text = MetricsRenderer.render(s)
+        #expect(!text.contains("mirror_session_packets_total"))
+        #expect(text.contains("mirror_datapath_counters_available 0\n"))
+        #expect(text.contains("mirror_policy_generation 1\n"))
+    }
+
+    @Test func labelValuesAreEscaped() {
+        #expect(MetricsRenderer.series("m", [("a", "x\\y\"z\nw")]) == #"m{a="x\\y\"z\nw"}"#)
+    }
+
+    // MARK: continuity
+
+    typealias Sample = MetricsContinuity.Sample
+
+    @Test func aSeriesNeverDecreasesWhenItsSlotIsClearedAndTheIdComesBack() {
+        var c = MetricsContinuity()
+        #expect(c.adjust([Sample(key: "session/0/packets", owner: "a", labels: "p{session=a}", raw: 10)]).values == [10])
+        // a deleted: its slot freed (and cleared), b takes it.
+        #expect(c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 3)]).values == [3])
+        // a comes back on another slot (cleared): resumes from 10.
+        let v = c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 4),
+                          Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 2)]).values
+        #expect(v == [4, 12])
+    }
+
+    @Test func aRuleMovingToAnotherPositionKeepsItsValueAndThePositionsOldHitsAreNotTheNewRules() {
+        var c = MetricsContinuity()
+        let r10 = "hits{prio=10}", r20 = "hits{prio=20}", r5 = "hits{prio=5}"
+        #expect(c.adjust([Sample(key: "rule/0/in/0", owner: "s", labels: r10, raw: 100),
+                          Sample(key: "rule/0/in/1", owner: "s", labels: r20, raw: 50)]).values == [100, 50])
+        // A rule with priority 5 is inserted first: positions shift (counters not cleared).
+        let v = c.adjust([Sample(key: "rule/0/in/0", owner: "s", labels: r5, raw: 101),
+                          Sample(key: "rule/0/in/1", owner: "s", labels: r10, raw: 52),
+                          Sample(key: "rule/0/in/2", owner: "s", labels: r20, raw: 0)]).values
+        #expect(v == [1, 102, 50])
+        // Later reads grow from there.
+        #expect(c.adjust([Sample(key: "rule/0/in/0", owner: "s", labels: r5, raw: 105),
+                          Sample(key: "rule/0/in/1", owner: "s", labels: r10, raw: 60),
+                          Sample(key: "rule/0/in/2", owner: "s", labels: r20, raw: 3)]).values == [5, 110, 53])
+    }
+
+    @Test func anUnexpectedResetIsCarried() {
+        var c = MetricsContinuity()
+        _ = c.adjust([Sample(key: "k", owner: "o", labels: "L", raw: 40)])
+        #expect(c.adjust([Sample(key: "k", owner: "o", labels: "L", raw: 5)]).values == [45])
+        #expect(c.adjust([Sample(key: "k", owner: "o", labels: "L", raw: 6)]).values == [46])
+    }
+
+    @Test func aVanishedKeyReturningToTheSameOwnerDoesNotCountItsOldValueTwice() {
+        var c = MetricsContinuity()
+        _ = c.adjust([Sample(key: "rule/0/in/2", owner: "s", labels: "A", raw: 7)])
+        _ = c.adjust([])  // the rule was removed
+        // Another rule of the same session takes position 2 (not cleared: raw still 7).
+        #expect(c.adjust([Sample(key: "rule/0/in/2", owner: "s", labels: "B", raw: 9)]).values == [2])
+        // And rule A comes back elsewhere, from where it stopped.
+        #expect(c.adjust([Sample(key: "rule/0/in/2", owner: "s", labels: "B", raw: 9),
+                          Sample(key: "rule/0/in/3", owner: "s", labels: "A", raw: 0)]).values == [2, 7])
+    }
+
+    @Test func theStateSurvivesARestartThroughItsFile() throws {
+        let dir = try TempDir()
+        let m1 = AgentMetrics(stateDirectory: dir.path)
+        var counters = DatapathCounters(sessions: [.init(slot: 0, id: "a")])
+        counters.sessions[0].packets = 10
+        _ = m1.stats(counters, generation: 1, datapath: "kernel", sourceStates: [:])
+        counters.sessions = [.init(slot: 0, id: "b")]
+        counters.sessions[0].packets = 1
+        _ = m1.stats(counters, generation: 2, datapath: "kernel", sourceStates: [:])
+        // Restart; a comes back on slot 1: resumes from 10.
+        let m2 = AgentMetrics(stateDirectory: dir.path)
+        var c2 = DatapathCounters(sessions: [.init(slot: 0, id: "b"), .init(slot: 1, id: "a")])
+        c2.sessions[0].packets = 1
+        c2.sessions[1].packets = 4
+        let s = m2.stats(c2, generation: 3, datapath: "kernel", sourceStates: [:])
+        #expect(s.sessions.map(\.packets) == [1, 14])
+    }
+
+    @Test func statsCarryEveryReasonAndState() {
+        let m = AgentMetrics(stateDirectory: nil)
+        var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
+        src.seen = 9; src.mirrored = 1; src.noMatch = 2; src.rejected = 3; src.notIP = 4; src.cloneErrors = 5
+        let s = m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: ["vm1": "attached"])
+        #expect(s.sources == [SourceStats(source: "vm1", interface: "tap-vm1", state: "attached", direction: "inbound", seen: 9,
+                                          mirrored: 1, notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5])])
+    }
+
+    @Test func processMetricsComeFromProc() throws {
+        let p = try #require(ProcessMetricsReader.read())
+        #expect(p.residentMemoryBytes > 0)
+        #expect(p.openFDs > 2)
+        #expect(p.startTimeSeconds > 1_600_000_000 && p.startTimeSeconds <= Date().timeIntervalSince1970 + 1)
+    }
+}
