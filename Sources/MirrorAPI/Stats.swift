@@ -75,11 +75,14 @@ public struct SourceStats: Hashable, Sendable, Codable {
     /// "attached" or "pending".
     public var state: String
     public var direction: String
-    /// Packets classified (IP or not) while the source had a policy.
+    /// Packets classified (IP or not) while the source had a policy; packets its
+    /// security groups or network ACL dropped stop before classification and are
+    /// only in `notMirrored` (suppressed_by_security_group, suppressed_by_acl).
     public var seen: UInt64
     /// Accepted and cloned.
     public var mirrored: UInt64
-    /// reason ("no_match", "rejected", "not_ip", "clone_failed") → packets.
+    /// reason ("no_match", "rejected", "not_ip", "clone_failed", and with a datapath
+    /// that evaluates SPEC §5: "suppressed_by_security_group", "suppressed_by_acl") → packets.
     public var notMirrored: [String: UInt64]
 
     public init(source: String, interface: String, state: String, direction: String, seen: UInt64 = 0,

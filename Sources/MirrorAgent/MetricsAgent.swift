@@ -118,13 +118,15 @@ public final class AgentMetrics: @unchecked Sendable {
          ("truncate_failed", s.droppedTruncate), ("encapsulation_failed", s.droppedEncapsulation)]
     }
 
-    /// bpf source_stats fields, by reason. The datapath does not count (yet) the
-    /// SPEC §5 reasons suppressed_by_security_group / suppressed_by_acl, nor
-    /// session_disabled (a disabled session has no rules in the policy: its packets
-    /// fall through to the next session or to no_match): they are not rendered
-    /// rather than rendered as invented zeros.
+    /// bpf source_stats and security_stats fields, by reason. The datapath does not
+    /// count session_disabled (a disabled session has no rules in the policy: its
+    /// packets fall through to the next session or to no_match): that reason is not
+    /// rendered rather than rendered as an invented zero.
     static func notMirroredReasons(_ s: DatapathCounters.Source) -> [(String, UInt64)] {
-        [("no_match", s.noMatch), ("rejected", s.rejected), ("not_ip", s.notIP), ("clone_failed", s.cloneErrors)]
+        var r = [("no_match", s.noMatch), ("rejected", s.rejected), ("not_ip", s.notIP), ("clone_failed", s.cloneErrors)]
+        if let v = s.suppressedBySecurityGroup { r.append(("suppressed_by_security_group", v)) }
+        if let v = s.suppressedByAcl { r.append(("suppressed_by_acl", v)) }
+        return r
     }
 }
 

@@ -49,7 +49,7 @@ public enum MetricsRenderer {
                 o.sample("mirror_rule_hits_total", [("session", r.session), ("filter", r.filter), ("direction", r.direction),
                                                     ("rule_priority", String(r.priority)), ("action", r.action)], r.hits)
             }
-            o.family("mirror_source_packets_seen_total", "counter", "Packets classified on the source and direction.")
+            o.family("mirror_source_packets_seen_total", "counter", "Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).")
             for s in st.sources {
                 o.sample("mirror_source_packets_seen_total", [("source", s.source), ("direction", s.direction)], s.seen)
             }

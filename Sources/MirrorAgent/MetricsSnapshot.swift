@@ -44,6 +44,9 @@ public struct DatapathCounters: Hashable, Sendable {
         public var direction: Direction
         public var seen: UInt64 = 0, mirrored: UInt64 = 0
         public var noMatch: UInt64 = 0, rejected: UInt64 = 0, notIP: UInt64 = 0, cloneErrors: UInt64 = 0
+        /// bpf security_stats (SPEC §5); nil when the datapath has no such counters.
+        /// Suppressed packets are not in `seen`: they stop before classification.
+        public var suppressedBySecurityGroup: UInt64?, suppressedByAcl: UInt64?
         public init(slot: UInt16, id: String, interface: String, direction: Direction) {
             self.slot = slot; self.id = id; self.interface = interface; self.direction = direction
         }

@@ -50,7 +50,7 @@ struct MetricsRendererTests {
         # HELP mirror_rule_hits_total Packets for which the rule was the first match (SPEC §4), accept or reject.
         # TYPE mirror_rule_hits_total counter
         mirror_rule_hits_total{session="s1",filter="f\"1",direction="inbound",rule_priority="10",action="accept"} 4
-        # HELP mirror_source_packets_seen_total Packets classified on the source and direction.
+        # HELP mirror_source_packets_seen_total Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).
         # TYPE mirror_source_packets_seen_total counter
         mirror_source_packets_seen_total{source="vm1",direction="outbound"} 15
         # HELP mirror_source_packets_mirrored_total Packets of the source and direction accepted and cloned.
