@@ -30,7 +30,7 @@ let package = Package(
             name: "MirrorDatapath",
             dependencies: ["MirrorCore", "MirrorCompiler", "CMirrorABI", "CLibbpf"],
             plugins: ["BPFObjectPlugin"]),
-        .executableTarget(name: "mirror-bench", dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore"]),
+        .executableTarget(name: "mirror-bench", dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI"]),
         // Seeded RNG and random valid documents/packets, shared by several test targets.
         .target(name: "MirrorTestSupport", dependencies: ["MirrorCore"]),
         // libnl-route-3 (Debian libnl-route-3-dev) behind plain C functions: its macros

@@ -99,8 +99,13 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 {
 	/* SPEC §6: a copy is never mirrored again, before (cb) or after (mark)
 	 * encapsulation. */
-	if (skb->cb[0] == MIRROR_COPY_MAGIC || skb->mark == MIRROR_COPY_MARK)
+	__u32 cb0 = skb->cb[0];
+	if (cb0 == MIRROR_COPY_MAGIC || skb->mark == MIRROR_COPY_MARK)
 		return mirror_verdict(MIRROR_OUTCOME_COPY, 0, 0, 0);
+	/* The attached programs always count; a test run (an explain) only when
+	 * asked, so that it does not show up in the metrics. Constant-folded away
+	 * in the attached programs. */
+	int counting = clone || cb0 == MIRROR_TEST_COUNT;
 
 	__u32 zero = 0;
 	struct mirror_active *active = bpf_map_lookup_elem(&mirror_active, &zero);
@@ -139,7 +144,8 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		parse_frame(&cur, skb->vlan_present, &pkt);
 	}
 	if (pkt.family == 0) {
-		count_source(source_slot, direction, MIRROR_OUTCOME_NOT_IP);
+		if (counting)
+			count_source(source_slot, direction, MIRROR_OUTCOME_NOT_IP);
 		return mirror_verdict(MIRROR_OUTCOME_NOT_IP, 0, 0, slot);
 	}
 
@@ -154,21 +160,26 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		/* SPEC §4: the first matching rule decides, across sessions. */
 		__u32 session_slot = r->session_slot;
 		__u32 rule_index = r->rule_index;
-		count_rule(session_slot, direction, rule_index);
+		if (counting)
+			count_rule(session_slot, direction, rule_index);
 		if (!(r->flags & MIRROR_RULE_ACCEPT)) {
-			count_source(source_slot, direction, MIRROR_OUTCOME_REJECT);
+			if (counting)
+				count_source(source_slot, direction, MIRROR_OUTCOME_REJECT);
 			return mirror_verdict(MIRROR_OUTCOME_REJECT, session_slot, rule_index, slot);
 		}
-		__u32 skey = session_slot;
-		struct mirror_session_stats *ss = bpf_map_lookup_elem(&session_stats, &skey);
-		if (ss) {
-			ss->packets++;
-			ss->bytes += skb->len;
+		struct mirror_source_stats *src = NULL;
+		if (counting) {
+			__u32 skey = session_slot;
+			struct mirror_session_stats *ss = bpf_map_lookup_elem(&session_stats, &skey);
+			if (ss) {
+				ss->packets++;
+				ss->bytes += skb->len;
+			}
+			__u32 skey2 = mirror_source_stats_key(source_slot, direction);
+			src = bpf_map_lookup_elem(&source_stats, &skey2);
+			if (src)
+				src->seen++;
 		}
-		__u32 skey2 = mirror_source_stats_key(source_slot, direction);
-		struct mirror_source_stats *src = bpf_map_lookup_elem(&source_stats, &skey2);
-		if (src)
-			src->seen++;
 		if (clone) {
 			__u32 mirror_ifindex = active->mirror_ifindex;
 			long err = -1;
@@ -194,7 +205,8 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		}
 		return mirror_verdict(MIRROR_OUTCOME_ACCEPT, session_slot, rule_index, slot);
 	}
-	count_source(source_slot, direction, MIRROR_OUTCOME_NO_MATCH);
+	if (counting)
+		count_source(source_slot, direction, MIRROR_OUTCOME_NO_MATCH);
 	return mirror_verdict(MIRROR_OUTCOME_NO_MATCH, 0, 0, slot);
 }
 
@@ -217,7 +229,8 @@ int mirror_tc_egress(struct __sk_buff *skb)
 /*
  * BPF_PROG_TEST_RUN twins: the same decision, returned as a verdict
  * (mirror_verdict) instead of cloned. The source device is skb->mark when set,
- * so one loaded policy can hold many sources while the test runs on lo.
+ * so one loaded policy can hold many sources while the test runs on lo. They
+ * touch no counter unless skb->cb[0] == MIRROR_TEST_COUNT (benchmarks, tests).
  */
 SEC("tc")
 int mirror_test_ingress(struct __sk_buff *skb)

@@ -240,6 +240,10 @@ enum mirror_outcome {
 	MIRROR_OUTCOME_REJECT = 5,
 	MIRROR_OUTCOME_ACCEPT = 6,
 };
+/* skb->cb[0] of a test run that should update the counters like the attached
+ * programs do (by default a test run, e.g. an explain, counts nothing). */
+#define MIRROR_TEST_COUNT 0x54455354u /* "TEST" */
+
 static inline __u32 mirror_verdict(__u32 outcome, __u32 session_slot, __u32 rule_index, __u32 slot)
 {
 	return (outcome << 28) | ((slot & 1) << 24) | ((rule_index & 0xff) << 16) | (session_slot & 0xffff);

@@ -127,8 +127,11 @@ extension KernelTests {
             let image = try Docs.compile(doc, slots: &slots)
             let first = try Datapath(pinDirectory: dir)
             let generation = try first.apply(image)
-            let v1 = Verdict(try first.testRun(.testEgress, frame: Docs.tcp80, mark: 100).retval)
+            let v1 = Verdict(try first.testRun(.testEgress, frame: Docs.tcp80, mark: 100, cb0: MIRROR_TEST_COUNT).retval)
             #expect(v1.outcome == .accept)
+            // A plain test run (an explain) leaves the counters alone.
+            _ = try first.testRun(.testEgress, frame: Docs.tcp80, mark: 100)
+            #expect(try first.sessionCounters(sessionSlot: slots.sessions["a"]!).packets == 1)
             first.close()
             let pinned = try FileManager.default.contentsOfDirectory(atPath: dir)
             for m in ["mirror_active", "mirror_policy", "mirror_session", "mirror_target", "session_stats", "rule_stats", "source_stats"] {
@@ -138,7 +141,7 @@ extension KernelTests {
             let second = try Datapath(pinDirectory: dir)
             defer { second.unpinMaps(); second.close() }
             #expect(try second.activeGeneration().generation == generation)
-            let v2 = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: 100).retval)
+            let v2 = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: 100, cb0: MIRROR_TEST_COUNT).retval)
             #expect(v2 == v1)
             // Copies (cb magic before encapsulation, mark after) are never classified.
             let copy = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: 100, cb0: MIRROR_COPY_MAGIC).retval)
