@@ -69,6 +69,7 @@ public actor Agent {
         }
         try datapath.start()
         try timedApply(effective, generation)
+        logSourceChanges(after: "start")
     }
 
     /// `datapath.apply`, its duration observed for mirror_policy_apply_seconds.
@@ -176,6 +177,7 @@ public actor Agent {
         }
         applied = next; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
         logger.info("applied", metadata: ["generation": "\(generation)", "sessions": "\(doc.sessions.count)"])
+        logSourceChanges(after: "apply")
         return ApplyResponse(generation: generation, changed: true, vnis: effectiveVNIs)
     }
 
@@ -244,6 +246,7 @@ public actor Agent {
         do { try datapath.apply(document: effective, generation: generation) } catch {
             logger.error("resync failed", metadata: ["error": "\(error)"])
         }
+        logSourceChanges(after: "resync")
     }
 
     /// A link event from the netlink monitor.
@@ -254,6 +257,7 @@ public actor Agent {
             logger.info("source interface \(present ? "appeared" : "went away")", metadata: ["interface": "\(name)", "ifindex": "\(ifindex)"])
         }
         datapath.linkChanged(name: name, ifindex: ifindex, present: present)
+        logSourceChanges(after: "link event")
     }
 
     // MARK: - Helpers

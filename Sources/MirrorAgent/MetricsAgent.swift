@@ -11,8 +11,12 @@ public final class AgentMetrics: @unchecked Sendable {
     private var continuity: MetricsContinuity
     /// Where `continuity` is persisted (nil: memory only).
     private let continuityPath: String?
-    private let logger: Logger
+    let logger: Logger
     public let build: MetricsSnapshot.BuildInfo
+    /// Source states last logged (MetricsEvents.swift).
+    let sourceStates = SourceStateLog()
+    /// Counter reads failing: logged once per failure streak, not once per scrape.
+    private var readFailing = false
 
     /// `stateDirectory`: the agent's; the continuity file lives next to its state.
     public init(stateDirectory: String?, logger: Logger = Logger(label: "mirror-agent")) {
@@ -35,6 +39,20 @@ public final class AgentMetrics: @unchecked Sendable {
     }
 
     public func observeApply(seconds: Double) { lock.withLock { applySeconds.observe(seconds) } }
+
+    /// Logs a counter read failure once, and the recovery.
+    func noteRead(error: Error?) {
+        let (wasFailing, nowFailing) = lock.withLock { () -> (Bool, Bool) in
+            defer { readFailing = error != nil }
+            return (readFailing, error != nil)
+        }
+        if nowFailing && !wasFailing {
+            logger.error("metrics: cannot read the datapath counters; scrapes show agent metrics only until this clears",
+                         metadata: ["error": "\(error.map { "\($0)" } ?? "")"])
+        } else if wasFailing && !nowFailing {
+            logger.notice("metrics: datapath counters readable again")
+        }
+    }
 
     public var applyHistogram: MetricsSnapshot.Histogram { lock.withLock { applySeconds } }
 
@@ -149,8 +167,8 @@ extension Agent {
     private nonisolated func collect() async -> (stats: StatsResponse, status: StatusResponse) {
         let status = await self.status()
         let counters: DatapathCounters?
-        do { counters = try datapath.counters() } catch {
-            metricsLogger.error("metrics: cannot read the datapath counters", metadata: ["error": "\(error)"])
+        do { counters = try datapath.counters(); metrics.noteRead(error: nil) } catch {
+            metrics.noteRead(error: error)
             counters = nil
         }
         var states: [String: String] = [:]
@@ -158,8 +176,6 @@ extension Agent {
         return (metrics.stats(counters, generation: status.generation, datapath: status.datapath, sourceStates: states), status)
     }
 }
-
-private let metricsLogger = Logger(label: "mirror-agent.metrics")
 
 /// Process metrics from /proc (Linux), as the Prometheus client libraries name them.
 enum ProcessMetricsReader {
