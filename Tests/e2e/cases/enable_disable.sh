@@ -10,7 +10,7 @@ host_tap=$(mac_of "$NS_HOST" tap-vm1)
 # Outbound UDP to 203.0.113.10: decided by session audit (vni 200), every 10 ms.
 echo '{"family":4,"proto":"udp","src":"192.0.2.10","dst":"203.0.113.10","sport":4000,"dport":5001,"payload":64}' \
   > "$TOPO_DIR/flow.json"
-in_ns "$NS_VM" python3 Tests/e2e/send.py --iface eth0 --dst-mac "$host_tap" --for-seconds 9 --interval 0.01 \
+ip netns exec "$NS_VM" python3 Tests/e2e/send.py --iface eth0 --dst-mac "$host_tap" --for-seconds 9 --interval 0.01 \
   "$TOPO_DIR/flow.json" >/dev/null &
 echo $! > "$TOPO_DIR/sender.pid"
 sleep 1.5

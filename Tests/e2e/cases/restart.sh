@@ -10,7 +10,7 @@ filters() { in_ns "$NS_HOST" tc filter show dev tap-vm1 "$1" | grep -c "bpf" || 
 expect_eq "$(filters ingress)/$(filters egress)" "1/1" "filters before restart"
 capture "$NS_COL" eth0 col udp port 4789
 echo '{"family":4,"proto":"udp","src":"192.0.2.10","dst":"203.0.113.10","sport":4000,"dport":5001,"payload":64}' > "$TOPO_DIR/flow.json"
-in_ns "$NS_VM" python3 Tests/e2e/send.py --iface eth0 --dst-mac "$host_tap" --for-seconds 8 --interval 0.01 \
+ip netns exec "$NS_VM" python3 Tests/e2e/send.py --iface eth0 --dst-mac "$host_tap" --for-seconds 8 --interval 0.01 \
   "$TOPO_DIR/flow.json" >/dev/null &
 echo $! > "$TOPO_DIR/sender.pid"
 sleep 1.5
