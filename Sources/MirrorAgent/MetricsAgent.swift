@@ -15,6 +15,9 @@ public final class AgentMetrics: @unchecked Sendable {
     public let build: MetricsSnapshot.BuildInfo
     /// Source states last logged (MetricsEvents.swift).
     let sourceStates = SourceStateLog()
+    /// Held from reading the maps to adjusting the values: two scrapes adjusting out of
+    /// read order would look like a counter reset (and over-count from then on).
+    let collectLock = NSLock()
     /// Counter reads failing: logged once per failure streak, not once per scrape.
     private var readFailing = false
 
@@ -166,14 +169,17 @@ extension Agent {
 
     private nonisolated func collect() async -> (stats: StatsResponse, status: StatusResponse) {
         let status = await self.status()
-        let counters: DatapathCounters?
-        do { counters = try datapath.counters(); metrics.noteRead(error: nil) } catch {
-            metrics.noteRead(error: error)
-            counters = nil
-        }
         var states: [String: String] = [:]
         for s in status.sources { states[s.id] = s.state.rawValue }
-        return (metrics.stats(counters, generation: status.generation, datapath: status.datapath, sourceStates: states), status)
+        let stats = metrics.collectLock.withLock { () -> StatsResponse in
+            let counters: DatapathCounters?
+            do { counters = try datapath.counters(); metrics.noteRead(error: nil) } catch {
+                metrics.noteRead(error: error)
+                counters = nil
+            }
+            return metrics.stats(counters, generation: status.generation, datapath: status.datapath, sourceStates: states)
+        }
+        return (stats, status)
     }
 }
 
