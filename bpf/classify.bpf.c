@@ -112,12 +112,17 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 	if (!active)
 		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, 0);
 	/* SPEC §8: the slot is read once; everything below uses that generation. */
-	__u32 slot = active->slot & 1;
+	__u32 slot_word = active->slot;
+	__u32 slot = slot_word & MIRROR_ACTIVE_SLOT;
 	/* SPEC §5: what the source's ACL or security groups drop is not mirrored
-	 * (bpf/security.h; the test-run twins do not record flows). */
-	__u32 suppressed = security_check(skb, ifindex, slot, direction, clone);
-	if (suppressed)
-		return suppressed;
+	 * (bpf/security.h; the test-run twins do not record flows). Only looked
+	 * up when some source has any: otherwise unmatched traffic would pay a
+	 * failed hash lookup per packet (SPEC §8). */
+	if (slot_word & MIRROR_ACTIVE_SECURITY) {
+		__u32 suppressed = security_check(skb, ifindex, slot, direction, clone);
+		if (suppressed)
+			return suppressed;
+	}
 	struct mirror_policy_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
 	struct mirror_policy *policy = bpf_map_lookup_elem(&mirror_policy, &key);
 	if (!policy)

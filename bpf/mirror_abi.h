@@ -40,10 +40,15 @@ enum mirror_direction {
 
 /* ---- Map: mirror_active (ARRAY, 1 entry, key __u32 0) ---- */
 struct mirror_active {
-	__u32 slot;            /* generation slot in force: 0 or 1 */
+	__u32 slot;            /* bit 0 (MIRROR_ACTIVE_SLOT): generation slot in force;
+	                        * MIRROR_ACTIVE_SECURITY: some source has security groups
+	                        * or an ACL in that generation. One word, written at once. */
 	__u32 mirror_ifindex;  /* where bpf_clone_redirect sends copies; 0 = nowhere */
 	__u64 generation;      /* monotonically increasing apply counter (metrics) */
 };
+
+#define MIRROR_ACTIVE_SLOT 0x1
+#define MIRROR_ACTIVE_SECURITY 0x100
 
 /* ---- Map: mirror_policy (HASH, BPF_F_NO_PREALLOC) ---- */
 struct mirror_policy_key {

@@ -345,7 +345,7 @@ public final class Datapath: @unchecked Sendable {
 
         // Flip.
         var active = mirror_active()
-        active.slot = UInt32(slot)
+        active.slot = UInt32(slot) | (image.security.isEmpty ? 0 : UInt32(MIRROR_ACTIVE_SECURITY))
         active.mirror_ifindex = mirrorIfindex ?? current.mirrorIfindex
         active.generation = current.generation + 1
         var zero: UInt32 = 0
