@@ -119,7 +119,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 	 * up when some source has any: otherwise unmatched traffic would pay a
 	 * failed hash lookup per packet (SPEC §8). */
 	if (slot_word & MIRROR_ACTIVE_SECURITY) {
-		__u32 suppressed = security_check(skb, ifindex, slot, direction, clone);
+		__u32 suppressed = security_check(skb, ifindex, slot, direction, clone, counting);
 		if (suppressed)
 			return suppressed;
 	}

@@ -155,8 +155,10 @@ static __always_inline void flow_record(const struct mirror_flow_key *k)
 	bpf_map_update_elem(&mirror_flows, k, &f, BPF_ANY);
 }
 
-static __always_inline void count_security(__u32 source_slot, __u32 direction, __u32 outcome)
+static __always_inline void count_security(__u32 source_slot, __u32 direction, __u32 outcome, int counting)
 {
+	if (!counting)
+		return;
 	__u32 key = mirror_source_stats_key(source_slot, direction);
 	struct mirror_security_stats *s = bpf_map_lookup_elem(&security_stats, &key);
 	if (!s)
@@ -173,10 +175,12 @@ static __always_inline void count_security(__u32 source_slot, __u32 direction, _
  * 0 = the source's ACL and security groups let the packet through (or it has
  * none, or it is not IP: classify says so); else the suppression verdict
  * (mirror_verdict with MIRROR_OUTCOME_SUPPRESSED_*). `record`: remember flows
- * the groups allowed (the attached programs; not the test-run twins).
+ * the groups allowed (the attached programs; not the test-run twins, an explain
+ * must not open a connection). `counting`: update security_stats (as classify's
+ * counters: always for the attached programs, for a test run only when asked).
  */
 static __always_inline __u32 security_check(struct __sk_buff *skb, __u32 ifindex, __u32 slot, __u32 direction,
-					    int record)
+					    int record, int counting)
 {
 	struct mirror_security_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
 	struct mirror_security *sec = bpf_map_lookup_elem(&mirror_security, &key);
@@ -202,7 +206,7 @@ static __always_inline __u32 security_check(struct __sk_buff *skb, __u32 ifindex
 	/* SPEC §5: inbound meets the ACL first. */
 	if (direction == MIRROR_DIR_INBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
 	    !acl_allows(sec, &pkt, match_key, &priority)) {
-		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL);
+		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL, counting);
 		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
 	}
 	int new_flow = 0;
@@ -210,18 +214,18 @@ static __always_inline __u32 security_check(struct __sk_buff *skb, __u32 ifindex
 	if (flags & MIRROR_SECURITY_HAS_GROUPS) {
 		flow_key_of(&pkt, ifindex, direction, &fk);
 		if (flow_established(&fk, record)) {
-			count_security(source_slot, direction, 0);
+			count_security(source_slot, direction, 0, counting);
 		} else if (groups_allow(sec, &pkt, match_key, &priority, &group_index)) {
 			new_flow = 1;
 		} else {
-			count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP);
+			count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, counting);
 			return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, priority, group_index, slot);
 		}
 	}
 	/* SPEC §5: outbound meets the ACL after the groups. */
 	if (direction == MIRROR_DIR_OUTBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
 	    !acl_allows(sec, &pkt, match_key, &priority)) {
-		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL);
+		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL, counting);
 		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
 	}
 	/* Only a packet that got through both opens a connection. */
