@@ -162,10 +162,17 @@ public struct Enforcement: Sendable {
     }
 
     /// Replaces the agent's table with the rules of `doc` in one transaction (or
-    /// removes it when no source enforces). Without enforced sources a missing
-    /// nft binary is no error.
+    /// removes it when no source enforces). Without enforced sources nft's
+    /// failures are reported on standard error, not thrown.
     public func apply(_ doc: Document) throws {
-        guard Self.wanted(doc) else { return try remove() }
+        guard Self.wanted(doc) else {
+            // Nothing to enforce: a table left by an earlier apply must go, but a host
+            // whose kernel or nft cannot do nftables at all still mirrors. Say so.
+            do { try remove() } catch {
+                FileHandle.standardError.write(Data("mirror-agent: \(error)\n".utf8))
+            }
+            return
+        }
         try run(["-f", "-"], input: EnforcementRenderer.render(doc), what: "apply the enforcement rules")
     }
 
