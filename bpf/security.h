@@ -22,6 +22,9 @@
  *  - the flow table records exactly "a flow whose first packet the groups
  *    allowed", the oracle's meaning, and the test-run twins can read it
  *    deterministically.
+ * An ICMP error is judged by the flow it quotes (conntrack's "related", which
+ * the enforcement rules accept too), so path-MTU and unreachable messages of an
+ * allowed connection pass without an ICMP rule.
  * The cost: no TCP state machine (a flow ends by idling out or LRU eviction,
  * MIRROR_FLOW_IDLE_NS), and a connection opened before its source had an entry
  * is not known. With nftables enforcement and nf_conntrack_tcp_loose=0 both
@@ -135,6 +138,60 @@ static __always_inline void flow_key_of(const struct mirror_packet *p, __u32 ifi
 	k->pad = 0;
 }
 
+/* ICMP errors (RFC 792, RFC 4443) quote the packet they answer. */
+static __always_inline int icmp_is_error(__u32 family, __u8 type)
+{
+	if (family == 4)
+		return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+	return type >= 1 && type <= 4;
+}
+
+/*
+ * An ICMP error is related to the flow of the packet it quotes (SPEC §5: replies
+ * of an allowed connection are allowed, as conntrack's "related" that the
+ * enforcement rules accept). Returns 1 and that flow's key when the packet is an
+ * ICMP error whose quoted IP header (and, for TCP/UDP, ports) is inside the
+ * parse window; the quoted packet travelled the other way. ICMPv6 errors behind
+ * extension headers are not looked into (then judged as plain ICMPv6).
+ */
+static __always_inline int icmp_error_flow_key(struct parse_cursor *c, int tag_offloaded, const struct mirror_packet *p,
+					       __u32 ifindex, __u32 direction, struct mirror_flow_key *k)
+{
+	if (p->later_fragment || !((p->family == 4 && p->protocol == 1) || (p->family == 6 && p->protocol == 58)))
+		return 0;
+	__u32 l3 = 0, l4;
+	parse_ethernet(c, tag_offloaded, &l3);
+	if (p->family == 4) {
+		__u8 *ip = parse_need(c, l3, 20);
+		if (!ip)
+			return 0;
+		l4 = l3 + (__u32)(ip[0] & 0x0f) * 4;
+	} else {
+		__u8 *ip = parse_need(c, l3, 40);
+		if (!ip || ip[6] != 58)
+			return 0;
+		l4 = l3 + 40;
+	}
+	__u8 *icmp = parse_need(c, l4, 8);
+	if (!icmp || !icmp_is_error(p->family, icmp[0]))
+		return 0;
+	struct mirror_packet quoted = {};
+	__u32 quoted_l4 = p->family == 4 ? parse_ipv4(c, l4 + 8, &quoted) : parse_ipv6(c, l4 + 8, &quoted);
+	if (quoted.family != p->family)
+		return 0;
+	/* An error quotes at least 8 bytes of the transport header: the ports. */
+	if (quoted_l4 && !quoted.later_fragment && (quoted.protocol == IPPROTO_TCP_ || quoted.protocol == IPPROTO_UDP_)) {
+		__u8 *ports = parse_need(c, quoted_l4, 4);
+		if (ports) {
+			quoted.src_port = bpf_ntohs(*(__be16 *)ports);
+			quoted.dst_port = bpf_ntohs(*(__be16 *)(ports + 2));
+			quoted.has_ports = 1;
+		}
+	}
+	flow_key_of(&quoted, ifindex, direction == MIRROR_DIR_OUTBOUND ? MIRROR_DIR_INBOUND : MIRROR_DIR_OUTBOUND, k);
+	return 1;
+}
+
 /* Whether the flow is established (and not idle); refreshes it when `record`. */
 static __always_inline int flow_established(const struct mirror_flow_key *k, int record)
 {
@@ -212,11 +269,14 @@ static __always_inline __u32 security_check(struct __sk_buff *skb, __u32 ifindex
 	int new_flow = 0;
 	struct mirror_flow_key fk = {};
 	if (flags & MIRROR_SECURITY_HAS_GROUPS) {
-		flow_key_of(&pkt, ifindex, direction, &fk);
-		if (flow_established(&fk, record)) {
+		/* An ICMP error belongs to the flow it quotes, never to one of its own. */
+		int icmp_error = icmp_error_flow_key(&cur, skb->vlan_present, &pkt, ifindex, direction, &fk);
+		if (!icmp_error)
+			flow_key_of(&pkt, ifindex, direction, &fk);
+		if (flow_established(&fk, record && !icmp_error)) {
 			count_security(source_slot, direction, 0, counting);
 		} else if (groups_allow(sec, &pkt, match_key, &priority, &group_index)) {
-			new_flow = 1;
+			new_flow = !icmp_error;
 		} else {
 			count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, counting);
 			return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, priority, group_index, slot);

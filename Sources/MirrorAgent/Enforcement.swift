@@ -13,7 +13,9 @@ import MirrorCore
 /// packets to it (inbound) to its `in` chain: ACL inbound, then security group
 /// ingress. In a check chain an allow is `return` (on to the next check) and a
 /// deny is `drop`; falling off the end is the default deny. The groups' chain
-/// starts with `ct state established return`: they are stateful, the ACL is not.
+/// starts with `ct state established,related return`: they are stateful (an
+/// ICMP error of an allowed connection is its reply too, as bpf/security.h
+/// judges it by the flow it quotes); the ACL is not.
 /// Mirrored copies leave through the underlay, not the source's interface, so
 /// they are never subject to these rules (SPEC §5).
 public enum EnforcementRenderer {
@@ -82,7 +84,7 @@ public enum EnforcementRenderer {
             for (ri, r) in g.rules.enumerated() where r.direction == direction { all.append((r, g.id, gi, ri)) }
         }
         all.sort { ($0.rule.priority, $0.gi, $0.ri) < ($1.rule.priority, $1.gi, $1.ri) }
-        return ["ct state established return"] + all.map { c in
+        return ["ct state established,related return"] + all.map { c in
             let r = c.rule
             let match = conditions(ethertype: r.ethertype, protocol: r.protocol,
                                    source: direction == .ingress ? r.remote : nil,

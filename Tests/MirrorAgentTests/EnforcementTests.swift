@@ -63,13 +63,13 @@ import Testing
         \t}
         \tchain src0_sg_egress {
         \t\t# source vm-1: security groups web,ops egress
-        \t\tct state established return
+        \t\tct state established,related return
         \t\tmeta nfproto ipv4 meta l4proto 17 drop comment "security group web egress rule 5"
         \t\tdrop comment "no rule matched: default deny"
         \t}
         \tchain src0_sg_ingress {
         \t\t# source vm-1: security groups web,ops ingress
-        \t\tct state established return
+        \t\tct state established,related return
         \t\tmeta nfproto ipv6 meta l4proto 6 ip6 saddr 2001:db8:3::/64 th dport 22-23 return comment "security group ops ingress rule 1"
         \t\tmeta nfproto ipv4 meta l4proto 6 ip saddr 203.0.113.0/24 th dport 80 return comment "security group web ingress rule 20"
         \t\tmeta nfproto ipv6 meta l4proto 58 drop comment "security group ops ingress rule 20"

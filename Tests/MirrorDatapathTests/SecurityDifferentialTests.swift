@@ -236,3 +236,80 @@ extension KernelTests {
     }
 }
 }
+
+extension KernelTests {
+@Suite struct SecurityRelatedICMPTests {
+    /// An ICMP error quoting `quoted` (an IP packet, from its IP header on):
+    /// Ethernet + outer IP + ICMP header (type/code) + the quoted packet.
+    static func icmpError(from src: String, to dst: String, type: UInt8, code: UInt8, quoting quoted: PacketDescription) -> [UInt8] {
+        let outer = IPAddress(src)!
+        let inner = Array(FrameBuilder.frame(for: quoted).dropFirst(14))
+        let icmp: [UInt8] = [type, code, 0, 0, 0, 0, 0x05, 0xdc] + inner
+        var f: [UInt8] = [0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]
+        if outer.ethertype == .ipv4 {
+            f += [0x08, 0x00, 0x45, 0, UInt8((20 + icmp.count) >> 8), UInt8((20 + icmp.count) & 0xff), 0, 1, 0, 0, 64, 1, 0, 0]
+            f += outer.bytes + IPAddress(dst)!.bytes
+        } else {
+            f += [0x86, 0xdd, 0x60, 0, 0, 0, UInt8(icmp.count >> 8), UInt8(icmp.count & 0xff), 58, 64]
+            f += outer.bytes + IPAddress(dst)!.bytes
+        }
+        return f + icmp
+    }
+
+    /// SPEC §5: an ICMP error (path MTU, unreachable) about an allowed connection
+    /// is part of it ("related"): not suppressed though no rule allows ICMP; the
+    /// same error about no known connection is judged as ICMP and dropped.
+    @Test func icmpErrorsOfAnAllowedConnectionAreNotSuppressed() throws {
+        guard Kernel.available else { return }
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.10"))]
+        doc.filters = [Filter(id: "all", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4),
+                                                   Rule(priority: 2, action: .accept, ethertype: .ipv6)],
+                              outbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4),
+                                         Rule(priority: 2, action: .accept, ethertype: .ipv6)])]
+        // Only TCP 443 out and UDP 53 in; nothing for ICMP.
+        doc.securityGroups = [SecurityGroup(id: "g", rules: [
+            SecurityGroupRule(direction: .egress, priority: 1, action: .allow, ethertype: .ipv4, protocol: .tcp, ports: PortRange(443, 443)),
+            SecurityGroupRule(direction: .egress, priority: 2, action: .allow, ethertype: .ipv6, protocol: .tcp, ports: PortRange(443, 443)),
+            SecurityGroupRule(direction: .ingress, priority: 3, action: .allow, ethertype: .ipv4, protocol: .udp, ports: PortRange(53, 53)),
+        ])]
+        doc.sources = [Source(id: "vm", interface: "tap0", securityGroups: ["g"])]
+        doc.sessions = [Session(id: "s", priority: 1, filter: "all", sources: ["vm"], target: "t", vni: 7)]
+        try Kernel.withBPFFS { dir in
+            let dp = try Datapath(pinDirectory: dir)
+            defer { dp.unpinMaps(); dp.close() }
+            var slots = SlotAssignment()
+            let image = try Docs.compile(doc, slots: &slots, ifindex: 100)
+            try dp.apply(image)
+            func verdict(_ f: [UInt8], _ d: Direction) throws -> String {
+                SecurityDifferential.label(try dp.testRun(.test(d), frame: f, mark: 100).retval)
+            }
+            // Fragmentation needed from a router, about the VM's TCP to 443 (v4), and packet too big (v6).
+            let tcp4 = SecurityDifferential.tcp("198.19.0.5", 50000, "198.18.7.7", 443)
+            let tcp6 = SecurityDifferential.tcp("2001:db8:1::5", 50000, "2001:db8:7::7", 443)
+            let frag4 = Self.icmpError(from: "198.18.0.1", to: "198.19.0.5", type: 3, code: 4, quoting: tcp4)
+            let big6 = Self.icmpError(from: "2001:db8::1", to: "2001:db8:1::5", type: 2, code: 0, quoting: tcp6)
+            #expect(try verdict(frag4, .inbound) == "suppressedBySecurityGroup")
+            #expect(try verdict(big6, .inbound) == "suppressedBySecurityGroup")
+            try dp.recordFlow(.init(ifindex: 100, local: IPAddress("198.19.0.5")!, remote: IPAddress("198.18.7.7")!,
+                                    protocol: 6, localPort: 50000, remotePort: 443))
+            try dp.recordFlow(.init(ifindex: 100, local: IPAddress("2001:db8:1::5")!, remote: IPAddress("2001:db8:7::7")!,
+                                    protocol: 6, localPort: 50000, remotePort: 443))
+            #expect(try verdict(frag4, .inbound) == "accept")
+            #expect(try verdict(big6, .inbound) == "accept")
+            // The VM's port unreachable about an allowed inbound UDP query: outbound, related.
+            let query = PacketDescription(ethertype: .ipv4, protocol: 17, source: IPAddress("198.18.7.7"),
+                                          destination: IPAddress("198.19.0.5"), sourcePort: 40000, destinationPort: 53)
+            let unreachable = Self.icmpError(from: "198.19.0.5", to: "198.18.7.7", type: 3, code: 3, quoting: query)
+            #expect(try verdict(unreachable, .outbound) == "suppressedBySecurityGroup")
+            try dp.recordFlow(.init(ifindex: 100, local: IPAddress("198.19.0.5")!, remote: IPAddress("198.18.7.7")!,
+                                    protocol: 17, localPort: 53, remotePort: 40000))
+            #expect(try verdict(unreachable, .outbound) == "accept")
+            // An echo reply is no error: a flow of its own, which nobody opened.
+            let echo = PacketDescription(ethertype: .ipv4, protocol: 1, source: IPAddress("198.18.7.7"), destination: IPAddress("198.19.0.5"))
+            #expect(try verdict(FrameBuilder.frame(for: echo), .inbound) == "suppressedBySecurityGroup")
+            try dp.clearFlows()
+        }
+    }
+}
+}

@@ -63,6 +63,9 @@ def category(direction, t, frame):
         f = frame[l4 + 13]
         flags = " " + "".join(n for b, n in ((0x02, "S"), (0x10, "A"), (0x04, "R"), (0x01, "F")) if f & b)
     ports = f" {t['sport']}>{t['dport']}" if t["sport"] is not None else ""
+    if t["proto"] in (1, 58):
+        l4 = off + ((frame[off] & 0x0F) * 4 if et == 0x0800 else 40)
+        ports = f" type {frame[l4]}" if len(frame) > l4 else ""
     return f"{direction:8} {t['ethertype']} {t['proto']}{flags}{ports if t['proto'] != 6 else ''}"
 
 

@@ -45,7 +45,7 @@ P4=$PEER_IP; P4B=$PEER_IP2; P6=$PEER_IP6; V4=$VM_IP; V6=$VM_IP6
   gen 4 tcp $P4 43000 $V4 8080 20          # denied port
   gen 4 udp $P4B 44000 $V4 53 20           # denied remote (udp 53 only from .10)
   gen 4 tcp $P4B 45000 $V4 80 20           # the group allows, the ACL denies (.200 -> :80)
-  gen 4 udp $P4 46000 $V4 53 10            # allowed (the VM's ICMP errors are related, not established: dropped)
+  gen 4 udp $P4 46000 $V4 53 10            # allowed (the VM's port unreachable errors are related: allowed)
   gen 4 udp $P4 47000 $V4 9 10             # allowed, the session rejects it
   gen 4 tcp $P4 443 $V4 48000 20 0x10      # reply-looking ACK, no connection
   gen 6 udp $P6 49000 $V6 53 10            # denied (no IPv6 udp rule)
@@ -98,7 +98,8 @@ checks = {
     "ACL and group denies outbound (SYN) dropped": n("outbound ipv4 6 S", "dropped by enforcement") >= 100,
     "session reject exercised": n("inbound  ipv4 17 47", "not mirrored: rejected_by_rule") >= 10,
     "inbound copies arrived despite the egress UDP deny": n("copy     ipv4 6", "received") >= 200,
-    "ping replies mirrored": n("outbound ipv4 1", "expected copy") >= 10 and n("outbound ipv6 58", "expected copy") >= 10,
+    "ping replies mirrored": n("outbound ipv4 1 type 0", "expected copy") >= 10 and n("outbound ipv6 58 type 129", "expected copy") >= 10,
+    "ICMP errors about allowed flows (related) mirrored": n("outbound ipv4 1 type 3", "expected copy") >= 1,
 }
 print(f"crossing the source: {crossing} packets ({sent_in} sent inbound, {out_frames} sent by the VM)")
 bad = [k for k, ok in checks.items() if not ok]
