@@ -115,6 +115,16 @@ out=$(ctl explain --source vm1 --direction outbound --protocol tcp --src 192.0.2
 echo "$out"
 echo "$out" | grep -q "network ACL edge rule 5" || fail "explain does not name network ACL edge rule 5"
 
+# The metrics count what the groups and the ACL suppressed, per source and direction.
+metrics=$(in_ns "$NS_HOST" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9469/metrics").read().decode())')
+metric() {  # metric DIRECTION REASON
+  echo "$metrics" | awk -v d="$1" -v r="$2" '/^mirror_packets_not_mirrored_total\{/ && index($0, "source=\"vm1\"") && index($0, "direction=\"" d "\"") && index($0, "reason=\"" r "\"") {print $NF}'
+}
+sg=$(metric outbound suppressed_by_security_group); acl=$(metric outbound suppressed_by_acl)
+echo "metrics: outbound suppressed_by_security_group=$sg suppressed_by_acl=$acl"
+[ "${sg:-0}" -ge 400 ] || fail "metrics: outbound suppressed_by_security_group is '${sg}', want >= 400"
+[ "${acl:-0}" -ge 100 ] || fail "metrics: outbound suppressed_by_acl is '${acl}', want >= 100"
+
 # cleanup removes the enforcement table with everything else.
 agent_stop
 agent_cleanup
