@@ -45,25 +45,33 @@ def explain(agentctl, doc, source, direction, frame, cache):
 
 
 def tshark_copies(pcap):
-    fields = ["vxlan.vni", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
-              "udp.srcport", "udp.dstport"]
-    cmd = ["tshark", "-r", pcap, "-d", "udp.port==4789,vxlan", "-Y", "vxlan", "-T", "fields"]
+    """(vni, inner src, inner dst, inner sport, inner dport) per copy, as tshark reads it.
+
+    Fields repeat per layer in order: outer IPv4, inner IP, and (in ICMP errors) the
+    quoted packet. Ports count only when the inner packet itself is TCP or UDP.
+    """
+    fields = ["vxlan.vni", "ip.src", "ip.dst", "ip.proto", "ipv6.src", "ipv6.dst", "ipv6.nxt",
+              "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport"]
+    cmd = ["tshark", "-r", pcap, "-d", "udp.port==4789,vxlan", "-Y", "vxlan", "-T", "fields", "-E", "occurrence=a"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rows = []
     for line in out.splitlines():
-        v = line.split("\t")
-        last = lambda s: s.split(",")[-1] if s else None
-        # Outer IPv4 comes first in ip.src; an inner IPv6 packet has ipv6.* only.
-        ips = v[1].split(",") if v[1] else []
-        inner_src = last(v[3]) if v[3] else (ips[-1] if len(ips) > 1 else None)
-        inner_dst = last(v[4]) if v[4] else (v[2].split(",")[-1] if len(ips) > 1 else None)
-        udps = v[7].split(",") if v[7] else []
-        sport = last(v[5]) or (udps[-1] if len(udps) > 1 else None)
-        dport = last(v[6]) or (v[8].split(",")[-1] if len(udps) > 1 else None)
-        rows.append((int(v[0].split(",")[0]), inner_src, inner_dst,
-                     int(sport) if sport else None, int(dport) if dport else None))
+        v = [x.split(",") if x else [] for x in line.split("\t")]
+        vni, ip_src, ip_dst, ip_proto, v6_src, v6_dst, v6_nxt, tsp, tdp, usp, udp_ = v
+        if len(ip_src) > 1:          # inner IPv4 (after the outer IPv4)
+            src, dst, proto = ip_src[1], ip_dst[1], int(ip_proto[1])
+        elif v6_src:                 # inner IPv6
+            src, dst, proto = v6_src[0], v6_dst[0], (int(v6_nxt[-1]) if v6_nxt else None)
+        else:
+            src = dst = proto = None
+        sport = dport = None
+        if proto == 6 and tsp:
+            sport, dport = int(tsp[0]), int(tdp[0])
+        elif proto == 17 and len(usp) > 1:  # udp[0] is the outer VXLAN UDP
+            sport, dport = int(usp[1]), int(udp_[1])
+        rows.append((int(vni[0]), src, dst, sport, dport))
     return rows
 
 
@@ -119,7 +127,9 @@ def main():
             print(f"BAD VXLAN: I flag not set: {c}")
 
     # The independent decoder must read the same copies.
-    mine = collections.Counter((c["vni"], c["inner_src"], c["inner_dst"], c["inner_sport"], c["inner_dport"])
+    mine = collections.Counter((c["vni"], c["inner_src"], c["inner_dst"],
+                                c["inner_sport"] if c["inner_proto"] in (6, 17) else None,
+                                c["inner_dport"] if c["inner_proto"] in (6, 17) else None)
                                for c in copies)
     theirs = collections.Counter(tshark_copies(a.col_pcap))
     if mine != theirs:

@@ -83,11 +83,16 @@ def main():
             s.send(fr)
         print(json.dumps(dict(spec, frame_hex=fr.hex())))
     if a.for_seconds:
+        # Every repetition is a distinct packet (IPv4 id / TCP sequence number
+        # counts up), so a test can tell a duplicated copy from a later packet.
         import time
         end = time.monotonic() + a.for_seconds
+        n = 0
         while time.monotonic() < end:
             time.sleep(a.interval)
-            for spec, fr in zip(specs, frames):
+            n += 1
+            for spec in specs:
+                fr = frame(dict(spec, id=(n & 0xFFFF), seq=n), src_mac, dst_mac)
                 for _ in range(spec.get("count", 1)):
                     s.send(fr)
 

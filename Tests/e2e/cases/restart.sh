@@ -6,7 +6,8 @@ topo_up
 agent_start
 ctl apply -f examples/demo.json
 host_tap=$(mac_of "$NS_HOST" tap-vm1)
-filters() { in_ns "$NS_HOST" tc filter show dev tap-vm1 "$1" | grep -c "bpf" || true; }
+# tc prints a header line and a detail line per filter: count the detail lines.
+filters() { in_ns "$NS_HOST" tc filter show dev tap-vm1 "$1" | grep -c "mirror_tc" || true; }
 expect_eq "$(filters ingress)/$(filters egress)" "1/1" "filters before restart"
 capture "$NS_COL" eth0 col udp port 4789
 echo '{"family":4,"proto":"udp","src":"192.0.2.10","dst":"203.0.113.10","sport":4000,"dport":5001,"payload":64}' > "$TOPO_DIR/flow.json"
@@ -34,8 +35,9 @@ c = [x for x in vd.copies(pcap) if x["vni"] == 200]
 down = [x for x in c if t_stop + 0.3 < x["ts"] < t_start]
 print(f"{len(c)} copies, {len(down)} while the agent was down")
 assert len(down) > 50, "copies must keep flowing while the agent is down"
-# No duplicates: copies arrive once per packet sent (10 ms apart, never 2 within 2 ms).
-ts = sorted(x["ts"] for x in c)
-dups = sum(1 for a, b in zip(ts, ts[1:]) if b - a < 0.002)
-assert dups == 0, f"{dups} duplicated copies"
+# No duplicates: every packet sent is distinct (IPv4 id counts up), so a frame seen
+# twice at the collector was mirrored twice.
+import collections
+dups = {h: n for h, n in collections.Counter(x["inner_hex"] for x in c).items() if n > 1}
+assert not dups, f"{len(dups)} packets were mirrored more than once"
 PY
