@@ -12,6 +12,7 @@ import MirrorCore
 //   GET    /v1/status                                                      -> StatusResponse
 //   POST   /v1/explain                    body: ExplainRequest             -> ExplainResponse
 //   GET    /v1/document                                                    -> the applied document (as applied)
+//   GET    /v1/stats                                                       -> StatsResponse (Stats.swift)
 // {kind} is one of ObjectKind's raw values. Errors: ErrorResponse with 4xx/5xx.
 
 public enum APIPath {
