@@ -177,7 +177,9 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 			__u32 skey = session_slot;
 			struct mirror_session_stats *ss = bpf_map_lookup_elem(&session_stats, &skey);
 			if (ss) {
-				ss->packets++;
+				/* SPEC §6: a GSO super-packet stands for gso_segs wire packets. */
+				__u32 segs = skb->gso_segs;
+				ss->packets += segs ? segs : 1;
 				ss->bytes += skb->len;
 			}
 			__u32 skey2 = mirror_source_stats_key(source_slot, direction);

@@ -198,8 +198,8 @@ struct mirror_copy_meta {
 
 /* session_stats: key session_slot (stable across applies). */
 struct mirror_session_stats {
-	__u64 packets;
-	__u64 bytes;
+	__u64 packets;        /* wire packets: a GSO super-packet counts gso_segs */
+	__u64 bytes;          /* skb->len of the originals (before any truncation) */
 };
 
 /* rule_stats: key mirror_rule_stats_key(session_slot, direction, rule_index). */
