@@ -126,6 +126,10 @@ let invalidCases: [InvalidCase] = [
     InvalidCase("document is an array", json: .array([]), expect: ["document"], mentions: "object"),
     InvalidCase("filters is an object", "filters", obj([]), mentions: "array"),
     InvalidCase("a session that is a string", "sessions[1]", str("b"), mentions: "object"),
+    // A session broken in one field still has its references checked: every error at once.
+    InvalidCase("bad priority and a dangling filter in one session",
+                json: baseJSON().setting("sessions[0].priority", num(0)).setting("sessions[0].filter", str("nope")),
+                expect: ["sessions[0].priority", "sessions[0].filter"], mentions: "does not exist"),
 ]
 
 @Test(arguments: invalidCases)

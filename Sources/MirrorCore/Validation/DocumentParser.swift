@@ -66,6 +66,10 @@ struct Decoder {
     /// that fail for another reason, so the source-is-target check (SPEC §3) is always made.
     var collectorAddresses: [(address: IPAddress, path: String)] = []
     var eniAddresses: [(address: IPAddress, path: String, source: String?)] = []
+    /// The references of sessions that fail for another reason (a bad priority, say),
+    /// so a dangling filter, target or source in them is still reported: every error
+    /// of a document at once (SPEC §7).
+    var brokenSessionReferences: [(path: String, filter: String?, target: String?, sources: [Located<String>])] = []
 
     mutating func add(_ path: String, _ message: String) {
         errors.append(ValidationError(path: path, message: message))
@@ -496,7 +500,10 @@ struct Decoder {
         let enabled = bool(m["enabled"], path + ".enabled", "enabled")
         let packetLength = int(m["packetLength"], path + ".packetLength", Quota.packetLength, "packetLength (bytes)")
         let desc = description(m["description"], path + ".description")
-        guard errors.count == before, let id, let priority, let filter, let target, let sources else { return nil }
+        guard errors.count == before, let id, let priority, let filter, let target, let sources else {
+            brokenSessionReferences.append((path, filter, target, sources ?? []))
+            return nil
+        }
         return Session(id: id, priority: priority, filter: filter, sources: sources.map(\.value), target: target,
                        vni: vni, enabled: enabled, packetLength: packetLength, description: desc)
     }
@@ -636,6 +643,12 @@ struct Decoder {
             if let s = sourceAddress[a] {
                 add(p, "\(a) is the address of \(s): a mirror source's ENI cannot be a mirror target")
             }
+        }
+
+        for b in brokenSessionReferences {
+            if let f = b.filter { dangling(f, "filter", "filters", b.path + ".filter") }
+            if let t = b.target { dangling(t, "target", "targets", b.path + ".target") }
+            for src in b.sources { dangling(src.value, "source", "sources", src.path) }
         }
 
         // Sessions: references, quotas, priorities among sessions sharing a source, vnis.
