@@ -82,10 +82,13 @@ int mirror_encap(struct __sk_buff *skb)
 	__u32 session_slot = mirror_meta_session_slot(word1);
 	__u32 slot = mirror_meta_slot(word1) & 1;
 	__u32 flow_hash = skb->cb[2];
-	/* The copy leaves with no metadata and no mark: VXLAN routes the outer packet
-	 * by skb->mark (shared/NOTES.md) and the cb must not look like a copy later. */
+	/* The copy leaves without its metadata and with the agent's own mark, never
+	 * the original's: VXLAN routes the outer packet by skb->mark (shared/NOTES.md),
+	 * and the mark is how the classifier recognises an encapsulated copy crossing a
+	 * source interface (the underlay, a collector VM on this host) so that it is
+	 * never mirrored again (SPEC §6). */
 	skb->cb[0] = 0;
-	skb->mark = 0;
+	skb->mark = MIRROR_COPY_MARK;
 
 	if (session_slot >= MAX_SESSIONS)
 		return TC_ACT_SHOT;
