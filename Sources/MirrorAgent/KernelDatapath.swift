@@ -48,6 +48,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             do { try datapath?.setMirrorDevice(ifindex: UInt32(index)) } catch {
                 throw DatapathError("point the classifier at \(options.mirrorDevice): \(error)")
             }
+            // Stage 2 on the mirror device's egress (the SEAM above; issue 6's e2e needed copies to leave).
+            do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
+                throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
+            }
             if let path = slotsPath, let data = FileManager.default.contents(atPath: path) {
                 do { slots = try JSONDecoder().decode(SlotAssignment.self, from: data) } catch {
                     throw DatapathError("datapath slot file \(path) is corrupt (\(error)); remove it with the state or use --reset-state")
