@@ -63,7 +63,7 @@ def tshark_copies(pcap):
         if len(ip_src) > 1:          # inner IPv4 (after the outer IPv4)
             src, dst, proto = ip_src[1], ip_dst[1], int(ip_proto[1])
         elif v6_src:                 # inner IPv6
-            src, dst, proto = v6_src[0], v6_dst[0], (int(v6_nxt[-1]) if v6_nxt else None)
+            src, dst, proto = v6_src[0], v6_dst[0], (int(v6_nxt[0]) if v6_nxt else None)
         else:
             src = dst = proto = None
         sport = dport = None
