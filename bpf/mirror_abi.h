@@ -394,6 +394,31 @@ struct mirror_security_stats {
  */
 #define MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP 7
 #define MIRROR_OUTCOME_SUPPRESSED_BY_ACL 8
+/*
+ * ---- Map: mirror_fragments (LRU_HASH): the decision of a datagram's first
+ * fragment, for its later fragments (they show no ports; conntrack judges the
+ * reassembled datagram once). Written by the attached programs only. ----
+ */
+struct mirror_fragment_key {
+	__be32 src_be[4];      /* IPv4 in word 0 */
+	__be32 dst_be[4];
+	__u32 ifindex;         /* the source device */
+	__u32 id;              /* IPv4 identification / IPv6 fragment identification, host order */
+	__u8 family;           /* 4 or 6 */
+	__u8 protocol;
+	__u8 direction;        /* enum mirror_direction */
+	__u8 pad;
+};
+
+struct mirror_fragment {
+	__u64 seen_ns;         /* bpf_ktime_get_ns of the first fragment */
+	__u32 verdict;         /* 0 = let through, else its suppression verdict */
+	__u32 pad;
+};
+#define MIRROR_FRAGMENT_ENTRIES 16384
+/* As the kernel's reassembly timeout (net.ipv4.ipfrag_time). */
+#define MIRROR_FRAGMENT_IDLE_NS 30000000000ULL
+
 /* ==== end of security groups and network ACLs ==== */
 
 

@@ -106,4 +106,12 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } security_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MIRROR_FRAGMENT_ENTRIES);
+	__type(key, struct mirror_fragment_key);
+	__type(value, struct mirror_fragment);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_fragments SEC(".maps");
+
 #endif /* MIRROR_MAPS_H */

@@ -229,12 +229,103 @@ static __always_inline void count_security(__u32 source_slot, __u32 direction, _
 }
 
 /*
+ * The SPEC §5 decision for one packet: 0 = let through, else the suppression
+ * verdict. `record`: remember flows the groups allowed (the attached programs;
+ * not the test-run twins: an explain must not open a connection). `counting`:
+ * update security_stats (always for the attached programs, for a test run only
+ * when asked).
+ */
+static __always_inline __u32 security_decide(struct parse_cursor *cur, int tag_offloaded, const struct mirror_packet *pkt,
+					     const struct mirror_security *sec, __u32 ifindex, __u32 slot, __u32 direction,
+					     int record, int counting)
+{
+	__u32 match_key = security_packet_key(pkt);
+	__u32 source_slot = sec->source_slot;
+	__u32 flags = sec->flags;
+	__u32 priority = 0, group_index = 0;
+
+	/* SPEC §5: inbound meets the ACL first. */
+	if (direction == MIRROR_DIR_INBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
+	    !acl_allows(sec, pkt, match_key, &priority)) {
+		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL, counting);
+		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
+	}
+	int new_flow = 0;
+	struct mirror_flow_key fk = {};
+	if (flags & MIRROR_SECURITY_HAS_GROUPS) {
+		/* An ICMP error belongs to the flow it quotes, never to one of its own. */
+		int icmp_error = icmp_error_flow_key(cur, tag_offloaded, pkt, ifindex, direction, &fk);
+		if (!icmp_error)
+			flow_key_of(pkt, ifindex, direction, &fk);
+		if (flow_established(&fk, record && !icmp_error)) {
+			count_security(source_slot, direction, 0, counting);
+		} else if (groups_allow(sec, pkt, match_key, &priority, &group_index)) {
+			new_flow = !icmp_error;
+		} else {
+			count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, counting);
+			return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, priority, group_index, slot);
+		}
+	}
+	/* SPEC §5: outbound meets the ACL after the groups. */
+	if (direction == MIRROR_DIR_OUTBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
+	    !acl_allows(sec, pkt, match_key, &priority)) {
+		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL, counting);
+		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
+	}
+	/* Only a packet that got through both opens a connection. */
+	if (new_flow && record)
+		flow_record(&fk);
+	return 0;
+}
+
+/*
+ * Fragments: 0 = not a fragment, 1 = first fragment, 2 = later fragment; *id
+ * and the key identify its datagram. IPv6: only a fragment header right after
+ * the fixed header (others are judged on their own, as unfragmented packets).
+ */
+static __always_inline int fragment_of(struct parse_cursor *c, int tag_offloaded, const struct mirror_packet *p,
+				       __u32 ifindex, __u32 direction, struct mirror_fragment_key *k)
+{
+	__u32 l3 = 0;
+	parse_ethernet(c, tag_offloaded, &l3);
+	int kind = 0;
+	if (p->family == 4) {
+		__u8 *ip = parse_need(c, l3, 20);
+		if (!ip)
+			return 0;
+		__u16 fo = bpf_ntohs(*(__be16 *)(ip + 6));
+		kind = (fo & 0x1fff) ? 2 : ((fo & 0x2000) ? 1 : 0);
+		k->id = bpf_ntohs(*(__be16 *)(ip + 4));
+	} else {
+		__u8 *ip = parse_need(c, l3, 48);
+		if (!ip || ip[6] != IPPROTO_FRAGMENT_)
+			return 0;
+		__u16 fo = bpf_ntohs(*(__be16 *)(ip + 42));
+		kind = (fo & 0xfff8) ? 2 : ((fo & 1) ? 1 : 0);
+		k->id = bpf_ntohl(*(__be32 *)(ip + 44));
+	}
+	if (!kind)
+		return 0;
+	__builtin_memcpy(k->src_be, p->src_be, 16);
+	__builtin_memcpy(k->dst_be, p->dst_be, 16);
+	k->ifindex = ifindex;
+	k->family = p->family;
+	k->protocol = (__u8)p->protocol;
+	k->direction = direction;
+	k->pad = 0;
+	return kind;
+}
+
+/*
  * 0 = the source's ACL and security groups let the packet through (or it has
  * none, or it is not IP: classify says so); else the suppression verdict
- * (mirror_verdict with MIRROR_OUTCOME_SUPPRESSED_*). `record`: remember flows
- * the groups allowed (the attached programs; not the test-run twins, an explain
- * must not open a connection). `counting`: update security_stats (as classify's
- * counters: always for the attached programs, for a test run only when asked).
+ * (mirror_verdict with MIRROR_OUTCOME_SUPPRESSED_*). `record` and `counting`:
+ * see security_decide.
+ *
+ * Fragments: enforcement (conntrack) reassembles a datagram and judges it once,
+ * by its first fragment's ports; here the later fragments, which show no ports
+ * (SPEC §4), take the decision the first fragment got (mirror_fragments). A
+ * later fragment whose first fragment was not seen is judged on its own.
  */
 static __always_inline __u32 security_check(struct __sk_buff *skb, __u32 ifindex, __u32 slot, __u32 direction,
 					    int record, int counting)
@@ -255,43 +346,24 @@ static __always_inline __u32 security_check(struct __sk_buff *skb, __u32 ifindex
 	parse_frame(&cur, skb->vlan_present, &pkt);
 	if (pkt.family == 0)
 		return 0;
-	__u32 match_key = security_packet_key(&pkt);
-	__u32 source_slot = sec->source_slot;
-	__u32 flags = sec->flags;
-	__u32 priority = 0, group_index = 0;
 
-	/* SPEC §5: inbound meets the ACL first. */
-	if (direction == MIRROR_DIR_INBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
-	    !acl_allows(sec, &pkt, match_key, &priority)) {
-		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL, counting);
-		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
-	}
-	int new_flow = 0;
-	struct mirror_flow_key fk = {};
-	if (flags & MIRROR_SECURITY_HAS_GROUPS) {
-		/* An ICMP error belongs to the flow it quotes, never to one of its own. */
-		int icmp_error = icmp_error_flow_key(&cur, skb->vlan_present, &pkt, ifindex, direction, &fk);
-		if (!icmp_error)
-			flow_key_of(&pkt, ifindex, direction, &fk);
-		if (flow_established(&fk, record && !icmp_error)) {
-			count_security(source_slot, direction, 0, counting);
-		} else if (groups_allow(sec, &pkt, match_key, &priority, &group_index)) {
-			new_flow = !icmp_error;
-		} else {
-			count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, counting);
-			return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP, priority, group_index, slot);
+	struct mirror_fragment_key fragk = {};
+	int fragment = fragment_of(&cur, skb->vlan_present, &pkt, ifindex, direction, &fragk);
+	if (fragment == 2) {
+		struct mirror_fragment *f = bpf_map_lookup_elem(&mirror_fragments, &fragk);
+		if (f && bpf_ktime_get_ns() - f->seen_ns <= MIRROR_FRAGMENT_IDLE_NS) {
+			__u32 verdict = f->verdict;
+			if (verdict)
+				count_security(sec->source_slot, direction, mirror_verdict_outcome(verdict), counting);
+			return verdict;
 		}
 	}
-	/* SPEC §5: outbound meets the ACL after the groups. */
-	if (direction == MIRROR_DIR_OUTBOUND && (flags & MIRROR_SECURITY_HAS_ACL) &&
-	    !acl_allows(sec, &pkt, match_key, &priority)) {
-		count_security(source_slot, direction, MIRROR_OUTCOME_SUPPRESSED_BY_ACL, counting);
-		return mirror_verdict(MIRROR_OUTCOME_SUPPRESSED_BY_ACL, priority, 0, slot);
+	__u32 verdict = security_decide(&cur, skb->vlan_present, &pkt, sec, ifindex, slot, direction, record, counting);
+	if (fragment == 1 && record) {
+		struct mirror_fragment f = { .seen_ns = bpf_ktime_get_ns(), .verdict = verdict };
+		bpf_map_update_elem(&mirror_fragments, &fragk, &f, BPF_ANY);
 	}
-	/* Only a packet that got through both opens a connection. */
-	if (new_flow && record)
-		flow_record(&fk);
-	return 0;
+	return verdict;
 }
 
 #endif /* MIRROR_SECURITY_H */

@@ -10,7 +10,7 @@ import MirrorCore
 /// the suppression counters.
 extension Datapath {
     /// The maps of bpf/security.h, looked up at load with the others.
-    static let securityMaps = ["mirror_security", "mirror_flows", "security_stats"]
+    static let securityMaps = ["mirror_security", "mirror_flows", "security_stats", "mirror_fragments"]
 
     /// Writes the image's security entries into generation `slot`, then deletes that
     /// slot's stale entries. Called by `apply` before the flip, like the policies.

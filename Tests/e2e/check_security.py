@@ -8,7 +8,8 @@ What got through, per direction, from captures (not from the agent):
              received them, so enforcement let them through);
   outbound = frames the VM sent that also reached the peer (matched on the IP
              addresses, protocol, IPv4 id and the whole L4 segment: forwarding only
-             changes MACs, TTL/hop limit and the IPv4 checksum).
+             changes MACs, TTL/hop limit, the IPv4 checksum and, for IPv6
+             fragments that conntrack reassembled, the fragment identification).
 Whether the sessions accept a packet that got through: the oracle (`agentctl
 explain` offline on the same document) with --established, because the security
 groups already let it through; the network ACL is still evaluated by it (it is
@@ -32,7 +33,23 @@ def l3_key(frame):
         ihl = (frame[off] & 0x0F) * 4
         return (4, frame[off + 12:off + 20], frame[off + 9], frame[off + 4:off + 6], frame[off + ihl:])
     if et == 0x86DD:
-        return (6, frame[off + 8:off + 40], frame[off + 6], b"", frame[off + 40:])
+        rest = frame[off + 40:]
+        if frame[off + 6] == 44 and len(rest) >= 8:
+            # Conntrack reassembles IPv6 fragments and the forwarded datagram is cut
+            # again with a new identification: match without it.
+            rest = rest[:4] + rest[8:]
+        return (6, frame[off + 8:off + 40], frame[off + 6], b"", rest)
+    return None
+
+
+def fragment(frame):
+    """None (whole packet), "first" or "later" (IPv4 flags/offset, IPv6 fragment header)."""
+    et, off = vd.l3(frame)
+    if et == 0x0800 and len(frame) >= off + 20:
+        fo = int.from_bytes(frame[off + 6:off + 8], "big")
+        return "later" if fo & 0x1FFF else ("first" if fo & 0x2000 else None)
+    if et == 0x86DD and len(frame) >= off + 48 and frame[off + 6] == 44:
+        return "later" if int.from_bytes(frame[off + 42:off + 44], "big") >> 3 else "first"
     return None
 
 
@@ -45,6 +62,8 @@ def explain(agentctl, doc, source, direction, frame, cache):
             "--established", "--protocol", str(proto),
             "--src", endpoint(t["src"], t["sport"], t["ethertype"]),
             "--dst", endpoint(t["dst"], t["dport"], t["ethertype"])]
+    if fragment(frame) == "later":
+        args += ["--fragment", "later"]
     key = tuple(args)
     if key not in cache:
         r = subprocess.run(args, capture_output=True, text=True)
@@ -57,6 +76,8 @@ def explain(agentctl, doc, source, direction, frame, cache):
 def category(direction, t, frame):
     """A label for the summary: direction, family, protocol, the service port."""
     et, off = vd.l3(frame)
+    if fragment(frame):
+        return f"{direction:8} {t['ethertype']} {t['proto']} fragment ({fragment(frame)})"
     flags = ""
     if t["proto"] == 6:
         l4 = off + ((frame[off] & 0x0F) * 4 if et == 0x0800 else 40)

@@ -3,7 +3,8 @@
 tests and the demo. Each line of the spec file (JSON) is one packet:
 
   {"family": 4|6, "proto": "tcp"|"udp"|"icmp"|"icmpv6"|N, "src": A, "dst": B,
-   "sport": N, "dport": N, "payload": N (bytes), "count": N, "tag": "any text"}
+   "sport": N, "dport": N, "payload": N (bytes), "count": N, "tag": "any text",
+   "fragments": N (send as N IP fragments), "id": N (IPv4 id / IPv6 fragment id)}
 
 The source MAC is the interface's; the destination MAC is the gateway's, from
 --dst-mac. Prints one JSON line per packet sent: the spec plus the frame in hex.
@@ -48,6 +49,32 @@ def l4(proto, spec, src, dst, family):
     return payload
 
 
+def fragments(spec, src_mac, dst_mac, n):
+    """The packet of `spec` as n IP fragments (IPv4 flags/offset, IPv6 fragment
+    header), payload cut at 8-byte boundaries; the first carries the L4 header."""
+    family = spec.get("family", 4)
+    p = spec.get("proto", "udp")
+    proto = PROTOS.get(p, p) if isinstance(p, str) else int(p)
+    src, dst = ipaddress.ip_address(spec["src"]), ipaddress.ip_address(spec["dst"])
+    body = l4(proto, spec, src, dst, family)
+    step = max(8, (len(body) // n + 7) // 8 * 8)
+    pieces = [body[i:i + step] for i in range(0, len(body), step)]
+    ident = spec.get("id", 1)
+    out = []
+    for k, piece in enumerate(pieces):
+        off, more = k * step // 8, 1 if k < len(pieces) - 1 else 0
+        if family == 4:
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(piece), ident, (more << 13) | off, 64, proto, 0,
+                             src.packed, dst.packed)
+            ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+            out.append(dst_mac + src_mac + b"\x08\x00" + ip + piece)
+        else:
+            fh = struct.pack("!BBHI", proto, 0, (off << 3) | more, ident)
+            ip6 = struct.pack("!IHBB16s16s", 6 << 28, 8 + len(piece), 44, 64, src.packed, dst.packed)
+            out.append(dst_mac + src_mac + b"\x86\xdd" + ip6 + fh + piece)
+    return out
+
+
 def frame(spec, src_mac, dst_mac):
     family = spec.get("family", 4)
     p = spec.get("proto", "udp")
@@ -79,6 +106,13 @@ def main():
     specs = [json.loads(line) for line in f if line.strip()]
     frames = [frame(spec, src_mac, dst_mac) for spec in specs]
     for spec, fr in zip(specs, frames):
+        if spec.get("fragments", 1) > 1:  # sent as fragments instead of whole
+            frs = fragments(spec, src_mac, dst_mac, spec["fragments"])
+            for _ in range(spec.get("count", 1)):
+                for f in frs:
+                    s.send(f)
+            print(json.dumps(dict(spec, frame_hex=[f.hex() for f in frs])))
+            continue
         for _ in range(spec.get("count", 1)):
             s.send(fr)
         print(json.dumps(dict(spec, frame_hex=fr.hex())))

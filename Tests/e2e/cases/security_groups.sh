@@ -64,6 +64,22 @@ P4=$PEER_IP; P4B=$PEER_IP2; P6=$PEER_IP6; V4=$VM_IP; V6=$VM_IP6
   gen 4 tcp $V4 57000 $P4B 22 10           # allowed (ssh to the bastion only)
   gen 4 tcp $V4 58000 $P4 22 10            # denied remote
 } > "$TOPO_DIR/outbound.jsonl"
+# Fragmented datagrams (3 fragments each, one per flow): later fragments show no
+# ports and must follow their connection (conntrack reassembles them).
+frag() {  # frag FAMILY PROTO SRC SPORT0 DST DPORT FLOWS ID0
+  python3 - "$@" <<'PY'
+import json, sys
+fam, proto, src, sp0, dst, dp, flows, id0 = sys.argv[1:9]
+for i in range(int(flows)):
+    print(json.dumps({"family": int(fam), "proto": proto, "src": src, "dst": dst, "sport": int(sp0) + i,
+                      "dport": int(dp), "payload": 200, "fragments": 3, "id": int(id0) + i}))
+PY
+}
+frag 4 udp $P4 46500 $V4 53 10 1000 >> "$TOPO_DIR/inbound.jsonl"     # allowed
+frag 6 tcp $P6 42500 $V6 80 10 2000 >> "$TOPO_DIR/inbound.jsonl"     # allowed (VM answers RST)
+frag 4 tcp $V4 50500 $P4 443 10 3000 >> "$TOPO_DIR/outbound.jsonl"   # allowed
+frag 6 tcp $V6 51500 $P6 443 10 4000 >> "$TOPO_DIR/outbound.jsonl"   # allowed
+frag 4 udp $V4 52500 $P4 5000 10 5000 >> "$TOPO_DIR/outbound.jsonl"  # egress UDP denied
 flows=$(cat "$TOPO_DIR/inbound.jsonl" "$TOPO_DIR/outbound.jsonl" | wc -l)
 [ "$flows" -ge 200 ] || fail "only $flows flows"
 # In slices, so captures keep up.
@@ -82,7 +98,7 @@ python3 Tests/e2e/check_security.py --doc "$DOC" --source vm1 --vm-mac "$(mac_of
 python3 - "$TOPO_DIR/summary.json" "$TOPO_DIR/inbound.jsonl" <<'PY' || fail "traffic mix not as intended (see above)"
 import json, sys
 s = json.load(open(sys.argv[1]))
-sent_in = sum(json.loads(l)["count"] for l in open(sys.argv[2]))
+sent_in = sum(json.loads(l).get("count", 1) * json.loads(l).get("fragments", 1) for l in open(sys.argv[2]))
 def n(prefix, what):
     return sum(v for k, v in s.items() if "|" in k and k.split("|")[0].startswith(prefix) and k.split("|")[1] == what)
 out_frames = sum(v for k, v in s.items() if k.startswith("outbound") and k.split("|")[1] in ("through", "dropped by enforcement"))
@@ -100,6 +116,11 @@ checks = {
     "inbound copies arrived despite the egress UDP deny": n("copy     ipv4 6", "received") >= 200,
     "ping replies mirrored": n("outbound ipv4 1 type 0", "expected copy") >= 10 and n("outbound ipv6 58 type 129", "expected copy") >= 10,
     "ICMP errors about allowed flows (related) mirrored": n("outbound ipv4 1 type 3", "expected copy") >= 1,
+    "later fragments of allowed flows mirrored": n("inbound  ipv4 17 fragment (later)", "expected copy") >= 10
+        and n("inbound  ipv6 6 fragment (later)", "expected copy") >= 10
+        and n("outbound ipv4 6 fragment (later)", "expected copy") >= 10
+        and n("outbound ipv6 6 fragment (later)", "expected copy") >= 10,
+    "later fragments of denied flows dropped": n("outbound ipv4 17 fragment (later)", "dropped by enforcement") >= 10,
 }
 print(f"crossing the source: {crossing} packets ({sent_in} sent inbound, {out_frames} sent by the VM)")
 bad = [k for k, ok in checks.items() if not ok]
