@@ -74,6 +74,17 @@ topo_up() {
 
   in_ns "$NS_COL" ip addr add $COL_IP/24 dev eth0
   in_ns "$NS_COL" ip link set eth0 up
+  # A collector consumes VXLAN; without a listener the kernel would answer every
+  # copy with ICMP port unreachable (captures still see the copies: tcpdump taps
+  # before the input hook).
+  in_ns "$NS_COL" nft -f - <<'NFT'
+table inet collector {
+  chain input {
+    type filter hook input priority 0;
+    udp dport 4789 drop
+  }
+}
+NFT
 
   in_ns "$NS_HOST" ip addr add 192.0.2.1/24 dev "$TAP"
   in_ns "$NS_HOST" ip -6 addr add 2001:db8:1::1/64 dev "$TAP" nodad

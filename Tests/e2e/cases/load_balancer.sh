@@ -3,6 +3,9 @@
 source "$(dirname "$0")/../lib.sh"
 topo_up
 in_ns "$NS_COL" ip addr add 198.51.100.3/24 dev eth0
+# Like the first backend, the second is a known neighbour: copies sent while ARP
+# resolves would be queued and partly dropped by the host's neighbour table.
+in_ns "$NS_HOST" ip neigh replace 198.51.100.3 lladdr "$(mac_of "$NS_COL" eth0)" dev underlay0 nud permanent
 agent_start
 python3 - "$TOPO_DIR/doc.json" <<'PY'
 import json, sys

@@ -39,5 +39,7 @@ assert len(down) > 50, "copies must keep flowing while the agent is down"
 # twice at the collector was mirrored twice.
 import collections
 dups = {h: n for h, n in collections.Counter(x["inner_hex"] for x in c).items() if n > 1}
+for h in list(dups)[:3]:
+    print("mirrored more than once:", vd.ip_tuple(bytes.fromhex(h)), h[:160])
 assert not dups, f"{len(dups)} packets were mirrored more than once"
 PY
