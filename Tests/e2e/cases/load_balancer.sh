@@ -37,7 +37,9 @@ for x in vd.copies(sys.argv[1]):
     flows[key].add(x["outer_dst"]); n += 1
 per_backend = collections.Counter(next(iter(b)) for b in flows.values() if len(b) == 1)
 split = [k for k, b in flows.items() if len(b) > 1]
-print(f"{n} copies, {len(flows)} flows, flows per backend {dict(per_backend)}, split flows {len(split)}")
+dirs = collections.Counter("outbound" if x["inner_src"] == "192.0.2.10" else "inbound"
+                           for x in vd.copies(sys.argv[1]) if x["inner_proto"] == 17)
+print(f"{n} copies ({dict(dirs)}), {len(flows)} flows, flows per backend {dict(per_backend)}, split flows {len(split)}")
 assert n == 240, f"expected 240 copies (40 flows x 3 x 2 directions), got {n}"
 assert len(flows) == 40 and not split, f"flows split across backends: {split[:3]}"
 assert set(per_backend) == {"198.51.100.2", "198.51.100.3"}, "both backends must get flows"
