@@ -126,7 +126,8 @@ def main():
             time.sleep(a.interval)
             n += 1
             for spec in specs:
-                fr = frame(dict(spec, id=(n & 0xFFFF), seq=n), src_mac, dst_mac)
+                # The first send above used the spec's own id/seq (default 1): start at 2.
+                fr = frame(dict(spec, id=((n + 1) & 0xFFFF), seq=n + 1), src_mac, dst_mac)
                 for _ in range(spec.get("count", 1)):
                     s.send(fr)
 
