@@ -44,8 +44,10 @@ capture() {
   # `ip netns exec` execs tcpdump in place, so $! is tcpdump itself (a shell
   # function run with & would leave tcpdump orphaned when its pid is killed).
   # --immediate-mode: without it libpcap hands packets over a ring block at a time,
-  # and those still in the ring when tcpdump is stopped are never written.
-  ip netns exec "$ns" tcpdump --immediate-mode -i "$ifc" -U -n -s 0 -w "$TOPO_DIR/$name.pcap" "$@" 2>"$TOPO_DIR/$name.tcpdump.log" &
+  # and those still in the ring when tcpdump is stopped are never written. In that
+  # mode every ring slot is snaplen bytes, so snaplen is bounded (largest frame
+  # here: a 9216-byte packetLength copy plus headers) and the buffer is large.
+  ip netns exec "$ns" tcpdump --immediate-mode -B 65536 -i "$ifc" -U -n -s 9400 -w "$TOPO_DIR/$name.pcap" "$@" 2>"$TOPO_DIR/$name.tcpdump.log" &
   echo $! > "$TOPO_DIR/capture-$name.pid"
   for _ in $(seq 1 50); do grep -q "listening on" "$TOPO_DIR/$name.tcpdump.log" 2>/dev/null && return 0; sleep 0.1; done
 }
