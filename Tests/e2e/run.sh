@@ -20,17 +20,18 @@ if [ ${#cases[@]} -eq 0 ]; then
 fi
 passed=0; failed=0; failures=()
 logdir=$(mktemp -d /tmp/mirror-e2e.XXXXXX)
-ours() { ip netns list | awk '{print $1}' | grep -E '^m(vm|host|peer|col)-' | sort || true; }
 for c in "${cases[@]}"; do
   start=$(date +%s)
-  before=$(ours)
+  # The case's namespaces carry this id (scripts/lib/topology.sh), so the leak
+  # check below never touches another run's.
+  export TOPO_ID=$(printf '%08d' $(( (RANDOM << 15 | RANDOM) % 100000000 )))
   if timeout 300 bash "Tests/e2e/cases/$c.sh" >"$logdir/$c.log" 2>&1; then
     passed=$((passed + 1)); echo "e2e: PASS $c ($(( $(date +%s) - start ))s)"
   else
     failed=$((failed + 1)); failures+=("$c"); echo "e2e: FAIL $c ($(( $(date +%s) - start ))s), its output:"
     sed 's/^/    /' "$logdir/$c.log" | tail -80
   fi
-  left=$(comm -13 <(echo "$before") <(ours))
+  left=$(ip netns list | awk '{print $1}' | grep -E "^m(vm|host|peer|col)-$TOPO_ID\$" || true)
   if [ -n "$left" ]; then
     echo "e2e: FAIL $c left namespaces behind: $left"; failed=$((failed + 1))
     for ns in $left; do ip netns del "$ns" 2>/dev/null || true; done

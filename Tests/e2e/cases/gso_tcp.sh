@@ -1,0 +1,70 @@
+# SPEC §6: segmentation-offload super-packets are mirrored as the wire-size packets
+# a NIC would see, each once. A TCP bulk transfer (iperf3) with offloads on, twice:
+# (a) source MTU 1400, at least 64 bytes under the underlay's 1500 (the seed's
+#     advice): every wire segment arrives once, whole; the inner TCP payload of the
+#     copies adds up to at least the bytes sent and exceeds them by no more than
+#     what was retransmitted;
+# (b) source MTU 1500 = underlay MTU: one copy per wire segment, each truncated to
+#     fit, none above the underlay MTU, none dropped for size.
+source "$(dirname "$0")/../lib.sh"
+topo_up
+# The underlay behaves like a NIC that segments in software before the wire: the
+# collector's capture then shows wire packets, not super-packets.
+in_ns "$NS_HOST" ethtool -K underlay0 tso off gso off tx-udp_tnl-segmentation off \
+  tx-udp_tnl-csum-segmentation off >/dev/null 2>&1 || true
+agent_start
+python3 - "$TOPO_DIR/doc.json" <<'PY'
+import json, sys
+d = json.load(open("examples/demo.json"))
+d["filters"] = [{"id": "tcp", "inbound": [{"priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "tcp"}],
+                 "outbound": [{"priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "tcp"}]}]
+d["sessions"] = [{"id": "bulk", "priority": 1, "filter": "tcp", "sources": ["vm1"], "target": "collector", "vni": 700}]
+json.dump(d, open(sys.argv[1], "w"))
+PY
+ctl apply -f "$TOPO_DIR/doc.json"
+
+run() {
+  local name=$1 mtu=$2
+  in_ns "$NS_VM" ip link set eth0 mtu "$mtu"
+  in_ns "$NS_HOST" ip link set tap-vm1 mtu "$mtu"
+  # One test, then the server exits by itself (-1); its pid is killed at exit too.
+  ip netns exec "$NS_PEER" iperf3 -s -1 -B "$PEER_IP" >"$TOPO_DIR/iperf3-server-$name.log" 2>&1 &
+  echo $! > "$TOPO_DIR/iperf3-server.pid"
+  for _ in $(seq 1 50); do in_ns "$NS_PEER" ss -ltn | grep -q ":5201 " && break; sleep 0.1; done
+  capture "$NS_COL" eth0 "$name" udp port 4789
+  in_ns "$NS_VM" iperf3 -c "$PEER_IP" -n 8M -J > "$TOPO_DIR/$name.json"
+  capture_stop "$name"
+  python3 - "$TOPO_DIR/$name.pcap" "$TOPO_DIR/$name.json" "$name" "$mtu" <<'PY'
+import collections, json, sys
+sys.path.insert(0, "Tests/e2e"); import vxlan_decode as vd
+pcap, result, name, mtu = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3], int(sys.argv[4])
+sent = result["end"]["sum_sent"]["bytes"]
+retrans = result["end"]["sum_sent"].get("retransmits", 0)
+data = [c for c in vd.copies(pcap) if c.get("inner_dport") == 5201 and c.get("inner_src") == "192.0.2.10"
+        and c.get("inner_tcp_payload", 0) > 0]
+mss = mtu - 40 - 12   # timestamps on
+over = [c for c in vd.copies(pcap) if c["outer_len"] > 1500]
+print(f"{name}: iperf3 sent {sent} bytes ({retrans} retransmits); {len(data)} data copies, "
+      f"inner lengths {min((c['inner_len'] for c in data), default=0)}..{max((c['inner_len'] for c in data), default=0)}, "
+      f"{len(over)} copies above the underlay MTU")
+assert not over, "a copy exceeds the underlay MTU"
+seqs = collections.Counter(c["inner_tcp_seq"] for c in data)
+if name == "a":
+    # Whole segments: the payload they carry is the payload sent.
+    payload = sum(c["inner_tcp_payload"] for c in data if c["inner_len"] == 14 + 20 + 32 + c["inner_tcp_payload"])
+    whole = sum(1 for c in data if c["inner_len"] <= mtu + 14)
+    print(f"a: payload in copies {payload}, whole copies {whole}/{len(data)}")
+    assert whole == len(data), "every copy must be one wire segment (no super-packet)"
+    assert payload >= sent, f"copies carry {payload} payload bytes, fewer than the {sent} sent"
+    assert payload <= sent + (retrans + 2) * mss, f"copies carry {payload - sent} bytes more than sent plus retransmits"
+else:
+    # Truncated wire segments: one copy per segment sent.
+    segments = -(-sent // mss)
+    print(f"b: {len(data)} copies for at least {segments} wire segments")
+    assert all(c["inner_len"] <= 1500 - 50 + 14 for c in data), "a copy is not truncated to fit"
+    assert len(data) >= segments, f"only {len(data)} copies for {segments} wire segments: segments were lost"
+    assert len(data) <= segments + retrans + 2, "more copies than wire segments"
+PY
+}
+run a 1400
+run b 1500
