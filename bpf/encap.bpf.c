@@ -30,39 +30,36 @@ static __always_inline struct mirror_encap_stats *encap_stats_for(__u32 session_
  * For a GSO copy: the length of one full wire segment, inner Ethernet header
  * included (headers + gso_size), or 0 when the headers cannot be read. Copies
  * of TCP super-packets are cut by the kernel into wire-size segments after this
- * program; each must fit the path (SPEC §6).
+ * program; each must fit the path (SPEC §6). A super-packet's headers need not be
+ * in the linear area, so they are read with bpf_skb_load_bytes (GSO copies only).
  */
 static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u8 *eth = data;
-	if ((void *)(eth + 14) > data_end)
+	__u8 eth[14];
+	if (bpf_skb_load_bytes(skb, 0, eth, sizeof(eth)))
 		return 0;
 	__u16 proto = ((__u16)eth[12] << 8) | eth[13];
-	__u32 l3 = 14, l4;
+	__u32 l4;
 	__u8 ipproto;
 	if (proto == 0x0800) {
-		__u8 *ip = data + l3;
-		if ((void *)(ip + 20) > data_end)
+		__u8 ip[20];
+		if (bpf_skb_load_bytes(skb, 14, ip, sizeof(ip)))
 			return 0;
-		l4 = l3 + (ip[0] & 0x0f) * 4;
+		l4 = 14 + (ip[0] & 0x0f) * 4;
 		ipproto = ip[9];
 	} else if (proto == 0x86DD) {
-		__u8 *ip6 = data + l3;
-		if ((void *)(ip6 + 40) > data_end)
+		__u8 ip6[40];
+		if (bpf_skb_load_bytes(skb, 14, ip6, sizeof(ip6)))
 			return 0;
-		l4 = l3 + 40;
+		l4 = 14 + 40;
 		ipproto = ip6[6];
 	} else {
 		return 0;
 	}
 	__u32 thl = 8; /* UDP (USO) */
 	if (ipproto == 6) {
-		if (l4 > 200)
-			return 0;
-		__u8 *tcp = data + l4;
-		if ((void *)(tcp + 20) > data_end)
+		__u8 tcp[13];
+		if (l4 > 14 + 60 || bpf_skb_load_bytes(skb, l4, tcp, sizeof(tcp)))
 			return 0;
 		thl = (tcp[12] >> 4) * 4;
 	}

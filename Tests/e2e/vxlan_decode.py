@@ -112,6 +112,12 @@ def copies(path):
                    outer_len=len(pkt) - off, udp_sport=sport, i_flag=bool(flags & 0x08), vni=vni,
                    inner_len=len(inner), inner_hex=inner.hex())
         out.update({"inner_" + k: v for k, v in ip_tuple(inner).items()})
+        et, off3 = l3(inner)
+        if et == 0x0800 and len(inner) >= off3 + 4:
+            # What the IP header says the packet holds: a truncated copy carries less.
+            out["inner_wire_len"] = off3 + struct.unpack("!H", inner[off3 + 2:off3 + 4])[0]
+        elif et == 0x86DD and len(inner) >= off3 + 6:
+            out["inner_wire_len"] = off3 + 40 + struct.unpack("!H", inner[off3 + 4:off3 + 6])[0]
         pl, seq = tcp_payload_len(inner)
         if pl is not None:
             out["inner_tcp_payload"] = pl

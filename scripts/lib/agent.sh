@@ -52,8 +52,15 @@ capture() {
   for _ in $(seq 1 50); do grep -q "listening on" "$TOPO_DIR/$name.tcpdump.log" 2>/dev/null && return 0; sleep 0.1; done
 }
 capture_stop() {
-  local name=$1 pid
-  sleep 0.5
+  local name=$1 pid size last=-1
+  # tcpdump may still be writing a burst out of its ring: wait until the file has
+  # stopped growing for 0.5 s (at most 20 s), then stop it.
+  for _ in $(seq 1 40); do
+    sleep 0.5
+    size=$(stat -c %s "$TOPO_DIR/$name.pcap" 2>/dev/null || echo 0)
+    [ "$size" = "$last" ] && break
+    last=$size
+  done
   pid=$(cat "$TOPO_DIR/capture-$name.pid")
   kill -INT "$pid" 2>/dev/null || true
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -51,8 +51,8 @@ assert not over, "a copy exceeds the underlay MTU"
 seqs = collections.Counter(c["inner_tcp_seq"] for c in data)
 if name == "a":
     # Whole segments: the payload they carry is the payload sent.
-    payload = sum(c["inner_tcp_payload"] for c in data if c["inner_len"] == 14 + 20 + 32 + c["inner_tcp_payload"])
-    whole = sum(1 for c in data if c["inner_len"] <= mtu + 14)
+    payload = sum(c["inner_tcp_payload"] for c in data if c["inner_len"] == c["inner_wire_len"])
+    whole = sum(1 for c in data if c["inner_len"] == c["inner_wire_len"] <= mtu + 14)
     print(f"a: payload in copies {payload}, whole copies {whole}/{len(data)}")
     assert whole == len(data), "every copy must be one wire segment (no super-packet)"
     assert payload >= sent, f"copies carry {payload} payload bytes, fewer than the {sent} sent"
@@ -62,6 +62,7 @@ else:
     segments = -(-sent // mss)
     print(f"b: {len(data)} copies for at least {segments} wire segments")
     assert all(c["inner_len"] <= 1500 - 50 + 14 for c in data), "a copy is not truncated to fit"
+    assert all(c["inner_wire_len"] <= mtu + 14 for c in data), "a copy is a super-packet, not one wire segment"
     assert len(data) >= segments, f"only {len(data)} copies for {segments} wire segments: segments were lost"
     assert len(data) <= segments + retrans + 2, "more copies than wire segments"
 PY
