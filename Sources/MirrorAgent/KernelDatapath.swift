@@ -14,12 +14,13 @@ import MirrorDatapath
 public final class KernelDatapath: Datapath, @unchecked Sendable {
     public let kind = "kernel"
     private let options: DatapathFactory.Options
-    private let lock = NSLock()
-    private var datapath: MirrorDatapath.Datapath?
+    // Internal, not private: MetricsKernel.swift reads counters under the same lock.
+    let lock = NSLock()
+    var datapath: MirrorDatapath.Datapath?
     private var netlink: NetlinkContext?
     private var mirrorIfindex: Int?
-    private var document = Document()
-    private var image: MapImage?
+    var document = Document()
+    var image: MapImage?
     private var slots = SlotAssignment()
     /// Interface name → ifindex for every source interface we attached to.
     private var attached: [String: Int] = [:]
@@ -82,10 +83,13 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                                                            pathMTU: { mtus[$0] ?? Self.defaultMTU }))
         } catch { throw DatapathError("compile the policy: \(error)") }
         let freed = newSlots.freed(comparedTo: slots)
+        // SPEC §5 enforcement (Enforcement.swift): refused before anything changes, replaced after the flip.
+        do { try Enforcement().check(doc) } catch { throw DatapathError("\(error)") }
         do {
             try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
             _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
         } catch { throw DatapathError("write the policy: \(error)") }
+        do { try Enforcement().apply(doc) } catch { throw DatapathError("\(error)") }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
         for (name, index) in present {
@@ -168,12 +172,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             do { raw = try dp.testRun(.test(direction), frame: frame, mark: UInt32(ifindex)) } catch {
                 throw DatapathError("BPF_PROG_TEST_RUN: \(error)")
             }
-            return Self.decision(Verdict(raw.retval), image: image, direction: direction)
+            return Self.decision(Verdict(raw.retval), image: image, direction: direction, ifindex: UInt32(ifindex))
         }
     }
 
     /// A verdict of the test program in the oracle's terms.
-    static func decision(_ v: Verdict, image: MapImage, direction: Direction) -> Decision {
+    static func decision(_ v: Verdict, image: MapImage, direction: Direction, ifindex: UInt32 = 0) -> Decision {
         let info = image.rules[RuleKey(sessionSlot: v.sessionSlot, direction: direction, ruleIndex: v.ruleIndex)]
         let ref = info.map { Decision.RuleRef(filter: $0.filterID, direction: direction, priority: $0.priority, action: $0.action) }
         switch v.outcome {
@@ -185,6 +189,14 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                             explanation: "kernel: rejected by session \(info?.sessionID ?? "?") \(direction) rule \(info?.priority ?? 0)")
         case .notIP:
             return Decision(mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [], explanation: "kernel: not IP")
+        case .suppressedBySecurityGroup, .suppressedByAcl:
+            // SPEC §5: the group/ACL and rule, as the oracle says it.
+            let s = v.security?.suppression(in: image, ifindex: ifindex, direction: direction)
+            let sg = v.outcome == .suppressedBySecurityGroup
+            let which = (s?.id.map { " \($0)" } ?? "") + (s?.rulePriority.map { " rule \($0)" } ?? " (no rule matched: default deny)")
+            return Decision(mirrored: false, session: nil, rule: nil, reason: sg ? .suppressedBySecurityGroup : .suppressedByAcl,
+                            tried: [], suppression: s,
+                            explanation: "kernel: not mirrored: dropped by \(sg ? "security group" : "network ACL")\(which)")
         case .noMatch, .noPolicy, .copy, .unknown:
             return Decision(mirrored: false, session: nil, rule: nil, reason: .noMatch, tried: [],
                             explanation: "kernel: not mirrored (\(v.outcome))")
@@ -205,6 +217,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     public func cleanup() throws {
         try lock.withLock {
             var problems: [String] = []
+            // First: it does not depend on loading the classifier below.
+            do { try Enforcement().remove() } catch { problems.append("\(error)") }
             let isBPFFS = BPFFS.isMounted(options.bpffs)
             let dp: MirrorDatapath.Datapath
             do { dp = try MirrorDatapath.Datapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {

@@ -107,7 +107,9 @@ public final class Datapath: @unchecked Sendable {
             programFDs[p] = bpf_program__fd(prog)
         }
         for name in ["mirror_active", "mirror_policy", "mirror_session", "mirror_target",
-                     "session_stats", "rule_stats", "source_stats"] {
+                     "session_stats", "rule_stats", "source_stats",
+                     // Written by stage 2; named here so that loadEncap shares it and metrics read it.
+                     "encap_stats"] + Self.securityMaps {
             guard let map = bpf_object__find_map_by_name(obj, name) else {
                 throw DatapathError("find map \(name)", detail: "not in the object")
             }
@@ -343,6 +345,9 @@ public final class Datapath: @unchecked Sendable {
             _ = bpf_map_delete_elem(policyFD, &k)
         }
 
+        // Security groups and ACLs (SPEC §5, SecurityMaps.swift), same slot.
+        try writeSecurity(image, slot: slot)
+
         // Flip.
         var active = mirror_active()
         active.slot = UInt32(slot) | (image.security.isEmpty ? 0 : UInt32(MIRROR_ACTIVE_SECURITY))
@@ -455,6 +460,7 @@ public final class Datapath: @unchecked Sendable {
                 }
             }
         }
+        try clearSecurityCounters(sourceSlots: sourceSlots)
         for s in sourceSlots {
             for d in Direction.allCases {
                 try zero("source_stats", mirror_source_stats_key(UInt32(s), UInt32(d.abi)),
@@ -491,6 +497,8 @@ public final class Datapath: @unchecked Sendable {
 public struct Verdict: Hashable, Sendable, CustomStringConvertible {
     public enum Outcome: UInt32, Sendable {
         case noPolicy = 1, copy = 2, notIP = 3, noMatch = 4, reject = 5, accept = 6, unknown = 0
+        /// SPEC §5 (bpf/security.h): see `security`.
+        case suppressedBySecurityGroup = 7, suppressedByAcl = 8
     }
     public var outcome: Outcome
     public var sessionSlot: UInt16
@@ -502,7 +510,11 @@ public struct Verdict: Hashable, Sendable, CustomStringConvertible {
         sessionSlot = UInt16(mirror_verdict_session_slot(raw))
         ruleIndex = UInt8(mirror_verdict_rule_index(raw))
         slot = UInt8(mirror_verdict_slot(raw))
+        security = SecurityVerdict(raw: raw)
     }
+
+    /// The group/ACL rule of a suppression (SecurityMaps.swift).
+    public var security: SecurityVerdict?
 
     public var mirrored: Bool { outcome == .accept }
     public var decided: Bool { outcome == .accept || outcome == .reject }
