@@ -8,19 +8,28 @@ extension KernelDatapath {
     /// clears freed slots and swaps the image under that lock, so a read never pairs
     /// cleared counters with the labels of the slot's previous owner, or the reverse.
     ///
-    /// Cost: one map lookup per live session (two: classify and encap), per rule and
-    /// per source direction; at the quota maximum (20,000 sessions) that is ~440k
-    /// syscalls per scrape. Batched lookups would be the next step if that matters.
+    /// Cost: each counter map is read as one dense range of slots with batch lookups
+    /// (a few syscalls per map), not one lookup per key.
     public func counters() throws -> DatapathCounters? {
         try lock.withLock {
             guard let dp = datapath, let image else { return nil }
             var out = DatapathCounters()
             do {
+                // Whole ranges in a few batch syscalls (CounterBatch.swift): slots are dense from 0.
+                let sessionSlots = Int(image.slots.sessions.values.max().map { $0 + 1 } ?? 0)
+                let sourceSlots = Int(image.slots.sources.values.max().map { $0 + 1 } ?? 0)
+                let sessionStats = try dp.allSessionCounters(sessionSlots: sessionSlots)
+                let encapStats = try dp.allEncapCounters(sessionSlots: sessionSlots)
+                let ruleHits = try dp.allRuleHits(sessionSlots: sessionSlots)
+                let sourceStats = try dp.allSourceCounters(sourceSlots: sourceSlots)
+                // Absent when the datapath has no SPEC §5 counters: those reasons are then not rendered.
+                let securityStats = try? dp.allSecurityCounters(sourceSlots: sourceSlots)
+
                 for (id, slot) in image.slots.sessions.sorted(by: { $0.value < $1.value }) {
                     var s = DatapathCounters.Session(slot: slot, id: id)
-                    let c = try dp.sessionCounters(sessionSlot: slot)
+                    let c = sessionStats[Int(slot)]
                     s.packets = c.packets; s.bytes = c.bytes
-                    let e = try dp.encapCounters(sessionSlot: UInt32(slot))
+                    let e = encapStats[Int(slot)]
                     s.copiesSent = e.sent; s.copiesSentBytes = e.sentBytes
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
@@ -31,19 +40,20 @@ extension KernelDatapath {
                     (a.key.sessionSlot, a.key.direction.abi, a.key.ruleIndex) < (b.key.sessionSlot, b.key.direction.abi, b.key.ruleIndex)
                 }
                 for (key, info) in rules {
-                    let hits = try dp.ruleHits(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex)
+                    let k = MirrorDatapath.Datapath.ruleStatsKey(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex)
                     out.rules.append(.init(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex,
                                            session: info.sessionID, filter: info.filterID, priority: info.priority,
-                                           action: info.action, hits: hits))
+                                           action: info.action, hits: k < ruleHits.count ? ruleHits[k] : 0))
                 }
                 let interfaces = Dictionary(document.sources.map { ($0.id, $0.interface) }, uniquingKeysWith: { a, _ in a })
                 for (id, slot) in image.slots.sources.sorted(by: { $0.value < $1.value }) {
                     for d in Direction.allCases {
                         var s = DatapathCounters.Source(slot: slot, id: id, interface: interfaces[id] ?? "", direction: d)
-                        let c = try dp.sourceCounters(sourceSlot: slot, direction: d)
+                        let k = MirrorDatapath.Datapath.sourceStatsKey(sourceSlot: slot, direction: d)
+                        let c = sourceStats[k]
                         s.seen = c.seen; s.mirrored = c.mirrored; s.noMatch = c.noMatch
                         s.rejected = c.rejected; s.notIP = c.notIP; s.cloneErrors = c.cloneErrors
-                        if let sec = try? dp.securityCounters(sourceSlot: slot, direction: d) {
+                        if let sec = securityStats?[k] {
                             s.suppressedBySecurityGroup = sec.suppressedBySecurityGroup
                             s.suppressedByAcl = sec.suppressedByAcl
                         }
