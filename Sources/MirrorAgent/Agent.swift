@@ -73,13 +73,21 @@ public actor Agent {
     }
 
     /// `datapath.apply`, its duration observed for mirror_policy_apply_seconds.
-    private func timedApply(_ doc: Document, _ generation: UInt64) throws {
+    /// Returns the duration in seconds.
+    @discardableResult
+    private func timedApply(_ doc: Document, _ generation: UInt64) throws -> Double {
         let started = ContinuousClock.now
-        defer {
+        func elapsed() -> Double {
             let d = ContinuousClock.now - started
-            metrics.observeApply(seconds: Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+            let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            metrics.observeApply(seconds: seconds)  // failed applies too: they took that long
+            return seconds
         }
-        try datapath.apply(document: doc, generation: generation)
+        do { try datapath.apply(document: doc, generation: generation) } catch {
+            _ = elapsed()
+            throw error
+        }
+        return elapsed()
     }
 
     public func shutdown() { datapath.shutdown() }
@@ -165,9 +173,12 @@ public actor Agent {
         } catch {
             throw AgentError(status: 500, "cannot persist the new state, nothing was changed: \(error)")
         }
+        let seconds: Double
         do {
-            try timedApply(nextEffective, nextGeneration)
+            seconds = try timedApply(nextEffective, nextGeneration)
         } catch {
+            logger.error("apply refused by the datapath; the previous policy stays in force",
+                         metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
             // Put the previous state back on disk so that a restart restores what is
             // actually in force.
             do { try store.save(PersistedState(generation: generation, document: AnyJSON(applied), vnis: vnis)) } catch {
@@ -176,7 +187,8 @@ public actor Agent {
             throw AgentError(status: 500, "the datapath refused the change, nothing was changed: \(error)")
         }
         applied = next; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
-        logger.info("applied", metadata: ["generation": "\(generation)", "sessions": "\(doc.sessions.count)"])
+        logger.info("applied", metadata: ["generation": "\(generation)", "sessions": "\(doc.sessions.count)",
+                                          "seconds": "\(String(format: "%.4f", seconds))"])
         logSourceChanges(after: "apply")
         return ApplyResponse(generation: generation, changed: true, vnis: effectiveVNIs)
     }

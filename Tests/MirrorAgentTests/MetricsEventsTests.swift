@@ -43,7 +43,7 @@ struct MetricsEventsTests {
 
         _ = try await agent.apply(try JSONParser.parse(Fixtures.valid).get())
         var lines = logs.take()
-        #expect(lines.contains { $0.message == "applied" && $0.metadata["generation"] == "1" })
+        #expect(lines.contains { $0.message == "applied" && $0.metadata["generation"] == "1" && $0.metadata["seconds"] != nil })
         let attached = lines.filter { $0.message == "source attached" }
         #expect(attached.count == 1)
         #expect(attached.first?.metadata["source"] == "vm1")
@@ -67,5 +67,13 @@ struct MetricsEventsTests {
         lines = logs.take()
         #expect(lines.contains { $0.message.hasPrefix("source detached") && $0.metadata["source"] == "vm2" })
         #expect(lines.filter { $0.message.hasPrefix("source") }.count == 1)
+
+        // A refused apply: one error line with the generation it would have had.
+        datapath.failNextApply("simulated datapath failure")
+        _ = try? await agent.setSessionEnabled("s1", false)
+        lines = logs.take()
+        let refused = lines.filter { $0.level == .error && $0.message.hasPrefix("apply refused") }
+        #expect(refused.count == 1)
+        #expect(refused.first?.metadata["error"].map { "\($0)".contains("simulated datapath failure") } == true)
     }
 }
