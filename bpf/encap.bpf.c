@@ -21,6 +21,15 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Where GSO copies that do not fit are segmented (mirror_abi.h, "The segmenter").
+ * Private to this object: the agent writes it after loading. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mirror_segmenter);
+} mirror_segmenter SEC(".maps");
+
 static __always_inline struct mirror_encap_stats *encap_stats_for(__u32 session_slot)
 {
 	return bpf_map_lookup_elem(&encap_stats, &session_slot);
@@ -122,16 +131,34 @@ int mirror_encap(struct __sk_buff *skb)
 	}
 	if (limit) {
 		__u32 len = skb->len;
-		if (skb->gso_size) {
+		/* A GSO copy of one segment is cut like any packet (bpf_skb_change_tail
+		 * resets its GSO state). gso_segs 0 = not computed: treated as many. */
+		if (skb->gso_size && skb->gso_segs != 1) {
 			/* The kernel segments a GSO copy after this program; its segments
 			 * already fit when one full segment does (the seed's advice: source
-			 * MTU at least 64 bytes under the underlay's). Otherwise it can only
-			 * be cut as a whole, which keeps its first segment: counted apart. */
+			 * MTU at least 64 bytes under the underlay's). */
 			__u32 seg = gso_segment_len(skb);
-			if (seg && seg <= limit)
+			if (seg && seg <= limit) {
 				len = 0;
-			else if (st)
-				st->truncated_gso++;
+			} else {
+				/* SPEC §6: one copy per wire segment, each truncated. Cutting the
+				 * super-packet would keep only its first segment, so it goes to
+				 * the segmenter and comes back here as wire-size segments, with
+				 * its metadata (cb) and cb[4] = MIRROR_META_SEGMENTED. A segment
+				 * is never diverted twice (no loop). */
+				__u32 zero = 0;
+				struct mirror_segmenter *sg = skb->cb[4] == MIRROR_META_SEGMENTED
+					? NULL : bpf_map_lookup_elem(&mirror_segmenter, &zero);
+				if (sg && sg->ifindex) {
+					skb->cb[0] = MIRROR_COPY_MAGIC;
+					if (st)
+						st->segmented++;
+					return bpf_redirect(sg->ifindex, 0);
+				}
+				/* No segmenter: cut as a whole, which keeps its first segment. */
+				if (st)
+					st->truncated_gso++;
+			}
 		}
 		if (len > limit) {
 			if (bpf_skb_change_tail(skb, limit, 0)) {
@@ -174,4 +201,26 @@ int mirror_encap(struct __sk_buff *skb)
 		st->sent_bytes += skb->len;
 	}
 	return TC_ACT_OK;
+}
+
+/*
+ * TC ingress of the segmenter's rx end (mirror_abi.h, "The segmenter"): each
+ * wire-size segment of a GSO copy that stage 2 diverted. Marked as a segment and
+ * sent back to the mirror device's egress, where mirror_encap truncates and
+ * encapsulates it. Anything else arriving here (the veth's own frames) is dropped
+ * and counted.
+ */
+SEC("tc")
+int mirror_segmented(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct mirror_active *active = bpf_map_lookup_elem(&mirror_active, &zero);
+	if (skb->cb[0] != MIRROR_COPY_MAGIC || !active || !active->mirror_ifindex) {
+		struct mirror_encap_stats *g = encap_stats_for(MIRROR_ENCAP_STATS_NOT_COPY);
+		if (g)
+			g->dropped_segmenter_not_copy++;
+		return TC_ACT_SHOT;
+	}
+	skb->cb[4] = MIRROR_META_SEGMENTED;
+	return bpf_redirect(active->mirror_ifindex, 0);
 }

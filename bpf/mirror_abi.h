@@ -164,7 +164,7 @@ struct mirror_target {
  *   cb[2] = symmetric inner flow hash (same for both directions of a 5-tuple):
  *           pick backend = hash % backend_count; also the UDP source port entropy
  *   cb[3] = source_slot
- *   cb[4] = 0 (reserved)
+ *   cb[4] = 0; MIRROR_META_SEGMENTED on a segment back from the segmenter
  * struct mirror_copy_meta is the same 20 bytes viewed as a struct (little endian).
  */
 #define MIRROR_COPY_MAGIC 0x4d495252u /* "MIRR" */
@@ -284,7 +284,34 @@ struct mirror_encap_stats {
 	__u64 dropped_truncate;        /* bpf_skb_change_tail failed */
 	__u64 dropped_tunnel_key;      /* bpf_skb_set_tunnel_key failed */
 	__u64 dropped_not_copy;        /* only on MIRROR_ENCAP_STATS_NOT_COPY */
+	/* GSO copies whose segments do not fit, handed to the segmenter (below) instead
+	 * of being cut as a whole; their segments come back and count as sent/truncated. */
+	__u64 segmented;
+	/* Only on MIRROR_ENCAP_STATS_NOT_COPY: frames received on the segmenter that
+	 * were not copies (dropped). */
+	__u64 dropped_segmenter_not_copy;
 };
+
+/*
+ * ---- The segmenter (SPEC §6: GSO copies become wire-size copies, each truncated) ----
+ * bpf_skb_change_tail on a GSO skb yields ONE packet (shared/NOTES.md). So stage 2
+ * hands a GSO copy whose segments would not fit (path MTU or packetLength) to the
+ * agent's veth pair instead: bpf_redirect to the egress of its `tx` end, whose
+ * gso_max_segs is 1, so the kernel segments the copy in software before veth_xmit
+ * (validate_xmit_skb). Each segment arrives on the `rx` end's TC ingress
+ * (mirror_segmented), which marks it (cb[4] = MIRROR_META_SEGMENTED) and redirects
+ * it to the mirror device's egress, where stage 2 truncates it like any copy.
+ * skb->cb (the copy metadata) survives the veth and the segmentation (checked on
+ * Linux 6.18: every segment carries the super-packet's cb).
+ * Map mirror_segmenter (ARRAY, 1 entry, key 0), private to the encap object (not
+ * pinned; the agent writes it after each load): ifindex 0 = no segmenter, GSO copies
+ * are cut as a whole (counted in truncated_gso).
+ */
+struct mirror_segmenter {
+	__u32 ifindex;         /* the tx end of the segmenter veth pair; 0 = none */
+	__u32 pad;
+};
+#define MIRROR_META_SEGMENTED 0x53454753u /* cb[4] of a segment: never diverted again */
 
 /*
  * ==== Security groups and network ACLs (SPEC §5, issue 6) ====

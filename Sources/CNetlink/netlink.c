@@ -20,7 +20,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/vxlan.h>
 
-struct cnl_context { struct nl_sock *sock; };
+#include "context.h"
 
 struct cnl_monitor {
     struct nl_sock *sock;
@@ -46,6 +46,8 @@ static int from_nle(int err) {
     default: return -EIO;
     }
 }
+
+int cnl_from_nle(int err) { return from_nle(err); }
 
 // Creates a connected route socket inside `netns_path` (NULL: here). setns only
 // changes the calling thread and is undone before returning, so callers on a thread

@@ -49,6 +49,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             do { try datapath?.setMirrorDevice(ifindex: UInt32(index)) } catch {
                 throw DatapathError("point the classifier at \(options.mirrorDevice): \(error)")
             }
+            // SPEC §6: GSO copies that do not fit are segmented first (Segmenter.swift); before stage 2 is attached.
+            Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath)
             // Stage 2 on the mirror device's egress (the SEAM above; issue 6's e2e needed copies to leave).
             do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
                 throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")

@@ -12,7 +12,7 @@ public struct NetlinkError: Error, CustomStringConvertible {
 /// A route-netlink socket (libnl-route-3 through CNetlink), bound to one network
 /// namespace for its whole life. Not thread-safe: one owner at a time.
 public final class NetlinkContext {
-    private var ctx: OpaquePointer?
+    var ctx: OpaquePointer?  // internal: Segmenter.swift calls CNetlink with it
 
     /// `netns`: a namespace file such as /run/netns/NAME; nil = this process's.
     public init(netns: String? = nil) throws {

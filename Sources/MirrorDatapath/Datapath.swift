@@ -121,7 +121,7 @@ public final class Datapath: @unchecked Sendable {
 
     // MARK: encapsulation stage
 
-    private var encapObject: OpaquePointer?
+    var encapObject: OpaquePointer?  // internal: Segmenter.swift finds its program and map
     private var encapFD: Int32 = -1
 
     /// Loads stage 2 (bpf/encap.bpf.c, program `mirror_encap`) sharing this

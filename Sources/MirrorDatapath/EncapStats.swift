@@ -10,6 +10,8 @@ extension Datapath {
         public var truncatedPacketLength: UInt64 = 0, truncatedMTU: UInt64 = 0, truncatedGSO: UInt64 = 0
         public var droppedNoSession: UInt64 = 0, droppedNoTarget: UInt64 = 0
         public var droppedTruncate: UInt64 = 0, droppedTunnelKey: UInt64 = 0, droppedNotCopy: UInt64 = 0
+        /// GSO copies handed to the segmenter (Segmenter.swift); frames on it that were not copies.
+        public var segmented: UInt64 = 0, droppedSegmenterNotCopy: UInt64 = 0
         public init() {}
     }
 
@@ -23,6 +25,7 @@ extension Datapath {
             c.droppedNoSession &+= v.dropped_no_session; c.droppedNoTarget &+= v.dropped_no_target
             c.droppedTruncate &+= v.dropped_truncate; c.droppedTunnelKey &+= v.dropped_tunnel_key
             c.droppedNotCopy &+= v.dropped_not_copy
+            c.segmented &+= v.segmented; c.droppedSegmenterNotCopy &+= v.dropped_segmenter_not_copy
         }
         return c
     }

@@ -202,6 +202,14 @@ struct Cleanup: AsyncParsableCommand {
         } catch {
             problems.append("mirror device \(options.mirrorDevice): \(error)")
         }
+        do {
+            let nl = try NetlinkContext()
+            if try SegmenterDevice.remove(nl, mirrorDevice: options.mirrorDevice) {
+                logger.info("removed segmenter", metadata: ["device": "\(SegmenterDevice.names(forMirrorDevice: options.mirrorDevice).tx)"])
+            }
+        } catch {
+            problems.append("segmenter: \(error)")
+        }
         unlink(options.socket)
         guard problems.isEmpty else { fail("mirror-agent: cleanup incomplete: " + problems.joined(separator: "; ")) }
         logger.info("cleanup done")

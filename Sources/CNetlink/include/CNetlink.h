@@ -40,6 +40,20 @@ int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_ou
 /// Deletes link `name`; -ENODEV when absent.
 int cnl_link_delete(cnl_context *ctx, const char *name);
 
+/// The segmenter (bpf/mirror_abi.h): a veth pair `tx`/`rx` whose `tx` end has
+/// gso_max_segs 1, so the kernel segments every GSO skb sent on it in software.
+/// Creates the pair, or adopts it when `tx` is a veth whose peer is `rx`; either way
+/// sets gso_max_segs 1 on `tx`, MTU 65535 and IPv6 address generation off on both
+/// (best effort) and both up. -EEXIST when either name belongs to something else.
+int cnl_segmenter_ensure(cnl_context *ctx, const char *tx, const char *rx, int *tx_ifindex, int *rx_ifindex);
+
+/// Deletes the pair when `tx` is a veth whose peer is `rx` (1), else leaves
+/// everything alone (0: absent or someone else's).
+int cnl_segmenter_remove(cnl_context *ctx, const char *tx, const char *rx);
+
+/// gso_max_segs of link `name` (tests and adoption checks).
+int cnl_link_gso_max_segs(cnl_context *ctx, const char *name, uint32_t *out);
+
 /// Link events (RTNLGRP_LINK).
 typedef struct cnl_monitor cnl_monitor;
 
