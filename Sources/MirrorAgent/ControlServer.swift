@@ -175,6 +175,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var body = ByteBuffer()
     private var rejected = false
     private var discarded = 0
+    /// Requests being answered: the idle timer cuts off silent clients, never a
+    /// client waiting for its answer (an apply can take a while on a loaded host).
+    private var inFlight = 0
 
     init(router: Router, maxBodyBytes: Int) { self.router = router; self.maxBodyBytes = maxBodyBytes }
 
@@ -205,9 +208,11 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             let router = self.router
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let promise = context.eventLoop.makePromise(of: Router.Response.self)
+            inFlight += 1
             promise.completeWithTask { await router.handle(method: h.method.rawValue, uri: h.uri, body: bytes) }
             promise.futureResult.whenSuccess { response in
                 let (handler, context) = bound.value
+                handler.inFlight -= 1
                 handler.respond(context, h, status: response.status, body: response.body, keepAlive: h.isKeepAlive)
             }
         }
@@ -238,7 +243,11 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
+        if event is IdleStateHandler.IdleStateEvent {
+            if inFlight == 0 { context.close(promise: nil) }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
