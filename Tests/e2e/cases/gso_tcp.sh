@@ -5,7 +5,9 @@
 #     copies adds up to at least the bytes sent and exceeds them by no more than
 #     what was retransmitted;
 # (b) source MTU 1500 = underlay MTU: one copy per wire segment, each truncated to
-#     fit, none above the underlay MTU, none dropped for size.
+#     fit, none above the underlay MTU, none dropped for size;
+# (c) source MTU 1400 and the session's packetLength 128: the same, each copy cut
+#     to 128 bytes.
 source "$(dirname "$0")/../lib.sh"
 topo_up
 # The underlay behaves like a NIC that segments in software before the wire: the
@@ -13,15 +15,21 @@ topo_up
 in_ns "$NS_HOST" ethtool -K underlay0 tso off gso off tx-udp_tnl-segmentation off \
   tx-udp_tnl-csum-segmentation off >/dev/null 2>&1 || true
 agent_start
-python3 - "$TOPO_DIR/doc.json" <<'PY'
+# apply_bulk [PACKET_LENGTH]: one session mirroring the VM's TCP to the collector.
+apply_bulk() {
+  python3 - "$TOPO_DIR/doc.json" "${1:-0}" <<'PY'
 import json, sys
 d = json.load(open("examples/demo.json"))
 d["filters"] = [{"id": "tcp", "inbound": [{"priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "tcp"}],
                  "outbound": [{"priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "tcp"}]}]
 d["sessions"] = [{"id": "bulk", "priority": 1, "filter": "tcp", "sources": ["vm1"], "target": "collector", "vni": 700}]
+if int(sys.argv[2]):
+    d["sessions"][0]["packetLength"] = int(sys.argv[2])
 json.dump(d, open(sys.argv[1], "w"))
 PY
-ctl apply -f "$TOPO_DIR/doc.json"
+  ctl apply -f "$TOPO_DIR/doc.json"
+}
+apply_bulk
 
 # Segments the VM's TCP retransmitted (/proc/net/snmp of its namespace): iperf3
 # reads its count before the test's last segments have left, so a late tail-loss
@@ -91,9 +99,10 @@ if name == "a":
     assert payload <= sent + (retrans + 2) * mss, f"copies carry {payload - sent} bytes more than sent plus retransmits"
 else:
     # Truncated wire segments: one copy per segment sent.
+    limit = 128 if name == "c" else 1500 - 50 + 14
     segments = -(-received // mss)
-    print(f"b: {len(data)} copies for at least {segments} wire segments")
-    assert all(c["inner_len"] <= 1500 - 50 + 14 for c in data), "a copy is not truncated to fit"
+    print(f"{name}: {len(data)} copies for at least {segments} wire segments")
+    assert all(c["inner_len"] <= limit for c in data), f"a copy is not truncated to {limit}"
     assert all(c["inner_wire_len"] <= mtu + 14 for c in data), "a copy is a super-packet, not one wire segment"
     assert len(data) >= segments, f"only {len(data)} copies for {segments} wire segments: segments were lost"
     # A super-packet may end in a short segment, so there can be more wire segments
@@ -101,7 +110,7 @@ else:
     # IP header is intact, so inner_tcp_payload is its wire segment's payload.
     payload = sum(c["inner_tcp_payload"] for c in data)
     dups = sum(n - 1 for n in seqs.values())
-    print(f"b: wire payload of the copies {payload}, {dups} repeated sequence numbers")
+    print(f"{name}: wire payload of the copies {payload}, {dups} repeated sequence numbers")
     assert payload >= received, f"copies stand for {payload} payload bytes, fewer than the {received} received"
     assert payload <= sent + (retrans + 2) * mss, f"copies stand for {payload - sent} bytes more than sent plus retransmits"
     twice = [(c["inner_sport"], c["inner_tcp_seq"], c["inner_tcp_payload"], round(c["ts"], 6)) for c in data if seqs[c["inner_tcp_seq"]] > 1]
@@ -110,3 +119,5 @@ PY
 }
 run a 1400
 run b 1500
+apply_bulk 128
+run c 1400
