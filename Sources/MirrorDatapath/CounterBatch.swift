@@ -122,6 +122,7 @@ extension Datapath {
             $0.droppedNoSession &+= $1.dropped_no_session; $0.droppedNoTarget &+= $1.dropped_no_target
             $0.droppedTruncate &+= $1.dropped_truncate; $0.droppedTunnelKey &+= $1.dropped_tunnel_key
             $0.droppedNotCopy &+= $1.dropped_not_copy
+            $0.segmented &+= $1.segmented; $0.droppedSegmenterNotCopy &+= $1.dropped_segmenter_not_copy
         }
     }
 }
