@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Control plane through the real agent: `agentctl apply` of 1,000 then 20,000
+# sessions at the quotas' maximum rules (scripts/bench.d/control_plane_doc.py), with
+# every source's interface present (dummy devices), so the apply validates,
+# compiles, writes and swaps the whole policy and attaches every source. Reports
+# the wall time of each apply and the agent's RSS after it, as JSON on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN_DIR=${MIRROR_BIN_DIR:?}
+id=$(printf '%06d' $((RANDOM * RANDOM % 1000000)))
+ns=mcp-$id
+dir=$(mktemp -d /tmp/mirror-cp.XXXXXX)
+cleanup() {
+  [ -f "$dir/agent.pid" ] && { kill "$(cat "$dir/agent.pid")" 2>/dev/null || true; sleep 0.5; kill -9 "$(cat "$dir/agent.pid")" 2>/dev/null || true; }
+  ip netns del "$ns" 2>/dev/null || true
+  mountpoint -q "$dir/bpffs" && umount "$dir/bpffs"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+mkdir -p "$dir/bpffs"; mount -t bpf bpf "$dir/bpffs"
+python3 scripts/bench.d/control_plane_doc.py 1000 > "$dir/doc1000.json"
+python3 scripts/bench.d/control_plane_doc.py 20000 > "$dir/doc20000.json"
+# (This kernel has no dummy driver: veth pairs, both ends being source interfaces.)
+python3 -c 'import sys
+for i in range(0, int(sys.argv[1]), 2): print(f"link add eni{i} type veth peer name eni{i + 1}")' 6668 | ip -n "$ns" -batch -
+# The agent needs a route toward the targets' addresses for their path MTU.
+ip -n "$ns" link add ul0 type veth peer name ul1; ip -n "$ns" link set ul0 up; ip -n "$ns" link set ul1 up
+ip -n "$ns" addr add 198.18.255.1/15 dev ul0
+nsenter --net="/run/netns/$ns" "$BIN_DIR/mirror-agent" --socket "$dir/agent.sock" --state-dir "$dir/state" \
+  --bpffs "$dir/bpffs" --metrics-address 127.0.0.1:9469 >"$dir/agent.log" 2>&1 &
+echo $! > "$dir/agent.pid"
+up=0
+for _ in $(seq 1 300); do "$BIN_DIR/agentctl" --socket "$dir/agent.sock" status >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
+[ $up = 1 ] || { echo "control plane: the agent did not come up:" >&2; cat "$dir/agent.log" >&2; exit 1; }
+rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$(cat "$dir/agent.pid")/status"; }
+apply() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$BIN_DIR/agentctl" --socket "$dir/agent.sock" apply -f "$1" >/dev/null
+  t1=$(date +%s.%N)
+  python3 -c "print(round($t1 - $t0, 3))"
+}
+a1=$(apply "$dir/doc1000.json"); r1=$(rss)
+a2=$(apply "$dir/doc20000.json"); r2=$(rss)
+attached=$("$BIN_DIR/agentctl" --socket "$dir/agent.sock" status -o json | python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["sources"] if s["state"] == "attached"))')
+echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached" >&2
+printf '{"apply_1000_s": %s, "apply_20000_s": %s, "rss_mib_1000": %s, "rss_mib_20000": %s, "sources_attached_20000": %s}\n' \
+  "$a1" "$a2" "$r1" "$r2" "$attached"
