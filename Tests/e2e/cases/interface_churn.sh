@@ -72,6 +72,20 @@ wait_attached() {   # until status shows the source attached on ifindex $1 (at m
   fail "source not re-attached on ifindex $want within 5 s (status: $s)"
 }
 
+session_packets() {
+  ctl stats -o json | python3 -c 'import json,sys; d={s["session"]: s["packets"] for s in json.load(sys.stdin)["sessions"]}; print(d["ids"], d["audit"])'
+}
+wait_counted() {   # until sessions ids (egress hook) and audit (ingress hook) each counted 5 more packets (at most 5 s)
+  local i0 a0 i a
+  read -r i0 a0 <<<"$(session_packets)"
+  for _ in $(seq 1 100); do
+    sleep 0.05
+    read -r i a <<<"$(session_packets)"
+    [ "$i" -ge $((i0 + 5)) ] && [ "$a" -ge $((a0 + 5)) ] && return 0
+  done
+  fail "no packets counted on both hooks within 5 s of re-attachment (ids $i0 -> $i, audit $a0 -> $a)"
+}
+
 n=0; t0=$(date +%s); : > "$TOPO_DIR/windows"
 while [ "$n" -lt "$MAX" ] && [ $(( $(date +%s) - t0 )) -lt "$BUDGET" ]; do
   old=$(ifindex)
@@ -88,7 +102,7 @@ while [ "$n" -lt "$MAX" ] && [ $(( $(date +%s) - t0 )) -lt "$BUDGET" ]; do
     rss0=$(rss_kb); fds0=$(fds); pins0=$(pins); filters0=$(all_filters)
     progs0="$(prog_ids ingress)/$(prog_ids egress)"
   fi
-  sleep 0.15                # copies must show up in this window (about 30 per hook)
+  wait_counted              # both hooks count again; their copies fall in this window
 done
 elapsed=$(( $(date +%s) - t0 ))
 echo "$(date +%s.%N) end" >> "$TOPO_DIR/windows"
