@@ -199,22 +199,9 @@ public enum Compiler {
         var flags: UInt32 = 0
         if r.action == .accept { flags |= MIRROR_RULE_ACCEPT.rawValue }
         if r.ethertype == .ipv6 { flags |= MIRROR_RULE_IPV6.rawValue }
-        // (packet key & mask) == value: family always, protocol when not `all`,
-        // "ports visible" when a range is not `all` (SPEC §4).
-        var mask = UInt32(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6)
-        var value = UInt32(r.ethertype == .ipv6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4)
-        if case .number(let n) = r.protocol {
-            mask |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PROTOCOL)
-            value |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN) | UInt32(n)
-            m.protocol = n
-        }
+        if case .number(let n) = r.protocol { m.protocol = n }
         let sp = r.sourcePorts ?? .all, dp = r.destinationPorts ?? .all
-        if !sp.isAll || !dp.isAll {
-            mask |= UInt32(MIRROR_KEY_PORTS)
-            value |= UInt32(MIRROR_KEY_PORTS)
-        }
-        m.match_mask = UInt16(mask)
-        m.match_value = UInt16(value)
+        (m.match_mask, m.match_value) = matchKey(r.ethertype, r.protocol, sp, dp)
         m.src_port_min = sp.lower; m.src_port_max = sp.upper
         m.dst_port_min = dp.lower; m.dst_port_max = dp.upper
         let (sa, sm) = addressAndMask(r.source)
@@ -233,6 +220,24 @@ public enum Compiler {
 
     /// Network-order words of the masked network address and of the mask; a missing
     /// CIDR or /0 has mask 0 (matches every address, as the oracle's `addressMatches`).
+    /// The one-comparison key of a rule (filter, ACL or security group):
+    /// (packet key & mask) == value holds the family always, the protocol when it is
+    /// not `all`, and "ports visible" when a port range is not `all` (SPEC §4).
+    static func matchKey(_ ethertype: Ethertype, _ proto: ProtocolSpec, _ sourcePorts: PortRange,
+                         _ destinationPorts: PortRange) -> (mask: UInt16, value: UInt16) {
+        var mask = UInt32(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6)
+        var value = UInt32(ethertype == .ipv6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4)
+        if case .number(let n) = proto {
+            mask |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PROTOCOL)
+            value |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN) | UInt32(n)
+        }
+        if !sourcePorts.isAll || !destinationPorts.isAll {
+            mask |= UInt32(MIRROR_KEY_PORTS)
+            value |= UInt32(MIRROR_KEY_PORTS)
+        }
+        return (UInt16(mask), UInt16(value))
+    }
+
     static func addressAndMask(_ cidr: CIDR?) -> (Words, Words) {
         guard let cidr, cidr.prefixLength > 0 else { return ((0, 0, 0, 0), (0, 0, 0, 0)) }
         var addr = [UInt8](repeating: 0, count: 16), mask = [UInt8](repeating: 0, count: 16)

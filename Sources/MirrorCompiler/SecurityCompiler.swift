@@ -146,20 +146,9 @@ public enum SecurityCompiler {
         var flags: UInt32 = 0
         if allow { flags |= MIRROR_SECURITY_RULE_ALLOW.rawValue }
         if ethertype == .ipv6 { flags |= MIRROR_SECURITY_RULE_IPV6.rawValue }
-        // The same one-comparison key as filter rules (Compiler.rule).
-        var mask = UInt32(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6)
-        var value = UInt32(ethertype == .ipv6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4)
-        if case .number(let n) = proto {
-            mask |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PROTOCOL)
-            value |= UInt32(MIRROR_KEY_PROTOCOL_KNOWN) | UInt32(n)
-        }
+        // The same one-comparison key as filter rules.
         let sp = sourcePorts ?? .all, dp = destinationPorts ?? .all
-        if !sp.isAll || !dp.isAll {
-            mask |= UInt32(MIRROR_KEY_PORTS)
-            value |= UInt32(MIRROR_KEY_PORTS)
-        }
-        m.match_mask = UInt16(mask)
-        m.match_value = UInt16(value)
+        (m.match_mask, m.match_value) = Compiler.matchKey(ethertype, proto, sp, dp)
         m.src_port_min = sp.lower; m.src_port_max = sp.upper
         m.dst_port_min = dp.lower; m.dst_port_max = dp.upper
         let (sa, sm) = Compiler.addressAndMask(source)
