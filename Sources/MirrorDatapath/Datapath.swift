@@ -316,34 +316,15 @@ public final class Datapath: @unchecked Sendable {
             try DatapathError.check(bpf_map_update_elem(sessionFD, &key, &v, UInt64(BPF_ANY)), "write mirror_session[\(key)]")
         }
 
-        // Targets (hash, keyed by slot * MAX_TARGETS + index): write, then drop stale.
-        let targetFD = try mapFD("mirror_target")
-        var wantedTargets = Set<UInt32>()
-        for (index, value) in image.targets {
-            var key = UInt32(slot) * UInt32(MAX_TARGETS) + index
-            wantedTargets.insert(key)
-            var v = value
-            try DatapathError.check(bpf_map_update_elem(targetFD, &key, &v, UInt64(BPF_ANY)), "write mirror_target[\(key)]")
-        }
-        for key in try keys(targetFD, as: UInt32.self) where key / UInt32(MAX_TARGETS) == UInt32(slot) && !wantedTargets.contains(key) {
-            var k = key
-            _ = bpf_map_delete_elem(targetFD, &k)
-        }
+        // Targets (hash, keyed by slot * MAX_TARGETS + index).
+        try replaceSlot(try mapFD("mirror_target"), image.targets.map { (index, value) in
+            (UInt32(slot) * UInt32(MAX_TARGETS) + index, value, "write mirror_target[\(index)]")
+        }, inSlot: { $0 / UInt32(MAX_TARGETS) == UInt32(slot) }, id: { UInt64($0) })
 
-        // Policies: write, then delete this slot's stale keys.
-        let policyFD = try mapFD("mirror_policy")
-        var wanted = Set<UInt64>()
-        for entry in image.policies {
-            var key = entry.key(slot: slot)
-            wanted.insert(Self.policyKeyID(key))
-            var v = entry.value
-            try DatapathError.check(bpf_map_update_elem(policyFD, &key, &v, UInt64(BPF_ANY)),
-                                    "write policy of source \(entry.sourceID) \(entry.direction)")
-        }
-        for key in try keys(policyFD, as: mirror_policy_key.self) where key.slot == slot && !wanted.contains(Self.policyKeyID(key)) {
-            var k = key
-            _ = bpf_map_delete_elem(policyFD, &k)
-        }
+        // Policies.
+        try replaceSlot(try mapFD("mirror_policy"), image.policies.map { entry in
+            (entry.key(slot: slot), entry.value, "write policy of source \(entry.sourceID) \(entry.direction)")
+        }, inSlot: { $0.slot == slot }, id: Self.policyKeyID)
 
         // Security groups and ACLs (SPEC §5, SecurityMaps.swift), same slot.
         try writeSecurity(image, slot: slot)
@@ -372,6 +353,24 @@ public final class Datapath: @unchecked Sendable {
 
     static func policyKeyID(_ k: mirror_policy_key) -> UInt64 {
         UInt64(k.ifindex) << 16 | UInt64(k.slot) << 8 | UInt64(k.direction)
+    }
+
+    /// The double buffer's write (SPEC §8): put every entry of generation `slot`
+    /// into a hash map, then delete that slot's keys the image no longer has. The
+    /// other slot, the one in force, is never touched. `id` makes keys hashable.
+    func replaceSlot<K, V>(_ fd: Int32, _ entries: [(key: K, value: V, what: String)],
+                           inSlot: (K) -> Bool, id: (K) -> UInt64) throws(DatapathError) {
+        var wanted = Set<UInt64>()
+        for entry in entries {
+            var key = entry.key
+            var value = entry.value
+            wanted.insert(id(key))
+            try DatapathError.check(bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY)), entry.what)
+        }
+        for key in try keys(fd, as: K.self) where inSlot(key) && !wanted.contains(id(key)) {
+            var k = key
+            _ = bpf_map_delete_elem(fd, &k)
+        }
     }
 
     func keys<K>(_ fd: Int32, as: K.Type) throws(DatapathError) -> [K] {

@@ -15,19 +15,9 @@ extension Datapath {
     /// Writes the image's security entries into generation `slot`, then deletes that
     /// slot's stale entries. Called by `apply` before the flip, like the policies.
     func writeSecurity(_ image: MapImage, slot: UInt8) throws(DatapathError) {
-        let fd = try mapFD("mirror_security")
-        var wanted = Set<UInt64>()
-        for entry in image.security {
-            var key = entry.key(slot: slot)
-            wanted.insert(Self.securityKeyID(key))
-            var v = entry.value
-            try DatapathError.check(bpf_map_update_elem(fd, &key, &v, UInt64(BPF_ANY)),
-                                    "write security groups/ACL of source \(entry.sourceID) \(entry.direction)")
-        }
-        for key in try keys(fd, as: mirror_security_key.self) where key.slot == slot && !wanted.contains(Self.securityKeyID(key)) {
-            var k = key
-            _ = bpf_map_delete_elem(fd, &k)
-        }
+        try replaceSlot(try mapFD("mirror_security"), image.security.map { entry in
+            (entry.key(slot: slot), entry.value, "write security groups/ACL of source \(entry.sourceID) \(entry.direction)")
+        }, inSlot: { $0.slot == slot }, id: Self.securityKeyID)
     }
 
     static func securityKeyID(_ k: mirror_security_key) -> UInt64 {
