@@ -3,11 +3,16 @@
  * Packet parsing for the classifier: one function per layer, each bounds check
  * written once (`parse_need`). The Swift twin is MirrorCompiler's
  * `PacketParser.describe(frame:)`; the two must agree on every frame (the
- * differential test proves it through BPF_PROG_TEST_RUN). The reference
+ * differential test proves it through BPF_PROG_TEST_RUN, MalformedFrameTests
+ * through the attached programs, where the stack moves VLAN tags). The reference
  * semantics, exactly:
  *
  * Window. Only the first MIRROR_PARSE_WINDOW bytes of the frame are looked at;
- * a header that reaches beyond min(frame length, window) is "truncated".
+ * a header that reaches beyond min(frame length, window) is "truncated". The
+ * window is counted on the frame as the ENI sent or receives it, tag included:
+ * when the stack has moved a VLAN tag out of the frame (skb->vlan_present, as it
+ * does before TC ingress), the window over the remaining bytes is VLAN_HLEN
+ * shorter, so a frame gets the same decision whichever way its tag travels.
  *
  * Ethernet. < 14 bytes: not IP. EtherType 0x8100 or 0x88a8: exactly one tag is
  * skipped (needs 18 bytes, else not IP) and the inner EtherType is used; a
@@ -79,13 +84,19 @@ struct parse_cursor {
 	/* Set when a header was cut by the end of the linear area (not by the
 	 * window): the caller may pull more of the skb and parse again. */
 	int short_linear;
+	/* Bytes of skb->data the window covers (parse_ethernet sets it):
+	 * MIRROR_PARSE_WINDOW, less VLAN_HLEN when the tag is offloaded. */
+	__u32 window;
 };
 
 /* The one bounds check: `len` bytes at `off`, inside the window and the frame.
  * Returns a pointer the verifier accepts, or NULL. */
 static __always_inline void *parse_need(struct parse_cursor *c, __u32 off, __u32 len)
 {
+	/* The constant bound is the one the verifier needs for the pointer below. */
 	if (off > MIRROR_PARSE_WINDOW || len > MIRROR_PARSE_WINDOW - off)
+		return NULL;
+	if (off + len > c->window)
 		return NULL;
 	void *p = c->data + off;
 	if (p + len > c->data_end) {
@@ -99,6 +110,7 @@ static __always_inline void *parse_need(struct parse_cursor *c, __u32 off, __u32
  * too short for its link-layer header. */
 static __always_inline __u16 parse_ethernet(struct parse_cursor *c, int tag_offloaded, __u32 *l3_off)
 {
+	c->window = tag_offloaded ? MIRROR_PARSE_WINDOW - VLAN_HLEN_ : MIRROR_PARSE_WINDOW;
 	__u8 *eth = parse_need(c, 0, ETH_HLEN_);
 	if (!eth)
 		return 0;
