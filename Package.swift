@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(
             name: "MirrorDatapathTests",
             dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "MirrorTestSupport", "CMirrorABI"]),
-        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "CNetlink"]),
+        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "MirrorTestSupport", "CNetlink"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -56,7 +56,8 @@ public final class ControlServer: @unchecked Sendable {
                 do {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: config.idleTimeout))
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    try sync.addHandler(ProtocolErrorHandler())
                     try sync.addHandler(HTTPHandler(router: router, maxBodyBytes: config.maxBodyBytes))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
@@ -161,6 +162,45 @@ enum SocketPath {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         return rc == 0 ? 0 : errno
+    }
+}
+
+/// Answers a request that does not parse as HTTP (unknown method, bad header, bad
+/// chunking) with the API's JSON error shape, then lets the connection close.
+/// NIO's own `HTTPServerProtocolErrorHandler` does the same with an empty body; the
+/// control API promises every error as JSON, so this is that handler with a body.
+final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private var responding = false
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let parserError = error as? HTTPParserError else { context.fireErrorCaught(error); return }
+        // Only when no other answer has started; the decoder closes the channel next.
+        if !responding {
+            let body = Router.error(400, "malformed HTTP request (\(parserError))", []).body
+            let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.count)),
+                                       ("Connection", "close")])
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
+                          promise: nil)
+            var buffer = context.channel.allocator.buffer(capacity: body.count)
+            buffer.writeBytes(body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let h) where h.status.code >= 200: responding = true
+        case .end: responding = false
+        default: break
+        }
+        context.write(data, promise: promise)
     }
 }
 
