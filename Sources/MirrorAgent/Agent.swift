@@ -1,3 +1,4 @@
+import CNetlink
 import Foundation
 import Logging
 import MirrorAPI
@@ -33,7 +34,18 @@ public actor Agent {
     private let logger: Logger
 
     /// The document as the user applied it (sessions may lack `vni`).
-    private var applied: JSONValue = .object([])
+    /// Held as compact JSON text rather than a tree: at 20,000 sessions the tree is
+    /// about 10 MB of small allocations that outlive every apply and fragment the
+    /// heap; the text is one allocation of about 3 MB. Parsed back on demand
+    /// (object changes, GET /v1/document), which costs tens of ms at that size.
+    private var appliedText: [UInt8] = Array("{}".utf8)
+    private var applied: JSONValue {
+        get {
+            // Our own serialization of a value that parsed before: cannot fail.
+            (try? JSONParser.parse(appliedText).get()) ?? .object([])
+        }
+        set { appliedText = Array(newValue.serialized(pretty: false).utf8) }
+    }
     private var document = Document()
     /// The document with every session's effective VNI, as the datapath sees it.
     private var effective = Document()
@@ -69,6 +81,7 @@ public actor Agent {
         }
         try datapath.start()
         try timedApply(effective, generation)
+        Self.returnFreedMemory()
         logSourceChanges(after: "start")
     }
 
@@ -92,6 +105,13 @@ public actor Agent {
 
     public func shutdown() { datapath.shutdown() }
 
+    /// An apply of a large document allocates and frees tens of MB (parsing, the
+    /// compiled image). glibc keeps freed heap pages mapped, so without this the
+    /// agent's RSS would stay at the apply's peak for good.
+    static func returnFreedMemory() {
+        _ = malloc_trim(0)
+    }
+
     // MARK: - Mutations
 
     public func apply(_ next: JSONValue) throws -> ApplyResponse {
@@ -105,12 +125,13 @@ public actor Agent {
         guard case .string(let id)? = object["id"] else {
             throw AgentError.badRequest("the \(kind.singular) has no id", [FieldError(path: "id", message: "required")])
         }
-        var items = Self.items(applied, kind)
+        let current = applied
+        var items = Self.items(current, kind)
         if items.contains(where: { $0["id"]?.stringValue == id }) {
             throw AgentError(status: 409, "\(kind.singular) \(id) already exists (use update)")
         }
         items.append(object)
-        _ = try commit(Self.replacing(applied, kind, items))
+        _ = try commit(Self.replacing(current, kind, items))
         return try objectResponse(kind, id)
     }
 
@@ -120,35 +141,38 @@ public actor Agent {
         if let given = object["id"], given != .string(id) {
             throw AgentError.badRequest("the body's id does not match \(id) in the URL", [FieldError(path: "id", message: "must be \(id)")])
         }
-        var items = Self.items(applied, kind)
+        let current = applied
+        var items = Self.items(current, kind)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
         }
         items[i] = object.setting("id", .string(id))
-        _ = try commit(Self.replacing(applied, kind, items))
+        _ = try commit(Self.replacing(current, kind, items))
         return try objectResponse(kind, id)
     }
 
     @discardableResult
     public func delete(_ kind: ObjectKind, _ id: String) throws -> ObjectResponse {
-        var items = Self.items(applied, kind)
+        let current = applied
+        var items = Self.items(current, kind)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
         }
         let removed = try objectResponse(kind, id)
         items.remove(at: i)
-        let r = try commit(Self.replacing(applied, kind, items))
+        let r = try commit(Self.replacing(current, kind, items))
         return ObjectResponse(kind: kind, object: removed.object.value, generation: r.generation)
     }
 
     @discardableResult
     public func setSessionEnabled(_ id: String, _ enabled: Bool) throws -> ObjectResponse {
-        var items = Self.items(applied, .sessions)
+        let current = applied
+        var items = Self.items(current, .sessions)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("session \(id) not found")
         }
         items[i] = items[i].setting("enabled", .bool(enabled))
-        _ = try commit(Self.replacing(applied, .sessions, items))
+        _ = try commit(Self.replacing(current, .sessions, items))
         return try objectResponse(.sessions, id)
     }
 
@@ -187,6 +211,7 @@ public actor Agent {
             throw AgentError(status: 500, "the datapath refused the change, nothing was changed: \(error)")
         }
         applied = next; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
+        Self.returnFreedMemory()
         logger.info("applied", metadata: ["generation": "\(generation)", "sessions": "\(doc.sessions.count)",
                                           "seconds": "\(String(format: "%.4f", seconds))"])
         logSourceChanges(after: "apply")
@@ -212,13 +237,17 @@ public actor Agent {
         return ObjectResponse(kind: kind, object: o, generation: generation)
     }
 
-    public func status() -> StatusResponse {
-        let dp = datapath.status()
+    public func status() -> StatusResponse { status(verified: true) }
+
+    /// `verified`: see `Datapath.status(verified:)`.
+    func status(verified: Bool) -> StatusResponse {
+        let dp = datapath.status(verified: verified)
+        let sessionsOf = Oracle.sessionsBySource(document: effective)
         let sources = effective.sources.map { s in
             let ifindex = dp.attached[s.interface]
             return StatusResponse.SourceStatus(
                 id: s.id, interface: s.interface, ifindex: ifindex, state: ifindex == nil ? .pending : .attached,
-                sessions: Oracle.sessionsInOrder(document: effective, source: s.id).map(\.id))
+                sessions: (sessionsOf[s.id] ?? []).map(\.id))
         }
         return StatusResponse(version: MirrorAgentInfo.version, datapath: datapath.kind, datapathLoaded: dp.loaded,
                               generation: generation, datapathGeneration: dp.generation,

@@ -24,7 +24,10 @@ public protocol Datapath: AnyObject, Sendable {
     /// sources that use it (SPEC §7 pending → attached).
     func linkChanged(name: String, ifindex: Int, present: Bool)
 
-    func status() -> DatapathStatus
+    /// With `verified`, each attachment is checked in the kernel (one netlink query
+    /// per hook); without, it is what the datapath itself did (cheap: for logging
+    /// state changes after every apply).
+    func status(verified: Bool) -> DatapathStatus
 
     /// The loaded program's decision for the packet (BPF_PROG_TEST_RUN), or nil when
     /// this datapath cannot run packets (see `DatapathStatus.loaded`).
@@ -108,7 +111,7 @@ public final class InMemoryDatapath: Datapath, @unchecked Sendable {
         lock.withLock { present[name] = isPresent ? ifindex : nil }
     }
 
-    public func status() -> DatapathStatus {
+    public func status(verified: Bool) -> DatapathStatus {
         lock.withLock {
             var attached: [String: Int] = [:]
             for s in document.sources { if let i = present[s.interface] { attached[s.interface] = i } }

@@ -46,7 +46,7 @@ final class SourceStateLog: @unchecked Sendable {
 extension Agent {
     /// Logs the source state changes since the last call (see SourceStateLog).
     func logSourceChanges(after event: String) {
-        for (level, message, md) in metrics.sourceStates.changes(status().sources) {
+        for (level, message, md) in metrics.sourceStates.changes(status(verified: false).sources) {
             var m = md
             m["after"] = "\(event)"
             metrics.logger.log(level: level, "\(message)", metadata: m)

@@ -44,6 +44,71 @@ public struct RuleKey: Hashable, Sendable {
     }
 }
 
+/// Every rule of the image by (session slot, direction, index), stored per session:
+/// a session's ids plus its filter's ordered (priority, action) lists, which all the
+/// sessions of one filter share. 20,000 sessions at 20 rules each would be 400,000
+/// dictionary entries of two strings each (about 60 MB); this is about 1 MB.
+public struct RuleTable: Sequence, Sendable {
+    public struct Rule: Hashable, Sendable {
+        public var priority: Int
+        public var action: RuleAction
+    }
+    struct SessionRules: Sendable {
+        var sessionID: String
+        var filterID: String
+        var inbound: [Rule]
+        var outbound: [Rule]
+        func rules(_ d: Direction) -> [Rule] { d == .inbound ? inbound : outbound }
+    }
+    private var bySlot: [UInt16: SessionRules] = [:]
+
+    public init() {}
+
+    mutating func reserveCapacity(_ n: Int) { bySlot.reserveCapacity(n) }
+
+    /// Records a session's rules (each direction in evaluation order).
+    mutating func set(sessionSlot: UInt16, sessionID: String, filterID: String, inbound: [Rule], outbound: [Rule]) {
+        bySlot[sessionSlot] = SessionRules(sessionID: sessionID, filterID: filterID, inbound: inbound, outbound: outbound)
+    }
+
+    public subscript(key: RuleKey) -> RuleInfo? {
+        guard let s = bySlot[key.sessionSlot] else { return nil }
+        let rules = s.rules(key.direction)
+        guard Int(key.ruleIndex) < rules.count else { return nil }
+        let r = rules[Int(key.ruleIndex)]
+        return RuleInfo(sessionID: s.sessionID, filterID: s.filterID, direction: key.direction, priority: r.priority, action: r.action)
+    }
+
+    public var count: Int { bySlot.values.reduce(0) { $0 + $1.inbound.count + $1.outbound.count } }
+
+    /// Every key, by session slot, then direction (ABI order), then index.
+    public var keys: [RuleKey] { map(\.key) }
+
+    /// In key order (session slot, direction in ABI order, rule index).
+    public func makeIterator() -> AnyIterator<(key: RuleKey, value: RuleInfo)> {
+        let directions = Direction.allCases.sorted { $0.abi < $1.abi }
+        var slots = bySlot.keys.sorted().makeIterator()
+        var pending: [(key: RuleKey, value: RuleInfo)] = []
+        var next = 0
+        return AnyIterator {
+            while next >= pending.count {
+                guard let slot = slots.next(), let s = bySlot[slot] else { return nil }
+                pending = []
+                next = 0
+                for d in directions {
+                    for (i, r) in s.rules(d).enumerated() {
+                        pending.append((RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(i)),
+                                        RuleInfo(sessionID: s.sessionID, filterID: s.filterID, direction: d,
+                                                 priority: r.priority, action: r.action)))
+                    }
+                }
+            }
+            defer { next += 1 }
+            return pending[next]
+        }
+    }
+}
+
 /// Everything one generation of the datapath needs, as ABI structs, independent of
 /// the generation slot it will be written to. Pure data: `Datapath.apply` writes it.
 public struct MapImage: @unchecked Sendable {
@@ -52,7 +117,7 @@ public struct MapImage: @unchecked Sendable {
     public var sessions: [UInt16: mirror_session] = [:]
     /// Key: target index (position in the document's targets).
     public var targets: [UInt32: mirror_target] = [:]
-    public var rules: [RuleKey: RuleInfo] = [:]
+    public var rules = RuleTable()
     public var slots = SlotAssignment()
     /// Sources left out because their interface did not resolve to an ifindex.
     public var unresolvedSources: [String] = []
@@ -107,14 +172,21 @@ public enum Compiler {
             image.targets[UInt32(i)] = try target(t, pathMTU: input.pathMTU)
         }
 
-        // Each filter direction sorted once.
-        var orderedCache: [String: [Direction: [Rule]]] = [:]
-        func ordered(_ f: Filter, _ d: Direction) -> [Rule] {
-            if let r = orderedCache[f.id]?[d] { return r }
-            let r = orderedRules(f.rules(d))
-            orderedCache[f.id, default: [:]][d] = r
-            return r
+        // Each filter direction sorted and compiled once; a policy copies these and
+        // sets each rule's session slot.
+        struct CompiledDirection { var rules: [Rule]; var abi: [mirror_rule]; var table: [RuleTable.Rule] }
+        var compiledCache: [String: [Direction: CompiledDirection]] = [:]
+        func compiled(_ f: Filter, _ d: Direction) -> CompiledDirection {
+            if let c = compiledCache[f.id]?[d] { return c }
+            let rules = orderedRules(f.rules(d))
+            let c = CompiledDirection(rules: rules,
+                                      abi: rules.enumerated().map { rule($0.element, sessionSlot: 0, ruleIndex: UInt8(truncatingIfNeeded: $0.offset)) },
+                                      table: rules.map { RuleTable.Rule(priority: $0.priority, action: $0.action) })
+            compiledCache[f.id, default: [:]][d] = c
+            return c
         }
+        image.rules.reserveCapacity(doc.sessions.count)
+        image.policies.reserveCapacity(doc.sources.count * Direction.allCases.count)
         // Sessions, by stable slot.
         for s in doc.sessions {
             guard let slot = input.slots.sessions[s.id] else { throw CompileError("session \(s.id): no slot assigned") }
@@ -128,22 +200,13 @@ public enum Compiler {
             image.sessions[slot] = v
             // Rule table for every session (also disabled ones: counters, explain).
             guard let f = filters[s.filter] else { throw CompileError("session \(s.id): unknown filter \(s.filter)") }
-            for d in Direction.allCases {
-                for (i, r) in ordered(f, d).enumerated() {
-                    image.rules[RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(i))] =
-                        RuleInfo(sessionID: s.id, filterID: f.id, direction: d, priority: r.priority, action: r.action)
-                }
-            }
+            image.rules.set(sessionSlot: slot, sessionID: s.id, filterID: f.id,
+                            inbound: compiled(f, .inbound).table, outbound: compiled(f, .outbound).table)
         }
 
         // Policies: per source interface and direction, the enabled sessions' rules
-        // flattened in evaluation order (SPEC §4). Sessions of each source in
-        // ascending priority, ties in document order: as Oracle.sessionsInOrder,
-        // grouped in one pass (the oracle's per-source scan is quadratic at 20,000).
-        var sessionsOfSource: [String: [(Session, Int)]] = [:]
-        for (offset, s) in doc.sessions.enumerated() where s.isEnabled {
-            for src in Set(s.sources) { sessionsOfSource[src, default: []].append((s, offset)) }
-        }
+        // flattened in evaluation order (SPEC §4), sessions as Oracle orders them.
+        let sessionsOfSource = Oracle.sessionsBySource(document: doc)
         var seenIfindex: [UInt32: String] = [:]
         for src in doc.sources {
             guard let ifindex = input.interfaceIndex(src.interface) else {
@@ -155,8 +218,7 @@ public enum Compiler {
             }
             seenIfindex[ifindex] = src.id
             guard let sourceSlot = input.slots.sources[src.id] else { throw CompileError("source \(src.id): no slot assigned") }
-            let sessions = (sessionsOfSource[src.id] ?? [])
-                .sorted { ($0.0.priority, $0.1) < ($1.0.priority, $1.1) }.map(\.0)
+            let sessions = (sessionsOfSource[src.id] ?? []).filter(\.isEnabled)
             guard sessions.count <= Int(MAX_SESSIONS_PER_SOURCE) else {
                 throw CompileError("source \(src.id): more than \(MAX_SESSIONS_PER_SOURCE) sessions")
             }
@@ -164,12 +226,13 @@ public enum Compiler {
                 var rules: [mirror_rule] = []
                 for s in sessions {
                     guard let f = filters[s.filter], let slot = input.slots.sessions[s.id] else { continue }
-                    let ordered = ordered(f, d)
-                    guard ordered.count <= Int(MAX_RULES_PER_DIRECTION) else {
+                    let c = compiled(f, d)
+                    guard c.rules.count <= Int(MAX_RULES_PER_DIRECTION) else {
                         throw CompileError("filter \(f.id): more than \(MAX_RULES_PER_DIRECTION) \(d) rules")
                     }
-                    for (i, r) in ordered.enumerated() {
-                        rules.append(rule(r, sessionSlot: slot, ruleIndex: UInt8(i)))
+                    for var r in c.abi {
+                        r.session_slot = slot
+                        rules.append(r)
                     }
                 }
                 // No rules for this direction: no entry at all, so the classifier

@@ -317,14 +317,16 @@ public final class Datapath: @unchecked Sendable {
         }
 
         // Targets (hash, keyed by slot * MAX_TARGETS + index).
-        try replaceSlot(try mapFD("mirror_target"), image.targets.map { (index, value) in
-            (UInt32(slot) * UInt32(MAX_TARGETS) + index, value, "write mirror_target[\(index)]")
-        }, inSlot: { $0 / UInt32(MAX_TARGETS) == UInt32(slot) }, id: { UInt64($0) })
+        try replaceSlot(try mapFD("mirror_target"), image.targets.lazy.map { (index, value) in
+            (UInt32(slot) * UInt32(MAX_TARGETS) + index, value)
+        }, what: { "write mirror_target[\($0 % UInt32(MAX_TARGETS))]" },
+           inSlot: { $0 / UInt32(MAX_TARGETS) == UInt32(slot) }, id: { UInt64($0) })
 
-        // Policies.
-        try replaceSlot(try mapFD("mirror_policy"), image.policies.map { entry in
-            (entry.key(slot: slot), entry.value, "write policy of source \(entry.sourceID) \(entry.direction)")
-        }, inSlot: { $0.slot == slot }, id: Self.policyKeyID)
+        // Policies (lazily: a 20,000-session image holds about 40 MB of them; no copy).
+        let sourceOfIfindex = { (k: mirror_policy_key) in image.policies.first { $0.ifindex == k.ifindex }?.sourceID ?? "?" }
+        try replaceSlot(try mapFD("mirror_policy"), image.policies.lazy.map { entry in (entry.key(slot: slot), entry.value) },
+                        what: { "write policy of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
+                        inSlot: { $0.slot == slot }, id: Self.policyKeyID)
 
         // Security groups and ACLs (SPEC §5, SecurityMaps.swift), same slot.
         try writeSecurity(image, slot: slot)
@@ -358,14 +360,15 @@ public final class Datapath: @unchecked Sendable {
     /// The double buffer's write (SPEC §8): put every entry of generation `slot`
     /// into a hash map, then delete that slot's keys the image no longer has. The
     /// other slot, the one in force, is never touched. `id` makes keys hashable.
-    func replaceSlot<K, V>(_ fd: Int32, _ entries: [(key: K, value: V, what: String)],
-                           inSlot: (K) -> Bool, id: (K) -> UInt64) throws(DatapathError) {
+    func replaceSlot<K, V, S: Sequence>(_ fd: Int32, _ entries: S, what: (K) -> String,
+                                        inSlot: (K) -> Bool, id: (K) -> UInt64) throws(DatapathError) where S.Element == (K, V) {
         var wanted = Set<UInt64>()
-        for entry in entries {
-            var key = entry.key
-            var value = entry.value
+        for (k, v) in entries {
+            var key = k
+            var value = v
             wanted.insert(id(key))
-            try DatapathError.check(bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY)), entry.what)
+            let rc = bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY))
+            if rc != 0 { try DatapathError.check(rc, what(k)) }
         }
         for key in try keys(fd, as: K.self) where inSlot(key) && !wanted.contains(id(key)) {
             var k = key

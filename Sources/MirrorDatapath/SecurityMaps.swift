@@ -15,9 +15,10 @@ extension Datapath {
     /// Writes the image's security entries into generation `slot`, then deletes that
     /// slot's stale entries. Called by `apply` before the flip, like the policies.
     func writeSecurity(_ image: MapImage, slot: UInt8) throws(DatapathError) {
-        try replaceSlot(try mapFD("mirror_security"), image.security.map { entry in
-            (entry.key(slot: slot), entry.value, "write security groups/ACL of source \(entry.sourceID) \(entry.direction)")
-        }, inSlot: { $0.slot == slot }, id: Self.securityKeyID)
+        let sourceOfIfindex = { (k: mirror_security_key) in image.security.first { $0.ifindex == k.ifindex }?.sourceID ?? "?" }
+        try replaceSlot(try mapFD("mirror_security"), image.security.lazy.map { entry in (entry.key(slot: slot), entry.value) },
+                        what: { "write security groups/ACL of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
+                        inSlot: { $0.slot == slot }, id: Self.securityKeyID)
     }
 
     static func securityKeyID(_ k: mirror_security_key) -> UInt64 {

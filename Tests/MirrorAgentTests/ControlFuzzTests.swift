@@ -9,8 +9,8 @@ import Testing
 /// unix socket, keep-alive) into the agent. Every answer is a documented error or a
 /// success, never a 500 or a hang; after every rejected request the agent's applied
 /// document and generation are exactly what they were before it. Meanwhile slow
-/// clients trickle bytes and a crowd of idle connections pushes at the connection
-/// bound. The agent here runs on the in-memory datapath (kernel applies are covered by
+/// clients trickle bytes (the body and connection bounds have their own tests in
+/// ControlAPITests and RobustnessTests). The agent here runs on the in-memory datapath (kernel applies are covered by
 /// the e2e cases); everything from the socket to the committed state is the real code.
 @Suite("Control socket fuzz")
 struct ControlFuzzTests {

@@ -22,6 +22,7 @@ ip -n "$ns" link set lo up
 mkdir -p "$dir/bpffs"; mount -t bpf bpf "$dir/bpffs"
 python3 scripts/bench.d/control_plane_doc.py 1000 > "$dir/doc1000.json"
 python3 scripts/bench.d/control_plane_doc.py 20000 > "$dir/doc20000.json"
+python3 scripts/bench.d/control_plane_doc.py 20000 100000 > "$dir/doc20000b.json"
 # (This kernel has no dummy driver: veth pairs, both ends being source interfaces.)
 python3 -c 'import sys
 for i in range(0, int(sys.argv[1]), 2): print(f"link add eni{i} type veth peer name eni{i + 1}")' 6668 | ip -n "$ns" -batch -
@@ -44,7 +45,9 @@ apply() {
 }
 a1=$(apply "$dir/doc1000.json"); r1=$(rss)
 a2=$(apply "$dir/doc20000.json"); r2=$(rss)
+# Every VNI changed, every interface already attached: validate, compile and swap.
+a3=$(apply "$dir/doc20000b.json"); r3=$(rss)
 attached=$("$BIN_DIR/agentctl" --socket "$dir/agent.sock" status -o json | python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["sources"] if s["state"] == "attached"))')
-echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached" >&2
-printf '{"apply_1000_s": %s, "apply_20000_s": %s, "rss_mib_1000": %s, "rss_mib_20000": %s, "sources_attached_20000": %s}\n' \
-  "$a1" "$a2" "$r1" "$r2" "$attached"
+echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached; swap of all 20000 ${a3}s (RSS ${r3} MiB)" >&2
+printf '{"apply_1000_s": %s, "apply_20000_s": %s, "swap_20000_s": %s, "rss_mib_1000": %s, "rss_mib_20000": %s, "rss_mib_20000_swap": %s, "sources_attached_20000": %s}\n' \
+  "$a1" "$a2" "$a3" "$r1" "$r2" "$r3" "$attached"

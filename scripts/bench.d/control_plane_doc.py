@@ -4,10 +4,13 @@
 Every session has a filter of 10 inbound + 10 outbound rules (shared by at most
 1,000 sessions, the quota), 3 sessions per source (the quota), and load-balancer
 targets of 200 sessions each (the quota). Addresses are documentation ranges.
+An optional second argument shifts every VNI, so that applying the shifted document
+over the first changes every session (a whole-policy swap).
 """
 import json, sys
 
 n = int(sys.argv[1])
+shift = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 filters = []
 for f in range((n + 999) // 1000):
     def rules(direction):
@@ -20,5 +23,5 @@ targets = [{"id": f"t{t}", "type": "loadBalancer",
            for t in range((n + 199) // 200)]
 sources = [{"id": f"src{s}", "interface": f"eni{s}"} for s in range((n + 2) // 3)]
 sessions = [{"id": f"s{i}", "priority": i % 3 + 1, "filter": f"f{i // 1000}", "sources": [f"src{i // 3}"],
-             "target": f"t{i // 200}", "vni": i + 1} for i in range(n)]
+             "target": f"t{i // 200}", "vni": i + 1 + shift} for i in range(n)]
 json.dump({"filters": filters, "targets": targets, "sources": sources, "sessions": sessions}, sys.stdout)
