@@ -154,6 +154,16 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		return mirror_verdict(MIRROR_OUTCOME_NOT_IP, 0, 0, slot);
 	}
 
+	/* The policy's prefilter (mirror_abi.h): outside its bounds no rule can
+	 * match, and the walk below would end in the same NO_MATCH. */
+	if (pkt.has_ports ? (pkt.dst_port < policy->dst_port_lo || pkt.dst_port > policy->dst_port_hi ||
+			     pkt.src_port < policy->src_port_lo || pkt.src_port > policy->src_port_hi)
+			  : policy->needs_ports) {
+		if (counting)
+			count_source(source_slot, direction, MIRROR_OUTCOME_NO_MATCH);
+		return mirror_verdict(MIRROR_OUTCOME_NO_MATCH, 0, 0, slot);
+	}
+
 	__u32 match_key = packet_key(&pkt);
 	__u32 count = policy->rule_count;
 	for (__u32 i = 0; i < MAX_RULES_PER_POLICY; i++) {

@@ -116,8 +116,16 @@ struct mirror_rule {
 struct mirror_policy {
 	__u16 source_slot;     /* stable slot: key part of source_stats */
 	__u8 rule_count;       /* <= MAX_RULES_PER_POLICY */
-	__u8 pad;
-	__u32 pad2;
+	/* A prefilter, so that traffic no rule can match skips the rule walk
+	 * (SPEC §8): needs_ports is 1 when every rule needs visible ports, and the
+	 * port bounds are the least and greatest ends of the rules' ranges (host
+	 * order; 0-65535 as soon as one rule leaves that port open). */
+	__u8 needs_ports;
+	__u16 src_port_lo;
+	__u16 src_port_hi;
+	__u16 dst_port_lo;
+	__u16 dst_port_hi;
+	__u32 pad;
 	struct mirror_rule rules[MAX_RULES_PER_POLICY];
 };
 

@@ -241,6 +241,12 @@ public enum Compiler {
                 var value = mirror_policy()
                 value.source_slot = sourceSlot
                 value.rule_count = UInt8(rules.count)
+                // The prefilter: a necessary condition for any rule to match.
+                value.needs_ports = rules.allSatisfy { UInt32($0.match_mask) & UInt32(MIRROR_KEY_PORTS) != 0 } ? 1 : 0
+                value.src_port_lo = rules.map(\.src_port_min).min() ?? 0
+                value.src_port_hi = rules.map(\.src_port_max).max() ?? 0xffff
+                value.dst_port_lo = rules.map(\.dst_port_min).min() ?? 0
+                value.dst_port_hi = rules.map(\.dst_port_max).max() ?? 0xffff
                 withUnsafeMutableBytes(of: &value.rules) { raw in
                     let buf = raw.bindMemory(to: mirror_rule.self)
                     for (i, r) in rules.enumerated() { buf[i] = r }

@@ -75,6 +75,35 @@ import Testing
         #expect(image.rules[RuleKey(sessionSlot: slots.sessions["A"]!, direction: .inbound, ruleIndex: 1)]?.priority == 9)
     }
 
+    /// The policy's prefilter (bpf/mirror_abi.h): the union bounds of the rules' port
+    /// ranges, and whether every rule needs ports. One rule that leaves ports open
+    /// opens the bounds; the kernel differential tests check that skipping by them
+    /// never changes a decision.
+    @Test func policyPrefilterBoundsThePortsEveryRuleCanMatch() throws {
+        func policy(_ rules: [Rule]) throws -> mirror_policy {
+            var doc = Document()
+            doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
+            doc.sources = [Source(id: "eni", interface: "tap0")]
+            doc.filters = [Filter(id: "f", outbound: rules)]
+            doc.sessions = [Session(id: "s", priority: 1, filter: "f", sources: ["eni"], target: "t", vni: 1)]
+            let image = try Compiler.compile(.init(document: doc, slots: try SlotAssignment.assign(document: doc),
+                                                   interfaceIndex: { _ in 7 }))
+            return try #require(image.policy(ifindex: 7, direction: .outbound)).value
+        }
+        let udp = (1...10).map { Rule(priority: $0, action: .accept, ethertype: .ipv4, protocol: .udp,
+                                      destinationPorts: PortRange(UInt16(6000 + $0), UInt16(6000 + $0))) }
+        let p = try policy(udp)
+        #expect(p.needs_ports == 1)
+        #expect((p.dst_port_lo, p.dst_port_hi, p.src_port_lo, p.src_port_hi) == (6001, 6010, 0, 65535))
+        let open = try policy(udp.prefix(9) + [Rule(priority: 31, action: .reject, ethertype: .ipv6)])
+        #expect(open.needs_ports == 0)
+        #expect((open.dst_port_lo, open.dst_port_hi) == (0, 65535))
+        let bySource = try policy([Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .tcp, sourcePorts: PortRange(443, 443)),
+                                   Rule(priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp, sourcePorts: PortRange(80, 80))])
+        #expect(bySource.needs_ports == 1)
+        #expect((bySource.src_port_lo, bySource.src_port_hi, bySource.dst_port_lo, bySource.dst_port_hi) == (80, 443, 0, 65535))
+    }
+
     @Test func targetsCarryBackendsAndTheMTULimit() throws {
         var doc = Document()
         doc.targets = [Target(id: "lb", type: .loadBalancer, backends: [IPAddress("192.0.2.1")!, IPAddress("2001:db8::9")!])]
