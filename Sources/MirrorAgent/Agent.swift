@@ -284,7 +284,7 @@ public actor Agent {
     /// Pushes the current policy again: after lost link events (ENOBUFS) the datapath
     /// re-resolves every source interface.
     public func resync() {
-        do { try datapath.apply(document: effective, generation: generation) } catch {
+        do { try datapath.resync(document: effective, generation: generation) } catch {
             logger.error("resync failed", metadata: ["error": "\(error)"])
         }
         logSourceChanges(after: "resync")

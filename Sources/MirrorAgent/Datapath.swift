@@ -20,6 +20,11 @@ public protocol Datapath: AnyObject, Sendable {
     /// policy stays in force.
     func apply(document: Document, generation: UInt64) throws
 
+    /// `apply` after the datapath may have missed changes (lost link events): also
+    /// re-attaches to every present interface, in case a filter was removed behind
+    /// its back. `apply` leaves interfaces it already attached alone.
+    func resync(document: Document, generation: UInt64) throws
+
     /// An interface appeared (or changed ifindex) or disappeared: attach or detach the
     /// sources that use it (SPEC §7 pending → attached).
     func linkChanged(name: String, ifindex: Int, present: Bool)
@@ -69,6 +74,10 @@ public struct DatapathError: Error, CustomStringConvertible {
 
 /// A datapath without a kernel: remembers the policy and which interfaces exist.
 /// Used by tests and whenever no kernel datapath is available.
+extension Datapath {
+    public func resync(document: Document, generation: UInt64) throws { try apply(document: document, generation: generation) }
+}
+
 public final class InMemoryDatapath: Datapath, @unchecked Sendable {
     private let lock = NSLock()
     private var document = Document()

@@ -67,6 +67,13 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         try lock.withLock { try reconcile(document, generation: generation) }
     }
 
+    public func resync(document: Document, generation: UInt64) throws {
+        try lock.withLock {
+            attached = [:]  // re-attach everywhere (tc replaces our own filter in place)
+            try reconcile(document, generation: generation)
+        }
+    }
+
     /// Compiles `doc` for the interfaces present now, writes it (one atomic flip),
     /// then attaches to new interfaces and detaches from ones no source uses.
     private func reconcile(_ doc: Document, generation: UInt64) throws {
