@@ -26,7 +26,7 @@ def throughput_summary(rows):
                         pps_min=min(pps), pps_median=statistics.median(pps), pps_max=max(pps),
                         copies=sum(r["copies"] for r in rs), lost=sum(r["lost"] for r in rs),
                         rounds=len(rs)))
-    order = {"none": 0, "u32": 1, "nftdup": 2, "agent": 3}
+    order = {"none": 0, "hook": 1, "u32": 2, "nftdup": 3, "agent": 4}
     out.sort(key=lambda x: (order.get(x["mode"], 9), not x["matching"], x["rules"]))
     return out
 
@@ -45,6 +45,11 @@ def ratios(tp):
     agent_n, none = med("agent", 30, False), med("none", 0, False)
     if agent_n and none:
         res["agent_unmatched_vs_none_30"] = agent_n / none
+    hook = med("hook", 0, False)
+    if hook and none:
+        res["hook_floor_vs_none"] = hook / none
+    if agent_n and hook:
+        res["agent_unmatched_vs_hook_floor_30"] = agent_n / hook
     return res
 
 
@@ -110,7 +115,10 @@ def main():
                "| sessions | apply (s) | agent RSS after (MiB) |", "|---|---|---|"]
         for n in ("1000", "20000"):
             if f"apply_{n}_s" in cpr:
-                md.append(f"| {n} | {cpr[f'apply_{n}_s']} | {cpr.get(f'rss_mib_{n}', '')} |")
+                md.append(f"| {n} (first apply: attaches every new interface) | {cpr[f'apply_{n}_s']} | {cpr.get(f'rss_mib_{n}', '')} |")
+        if "swap_20000_s" in cpr:
+            md.append(f"| 20000 (every VNI changed, all attached: validate + compile + swap) | {cpr['swap_20000_s']} | "
+                      f"{cpr.get('rss_mib_20000_swap', '')} |")
         for n, b in sorted(cpr.get("breakdown", {}).items()):
             md.append("")
             md.append(f"In process ({n.replace('sessions_', '')} sessions): validate {b['validate_ms']:.0f} ms, "
@@ -138,7 +146,7 @@ def main():
         med = [r["pps_median"] / 1000 for r in rows]
         err = [[(r["pps_median"] - r["pps_min"]) / 1000 for r in rows],
                [(r["pps_max"] - r["pps_median"]) / 1000 for r in rows]]
-        colors = {"none": "grey", "u32": "tab:blue", "nftdup": "tab:orange", "agent": "tab:green"}
+        colors = {"none": "grey", "hook": "silver", "u32": "tab:blue", "nftdup": "tab:orange", "agent": "tab:green"}
         fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.8), 4))
         ax.bar(range(len(rows)), med, yerr=err, color=[colors.get(r["mode"], "k") for r in rows])
         ax.set_xticks(range(len(rows)))

@@ -2,15 +2,18 @@
 # Throughput of mirroring, side by side in one run: the VM namespace sends small UDP
 # frames as fast as trafgen can (AF_PACKET TX ring, qdisc bypass) into its veth; the
 # host forwards them to the peer and, per mode, mirrors them to the collector.
-# Modes: none | u32 (tc u32 + mirred to a static VXLAN device) | nftdup (nft netdev
-# dup to the same device) | agent (mirror-agent). Policies: N rules where the last
-# matches, and 30 where none matches. Writes raw rounds as JSON lines to $1.
+# Modes: none | hook (an empty TC program on both hooks of the tap: the floor of any
+# TC classifier) | u32 (tc u32 + mirred to a static VXLAN device) | nftdup (nft
+# netdev dup to the same device) | agent (mirror-agent). Policies: N rules where the
+# last matches, and 30 where none matches. Rounds are interleaved (round 1 of every
+# mode, then round 2, ...) so that drift on a shared machine hits all modes alike.
+# Writes raw rounds as JSON lines to $1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: throughput.sh OUT.jsonl}
 ROUNDS=${BENCH_ROUNDS:-3}
 SECONDS_PER_ROUND=${BENCH_SECONDS:-3}
-MODES=${BENCH_MODES:-"none u32 nftdup agent"}
+MODES=${BENCH_MODES:-"none hook u32 nftdup agent"}
 source scripts/lib/topology.sh
 source scripts/lib/agent.sh
 topo_up
@@ -119,10 +122,31 @@ agent_up() {
   agent_doc "$n" "$matching" > "$TOPO_DIR/agent-policy.json"
   ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null
 }
-agent_down() { ctl apply -f <(echo '{}') >/dev/null 2>&1 || true; }
+# The agent leaves the (empty) clsact qdisc on purpose (it may hold other owners'
+# filters); here the bench owns the tap and removes it, so that the next mode starts
+# from a bare device.
+agent_down() {
+  ctl apply -f <(echo '{}') >/dev/null 2>&1 || true
+  in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || true
+}
+
+# After a round of the agent's policies: stop it and clean up, so that its VXLAN
+# device (port 4789, external) does not keep the peers' static device from
+# carrying copies in the next round.
+agent_end() { agent_stop; agent_cleanup || true; agent_running=0; }
 
 none_up() { :; }
 none_down() { :; }
+
+# The hook's own cost: clsact plus a program that only returns TC_ACT_UNSPEC.
+hook_up() {
+  [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
+    -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o" || return 1
+  in_ns "$NS_HOST" tc qdisc add dev "$TAP" clsact
+  in_ns "$NS_HOST" tc filter add dev "$TAP" ingress bpf direct-action obj "$TOPO_DIR/noop.o" sec tc
+  in_ns "$NS_HOST" tc filter add dev "$TAP" egress bpf direct-action obj "$TOPO_DIR/noop.o" sec tc
+}
+hook_down() { in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || true; }
 
 counter() { in_ns "$1" cat "/sys/class/net/$2/statistics/$3"; }
 
@@ -142,12 +166,15 @@ round() {
 
 : > "$out"
 policies=("1 1" "10 1" "30 1" "30 0")
-for mode in $MODES; do
-  if [ "$mode" = none ]; then set_list=("0 0"); else set_list=("${policies[@]}"); fi
-  for pol in "${set_list[@]}"; do
-    read -r rules matching <<< "$pol"
-    if ! "${mode}_up" "$rules" "$matching"; then echo "bench: mode $mode unavailable, skipped" >&2; "${mode}_down"; continue; fi
-    for ((r = 1; r <= ROUNDS; r++)); do round "$mode" "$rules" "$matching" "$r"; done
-    "${mode}_down"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for mode in $MODES; do
+    case "$mode" in none|hook) set_list=("0 0") ;; *) set_list=("${policies[@]}") ;; esac
+    for pol in "${set_list[@]}"; do
+      read -r rules matching <<< "$pol"
+      if ! "${mode}_up" "$rules" "$matching"; then echo "bench: mode $mode unavailable, skipped" >&2; "${mode}_down"; continue; fi
+      round "$mode" "$rules" "$matching" "$r"
+      "${mode}_down"
+    done
+    if declare -F "${mode}_end" >/dev/null; then "${mode}_end"; fi
   done
 done
