@@ -68,14 +68,7 @@ struct ControlFuzzTests {
     enum FuzzSocket {
         static func connect(_ path: String, timeout: Int) throws -> Int32 {
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                let b = Array(path.utf8); raw.copyBytes(from: b); raw[b.count] = 0
-            }
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let rc = withUnixAddress(path) { Glibc.connect(fd, $0, $1) }
             guard rc == 0 else { close(fd); throw StateError("connect: \(String(cString: strerror(errno)))") }
             var tv = timeval(tv_sec: timeout, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

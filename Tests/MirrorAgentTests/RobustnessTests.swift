@@ -88,14 +88,7 @@ struct RobustnessTests {
             try await offThread {
                 let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
                 defer { close(fd) }
-                var addr = sockaddr_un()
-                addr.sun_family = sa_family_t(AF_UNIX)
-                withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                    let b = Array(path.utf8); raw.copyBytes(from: b); raw[b.count] = 0
-                }
-                _ = withUnsafePointer(to: &addr) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-                }
+                _ = withUnixAddress(path) { connect(fd, $0, $1) }
                 var tv = timeval(tv_sec: 5, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
                 _ = Array(g.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -118,14 +111,7 @@ struct RobustnessTests {
         let closedAfter = try await offThread { () -> Double in
             let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                let b = Array(path.utf8); raw.copyBytes(from: b); raw[b.count] = 0
-            }
-            _ = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            _ = withUnixAddress(path) { connect(fd, $0, $1) }
             _ = Array("POST /v1/apply HTTP/1.1\r\nContent-Length: 100\r\n\r\n{".utf8).withUnsafeBytes {
                 Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
             }
