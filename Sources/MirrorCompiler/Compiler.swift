@@ -79,8 +79,6 @@ public struct RuleTable: Sequence, Sendable {
         return RuleInfo(sessionID: s.sessionID, filterID: s.filterID, direction: key.direction, priority: r.priority, action: r.action)
     }
 
-    public var count: Int { bySlot.values.reduce(0) { $0 + $1.inbound.count + $1.outbound.count } }
-
     /// Every key, by session slot, then direction (ABI order), then index.
     public var keys: [RuleKey] { map(\.key) }
 
