@@ -75,6 +75,57 @@ static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
 	return l4 + thl + skb->gso_size;
 }
 
+/*
+ * The direct path (mirror_abi.h, "Encapsulation templates"): pushes outer
+ * Ethernet, IPv4, UDP and VXLAN headers from the collector's template and returns
+ * the redirect to the underlay device. Returns -1 when the copy is unchanged and
+ * should take the VXLAN device path instead, -2 when it was changed and failed.
+ * The 64 bytes written are built in 16-bit words: stack accesses must be aligned,
+ * and every header field here starts at an even offset.
+ */
+static __always_inline long encap_direct(struct __sk_buff *skb, const struct mirror_encap_template *t,
+					 __be32 daddr_be, __u32 vni, __u32 flow_hash)
+{
+	__u16 h[32] = {};
+	__u8 *b = (__u8 *)h;
+	__u32 inner_len = skb->len;
+	if (bpf_skb_load_bytes(skb, 0, b + MIRROR_VXLAN_OVERHEAD_IPV4, 14))
+		return -1;
+	__builtin_memcpy(b, t->dst_mac, 6);
+	__builtin_memcpy(b + 6, t->src_mac, 6);
+	h[6] = bpf_htons(0x0800);
+	/* IPv4: no options, not fragmented (copies are cut to fit the path), TTL 64. */
+	h[7] = bpf_htons(0x4500);
+	h[8] = bpf_htons((__u16)(inner_len + MIRROR_VXLAN_OVERHEAD_IPV4 - 14));
+	h[11] = bpf_htons((64 << 8) | 17);
+	h[13] = (__u16)t->src_ipv4_be;
+	h[14] = (__u16)(t->src_ipv4_be >> 16);
+	h[15] = (__u16)daddr_be;
+	h[16] = (__u16)(daddr_be >> 16);
+	__u32 sum = 0;
+	for (int i = 7; i < 17; i++)
+		sum += h[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	h[12] = (__u16)~sum;
+	/* UDP: source port from the inner flow (RFC 7348), checksum 0 (allowed on IPv4). */
+	h[17] = bpf_htons(0xc000 | ((flow_hash ^ (flow_hash >> 16)) & 0x3fff));
+	h[18] = bpf_htons(t->dst_port);
+	h[19] = bpf_htons((__u16)(inner_len + 16));
+	/* VXLAN: flags (I), VNI. */
+	h[21] = bpf_htons(0x0800);
+	h[23] = bpf_htons((__u16)(vni >> 8));
+	h[24] = bpf_htons((__u16)((vni & 0xff) << 8));
+
+	if (bpf_skb_adjust_room(skb, MIRROR_VXLAN_OVERHEAD_IPV4, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+				BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(14)))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 0, b, sizeof(h), 0))
+		return -2;
+	return bpf_redirect(t->ifindex, 0);
+}
+
 SEC("tc")
 int mirror_encap(struct __sk_buff *skb)
 {
@@ -171,6 +222,30 @@ int mirror_encap(struct __sk_buff *skb)
 					st->truncated_packet_length++;
 				else
 					st->truncated_mtu++;
+			}
+		}
+	}
+
+	/* IPv4 collectors with a resolved next hop: outer headers pushed here. GSO
+	 * copies keep the VXLAN device, which segments them correctly. */
+	if (tgt->family == 4 && !skb->gso_size) {
+		__be32 daddr = tgt->backends_be[backend][0];
+		struct mirror_encap_template *t = bpf_map_lookup_elem(&mirror_encap_templates, &daddr);
+		if (t && t->ifindex) {
+			__u32 inner_len = skb->len;
+			long r = encap_direct(skb, t, daddr, sess->vni, flow_hash);
+			if (r == -2) {
+				if (st)
+					st->dropped_encap_direct++;
+				return TC_ACT_SHOT;
+			}
+			if (r != -1) {
+				if (st) {
+					st->sent++;
+					st->sent_direct++;
+					st->sent_bytes += inner_len;
+				}
+				return r;
 			}
 		}
 	}

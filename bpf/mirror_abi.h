@@ -298,6 +298,35 @@ struct mirror_encap_stats {
 	/* Only on MIRROR_ENCAP_STATS_NOT_COPY: frames received on the segmenter that
 	 * were not copies (dropped). */
 	__u64 dropped_segmenter_not_copy;
+	/* Of `sent`: encapsulated by stage 2 itself from a template and redirected to
+	 * the underlay device (below), not handed to the VXLAN device. */
+	__u64 sent_direct;
+	/* Pushing the outer headers failed half way (the copy was already changed). */
+	__u64 dropped_encap_direct;
+};
+
+/*
+ * ---- Map: mirror_encap_templates (HASH, key: IPv4 collector address, network order) ----
+ * Encapsulation templates. For an IPv4 collector whose next hop is resolved, the
+ * agent writes what the outer headers need (netlink route and neighbour lookups,
+ * refreshed every second and on each apply). Stage 2 then pushes outer Ethernet,
+ * IPv4, UDP and VXLAN headers itself (bpf_skb_adjust_room) and redirects the copy
+ * to the underlay device: no per-copy route lookup, no VXLAN device transmit, no
+ * netfilter OUTPUT (shared/NOTES.md measured ~1.3x the VXLAN device path). GSO
+ * copies, IPv6 collectors and collectors without an entry go through the VXLAN
+ * device as before. Not double-buffered: an entry describes the network, not the
+ * policy, and each is written in one update.
+ */
+#define MIRROR_MAX_ENCAP_TEMPLATES (MAX_TARGETS * MAX_BACKENDS)
+#define MIRROR_VXLAN_OVERHEAD_IPV4 50   /* outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 */
+
+struct mirror_encap_template {
+	__u32 ifindex;         /* the underlay device the route leaves by */
+	__be32 src_ipv4_be;    /* the route's preferred source address */
+	__u8 dst_mac[6];       /* the next hop */
+	__u8 src_mac[6];       /* the underlay device */
+	__u16 dst_port;        /* host order: the VXLAN port (4789) */
+	__u16 pad;
 };
 
 /*

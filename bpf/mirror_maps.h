@@ -80,6 +80,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } encap_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MIRROR_MAX_ENCAP_TEMPLATES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __be32);
+	__type(value, struct mirror_encap_template);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_encap_templates SEC(".maps");
+
 /* ---- Security groups and network ACLs (issue 6; bpf/security.h) ---- */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <net/if.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
@@ -142,7 +143,26 @@ int cnl_vxlan_external_info(cnl_context *ctx, const char *name, int *is_external
     return 0;
 }
 
-int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_out, int *oif_out) {
+/* Sends one request built on `msg` (freed here) outside libnl's sequence
+ * bookkeeping, and returns the raw answer in `*buf_out` (free() it) and its length.
+ * No ACK is asked for (it would stay queued and be taken for the answer to the
+ * socket's next request) and no sequence number is taken from the socket (its
+ * expected number would go out of step). For `ip route get`/`ip neigh get`, which
+ * libnl's cache objects do not model. */
+static int raw_query(cnl_context *ctx, struct nl_msg *msg, unsigned char **buf_out) {
+    nlmsg_hdr(msg)->nlmsg_flags = NLM_F_REQUEST;
+    nlmsg_hdr(msg)->nlmsg_seq = 0;
+    int err = nl_send(ctx->sock, msg);
+    nlmsg_free(msg);
+    if (err < 0) return from_nle(err);
+    struct sockaddr_nl peer;
+    int n = nl_recv(ctx->sock, &peer, buf_out, NULL);
+    if (n <= 0) { free(*buf_out); *buf_out = NULL; return n < 0 ? from_nle(n) : -EIO; }
+    return n;
+}
+
+/* RTM_GETROUTE toward `addr`; the answer (free() it) in `*buf_out`. */
+static int route_get(cnl_context *ctx, int family, const uint8_t *addr, unsigned char **buf_out) {
     if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
     int alen = family == AF_INET ? 4 : 16;
     struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETROUTE, NLM_F_REQUEST);
@@ -150,25 +170,16 @@ int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_ou
     struct rtmsg rtm = { .rtm_family = (unsigned char)family, .rtm_dst_len = (unsigned char)(alen * 8) };
     int err = nlmsg_append(msg, &rtm, sizeof(rtm), NLMSG_ALIGNTO);
     if (err == 0) err = nla_put(msg, RTA_DST, alen, addr);
-    if (err == 0) {
-        // Sent raw, outside libnl's sequence bookkeeping: no ACK (it would stay queued
-        // and be taken for the answer to the socket's next request) and no sequence
-        // number taken from the socket (its expected number would go out of step).
-        nlmsg_hdr(msg)->nlmsg_flags = NLM_F_REQUEST;
-        nlmsg_hdr(msg)->nlmsg_seq = 0;
-        err = nl_send(ctx->sock, msg);
-    }
-    nlmsg_free(msg);
-    if (err < 0) return from_nle(err);
+    if (err < 0) { nlmsg_free(msg); return from_nle(err); }
+    return raw_query(ctx, msg, buf_out);
+}
 
-    // The answer is one RTM_NEWROUTE or an error; parsed here rather than through
-    // libnl's route cache objects, which do not model `ip route get`.
-    struct sockaddr_nl peer;
+int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_out, int *oif_out) {
     unsigned char *buf = NULL;
-    int n = nl_recv(ctx->sock, &peer, &buf, NULL);
-    if (n <= 0) { free(buf); return n < 0 ? from_nle(n) : -EIO; }
-    int rc = -ENOENT, mtu = 0, oif = 0;
+    int n = route_get(ctx, family, addr, &buf);
+    if (n < 0) return n;
     struct nlmsghdr *hdr = (struct nlmsghdr *)buf;
+    int rc = -ENOENT, mtu = 0, oif = 0;
     for (; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
         if (hdr->nlmsg_type == NLMSG_ERROR) {
             struct nlmsgerr *e = nlmsg_data(hdr);
@@ -201,6 +212,77 @@ int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_ou
     *mtu_out = mtu;
     if (oif_out) *oif_out = oif;
     return 0;
+}
+
+int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *out) {
+    memset(out, 0, sizeof(*out));
+    unsigned char *buf = NULL;
+    int n = route_get(ctx, AF_INET, dst, &buf);
+    if (n < 0) return n;
+    int rc = -ENOENT, have_src = 0;
+    uint8_t hop[4];
+    memcpy(hop, dst, 4);
+    for (struct nlmsghdr *hdr = (struct nlmsghdr *)buf; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
+        if (hdr->nlmsg_type == NLMSG_ERROR) {
+            struct nlmsgerr *e = nlmsg_data(hdr);
+            rc = e->error < 0 ? e->error : -EIO;
+            break;
+        }
+        if (hdr->nlmsg_type != RTM_NEWROUTE) continue;
+        struct rtmsg *rtm = nlmsg_data(hdr);
+        struct nlattr *tb[RTA_MAX + 1];
+        if (nlmsg_parse(hdr, sizeof(struct rtmsg), tb, RTA_MAX, NULL) < 0) { rc = -EIO; break; }
+        // Local, broadcast or multicast destinations are not sent out of a device.
+        if (rtm->rtm_type != RTN_UNICAST || !tb[RTA_OIF]) { rc = -EHOSTUNREACH; break; }
+        out->oif = (int)nla_get_u32(tb[RTA_OIF]);
+        if (tb[RTA_PREFSRC] && nla_len(tb[RTA_PREFSRC]) == 4) { memcpy(out->src_ip, nla_data(tb[RTA_PREFSRC]), 4); have_src = 1; }
+        if (tb[RTA_GATEWAY] && nla_len(tb[RTA_GATEWAY]) == 4) memcpy(hop, nla_data(tb[RTA_GATEWAY]), 4);
+        rc = 0;
+        break;
+    }
+    free(buf);
+    if (rc < 0) return rc;
+    if (!have_src) return -EADDRNOTAVAIL;
+
+    struct rtnl_link *link = NULL;
+    int lerr = rtnl_link_get_kernel(ctx->sock, out->oif, NULL, &link);
+    if (lerr < 0) return from_nle(lerr);
+    if (!link) return -EIO;
+    struct nl_addr *lladdr = rtnl_link_get_addr(link);
+    int mac_ok = lladdr && nl_addr_get_len(lladdr) == 6;
+    if (mac_ok) memcpy(out->src_mac, nl_addr_get_binary_addr(lladdr), 6);
+    rtnl_link_put(link);
+    if (!mac_ok) return -EPFNOSUPPORT;  // not an Ethernet device
+
+    // `ip neigh get HOP dev OIF`: the next hop's MAC, when the entry is usable.
+    struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETNEIGH, NLM_F_REQUEST);
+    if (!msg) return -ENOMEM;
+    struct ndmsg ndm = { .ndm_family = AF_INET, .ndm_ifindex = out->oif };
+    int err = nlmsg_append(msg, &ndm, sizeof(ndm), NLMSG_ALIGNTO);
+    if (err == 0) err = nla_put(msg, NDA_DST, 4, hop);
+    if (err < 0) { nlmsg_free(msg); return from_nle(err); }
+    n = raw_query(ctx, msg, &buf);
+    if (n < 0) return n == -ENOENT ? -EAGAIN : n;
+    rc = -EAGAIN;
+    for (struct nlmsghdr *hdr = (struct nlmsghdr *)buf; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
+        if (hdr->nlmsg_type == NLMSG_ERROR) {
+            struct nlmsgerr *e = nlmsg_data(hdr);
+            rc = e->error == -ENOENT ? -EAGAIN : (e->error < 0 ? e->error : -EIO);
+            break;
+        }
+        if (hdr->nlmsg_type != RTM_NEWNEIGH) continue;
+        struct ndmsg *nd = nlmsg_data(hdr);
+        struct nlattr *tb[NDA_MAX + 1];
+        if (nlmsg_parse(hdr, sizeof(struct ndmsg), tb, NDA_MAX, NULL) < 0) { rc = -EIO; break; }
+        const int usable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+        if ((nd->ndm_state & usable) && tb[NDA_LLADDR] && nla_len(tb[NDA_LLADDR]) == 6) {
+            memcpy(out->dst_mac, nla_data(tb[NDA_LLADDR]), 6);
+            rc = 0;
+        }
+        break;
+    }
+    free(buf);
+    return rc;
 }
 
 int cnl_link_delete(cnl_context *ctx, const char *name) {

@@ -39,6 +39,9 @@ public struct SessionStats: Hashable, Sendable, Codable {
     /// Copies handed to the VXLAN device by stage 2, and their inner bytes after truncation.
     public var copiesSent: UInt64
     public var copiesSentBytes: UInt64
+    /// Of `copiesSent`: encapsulated by the datapath itself from a template and sent
+    /// straight to the underlay (IPv4 collectors with a resolved next hop).
+    public var copiesSentDirect: UInt64 = 0
     /// reason ("packet_length", "mtu") → copies cut.
     public var truncated: [String: UInt64]
     /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed") → copies dropped.

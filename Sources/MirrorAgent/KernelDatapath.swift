@@ -30,6 +30,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// Used when there is no route toward a collector (yet).
     static let defaultMTU = 1500
 
+    /// Re-resolves the encapsulation templates every second (next hops change).
+    private var templateTimer: DispatchSourceTimer?
+
     public init(options: DatapathFactory.Options) { self.options = options }
 
     var slotsPath: String? { options.stateDirectory.map { $0 + "/datapath-slots.json" } }
@@ -55,6 +58,11 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
                 throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
             }
+            let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "mirror-agent.encap-templates"))
+            timer.schedule(deadline: .now() + 1, repeating: 1)
+            timer.setEventHandler { [weak self] in self?.lock.withLock { self?.refreshEncapTemplates() } }
+            timer.resume()
+            templateTimer = timer
             if let path = slotsPath, let data = FileManager.default.contents(atPath: path) {
                 do { slots = try JSONDecoder().decode(SlotAssignment.self, from: data) } catch {
                     throw DatapathError("datapath slot file \(path) is corrupt (\(error)); remove it with the state or use --reset-state")
@@ -136,6 +144,28 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         self.generation = generation
         if let path = slotsPath, let data = try? JSONEncoder().encode(newSlots) {
             try? StateStore.writeAtomically(data, to: path)
+        }
+        refreshEncapTemplates()
+    }
+
+    /// Writes an encapsulation template (bpf/mirror_abi.h) for every IPv4 collector
+    /// whose route and next hop resolve now, and removes the others: their copies
+    /// go through the VXLAN device, which also gets the next hop resolved. Called
+    /// under `lock`, after each apply and every second.
+    private func refreshEncapTemplates() {
+        guard let dp = datapath, let nl = netlink else { return }
+        var templates: [[UInt8]: EncapTemplate] = [:]
+        for t in document.targets {
+            for a in t.collectorAddresses where a.ethertype == .ipv4 && templates[a.bytes] == nil {
+                guard let p = nl.encapPath(to: a) else { continue }
+                templates[a.bytes] = EncapTemplate(collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0) },
+                                                   sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
+                                                   nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
+                                                   ifindex: UInt32(p.oif), port: MirrorDevice.vxlanPort)
+            }
+        }
+        do { try dp.setEncapTemplates(Array(templates.values)) } catch {
+            FileHandle.standardError.write(Data("mirror-agent: encapsulation templates: \(error)\n".utf8))
         }
     }
 
@@ -239,6 +269,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     }
 
     public func shutdown() {
+        templateTimer?.cancel()
+        templateTimer = nil
         lock.withLock {
             // Programs stay attached and maps pinned (SPEC §7: mirroring goes on).
             datapath?.close()

@@ -77,6 +77,7 @@ public final class AgentMetrics: @unchecked Sendable {
             add(k + "bytes", s.id, "mirror_session_bytes_total", l, s.bytes)
             add(k + "sent", s.id, "mirror_copies_sent_total", l, s.copiesSent)
             add(k + "sent_bytes", s.id, "mirror_copies_sent_bytes_total", l, s.copiesSentBytes)
+            add(k + "sent_direct", s.id, "mirror_copies_sent_direct_total", l, s.copiesSentDirect)
             for (reason, v) in [("packet_length", s.truncatedPacketLength), ("mtu", s.truncatedMTU)] {
                 add(k + "truncated/" + reason, s.id, "mirror_copies_truncated_total", l + [("reason", reason)], v)
             }
@@ -113,7 +114,7 @@ public final class AgentMetrics: @unchecked Sendable {
         var out = StatsResponse(generation: generation, datapath: datapath, countersAvailable: true, time: time)
         for s in c.sessions {
             var r = SessionStats(session: s.id)
-            r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next()
+            r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next(); r.copiesSentDirect = next()
             r.truncated["packet_length"] = next(); r.truncated["mtu"] = next()
             for (reason, _) in Self.dropReasons(s) { r.dropped[reason] = next() }
             out.sessions.append(r)

@@ -30,10 +30,10 @@ extension KernelDatapath {
                     let c = sessionStats[Int(slot)]
                     s.packets = c.packets; s.bytes = c.bytes
                     let e = encapStats[Int(slot)]
-                    s.copiesSent = e.sent; s.copiesSentBytes = e.sentBytes
+                    s.copiesSent = e.sent; s.copiesSentBytes = e.sentBytes; s.copiesSentDirect = e.sentDirect
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
-                    s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey
+                    s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey &+ e.droppedEncapDirect
                     out.sessions.append(s)
                 }
                 let rules = image.rules.sorted { a, b in

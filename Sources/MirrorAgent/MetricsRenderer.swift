@@ -25,8 +25,11 @@ public enum MetricsRenderer {
             o.family("mirror_session_bytes_total", "counter",
                      "Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).")
             for s in st.sessions { o.sample("mirror_session_bytes_total", sessionLabels(s.session), s.bytes) }
-            o.family("mirror_copies_sent_total", "counter", "Copies encapsulated and handed to the VXLAN device.")
+            o.family("mirror_copies_sent_total", "counter", "Copies encapsulated and sent toward their collector.")
             for s in st.sessions { o.sample("mirror_copies_sent_total", [("session", s.session)], s.copiesSent) }
+            o.family("mirror_copies_sent_direct_total", "counter",
+                     "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.")
+            for s in st.sessions { o.sample("mirror_copies_sent_direct_total", [("session", s.session)], s.copiesSentDirect) }
             o.family("mirror_copies_sent_bytes_total", "counter", "Inner frame bytes of the copies sent, after truncation.")
             for s in st.sessions { o.sample("mirror_copies_sent_bytes_total", [("session", s.session)], s.copiesSentBytes) }
             o.family("mirror_copies_truncated_total", "counter",

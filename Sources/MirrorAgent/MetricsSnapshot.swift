@@ -14,7 +14,7 @@ public struct DatapathCounters: Hashable, Sendable {
         /// directions together: that map is keyed by session slot only).
         public var packets: UInt64 = 0, bytes: UInt64 = 0
         /// bpf encap_stats (stage 2).
-        public var copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0
+        public var copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0, copiesSentDirect: UInt64 = 0
         public var truncatedPacketLength: UInt64 = 0, truncatedMTU: UInt64 = 0
         public var droppedSessionGone: UInt64 = 0, droppedNoTarget: UInt64 = 0
         public var droppedTruncate: UInt64 = 0, droppedEncapsulation: UInt64 = 0

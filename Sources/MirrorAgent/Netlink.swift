@@ -68,6 +68,17 @@ public final class NetlinkContext {
         return Int(mtu)
     }
 
+    /// What the datapath needs to push outer headers toward an IPv4 collector itself
+    /// (bpf/mirror_abi.h, "Encapsulation templates"), or nil while there is none:
+    /// an IPv6 address, no unicast route out of an Ethernet device, or a next hop
+    /// not resolved yet (copies take the VXLAN device meanwhile, which resolves it).
+    public func encapPath(to address: IPAddress) -> cnl_encap_path? {
+        guard address.ethertype == .ipv4 else { return nil }
+        var out = cnl_encap_path()
+        let rc = address.bytes.withUnsafeBufferPointer { cnl_encap_path_ipv4(ctx, $0.baseAddress, &out) }
+        return rc == 0 ? out : nil
+    }
+
     /// Returns false when there was no such interface.
     @discardableResult
     public func deleteLink(_ name: String) throws -> Bool {

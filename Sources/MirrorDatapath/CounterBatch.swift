@@ -116,13 +116,7 @@ extension Datapath {
     /// encap_stats of session slots 0..<sessionSlots, indexed by slot.
     public func allEncapCounters(sessionSlots: Int) throws(DatapathError) -> [EncapCounters] {
         try perCPURange("encap_stats", count: UInt32(sessionSlots), as: mirror_encap_stats.self, zero: EncapCounters()) {
-            $0.sent &+= $1.sent; $0.sentBytes &+= $1.sent_bytes
-            $0.truncatedPacketLength &+= $1.truncated_packet_length; $0.truncatedMTU &+= $1.truncated_mtu
-            $0.truncatedGSO &+= $1.truncated_gso
-            $0.droppedNoSession &+= $1.dropped_no_session; $0.droppedNoTarget &+= $1.dropped_no_target
-            $0.droppedTruncate &+= $1.dropped_truncate; $0.droppedTunnelKey &+= $1.dropped_tunnel_key
-            $0.droppedNotCopy &+= $1.dropped_not_copy
-            $0.segmented &+= $1.segmented; $0.droppedSegmenterNotCopy &+= $1.dropped_segmenter_not_copy
+            $0.add($1)
         }
     }
 }

@@ -108,8 +108,9 @@ public final class Datapath: @unchecked Sendable {
         }
         for name in ["mirror_active", "mirror_policy", "mirror_session", "mirror_target",
                      "session_stats", "rule_stats", "source_stats",
-                     // Written by stage 2; named here so that loadEncap shares it and metrics read it.
-                     "encap_stats"] + Self.securityMaps {
+                     // Used by stage 2; named here so that loadEncap shares them, metrics read
+                     // the first and the agent writes the second.
+                     "encap_stats", "mirror_encap_templates"] + Self.securityMaps {
             guard let map = bpf_object__find_map_by_name(obj, name) else {
                 throw DatapathError("find map \(name)", detail: "not in the object")
             }

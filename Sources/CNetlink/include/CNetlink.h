@@ -40,6 +40,21 @@ int cnl_vxlan_external_info(cnl_context *ctx, const char *name, int *is_external
 /// -ENETUNREACH (or another negative errno) when there is no route.
 int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_out, int *oif_out);
 
+/// What the datapath needs to build outer headers toward an IPv4 collector itself
+/// (bpf/mirror_abi.h, "Encapsulation templates"): the route's output device and
+/// preferred source address, that device's MAC, and the next hop's MAC.
+typedef struct {
+    int oif;
+    uint8_t src_ip[4];
+    uint8_t src_mac[6];
+    uint8_t dst_mac[6];
+} cnl_encap_path;
+
+/// Fills `out` for `dst` (network order). -EAGAIN while the next hop has no usable
+/// neighbour entry (not resolved yet); another negative errno when there is no
+/// unicast route out of an Ethernet device.
+int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *out);
+
 /// Deletes link `name`; -ENODEV when absent.
 int cnl_link_delete(cnl_context *ctx, const char *name);
 

@@ -33,3 +33,13 @@ python3 Tests/e2e/check_copies.py --doc examples/demo.json --source vm1 \
 # Both sessions must actually have been exercised (the check above cannot pass vacuously).
 [ "$(copies_with_vni "$TOPO_DIR/col.pcap" 100)" -ge 2 ] || fail "session ids (vni 100) got fewer than 2 copies"
 [ "$(copies_with_vni "$TOPO_DIR/col.pcap" 200)" -ge 4 ] || fail "session audit (vni 200) got fewer than 4 copies"
+# The collector is IPv4 and its next hop is resolved: every copy above was
+# encapsulated by the datapath itself and sent straight to the underlay (the
+# template path, bpf/mirror_abi.h), and still decoded exactly as checked above.
+ctl stats -o json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["sessions"]
+sent, direct = sum(x["copiesSent"] for x in s), sum(x["copiesSentDirect"] for x in s)
+print(f"copies sent {sent}, by the direct path {direct}")
+assert sent > 0 and direct == sent, "expected every copy to take the direct path"
+'
