@@ -26,7 +26,7 @@ def throughput_summary(rows):
                         pps_min=min(pps), pps_median=statistics.median(pps), pps_max=max(pps),
                         copies=sum(r["copies"] for r in rs), lost=sum(r["lost"] for r in rs),
                         rounds=len(rs)))
-    order = {"none": 0, "hook": 1, "u32": 2, "nftdup": 3, "agent": 4}
+    order = {"none": 0, "hook": 1, "tcxhook": 2, "u32": 3, "nftdup": 4, "agent": 5}
     out.sort(key=lambda x: (order.get(x["mode"], 9), not x["matching"], x["rules"]))
     return out
 
@@ -50,6 +50,9 @@ def ratios(tp):
         res["hook_floor_vs_none"] = hook / none
     if agent_n and hook:
         res["agent_unmatched_vs_hook_floor_30"] = agent_n / hook
+    tcx = med("tcxhook", 0, False)
+    if tcx and none:
+        res["tcx_floor_vs_none"] = tcx / none
     return res
 
 
@@ -146,7 +149,7 @@ def main():
         med = [r["pps_median"] / 1000 for r in rows]
         err = [[(r["pps_median"] - r["pps_min"]) / 1000 for r in rows],
                [(r["pps_max"] - r["pps_median"]) / 1000 for r in rows]]
-        colors = {"none": "grey", "hook": "silver", "u32": "tab:blue", "nftdup": "tab:orange", "agent": "tab:green"}
+        colors = {"none": "grey", "hook": "silver", "tcxhook": "lightsteelblue", "u32": "tab:blue", "nftdup": "tab:orange", "agent": "tab:green"}
         fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.8), 4))
         ax.bar(range(len(rows)), med, yerr=err, color=[colors.get(r["mode"], "k") for r in rows])
         ax.set_xticks(range(len(rows)))

@@ -3,7 +3,7 @@
 # frames as fast as trafgen can (AF_PACKET TX ring, qdisc bypass) into its veth; the
 # host forwards them to the peer and, per mode, mirrors them to the collector.
 # Modes: none | hook (an empty TC program on both hooks of the tap: the floor of any
-# TC classifier) | u32 (tc u32 + mirred to a static VXLAN device) | nftdup (nft
+# TC classifier) | tcxhook (the same program through tcx links) | u32 (tc u32 + mirred to a static VXLAN device) | nftdup (nft
 # netdev dup to the same device) | agent (mirror-agent). Policies: N rules where the
 # last matches, and 30 where none matches. Rounds are interleaved (round 1 of every
 # mode, then round 2, ...) so that drift on a shared machine hits all modes alike.
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 out=${1:?usage: throughput.sh OUT.jsonl}
 ROUNDS=${BENCH_ROUNDS:-3}
 SECONDS_PER_ROUND=${BENCH_SECONDS:-3}
-MODES=${BENCH_MODES:-"none hook u32 nftdup agent"}
+MODES=${BENCH_MODES:-"none hook tcxhook u32 nftdup agent"}
 source scripts/lib/topology.sh
 source scripts/lib/agent.sh
 topo_up
@@ -148,6 +148,16 @@ hook_up() {
 }
 hook_down() { in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || true; }
 
+# The same empty program through tcx links (kernel >= 6.6): no clsact qdisc, no
+# cls_bpf. What a tcx-attached classifier would start from (the agent uses clsact).
+tcxhook_up() {
+  [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
+    -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o" || return 1
+  [ -x "$TOPO_DIR/tcxload" ] || gcc -O2 -o "$TOPO_DIR/tcxload" scripts/bench.d/tcxload.c -lbpf || return 1
+  in_ns "$NS_HOST" "$TOPO_DIR/tcxload" "$TOPO_DIR/noop.o" "$TAP" "$TOPO_DIR/bpffs" >/dev/null
+}
+tcxhook_down() { rm -f "$TOPO_DIR/bpffs/tcx0" "$TOPO_DIR/bpffs/tcx1"; }
+
 counter() { in_ns "$1" cat "/sys/class/net/$2/statistics/$3"; }
 
 # One round: send for SECONDS_PER_ROUND, count what the peer got and what the collector got.
@@ -168,7 +178,7 @@ round() {
 policies=("1 1" "10 1" "30 1" "30 0")
 for ((r = 1; r <= ROUNDS; r++)); do
   for mode in $MODES; do
-    case "$mode" in none|hook) set_list=("0 0") ;; *) set_list=("${policies[@]}") ;; esac
+    case "$mode" in none|hook|tcxhook) set_list=("0 0") ;; *) set_list=("${policies[@]}") ;; esac
     for pol in "${set_list[@]}"; do
       read -r rules matching <<< "$pol"
       if ! "${mode}_up" "$rules" "$matching"; then echo "bench: mode $mode unavailable, skipped" >&2; "${mode}_down"; continue; fi
