@@ -112,6 +112,15 @@ public actor Agent {
         _ = malloc_trim(0)
     }
 
+    /// Called once at start. Allocations of 16 KiB and more get their own mappings,
+    /// returned to the system as soon as they are freed: an apply's growing arrays
+    /// and buffers then leave no holes in the heap between the small objects that
+    /// live on. Measured with 20,000 sessions: RSS after a whole-policy swap 53-55
+    /// MiB instead of 65-72 (glibc's default threshold adapts upwards to 32 MiB).
+    public static func tuneAllocator() {
+        _ = mallopt(M_MMAP_THRESHOLD, 16 * 1024)
+    }
+
     // MARK: - Mutations
 
     public func apply(_ next: JSONValue) throws -> ApplyResponse {

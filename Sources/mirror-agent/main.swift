@@ -98,6 +98,7 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let logger = options.makeLogger()
         try options.requirePrivileges("start")
+        Agent.tuneAllocator()
 
         let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .automatic
         let datapath: Datapath
