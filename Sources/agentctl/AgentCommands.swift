@@ -68,26 +68,110 @@ struct Get: ParsableCommand {
     }
 }
 
+/// The object of `create`/`update` given as flags instead of a JSON file, for the
+/// kinds without nested rules (sessions, targets, sources; filters, security
+/// groups and network ACLs carry rule lists: use -f). Field names are the SPEC's.
+struct ObjectFlags: ParsableArguments {
+    @Option(help: "sessions: priority (1-32766).") var priority: Int?
+    @Option(help: "sessions: the filter's id.") var filter: String?
+    @Option(name: .customLong("source"), help: "sessions: a source id (repeat for several).") var sources: [String] = []
+    @Option(help: "sessions: the target's id.") var target: String?
+    @Option(help: "sessions: the VNI (default: assigned by the agent).") var vni: Int?
+    @Option(name: .customLong("packet-length"), help: "sessions: bytes of each packet to keep.") var packetLength: Int?
+    @Option(help: "sessions: true or false.") var enabled: Bool?
+    @Option(help: "targets: nic or loadBalancer.") var type: String?
+    @Option(help: "targets (nic): the collector's address.") var address: String?
+    @Option(name: .customLong("backend"), help: "targets (loadBalancer): a backend address (repeat for several).") var backends: [String] = []
+    @Option(name: .customLong("interface"), help: "sources: the host-side interface.") var interface: String?
+    @Option(name: .customLong("security-group"), help: "sources: a security group id (repeat for several).") var securityGroups: [String] = []
+    @Option(name: .customLong("network-acl"), help: "sources: the network ACL's id.") var networkAcl: String?
+
+    /// The fields given, by kind; an error names flags that do not belong to `kind`.
+    func object(kind: ObjectKind, id: String?) throws -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = []
+        if let id { m.append(("id", .string(id))) }
+        var given: [(flag: String, kinds: [ObjectKind], field: String, value: JSONValue)] = []
+        func add(_ flag: String, _ kinds: [ObjectKind], _ field: String, _ v: JSONValue?) { if let v { given.append((flag, kinds, field, v)) } }
+        add("--priority", [.sessions], "priority", priority.map { .int(Int64($0)) })
+        add("--filter", [.sessions], "filter", filter.map { .string($0) })
+        add("--source", [.sessions], "sources", sources.isEmpty ? nil : .array(sources.map { .string($0) }))
+        add("--target", [.sessions], "target", target.map { .string($0) })
+        add("--vni", [.sessions], "vni", vni.map { .int(Int64($0)) })
+        add("--packet-length", [.sessions], "packetLength", packetLength.map { .int(Int64($0)) })
+        add("--enabled", [.sessions], "enabled", enabled.map { .bool($0) })
+        add("--type", [.targets], "type", type.map { .string($0) })
+        add("--address", [.targets], "address", address.map { .string($0) })
+        add("--backend", [.targets], "backends", backends.isEmpty ? nil : .array(backends.map { .string($0) }))
+        add("--interface", [.sources], "interface", interface.map { .string($0) })
+        add("--security-group", [.sources], "securityGroups", securityGroups.isEmpty ? nil : .array(securityGroups.map { .string($0) }))
+        add("--network-acl", [.sources], "networkAcl", networkAcl.map { .string($0) })
+        if ![.sessions, .targets, .sources].contains(kind) {
+            CLIOutput.error("Error: \(kind.rawValue) carry rule lists: give the object as JSON with -f FILE")
+            throw CLIExit.usage
+        }
+        let foreign = given.filter { !$0.kinds.contains(kind) }.map(\.flag)
+        if !foreign.isEmpty {
+            CLIOutput.error("Error: \(foreign.joined(separator: ", ")) do\(foreign.count == 1 ? "es" : "") not apply to \(kind.rawValue)")
+            throw CLIExit.usage
+        }
+        m += given.map { (key: $0.field, value: $0.value) }
+        return .object(m)
+    }
+
+    var isEmpty: Bool {
+        priority == nil && filter == nil && sources.isEmpty && target == nil && vni == nil && packetLength == nil && enabled == nil
+            && type == nil && address == nil && backends.isEmpty && interface == nil && securityGroups.isEmpty && networkAcl == nil
+    }
+}
+
+/// The request body of `create`/`update`: the JSON file, or the object built from flags.
+func objectBody(_ agent: AgentOptions, file: String?, flags: ObjectFlags, kind: ObjectKind, id: String?) throws -> (bytes: [UInt8], value: JSONValue) {
+    if let file {
+        guard flags.isEmpty else {
+            CLIOutput.error("Error: give the object either as -f FILE or as flags, not both")
+            throw CLIExit.usage
+        }
+        return try agent.readJSON(file)
+    }
+    guard !flags.isEmpty || id != nil else {
+        CLIOutput.error("Error: give the object as -f FILE or as flags (see --help)")
+        throw CLIExit.usage
+    }
+    let value = try flags.object(kind: kind, id: id)
+    return (Array(value.serialized(pretty: false).utf8), value)
+}
+
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Add one object (JSON file with its id); the whole document is validated.")
+    static let configuration = CommandConfiguration(
+        abstract: "Add one object, from a JSON file or from flags; the whole document is validated.",
+        discussion: "Flags (sessions, targets, sources): agentctl create sessions s1 --priority 1 --filter f1 --source vm1 --target t1")
 
     @OptionGroup var agent: AgentOptions
     @Argument(help: "sessions | filters | targets | sources | security-groups | network-acls")
     var kind: ObjectKind
+    @Argument(help: "The object's id (with flags; a file carries its own).")
+    var id: String?
     @Option(name: [.customShort("f"), .long], help: "The object as JSON.")
-    var file: String
+    var file: String?
+    @OptionGroup(title: "Object fields (instead of -f)") var flags: ObjectFlags
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
     func run() throws {
-        let (bytes, _) = try agent.readJSON(file)
+        if file != nil, id != nil {
+            CLIOutput.error("Error: with -f the id comes from the file")
+            throw CLIExit.usage
+        }
+        let (bytes, _) = try objectBody(agent, file: file, flags: flags, kind: kind, id: id)
         let r = try agent.request("POST", APIPath.kind(kind), body: bytes)
         ObjectOutput.print(r, kind, verb: "created", output)
     }
 }
 
 struct Update: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Replace one object (JSON file); the whole document is validated.")
+    static let configuration = CommandConfiguration(
+        abstract: "Replace one object, from a JSON file or from flags; the whole document is validated.",
+        discussion: "A file replaces the object; flags change only the fields given: agentctl update sessions s1 --priority 5")
 
     @OptionGroup var agent: AgentOptions
     @Argument(help: "sessions | filters | targets | sources | security-groups | network-acls")
@@ -95,14 +179,21 @@ struct Update: ParsableCommand {
     @Argument(help: "The object's id (default: the file's id).")
     var id: String?
     @Option(name: [.customShort("f"), .long], help: "The object as JSON.")
-    var file: String
+    var file: String?
+    @OptionGroup(title: "Object fields (instead of -f)") var flags: ObjectFlags
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
     func run() throws {
-        let (bytes, value) = try agent.readJSON(file)
+        var (bytes, value) = try objectBody(agent, file: file, flags: flags, kind: kind, id: id)
+        if file == nil, let id, case .object(let changes) = value {
+            // Flags change fields of the object in force; the rest stays as it is.
+            var merged = try agent.request("GET", APIPath.object(kind, id))["object"] ?? .object([])
+            for (k, v) in changes { merged = merged.setting(k, v) }
+            (bytes, value) = (Array(merged.serialized(pretty: false).utf8), merged)
+        }
         guard let id = id ?? value["id"]?.stringValue else {
-            CLIOutput.error("Error: give the id as an argument or as \"id\" in \(file)")
+            CLIOutput.error("Error: give the id as an argument or as \"id\" in \(file ?? "the file")")
             throw CLIExit.usage
         }
         let r = try agent.request("PUT", APIPath.object(kind, id), body: bytes)

@@ -115,6 +115,55 @@ struct AgentctlTests {
         #expect(st["sessions"] == .int(1))
     }
 
+    /// Issue 4: create and update per kind "from a JSON file or flags".
+    @Test func createAndUpdateFromFlags() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build agentctl first: \(Self.binary)")
+        let t = try await TestAgent(interfaces: ["tap-vm1": 3, "tap-vm3": 5])
+        defer { t.stopNow() }
+        let sock = t.socketPath
+        var r = try await Self.agentctl(["apply", "-f", try write(t.dir, "doc.json", Fixtures.valid)], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+
+        r = try await Self.agentctl(["create", "sources", "vm3", "--interface", "tap-vm3"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        r = try await Self.agentctl(["create", "targets", "t2", "--type", "loadBalancer",
+                                     "--backend", "198.51.100.7", "--backend", "198.51.100.8"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        r = try await Self.agentctl(["create", "sessions", "s3", "--priority", "3", "--filter", "f1", "--source", "vm3",
+                                     "--target", "t2", "--vni", "77", "--packet-length", "96"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        var s: AnyJSON = try await t.call("GET", APIPath.object(.sessions, "s3"))
+        var o = s.value["object"]
+        #expect(o?["priority"] == .int(3) && o?["vni"] == .int(77) && o?["packetLength"] == .int(96))
+        #expect(o?["sources"] == .array([.string("vm3")]) && o?["target"] == .string("t2"))
+
+        // Flags change only the fields given.
+        r = try await Self.agentctl(["update", "sessions", "s3", "--priority", "4", "--enabled", "false"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        s = try await t.call("GET", APIPath.object(.sessions, "s3"))
+        o = s.value["object"]
+        #expect(o?["priority"] == .int(4) && o?["enabled"] == .bool(false) && o?["vni"] == .int(77) && o?["filter"] == .string("f1"))
+
+        // Refusals: one clear line, non-zero, nothing changed.
+        let before: AnyJSON = try await t.call("GET", APIPath.document)
+        for (args, says) in [(["create", "filters", "f9", "--priority", "1"], "-f FILE"),
+                             (["create", "sessions", "s9", "--interface", "tap-vm1"], "--interface does not apply to sessions"),
+                             (["create", "sessions", "-f", "/dev/null", "--priority", "1"], "not both"),
+                             (["create", "sessions"], "-f FILE or as flags"),
+                             (["create", "sessions", "s9", "--priority", "x"], "priority")] {
+            r = try await Self.agentctl(args, socket: sock)
+            #expect(r.status != 0, "\(args)")
+            #expect(r.err.contains(says), "\(args): \(r.err)")
+        }
+        // The agent's own validation still speaks for what flags cannot know.
+        r = try await Self.agentctl(["create", "sessions", "s9", "--priority", "9", "--filter", "nope", "--source", "vm1",
+                                     "--target", "t1"], socket: sock)
+        #expect(r.status != 0)
+        #expect(r.err.contains("nope"), "\(r.err)")
+        let after: AnyJSON = try await t.call("GET", APIPath.document)
+        #expect(after == before)
+    }
+
     @Test func refusalsAreOneClearLineAndNonZero() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         let t = try await TestAgent()
