@@ -124,21 +124,33 @@ struct ObjectFlags: ParsableArguments {
     }
 }
 
-/// The request body of `create`/`update`: the JSON file, or the object built from flags.
-func objectBody(_ agent: AgentOptions, file: String?, flags: ObjectFlags, kind: ObjectKind, id: String?) throws -> (bytes: [UInt8], value: JSONValue) {
-    if let file {
-        guard flags.isEmpty else {
-            CLIOutput.error("Error: give the object either as -f FILE or as flags, not both")
+/// What `create` and `update` take: a kind, an id, and the object as a JSON file
+/// or as flags.
+struct ObjectInput: ParsableArguments {
+    @Argument(help: "sessions | filters | targets | sources | security-groups | network-acls")
+    var kind: ObjectKind
+    @Argument(help: "The object's id (with -f: the file's id).")
+    var id: String?
+    @Option(name: [.customShort("f"), .long], help: "The object as JSON.")
+    var file: String?
+    @OptionGroup(title: "Object fields (instead of -f)") var flags: ObjectFlags
+
+    /// The request body: the JSON file, or the object built from the flags.
+    func body(_ agent: AgentOptions) throws -> (bytes: [UInt8], value: JSONValue) {
+        if let file {
+            guard flags.isEmpty else {
+                CLIOutput.error("Error: give the object either as -f FILE or as flags, not both")
+                throw CLIExit.usage
+            }
+            return try agent.readJSON(file)
+        }
+        guard !flags.isEmpty || id != nil else {
+            CLIOutput.error("Error: give the object as -f FILE or as flags (see --help)")
             throw CLIExit.usage
         }
-        return try agent.readJSON(file)
+        let value = try flags.object(kind: kind, id: id)
+        return (Array(value.serialized(pretty: false).utf8), value)
     }
-    guard !flags.isEmpty || id != nil else {
-        CLIOutput.error("Error: give the object as -f FILE or as flags (see --help)")
-        throw CLIExit.usage
-    }
-    let value = try flags.object(kind: kind, id: id)
-    return (Array(value.serialized(pretty: false).utf8), value)
 }
 
 struct Create: ParsableCommand {
@@ -147,24 +159,18 @@ struct Create: ParsableCommand {
         discussion: "Flags (sessions, targets, sources): agentctl create sessions s1 --priority 1 --filter f1 --source vm1 --target t1")
 
     @OptionGroup var agent: AgentOptions
-    @Argument(help: "sessions | filters | targets | sources | security-groups | network-acls")
-    var kind: ObjectKind
-    @Argument(help: "The object's id (with flags; a file carries its own).")
-    var id: String?
-    @Option(name: [.customShort("f"), .long], help: "The object as JSON.")
-    var file: String?
-    @OptionGroup(title: "Object fields (instead of -f)") var flags: ObjectFlags
+    @OptionGroup var input: ObjectInput
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
     func run() throws {
-        if file != nil, id != nil {
+        if input.file != nil, input.id != nil {
             CLIOutput.error("Error: with -f the id comes from the file")
             throw CLIExit.usage
         }
-        let (bytes, _) = try objectBody(agent, file: file, flags: flags, kind: kind, id: id)
-        let r = try agent.request("POST", APIPath.kind(kind), body: bytes)
-        ObjectOutput.print(r, kind, verb: "created", output)
+        let (bytes, _) = try input.body(agent)
+        let r = try agent.request("POST", APIPath.kind(input.kind), body: bytes)
+        ObjectOutput.print(r, input.kind, verb: "created", output)
     }
 }
 
@@ -174,26 +180,21 @@ struct Update: ParsableCommand {
         discussion: "A file replaces the object; flags change only the fields given: agentctl update sessions s1 --priority 5")
 
     @OptionGroup var agent: AgentOptions
-    @Argument(help: "sessions | filters | targets | sources | security-groups | network-acls")
-    var kind: ObjectKind
-    @Argument(help: "The object's id (default: the file's id).")
-    var id: String?
-    @Option(name: [.customShort("f"), .long], help: "The object as JSON.")
-    var file: String?
-    @OptionGroup(title: "Object fields (instead of -f)") var flags: ObjectFlags
+    @OptionGroup var input: ObjectInput
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
     func run() throws {
-        var (bytes, value) = try objectBody(agent, file: file, flags: flags, kind: kind, id: id)
-        if file == nil, let id, case .object(let changes) = value {
+        let kind = input.kind
+        var (bytes, value) = try input.body(agent)
+        if input.file == nil, let id = input.id, case .object(let changes) = value {
             // Flags change fields of the object in force; the rest stays as it is.
             var merged = try agent.request("GET", APIPath.object(kind, id))["object"] ?? .object([])
             for (k, v) in changes { merged = merged.setting(k, v) }
             (bytes, value) = (Array(merged.serialized(pretty: false).utf8), merged)
         }
-        guard let id = id ?? value["id"]?.stringValue else {
-            CLIOutput.error("Error: give the id as an argument or as \"id\" in \(file ?? "the file")")
+        guard let id = input.id ?? value["id"]?.stringValue else {
+            CLIOutput.error("Error: give the id as an argument or as \"id\" in \(input.file ?? "the file")")
             throw CLIExit.usage
         }
         let r = try agent.request("PUT", APIPath.object(kind, id), body: bytes)
