@@ -20,6 +20,8 @@
 #include <netlink/attr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/vxlan.h>
+#include <netlink/route/classifier.h>
+#include <linux/pkt_sched.h>
 
 #include "context.h"
 
@@ -283,6 +285,19 @@ int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *
     }
     free(buf);
     return rc;
+}
+
+int cnl_clsact_filter_count(cnl_context *ctx, int ifindex) {
+    int total = 0;
+    uint32_t parents[2] = { TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS) };
+    for (int i = 0; i < 2; i++) {
+        struct nl_cache *cache = NULL;
+        int err = rtnl_cls_alloc_cache(ctx->sock, ifindex, parents[i], &cache);
+        if (err < 0) return from_nle(err);
+        total += nl_cache_nitems(cache);
+        nl_cache_free(cache);
+    }
+    return total;
 }
 
 int cnl_link_delete(cnl_context *ctx, const char *name) {

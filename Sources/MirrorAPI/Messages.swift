@@ -111,11 +111,19 @@ public struct StatusResponse: Hashable, Sendable, Codable {
     public var sources: [SourceStatus]
     /// The VXLAN `external` device the copies leave through, when present.
     public var mirrorDevice: String?
+    /// How the programs sit on the sources' TC hooks: "tcx" (links, kernel >= 6.6) or
+    /// "clsact" (filters); absent without a kernel datapath.
+    public var tcAttach: String?
+    /// With tcAttach "tcx": attached interfaces still on clsact filters while their
+    /// tcx links are made in the background (a large apply attaches that way first).
+    public var tcxPending: Int?
     public init(version: String, datapath: String, datapathLoaded: Bool, generation: UInt64, datapathGeneration: UInt64,
-                sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?) {
+                sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?, tcAttach: String? = nil,
+                tcxPending: Int? = nil) {
         self.version = version; self.datapath = datapath; self.datapathLoaded = datapathLoaded
         self.generation = generation; self.datapathGeneration = datapathGeneration; self.sessions = sessions
         self.enabledSessions = enabledSessions; self.sources = sources; self.mirrorDevice = mirrorDevice
+        self.tcAttach = tcAttach; self.tcxPending = tcxPending
     }
 }
 

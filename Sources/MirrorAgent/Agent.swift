@@ -262,7 +262,8 @@ public actor Agent {
                               generation: generation, datapathGeneration: dp.generation,
                               sessions: effective.sessions.count,
                               enabledSessions: effective.sessions.filter(\.isEnabled).count,
-                              sources: sources, mirrorDevice: dp.mirrorDevice)
+                              sources: sources, mirrorDevice: dp.mirrorDevice, tcAttach: dp.tcAttach,
+                              tcxPending: dp.tcAttach == "tcx" ? dp.onClsact : nil)
     }
 
     public func explain(_ request: ExplainRequest) throws -> ExplainResponse {

@@ -61,8 +61,14 @@ public struct DatapathStatus: Hashable, Sendable {
     /// Interfaces with programs attached on both directions, by name → ifindex.
     public var attached: [String: Int]
     public var mirrorDevice: String?
-    public init(loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?) {
+    /// How programs sit on the hooks: "tcx" or "clsact" (nil: no kernel datapath).
+    public var tcAttach: String?
+    /// In tcx mode: attached interfaces still on clsact, waiting for their tcx links.
+    public var onClsact: Int
+    public init(loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?, tcAttach: String? = nil,
+                onClsact: Int = 0) {
         self.loaded = loaded; self.generation = generation; self.attached = attached; self.mirrorDevice = mirrorDevice
+        self.tcAttach = tcAttach; self.onClsact = onClsact
     }
 }
 

@@ -1,4 +1,8 @@
 import Foundation
+import MirrorDatapath
+
+/// tcx links or clsact filters (MirrorDatapath.Datapath.AttachMode).
+public typealias TCAttachMode = MirrorDatapath.Datapath.AttachMode
 
 /// Where the agent gets its datapath: `.kernel` is `KernelDatapath` (libbpf through
 /// MirrorDatapath), `.memory` the no-kernel `InMemoryDatapath`, `.automatic` the
@@ -11,8 +15,16 @@ public enum DatapathFactory {
         public var mirrorDevice: String
         /// Where the datapath keeps its own small state (counter slots); nil = nowhere.
         public var stateDirectory: String?
-        public init(bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil) {
+        /// tcx or clsact; nil: tcx when the kernel has it.
+        public var attachMode: TCAttachMode?
+        /// In tcx mode, how many new tcx links one apply creates before it attaches the
+        /// remaining hooks through clsact and moves them to tcx in the background (each
+        /// new link costs an RCU grace period, ~12 ms here).
+        public var tcxLinksPerApply: Int
+        public init(bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil,
+                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32) {
             self.bpffs = bpffs; self.mirrorDevice = mirrorDevice; self.stateDirectory = stateDirectory
+            self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply
         }
     }
 

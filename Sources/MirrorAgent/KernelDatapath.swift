@@ -24,6 +24,17 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var slots = SlotAssignment()
     /// Interface name → ifindex for every source interface we attached to.
     private var attached: [String: Int] = [:]
+    /// In tcx mode, attached interfaces whose hooks are (partly) on clsact until the
+    /// background mover gives them tcx links (see `Options.tcxLinksPerApply`).
+    private var onClsact: [String: Int] = [:]
+    /// In tcx mode, hooks of interfaces no source uses any more, whose links the mover
+    /// removes (ifindex → name): removing a live link also waits for a grace period.
+    /// Until then the program runs there and finds no policy for the interface.
+    private var toDetach: [Int: String] = [:]
+    /// Whether the pinned links of an earlier run were compared with the sources yet.
+    private var sweptPins = false
+    private var moving = false
+    private let mover = DispatchQueue(label: "mirror-agent.tcx-mover")
     private var generation: UInt64 = 0
     /// Path MTU toward each collector address when the image was compiled (SPEC §6).
     private var pathMTUs: [IPAddress: Int] = [:]
@@ -42,9 +53,11 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         try lock.withLock {
             if datapath != nil { return }
             try BPFFS.ensureMounted(options.bpffs)
-            do { datapath = try MirrorDatapath.Datapath(pinDirectory: options.bpffs) } catch {
+            do { datapath = try MirrorDatapath.Datapath(pinDirectory: options.bpffs, attach: options.attachMode) } catch {
                 throw DatapathError("load the classifier (pins in \(options.bpffs)): \(error)")
             }
+            // Links whose device went away while no agent ran (defunct, still pinned).
+            datapath?.pruneLinks()
             let nl = try NetlinkContext()
             netlink = nl
             let index = try MirrorDevice.ensure(nl, name: options.mirrorDevice)
@@ -112,27 +125,49 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         do { try Enforcement().apply(doc) } catch { throw DatapathError("\(error)") }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
+        var linkBudget = options.tcxLinksPerApply
         for (name, index) in present {
             // Already ours on this very link (same ifindex): the filters read the
             // policy from the maps, so nothing to do. A link that was deleted and
             // recreated has a new ifindex and is attached again.
             if attached[name] == index { nowAttached[name] = index; continue }
             do {
-                try dp.attach(ifindex: Int32(index), name: name, hook: .ingress)
-                try dp.attach(ifindex: Int32(index), name: name, hook: .egress)
+                var modes = Set<TCAttachMode>()
+                for hook in [TCHook.ingress, .egress] {
+                    let a = try dp.attach(ifindex: Int32(index), name: name, hook: hook, newLink: linkBudget > 0)
+                    if a.createdLink { linkBudget -= 1 }
+                    modes.insert(a.mode)
+                }
+                if dp.attachMode == .tcx && modes.contains(.clsact) { onClsact[name] = index } else { onClsact[name] = nil }
+                toDetach[index] = nil
                 nowAttached[name] = index
             } catch {
                 // Vanished between lookup and attach: pending until its link event.
                 FileHandle.standardError.write(Data("mirror-agent: attach \(name): \(error)\n".utf8))
             }
         }
-        for (name, index) in attached where nowAttached[name] != index {
-            if (try? nl.ifindex(name)) == index {
-                try? dp.detach(ifindex: Int32(index), name: name, hook: .ingress)
-                try? dp.detach(ifindex: Int32(index), name: name, hook: .egress)
+        // Detached by ifindex unless that ifindex is now a source's (a reused index):
+        // this also unpins the defunct links of devices that are gone.
+        let inUse = Set(nowAttached.values)
+        for (name, index) in attached where nowAttached[name] != index && !inUse.contains(index) {
+            if dp.attachMode == .tcx && linkBudget <= 0 { toDetach[index] = name; continue }
+            linkBudget -= 2
+            try? dp.detach(ifindex: Int32(index), name: name, hook: .ingress)
+            try? dp.detach(ifindex: Int32(index), name: name, hook: .egress)
+        }
+        if !sweptPins {
+            // Links an earlier run left on interfaces that are no source now (it was
+            // killed, or its last apply's removals were still queued).
+            sweptPins = true
+            let seg = SegmenterDevice.names(forMirrorDevice: options.mirrorDevice)
+            let own = Set([options.mirrorDevice, seg.tx, seg.rx].compactMap { links[$0] })  // stage 2, the segmenter
+            for index in dp.pinnedLinkIfindexes() where !inUse.contains(Int(index)) && !own.contains(Int(index)) {
+                toDetach[Int(index)] = toDetach[Int(index)] ?? "ifindex \(index)"
             }
         }
         attached = nowAttached
+        onClsact = onClsact.filter { nowAttached[$0.key] == $0.value }
+        startMoving()
         document = doc
         // The policy values are in the kernel now; explain and the metrics need only
         // the rest (at 20,000 sessions the policies are about 40 MB).
@@ -189,6 +224,48 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         return out
     }
 
+    /// Moves the hooks in `onClsact` to tcx links, one interface at a time, each under
+    /// the lock (two grace periods, ~25 ms), so applies and reads wait at most that.
+    /// Caller holds the lock.
+    private func startMoving() {
+        guard !moving, !onClsact.isEmpty || !toDetach.isEmpty else { return }
+        moving = true
+        mover.async { [weak self] in
+            // Each link holds rtnl through a grace period: the pause lets the host's
+            // other rtnl users (VM interfaces coming and going) in between.
+            while let self, self.lock.withLock({ self.moveOne() }) { usleep(5000) }
+        }
+    }
+
+    /// One interface from clsact to tcx, or one unused interface's links removed;
+    /// false (and `moving` off) when nothing is left.
+    private func moveOne() -> Bool {
+        guard let dp = datapath else { moving = false; return false }
+        if onClsact.isEmpty, let (index, name) = toDetach.first {
+            toDetach[index] = nil
+            if !attached.values.contains(index) {
+                try? dp.detach(ifindex: Int32(index), name: name, hook: .ingress)
+                try? dp.detach(ifindex: Int32(index), name: name, hook: .egress)
+            }
+            return true
+        }
+        guard let (name, index) = onClsact.first else { moving = false; return false }
+        onClsact[name] = nil
+        guard attached[name] == index else { return true }
+        do {
+            // A new link first, then our filter goes (attachTCX): no packet unmirrored.
+            for hook in [TCHook.ingress, .egress] { try dp.attach(ifindex: Int32(index), name: name, hook: hook) }
+            // The qdisc too when we made it and nobody else filters there: an empty clsact still costs.
+            if dp.createdClsact(ifindex: Int32(index)), (try? netlink?.clsactFilterCount(ifindex: index)) == 0 {
+                dp.destroyCreatedClsact(ifindex: Int32(index))
+            }
+        } catch {
+            // It stays on clsact (still mirrored); said once.
+            FileHandle.standardError.write(Data("mirror-agent: move \(name) to tcx: \(error)\n".utf8))
+        }
+        return true
+    }
+
     public func linkChanged(name: String, ifindex: Int, present: Bool) {
         lock.withLock {
             guard document.sources.contains(where: { $0.interface == name }) else {
@@ -202,7 +279,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             if present && attached[name] == ifindex { return }
             if !present && attached[name] == nil { return }
-            if !present { attached[name] = nil }  // its filters went with it
+            if !present { onClsact[name] = nil }
+            if !present, let old = attached.removeValue(forKey: name), let dp = datapath {
+                // Its clsact filters went with it; a tcx link stays pinned, defunct, until unpinned.
+                try? dp.detach(ifindex: Int32(old), name: name, hook: .ingress)
+                try? dp.detach(ifindex: Int32(old), name: name, hook: .egress)
+            }
             do { try reconcile(document, generation: generation) } catch {
                 FileHandle.standardError.write(Data("mirror-agent: re-apply after \(name) changed: \(error)\n".utf8))
             }
@@ -221,7 +303,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 }
             }
             return DatapathStatus(loaded: datapath != nil, generation: generation, attached: live,
-                                  mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice)
+                                  mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice,
+                                  tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
         }
     }
 
@@ -272,6 +355,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         templateTimer?.cancel()
         templateTimer = nil
         lock.withLock {
+            // The mover stops at its next step (no datapath); the rest stay on clsact
+            // and the next agent moves them (and removes the unused links it finds).
+            onClsact = [:]
+            toDetach = [:]
             // Programs stay attached and maps pinned (SPEC §7: mirroring goes on).
             datapath?.close()
             datapath = nil
@@ -292,13 +379,18 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 throw DatapathError("load the classifier to clean up: \(error)")
             }
             defer { dp.close() }
+            // Whichever way an agent attached (tcx links or clsact filters), nothing stays.
             for (name, i) in Self.interfaceIndexes() {
                 let index = Int32(i)
-                for hook in [TCHook.ingress, .egress] where dp.isAttached(ifindex: index, hook: hook) {
+                for hook in [TCHook.ingress, .egress]
+                where dp.isAttached(ifindex: index, hook: hook, mode: .clsact) || dp.isAttached(ifindex: index, hook: hook, mode: .tcx) {
                     do { try dp.detach(ifindex: index, name: name, hook: hook) } catch { problems.append("\(error)") }
                 }
             }
-            if isBPFFS { dp.unpinMaps() }
+            if isBPFFS {
+                dp.pruneLinks(all: true)
+                dp.unpinMaps()
+            }
             if let path = slotsPath { unlink(path) }
             guard problems.isEmpty else { throw DatapathError(problems.joined(separator: "; ")) }
         }

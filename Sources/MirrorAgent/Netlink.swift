@@ -33,6 +33,13 @@ public final class NetlinkContext {
         return Int(i)
     }
 
+    /// How many tc filters (anyone's) the clsact qdisc of `ifindex` holds, both hooks.
+    public func clsactFilterCount(ifindex: Int) throws -> Int {
+        let n = cnl_clsact_filter_count(ctx, Int32(ifindex))
+        guard n >= 0 else { throw NetlinkError("list tc filters of ifindex \(ifindex)", n) }
+        return Int(n)
+    }
+
     /// Creates a VXLAN `external` (collect_md) device, learning off, and sets it up.
     public func createVXLANExternal(name: String, port: UInt16 = 4789, mtu: UInt32 = 0) throws {
         let rc = cnl_vxlan_external_create(ctx, name, port, mtu)

@@ -258,7 +258,10 @@ struct Status: ParsableCommand {
         let loaded = r["datapathLoaded"]?.boolValue == true
         var lines = [
             "agent:       \(r["version"]?.displayText ?? "?")",
-            "datapath:    \(r["datapath"]?.displayText ?? "?") (\(loaded ? "loaded" : "not loaded"))",
+            "datapath:    \(r["datapath"]?.displayText ?? "?") (\(loaded ? "loaded" : "not loaded")"
+                + (r["tcAttach"]?.stringValue.map { ", attached through \($0)" } ?? "")
+                + ((r["tcxPending"]?.intValue ?? 0) > 0 ? "; \(r["tcxPending"]!.displayText) interfaces on clsact until their tcx links are made" : "")
+                + ")",
             "generation:  \(r["generation"]?.displayText ?? "?") (datapath at \(r["datapathGeneration"]?.displayText ?? "?"))",
             "sessions:    \(r["sessions"]?.displayText ?? "0") (\(r["enabledSessions"]?.displayText ?? "0") enabled)",
         ]

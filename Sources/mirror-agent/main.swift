@@ -36,6 +36,15 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(name: .customLong("tc-attach"),
+            help: "How programs sit on the TC hooks: auto (tcx links when the kernel has them, else clsact), tcx or clsact.")
+    var tcAttach = "auto"
+
+    @Option(name: .customLong("tcx-links-per-apply"),
+            help: ArgumentHelp("tcx links an apply creates itself; further hooks start on clsact and move to tcx in the background.",
+                               visibility: .hidden))
+    var tcxLinksPerApply = 32
+
     @Option(help: ArgumentHelp("automatic, kernel or memory (memory: no kernel datapath, for tests).", visibility: .hidden))
     var datapath: String = "automatic"
 
@@ -46,6 +55,10 @@ struct CommonOptions: ParsableArguments {
         guard DatapathFactory.Choice(rawValue: datapath) != nil else {
             throw ValidationError("--datapath: '\(datapath)' is not one of automatic, kernel, memory")
         }
+        guard tcAttach == "auto" || TCAttachMode(rawValue: tcAttach) != nil else {
+            throw ValidationError("--tc-attach: '\(tcAttach)' is not one of auto, tcx, clsact")
+        }
+        guard tcxLinksPerApply >= 0 else { throw ValidationError("--tcx-links-per-apply: must be 0 or more") }
         let parts = metricsAddress.split(separator: ":")
         guard parts.count >= 2, let port = Int(parts.last!), (1...65535).contains(port) else {
             throw ValidationError("--metrics-address: '\(metricsAddress)' is not HOST:PORT")
@@ -77,7 +90,8 @@ struct CommonOptions: ParsableArguments {
     }
 
     var datapathOptions: DatapathFactory.Options {
-        DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir)
+        DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
+                                attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply)
     }
 }
 

@@ -48,10 +48,13 @@ struct KernelAgentTests {
         try? client.call("GET", APIPath.status, as: StatusResponse.self)
     }
 
-    /// Our filters on one hook: `tc filter show` lines naming a bpf program.
+    /// Our programs on one hook, tcx links and clsact filters together (Tests/e2e/hooks.py
+    /// asks the kernel: BPF_PROG_QUERY and `tc filter show`).
     static func filterCount(_ ns: TestNetns, _ dev: String, _ hook: String) -> Int {
-        let out = (try? run("tc", "-n", ns.name, "filter", "show", "dev", dev, hook)) ?? ""
-        return out.split(separator: "\n").filter { $0.contains("bpf") && $0.contains("mirror_tc") }.count
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../e2e/hooks.py").standardized.path
+        let out = (try? run("ip", "netns", "exec", ns.name, "python3", script, dev, hook)) ?? ""
+        return out.split(separator: "\n").filter { $0.contains(" mirror_tc") }.count
     }
 
     @Test func attachesExplainsSurvivesARestartAndCleansUp() throws {

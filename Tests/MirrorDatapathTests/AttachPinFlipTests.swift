@@ -46,10 +46,10 @@ extension KernelTests {
         return out
     }
 
-    @Test func attachDetachOnVethLeavesNoFiltersAndKeepsOtherOwnersFilters() throws {
+    @Test func clsactAttachDetachOnVethLeavesNoFiltersAndKeepsOtherOwnersFilters() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try Datapath(pinDirectory: dir, attach: .clsact)
             defer { dp.unpinMaps(); dp.close() }
             try Kernel.withNetns { ns in
                 try Kernel.run(["ip", "-n", ns, "link", "add", "dpt0", "type", "veth", "peer", "name", "dpt1"])
@@ -100,19 +100,111 @@ extension KernelTests {
     @Test func attachToAMissingInterfaceSaysWhichAndWhy() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
-            defer { dp.unpinMaps(); dp.close() }
-            do {
-                try dp.attach(interface: "dpt-missing0", hook: .egress)
-                Issue.record("attach to a missing interface succeeded")
-            } catch {
-                #expect("\(error)" == "interface dpt-missing0: No such device")
+            for mode in Datapath.AttachMode.allCases {
+                let dp = try Datapath(pinDirectory: dir, attach: mode)
+                defer { dp.close() }
+                do {
+                    try dp.attach(interface: "dpt-missing0", hook: .egress)
+                    Issue.record("attach to a missing interface succeeded")
+                } catch {
+                    #expect("\(error)" == "interface dpt-missing0: No such device")
+                }
+                do {
+                    try dp.attach(ifindex: 999_999, name: "tap3", hook: .egress)
+                    Issue.record("attach to a missing ifindex succeeded")
+                } catch {
+                    let want = mode == .tcx ? "attach tcx egress on tap3: " : "create clsact on tap3: "
+                    #expect("\(error)".hasPrefix(want), "\(error)")
+                }
+                if mode == .tcx { dp.unpinMaps() }
             }
-            do {
-                try dp.attach(ifindex: 999_999, name: "tap3", hook: .egress)
-                Issue.record("attach to a missing ifindex succeeded")
-            } catch {
-                #expect("\(error)".hasPrefix("create clsact on tap3: "), "\(error)")
+        }
+    }
+}
+
+@Suite struct TCXAttachTests {
+    /// Program names on a tcx hook, as the kernel runs them (BPF_PROG_QUERY).
+    static func progs(_ ns: String, _ dev: String, _ hook: TCHook) throws -> [String] {
+        try Kernel.inNetns(ns) { () throws -> [String] in
+            Datapath.tcxPrograms(ifindex: try Datapath.ifindex(of: dev), hook: hook)
+        }
+    }
+
+    static func linkPins(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/links")) ?? []).sorted()
+    }
+
+    @Test func tcxLinksArePinnedAdoptedByTheNextAgentPrunedWithTheirDeviceAndKeepOthersPrograms() throws {
+        guard Kernel.available else { return }
+        guard Datapath.AttachMode.probe() == .tcx else {
+            print("TCXAttachTests: skipped: this kernel has no tcx (< 6.6); the clsact tests cover attachment")
+            return
+        }
+        try Kernel.withBPFFS { dir in
+            try Kernel.withNetns { ns in
+                try Kernel.run(["ip", "-n", ns, "link", "add", "dpt0", "type", "veth", "peer", "name", "dpt1"])
+                try Kernel.run(["ip", "-n", ns, "link", "set", "dpt0", "up"])
+                try Kernel.run(["ip", "-n", ns, "link", "set", "dpt1", "up"])
+                // Another owner's tcx program on dpt0 ingress (held by its fd, not pinned).
+                let other = try Datapath(pinDirectory: nil, attach: .tcx)
+                defer { other.close() }
+                try Kernel.inNetns(ns) { () throws -> Void in _ = try other.attach(interface: "dpt0", hook: .ingress) }
+                // An older agent's clsact filter on dpt1 egress: an upgrade must replace it.
+                let old = try Datapath(pinDirectory: nil, attach: .clsact)
+                defer { old.close() }
+                try Kernel.inNetns(ns) { () throws -> Void in _ = try old.attach(interface: "dpt1", hook: .egress) }
+
+                let first = try Datapath(pinDirectory: dir, attach: .tcx)
+                let a = try Kernel.inNetns(ns) { () throws -> [Datapath.Attachment] in
+                    var out: [Datapath.Attachment] = []
+                    for dev in ["dpt0", "dpt1"] {
+                        for hook in [TCHook.ingress, .egress] {
+                            out.append(try first.attach(interface: dev, hook: hook))
+                            try first.attach(interface: dev, hook: hook)  // again: the same link, no second one
+                        }
+                    }
+                    return out
+                }
+                #expect(a.allSatisfy { $0.mode == .tcx && $0.programID != 0 })
+                // Theirs first (it was there first), then ours; one of ours per hook.
+                #expect(try Self.progs(ns, "dpt0", .ingress) == ["mirror_tc_ingre", "mirror_tc_ingre"])
+                #expect(try Self.progs(ns, "dpt0", .egress) == ["mirror_tc_egres"])
+                #expect(try Self.progs(ns, "dpt1", .ingress) == ["mirror_tc_ingre"])
+                #expect(try Self.progs(ns, "dpt1", .egress) == ["mirror_tc_egres"])
+                let legacy = try Kernel.run(["tc", "-n", ns, "filter", "show", "dev", "dpt1", "egress"], allowFailure: true)
+                #expect(!legacy.contains("mirror_tc"), "the clsact filter of the older agent is gone: \(legacy)")
+                let ifindex = try Kernel.inNetns(ns) { () throws -> (Int32, Int32) in
+                    (try Datapath.ifindex(of: "dpt0"), try Datapath.ifindex(of: "dpt1"))
+                }
+                #expect(Self.linkPins(dir) == ["tcx-\(ifindex.0)-egress", "tcx-\(ifindex.0)-ingress",
+                                               "tcx-\(ifindex.1)-egress", "tcx-\(ifindex.1)-ingress"].sorted())
+
+                // The agent goes away: its links stay (pinned) and keep their program.
+                first.close()
+                #expect(try Self.progs(ns, "dpt1", .egress) == ["mirror_tc_egres"])
+                // The next agent adopts them: same links, now running its own program.
+                let second = try Datapath(pinDirectory: dir, attach: .tcx)
+                defer { second.pruneLinks(all: true); second.unpinMaps(); second.close() }
+                let b = try Kernel.inNetns(ns) { () throws -> [Datapath.Attachment] in
+                    try [TCHook.ingress, .egress].map { try second.attach(interface: "dpt1", hook: $0) }
+                }
+                #expect(b.allSatisfy { $0.programID != a[0].programID && $0.programID != a[1].programID })
+                #expect(try Kernel.inNetns(ns) { second.isAttached(ifindex: ifindex.1, hook: .egress) })
+                #expect(try Self.progs(ns, "dpt1", .ingress) == ["mirror_tc_ingre"])
+
+                // Detach takes ours off and leaves the other owner's.
+                try Kernel.inNetns(ns) { () throws -> Void in
+                    try second.detach(interface: "dpt0", hook: .ingress)
+                    try second.detach(interface: "dpt0", hook: .ingress)  // not attached: not an error
+                }
+                #expect(try Self.progs(ns, "dpt0", .ingress) == ["mirror_tc_ingre"])
+                #expect(try Kernel.inNetns(ns) { !second.isAttached(ifindex: ifindex.0, hook: .ingress) })
+                #expect(Self.linkPins(dir).count == 3)
+
+                // Deleting the devices leaves defunct links pinned: pruning removes them.
+                try Kernel.run(["ip", "-n", ns, "link", "del", "dpt0"])
+                #expect(second.pruneLinks() == 3)
+                #expect(Self.linkPins(dir).isEmpty)
             }
         }
     }

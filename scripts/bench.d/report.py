@@ -31,7 +31,17 @@ def throughput_summary(rows):
     return out
 
 
-def ratios(tp):
+def paired(rows, mode, rules, matching):
+    """Median over rounds of (mode's pps / none's pps in the same round): the two are
+    measured seconds apart (throughput.sh runs them next to each other), so drift
+    of the shared machine between rounds cancels out."""
+    none = {r["round"]: r["pps"] for r in rows if r["mode"] == "none"}
+    rs = sorted(r["pps"] / none[r["round"]] for r in rows
+                if r["mode"] == mode and r["rules"] == rules and r["matching"] == matching and none.get(r["round"]))
+    return statistics.median(rs) if rs else None
+
+
+def ratios(tp, rows):
     def med(mode, rules, matching):
         for r in tp:
             if r["mode"] == mode and r["rules"] == rules and r["matching"] == matching:
@@ -43,16 +53,18 @@ def ratios(tp):
     if agent_m and peers:
         res["agent_vs_best_peer_30_matching"] = agent_m / max(peers)
     agent_n, none = med("agent", 30, False), med("none", 0, False)
+    # Against "no mirroring": paired per round (see `paired`); the ratio of the two
+    # medians is kept beside it for comparison with earlier runs.
+    for key, mode, rules in (("agent_unmatched_vs_none_30", "agent", 30), ("hook_floor_vs_none", "hook", 0),
+                             ("tcx_floor_vs_none", "tcxhook", 0)):
+        v = paired(rows, mode, rules, False)
+        if v:
+            res[key] = v
     if agent_n and none:
-        res["agent_unmatched_vs_none_30"] = agent_n / none
-    hook = med("hook", 0, False)
-    if hook and none:
-        res["hook_floor_vs_none"] = hook / none
-    if agent_n and hook:
-        res["agent_unmatched_vs_hook_floor_30"] = agent_n / hook
-    tcx = med("tcxhook", 0, False)
-    if tcx and none:
-        res["tcx_floor_vs_none"] = tcx / none
+        res["agent_unmatched_vs_none_30_of_medians"] = agent_n / none
+    hook, tcx = med("hook", 0, False), med("tcxhook", 0, False)
+    if agent_n and tcx:
+        res["agent_unmatched_vs_tcx_floor_30"] = agent_n / tcx
     return res
 
 
@@ -85,7 +97,7 @@ def main():
         with open(tp_path) as f:
             rows = [json.loads(l) for l in f if l.strip()]
         res["throughput"] = throughput_summary(rows)
-        res["throughput_ratios"] = ratios(res["throughput"])
+        res["throughput_ratios"] = ratios(res["throughput"], rows)
         res["measured_at"]["throughput"] = now
     res["command"] = a.command
     with open(path, "w") as f:

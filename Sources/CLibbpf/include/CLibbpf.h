@@ -14,6 +14,7 @@
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 /* 1 when path is on a bpffs mount, 0 when not, -errno when it cannot be read. */
 static inline int clibbpf_is_bpffs(const char *path)
@@ -109,6 +110,86 @@ static inline int clibbpf_test_run_skb(int prog_fd, const void *frame, __u32 siz
 		*duration_ns = opts.duration;
 	return 0;
 }
+
+/* tcx (kernel >= 6.6): BPF links on a device's TC ingress/egress, without the
+ * clsact qdisc and its filter walk. libbpf 1.1 and the 6.1 uapi headers here
+ * predate it, so the attach types and the link type are spelled by number (they
+ * are uapi, fixed) and the generic bpf_link_create/bpf_prog_query carry them. */
+#define CLIBBPF_TCX_INGRESS 46
+#define CLIBBPF_TCX_EGRESS 47
+#define CLIBBPF_LINK_TYPE_TCX 11
+
+static inline int clibbpf_tcx_type(int egress) { return egress ? CLIBBPF_TCX_EGRESS : CLIBBPF_TCX_INGRESS; }
+
+/* A new tcx link running prog_fd on the hook, after the programs already there.
+ * Returns the link fd or -errno (EINVAL on kernels without tcx). */
+static inline int clibbpf_tcx_link_create(int prog_fd, int ifindex, int egress)
+{
+	int fd = bpf_link_create(prog_fd, ifindex, (enum bpf_attach_type)clibbpf_tcx_type(egress), NULL);
+	return fd < 0 ? -errno : fd;
+}
+
+/* What a link fd is: 0 with its device (0 once the device is gone: a defunct
+ * link), tcx attach type and program id; -EMEDIUMTYPE when it is not a tcx link. */
+static inline int clibbpf_tcx_link_info(int link_fd, __u32 *ifindex, __u32 *attach_type, __u32 *prog_id)
+{
+	struct bpf_link_info info;
+	memset(&info, 0, sizeof(info));
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len))
+		return -errno;
+	if (info.type != CLIBBPF_LINK_TYPE_TCX)
+		return -EMEDIUMTYPE;
+	/* The kernel's info.tcx {ifindex, attach_type} sits where the 6.1 header
+	 * declares info.netns {netns_ino, attach_type}: same union, same offsets. */
+	*ifindex = info.netns.netns_ino;
+	*attach_type = info.netns.attach_type;
+	*prog_id = info.prog_id;
+	return 0;
+}
+
+/* Points an existing link at another program, atomically. */
+static inline int clibbpf_link_update(int link_fd, int prog_fd)
+{
+	return bpf_link_update(link_fd, prog_fd, NULL) ? -errno : 0;
+}
+
+/* The ids of the programs on a tcx hook, in run order (at most *count).
+ * -EINVAL when the kernel has no tcx. */
+static inline int clibbpf_tcx_query(int ifindex, int egress, __u32 *prog_ids, __u32 *count)
+{
+	return bpf_prog_query(ifindex, (enum bpf_attach_type)clibbpf_tcx_type(egress), 0, NULL, prog_ids, count)
+		? -errno : 0;
+}
+
+/* The id and name (BPF_OBJ_NAME_LEN) of a program. */
+static inline int clibbpf_prog_id_name(int prog_fd, __u32 *id, char *name)
+{
+	struct bpf_prog_info info;
+	memset(&info, 0, sizeof(info));
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len))
+		return -errno;
+	*id = info.id;
+	if (name)
+		memcpy(name, info.name, sizeof(info.name));
+	return 0;
+}
+
+/* The name of the program with this id (for listing a hook), or -errno. */
+static inline int clibbpf_prog_name_by_id(__u32 id, char *name)
+{
+	int fd = bpf_prog_get_fd_by_id(id);
+	if (fd < 0)
+		return -errno;
+	__u32 ignored;
+	int rc = clibbpf_prog_id_name(fd, &ignored, name);
+	close(fd);
+	return rc;
+}
+
+static inline int clibbpf_obj_pin(int fd, const char *path) { return bpf_obj_pin(fd, path) ? -errno : 0; }
+static inline int clibbpf_obj_get(const char *path) { int fd = bpf_obj_get(path); return fd < 0 ? -errno : fd; }
 
 /* Negative errno of the last libbpf call that returned NULL. */
 static inline int clibbpf_errno(void) { return errno; }

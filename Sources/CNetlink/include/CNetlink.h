@@ -55,6 +55,10 @@ typedef struct {
 /// unicast route out of an Ethernet device.
 int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *out);
 
+/// How many tc filters (anyone's) sit on the clsact qdisc of ifindex, ingress and
+/// egress together; -EINVAL or -ENOENT style errors when there is no such qdisc.
+int cnl_clsact_filter_count(cnl_context *ctx, int ifindex);
+
 /// Deletes link `name`; -ENODEV when absent.
 int cnl_link_delete(cnl_context *ctx, const char *name);
 

@@ -14,7 +14,7 @@ topo_up
 agent_start
 ctl apply -f examples/demo.json >/dev/null
 host_tap=$(mac_of "$NS_HOST" tap-vm1)
-filters() { in_ns "$NS_HOST" tc filter show dev tap-vm1 "$1" | grep -c "mirror_tc" || true; }
+filters() { our_hooks tap-vm1 "$1"; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 audit_packets() { ctl stats -o json | json_field '[s["packets"] for s in d["sessions"] if s["session"]=="audit"][0]'; }
 # GET /metrics inside the host namespace (the agent listens on 127.0.0.1 there).

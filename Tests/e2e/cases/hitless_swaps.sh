@@ -138,6 +138,6 @@ sys.exit(1 if problems else 0)
 PY
 # The agent is alive and still holds one filter per hook.
 ctl status >/dev/null || fail "agent not answering after the swaps"
-f_in=$(in_ns "$NS_HOST" tc filter show dev tap-vm1 ingress | grep -c mirror_tc || true)
-f_eg=$(in_ns "$NS_HOST" tc filter show dev tap-vm1 egress | grep -c mirror_tc || true)
+f_in=$(our_hooks tap-vm1 ingress)
+f_eg=$(our_hooks tap-vm1 egress)
 expect_eq "$f_in/$f_eg" "1/1" "filters after the swaps"

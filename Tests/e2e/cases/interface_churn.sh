@@ -12,18 +12,20 @@ agent_start
 ctl apply -f examples/demo.json >/dev/null
 agent_pid=$(cat "$TOPO_DIR/agent.pid")
 expect_eq "$(cat /proc/"$agent_pid"/comm)" "mirror-agent" "agent pid"
-filters() { in_ns "$NS_HOST" tc filter show dev tap-vm1 "$1" | grep -c "mirror_tc" || true; }
+filters() { our_hooks tap-vm1 "$1"; }
 # Every filter line of ours on every device of the host namespace, with its program.
 all_filters() {
   local d
   for d in $(in_ns "$NS_HOST" ls /sys/class/net); do
     for h in ingress egress; do
-      in_ns "$NS_HOST" tc filter show dev "$d" "$h" 2>/dev/null | { grep -o 'name mirror_[a-z_]*' || true; } | sed "s/^/$d $h /"
+      hook_progs "$d" "$h" 2>/dev/null | awk -v d="$d" -v h="$h" '$3 ~ /^mirror_/ {print d, h, $1, $3}' || true
     done
   done | sort
 }
-prog_ids() { in_ns "$NS_HOST" tc filter show dev tap-vm1 "$1" | sed -n 's/.* id \([0-9]*\) name .*/\1/p'; }
-pins() { ls "$TOPO_DIR/bpffs" | grep -v '\.debug$' | sort | tr '\n' ' '; }
+prog_ids() { hook_progs tap-vm1 "$1" | awk '{print $2}'; }
+# Pinned maps and links (links/tcx-IFINDEX-HOOK: one per hook attached through tcx;
+# tap-vm1's ifindex changes with every recreation, so it is left out).
+pins() { (cd "$TOPO_DIR/bpffs" && find . -mindepth 1 ! -name '*.debug') | sed 's/tcx-[0-9]*-/tcx-#-/' | sort | tr '\n' ' '; }
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/"$agent_pid"/status; }
 fds() { ls /proc/"$agent_pid"/fd | wc -l; }
 ifindex() { in_ns "$NS_HOST" cat /sys/class/net/tap-vm1/ifindex; }

@@ -1,5 +1,5 @@
 # Issue 8 item 7: a graceful stop followed by `mirror-agent cleanup` leaves no kernel
-# state behind: no tc filter of ours on any device of the host namespace, no mirror
+# state behind: no program of ours (tcx link or tc filter) on any device of the host namespace, no mirror
 # or segmenter devices, no pins, no nftables table, and none of the programs, maps
 # and links this run loaded still exists (checked by id: other runs on the machine
 # may hold mirror_* programs of their own). The same after a `kill -9` + cleanup.
@@ -12,8 +12,7 @@ our_filters() {
   local d h
   for d in $(host_devs); do
     for h in ingress egress; do
-      in_ns "$NS_HOST" tc filter show dev "$d" "$h" 2>/dev/null |
-        sed -n "s/.* id \([0-9]*\) name \([^ ]*\) .*/$d $h \1 \2/p"
+      hook_progs "$d" "$h" 2>/dev/null | awk -v d="$d" -v h="$h" '{print d, h, $2, $3}' || true
     done
   done
 }

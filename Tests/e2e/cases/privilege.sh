@@ -54,8 +54,8 @@ rc=0; out=$(nsenter --net="/run/netns/$NS_HOST" setpriv --inh-caps=-all --boundi
 expect_eq "$(stat -c '%a %U' "$AGENT_SOCK")" "600 root" "socket after the refused starts"
 ctl status >/dev/null || fail "the running agent stopped answering"
 expect_eq "$(ctl status -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])')" "$gen0" "generation at the end"
-f_in=$(in_ns "$NS_HOST" tc filter show dev tap-vm1 ingress | grep -c mirror_tc || true)
-f_eg=$(in_ns "$NS_HOST" tc filter show dev tap-vm1 egress | grep -c mirror_tc || true)
+f_in=$(our_hooks tap-vm1 ingress)
+f_eg=$(our_hooks tap-vm1 egress)
 expect_eq "$f_in/$f_eg" "1/1" "filters at the end"
 chmod 700 "$TOPO_DIR"
 echo "ok"
