@@ -164,7 +164,7 @@ extension Agent {
         let (stats, status) = await collect()
         let attached = status.sources.filter { $0.state == .attached }.count
         return MetricsSnapshot(stats: stats, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
-                               applySeconds: metrics.applyHistogram, build: metrics.build,
+                               tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
                                process: ProcessMetricsReader.read())
     }
 

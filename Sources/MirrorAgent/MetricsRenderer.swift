@@ -89,6 +89,9 @@ public enum MetricsRenderer {
         o.family("mirror_sources", "gauge", "Sources by state: attached (programs on the interface) or pending (no such interface yet).")
         o.sample("mirror_sources", [("state", "attached")], UInt64(m.sourcesAttached))
         o.sample("mirror_sources", [("state", "pending")], UInt64(m.sourcesPending))
+        o.family("mirror_tcx_pending_interfaces", "gauge",
+                 "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).")
+        o.sample("mirror_tcx_pending_interfaces", [], UInt64(m.tcxPending))
         o.family("mirror_agent_build_info", "gauge", "Agent version, source commit and running kernel; always 1.")
         o.sample("mirror_agent_build_info", [("version", m.build.version), ("commit", m.build.commit), ("kernel", m.build.kernel)], 1)
 

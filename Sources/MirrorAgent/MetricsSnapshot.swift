@@ -69,13 +69,16 @@ public struct MetricsSnapshot: Hashable, Sendable {
     public var stats: StatsResponse
     public var sourcesAttached: Int
     public var sourcesPending: Int
+    /// Attached interfaces still on clsact filters, waiting for their tcx links.
+    public var tcxPending: Int
     public var applySeconds: Histogram
     public var build: BuildInfo
     public var process: ProcessMetrics?
 
-    public init(stats: StatsResponse, sourcesAttached: Int, sourcesPending: Int, applySeconds: Histogram,
-                build: BuildInfo, process: ProcessMetrics?) {
+    public init(stats: StatsResponse, sourcesAttached: Int, sourcesPending: Int, tcxPending: Int = 0,
+                applySeconds: Histogram, build: BuildInfo, process: ProcessMetrics?) {
         self.stats = stats; self.sourcesAttached = sourcesAttached; self.sourcesPending = sourcesPending
+        self.tcxPending = tcxPending
         self.applySeconds = applySeconds; self.build = build; self.process = process
     }
 

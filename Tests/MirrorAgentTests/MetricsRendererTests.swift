@@ -18,7 +18,7 @@ struct MetricsRendererTests {
             sources: [SourceStats(source: "vm1", interface: "tap-vm1", state: "attached", direction: "outbound", seen: 15,
                                   mirrored: 7, notMirrored: ["rejected": 5, "no_match": 0, "not_ip": 3])],
             mirrorDeviceForeignDropped: 2)
-        return MetricsSnapshot(stats: stats, sourcesAttached: 1, sourcesPending: 2, applySeconds: h,
+        return MetricsSnapshot(stats: stats, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
                                build: .init(version: "0.1.0", commit: "abc", kernel: "6.18.0"),
                                process: .init(residentMemoryBytes: 4096, virtualMemoryBytes: 8192, cpuSeconds: 1.5,
                                               openFDs: 9, maxFDs: 1024, startTimeSeconds: 1700000000))
@@ -85,6 +85,9 @@ struct MetricsRendererTests {
         # TYPE mirror_sources gauge
         mirror_sources{state="attached"} 1
         mirror_sources{state="pending"} 2
+        # HELP mirror_tcx_pending_interfaces Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).
+        # TYPE mirror_tcx_pending_interfaces gauge
+        mirror_tcx_pending_interfaces 3
         # HELP mirror_agent_build_info Agent version, source commit and running kernel; always 1.
         # TYPE mirror_agent_build_info gauge
         mirror_agent_build_info{version="0.1.0",commit="abc",kernel="6.18.0"} 1

@@ -41,6 +41,12 @@ print(d.get("tcxPending"), sum(x["state"] == "attached" for x in s), len(s))')"
 echo "after the apply: $attached of $total sources attached, $pending interfaces on clsact"
 expect_eq "$attached" "$total" "sources attached right after the apply"
 [ "$pending" -gt 100 ] || fail "expected most interfaces on clsact right after the apply, status says $pending"
+tcx_metric() {
+  nsenter --net="/run/netns/$NS_HOST" curl -sf --max-time 5 http://127.0.0.1:9469/metrics |
+    sed -n 's/^mirror_tcx_pending_interfaces \([0-9]*\)$/\1/p'
+}
+m=$(tcx_metric)
+[ "${m:-0}" -gt 0 ] || fail "mirror_tcx_pending_interfaces is '$m' while interfaces are still on clsact"
 ctl status > "$TOPO_DIR/status.txt"
 grep "interfaces on clsact until their tcx links are made" "$TOPO_DIR/status.txt" || fail "agentctl status does not say hooks are moving"
 t0=$(date +%s.%N)
@@ -50,6 +56,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 expect_eq "$pending" "0" "interfaces on clsact 60 s after the apply"
+expect_eq "$(tcx_metric)" "0" "mirror_tcx_pending_interfaces once all are moved"
 echo "all on tcx links $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s after the apply"
 in_ns "$NS_HOST" python3 Tests/e2e/hooks.py --all > "$TOPO_DIR/hooks.txt"
 python3 - "$TOPO_DIR/hooks.txt" $N <<'PY'
