@@ -434,18 +434,25 @@ public final class Datapath: @unchecked Sendable {
         }
     }
 
+    /// Our pinned tcx links: (pin path, the ifindex in its name).
+    private func linkPins() -> [(path: String, ifindex: Int32)] {
+        guard let pinDirectory else { return [] }
+        let dir = pinDirectory + "/links"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.compactMap { name in
+            let parts = name.split(separator: "-")  // tcx-IFINDEX-HOOK (linkPin)
+            guard parts.count == 3, parts[0] == "tcx", let i = Int32(parts[1]) else { return nil }
+            return (dir + "/" + name, i)
+        }
+    }
+
     /// Unpins every pinned tcx link whose device is gone (a deleted interface leaves
     /// its link defunct, still pinned) or, with `all`, every one: then nothing of
     /// ours stays on any hook through a link. Returns how many were removed.
     @discardableResult
     public func pruneLinks(all: Bool = false) -> Int {
-        guard let pinDirectory, let dir = opendir(pinDirectory + "/links") else { return 0 }
-        defer { closedir(dir) }
         var removed = 0
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard name.hasPrefix("tcx-") else { continue }
-            let path = pinDirectory + "/links/" + name
+        for (path, _) in linkPins() {
             var stale = all
             if !stale {
                 let fd = clibbpf_obj_get(path)
@@ -455,26 +462,16 @@ public final class Datapath: @unchecked Sendable {
             }
             if stale && unlink(path) == 0 { removed += 1 }
         }
-        if all { rmdir(pinDirectory + "/links") }
+        if all, let pinDirectory { rmdir(pinDirectory + "/links") }
         return removed
     }
 
     /// The ifindexes that have a pinned tcx link of ours (live or defunct).
-    public func pinnedLinkIfindexes() -> Set<Int32> {
-        guard let pinDirectory, let dir = opendir(pinDirectory + "/links") else { return [] }
-        defer { closedir(dir) }
-        var out = Set<Int32>()
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            let parts = name.split(separator: "-")
-            if parts.count == 3, parts[0] == "tcx", let i = Int32(parts[1]) { out.insert(i) }
-        }
-        return out
-    }
+    public func pinnedLinkIfindexes() -> Set<Int32> { Set(linkPins().map(\.ifindex)) }
 
-    /// The programs on a hook of the device as the kernel runs them, by name: tcx
-    /// links first (in order), then clsact filters are not listed (see `tc filter
-    /// show`). For tests and diagnostics; [] on kernels without tcx.
+    /// The names of the programs on a tcx hook of the device, in the order the
+    /// kernel runs them (clsact filters are not included: `tc filter show` lists
+    /// those). For tests and diagnostics; [] on kernels without tcx.
     public static func tcxPrograms(ifindex: Int32, hook: TCHook) -> [String] {
         var ids = [UInt32](repeating: 0, count: 64)
         var count = UInt32(ids.count)
