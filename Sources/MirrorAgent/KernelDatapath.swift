@@ -7,10 +7,8 @@ import MirrorDatapath
 /// attach, write images, test-run) plus MirrorCompiler (document → map image) plus
 /// the mirror device (netlink). It only composes what those layers offer.
 ///
-/// SEAM(datapath): stage 2 (bpf/encap.bpf.c) on the mirror device's egress is not
-/// attached yet: MirrorDatapath has no loader for it at this point. Until it has,
-/// copies are cloned to the collect_md device, which drops them (no tunnel key).
-/// Attach it in `start()` right after `MirrorDevice.ensure`.
+/// Stage 2 (bpf/encap.bpf.c) is attached on the mirror device's egress in
+/// `start()`, after the segmenter.
 public final class KernelDatapath: Datapath, @unchecked Sendable {
     public let kind = "kernel"
     private let options: DatapathFactory.Options
@@ -90,7 +88,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     public func resync(document: Document, generation: UInt64) throws {
         try lock.withLock {
-            attached = [:]  // re-attach everywhere (tc replaces our own filter in place)
+            attached = [:]  // re-attach everywhere (our own link or filter is reused in place)
             try reconcile(document, generation: generation)
         }
     }

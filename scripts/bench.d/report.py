@@ -62,7 +62,7 @@ def ratios(tp, rows):
             res[key] = v
     if agent_n and none:
         res["agent_unmatched_vs_none_30_of_medians"] = agent_n / none
-    hook, tcx = med("hook", 0, False), med("tcxhook", 0, False)
+    tcx = med("tcxhook", 0, False)
     if agent_n and tcx:
         res["agent_unmatched_vs_tcx_floor_30"] = agent_n / tcx
     return res

@@ -125,7 +125,8 @@ agent_up() {
   agent_doc "$n" "$matching" > "$TOPO_DIR/agent-policy.json"
   ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null
 }
-# The agent leaves the (empty) clsact qdisc on purpose (it may hold other owners'
+# On clsact (--tc-attach clsact, or a kernel without tcx) the agent leaves the
+# (empty) clsact qdisc on purpose (it may hold other owners'
 # filters); here the bench owns the tap and removes it, so that the next mode starts
 # from a bare device.
 agent_down() {
@@ -152,7 +153,7 @@ hook_up() {
 hook_down() { in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || true; }
 
 # The same empty program through tcx links (kernel >= 6.6): no clsact qdisc, no
-# cls_bpf. What a tcx-attached classifier would start from (the agent uses clsact).
+# cls_bpf. What a tcx-attached classifier starts from (the agent attaches this way).
 tcxhook_up() {
   [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
     -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o" || return 1
