@@ -123,11 +123,36 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		if (suppressed)
 			return suppressed;
 	}
-	struct mirror_policy_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
-	struct mirror_policy *policy = bpf_map_lookup_elem(&mirror_policy, &key);
-	if (!policy)
+	/* The source's prefilter, from the direct-mapped index (mirror_abi.h):
+	 * traffic it turns away never pays for the policy's hash lookup. */
+	__u32 bucket_key = mirror_prefilter_key(ifindex, slot);
+	const struct mirror_prefilter_bucket *bucket = bpf_map_lookup_elem(&mirror_prefilter, &bucket_key);
+	if (!bucket)
 		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
-	__u32 source_slot = policy->source_slot;
+	struct mirror_policy_key key = { .ifindex = ifindex, .slot = slot, .direction = direction };
+	struct mirror_policy *policy = NULL;
+	struct mirror_prefilter pf;
+	if (bucket->ifindex[0] == ifindex) {
+		pf = bucket->entry[0][direction];
+	} else if (bucket->ifindex[1] == ifindex) {
+		pf = bucket->entry[1][direction];
+	} else if (bucket->overflow) {
+		/* A source the bucket had no way for: only in mirror_policy. */
+		policy = bpf_map_lookup_elem(&mirror_policy, &key);
+		if (!policy)
+			return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
+		pf.src_port_lo = policy->src_port_lo;
+		pf.src_port_hi = policy->src_port_hi;
+		pf.dst_port_lo = policy->dst_port_lo;
+		pf.dst_port_hi = policy->dst_port_hi;
+		pf.source_slot = policy->source_slot;
+		pf.flags = MIRROR_PREFILTER_POLICY | (policy->needs_ports ? MIRROR_PREFILTER_NEEDS_PORTS : 0);
+	} else {
+		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
+	}
+	if (!(pf.flags & MIRROR_PREFILTER_POLICY))
+		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
+	__u32 source_slot = pf.source_slot;
 
 	struct parse_cursor cur = {
 		.data = (void *)(long)skb->data,
@@ -161,12 +186,17 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 
 	/* The policy's prefilter (mirror_abi.h): outside its bounds no rule can
 	 * match, and the walk below would end in the same NO_MATCH. */
-	if (pkt.has_ports ? (pkt.dst_port < policy->dst_port_lo || pkt.dst_port > policy->dst_port_hi ||
-			     pkt.src_port < policy->src_port_lo || pkt.src_port > policy->src_port_hi)
-			  : policy->needs_ports) {
+	if (pkt.has_ports ? (pkt.dst_port < pf.dst_port_lo || pkt.dst_port > pf.dst_port_hi ||
+			     pkt.src_port < pf.src_port_lo || pkt.src_port > pf.src_port_hi)
+			  : (pf.flags & MIRROR_PREFILTER_NEEDS_PORTS)) {
 		if (counting)
 			count_source(source_slot, direction, MIRROR_OUTCOME_NO_MATCH);
 		return mirror_verdict(MIRROR_OUTCOME_NO_MATCH, 0, 0, slot);
+	}
+	if (!policy) {
+		policy = bpf_map_lookup_elem(&mirror_policy, &key);
+		if (!policy) /* the index and the policies disagree: never written so */
+			return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
 	}
 
 	__u32 match_key = packet_key(&pkt);

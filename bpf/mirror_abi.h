@@ -129,6 +129,53 @@ struct mirror_policy {
 	struct mirror_rule rules[MAX_RULES_PER_POLICY];
 };
 
+/*
+ * ---- Map: mirror_prefilter (ARRAY, key mirror_prefilter_key(ifindex, slot)) ----
+ * A direct-mapped index in front of mirror_policy, so that traffic its source's
+ * prefilter turns away costs no hash lookup (SPEC §8: unmatched traffic pays
+ * almost nothing). Bucket = ifindex modulo MIRROR_PREFILTER_BUCKETS; each bucket
+ * (one cache line) holds up to MIRROR_PREFILTER_WAYS sources of one generation
+ * slot, both directions each: the policy's source slot and prefilter. A source
+ * that does not fit (more sources share the bucket than it has ways) is only in
+ * mirror_policy, and the bucket says so with `overflow`. So for an ifindex:
+ * in a way = its policy's prefilter (flags 0 for a direction: no policy there);
+ * not in a way and no overflow = no policy; not in a way and overflow = look in
+ * mirror_policy. Host ifindexes are allocated in ascending order, so the sources
+ * of one host rarely share a bucket. The agent derives it from the policies
+ * (Swift: PrefilterIndex) and writes it with them, in the same slot.
+ */
+#define MIRROR_PREFILTER_BUCKETS 16384   /* a power of two */
+#define MIRROR_PREFILTER_WAYS 2
+
+enum mirror_prefilter_flags {
+	MIRROR_PREFILTER_POLICY = 1 << 0,       /* the source has a policy in this direction */
+	MIRROR_PREFILTER_NEEDS_PORTS = 1 << 1,  /* mirror_policy.needs_ports */
+};
+
+struct mirror_prefilter {
+	__u16 src_port_lo;     /* mirror_policy's bounds, host order */
+	__u16 src_port_hi;
+	__u16 dst_port_lo;
+	__u16 dst_port_hi;
+	__u16 source_slot;     /* mirror_policy.source_slot */
+	__u8 flags;            /* enum mirror_prefilter_flags */
+	__u8 pad;
+};
+
+struct mirror_prefilter_bucket {
+	__u32 ifindex[MIRROR_PREFILTER_WAYS];  /* 0 = a free way */
+	__u32 overflow;        /* 1: further sources of this bucket are only in mirror_policy */
+	__u32 pad;
+	struct mirror_prefilter entry[MIRROR_PREFILTER_WAYS][MIRROR_DIRECTIONS];
+};
+
+#define MIRROR_PREFILTER_ENTRIES 32768   /* MIRROR_GENERATION_SLOTS * MIRROR_PREFILTER_BUCKETS */
+
+static inline __u32 mirror_prefilter_key(__u32 ifindex, __u32 slot)
+{
+	return slot * MIRROR_PREFILTER_BUCKETS + (ifindex & (MIRROR_PREFILTER_BUCKETS - 1));
+}
+
 /* ---- Map: mirror_session (ARRAY, key slot * MAX_SESSIONS + session_slot) ---- */
 struct mirror_session {
 	__u32 vni;             /* host order: bpf_tunnel_key.tunnel_id takes host order */

@@ -31,6 +31,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mirror_policy SEC(".maps");
 
+/* Preallocated (2 MiB): the index in front of mirror_policy (mirror_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MIRROR_PREFILTER_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mirror_prefilter_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_prefilter SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_SESSIONS * MIRROR_GENERATION_SLOTS);

@@ -110,7 +110,7 @@ public final class Datapath: @unchecked Sendable {
             }
             programFDs[p] = bpf_program__fd(prog)
         }
-        for name in ["mirror_active", "mirror_policy", "mirror_session", "mirror_target",
+        for name in ["mirror_active", "mirror_policy", "mirror_prefilter", "mirror_session", "mirror_target",
                      "session_stats", "rule_stats", "source_stats",
                      // Used by stage 2; named here so that loadEncap shares them, metrics read
                      // the first and the agent writes the second.
@@ -529,6 +529,9 @@ public final class Datapath: @unchecked Sendable {
                         what: { "write policy of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
                         inSlot: { $0.slot == slot }, id: Self.policyKeyID)
 
+        // The index the classifier reads before the policies, same slot.
+        try writePrefilter(image, slot: slot)
+
         // Security groups and ACLs (SPEC §5, SecurityMaps.swift), same slot.
         try writeSecurity(image, slot: slot)
 
@@ -552,6 +555,21 @@ public final class Datapath: @unchecked Sendable {
         try DatapathError.check(bpf_map_lookup_elem(fd, &key, &v), "read mirror_active")
         v.mirror_ifindex = ifindex
         try DatapathError.check(bpf_map_update_elem(fd, &key, &v, UInt64(BPF_ANY)), "write mirror_active")
+    }
+
+    /// Every bucket of `slot` in the prefilter index (PrefilterIndex), the empty
+    /// ones too, so nothing of an older generation stays: one batch of 1 MiB.
+    func writePrefilter(_ image: MapImage, slot: UInt8) throws(DatapathError) {
+        let n = PrefilterIndex.bucketCount
+        var values = [mirror_prefilter_bucket](repeating: mirror_prefilter_bucket(), count: n)
+        for (b, v) in PrefilterIndex.buckets(image.policies) { values[b] = v }
+        var keys = (0..<n).map { UInt32(slot) * UInt32(n) + UInt32($0) }
+        var count = UInt32(n)
+        let fd = try mapFD("mirror_prefilter")
+        let rc = keys.withUnsafeMutableBytes { k in
+            values.withUnsafeMutableBytes { v in bpf_map_update_batch(fd, k.baseAddress, v.baseAddress, &count, nil) }
+        }
+        try DatapathError.check(rc, "write mirror_prefilter (slot \(slot), \(count) of \(n) buckets written)")
     }
 
     static func policyKeyID(_ k: mirror_policy_key) -> UInt64 {

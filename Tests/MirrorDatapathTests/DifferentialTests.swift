@@ -28,9 +28,13 @@ enum Differential {
     }
 
     /// Fake ifindexes (handed to the test programs in skb->mark).
+    /// Up to three sources per bucket of the prefilter index (mirror_abi.h), so that
+    /// both of its ways and its overflow (the policy-map path) are compared.
     static func interfaceIndexes(_ doc: Document) -> [String: UInt32] {
-        Dictionary(doc.sources.enumerated().map { ($0.element.interface, UInt32(100 + $0.offset)) },
-                   uniquingKeysWith: { a, _ in a })
+        let buckets = UInt32(PrefilterIndex.bucketCount)
+        return Dictionary(doc.sources.enumerated().map {
+            ($0.element.interface, 100 + UInt32($0.offset / 3) + UInt32($0.offset % 3) * buckets)
+        }, uniquingKeysWith: { a, _ in a })
     }
 
     /// BPF_PROG_TEST_RUN (6.18) refuses untagged IPv4 frames shorter than 34 bytes and
