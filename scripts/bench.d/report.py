@@ -41,6 +41,19 @@ def paired(rows, mode, rules, matching):
     return statistics.median(rs) if rs else None
 
 
+def alternating(alt):
+    """Median over cycles of (mode's pps / none's pps in the same cycle), from the
+    alternating phase of throughput.sh (sub-second samples, modes interleaved)."""
+    none = {r["cycle"]: r["pps"] for r in alt if r["mode"] == "none"}
+    out = {}
+    for mode in sorted({r["mode"] for r in alt} - {"none"}):
+        rs = [r["pps"] / none[r["cycle"]] for r in alt if r["mode"] == mode and none.get(r["cycle"])]
+        if rs:
+            q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
+            out[mode] = dict(median=statistics.median(rs), q1=q[0], q3=q[2], cycles=len(rs))
+    return out
+
+
 def ratios(tp, rows):
     def med(mode, rules, matching):
         for r in tp:
@@ -96,8 +109,19 @@ def main():
     if os.path.exists(tp_path):
         with open(tp_path) as f:
             rows = [json.loads(l) for l in f if l.strip()]
+        alt = [r for r in rows if r.get("phase") == "alternating"]
+        rows = [r for r in rows if r.get("phase") != "alternating"]
         res["throughput"] = throughput_summary(rows)
         res["throughput_ratios"] = ratios(res["throughput"], rows)
+        res.pop("throughput_alternating", None)
+        if alt:
+            a_res = alternating(alt)
+            res["throughput_alternating"] = dict(seconds=alt[0]["seconds"], ratios_vs_none=a_res,
+                                                 none_pps_median=statistics.median(r["pps"] for r in alt if r["mode"] == "none"))
+            if "agent" in a_res:
+                res["throughput_ratios"]["agent_unmatched_vs_none_30_alternating"] = a_res["agent"]["median"]
+            if "tcxhook" in a_res:
+                res["throughput_ratios"]["tcx_floor_vs_none_alternating"] = a_res["tcxhook"]["median"]
         res["measured_at"]["throughput"] = now
     res["command"] = a.command
     with open(path, "w") as f:
@@ -120,8 +144,16 @@ def main():
                       f"{r['pps_median']:.0f} | {r['pps_max']:.0f} | {r['copies']} | {r['lost']} |")
         md.append("")
         for k, v in res.get("throughput_ratios", {}).items():
-            md.append(f"- {k}: {v:.2f}")
+            md.append(f"- {k}: {v:.3f}")
         md.append("")
+        alt = res.get("throughput_alternating")
+        if alt:
+            md += [f"Alternating (none / agent with 30 unmatched rules / empty tcx program, {alt['seconds']} s each, "
+                   f"one continuous sender; none's median {alt['none_pps_median']:.0f} pps): each mode's pps over none's in the "
+                   "same cycle.", "", "| mode | median | quartiles | cycles |", "|---|---|---|---|"]
+            for mode, v in alt["ratios_vs_none"].items():
+                md.append(f"| {mode} | {v['median']:.3f} | {v['q1']:.3f}–{v['q3']:.3f} | {v['cycles']} |")
+            md.append("")
     if "control_plane" in res:
         cpr = res["control_plane"]
         md += ["## Control plane", "",
