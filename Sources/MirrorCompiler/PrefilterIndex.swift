@@ -10,7 +10,6 @@ import MirrorCore
 /// `overflow` so that the classifier looks there.
 public enum PrefilterIndex {
     public static let bucketCount = Int(MIRROR_PREFILTER_BUCKETS)
-    public static let ways = Int(MIRROR_PREFILTER_WAYS)
 
     public static func bucket(ofIfindex ifindex: UInt32) -> Int { Int(ifindex) & (bucketCount - 1) }
 
