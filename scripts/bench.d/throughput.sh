@@ -211,20 +211,22 @@ alternating_phase() {
   local budget
   budget=$(python3 -c "print(int($ALT_CYCLES * 3 * ($ALT_SECONDS + 0.4) + 30))")
   in_ns "$NS_VM" timeout -s INT "$budget" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 >/dev/null 2>&1 &
-  local tg=$! modes=(none agent tcxhook) c i m pps
+  local tg=$! modes=(none agent tcxhook) c i m pps ok=1
   sleep 1
-  for ((c = 1; c <= ALT_CYCLES; c++)); do
+  # Called in an `||` list, so errexit is off here: a switch that fails ends the
+  # phase rather than recording a sample of the wrong mode.
+  for ((c = 1; c <= ALT_CYCLES && ok; c++)); do
     for ((i = 0; i < 3; i++)); do
       if ((c % 2)); then m=${modes[i]}; else m=${modes[2 - i]}; fi
       case $m in
-        agent) ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null ;;
-        tcxhook) tcxhook_up ;;
+        agent) ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null || { ok=0; break; } ;;
+        tcxhook) tcxhook_up || { ok=0; break; } ;;
       esac
       sleep 0.1
       echo "$ALT_SECONDS" >&"${SAMPLER[1]}"
       read -r pps <&"${SAMPLER[0]}"
       case $m in
-        agent) ctl apply -f "$TOPO_DIR/empty.json" >/dev/null ;;
+        agent) ctl apply -f "$TOPO_DIR/empty.json" >/dev/null || { ok=0; break; } ;;
         tcxhook) tcxhook_down ;;
       esac
       echo "{\"phase\": \"alternating\", \"mode\": \"$m\", \"cycle\": $c, \"seconds\": $ALT_SECONDS, \"pps\": $pps}" >> "$out"
@@ -233,7 +235,9 @@ alternating_phase() {
   kill -INT "$tg" 2>/dev/null || true
   wait "$tg" 2>/dev/null || true
   eval "exec ${SAMPLER[1]}>&-"
+  tcxhook_down
   agent_end
+  [ "$ok" = 1 ] || { echo "bench: switching to $m failed in cycle $((c - 1)); the phase stopped there" >&2; return 1; }
 }
 if [ "$ALT_CYCLES" -gt 0 ]; then
   echo "alternating none / agent (unmatched, 30 rules) / tcxhook every ${ALT_SECONDS} s, $ALT_CYCLES cycles" >&2
