@@ -193,13 +193,20 @@ public struct Enforcement: Sendable {
         p.standardInput = stdin
         p.standardError = stderr
         p.standardOutput = FileHandle.nullDevice
+        // Not waitUntilExit(): on Linux it spins a run loop on the calling thread,
+        // and every pool thread that ever waited keeps one (an epoll, an eventfd and
+        // a timerfd). The handler runs on Foundation's one process-monitor thread.
+        let exited = DispatchSemaphore(value: 0)
+        p.terminationHandler = { _ in exited.signal() }
         do { try p.run() } catch {
             throw Failure(message: "\(what): cannot run \(command.joined(separator: " ")) (install nftables): \(error.localizedDescription)")
         }
         stdin.fileHandleForWriting.write(Data(input.utf8))
         try? stdin.fileHandleForWriting.close()
         let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        try? stderr.fileHandleForReading.close()
+        exited.wait()
+        p.terminationHandler = nil  // else the Process, its pipes and their fds stay (e2e security_groups)
         guard p.terminationStatus == 0 else {
             let text = String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw Failure(message: "\(what): nft exited with \(p.terminationStatus): \(text)")

@@ -39,6 +39,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// Used when there is no route toward a collector (yet).
     static let defaultMTU = 1500
 
+    /// The enforcement rules (EnforcementRenderer's text) nft last took; nil before
+    /// the first apply or after a failed one.
+    private var enforcedRules: String?
+
     /// Re-resolves the encapsulation templates every second (next hops change).
     private var templateTimer: DispatchSourceTimer?
 
@@ -83,19 +87,22 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     }
 
     public func apply(document: Document, generation: UInt64) throws {
-        try lock.withLock { try reconcile(document, generation: generation) }
+        try lock.withLock { try reconcile(document, generation: generation, enforce: true) }
     }
 
     public func resync(document: Document, generation: UInt64) throws {
         try lock.withLock {
             attached = [:]  // re-attach everywhere (our own link or filter is reused in place)
-            try reconcile(document, generation: generation)
+            try reconcile(document, generation: generation, enforce: true)
         }
     }
 
     /// Compiles `doc` for the interfaces present now, writes it (one atomic flip),
     /// then attaches to new interfaces and detaches from ones no source uses.
-    private func reconcile(_ doc: Document, generation: UInt64) throws {
+    /// `enforce`: replace the enforcement table even when its rules are the ones
+    /// last applied (an operator's apply or a resync re-asserts it; a link event
+    /// does not run nft when the rules did not change).
+    private func reconcile(_ doc: Document, generation: UInt64, enforce: Bool = false) throws {
         guard let dp = datapath, let nl = netlink else { throw DatapathError("the kernel datapath is not started") }
         let newSlots: SlotAssignment
         do { newSlots = try SlotAssignment.assign(document: doc, previous: slots) } catch {
@@ -115,12 +122,18 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         } catch { throw DatapathError("compile the policy: \(error)") }
         let freed = newSlots.freed(comparedTo: slots)
         // SPEC §5 enforcement (Enforcement.swift): refused before anything changes, replaced after the flip.
-        do { try Enforcement().check(doc) } catch { throw DatapathError("\(error)") }
+        let enforcement = EnforcementRenderer.render(doc)
+        let enforceNow = enforce || enforcement != enforcedRules
+        if enforceNow { do { try Enforcement().check(doc) } catch { throw DatapathError("\(error)") } }
         do {
             try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
             _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
         } catch { throw DatapathError("write the policy: \(error)") }
-        do { try Enforcement().apply(doc) } catch { throw DatapathError("\(error)") }
+        if enforceNow {
+            enforcedRules = nil
+            do { try Enforcement().apply(doc) } catch { throw DatapathError("\(error)") }
+            enforcedRules = enforcement
+        }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
         var linkBudget = options.tcxLinksPerApply

@@ -28,6 +28,8 @@ prog_ids() { hook_progs tap-vm1 "$1" | awk '{print $2}'; }
 pins() { (cd "$TOPO_DIR/bpffs" && find . -mindepth 1 ! -name '*.debug') | sed 's/tcx-[0-9]*-/tcx-#-/' | sort | tr '\n' ' '; }
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/"$agent_pid"/status; }
 fds() { ls /proc/"$agent_pid"/fd | wc -l; }
+# What each fd is (socket:[…] and anon_inode:[…] reduced to their kind), one count per kind.
+fd_kinds() { for f in /proc/"$agent_pid"/fd/*; do readlink "$f"; done 2>/dev/null | sed 's/:\[[0-9]*\]$//' | sort | uniq -c | tr -s ' ' | tr '\n' ';'; }
 ifindex() { in_ns "$NS_HOST" cat /sys/class/net/tap-vm1/ifindex; }
 status_of_source() {
   ctl status -o json | python3 -c 'import json,sys; s=json.load(sys.stdin)["sources"][0]; print(s["state"], s.get("ifindex"))'
@@ -101,7 +103,7 @@ while [ "$n" -lt "$MAX" ] && [ $(( $(date +%s) - t0 )) -lt "$BUDGET" ]; do
   echo "$t_del $t_att" >> "$TOPO_DIR/windows"
   n=$((n + 1))
   if [ "$n" -eq 5 ]; then   # warmed up: the baseline for leaks
-    rss0=$(rss_kb); fds0=$(fds); pins0=$(pins); filters0=$(all_filters)
+    rss0=$(rss_kb); fds0=$(fds); kinds0=$(fd_kinds); pins0=$(pins); filters0=$(all_filters)
     progs0="$(prog_ids ingress)/$(prog_ids egress)"
   fi
   wait_counted              # both hooks count again; their copies fall in this window
@@ -109,7 +111,7 @@ done
 elapsed=$(( $(date +%s) - t0 ))
 echo "$(date +%s.%N) end" >> "$TOPO_DIR/windows"
 sleep 0.3
-rss1=$(rss_kb); fds1=$(fds); pins1=$(pins); filters1=$(all_filters)
+rss1=$(rss_kb); fds1=$(fds); kinds1=$(fd_kinds); pins1=$(pins); filters1=$(all_filters)
 progs1="$(prog_ids ingress)/$(prog_ids egress)"
 kill "$(cat "$TOPO_DIR/sender.pid")"; wait "$(cat "$TOPO_DIR/sender.pid")" 2>/dev/null || true
 capture_stop col
@@ -118,7 +120,7 @@ echo "recreations: $n in ${elapsed}s; agent VmRSS ${rss0} kB -> ${rss1} kB, fds 
 expect_eq "$pins1" "$pins0" "pinned maps"
 expect_eq "$filters1" "$filters0" "filters on the host's devices"
 expect_eq "$progs1" "$progs0" "programs attached to tap-vm1 (the same ones, not reloaded)"
-[ "$fds1" -le $((fds0 + 2)) ] || fail "the agent's file descriptors grew: $fds0 -> $fds1"
+[ "$fds1" -le $((fds0 + 2)) ] || fail "the agent's file descriptors grew: $fds0 -> $fds1 (by kind: $kinds0 -> $kinds1)"
 [ "$rss1" -le $((rss0 + 4096)) ] || fail "the agent's VmRSS grew by more than 4 MiB: ${rss0} kB -> ${rss1} kB"
 ctl status
 # Each window from re-attachment to the next deletion holds copies of both hooks.

@@ -146,6 +146,20 @@ echo "metrics: outbound suppressed_by_security_group=$sg suppressed_by_acl=$acl"
 [ "${sg:-0}" -ge 400 ] || fail "metrics: outbound suppressed_by_security_group is '${sg}', want >= 400"
 [ "${acl:-0}" -ge 100 ] || fail "metrics: outbound suppressed_by_acl is '${acl}', want >= 100"
 
+# Every apply runs nft (a check, then the transaction) and nothing of it stays in
+# the agent: twelve more applies, the table dropped and restored, leave its file
+# descriptors where one pair left them.
+agent_pid=$(cat "$TOPO_DIR/agent.pid")
+fds() { ls /proc/"$agent_pid"/fd | wc -l; }
+echo '{}' > "$TOPO_DIR/empty.json"
+ctl apply -f "$TOPO_DIR/empty.json" >/dev/null; ctl apply -f "$DOC" >/dev/null
+fds0=$(fds)
+for _ in 1 2 3 4 5 6; do ctl apply -f "$TOPO_DIR/empty.json" >/dev/null; ctl apply -f "$DOC" >/dev/null; done
+fds1=$(fds)
+in_ns "$NS_HOST" nft list table inet mirror_enforce >/dev/null || fail "enforcement table missing after the re-applies"
+echo "re-applies: agent fds $fds0 -> $fds1"
+[ "$fds1" -le "$fds0" ] || fail "the agent's file descriptors grew over 12 applies that ran nft: $fds0 -> $fds1"
+
 # cleanup removes the enforcement table with everything else.
 agent_stop
 agent_cleanup
