@@ -46,16 +46,18 @@ enum Differential {
         return (et == 0x0800 && frame.count < 34) || (et == 0x86dd && frame.count < 54)
     }
 
-    /// Whether kernel and oracle disagree on `frame` under `doc` (only `source`,
-    /// on ifindex 100).
-    static func disagrees(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath) throws -> Bool {
-        var slots = SlotAssignment()
-        let image = try Docs.compile(doc, slots: &slots, ifindex: 100)
+    /// Whether kernel and oracle disagree on `frame` under `doc`, its interfaces on
+    /// `ifindexes` (the run's, so that sources keep sharing their prefilter buckets).
+    static func disagrees(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath,
+                          ifindexes: [String: UInt32]) throws -> Bool {
+        let slots = try SlotAssignment.assign(document: doc, previous: SlotAssignment())
+        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { ifindexes[$0] }))
         try dp.apply(image)
-        let kernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: 100).retval)
+        guard let ifindex = doc.sources.first(where: { $0.id == source }).flatMap({ ifindexes[$0.interface] }) else { return false }
+        let kernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: ifindex).retval)
         var want = expected(Oracle.decide(document: doc, source: source, direction: direction,
                                           packet: PacketParser.describe(frame: frame)))
-        if image.policy(ifindex: 100, direction: direction) == nil && want.0 != .accept && want.0 != .reject {
+        if image.policy(ifindex: ifindex, direction: direction) == nil && want.0 != .accept && want.0 != .reject {
             want = (.noPolicy, nil, nil)
         }
         guard kernel.outcome == want.0 else { return true }
@@ -64,25 +66,45 @@ enum Differential {
         return !(info?.sessionID == want.session && info?.priority == want.priority)
     }
 
-    /// The smallest document (greedily) that still disagrees: only `source`, its
-    /// sessions, their filters and targets, then rules and sessions removed one by one.
-    static func minimize(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath) throws -> Document {
+    /// `doc` without source `id`: out of every session, and sessions left without
+    /// sources go, with filters and targets nothing refers to any more.
+    static func removing(source id: String, from doc: Document) -> Document {
         var d = doc
-        d.sources = d.sources.filter { $0.id == source }
-        d.sessions = d.sessions.filter { $0.sources.contains(source) }.map { var s = $0; s.sources = [source]; return s }
+        d.sources.removeAll { $0.id == id }
+        d.sessions = d.sessions.compactMap { s in
+            var s = s
+            s.sources.removeAll { $0 == id }
+            return s.sources.isEmpty ? nil : s
+        }
         d.filters = d.filters.filter { f in d.sessions.contains { $0.filter == f.id } }
         d.targets = d.targets.filter { t in d.sessions.contains { $0.target == t.id } }
-        guard try disagrees(d, source: source, direction: direction, frame: frame, dp: dp) else { return doc }
+        return d
+    }
+
+    /// The smallest document (greedily) that still disagrees: other sources, then
+    /// rules and sessions, removed one by one. Other sources stay when the
+    /// disagreement needs them (sources sharing a bucket of the prefilter index).
+    static func minimize(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath,
+                         ifindexes: [String: UInt32]) throws -> Document {
+        func fails(_ d: Document) throws -> Bool {
+            try disagrees(d, source: source, direction: direction, frame: frame, dp: dp, ifindexes: ifindexes)
+        }
+        var d = doc
+        guard try fails(d) else { return doc }
         var changed = true
         while changed {
             changed = false
+            for other in d.sources.map(\.id) where other != source {
+                let trial = removing(source: other, from: d)
+                if try fails(trial) { d = trial; changed = true }
+            }
             for fi in d.filters.indices {
                 for dir in Direction.allCases {
                     var ri = 0
                     while ri < d.filters[fi].rules(dir).count {
                         var trial = d
                         if dir == .inbound { trial.filters[fi].inbound.remove(at: ri) } else { trial.filters[fi].outbound.remove(at: ri) }
-                        if try disagrees(trial, source: source, direction: direction, frame: frame, dp: dp) {
+                        if try fails(trial) {
                             d = trial; changed = true
                         } else { ri += 1 }
                     }
@@ -94,7 +116,7 @@ enum Differential {
                 trial.sessions.remove(at: si)
                 trial.filters = trial.filters.filter { f in trial.sessions.contains { $0.filter == f.id } }
                 trial.targets = trial.targets.filter { t in trial.sessions.contains { $0.target == t.id } }
-                if try disagrees(trial, source: source, direction: direction, frame: frame, dp: dp) {
+                if try fails(trial) {
                     d = trial; changed = true
                 } else { si += 1 }
             }
@@ -103,7 +125,7 @@ enum Differential {
     }
 
     static func reproducer(_ doc: Document, source: String, direction: Direction, frame: [UInt8],
-                           oracle: Decision, kernel: Verdict, image: MapImage) -> String {
+                           oracle: Decision, kernel: Verdict, image: MapImage, ifindexes: [String: UInt32]) -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let json = (try? enc.encode(doc)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
@@ -117,6 +139,7 @@ enum Differential {
           oracle:  \(oracle.explanation)
           kernel:  \(k)
           frame:   \(frame.hex)
+          ifindexes: \(doc.sources.map { "\($0.interface)=\(ifindexes[$0.interface] ?? 0)" }.joined(separator: " "))
           document: \(json)
         """
     }
@@ -176,14 +199,15 @@ extension KernelTests {
                     if !same {
                         failures += 1
                         if failures <= 3 {
-                            let small = try Differential.minimize(doc, source: source.id, direction: direction, frame: frame, dp: dp)
-                            var smallSlots = SlotAssignment()
-                            let smallImage = try Docs.compile(small, slots: &smallSlots, ifindex: 100)
+                            let small = try Differential.minimize(doc, source: source.id, direction: direction, frame: frame, dp: dp,
+                                                                  ifindexes: ifindexes)
+                            let smallSlots = try SlotAssignment.assign(document: small, previous: SlotAssignment())
+                            let smallImage = try Compiler.compile(.init(document: small, slots: smallSlots, interfaceIndex: { ifindexes[$0] }))
                             try dp.apply(smallImage)
-                            let smallKernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: 100).retval)
+                            let smallKernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: ifindexes[source.interface]!).retval)
                             let smallOracle = Oracle.decide(document: small, source: source.id, direction: direction, packet: parsed)
                             print(Differential.reproducer(small, source: source.id, direction: direction, frame: frame,
-                                                          oracle: smallOracle, kernel: smallKernel, image: smallImage))
+                                                          oracle: smallOracle, kernel: smallKernel, image: smallImage, ifindexes: ifindexes))
                             try dp.apply(image)
                         }
                     }
