@@ -169,6 +169,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 	 * takes ~200 ns inside the program, yet end to end it is the cheaper of
 	 * the two (0.957 against 0.918 of no-mirroring pps, paired rounds), since
 	 * the stack pulls those headers right after us anyway. */
+#ifndef MIRROR_BENCH_NO_PULL /* only the bench's breakdown builds without it (scripts/bench.d/throughput.sh) */
 	if (cur.short_linear && skb->len > (__u32)((long)skb->data_end - (long)skb->data)) {
 		__u32 want = skb->len < MIRROR_PARSE_WINDOW ? skb->len : MIRROR_PARSE_WINDOW;
 		bpf_skb_pull_data(skb, want);
@@ -178,6 +179,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		__builtin_memset(&pkt, 0, sizeof(pkt));
 		parse_frame(&cur, skb->vlan_present, &pkt);
 	}
+#endif
 	if (pkt.family == 0) {
 		if (counting)
 			count_source(source_slot, direction, MIRROR_OUTCOME_NOT_IP);

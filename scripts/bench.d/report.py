@@ -41,13 +41,14 @@ def paired(rows, mode, rules, matching):
     return statistics.median(rs) if rs else None
 
 
-def alternating(alt):
+def alternating(alt, key="mode"):
     """Median over cycles of (mode's pps / none's pps in the same cycle), from the
-    alternating phase of throughput.sh (sub-second samples, modes interleaved)."""
-    none = {r["cycle"]: r["pps"] for r in alt if r["mode"] == "none"}
+    alternating and breakdown phases of throughput.sh (sub-second samples, modes
+    interleaved; `key` names the mode field)."""
+    none = {r["cycle"]: r["pps"] for r in alt if r[key] == "none"}
     out = {}
-    for mode in sorted({r["mode"] for r in alt} - {"none"}):
-        rs = [r["pps"] / none[r["cycle"]] for r in alt if r["mode"] == mode and none.get(r["cycle"])]
+    for mode in sorted({r[key] for r in alt} - {"none"}):
+        rs = [r["pps"] / none[r["cycle"]] for r in alt if r[key] == mode and none.get(r["cycle"])]
         if rs:
             q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
             out[mode] = dict(median=statistics.median(rs), q1=q[0], q3=q[2], cycles=len(rs))
@@ -110,7 +111,8 @@ def main():
         with open(tp_path) as f:
             rows = [json.loads(l) for l in f if l.strip()]
         alt = [r for r in rows if r.get("phase") == "alternating"]
-        rows = [r for r in rows if r.get("phase") != "alternating"]
+        brk = [r for r in rows if r.get("phase") == "breakdown"]
+        rows = [r for r in rows if r.get("phase") is None]
         res["throughput"] = throughput_summary(rows)
         res["throughput_ratios"] = ratios(res["throughput"], rows)
         res.pop("throughput_alternating", None)
@@ -122,6 +124,11 @@ def main():
                 res["throughput_ratios"]["agent_unmatched_vs_none_30_alternating"] = a_res["agent"]["median"]
             if "tcxhook" in a_res:
                 res["throughput_ratios"]["tcx_floor_vs_none_alternating"] = a_res["tcxhook"]["median"]
+        res.pop("unmatched_breakdown", None)
+        if brk:
+            # Where the unmatched path's cost goes (breakdown_phase in throughput.sh).
+            res["unmatched_breakdown"] = dict(seconds=brk[0]["seconds"], ratios_vs_none=alternating(brk, key="variant"),
+                                              none_pps_median=statistics.median(r["pps"] for r in brk if r["variant"] == "none"))
         res["measured_at"]["throughput"] = now
     res["command"] = a.command
     with open(path, "w") as f:
@@ -153,6 +160,14 @@ def main():
                    "same cycle.", "", "| mode | median | quartiles | cycles |", "|---|---|---|---|"]
             for mode, v in alt["ratios_vs_none"].items():
                 md.append(f"| {mode} | {v['median']:.3f} | {v['q1']:.3f}–{v['q3']:.3f} | {v['cycles']} |")
+            md.append("")
+        brk = res.get("unmatched_breakdown")
+        if brk:
+            md += [f"Breakdown of the unmatched path (one tcx link on the tap, its program swapped every {brk['seconds']} s "
+                   f"under one continuous sender; none's median {brk['none_pps_median']:.0f} pps): each program's pps over "
+                   "none's in the same cycle.", "", "| program | median | quartiles | cycles |", "|---|---|---|---|"]
+            for v_name, v in brk["ratios_vs_none"].items():
+                md.append(f"| {v_name} | {v['median']:.3f} | {v['q1']:.3f}–{v['q3']:.3f} | {v['cycles']} |")
             md.append("")
     if "control_plane" in res:
         cpr = res["control_plane"]

@@ -8,7 +8,8 @@
 # last matches, and 30 where none matches. Rounds are interleaved (round 1 of every
 # mode, then round 2, ...) so that drift on a shared machine hits all modes alike;
 # ratios against "none" are taken per round and their median reported. Then an
-# alternating phase for the 97 % goal (see alternating_phase).
+# alternating phase for the 97 % goal (see alternating_phase) and a breakdown of
+# the unmatched path (see breakdown_phase).
 # Writes raw rounds as JSON lines to $1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -242,4 +243,45 @@ alternating_phase() {
 if [ "$ALT_CYCLES" -gt 0 ]; then
   echo "alternating none / agent (unmatched, 30 rules) / tcxhook every ${ALT_SECONDS} s, $ALT_CYCLES cycles" >&2
   alternating_phase || echo "bench: alternating phase failed" >&2
+fi
+
+# Where the unmatched path's cost goes, measured the same way: one tcx link on the
+# tap whose program is swapped atomically (scripts/bench.d/progswap.c) under one
+# continuous sender, every BREAKDOWN_SECONDS, BREAKDOWN_CYCLES times, between no
+# program, the empty program, the agent's own classifier (the unmatched 30-rule
+# policy applied) and the same classifier built without the pull of the headers
+# into the linear area (-DMIRROR_BENCH_NO_PULL; it then sees this sender's frames,
+# whose linear head is the 14-byte Ethernet header, as not IP). report.py turns
+# the samples into each one's median fraction of none's pps.
+BREAKDOWN_CYCLES=${BENCH_BREAKDOWN_CYCLES:-60}
+BREAKDOWN_SECONDS=${BENCH_BREAKDOWN_SECONDS:-0.3}
+breakdown_phase() {
+  [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
+    -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o" || return 1
+  clang -target bpf -O2 -g -Wall -Werror -Wno-unused-function -I/usr/include/x86_64-linux-gnu -Ibpf \
+    -DMIRROR_BENCH_NO_PULL -c bpf/classify.bpf.c -o "$TOPO_DIR/classify-nopull.o" || return 1
+  gcc -O2 -o "$TOPO_DIR/progswap" scripts/bench.d/progswap.c -lbpf || return 1
+  agent_start || return 1
+  agent_doc 30 0 > "$TOPO_DIR/agent-policy.json"
+  ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null || { agent_end; return 1; }
+  local ifx link budget tg rc=0
+  ifx=$(in_ns "$NS_HOST" cat "/sys/class/net/$TAP/ifindex")
+  link="$TOPO_DIR/bpffs/links/tcx-$ifx-ingress"
+  [ -e "$link" ] || { echo "bench: the agent did not attach through tcx; no breakdown" >&2; agent_end; return 1; }
+  budget=$(python3 -c "print(int($BREAKDOWN_CYCLES * 4 * ($BREAKDOWN_SECONDS + 0.2) + 30))")
+  in_ns "$NS_VM" timeout -s INT "$budget" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 >/dev/null 2>&1 &
+  tg=$!
+  sleep 1
+  in_ns "$NS_HOST" "$TOPO_DIR/progswap" "/sys/class/net/$PR/statistics/tx_packets" "$BREAKDOWN_SECONDS" 0.15 \
+    "$BREAKDOWN_CYCLES" "$TAP" "$TOPO_DIR/bpffs" "$link" none=none empty=$TOPO_DIR/noop.o:noop \
+    classifier=link:$link classifier_nopull=$TOPO_DIR/classify-nopull.o:mirror_tc_ingress \
+    | sed 's/^{/{"phase": "breakdown", "seconds": '"$BREAKDOWN_SECONDS"', /' >> "$out" || rc=1
+  kill -INT "$tg" 2>/dev/null || true
+  wait "$tg" 2>/dev/null || true
+  agent_end
+  return $rc
+}
+if [ "$BREAKDOWN_CYCLES" -gt 0 ]; then
+  echo "breakdown of the unmatched path: none / empty program / classifier / classifier without the pull, every ${BREAKDOWN_SECONDS} s, $BREAKDOWN_CYCLES cycles" >&2
+  breakdown_phase || echo "bench: breakdown phase failed" >&2
 fi
