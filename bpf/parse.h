@@ -63,6 +63,10 @@
 #define IPPROTO_AH_ 51
 #define IPPROTO_DSTOPTS_ 60
 
+/* What the classifier makes linear before parse_common_ports when the skb's
+ * linear area is shorter: Ethernet, an in-band VLAN tag, IPv6 and TCP (78). */
+#define MIRROR_COMMON_HEADERS 80
+
 /* A protocol number no rule carries: the transport protocol could not be found. */
 #define MIRROR_PROTO_UNKNOWN 256
 
@@ -213,6 +217,51 @@ static __always_inline void parse_transport(struct parse_cursor *c, __u32 off, s
 	pkt->src_port = bpf_ntohs(*(__be16 *)l4);
 	pkt->dst_port = bpf_ntohs(*(__be16 *)(l4 + 2));
 	pkt->has_ports = 1;
+}
+
+/*
+ * The common frames only, for the prefilter's decision before the full parse:
+ * IPv4 without options (IHL 5) or IPv6 without extension headers, with the
+ * EtherType in the frame's Ethernet header (no in-band VLAN tag), carrying TCP or
+ * UDP and not a later fragment, whose transport header is in [data, data_end).
+ * For those it returns 1 and the ports, exactly what parse_frame would find (all
+ * of it lies within 74 bytes, inside any window); for any other frame 0, and the
+ * caller parses in full. No struct to fill: on this path clang keeps everything
+ * in registers, which the full parse's merge points do not allow.
+ */
+static __always_inline int parse_common_ports(void *data, void *data_end, __u16 *src_port, __u16 *dst_port)
+{
+	if (data + ETH_HLEN_ + 20 + 20 > data_end)
+		return 0;
+	__u16 et = *(__u16 *)(data + 12);
+	__u8 *ip = data + ETH_HLEN_;
+	__u8 *l4;
+	__u32 proto;
+	if (et == bpf_htons(ETH_P_IP_)) {
+		if (ip[0] != 0x45 || (*(__be16 *)(ip + 6) & bpf_htons(0x1fff)))
+			return 0;
+		proto = ip[9];
+		l4 = ip + 20;
+	} else if (et == bpf_htons(ETH_P_IPV6_)) {
+		if (data + ETH_HLEN_ + 40 + 8 > data_end || (ip[0] >> 4) != 6)
+			return 0;
+		proto = ip[6];
+		l4 = ip + 40;
+	} else {
+		return 0;
+	}
+	if (proto == IPPROTO_TCP_) {
+		if ((void *)(l4 + 20) > data_end)
+			return 0;
+	} else if (proto == IPPROTO_UDP_) {
+		if ((void *)(l4 + 8) > data_end)
+			return 0;
+	} else {
+		return 0;
+	}
+	*src_port = bpf_ntohs(*(__be16 *)l4);
+	*dst_port = bpf_ntohs(*(__be16 *)(l4 + 2));
+	return 1;
 }
 
 /* Fills pkt (which must be zeroed); pkt->family == 0 means not IP. */
