@@ -163,8 +163,8 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 	 * cheaper of the two end to end (0.957 against 0.918 of no-mirroring pps,
 	 * paired rounds), since the stack pulls those headers right after us anyway. */
 	{
-		__u32 linear = (__u32)((long)skb->data_end - (long)skb->data);
 #ifndef MIRROR_BENCH_NO_PULL /* only the bench's breakdown builds without it (scripts/bench.d/throughput.sh) */
+		__u32 linear = (__u32)((long)skb->data_end - (long)skb->data);
 		if (linear < MIRROR_COMMON_HEADERS && skb->len > linear)
 			bpf_skb_pull_data(skb, skb->len < MIRROR_COMMON_HEADERS ? skb->len : MIRROR_COMMON_HEADERS);
 #endif
