@@ -53,8 +53,12 @@ for _ in $(seq 1 300); do [ "$(pending)" = 0 ] && break; sleep 2; done
 settle=$(python3 -c "print(round($(date +%s.%N) - $t0 + $a2, 1))")
 [ "$(pending)" = 0 ] || { echo "control plane: hooks still on clsact after 10 minutes" >&2; exit 1; }
 # Every VNI changed, every interface already attached: validate, compile and swap.
-a3=$(apply "$dir/doc20000b.json"); r3=$(rss)
+# Three swaps (to the other VNIs, back, and again): one sample of a shared host is
+# not enough to hold a 1 s goal against; the median is reported, the three kept.
+s1=$(apply "$dir/doc20000b.json"); r3=$(rss)
+s2=$(apply "$dir/doc20000.json"); s3=$(apply "$dir/doc20000b.json")
+a3=$(python3 -c "import statistics; print(statistics.median([$s1, $s2, $s3]))")
 attached=$("$BIN_DIR/agentctl" --socket "$dir/agent.sock" status -o json | python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["sources"] if s["state"] == "attached"))')
-echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached, all on tcx links after ${settle}s; swap of all 20000 ${a3}s (RSS ${r3} MiB)" >&2
-printf '{"apply_1000_s": %s, "apply_20000_s": %s, "swap_20000_s": %s, "rss_mib_1000": %s, "rss_mib_20000": %s, "rss_mib_20000_swap": %s, "sources_attached_20000": %s, "tcx_settled_20000_s": %s}\n' \
-  "$a1" "$a2" "$a3" "$r1" "$r2" "$r3" "$attached" "$settle"
+echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached, all on tcx links after ${settle}s; swap of all 20000 ${a3}s (median of $s1 $s2 $s3; RSS ${r3} MiB)" >&2
+printf '{"apply_1000_s": %s, "apply_20000_s": %s, "swap_20000_s": %s, "swap_20000_samples_s": [%s, %s, %s], "rss_mib_1000": %s, "rss_mib_20000": %s, "rss_mib_20000_swap": %s, "sources_attached_20000": %s, "tcx_settled_20000_s": %s}\n' \
+  "$a1" "$a2" "$a3" "$s1" "$s2" "$s3" "$r1" "$r2" "$r3" "$attached" "$settle"

@@ -179,7 +179,9 @@ def main():
             if f"apply_{n}_s" in cpr:
                 md.append(f"| {n} (first apply: attaches every new interface) | {cpr[f'apply_{n}_s']} | {cpr.get(f'rss_mib_{n}', '')} |")
         if "swap_20000_s" in cpr:
-            md.append(f"| 20000 (every VNI changed, all attached: validate + compile + swap) | {cpr['swap_20000_s']} | "
+            samples = cpr.get("swap_20000_samples_s")
+            of = f" (median of {', '.join(str(x) for x in samples)})" if samples else ""
+            md.append(f"| 20000 (every VNI changed, all attached: validate + compile + swap) | {cpr['swap_20000_s']}{of} | "
                       f"{cpr.get('rss_mib_20000_swap', '')} |")
         for n, b in sorted(cpr.get("breakdown", {}).items()):
             md.append("")
