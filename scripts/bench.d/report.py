@@ -137,7 +137,8 @@ def main():
 
     md = ["# Benchmark results", "",
           f"Machine: {res['machine']['cores']} cores, kernel {res['machine']['kernel']}. "
-          f"Reproduce: `{a.command}` (as root).", ""]
+          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane`. "
+          f"Last written by `{a.command}`; each part's time in results.json (`measured_at`).", ""]
     if "classifier_ns" in res:
         md += ["## Classifier (BPF_PROG_TEST_RUN, ns per packet)", "", "| policy | ns/packet |", "|---|---|"]
         md += [f"| {k} | {v:.1f} |" for k, v in res["classifier_ns"].items() if isinstance(v, (int, float))]
