@@ -154,22 +154,19 @@ def main():
         for k, v in res.get("throughput_ratios", {}).items():
             md.append(f"- {k}: {v:.3f}")
         md.append("")
-        alt = res.get("throughput_alternating")
-        if alt:
-            md += [f"Alternating (none / agent with 30 unmatched rules / empty tcx program, {alt['seconds']} s each, "
-                   f"one continuous sender; none's median {alt['none_pps_median']:.0f} pps): each mode's pps over none's in the "
-                   "same cycle.", "", "| mode | median | quartiles | cycles |", "|---|---|---|---|"]
-            for mode, v in alt["ratios_vs_none"].items():
-                md.append(f"| {mode} | {v['median']:.3f} | {v['q1']:.3f}–{v['q3']:.3f} | {v['cycles']} |")
+        def ratio_table(title, what, section):
+            if not section:
+                return
+            md.extend([f"{title} ({section['seconds']} s each under one continuous sender; none's median "
+                   f"{section['none_pps_median']:.0f} pps): each {what}'s pps over none's in the same cycle.", "",
+                   f"| {what} | median | quartiles | cycles |", "|---|---|---|---|"])
+            for name, v in section["ratios_vs_none"].items():
+                md.append(f"| {name} | {v['median']:.3f} | {v['q1']:.3f}–{v['q3']:.3f} | {v['cycles']} |")
             md.append("")
-        brk = res.get("unmatched_breakdown")
-        if brk:
-            md += [f"Breakdown of the unmatched path (one tcx link on the tap, its program swapped every {brk['seconds']} s "
-                   f"under one continuous sender; none's median {brk['none_pps_median']:.0f} pps): each program's pps over "
-                   "none's in the same cycle.", "", "| program | median | quartiles | cycles |", "|---|---|---|---|"]
-            for v_name, v in brk["ratios_vs_none"].items():
-                md.append(f"| {v_name} | {v['median']:.3f} | {v['q1']:.3f}–{v['q3']:.3f} | {v['cycles']} |")
-            md.append("")
+        ratio_table("Alternating: none / the agent with 30 unmatched rules / the empty tcx program", "mode",
+                    res.get("throughput_alternating"))
+        ratio_table("Breakdown of the unmatched path: one tcx link on the tap, its program swapped atomically", "program",
+                    res.get("unmatched_breakdown"))
     if "control_plane" in res:
         cpr = res["control_plane"]
         md += ["## Control plane", "",
