@@ -119,6 +119,7 @@ public actor Agent {
     /// MiB instead of 65-72 (glibc's default threshold adapts upwards to 32 MiB).
     public static func tuneAllocator() {
         _ = mallopt(M_MMAP_THRESHOLD, 16 * 1024)
+        _ = mallopt(M_ARENA_MAX, 2)
     }
 
     // MARK: - Mutations

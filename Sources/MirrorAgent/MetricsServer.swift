@@ -22,7 +22,10 @@ public final class MetricsServer: @unchecked Sendable {
 
     public convenience init(agent: Agent, host: String, port: Int, group: EventLoopGroup, logger: Logger) {
         self.init(host: host, port: port, group: group, logger: logger) {
-            MetricsRenderer.render(await agent.metricsSnapshot())
+            let text = MetricsRenderer.render(await agent.metricsSnapshot())
+            // A scrape of hundreds of thousands of series frees as much as an apply.
+            Agent.returnFreedMemory()
+            return text
         }
     }
 
