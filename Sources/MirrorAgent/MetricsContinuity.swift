@@ -27,12 +27,54 @@ import Foundation
 /// the last scrape and an unexpected reset are lost (undercount, never a decrease).
 public struct MetricsContinuity: Codable, Hashable, Sendable {
     struct KeyState: Codable, Hashable, Sendable {
-        var labels: String
+        /// The series' labels as `labelID` (at 400,000 series the label strings
+        /// themselves made most of the agent's memory).
+        var labels: UInt64
         var owner: String
         var base: UInt64
         var lastRaw: UInt64
         /// false: the key is not in the policy in force (its labels were carried).
         var live: Bool
+
+        init(labels: UInt64, owner: String, base: UInt64, lastRaw: UInt64, live: Bool) {
+            self.labels = labels; self.owner = owner; self.base = base; self.lastRaw = lastRaw; self.live = live
+        }
+
+        // In the file: [labels (hex), owner, base, lastRaw, live]. Files written
+        // before the labels were hashed hold objects with the label string.
+        private enum Legacy: String, CodingKey { case labels, owner, base, lastRaw, live }
+
+        init(from decoder: Decoder) throws {
+            if var a = try? decoder.unkeyedContainer() {
+                guard let id = UInt64(try a.decode(String.self), radix: 16) else {
+                    throw DecodingError.dataCorruptedError(in: a, debugDescription: "labels id is not hex")
+                }
+                labels = id
+                owner = try a.decode(String.self); base = try a.decode(UInt64.self)
+                lastRaw = try a.decode(UInt64.self); live = try a.decode(Bool.self)
+            } else {
+                let o = try decoder.container(keyedBy: Legacy.self)
+                labels = MetricsContinuity.labelID(try o.decode(String.self, forKey: .labels))
+                owner = try o.decode(String.self, forKey: .owner); base = try o.decode(UInt64.self, forKey: .base)
+                lastRaw = try o.decode(UInt64.self, forKey: .lastRaw); live = try o.decode(Bool.self, forKey: .live)
+            }
+        }
+
+        func encode(to encoder: Encoder) throws {
+            var a = encoder.unkeyedContainer()
+            try a.encode(String(labels, radix: 16)); try a.encode(owner); try a.encode(base)
+            try a.encode(lastRaw); try a.encode(live)
+        }
+    }
+
+    /// A label set's identity: FNV-1a over its rendered form. Stable across runs
+    /// (Swift's Hasher is seeded per process), so the persisted state keeps its
+    /// meaning after a restart; at 64 bits a collision among a host's series is
+    /// not a practical concern.
+    static func labelID(_ labels: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in labels.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return h
     }
 
     public struct Sample: Hashable, Sendable {
@@ -49,9 +91,33 @@ public struct MetricsContinuity: Codable, Hashable, Sendable {
     }
 
     var keys: [String: KeyState] = [:]
-    var carried: [String: UInt64] = [:]
+    /// By label set (`labelID`).
+    var carried: [UInt64: UInt64] = [:]
 
     public init() {}
+
+    // The file: {"version": 2, "keys": {...}, "carried": {"<labels id, hex>": n}}.
+    // Version 1 (no "version") keyed `carried` by the label strings.
+    private enum CodingKeys: String, CodingKey { case version, keys, carried }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 1
+        keys = try c.decode([String: KeyState].self, forKey: .keys)
+        for (label, n) in try c.decode([String: UInt64].self, forKey: .carried) {
+            guard let id = version >= 2 ? UInt64(label, radix: 16) : Self.labelID(label) else {
+                throw DecodingError.dataCorruptedError(forKey: .carried, in: c, debugDescription: "labels id '\(label)' is not hex")
+            }
+            carried[id, default: 0] &+= n
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(2, forKey: .version)
+        try c.encode(keys, forKey: .keys)
+        try c.encode(Dictionary(uniqueKeysWithValues: carried.map { (String($0.key, radix: 16), $0.value) }), forKey: .carried)
+    }
 
     /// The value to show for each sample, in order. `changed` is true when the state
     /// moved in a way worth persisting (a carry or a new association).
@@ -59,10 +125,12 @@ public struct MetricsContinuity: Codable, Hashable, Sendable {
         var changed = false
         // Pass 1: retire label sets that left their key, before any key takes them on,
         // so that a label set moving between keys in one read keeps its value.
+        let ids = samples.map { Self.labelID($0.labels) }
         var present: [String: Int] = [:]
+        present.reserveCapacity(samples.count)
         for (i, s) in samples.enumerated() { present[s.key] = i }
         for (key, st) in keys where st.live {
-            let moved = present[key].map { samples[$0].labels != st.labels } ?? true
+            let moved = present[key].map { ids[$0] != st.labels } ?? true
             if moved {
                 carried[st.labels, default: 0] &+= st.lastRaw &- st.base
                 keys[key]?.live = false
@@ -72,12 +140,12 @@ public struct MetricsContinuity: Codable, Hashable, Sendable {
         // Pass 2: values.
         var values: [UInt64] = []
         values.reserveCapacity(samples.count)
-        for s in samples {
+        for (s, id) in zip(samples, ids) {
             var st: KeyState
             if var old = keys[s.key] {
                 if old.live {
                     if s.raw < old.lastRaw {
-                        carried[s.labels, default: 0] &+= old.lastRaw &- old.base
+                        carried[id, default: 0] &+= old.lastRaw &- old.base
                         old.base = 0
                         changed = true
                     }
@@ -85,15 +153,15 @@ public struct MetricsContinuity: Codable, Hashable, Sendable {
                     st = old
                 } else {
                     let base = old.owner == s.owner && s.raw >= old.lastRaw ? old.lastRaw : 0
-                    st = KeyState(labels: s.labels, owner: s.owner, base: base, lastRaw: s.raw, live: true)
+                    st = KeyState(labels: id, owner: s.owner, base: base, lastRaw: s.raw, live: true)
                     changed = true
                 }
             } else {
-                st = KeyState(labels: s.labels, owner: s.owner, base: 0, lastRaw: s.raw, live: true)
+                st = KeyState(labels: id, owner: s.owner, base: 0, lastRaw: s.raw, live: true)
                 changed = true
             }
             keys[s.key] = st
-            values.append((carried[s.labels] ?? 0) &+ (s.raw &- st.base))
+            values.append((carried[id] ?? 0) &+ (s.raw &- st.base))
         }
         return (values, changed)
     }

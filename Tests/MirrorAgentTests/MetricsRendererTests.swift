@@ -199,6 +199,24 @@ struct MetricsRendererTests {
         c2.sessions[1].packets = 4
         let s = m2.stats(c2, generation: 3, datapath: "kernel", sourceStates: [:])
         #expect(s.sessions.map(\.packets) == [1, 14])
+        // The file holds label ids, not the label strings (400,000 series at the quotas).
+        let file = try String(contentsOfFile: dir.path + "/metrics-continuity.json", encoding: .utf8)
+        #expect(file.contains("\"version\":2"))
+        #expect(!file.contains("session=\\\"a"))
+    }
+
+    @Test func aFileWrittenBeforeTheLabelsWereHashedStillCarries() throws {
+        let dir = try TempDir()
+        // As the previous version persisted it: session a showed 10 on slot 0, was
+        // deleted (10 carried under its labels), and b took the slot.
+        let legacy = #"{"keys":{"session/0/packets":{"labels":"p{session=b}","owner":"b","base":0,"lastRaw":1,"live":true}},"#
+            + #""carried":{"p{session=a}":10}}"#
+        try legacy.write(toFile: dir.path + "/c.json", atomically: true, encoding: .utf8)
+        var c = try #require(MetricsContinuity.load(from: dir.path + "/c.json"))
+        // a comes back on slot 1 (cleared): resumes from 10; b goes on.
+        let v = c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 2),
+                          Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 4)]).values
+        #expect(v == [2, 14])
     }
 
     @Test func statsCarryEveryReasonAndState() {
