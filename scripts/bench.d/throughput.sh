@@ -144,10 +144,16 @@ agent_end() { agent_stop; agent_cleanup || true; agent_running=0; }
 none_up() { :; }
 none_down() { :; }
 
+# The empty program (returns TC_ACT_UNSPEC), built once per run: the hook modes'
+# floor and the breakdown's `empty`.
+noop_obj() {
+  [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
+    -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o"
+}
+
 # The hook's own cost: clsact plus a program that only returns TC_ACT_UNSPEC.
 hook_up() {
-  [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
-    -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o" || return 1
+  noop_obj || return 1
   in_ns "$NS_HOST" tc qdisc add dev "$TAP" clsact
   in_ns "$NS_HOST" tc filter add dev "$TAP" ingress bpf direct-action obj "$TOPO_DIR/noop.o" sec tc
   in_ns "$NS_HOST" tc filter add dev "$TAP" egress bpf direct-action obj "$TOPO_DIR/noop.o" sec tc
@@ -157,8 +163,7 @@ hook_down() { in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || tru
 # The same empty program through tcx links (kernel >= 6.6): no clsact qdisc, no
 # cls_bpf. What a tcx-attached classifier starts from (the agent attaches this way).
 tcxhook_up() {
-  [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
-    -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o" || return 1
+  noop_obj || return 1
   [ -x "$TOPO_DIR/tcxload" ] || gcc -O2 -o "$TOPO_DIR/tcxload" scripts/bench.d/tcxload.c -lbpf || return 1
   in_ns "$NS_HOST" "$TOPO_DIR/tcxload" "$TOPO_DIR/noop.o" "$TAP" "$TOPO_DIR/bpffs" >/dev/null
 }
@@ -256,8 +261,7 @@ fi
 BREAKDOWN_CYCLES=${BENCH_BREAKDOWN_CYCLES:-60}
 BREAKDOWN_SECONDS=${BENCH_BREAKDOWN_SECONDS:-0.3}
 breakdown_phase() {
-  [ -f "$TOPO_DIR/noop.o" ] || clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu \
-    -c scripts/bench.d/noop.bpf.c -o "$TOPO_DIR/noop.o" || return 1
+  noop_obj || return 1
   clang -target bpf -O2 -g -Wall -Werror -Wno-unused-function -I/usr/include/x86_64-linux-gnu -Ibpf \
     -DMIRROR_BENCH_NO_PULL -c bpf/classify.bpf.c -o "$TOPO_DIR/classify-nopull.o" || return 1
   gcc -O2 -o "$TOPO_DIR/progswap" scripts/bench.d/progswap.c -lbpf || return 1
