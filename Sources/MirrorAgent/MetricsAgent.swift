@@ -67,40 +67,63 @@ public final class AgentMetrics: @unchecked Sendable {
             return StatsResponse(generation: generation, datapath: datapath, countersAvailable: false, time: time)
         }
         // One sample per map counter, in a fixed order; read back in the same order.
+        // Keys, owners and series are ids of their texts (MetricsContinuity.ID), built
+        // piece by piece: 400,000 rule counters at the quotas, no string made for any.
+        typealias ID = MetricsContinuity.ID
+        typealias SeriesID = MetricsContinuity.SeriesID
         var samples: [MetricsContinuity.Sample] = []
-        func add(_ key: String, _ owner: String, _ name: String, _ labels: [(String, String)], _ raw: UInt64) {
-            samples.append(.init(key: key, owner: owner, labels: MetricsRenderer.series(name, labels), raw: raw))
+        samples.reserveCapacity(c.sessions.count * 11 + c.rules.count + c.sources.count * 8 + 1)
+        func add(_ key: ID, _ owner: UInt64, _ series: SeriesID, _ raw: UInt64) {
+            samples.append(.init(key: key.value, owner: owner, labels: series.value, raw: raw))
         }
+        func key(_ base: ID, _ field: String) -> ID { var k = base; k.add(field); return k }
         for s in c.sessions {
-            let k = "session/\(s.slot)/", l = [("session", s.id)]
-            add(k + "packets", s.id, "mirror_session_packets_total", l, s.packets)
-            add(k + "bytes", s.id, "mirror_session_bytes_total", l, s.bytes)
-            add(k + "sent", s.id, "mirror_copies_sent_total", l, s.copiesSent)
-            add(k + "sent_bytes", s.id, "mirror_copies_sent_bytes_total", l, s.copiesSentBytes)
-            add(k + "sent_direct", s.id, "mirror_copies_sent_direct_total", l, s.copiesSentDirect)
+            var k = ID("session/"); k.add(s.slot); k.add("/")
+            let owner = ID(s.id).value
+            func series(_ name: String, reason: String? = nil) -> SeriesID {
+                var l = SeriesID(name); l.label("session", s.id)
+                if let reason { l.label("reason", reason) }
+                return l
+            }
+            add(key(k, "packets"), owner, series("mirror_session_packets_total"), s.packets)
+            add(key(k, "bytes"), owner, series("mirror_session_bytes_total"), s.bytes)
+            add(key(k, "sent"), owner, series("mirror_copies_sent_total"), s.copiesSent)
+            add(key(k, "sent_bytes"), owner, series("mirror_copies_sent_bytes_total"), s.copiesSentBytes)
+            add(key(k, "sent_direct"), owner, series("mirror_copies_sent_direct_total"), s.copiesSentDirect)
             for (reason, v) in [("packet_length", s.truncatedPacketLength), ("mtu", s.truncatedMTU)] {
-                add(k + "truncated/" + reason, s.id, "mirror_copies_truncated_total", l + [("reason", reason)], v)
+                add(key(k, "truncated/" + reason), owner, series("mirror_copies_truncated_total", reason: reason), v)
             }
             for (reason, v) in Self.dropReasons(s) {
-                add(k + "dropped/" + reason, s.id, "mirror_copies_dropped_total", l + [("reason", reason)], v)
+                add(key(k, "dropped/" + reason), owner, series("mirror_copies_dropped_total", reason: reason), v)
             }
         }
+        var lastOwner = (name: "", id: ID("").value)
         for r in c.rules {
-            add("rule/\(r.sessionSlot)/\(r.direction.rawValue)/\(r.ruleIndex)", r.session, "mirror_rule_hits_total",
-                [("session", r.session), ("filter", r.filter), ("direction", r.direction.rawValue),
-                 ("rule_priority", String(r.priority)), ("action", r.action.rawValue)], r.hits)
+            var k = ID("rule/"); k.add(r.sessionSlot); k.add("/"); k.add(r.direction.rawValue); k.add("/"); k.add(r.ruleIndex)
+            if r.session != lastOwner.name { lastOwner = (r.session, ID(r.session).value) }
+            var l = SeriesID("mirror_rule_hits_total")
+            l.label("session", r.session); l.label("filter", r.filter); l.label("direction", r.direction.rawValue)
+            l.label("rule_priority", String(r.priority)); l.label("action", r.action.rawValue)
+            add(k, lastOwner.id, l, r.hits)
         }
         for s in c.sources {
-            let k = "source/\(s.slot)/\(s.direction.rawValue)/", l = [("source", s.id), ("direction", s.direction.rawValue)]
-            add(k + "seen", s.id, "mirror_source_packets_seen_total", l, s.seen)
-            add(k + "mirrored", s.id, "mirror_source_packets_mirrored_total", l, s.mirrored)
+            var k = ID("source/"); k.add(s.slot); k.add("/"); k.add(s.direction.rawValue); k.add("/")
+            let owner = ID(s.id).value
+            func series(_ name: String, reason: String? = nil) -> SeriesID {
+                var l = SeriesID(name); l.label("source", s.id); l.label("direction", s.direction.rawValue)
+                if let reason { l.label("reason", reason) }
+                return l
+            }
+            add(key(k, "seen"), owner, series("mirror_source_packets_seen_total"), s.seen)
+            add(key(k, "mirrored"), owner, series("mirror_source_packets_mirrored_total"), s.mirrored)
             for (reason, v) in Self.notMirroredReasons(s) {
-                add(k + reason, s.id, "mirror_packets_not_mirrored_total", l + [("reason", reason)], v)
+                add(key(k, reason), owner, series("mirror_packets_not_mirrored_total", reason: reason), v)
             }
         }
-        add("encap/not_copy", "", "mirror_device_foreign_frames_dropped_total", [], c.foreignDropped)
+        add(ID("encap/not_copy"), ID("").value, SeriesID("mirror_device_foreign_frames_dropped_total"), c.foreignDropped)
 
         let (values, changed) = lock.withLock { continuity.adjust(samples) }
+        samples = []  // 400,000 of them at the quotas: not held while the response is built
         if changed, let path = continuityPath {
             let snapshot = lock.withLock { continuity }
             do { try snapshot.save(to: path) } catch {
@@ -112,6 +135,8 @@ public final class AgentMetrics: @unchecked Sendable {
         var i = 0
         func next() -> UInt64 { defer { i += 1 }; return values[i] }
         var out = StatsResponse(generation: generation, datapath: datapath, countersAvailable: true, time: time)
+        out.sessions.reserveCapacity(c.sessions.count); out.rules.reserveCapacity(c.rules.count)
+        out.sources.reserveCapacity(c.sources.count)
         for s in c.sessions {
             var r = SessionStats(session: s.id)
             r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next(); r.copiesSentDirect = next()

@@ -19,31 +19,243 @@ import Foundation
 ///   labels start at `base` = the last raw value when the owner (session or source id)
 ///   is the same (the position was not cleared, its old hits are not the new rule's),
 ///   else at 0 (a new owner's slot was cleared by the apply, so all of raw is its own).
-/// The state is small and changes only on those events; the agent persists it in its
-/// state directory so that a restart keeps the carried amounts.
+/// A counter whose raw value is 0 needs no state: with nothing counted there is nothing
+/// to carry or to subtract, whatever its labels were. Only counters that have counted
+/// something are remembered, so the state grows with the traffic, not with the policy
+/// (20,000 sessions at the quotas have 400,000 rule counters, most of them idle).
+/// Keys, owners and label sets are remembered as 64-bit FNV-1a ids of their text.
+/// The state changes only on those events; the agent persists it in its state
+/// directory so that a restart keeps the carried amounts.
 ///
 /// Limits (documented, not hidden): hits counted between the last scrape and an apply
 /// that moves a rule position are attributed to the position's new rule; counts between
 /// the last scrape and an unexpected reset are lost (undercount, never a decrease).
-public struct MetricsContinuity: Codable, Hashable, Sendable {
-    struct KeyState: Codable, Hashable, Sendable {
-        /// The series' labels as `labelID` (at 400,000 series the label strings
-        /// made the persisted file 138 MB; with ids it is 50 MB).
+public struct MetricsContinuity: Hashable, Sendable {
+    struct KeyState: Hashable, Sendable {
+        /// The series (metric name and labels) as an id (`ID`).
         var labels: UInt64
-        var owner: String
+        /// The slot's owner (session or source id) as an id.
+        var owner: UInt64
         var base: UInt64
         var lastRaw: UInt64
         /// false: the key is not in the policy in force (its labels were carried).
         var live: Bool
+    }
 
-        init(labels: UInt64, owner: String, base: UInt64, lastRaw: UInt64, live: Bool) {
-            self.labels = labels; self.owner = owner; self.base = base; self.lastRaw = lastRaw; self.live = live
+    /// FNV-1a, 64 bits, over the UTF-8 of a text, fed in pieces so that no string is
+    /// built for it. Stable across runs (Swift's Hasher is seeded per process), so the
+    /// persisted state keeps its meaning after a restart; at 64 bits a collision among
+    /// a host's series is not a practical concern.
+    public struct ID {
+        public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+        public init() {}
+        public init(_ text: String) { add(text) }
+
+        @inline(__always) mutating func byte(_ b: UInt8) { value = (value ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        public mutating func add(_ text: String) { for b in text.utf8 { byte(b) } }
+        /// Decimal, as `String(n)` renders it (a small string: no allocation).
+        public mutating func add<T: BinaryInteger>(_ n: T) { add(String(n)) }
+        /// A label value as the exposition escapes it (`MetricsRenderer.escapeLabel`):
+        /// the id of a series is the id of its rendered text.
+        mutating func addEscaped(_ text: String) {
+            for b in text.utf8 {
+                switch b {
+                case UInt8(ascii: "\\"): byte(b); byte(b)
+                case UInt8(ascii: "\""): byte(UInt8(ascii: "\\")); byte(b)
+                case UInt8(ascii: "\n"): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "n"))
+                default: byte(b)
+                }
+            }
+        }
+    }
+
+    /// The id of a series: `MetricsRenderer.series(name, labels)`'s text, built label by
+    /// label (`label`, then `value`).
+    public struct SeriesID {
+        private var id: ID
+        private var labels = 0
+        public init(_ name: String) { id = ID(name) }
+        public mutating func label(_ name: String, _ value: String) {
+            id.add(labels == 0 ? "{" : ","); id.add(name); id.add("=\""); id.addEscaped(value); id.add("\"")
+            labels += 1
+        }
+        public var value: UInt64 {
+            guard labels > 0 else { return id.value }
+            var closed = id; closed.add("}")
+            return closed.value
+        }
+    }
+
+    public struct Sample: Hashable, Sendable {
+        /// The map counter: the id of its map, slot key and field, e.g. "rule/3/inbound/1".
+        public var key: UInt64
+        /// Whose slot it is (session or source id): a new owner means the slot was cleared.
+        public var owner: UInt64
+        /// The series: the id of its metric name and rendered labels.
+        public var labels: UInt64
+        public var raw: UInt64
+        public init(key: UInt64, owner: UInt64, labels: UInt64, raw: UInt64) {
+            self.key = key; self.owner = owner; self.labels = labels; self.raw = raw
+        }
+        /// From the texts (tests, and the files of earlier versions).
+        public init(key: String, owner: String, labels: String, raw: UInt64) {
+            self.init(key: ID(key).value, owner: ID(owner).value, labels: ID(labels).value, raw: raw)
+        }
+    }
+
+    /// Only counters that have counted something (see above).
+    var keys = KeyTable()
+    /// By label set.
+    var carried: [UInt64: UInt64] = [:]
+
+    public init() {}
+
+    /// Counters remembered (for tests and the log).
+    public var rememberedKeys: Int { keys.count }
+
+    /// Key states in arrays sorted by key. At 400,000 remembered counters a Dictionary
+    /// would take 2^20 buckets of 48 bytes (50 MB, its load factor stops at 3/4);
+    /// these arrays take 48 bytes a counter (19 MB). Lookups are binary searches; new
+    /// keys and forgotten ones (`lastRaw` 0: nothing to remember) are merged in by
+    /// `settle`, once per read.
+    struct KeyTable: Hashable, Sendable {
+        private(set) var keys: [UInt64] = []
+        var states: [KeyState] = []
+        private var added: [(key: UInt64, state: KeyState)] = []
+        private var forgotten = false
+
+        var count: Int { keys.count }
+        var isEmpty: Bool { keys.isEmpty }
+
+        func index(of key: UInt64) -> Int? {
+            var lo = 0, hi = keys.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if keys[mid] < key { lo = mid + 1 } else { hi = mid }
+            }
+            return lo < keys.count && keys[lo] == key ? lo : nil
         }
 
-        // In the file: [labels (hex), owner, base, lastRaw, live]. Files written
-        // before the labels were hashed hold objects with the label string.
-        private enum Legacy: String, CodingKey { case labels, owner, base, lastRaw, live }
+        subscript(key: UInt64) -> KeyState? { index(of: key).map { states[$0] } }
 
+        /// A key not in the table yet (in the table after `settle`).
+        mutating func add(_ key: UInt64, _ state: KeyState) { added.append((key, state)) }
+
+        /// Drops the state at `i` (at `settle`).
+        mutating func forget(at i: Int) { states[i].lastRaw = 0; states[i].base = 0; forgotten = true }
+
+        mutating func settle() {
+            guard forgotten || !added.isEmpty else { return }
+            added.sort { $0.key < $1.key }
+            var k: [UInt64] = [], st: [KeyState] = []
+            k.reserveCapacity(keys.count + added.count); st.reserveCapacity(keys.count + added.count)
+            var a = 0
+            for i in keys.indices where states[i].lastRaw > 0 {
+                while a < added.count && added[a].key < keys[i] { k.append(added[a].key); st.append(added[a].state); a += 1 }
+                k.append(keys[i]); st.append(states[i])
+            }
+            for e in added[a...] { k.append(e.key); st.append(e.state) }
+            keys = k; states = st; added = []; forgotten = false
+        }
+
+        static func == (a: KeyTable, b: KeyTable) -> Bool {
+            a.keys == b.keys && a.states == b.states && a.added.elementsEqual(b.added, by: { $0.key == $1.key && $0.state == $1.state })
+        }
+        func hash(into h: inout Hasher) { h.combine(keys); h.combine(states) }
+    }
+
+    /// The value to show for each sample, in order. `changed` is true when the state
+    /// moved in a way worth persisting (a carry or a new association).
+    public mutating func adjust(_ samples: [Sample]) -> (values: [UInt64], changed: Bool) {
+        var changed = false
+        // Where each sample's key is in the table (-1: not there), looked up once.
+        var entry = [Int32](repeating: -1, count: keys.isEmpty ? 0 : samples.count)
+        // Pass 1: retire label sets that left their key, before any key takes them on,
+        // so that a label set moving between keys in one read keeps its value.
+        if !keys.isEmpty {
+            var sampleOf = [Int32](repeating: -1, count: keys.count)
+            for (j, s) in samples.enumerated() {
+                if let i = keys.index(of: s.key) { entry[j] = Int32(i); sampleOf[i] = Int32(j) }
+            }
+            for i in keys.states.indices where keys.states[i].live {
+                let st = keys.states[i]
+                if sampleOf[i] < 0 || samples[Int(sampleOf[i])].labels != st.labels {
+                    carried[st.labels, default: 0] &+= st.lastRaw &- st.base
+                    keys.states[i].live = false
+                    changed = true
+                }
+            }
+        }
+        // Pass 2: values.
+        var values: [UInt64] = []
+        values.reserveCapacity(samples.count)
+        for (j, s) in samples.enumerated() {
+            let i = entry.isEmpty || entry[j] < 0 ? nil : Int(entry[j])
+            var st: KeyState?
+            if let i {
+                var old = keys.states[i]
+                if old.live {
+                    if s.raw < old.lastRaw {
+                        carried[s.labels, default: 0] &+= old.lastRaw &- old.base
+                        old.base = 0
+                        changed = true
+                    }
+                    old.lastRaw = s.raw
+                    st = old
+                } else {
+                    let base = old.owner == s.owner && s.raw >= old.lastRaw ? old.lastRaw : 0
+                    st = KeyState(labels: s.labels, owner: s.owner, base: base, lastRaw: s.raw, live: true)
+                    changed = true
+                }
+            } else if s.raw > 0 {
+                st = KeyState(labels: s.labels, owner: s.owner, base: 0, lastRaw: s.raw, live: true)
+                changed = true
+            }
+            // base <= lastRaw always, so lastRaw 0 means nothing to remember.
+            if let st, st.lastRaw > 0 {
+                if let i { keys.states[i] = st } else { keys.add(s.key, st) }
+                values.append((carried[s.labels] ?? 0) &+ (s.raw &- st.base))
+            } else {
+                if let i { keys.forget(at: i); changed = true }
+                values.append(carried[s.labels] ?? 0)
+            }
+        }
+        keys.settle()
+        return (values, changed)
+    }
+}
+
+// MARK: persistence
+
+extension MetricsContinuity: Decodable {
+    // The file, version 3: {"version": 3, "keys": [[key, labels, owner (ids in hex),
+    // base, lastRaw, live], ...], "carried": {"<labels id, hex>": n}}.
+    // Version 2 keyed `keys` by the key's text and held the owner's text; version 1
+    // (no "version") also held the label texts. Both are still read.
+    private enum CodingKeys: String, CodingKey { case version, keys, carried }
+
+    private static func hex(_ s: String, _ what: String, _ c: KeyedDecodingContainer<CodingKeys>) throws -> UInt64 {
+        guard let v = UInt64(s, radix: 16) else {
+            throw DecodingError.dataCorruptedError(forKey: .keys, in: c, debugDescription: "\(what) id '\(s)' is not hex")
+        }
+        return v
+    }
+
+    /// A version 3 entry.
+    private struct Entry: Decodable {
+        var key: String, labels: String, owner: String, base: UInt64, lastRaw: UInt64, live: Bool
+        init(from decoder: Decoder) throws {
+            var a = try decoder.unkeyedContainer()
+            key = try a.decode(String.self); labels = try a.decode(String.self); owner = try a.decode(String.self)
+            base = try a.decode(UInt64.self); lastRaw = try a.decode(UInt64.self); live = try a.decode(Bool.self)
+        }
+    }
+
+    /// A version 1 or 2 entry: [labels id (hex), owner, base, lastRaw, live] (version 2)
+    /// or an object holding the label text (version 1).
+    private struct LegacyEntry: Decodable {
+        var labels: UInt64, owner: String, base: UInt64, lastRaw: UInt64, live: Bool
+        private enum Keys: String, CodingKey { case labels, owner, base, lastRaw, live }
         init(from decoder: Decoder) throws {
             if var a = try? decoder.unkeyedContainer() {
                 guard let id = UInt64(try a.decode(String.self), radix: 16) else {
@@ -53,120 +265,56 @@ public struct MetricsContinuity: Codable, Hashable, Sendable {
                 owner = try a.decode(String.self); base = try a.decode(UInt64.self)
                 lastRaw = try a.decode(UInt64.self); live = try a.decode(Bool.self)
             } else {
-                let o = try decoder.container(keyedBy: Legacy.self)
-                labels = MetricsContinuity.labelID(try o.decode(String.self, forKey: .labels))
+                let o = try decoder.container(keyedBy: Keys.self)
+                labels = ID(try o.decode(String.self, forKey: .labels)).value
                 owner = try o.decode(String.self, forKey: .owner); base = try o.decode(UInt64.self, forKey: .base)
                 lastRaw = try o.decode(UInt64.self, forKey: .lastRaw); live = try o.decode(Bool.self, forKey: .live)
             }
         }
-
-        func encode(to encoder: Encoder) throws {
-            var a = encoder.unkeyedContainer()
-            try a.encode(String(labels, radix: 16)); try a.encode(owner); try a.encode(base)
-            try a.encode(lastRaw); try a.encode(live)
-        }
     }
-
-    /// A label set's identity: FNV-1a over its rendered form. Stable across runs
-    /// (Swift's Hasher is seeded per process), so the persisted state keeps its
-    /// meaning after a restart; at 64 bits a collision among a host's series is
-    /// not a practical concern.
-    static func labelID(_ labels: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in labels.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        return h
-    }
-
-    public struct Sample: Hashable, Sendable {
-        /// The map counter: map, slot key and field, e.g. "rule/3/inbound/1/hits".
-        public var key: String
-        /// Whose slot it is (session or source id): a new owner means the slot was cleared.
-        public var owner: String
-        /// The series: metric name and rendered labels.
-        public var labels: String
-        public var raw: UInt64
-        public init(key: String, owner: String, labels: String, raw: UInt64) {
-            self.key = key; self.owner = owner; self.labels = labels; self.raw = raw
-        }
-    }
-
-    var keys: [String: KeyState] = [:]
-    /// By label set (`labelID`).
-    var carried: [UInt64: UInt64] = [:]
-
-    public init() {}
-
-    // The file: {"version": 2, "keys": {...}, "carried": {"<labels id, hex>": n}}.
-    // Version 1 (no "version") keyed `carried` by the label strings.
-    private enum CodingKeys: String, CodingKey { case version, keys, carried }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 1
-        keys = try c.decode([String: KeyState].self, forKey: .keys)
-        for (label, n) in try c.decode([String: UInt64].self, forKey: .carried) {
-            guard let id = version >= 2 ? UInt64(label, radix: 16) : Self.labelID(label) else {
-                throw DecodingError.dataCorruptedError(forKey: .carried, in: c, debugDescription: "labels id '\(label)' is not hex")
+        if version >= 3 {
+            for e in try c.decode([Entry].self, forKey: .keys) where e.lastRaw > 0 {
+                keys.add(try Self.hex(e.key, "key", c), KeyState(
+                    labels: try Self.hex(e.labels, "labels", c), owner: try Self.hex(e.owner, "owner", c),
+                    base: e.base, lastRaw: e.lastRaw, live: e.live))
             }
+        } else {
+            for (key, e) in try c.decode([String: LegacyEntry].self, forKey: .keys) where e.lastRaw > 0 {
+                keys.add(ID(key).value, KeyState(labels: e.labels, owner: ID(e.owner).value, base: e.base,
+                                                 lastRaw: e.lastRaw, live: e.live))
+            }
+        }
+        keys.settle()
+        for (label, n) in try c.decode([String: UInt64].self, forKey: .carried) {
+            let id = version >= 2 ? try Self.hex(label, "labels", c) : ID(label).value
             carried[id, default: 0] &+= n
         }
     }
 
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(2, forKey: .version)
-        try c.encode(keys, forKey: .keys)
-        try c.encode(Dictionary(uniqueKeysWithValues: carried.map { (String($0.key, radix: 16), $0.value) }), forKey: .carried)
-    }
-
-    /// The value to show for each sample, in order. `changed` is true when the state
-    /// moved in a way worth persisting (a carry or a new association).
-    public mutating func adjust(_ samples: [Sample]) -> (values: [UInt64], changed: Bool) {
-        var changed = false
-        // Pass 1: retire label sets that left their key, before any key takes them on,
-        // so that a label set moving between keys in one read keeps its value.
-        let ids = samples.map { Self.labelID($0.labels) }
-        var present: [String: Int] = [:]
-        present.reserveCapacity(samples.count)
-        for (i, s) in samples.enumerated() { present[s.key] = i }
-        for (key, st) in keys where st.live {
-            let moved = present[key].map { ids[$0] != st.labels } ?? true
-            if moved {
-                carried[st.labels, default: 0] &+= st.lastRaw &- st.base
-                keys[key]?.live = false
-                changed = true
-            }
+    /// The file's bytes, written here rather than by JSONEncoder: at 400,000 remembered
+    /// counters its tree of boxed values took seconds and left tens of MB of the heap
+    /// fragmented. Only hex ids, integers and booleans: nothing to escape.
+    public func fileData() -> Data {
+        var o = [UInt8]()
+        o.reserveCapacity(64 + keys.count * 72 + carried.count * 40)
+        func put(_ s: String) { o.append(contentsOf: s.utf8) }
+        put(#"{"version":3,"keys":["#)
+        for (i, (key, st)) in zip(keys.keys, keys.states).enumerated() {
+            put(i == 0 ? "[\"" : ",[\""); put(String(key, radix: 16)); put("\",\""); put(String(st.labels, radix: 16))
+            put("\",\""); put(String(st.owner, radix: 16)); put("\","); put(String(st.base)); put(",")
+            put(String(st.lastRaw)); put(st.live ? ",true]" : ",false]")
         }
-        // Pass 2: values.
-        var values: [UInt64] = []
-        values.reserveCapacity(samples.count)
-        for (s, id) in zip(samples, ids) {
-            var st: KeyState
-            if var old = keys[s.key] {
-                if old.live {
-                    if s.raw < old.lastRaw {
-                        carried[id, default: 0] &+= old.lastRaw &- old.base
-                        old.base = 0
-                        changed = true
-                    }
-                    old.lastRaw = s.raw
-                    st = old
-                } else {
-                    let base = old.owner == s.owner && s.raw >= old.lastRaw ? old.lastRaw : 0
-                    st = KeyState(labels: id, owner: s.owner, base: base, lastRaw: s.raw, live: true)
-                    changed = true
-                }
-            } else {
-                st = KeyState(labels: id, owner: s.owner, base: 0, lastRaw: s.raw, live: true)
-                changed = true
-            }
-            keys[s.key] = st
-            values.append((carried[id] ?? 0) &+ (s.raw &- st.base))
+        put(#"],"carried":{"#)
+        for (i, (id, n)) in carried.sorted(by: { $0.key < $1.key }).enumerated() {
+            put(i == 0 ? "\"" : ",\""); put(String(id, radix: 16)); put("\":"); put(String(n))
         }
-        return (values, changed)
+        put("}}")
+        return Data(o)
     }
-
-    // MARK: persistence
 
     public static func load(from path: String) -> MetricsContinuity? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
@@ -174,6 +322,6 @@ public struct MetricsContinuity: Codable, Hashable, Sendable {
     }
 
     public func save(to path: String) throws {
-        try StateStore.writeAtomically(try JSONEncoder().encode(self), to: path)
+        try StateStore.writeAtomically(fileData(), to: path)
     }
 }

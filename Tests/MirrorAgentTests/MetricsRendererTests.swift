@@ -2,6 +2,7 @@ import Foundation
 import MirrorAPI
 @testable import MirrorAgent
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 @Suite("Metrics: renderer and counter continuity (pure)")
@@ -201,7 +202,7 @@ struct MetricsRendererTests {
         #expect(s.sessions.map(\.packets) == [1, 14])
         // The file holds label ids, not the label strings (400,000 series at the quotas).
         let file = try String(contentsOfFile: dir.path + "/metrics-continuity.json", encoding: .utf8)
-        #expect(file.contains("\"version\":2"))
+        #expect(file.contains("\"version\":3"))
         #expect(!file.contains("session=\\\"a"))
     }
 
@@ -217,6 +218,123 @@ struct MetricsRendererTests {
         let v = c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 2),
                           Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 4)]).values
         #expect(v == [2, 14])
+    }
+
+    @Test func aFileOfVersion2StillCarries() throws {
+        let dir = try TempDir()
+        // Version 2 kept keys and owners as text, label sets as ids: session a showed
+        // 10 on slot 0 and was deleted; b took the slot and counted 1 there.
+        let a = String(MetricsContinuity.ID("p{session=a}").value, radix: 16)
+        let b = String(MetricsContinuity.ID("p{session=b}").value, radix: 16)
+        let v2 = #"{"version":2,"keys":{"session/0/packets":[""# + b + #"","b",0,1,true]},"carried":{""# + a + #"":10}}"#
+        try v2.write(toFile: dir.path + "/c.json", atomically: true, encoding: .utf8)
+        var c = try #require(MetricsContinuity.load(from: dir.path + "/c.json"))
+        #expect(c.rememberedKeys == 1)
+        // b's counter was reset (maps recreated): its 1 is carried; a resumes from 10.
+        let v = c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 0),
+                          Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 4)]).values
+        #expect(v == [1, 14])
+    }
+
+    @Test func idleCountersAreNotRememberedAndLoseNothing() {
+        var c = MetricsContinuity()
+        // 400,000 rule counters at the quotas, most of them never hit: no state for those.
+        let idle = (0..<1000).map { Sample(key: "rule/\($0)/inbound/0", owner: "s\($0)", labels: "h{s=\($0)}", raw: 0) }
+        let first = c.adjust(idle)
+        #expect(first.values.allSatisfy { $0 == 0 } && c.rememberedKeys == 0 && !first.changed)
+        var hit = idle
+        hit[7].raw = 5
+        #expect(c.adjust(hit).values[7] == 5 && c.rememberedKeys == 1)
+        // Reset to 0 (maps recreated): the 5 is carried, and the key is forgotten again.
+        #expect(c.adjust(idle).values[7] == 5 && c.rememberedKeys == 0)
+        hit[7].raw = 2
+        #expect(c.adjust(hit).values[7] == 7)
+        // The rule moves to another position of the same session that counted nothing:
+        // it keeps its 7, and its old position starts the next rule at 0.
+        var moved = idle
+        moved[7].labels = MetricsContinuity.ID("other").value
+        moved[8] = Sample(key: "rule/8/inbound/0", owner: "s8", labels: "h{s=7}", raw: 0)
+        moved[7].raw = 2
+        let v = c.adjust(moved).values
+        #expect(v[7] == 0 && v[8] == 7)
+    }
+
+    /// The continuity as it was before idle counters were left out and the states kept
+    /// in sorted arrays: one state per key ever seen, in a Dictionary.
+    struct ReferenceContinuity {
+        struct State { var labels: UInt64, owner: UInt64, base: UInt64, lastRaw: UInt64, live: Bool }
+        var keys: [UInt64: State] = [:]
+        var carried: [UInt64: UInt64] = [:]
+        mutating func adjust(_ samples: [Sample]) -> [UInt64] {
+            var present: [UInt64: UInt64] = [:]
+            for s in samples { present[s.key] = s.labels }
+            for (key, st) in keys where st.live && present[key] != st.labels {
+                carried[st.labels, default: 0] &+= st.lastRaw &- st.base
+                keys[key]?.live = false
+            }
+            return samples.map { s in
+                var st: State
+                if var old = keys[s.key], old.live {
+                    if s.raw < old.lastRaw { carried[s.labels, default: 0] &+= old.lastRaw &- old.base; old.base = 0 }
+                    old.lastRaw = s.raw
+                    st = old
+                } else if let old = keys[s.key] {
+                    st = State(labels: s.labels, owner: s.owner, base: old.owner == s.owner && s.raw >= old.lastRaw ? old.lastRaw : 0,
+                               lastRaw: s.raw, live: true)
+                } else {
+                    st = State(labels: s.labels, owner: s.owner, base: 0, lastRaw: s.raw, live: true)
+                }
+                keys[s.key] = st
+                return (carried[s.labels] ?? 0) &+ (s.raw &- st.base)
+            }
+        }
+    }
+
+    /// Random reads (counters growing, reset, idle; keys vanishing and coming back; rules
+    /// changing labels and owners; the state saved and loaded in between): the same
+    /// values as the reference, never a decrease under one label set that stays.
+    @Test func theCompactStateShowsWhatTheReferenceShows() throws {
+        var rng = SeededRandom(seed: 0x5eed_c0de)
+        let dir = try TempDir()
+        for round in 0..<40 {
+            var c = MetricsContinuity(), ref = ReferenceContinuity()
+            let keyCount = rng.int(1...60)
+            var raw = [UInt64](repeating: 0, count: keyCount)
+            var labels = (0..<keyCount).map { _ in UInt64(rng.int(0...40)) }
+            var owners = (0..<keyCount).map { _ in UInt64(rng.int(0...8)) }
+            for step in 0..<30 {
+                var samples: [Sample] = []
+                for k in 0..<keyCount {
+                    if rng.chance(0.05) { raw[k] = 0 }                                 // maps recreated
+                    else if rng.chance(0.5) { raw[k] &+= UInt64(rng.int(0...5)) }        // traffic (often none)
+                    if rng.chance(0.08) { labels[k] = UInt64(rng.int(0...40)) }          // the rule at this position changed
+                    if rng.chance(0.04) { owners[k] = UInt64(rng.int(0...8)); raw[k] = 0 }  // a new owner: slot cleared
+                    // A series' labels name its owner (session or source id), as the agent's do.
+                    if rng.chance(0.85) {
+                        samples.append(Sample(key: UInt64(k) &* 0x9e37_79b9_7f4a_7c15, owner: owners[k], labels: owners[k] << 8 | labels[k], raw: raw[k]))
+                    }
+                }
+                samples.shuffle(using: &rng)
+                let got = c.adjust(samples).values, want = ref.adjust(samples)
+                #expect(got == want, "round \(round) step \(step)")
+                if got != want { return }
+                if rng.chance(0.2) {
+                    try c.save(to: dir.path + "/c.json")
+                    c = try #require(MetricsContinuity.load(from: dir.path + "/c.json"))
+                }
+            }
+            #expect(c.rememberedKeys <= ref.keys.values.filter { $0.lastRaw > 0 }.count)
+        }
+    }
+
+    @Test func aSeriesIdIsTheIdOfItsRenderedText() {
+        let labels = [("session", "s\\1\"x\ny"), ("filter", "f"), ("rule_priority", "10")]
+        var id = MetricsContinuity.SeriesID("mirror_rule_hits_total")
+        for (k, v) in labels { id.label(k, v) }
+        #expect(id.value == MetricsContinuity.ID(MetricsRenderer.series("mirror_rule_hits_total", labels)).value)
+        #expect(MetricsContinuity.SeriesID("m").value == MetricsContinuity.ID("m").value)
+        var k = MetricsContinuity.ID("rule/"); k.add(UInt16(12)); k.add("/inbound/"); k.add(UInt8(3))
+        #expect(k.value == MetricsContinuity.ID("rule/12/inbound/3").value)
     }
 
     @Test func statsCarryEveryReasonAndState() {
