@@ -14,104 +14,174 @@ import MirrorAPI
 public enum MetricsRenderer {
     public static let contentType = "text/plain; version=0.0.4"
 
+    /// The whole exposition as one string (tests, small scrapes).
     public static func render(_ m: MetricsSnapshot) -> String {
-        var o = Output()
+        var text = ""
+        for chunk in Chunks(m, chunkBytes: .max) { text += chunk }
+        return text
+    }
+
+    /// The exposition in pieces of about `chunkBytes` (a piece ends after the line that
+    /// reaches it), rendered as they are taken: at the quotas' 400,000 rule counters the
+    /// text is about 68 MB, and the server sends it piece by piece instead of holding it.
+    public struct Chunks: Sequence, IteratorProtocol, Sendable {
+        /// A family's HELP and TYPE (when `help` is set), then one call of `render` per
+        /// item: a piece may end between two items.
+        struct Part: Sendable {
+            var name = "", type = "", help: String?
+            var count = 1
+            var render: @Sendable (Int, inout Output) -> Void
+        }
+        private let parts: [Part]
+        private let chunkBytes: Int
+        private var part = 0, item = 0
+
+        public init(_ m: MetricsSnapshot, chunkBytes: Int = 1 << 18) {
+            parts = MetricsRenderer.parts(m)
+            self.chunkBytes = Swift.max(1, chunkBytes)
+        }
+
+        public mutating func next() -> String? {
+            guard part < parts.count else { return nil }
+            var o = Output()
+            while part < parts.count && o.text.utf8.count < chunkBytes {
+                let p = parts[part]
+                if item == 0, let help = p.help { o.family(p.name, p.type, help) }
+                if item < p.count { p.render(item, &o) }
+                item += 1
+                if item >= p.count { part += 1; item = 0 }
+            }
+            return o.text
+        }
+    }
+
+    /// What `render` writes, in order.
+    static func parts(_ m: MetricsSnapshot) -> [Chunks.Part] {
+        typealias Part = Chunks.Part
         let st = m.stats
+        var parts: [Part] = []
+        func family(_ name: String, _ help: String, count: Int, type: String = "counter",
+                    _ render: @escaping @Sendable (Int, inout Output) -> Void) {
+            parts.append(Part(name: name, type: type, help: help, count: count, render: render))
+        }
 
         if st.countersAvailable {
-            o.family("mirror_session_packets_total", "counter",
-                     "Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).")
-            for s in st.sessions { o.sample("mirror_session_packets_total", sessionLabels(s.session), s.packets) }
-            o.family("mirror_session_bytes_total", "counter",
-                     "Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).")
-            for s in st.sessions { o.sample("mirror_session_bytes_total", sessionLabels(s.session), s.bytes) }
-            o.family("mirror_copies_sent_total", "counter", "Copies encapsulated and sent toward their collector.")
-            for s in st.sessions { o.sample("mirror_copies_sent_total", [("session", s.session)], s.copiesSent) }
-            o.family("mirror_copies_sent_direct_total", "counter",
-                     "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.")
-            for s in st.sessions { o.sample("mirror_copies_sent_direct_total", [("session", s.session)], s.copiesSentDirect) }
-            o.family("mirror_copies_sent_bytes_total", "counter", "Inner frame bytes of the copies sent, after truncation.")
-            for s in st.sessions { o.sample("mirror_copies_sent_bytes_total", [("session", s.session)], s.copiesSentBytes) }
-            o.family("mirror_copies_truncated_total", "counter",
-                     "Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).")
-            for s in st.sessions {
+            let sessions = st.sessions, rules = st.rules, sources = st.sources
+            family("mirror_session_packets_total",
+                   "Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).",
+                   count: sessions.count) { i, o in
+                o.sample("mirror_session_packets_total", sessionLabels(sessions[i].session), sessions[i].packets)
+            }
+            family("mirror_session_bytes_total",
+                   "Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).",
+                   count: sessions.count) { i, o in
+                o.sample("mirror_session_bytes_total", sessionLabels(sessions[i].session), sessions[i].bytes)
+            }
+            family("mirror_copies_sent_total", "Copies encapsulated and sent toward their collector.", count: sessions.count) { i, o in
+                o.sample("mirror_copies_sent_total", [("session", sessions[i].session)], sessions[i].copiesSent)
+            }
+            family("mirror_copies_sent_direct_total",
+                   "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.",
+                   count: sessions.count) { i, o in
+                o.sample("mirror_copies_sent_direct_total", [("session", sessions[i].session)], sessions[i].copiesSentDirect)
+            }
+            family("mirror_copies_sent_bytes_total", "Inner frame bytes of the copies sent, after truncation.", count: sessions.count) { i, o in
+                o.sample("mirror_copies_sent_bytes_total", [("session", sessions[i].session)], sessions[i].copiesSentBytes)
+            }
+            family("mirror_copies_truncated_total",
+                   "Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).", count: sessions.count) { i, o in
+                let s = sessions[i]
                 for (reason, v) in s.truncated.sorted(by: { $0.key < $1.key }) {
                     o.sample("mirror_copies_truncated_total", [("session", s.session), ("reason", reason)], v)
                 }
             }
-            o.family("mirror_copies_dropped_total", "counter",
-                     "Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).")
-            for s in st.sessions {
+            family("mirror_copies_dropped_total",
+                   "Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).",
+                   count: sessions.count) { i, o in
+                let s = sessions[i]
                 for (reason, v) in s.dropped.sorted(by: { $0.key < $1.key }) {
                     o.sample("mirror_copies_dropped_total", [("session", s.session), ("reason", reason)], v)
                 }
             }
-            o.family("mirror_rule_hits_total", "counter",
-                     "Packets for which the rule was the first match (SPEC §4), accept or reject.")
-            for r in st.rules {
+            family("mirror_rule_hits_total", "Packets for which the rule was the first match (SPEC §4), accept or reject.",
+                   count: rules.count) { i, o in
+                let r = rules[i]
                 o.sample("mirror_rule_hits_total", [("session", r.session), ("filter", r.filter), ("direction", r.direction),
                                                     ("rule_priority", String(r.priority)), ("action", r.action)], r.hits)
             }
-            o.family("mirror_source_packets_seen_total", "counter", "Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).")
-            for s in st.sources {
-                o.sample("mirror_source_packets_seen_total", [("source", s.source), ("direction", s.direction)], s.seen)
+            family("mirror_source_packets_seen_total",
+                   "Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).",
+                   count: sources.count) { i, o in
+                o.sample("mirror_source_packets_seen_total", [("source", sources[i].source), ("direction", sources[i].direction)], sources[i].seen)
             }
-            o.family("mirror_source_packets_mirrored_total", "counter", "Packets of the source and direction accepted and cloned.")
-            for s in st.sources {
-                o.sample("mirror_source_packets_mirrored_total", [("source", s.source), ("direction", s.direction)], s.mirrored)
+            family("mirror_source_packets_mirrored_total", "Packets of the source and direction accepted and cloned.",
+                   count: sources.count) { i, o in
+                o.sample("mirror_source_packets_mirrored_total", [("source", sources[i].source), ("direction", sources[i].direction)],
+                         sources[i].mirrored)
             }
-            o.family("mirror_packets_not_mirrored_total", "counter",
-                     "Packets of the source and direction that were not mirrored, by reason.")
-            for s in st.sources {
+            family("mirror_packets_not_mirrored_total", "Packets of the source and direction that were not mirrored, by reason.",
+                   count: sources.count) { i, o in
+                let s = sources[i]
                 for (reason, v) in s.notMirrored.sorted(by: { $0.key < $1.key }) {
-                    o.sample("mirror_packets_not_mirrored_total",
-                             [("source", s.source), ("direction", s.direction), ("reason", reason)], v)
+                    o.sample("mirror_packets_not_mirrored_total", [("source", s.source), ("direction", s.direction), ("reason", reason)], v)
                 }
             }
-            o.family("mirror_device_foreign_frames_dropped_total", "counter",
-                     "Frames leaving the mirror device that were not copies (dropped there).")
-            o.sample("mirror_device_foreign_frames_dropped_total", [], st.mirrorDeviceForeignDropped)
+            family("mirror_device_foreign_frames_dropped_total", "Frames leaving the mirror device that were not copies (dropped there).",
+                   count: 1) { _, o in
+                o.sample("mirror_device_foreign_frames_dropped_total", [], st.mirrorDeviceForeignDropped)
+            }
         }
 
-        o.family("mirror_datapath_counters_available", "gauge",
-                 "1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).")
-        o.sample("mirror_datapath_counters_available", [], st.countersAvailable ? 1 : 0)
-        o.family("mirror_policy_generation", "gauge", "Generation of the policy in force (increases with every applied change).")
-        o.sample("mirror_policy_generation", [], st.generation)
-        o.family("mirror_policy_apply_seconds", "histogram", "Time to apply a policy to the datapath.")
+        // The agent's own metrics: a few lines each.
+        family("mirror_datapath_counters_available",
+               "1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).",
+               count: 1, type: "gauge") { _, o in o.sample("mirror_datapath_counters_available", [], st.countersAvailable ? 1 : 0) }
+        family("mirror_policy_generation", "Generation of the policy in force (increases with every applied change).",
+               count: 1, type: "gauge") { _, o in o.sample("mirror_policy_generation", [], st.generation) }
         let h = m.applySeconds
-        for (b, c) in zip(h.bounds, h.counts) {
-            o.sample("mirror_policy_apply_seconds_bucket", [("le", number(b))], c)
+        family("mirror_policy_apply_seconds", "Time to apply a policy to the datapath.", count: 1, type: "histogram") { _, o in
+            for (b, c) in zip(h.bounds, h.counts) {
+                o.sample("mirror_policy_apply_seconds_bucket", [("le", number(b))], c)
+            }
+            o.sample("mirror_policy_apply_seconds_bucket", [("le", "+Inf")], h.count)
+            o.line("mirror_policy_apply_seconds_sum", [], number(h.sum))
+            o.sample("mirror_policy_apply_seconds_count", [], h.count)
         }
-        o.sample("mirror_policy_apply_seconds_bucket", [("le", "+Inf")], h.count)
-        o.line("mirror_policy_apply_seconds_sum", [], number(h.sum))
-        o.sample("mirror_policy_apply_seconds_count", [], h.count)
-        o.family("mirror_sources", "gauge", "Sources by state: attached (programs on the interface) or pending (no such interface yet).")
-        o.sample("mirror_sources", [("state", "attached")], UInt64(m.sourcesAttached))
-        o.sample("mirror_sources", [("state", "pending")], UInt64(m.sourcesPending))
-        o.family("mirror_tcx_pending_interfaces", "gauge",
-                 "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).")
-        o.sample("mirror_tcx_pending_interfaces", [], UInt64(m.tcxPending))
-        o.family("mirror_agent_build_info", "gauge", "Agent version, source commit and running kernel; always 1.")
-        o.sample("mirror_agent_build_info", [("version", m.build.version), ("commit", m.build.commit), ("kernel", m.build.kernel)], 1)
+        family("mirror_sources", "Sources by state: attached (programs on the interface) or pending (no such interface yet).",
+               count: 1, type: "gauge") { _, o in
+            o.sample("mirror_sources", [("state", "attached")], UInt64(m.sourcesAttached))
+            o.sample("mirror_sources", [("state", "pending")], UInt64(m.sourcesPending))
+        }
+        family("mirror_tcx_pending_interfaces",
+               "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).",
+               count: 1, type: "gauge") { _, o in o.sample("mirror_tcx_pending_interfaces", [], UInt64(m.tcxPending)) }
+        family("mirror_agent_build_info", "Agent version, source commit and running kernel; always 1.", count: 1, type: "gauge") { _, o in
+            o.sample("mirror_agent_build_info", [("version", m.build.version), ("commit", m.build.commit), ("kernel", m.build.kernel)], 1)
+        }
 
         if let p = m.process {
-            o.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.")
-            o.line("process_cpu_seconds_total", [], number(p.cpuSeconds))
-            o.family("process_open_fds", "gauge", "Number of open file descriptors.")
-            o.sample("process_open_fds", [], UInt64(p.openFDs))
-            if let max = p.maxFDs {
-                o.family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
-                o.sample("process_max_fds", [], max)
+            family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", count: 1) { _, o in
+                o.line("process_cpu_seconds_total", [], number(p.cpuSeconds))
             }
-            o.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
-            o.sample("process_resident_memory_bytes", [], p.residentMemoryBytes)
-            o.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
-            o.sample("process_virtual_memory_bytes", [], p.virtualMemoryBytes)
-            o.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
-            o.line("process_start_time_seconds", [], number(p.startTimeSeconds))
+            family("process_open_fds", "Number of open file descriptors.", count: 1, type: "gauge") { _, o in
+                o.sample("process_open_fds", [], UInt64(p.openFDs))
+            }
+            if let max = p.maxFDs {
+                family("process_max_fds", "Maximum number of open file descriptors.", count: 1, type: "gauge") { _, o in
+                    o.sample("process_max_fds", [], max)
+                }
+            }
+            family("process_resident_memory_bytes", "Resident memory size in bytes.", count: 1, type: "gauge") { _, o in
+                o.sample("process_resident_memory_bytes", [], p.residentMemoryBytes)
+            }
+            family("process_virtual_memory_bytes", "Virtual memory size in bytes.", count: 1, type: "gauge") { _, o in
+                o.sample("process_virtual_memory_bytes", [], p.virtualMemoryBytes)
+            }
+            family("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", count: 1, type: "gauge") { _, o in
+                o.line("process_start_time_seconds", [], number(p.startTimeSeconds))
+            }
         }
-        return o.text
+        return parts
     }
 
     /// The issue's label set for session packets/bytes: source and direction are part
@@ -129,6 +199,7 @@ public enum MetricsRenderer {
 
     /// Label values: backslash, double quote and line feed are escaped.
     static func escapeLabel(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else { return s }
         var o = ""
         for c in s.unicodeScalars {
             switch c {
@@ -161,7 +232,13 @@ public enum MetricsRenderer {
         }
         mutating func sample(_ name: String, _ labels: [(String, String)], _ v: UInt64) { line(name, labels, String(v)) }
         mutating func line(_ name: String, _ labels: [(String, String)], _ v: String) {
-            text += series(name, labels) + " " + v + "\n"
+            text += name
+            for (i, (k, value)) in labels.enumerated() {
+                text += i == 0 ? "{" : ","
+                text += k; text += "=\""; text += escapeLabel(value); text += "\""
+            }
+            if !labels.isEmpty { text += "}" }
+            text += " "; text += v; text += "\n"
         }
     }
 }

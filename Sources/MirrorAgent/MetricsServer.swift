@@ -7,26 +7,33 @@ import NIOPosix
 /// GET /metrics over HTTP/1.1 on TCP (issue 5, SPEC §7): the Prometheus text
 /// exposition of `render()` (by default the agent's `metricsSnapshot`). Counters are
 /// read at scrape time; nothing polls in the background.
+///
+/// A body that fits one chunk goes out with a Content-Length. A larger one (the
+/// quotas' 400,000 rule counters make about 68 MB) is rendered piece by piece as the
+/// client takes it, with chunked transfer encoding (HTTP/1.0: until the connection
+/// closes), so the agent never holds the whole text.
 public final class MetricsServer: @unchecked Sendable {
     public let host: String
     public let requestedPort: Int
     private let group: EventLoopGroup
     private let logger: Logger
-    private let render: @Sendable () async -> String
+    private let render: @Sendable () async -> MetricsRenderer.Chunks
+    private let finished: @Sendable () -> Void
     private var channel: Channel?
 
+    /// `finished` runs after each response to GET /metrics has been sent.
     public init(host: String, port: Int, group: EventLoopGroup, logger: Logger,
-                render: @escaping @Sendable () async -> String) {
-        self.host = host; self.requestedPort = port; self.group = group; self.logger = logger; self.render = render
+                render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void = {}) {
+        self.host = host; self.requestedPort = port; self.group = group; self.logger = logger
+        self.render = render; self.finished = finished
     }
 
-    public convenience init(agent: Agent, host: String, port: Int, group: EventLoopGroup, logger: Logger) {
-        self.init(host: host, port: port, group: group, logger: logger) {
-            let text = MetricsRenderer.render(await agent.metricsSnapshot())
-            // A scrape of hundreds of thousands of series frees as much as an apply.
-            Agent.returnFreedMemory()
-            return text
-        }
+    public convenience init(agent: Agent, host: String, port: Int, group: EventLoopGroup, logger: Logger,
+                            chunkBytes: Int = 1 << 18) {
+        self.init(host: host, port: port, group: group, logger: logger,
+                  render: { MetricsRenderer.Chunks(await agent.metricsSnapshot(), chunkBytes: chunkBytes) },
+                  // A scrape of hundreds of thousands of series frees as much as an apply.
+                  finished: { Agent.returnFreedMemory() })
     }
 
     /// "HOST:PORT" (IPv6 as "[::1]:PORT") into its parts.
@@ -43,7 +50,7 @@ public final class MetricsServer: @unchecked Sendable {
     public var port: Int? { channel?.localAddress?.port }
 
     public func start() throws {
-        let render = self.render
+        let render = self.render, finished = self.finished
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 32)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -52,7 +59,7 @@ public final class MetricsServer: @unchecked Sendable {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: .seconds(60)))
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try sync.addHandler(MetricsHTTPHandler(render: render))
+                    try sync.addHandler(MetricsHTTPHandler(render: render, finished: finished))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -81,10 +88,13 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let render: @Sendable () async -> String
+    private let render: @Sendable () async -> MetricsRenderer.Chunks
+    private let finished: @Sendable () -> Void
     private var head: HTTPRequestHead?
 
-    init(render: @escaping @Sendable () async -> String) { self.render = render }
+    init(render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void) {
+        self.render = render; self.finished = finished
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -102,28 +112,76 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 respond(context, h, status: .methodNotAllowed, type: "text/plain; charset=utf-8", body: "use GET\n")
                 return
             }
-            let render = self.render
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let promise = context.eventLoop.makePromise(of: String.self)
-            promise.completeWithTask { await render() }
-            promise.futureResult.whenSuccess { text in
-                let (handler, context) = bound.value
-                handler.respond(context, h, status: .ok, type: MetricsRenderer.contentType, body: text)
+            let render = self.render, finished = self.finished
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
+            Task {
+                await Self.send(render: render, h, loop: loop, bound: bound)
+                // After the response is out and the rendering's memory released.
+                finished()
             }
         }
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, status: HTTPResponseStatus, type: String, body: String) {
+    private static func send(render: @Sendable () async -> MetricsRenderer.Chunks, _ h: HTTPRequestHead, loop: EventLoop,
+                             bound: NIOLoopBound<(MetricsHTTPHandler, ChannelHandlerContext)>) async {
+        var chunks = await render()
+        let first = chunks.next() ?? ""
+        guard let second = chunks.next() else {
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.respond(context, h, status: .ok, type: MetricsRenderer.contentType, body: first)
+            }
+            return
+        }
+        // Larger than a chunk: stream it, each piece rendered once the one
+        // before it is in the socket (a slow client slows the rendering, it
+        // does not make the agent buffer the rest).
+        do {
+            try await loop.submit {
+                let (handler, context) = bound.value
+                handler.writeHead(context, h, status: .ok, type: MetricsRenderer.contentType, length: nil)
+            }.get()
+            var piece: String? = first
+            var pending: String? = second
+            while let text = piece, h.method != .HEAD {
+                try await loop.flatSubmit {
+                    let (handler, context) = bound.value
+                    return context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))))
+                }.get()
+                piece = pending
+                pending = piece == nil ? nil : chunks.next()
+            }
+            try await loop.flatSubmit {
+                let (handler, context) = bound.value
+                let done = context.writeAndFlush(handler.wrapOutboundOut(.end(nil)))
+                if !h.isKeepAlive || !Self.chunked(h.version) { done.whenComplete { _ in context.close(promise: nil) } }
+                return done
+            }.get()
+        } catch {
+            // The client went away mid-body: nothing to answer.
+            loop.execute { bound.value.1.close(promise: nil) }
+        }
+    }
+
+    /// Whether a body of unknown length can be sent chunked (HTTP/1.1 and later).
+    static func chunked(_ v: HTTPVersion) -> Bool { v.major > 1 || (v.major == 1 && v.minor >= 1) }
+
+    private func writeHead(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, status: HTTPResponseStatus, type: String, length: Int?) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: type)
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        headers.add(name: "Connection", value: h.isKeepAlive ? "keep-alive" : "close")
+        if let length { headers.add(name: "Content-Length", value: String(length)) }
+        // Without a length, HTTP/1.0 ends the body by closing the connection.
+        let keepAlive = h.isKeepAlive && (length != nil || Self.chunked(h.version))
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         if status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, status: HTTPResponseStatus, type: String, body: String) {
+        writeHead(context, h, status: status, type: type, length: body.utf8.count)
         if h.method != .HEAD {
-            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
-            buffer.writeString(body)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
         }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !h.isKeepAlive { done.whenComplete { _ in context.close(promise: nil) } }

@@ -55,7 +55,8 @@ let hasPromtool = FileManager.default.isExecutableFile(atPath: "/usr/bin/promtoo
 @Suite("Metrics: endpoint on the in-memory agent")
 struct MetricsEndpointTests {
     /// GET over a plain TCP socket (no HTTP client dependency in tests).
-    static func get(port: Int, path: String) throws -> (head: String, body: String) {
+    /// A chunked body is decoded; `version` and `method` are sent as given.
+    static func get(port: Int, path: String, version: String = "HTTP/1.1", method: String = "GET") throws -> (head: String, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw CommandFailed(description: "socket") }
         defer { close(fd) }
@@ -65,7 +66,7 @@ struct MetricsEndpointTests {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard rc == 0 else { throw CommandFailed(description: "connect: \(errno)") }
-        let req = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        let req = "\(method) \(path) \(version)\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         _ = req.withCString { write(fd, $0, strlen($0)) }
         var data = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -74,9 +75,23 @@ struct MetricsEndpointTests {
             if n <= 0 { break }
             data += buf[0..<n]
         }
-        let text = String(decoding: data, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw CommandFailed(description: "no HTTP head: \(text)") }
-        return (String(text[..<split.lowerBound]), String(text[split.upperBound...]))
+        guard let split = data.firstRange(of: Array("\r\n\r\n".utf8)) else {
+            throw CommandFailed(description: "no HTTP head: \(String(decoding: data, as: UTF8.self))")
+        }
+        let head = String(decoding: data[..<split.lowerBound], as: UTF8.self)
+        var body = data[split.upperBound...]
+        // (A response to HEAD has no body, whatever its head says.)
+        guard head.lowercased().contains("transfer-encoding: chunked"), method != "HEAD" else { return (head, String(decoding: body, as: UTF8.self)) }
+        // Chunked: "<hex size>\r\n<data>\r\n" ... "0\r\n\r\n".
+        var decoded: [UInt8] = []
+        while let eol = body.firstRange(of: Array("\r\n".utf8)),
+              let size = Int(String(decoding: body[..<eol.lowerBound], as: UTF8.self), radix: 16) {
+            guard size > 0 else { return (head, String(decoding: decoded, as: UTF8.self)) }
+            guard body.endIndex - eol.upperBound >= size + 2 else { break }
+            decoded += body[eol.upperBound..<(eol.upperBound + size)]
+            body = body[(eol.upperBound + size + 2)...]
+        }
+        throw CommandFailed(description: "truncated chunked body after \(decoded.count) bytes")
     }
 
     @Test func servesTheExpositionThatPromtoolAccepts() async throws {
@@ -108,6 +123,41 @@ struct MetricsEndpointTests {
         let stats: StatsResponse = try await t.call("GET", StatsPath.stats)
         #expect(stats.generation == 1)
         #expect(!stats.countersAvailable)
+    }
+}
+
+extension MetricsEndpointTests {
+    /// A body larger than a chunk is streamed: chunked on HTTP/1.1, close-delimited on
+    /// HTTP/1.0, nothing after the head for HEAD; the same exposition either way.
+    @Test func aBodyLargerThanAChunkIsStreamedWhole() async throws {
+        let t = try await TestAgent(interfaces: ["tap-vm1": 7])
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = MetricsServer(agent: t.agent, host: "127.0.0.1", port: 0, group: group, logger: Logger(label: "test"),
+                                   chunkBytes: 200)
+        try server.start()
+        defer { server.stopBlocking(); try? group.syncShutdownGracefully(); t.stopNow() }
+        let port = try #require(server.port)
+        let (status, _) = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        #expect(status == 200)
+        let wholeText = MetricsRenderer.render(await t.agent.metricsSnapshot())
+        let whole = parseExposition(wholeText)
+
+        let (head, body) = try await offThread { try Self.get(port: port, path: "/metrics") }
+        #expect(head.hasPrefix("HTTP/1.1 200"))
+        #expect(head.lowercased().contains("transfer-encoding: chunked"), "\(head)")
+        #expect(!head.lowercased().contains("content-length"))
+        #expect(Set(parseExposition(body).keys) == Set(whole.keys))
+        #expect(body.components(separatedBy: "# TYPE ").count == wholeText.components(separatedBy: "# TYPE ").count)
+        #expect(body.utf8.count > 1000 && body.hasSuffix("\n"))
+        if hasPromtool { #expect(try promtoolProblems(body) == "") }
+
+        let (head10, body10) = try await offThread { try Self.get(port: port, path: "/metrics", version: "HTTP/1.0") }
+        #expect(head10.hasPrefix("HTTP/1.0 200"))
+        #expect(!head10.lowercased().contains("chunked") && head10.lowercased().contains("connection: close"), "\(head10)")
+        #expect(Set(parseExposition(body10).keys) == Set(whole.keys))
+
+        let (headH, bodyH) = try await offThread { try Self.get(port: port, path: "/metrics", method: "HEAD") }
+        #expect(headH.hasPrefix("HTTP/1.1 200") && bodyH.isEmpty)
     }
 }
 
