@@ -244,7 +244,10 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let h = head else { return }
             head = nil
             let bytes = Data(body.readableBytesView)
-            body.clear()
+            // A large document leaves a buffer of its size: let it go rather than keep
+            // it for the connection's next request.
+            let large = body.capacity >= 1 << 20
+            if large { body = ByteBuffer() } else { body.clear() }
             let router = self.router
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let promise = context.eventLoop.makePromise(of: Router.Response.self)
@@ -254,6 +257,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let (handler, context) = bound.value
                 handler.inFlight -= 1
                 handler.respond(context, h, status: response.status, body: response.body, keepAlive: h.isKeepAlive)
+                // The request's body, its parse and the copies made while applying it are
+                // free now; the agent's own trim ran while they were still held.
+                if large { Agent.returnFreedMemory() }
             }
         }
     }
