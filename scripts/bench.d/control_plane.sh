@@ -58,7 +58,16 @@ settle=$(python3 -c "print(round($(date +%s.%N) - $t0 + $a2, 1))")
 s1=$(apply "$dir/doc20000b.json"); r3=$(rss)
 s2=$(apply "$dir/doc20000.json"); s3=$(apply "$dir/doc20000b.json")
 a3=$(python3 -c "import statistics; print(statistics.median([$s1, $s2, $s3]))")
+# Prometheus scrapes at this scale (400,000 rule series): time and size of the
+# second of two, the RSS after them, and the peak RSS of the whole run.
+scrape() {
+  ip netns exec "$ns" python3 -c 'import time, urllib.request
+t = time.time(); n = len(urllib.request.urlopen("http://127.0.0.1:9469/metrics", timeout=60).read())
+print(round(time.time() - t, 3), n)'
+}
+scrape >/dev/null; read -r sc sb <<<"$(scrape)"; r4=$(rss)
+peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$(cat "$dir/agent.pid")/status")
 attached=$("$BIN_DIR/agentctl" --socket "$dir/agent.sock" status -o json | python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["sources"] if s["state"] == "attached"))')
-echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached, all on tcx links after ${settle}s; swap of all 20000 ${a3}s (median of $s1 $s2 $s3; RSS ${r3} MiB)" >&2
-printf '{"apply_1000_s": %s, "apply_20000_s": %s, "swap_20000_s": %s, "swap_20000_samples_s": [%s, %s, %s], "rss_mib_1000": %s, "rss_mib_20000": %s, "rss_mib_20000_swap": %s, "sources_attached_20000": %s, "tcx_settled_20000_s": %s}\n' \
-  "$a1" "$a2" "$a3" "$s1" "$s2" "$s3" "$r1" "$r2" "$r3" "$attached" "$settle"
+echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached, all on tcx links after ${settle}s; swap of all 20000 ${a3}s (median of $s1 $s2 $s3; RSS ${r3} MiB); a /metrics scrape ${sc}s, ${sb} bytes (RSS after ${r4} MiB, peak of the run ${peak} MiB)" >&2
+printf '{"apply_1000_s": %s, "apply_20000_s": %s, "swap_20000_s": %s, "swap_20000_samples_s": [%s, %s, %s], "rss_mib_1000": %s, "rss_mib_20000": %s, "rss_mib_20000_swap": %s, "sources_attached_20000": %s, "tcx_settled_20000_s": %s, "scrape_20000_s": %s, "scrape_20000_bytes": %s, "rss_mib_20000_scraped": %s, "rss_peak_mib": %s}\n' \
+  "$a1" "$a2" "$a3" "$s1" "$s2" "$s3" "$r1" "$r2" "$r3" "$attached" "$settle" "$sc" "$sb" "$r4" "$peak"

@@ -181,6 +181,11 @@ def main():
             of = f" (median of {', '.join(str(x) for x in samples)})" if samples else ""
             md.append(f"| 20000 (every VNI changed, all attached: validate + compile + swap) | {cpr['swap_20000_s']}{of} | "
                       f"{cpr.get('rss_mib_20000_swap', '')} |")
+        if "scrape_20000_s" in cpr:
+            md.append(f"| 20000, after two `GET /metrics` ({cpr['scrape_20000_bytes'] / 1e6:.0f} MB each; the second took "
+                      f"{cpr['scrape_20000_s']} s) | | {cpr['rss_mib_20000_scraped']} |")
+            md.append("")
+            md.append(f"Peak RSS of the agent over the whole run: {cpr['rss_peak_mib']} MiB.")
         for n, b in sorted(cpr.get("breakdown", {}).items()):
             md.append("")
             md.append(f"In process ({n.replace('sessions_', '')} sessions): validate {b['validate_ms']:.0f} ms, "
