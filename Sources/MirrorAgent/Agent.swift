@@ -202,8 +202,10 @@ public actor Agent {
             return ApplyResponse(generation: generation, changed: false, vnis: effectiveVNIs)
         }
         let nextGeneration = generation + 1
+        // Serialized once, for the state file and for `applied`.
+        let nextText = Array(next.serialized(pretty: false).utf8)
         do {
-            try store.save(PersistedState(generation: nextGeneration, document: AnyJSON(next), vnis: nextVNIs))
+            try store.save(PersistedState(generation: nextGeneration, document: AnyJSON(next), vnis: nextVNIs), documentText: nextText)
         } catch {
             throw AgentError(status: 500, "cannot persist the new state, nothing was changed: \(error)")
         }
@@ -215,12 +217,14 @@ public actor Agent {
                          metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
             // Put the previous state back on disk so that a restart restores what is
             // actually in force.
-            do { try store.save(PersistedState(generation: generation, document: AnyJSON(applied), vnis: vnis)) } catch {
+            do {
+                try store.save(PersistedState(generation: generation, document: AnyJSON(.object([])), vnis: vnis), documentText: appliedText)
+            } catch {
                 logger.error("datapath refused the change and restoring the previous state file failed: \(error)")
             }
             throw AgentError(status: 500, "the datapath refused the change, nothing was changed: \(error)")
         }
-        applied = next; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
+        appliedText = nextText; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
         Self.returnFreedMemory()
         logger.info("applied", metadata: ["generation": "\(generation)", "sessions": "\(doc.sessions.count)",
                                           "seconds": "\(String(format: "%.4f", seconds))"])

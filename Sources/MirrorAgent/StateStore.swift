@@ -77,22 +77,29 @@ public struct StateStore: Sendable {
         return state
     }
 
-    public func save(_ state: PersistedState) throws {
-        try Self.writeAtomically(Data(Self.encode(state).utf8), to: path)
+    /// `documentText`: the document already serialized compactly (the agent keeps it
+    /// so), written as is instead of serializing the document again.
+    public func save(_ state: PersistedState, documentText: [UInt8]? = nil) throws {
+        try Self.writeAtomically(Data(Self.encode(state, documentText: documentText)), to: path)
     }
 
     /// The state file's JSON (keys sorted, as `load` reads it), written by the
     /// core's serializer: Foundation's JSONEncoder builds a second tree of the whole
     /// document first, which at 20,000 sessions costs about a quarter of a second
     /// and tens of MB of short-lived allocations per apply.
-    static func encode(_ state: PersistedState) -> String {
+    static func encode(_ state: PersistedState, documentText: [UInt8]? = nil) -> [UInt8] {
         let vnis = state.vnis.sorted { $0.key < $1.key }.map { (key: $0.key, value: JSONValue.int(Int64($0.value))) }
-        return JSONValue.object([
-            (key: "document", value: state.document.value),
+        let rest = JSONValue.object([
             (key: "formatVersion", value: .int(Int64(state.formatVersion))),
             (key: "generation", value: .int(Int64(truncatingIfNeeded: state.generation))),
             (key: "vnis", value: .object(vnis)),
-        ]).serialized(pretty: false) + "\n"
+        ]).serialized(pretty: false)
+        var out = Array(#"{"document":"#.utf8)
+        out += documentText ?? Array(state.document.value.serialized(pretty: false).utf8)
+        out += Array(",".utf8)
+        out += rest.utf8.dropFirst()  // the other members, after their object's "{"
+        out += Array("\n".utf8)
+        return out
     }
 
     /// temp file (0600), write, fsync, rename, fsync of the directory.

@@ -348,6 +348,13 @@ extension JSONValue: CustomStringConvertible {
 
     static func writeString(_ s: String, to out: inout String) {
         out += "\""
+        // Ids and names rarely need escaping: then the whole string at once (scalar by
+        // scalar, serializing a 20,000-session document took about 70 ms).
+        guard s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""
