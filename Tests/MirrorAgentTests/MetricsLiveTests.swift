@@ -158,6 +158,30 @@ extension MetricsEndpointTests {
 
         let (headH, bodyH) = try await offThread { try Self.get(port: port, path: "/metrics", method: "HEAD") }
         #expect(headH.hasPrefix("HTTP/1.1 200") && bodyH.isEmpty)
+
+        // Clients that reset the connection mid-body: the agent stops that response
+        // and goes on serving.
+        for _ in 0..<20 {
+            try await offThread {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                guard fd >= 0 else { throw CommandFailed(description: "socket") }
+                var addr = sockaddr_in()
+                addr.sin_family = sa_family_t(AF_INET)
+                addr.sin_port = in_port_t(UInt16(port).bigEndian)
+                addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                guard rc == 0 else { close(fd); throw CommandFailed(description: "connect: \(errno)") }
+                _ = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
+                var buf = [UInt8](repeating: 0, count: 64)
+                _ = read(fd, &buf, buf.count)
+                var lin = linger(l_onoff: 1, l_linger: 0)  // close with a reset
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, socklen_t(MemoryLayout<linger>.size))
+                close(fd)
+            }
+        }
+        let (headAfter, bodyAfter) = try await offThread { try Self.get(port: port, path: "/metrics") }
+        #expect(headAfter.hasPrefix("HTTP/1.1 200"))
+        #expect(Set(parseExposition(bodyAfter).keys) == Set(whole.keys))
     }
 }
 
