@@ -20,6 +20,14 @@ public final class AgentMetrics: @unchecked Sendable {
     let collectLock = NSLock()
     /// Counter reads failing: logged once per failure streak, not once per scrape.
     private var readFailing = false
+    /// When the continuity was last written (scrape time), and whether newly counting
+    /// counters wait to be written.
+    private var savedAt: Double?
+    private var unsaved = false
+    /// Newly counting counters are written at most this often: at the quotas the file
+    /// can be tens of MB, and rewriting it on every scrape while traffic reaches more
+    /// rules would be a constant stream of writes and fsyncs. Carries are written at once.
+    static let newCountersSaveInterval: Double = 300
 
     /// `stateDirectory`: the agent's; the continuity file lives next to its state.
     public init(stateDirectory: String?, logger: Logger = Logger(label: "mirror-agent")) {
@@ -122,10 +130,16 @@ public final class AgentMetrics: @unchecked Sendable {
         }
         add(ID("encap/not_copy"), ID("").value, SeriesID("mirror_device_foreign_frames_dropped_total"), c.foreignDropped)
 
-        let (values, changed) = lock.withLock { continuity.adjust(samples) }
+        let (values, snapshot) = lock.withLock { () -> ([UInt64], MetricsContinuity?) in
+            let (values, change) = continuity.adjust(samples)
+            unsaved = unsaved || change == .newCounters
+            let due = change == .carried || (unsaved && time - (savedAt ?? -.infinity) >= Self.newCountersSaveInterval)
+            guard due, continuityPath != nil else { return (values, nil) }
+            savedAt = time; unsaved = false
+            return (values, continuity)
+        }
         samples = []  // 400,000 of them at the quotas: not held while the response is built
-        if changed, let path = continuityPath {
-            let snapshot = lock.withLock { continuity }
+        if let snapshot, let path = continuityPath {
             do { try snapshot.save(to: path) } catch {
                 logger.warning("cannot persist metrics continuity", metadata: ["path": "\(path)", "error": "\(error)"])
             }

@@ -24,8 +24,9 @@ import Foundation
 /// something are remembered, so the state grows with the traffic, not with the policy
 /// (20,000 sessions at the quotas have 400,000 rule counters, most of them idle).
 /// Keys, owners and label sets are remembered as 64-bit FNV-1a ids of their text.
-/// The state changes only on those events; the agent persists it in its state
-/// directory so that a restart keeps the carried amounts.
+/// The agent persists the state in its state directory so that a restart keeps the
+/// carried amounts: at once after a carry, and at most every few minutes when
+/// counters only started counting (`AgentMetrics.newCountersSaveInterval`).
 ///
 /// Limits (documented, not hidden): hits counted between the last scrape and an apply
 /// that moves a rule position are attributed to the position's new rule; counts between
@@ -164,10 +165,22 @@ public struct MetricsContinuity: Hashable, Sendable {
         func hash(into h: inout Hasher) { h.combine(keys); h.combine(states) }
     }
 
-    /// The value to show for each sample, in order. `changed` is true when the state
-    /// moved in a way worth persisting (a carry or a new association).
-    public mutating func adjust(_ samples: [Sample]) -> (values: [UInt64], changed: Bool) {
-        var changed = false
+    /// How much a read's change of state matters to a restart.
+    public enum Change: Int, Comparable, Sendable {
+        case none
+        /// Only counters seen counting for the first time. Losing that to a restart
+        /// loses nothing: a counter without state starts from base 0, as it did.
+        case newCounters
+        /// A carry or a re-association: a restart without it would show a series
+        /// lower than it was (a carried amount lost) or count a position's old hits
+        /// twice (a base lost).
+        case carried
+        public static func < (a: Change, b: Change) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    /// The value to show for each sample, in order, and how the state changed.
+    public mutating func adjust(_ samples: [Sample]) -> (values: [UInt64], change: Change) {
+        var change = Change.none
         // Where each sample's key is in the table (-1: not there), looked up once.
         var entry = [Int32](repeating: -1, count: keys.isEmpty ? 0 : samples.count)
         // Pass 1: retire label sets that left their key, before any key takes them on,
@@ -182,7 +195,7 @@ public struct MetricsContinuity: Hashable, Sendable {
                 if sampleOf[i] < 0 || samples[Int(sampleOf[i])].labels != st.labels {
                     carried[st.labels, default: 0] &+= st.lastRaw &- st.base
                     keys.states[i].live = false
-                    changed = true
+                    change = .carried
                 }
             }
         }
@@ -198,30 +211,31 @@ public struct MetricsContinuity: Hashable, Sendable {
                     if s.raw < old.lastRaw {
                         carried[s.labels, default: 0] &+= old.lastRaw &- old.base
                         old.base = 0
-                        changed = true
+                        change = .carried
                     }
                     old.lastRaw = s.raw
                     st = old
                 } else {
                     let base = old.owner == s.owner && s.raw >= old.lastRaw ? old.lastRaw : 0
                     st = KeyState(labels: s.labels, owner: s.owner, base: base, lastRaw: s.raw, live: true)
-                    changed = true
+                    change = .carried
                 }
             } else if s.raw > 0 {
                 st = KeyState(labels: s.labels, owner: s.owner, base: 0, lastRaw: s.raw, live: true)
-                changed = true
+                change = Swift.max(change, .newCounters)
             }
             // base <= lastRaw always, so lastRaw 0 means nothing to remember.
             if let st, st.lastRaw > 0 {
                 if let i { keys.states[i] = st } else { keys.add(s.key, st) }
                 values.append((carried[s.labels] ?? 0) &+ (s.raw &- st.base))
             } else {
-                if let i { keys.forget(at: i); changed = true }
+                // (Only after a reset or a re-association: already `.carried`.)
+                if let i { keys.forget(at: i); change = Swift.max(change, .newCounters) }
                 values.append(carried[s.labels] ?? 0)
             }
         }
         keys.settle()
-        return (values, changed)
+        return (values, change)
     }
 }
 

@@ -220,6 +220,38 @@ struct MetricsRendererTests {
         #expect(v == [2, 14])
     }
 
+    /// Carries are written at once; counters that only started counting wait for the
+    /// next write, at most `newCountersSaveInterval` later (the file can be tens of MB).
+    @Test func theFileIsWrittenAtOnceForCarriesAndLazilyForNewCounters() throws {
+        let dir = try TempDir()
+        let path = dir.path + "/metrics-continuity.json"
+        let m = AgentMetrics(stateDirectory: dir.path)
+        func read(_ sessions: [(UInt16, String, UInt64)], at time: Double) {
+            var c = DatapathCounters(sessions: sessions.map { .init(slot: $0.0, id: $0.1) })
+            for (i, s) in sessions.enumerated() { c.sessions[i].packets = s.2 }
+            _ = m.stats(c, generation: 1, datapath: "kernel", sourceStates: [:], time: time)
+        }
+        func file() -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        read([(0, "a", 10)], at: 0)
+        let first = file()
+        #expect(first.contains("\"version\":3") && first.components(separatedBy: "],[").count == 1)
+        read([(0, "a", 11), (1, "c", 5)], at: 10)
+        #expect(file() == first, "a counter that only started counting is not written at once")
+        // a deleted, b takes its slot: a's 11 is carried, written at once (with c).
+        read([(0, "b", 1), (1, "c", 6)], at: 20)
+        let carried = file()
+        #expect(carried != first && carried.contains(String(MetricsContinuity.ID("mirror_session_packets_total{session=\"a\"}").value, radix: 16)))
+        read([(0, "b", 2), (1, "c", 7), (2, "d", 1)], at: 30)
+        #expect(file() == carried)
+        read([(0, "b", 3), (1, "c", 8), (2, "d", 2)], at: 20 + AgentMetrics.newCountersSaveInterval)
+        #expect(file() != carried, "d is written once the interval has passed")
+        // And a restart sees all of it: a comes back and resumes from 11.
+        let m2 = AgentMetrics(stateDirectory: dir.path)
+        var c = DatapathCounters(sessions: [.init(slot: 3, id: "a")])
+        c.sessions[0].packets = 1
+        #expect(m2.stats(c, generation: 2, datapath: "kernel", sourceStates: [:]).sessions.first?.packets == 12)
+    }
+
     @Test func aFileOfVersion2StillCarries() throws {
         let dir = try TempDir()
         // Version 2 kept keys and owners as text, label sets as ids: session a showed
@@ -241,7 +273,7 @@ struct MetricsRendererTests {
         // 400,000 rule counters at the quotas, most of them never hit: no state for those.
         let idle = (0..<1000).map { Sample(key: "rule/\($0)/inbound/0", owner: "s\($0)", labels: "h{s=\($0)}", raw: 0) }
         let first = c.adjust(idle)
-        #expect(first.values.allSatisfy { $0 == 0 } && c.rememberedKeys == 0 && !first.changed)
+        #expect(first.values.allSatisfy { $0 == 0 } && c.rememberedKeys == 0 && first.change == .none)
         var hit = idle
         hit[7].raw = 5
         #expect(c.adjust(hit).values[7] == 5 && c.rememberedKeys == 1)
