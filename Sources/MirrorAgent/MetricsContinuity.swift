@@ -31,6 +31,9 @@ import Foundation
 /// Limits (documented, not hidden): hits counted between the last scrape and an apply
 /// that moves a rule position are attributed to the position's new rule; counts between
 /// the last scrape and an unexpected reset are lost (undercount, never a decrease).
+/// Raw values are persisted only with the events above, so an agent restarting over
+/// recreated maps (`cleanup`, a fresh bpffs) resumes from the persisted values, which
+/// can be older than the last scrape: Prometheus then sees a counter reset.
 public struct MetricsContinuity: Hashable, Sendable {
     struct KeyState: Hashable, Sendable {
         /// The series (metric name and labels) as an id (`ID`).
