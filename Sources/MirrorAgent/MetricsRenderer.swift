@@ -193,8 +193,19 @@ public enum MetricsRenderer {
 
     /// `name{a="x",b="y"}` (or `name`), values escaped: the identity of a series.
     public static func series(_ name: String, _ labels: [(String, String)]) -> String {
-        guard !labels.isEmpty else { return name }
-        return name + "{" + labels.map { "\($0.0)=\"\(escapeLabel($0.1))\"" }.joined(separator: ",") + "}"
+        var text = ""
+        appendSeries(name, labels, to: &text)
+        return text
+    }
+
+    /// `series`, appended in place (the renderer's every line).
+    static func appendSeries(_ name: String, _ labels: [(String, String)], to text: inout String) {
+        text += name
+        for (i, (k, value)) in labels.enumerated() {
+            text += i == 0 ? "{" : ","
+            text += k; text += "=\""; text += escapeLabel(value); text += "\""
+        }
+        if !labels.isEmpty { text += "}" }
     }
 
     /// Label values: backslash, double quote and line feed are escaped.
@@ -232,12 +243,7 @@ public enum MetricsRenderer {
         }
         mutating func sample(_ name: String, _ labels: [(String, String)], _ v: UInt64) { line(name, labels, String(v)) }
         mutating func line(_ name: String, _ labels: [(String, String)], _ v: String) {
-            text += name
-            for (i, (k, value)) in labels.enumerated() {
-                text += i == 0 ? "{" : ","
-                text += k; text += "=\""; text += escapeLabel(value); text += "\""
-            }
-            if !labels.isEmpty { text += "}" }
+            appendSeries(name, labels, to: &text)
             text += " "; text += v; text += "\n"
         }
     }
