@@ -66,7 +66,10 @@ let package = Package(
         .testTarget(
             name: "MirrorDatapathTests",
             dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "MirrorTestSupport", "CMirrorABI"]),
-        .testTarget(name: "MirrorAgentTests", dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "MirrorTestSupport", "CNetlink"]),
+        .testTarget(
+            name: "MirrorAgentTests",
+            dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "MirrorCompiler", "MirrorDatapath", "MirrorTestSupport", "CNetlink",
+                           "CMirrorABI"]),
     ],
     swiftLanguageModes: [.v5]
 )

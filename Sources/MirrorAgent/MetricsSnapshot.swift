@@ -1,12 +1,14 @@
 import Foundation
 import MirrorAPI
+import MirrorCompiler
 import MirrorCore
+import MirrorDatapath
 
 /// The raw counters of a datapath, each with the stable slot it was read from and the
 /// labels of the policy in force when it was read (issue 5). Values are what the BPF
 /// maps hold (CPUs summed): they restart from 0 when a slot is cleared for reuse.
 /// `MetricsContinuity` turns them into never-decreasing series.
-public struct DatapathCounters: Hashable, Sendable {
+public struct DatapathCounters: Sendable {
     public struct Session: Hashable, Sendable {
         public var slot: UInt16
         public var id: String
@@ -52,13 +54,41 @@ public struct DatapathCounters: Hashable, Sendable {
         }
     }
 
+    /// Every rule of the image with its hits, in key order (session slot, direction,
+    /// index). A view over the image's rule table and the hits array read from the
+    /// map, not a copy: at the quotas, 400,000 `Rule` values made up front were 26 MB,
+    /// alive through a whole scrape next to the stats built from them. The table is
+    /// already in memory (about 1 MB); the hits are 8 bytes a rule.
+    public struct Rules: Sequence, Sendable {
+        let table: RuleTable
+        /// Indexed by `Datapath.ruleStatsKey`; a rule beyond it reads 0.
+        let hits: [UInt64]
+        public var count: Int { table.count }
+
+        public init() { table = RuleTable(); hits = [] }
+        public init(table: RuleTable, hits: [UInt64]) { self.table = table; self.hits = hits }
+
+        public func makeIterator() -> some IteratorProtocol<Rule> {
+            var rules = table.makeIterator()
+            let hits = hits
+            return AnyIterator {
+                guard let (key, info) = rules.next() else { return nil }
+                let k = MirrorDatapath.Datapath.ruleStatsKey(sessionSlot: key.sessionSlot, direction: key.direction,
+                                                             ruleIndex: key.ruleIndex)
+                return Rule(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex,
+                            session: info.sessionID, filter: info.filterID, priority: info.priority,
+                            action: info.action, hits: k < hits.count ? hits[k] : 0)
+            }
+        }
+    }
+
     public var sessions: [Session] = []
-    public var rules: [Rule] = []
+    public var rules = Rules()
     public var sources: [Source] = []
     /// Frames dropped on the mirror device that were not copies.
     public var foreignDropped: UInt64 = 0
 
-    public init(sessions: [Session] = [], rules: [Rule] = [], sources: [Source] = [], foreignDropped: UInt64 = 0) {
+    public init(sessions: [Session] = [], rules: Rules = Rules(), sources: [Source] = [], foreignDropped: UInt64 = 0) {
         self.sessions = sessions; self.rules = rules; self.sources = sources; self.foreignDropped = foreignDropped
     }
 }

@@ -61,6 +61,8 @@ public struct RuleTable: Sequence, Sendable {
         func rules(_ d: Direction) -> [Rule] { d == .inbound ? inbound : outbound }
     }
     private var bySlot: [UInt16: SessionRules] = [:]
+    /// Rules of all sessions and directions.
+    public private(set) var count = 0
 
     public init() {}
 
@@ -68,7 +70,9 @@ public struct RuleTable: Sequence, Sendable {
 
     /// Records a session's rules (each direction in evaluation order).
     mutating func set(sessionSlot: UInt16, sessionID: String, filterID: String, inbound: [Rule], outbound: [Rule]) {
-        bySlot[sessionSlot] = SessionRules(sessionID: sessionID, filterID: filterID, inbound: inbound, outbound: outbound)
+        let old = bySlot.updateValue(SessionRules(sessionID: sessionID, filterID: filterID, inbound: inbound, outbound: outbound),
+                                     forKey: sessionSlot)
+        count += inbound.count + outbound.count - (old.map { $0.inbound.count + $0.outbound.count } ?? 0)
     }
 
     public subscript(key: RuleKey) -> RuleInfo? {

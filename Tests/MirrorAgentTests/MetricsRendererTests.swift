@@ -1,7 +1,10 @@
 import Foundation
 import MirrorAPI
 @testable import MirrorAgent
+import CMirrorABI
+import MirrorCompiler
 import MirrorCore
+import MirrorDatapath
 import MirrorTestSupport
 import Testing
 
@@ -376,6 +379,63 @@ struct MetricsRendererTests {
         let s = m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: ["vm1": "attached"])
         #expect(s.sources == [SourceStats(source: "vm1", interface: "tap-vm1", state: "attached", direction: "inbound", seen: 9,
                                           mirrored: 1, notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5])])
+    }
+
+    /// The rule counters are a view of the image's rule table and the hits array read
+    /// from the map (no copy of 400,000 rules at the quotas): each rule must get the hits
+    /// of its own (slot, direction, index), with its session, filter, priority and action,
+    /// in key order, and so must the stats built from them.
+    @Test func ruleCountersPairEveryRuleOfTheImageWithItsOwnHits() throws {
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
+        doc.sources = [Source(id: "eni", interface: "tap0"), Source(id: "eni2", interface: "tap1")]
+        doc.filters = [
+            Filter(id: "fa", inbound: [Rule(priority: 9, action: .accept, ethertype: .ipv4),
+                                       Rule(priority: 2, action: .reject, ethertype: .ipv4, protocol: .tcp)],
+                   outbound: [Rule(priority: 5, action: .accept, ethertype: .ipv6)]),
+            Filter(id: "fb", inbound: (1...10).map { Rule(priority: 11 - $0, action: .accept, ethertype: .ipv4) },
+                   outbound: (1...10).map { Rule(priority: $0, action: $0 % 2 == 0 ? .reject : .accept, ethertype: .ipv4) }),
+        ]
+        doc.sessions = [
+            Session(id: "s1", priority: 1, filter: "fa", sources: ["eni"], target: "t", vni: 1),
+            Session(id: "s2", priority: 2, filter: "fb", sources: ["eni", "eni2"], target: "t", vni: 2),
+            Session(id: "s3", priority: 3, filter: "fa", sources: ["eni2"], target: "t", vni: 3),
+        ]
+        let slots = try SlotAssignment.assign(document: doc)
+        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { $0 == "tap0" ? 7 : 8 }))
+        // Every key's hits are distinct and say which key they belong to.
+        func mark(_ slot: UInt16, _ d: Direction, _ i: Int) -> UInt64 { UInt64(slot) * 1000 + UInt64(d.abi) * 100 + UInt64(i) + 1 }
+        var expected: [(slot: UInt16, d: Direction, i: Int, session: String, filter: String, rule: Rule)] = []
+        for s in doc.sessions.sorted(by: { slots.sessions[$0.id]! < slots.sessions[$1.id]! }) {
+            let f = try #require(doc.filters.first { $0.id == s.filter })
+            for d in Direction.allCases.sorted(by: { $0.abi < $1.abi }) {
+                for (i, r) in Compiler.orderedRules(f.rules(d)).enumerated() {
+                    expected.append((slots.sessions[s.id]!, d, i, s.id, f.id, r))
+                }
+            }
+        }
+        var hits = [UInt64](repeating: 0, count: 3 * Int(MIRROR_DIRECTIONS) * Int(MAX_RULES_PER_DIRECTION))
+        for e in expected {
+            hits[MirrorDatapath.Datapath.ruleStatsKey(sessionSlot: e.slot, direction: e.d, ruleIndex: UInt8(e.i))] = mark(e.slot, e.d, e.i)
+        }
+        let rules = DatapathCounters.Rules(table: image.rules, hits: hits)
+        #expect(rules.count == 2 * 3 + 20)
+        let got = Array(rules)
+        #expect(got.count == expected.count)
+        for (r, e) in zip(got, expected) {
+            #expect((r.sessionSlot, r.direction, Int(r.ruleIndex)) == (e.slot, e.d, e.i))
+            #expect((r.session, r.filter, r.priority, r.action) == (e.session, e.filter, e.rule.priority, e.rule.action))
+            #expect(r.hits == mark(e.slot, e.d, e.i))
+        }
+        // A rule beyond the hits read (the map smaller than the image) reads 0, not a crash.
+        #expect(DatapathCounters.Rules(table: image.rules, hits: Array(hits.prefix(1))).allSatisfy { $0.hits == 0 || $0.ruleIndex == 0 })
+
+        let stats = AgentMetrics(stateDirectory: nil).stats(DatapathCounters(rules: rules), generation: 1, datapath: "kernel",
+                                                            sourceStates: [:])
+        #expect(stats.rules == expected.map {
+            RuleStats(session: $0.session, filter: $0.filter, direction: $0.d.rawValue, priority: $0.rule.priority,
+                      action: $0.rule.action.rawValue, hits: mark($0.slot, $0.d, $0.i))
+        })
     }
 
     @Test func processMetricsComeFromProc() throws {
