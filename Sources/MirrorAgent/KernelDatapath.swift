@@ -182,10 +182,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         onClsact = onClsact.filter { nowAttached[$0.key] == $0.value }
         startMoving()
         document = doc
-        // The policy values are in the kernel now; explain and the metrics need only
-        // the rest (at 20,000 sessions the policies are about 40 MB).
+        // The policy values are in the kernel now; explain and the metrics need only the rest.
         var retained = compiled
-        retained.policies = []
+        retained.policies = PolicyList()
         image = retained
         pathMTUs = mtus
         slots = newSlots

@@ -114,7 +114,7 @@ public struct RuleTable: Sequence, Sendable {
 /// Everything one generation of the datapath needs, as ABI structs, independent of
 /// the generation slot it will be written to. Pure data: `Datapath.apply` writes it.
 public struct MapImage: @unchecked Sendable {
-    public var policies: [PolicyEntry] = []
+    public var policies = PolicyList()
     /// Key: stable session slot.
     public var sessions: [UInt16: mirror_session] = [:]
     /// Key: target index (position in the document's targets).
@@ -176,13 +176,15 @@ public enum Compiler {
 
         // Each filter direction sorted and compiled once; a policy copies these and
         // sets each rule's session slot.
-        struct CompiledDirection { var rules: [Rule]; var abi: [mirror_rule]; var table: [RuleTable.Rule] }
+        // `list`: the rules as registered with the image's policies, which copy them
+        // per source with each session's slot.
+        struct CompiledDirection { var rules: [Rule]; var list: Int32; var table: [RuleTable.Rule] }
         var compiledCache: [String: [Direction: CompiledDirection]] = [:]
         func compiled(_ f: Filter, _ d: Direction) -> CompiledDirection {
             if let c = compiledCache[f.id]?[d] { return c }
             let rules = orderedRules(f.rules(d))
-            let c = CompiledDirection(rules: rules,
-                                      abi: rules.enumerated().map { rule($0.element, sessionSlot: 0, ruleIndex: UInt8(truncatingIfNeeded: $0.offset)) },
+            let abi = rules.enumerated().map { rule($0.element, sessionSlot: 0, ruleIndex: UInt8(truncatingIfNeeded: $0.offset)) }
+            let c = CompiledDirection(rules: rules, list: image.policies.addRuleList(abi),
                                       table: rules.map { RuleTable.Rule(priority: $0.priority, action: $0.action) })
             compiledCache[f.id, default: [:]][d] = c
             return c
@@ -202,8 +204,9 @@ public enum Compiler {
             image.sessions[slot] = v
             // Rule table for every session (also disabled ones: counters, explain).
             guard let f = filters[s.filter] else { throw CompileError("session \(s.id): unknown filter \(s.filter)") }
-            image.rules.set(sessionSlot: slot, sessionID: s.id, filterID: f.id,
-                            inbound: compiled(f, .inbound).table, outbound: compiled(f, .outbound).table)
+            // Compiled first: `compiled` registers new rule lists with the image.
+            let inbound = compiled(f, .inbound).table, outbound = compiled(f, .outbound).table
+            image.rules.set(sessionSlot: slot, sessionID: s.id, filterID: f.id, inbound: inbound, outbound: outbound)
         }
 
         // Policies: per source interface and direction, the enabled sessions' rules
@@ -225,35 +228,17 @@ public enum Compiler {
                 throw CompileError("source \(src.id): more than \(MAX_SESSIONS_PER_SOURCE) sessions")
             }
             for d in Direction.allCases {
-                var rules: [mirror_rule] = []
+                var parts: [(list: Int32, sessionSlot: UInt16)] = []
                 for s in sessions {
                     guard let f = filters[s.filter], let slot = input.slots.sessions[s.id] else { continue }
                     let c = compiled(f, d)
                     guard c.rules.count <= Int(MAX_RULES_PER_DIRECTION) else {
                         throw CompileError("filter \(f.id): more than \(MAX_RULES_PER_DIRECTION) \(d) rules")
                     }
-                    for var r in c.abi {
-                        r.session_slot = slot
-                        rules.append(r)
-                    }
+                    parts.append((c.list, slot))
                 }
-                // No rules for this direction: no entry at all, so the classifier
-                // stops at the policy lookup (SPEC §8: unmatched traffic pays almost nothing).
-                if rules.isEmpty { continue }
-                var value = mirror_policy()
-                value.source_slot = sourceSlot
-                value.rule_count = UInt8(rules.count)
-                // The prefilter: a necessary condition for any rule to match.
-                value.needs_ports = rules.allSatisfy { UInt32($0.match_mask) & UInt32(MIRROR_KEY_PORTS) != 0 } ? 1 : 0
-                value.src_port_lo = rules.map(\.src_port_min).min() ?? 0
-                value.src_port_hi = rules.map(\.src_port_max).max() ?? 0xffff
-                value.dst_port_lo = rules.map(\.dst_port_min).min() ?? 0
-                value.dst_port_hi = rules.map(\.dst_port_max).max() ?? 0xffff
-                withUnsafeMutableBytes(of: &value.rules) { raw in
-                    let buf = raw.bindMemory(to: mirror_rule.self)
-                    for (i, r) in rules.enumerated() { buf[i] = r }
-                }
-                image.policies.append(PolicyEntry(sourceID: src.id, ifindex: ifindex, direction: d, value: value))
+                // No rules for this direction: no entry at all (PolicyList.append).
+                try image.policies.append(sourceID: src.id, ifindex: ifindex, direction: d, sourceSlot: sourceSlot, sessions: parts)
             }
         }
         image.security = try SecurityCompiler.entries(doc, slots: input.slots, interfaceIndex: input.interfaceIndex)

@@ -16,13 +16,13 @@ public enum PrefilterIndex {
     /// The non-empty buckets of one generation, by bucket number. Ways go to the
     /// lowest ifindexes of a bucket, so the result does not depend on the order
     /// of `policies`.
-    public static func buckets(_ policies: [PolicyEntry]) -> [Int: mirror_prefilter_bucket] {
+    public static func buckets(_ policies: some Sequence<PolicyEntry>) -> [Int: mirror_prefilter_bucket] {
         // Only the few bytes each bucket needs: a policy value is 2.7 KB, and a
         // 20,000-session image holds 13,000 of them.
         var byIfindex: [UInt32: [(direction: Int, entry: mirror_prefilter)]] = [:]
-        byIfindex.reserveCapacity(policies.count)
-        for i in policies.indices {
-            byIfindex[policies[i].ifindex, default: []].append((Int(policies[i].direction.abi), entry(policies[i].value)))
+        byIfindex.reserveCapacity(policies.underestimatedCount)
+        for p in policies {
+            byIfindex[p.ifindex, default: []].append((Int(p.direction.abi), entry(p.value)))
         }
         var out: [Int: mirror_prefilter_bucket] = [:]
         for ifindex in byIfindex.keys.sorted() {

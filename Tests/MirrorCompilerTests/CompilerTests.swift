@@ -1,6 +1,7 @@
 import CMirrorABI
-import MirrorCompiler
+@testable import MirrorCompiler
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 @Suite struct CompilerTests {
@@ -147,5 +148,63 @@ import Testing
         #expect(throws: CompileError.self) {
             try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in 1 }))
         }
+    }
+}
+
+/// The policies are stored as parts (per session: its slot and its filter direction's
+/// compiled rules) and each `mirror_policy` is built when read. Over random documents,
+/// every value read must be what SPEC §4 says, byte for byte: the enabled sessions of
+/// the source in Oracle order, each session's rules by priority with its slot and their
+/// index, and a prefilter that bounds them all; and there is an entry exactly for each
+/// present source and direction with rules.
+@Suite struct PolicyListTests {
+    @Test func everyPolicyReadIsItsSessionsRulesFlattenedWithItsPrefilter() throws {
+        var rng = SeededRandom(seed: 0x9011c1e5)
+        var checked = 0
+        for _ in 0..<150 {
+            let doc = RandomDocuments.document(using: &rng)
+            let slots = try SlotAssignment.assign(document: doc)
+            // Every fourth source's interface is absent: it gets no entry.
+            var present: [String: UInt32] = [:]
+            for (i, src) in doc.sources.enumerated() where i % 4 != 3 { present[src.interface] = UInt32(100 + i) }
+            let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { present[$0] }))
+            var filters: [String: Filter] = [:]
+            for f in doc.filters { filters[f.id] = f }
+            let bySource = Oracle.sessionsBySource(document: doc)
+            var expectedEntries = 0
+            for src in doc.sources {
+                guard let ifindex = present[src.interface] else { continue }
+                for d in Direction.allCases {
+                    var want: [mirror_rule] = []
+                    for s in (bySource[src.id] ?? []) where s.isEnabled {
+                        let rules = Compiler.orderedRules(filters[s.filter]!.rules(d))
+                        for (i, r) in rules.enumerated() {
+                            want.append(Compiler.rule(r, sessionSlot: slots.sessions[s.id]!, ruleIndex: UInt8(i)))
+                        }
+                    }
+                    let entry = image.policy(ifindex: ifindex, direction: d)
+                    if want.isEmpty { #expect(entry == nil); continue }
+                    expectedEntries += 1
+                    let e = try #require(entry)
+                    #expect(e.sourceID == src.id)
+                    #expect(e.value.source_slot == slots.sources[src.id]!)
+                    #expect(Int(e.value.rule_count) == want.count)
+                    let got = e.rules
+                    #expect(got.count == want.count)
+                    for (g, w) in zip(got, want) {
+                        #expect(withUnsafeBytes(of: g) { Array($0) } == withUnsafeBytes(of: w) { Array($0) })
+                    }
+                    let ports = UInt32(MIRROR_KEY_PORTS)
+                    #expect((e.value.needs_ports == 1) == want.allSatisfy { UInt32($0.match_mask) & ports != 0 })
+                    #expect(e.value.src_port_lo == want.map(\.src_port_min).min()!)
+                    #expect(e.value.src_port_hi == want.map(\.src_port_max).max()!)
+                    #expect(e.value.dst_port_lo == want.map(\.dst_port_min).min()!)
+                    #expect(e.value.dst_port_hi == want.map(\.dst_port_max).max()!)
+                    checked += 1
+                }
+            }
+            #expect(image.policies.count == expectedEntries)
+        }
+        #expect(checked > 300)
     }
 }
