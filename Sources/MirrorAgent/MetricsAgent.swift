@@ -71,8 +71,18 @@ public final class AgentMetrics: @unchecked Sendable {
     /// `sourceStates`: source id → "attached" | "pending".
     public func stats(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
                       sourceStates: [String: String], time: Double = Date().timeIntervalSince1970) -> StatsResponse {
+        var (out, rules) = statsAndRules(counters, generation: generation, datapath: datapath, sourceStates: sourceStates, time: time)
+        out.rules = Array(rules)
+        return out
+    }
+
+    /// As `stats`, with the rules left out of the response and returned as a view
+    /// (a scrape renders them once; at the quotas the list would be 32 MB).
+    func statsAndRules(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
+                       sourceStates: [String: String], time: Double) -> (StatsResponse, MetricsSnapshot.RuleSeries) {
         guard let c = counters else {
-            return StatsResponse(generation: generation, datapath: datapath, countersAvailable: false, time: time)
+            return (StatsResponse(generation: generation, datapath: datapath, countersAvailable: false, time: time),
+                    MetricsSnapshot.RuleSeries([]))
         }
         // One sample per map counter, in a fixed order; read back in the same order.
         // Keys, owners and series are ids of their texts (MetricsContinuity.ID), built
@@ -149,7 +159,7 @@ public final class AgentMetrics: @unchecked Sendable {
         var i = 0
         func next() -> UInt64 { defer { i += 1 }; return values[i] }
         var out = StatsResponse(generation: generation, datapath: datapath, countersAvailable: true, time: time)
-        out.sessions.reserveCapacity(c.sessions.count); out.rules.reserveCapacity(c.rules.count)
+        out.sessions.reserveCapacity(c.sessions.count)
         out.sources.reserveCapacity(c.sources.count)
         for s in c.sessions {
             var r = SessionStats(session: s.id)
@@ -158,10 +168,8 @@ public final class AgentMetrics: @unchecked Sendable {
             for (reason, _) in Self.dropReasons(s) { r.dropped[reason] = next() }
             out.sessions.append(r)
         }
-        for r in c.rules {
-            out.rules.append(RuleStats(session: r.session, filter: r.filter, direction: r.direction.rawValue,
-                                       priority: r.priority, action: r.action.rawValue, hits: next()))
-        }
+        let rules = MetricsSnapshot.RuleSeries(c.rules, values: values, offset: i)
+        i += c.rules.count
         for s in c.sources {
             var r = SourceStats(source: s.id, interface: s.interface, state: sourceStates[s.id] ?? "pending",
                                 direction: s.direction.rawValue)
@@ -170,7 +178,7 @@ public final class AgentMetrics: @unchecked Sendable {
             out.sources.append(r)
         }
         out.mirrorDeviceForeignDropped = next()
-        return out
+        return (out, rules)
     }
 
     /// bpf encap_stats fields, by the reason label they render as.
@@ -195,31 +203,34 @@ extension Agent {
     /// GET /v1/stats. Counters are read outside the actor (the datapath has its own
     /// lock), so a large read does not hold up mutations.
     public nonisolated func stats() async -> StatsResponse {
-        await collect().stats
+        var (stats, rules, _) = await collect()
+        stats.rules = Array(rules)
+        return stats
     }
 
     /// GET /metrics.
     public nonisolated func metricsSnapshot() async -> MetricsSnapshot {
-        let (stats, status) = await collect()
+        let (stats, rules, status) = await collect()
         let attached = status.sources.filter { $0.state == .attached }.count
-        return MetricsSnapshot(stats: stats, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
+        return MetricsSnapshot(stats: stats, rules: rules, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
                                tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
                                process: ProcessMetricsReader.read())
     }
 
-    private nonisolated func collect() async -> (stats: StatsResponse, status: StatusResponse) {
+    private nonisolated func collect() async -> (stats: StatsResponse, rules: MetricsSnapshot.RuleSeries, status: StatusResponse) {
         let status = await self.status()
         var states: [String: String] = [:]
         for s in status.sources { states[s.id] = s.state.rawValue }
-        let stats = metrics.collectLock.withLock { () -> StatsResponse in
+        let (stats, rules) = metrics.collectLock.withLock { () -> (StatsResponse, MetricsSnapshot.RuleSeries) in
             let counters: DatapathCounters?
             do { counters = try datapath.counters(); metrics.noteRead(error: nil) } catch {
                 metrics.noteRead(error: error)
                 counters = nil
             }
-            return metrics.stats(counters, generation: status.generation, datapath: status.datapath, sourceStates: states)
+            return metrics.statsAndRules(counters, generation: status.generation, datapath: status.datapath, sourceStates: states,
+                                         time: Date().timeIntervalSince1970)
         }
-        return (stats, status)
+        return (stats, rules, status)
     }
 }
 

@@ -66,7 +66,7 @@ public enum MetricsRenderer {
         }
 
         if st.countersAvailable {
-            let sessions = st.sessions, rules = st.rules, sources = st.sources
+            let sessions = st.sessions, rules = m.rules, sources = st.sources
             family("mirror_session_packets_total",
                    "Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).",
                    count: sessions.count) { i, o in

@@ -59,26 +59,27 @@ public struct DatapathCounters: Sendable {
     /// map, not a copy: at the quotas, 400,000 `Rule` values made up front were 26 MB,
     /// alive through a whole scrape next to the stats built from them. The table is
     /// already in memory (about 1 MB); the hits are 8 bytes a rule.
-    public struct Rules: Sequence, Sendable {
+    public struct Rules: RandomAccessCollection, Sendable {
         let table: RuleTable
+        let positions: RuleTable.Positions
         /// Indexed by `Datapath.ruleStatsKey`; a rule beyond it reads 0.
         let hits: [UInt64]
-        public var count: Int { table.count }
 
-        public init() { table = RuleTable(); hits = [] }
-        public init(table: RuleTable, hits: [UInt64]) { self.table = table; self.hits = hits }
+        public init() { self.init(table: RuleTable(), hits: []) }
+        public init(table: RuleTable, hits: [UInt64]) {
+            self.table = table; self.hits = hits; positions = table.positions()
+        }
 
-        public func makeIterator() -> some IteratorProtocol<Rule> {
-            var rules = table.makeIterator()
-            let hits = hits
-            return AnyIterator {
-                guard let (key, info) = rules.next() else { return nil }
-                let k = MirrorDatapath.Datapath.ruleStatsKey(sessionSlot: key.sessionSlot, direction: key.direction,
-                                                             ruleIndex: key.ruleIndex)
-                return Rule(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex,
-                            session: info.sessionID, filter: info.filterID, priority: info.priority,
-                            action: info.action, hits: k < hits.count ? hits[k] : 0)
-            }
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { positions.count }
+
+        public subscript(i: Int) -> Rule {
+            let (key, info) = table.entry(at: i, positions)
+            let k = MirrorDatapath.Datapath.ruleStatsKey(sessionSlot: key.sessionSlot, direction: key.direction,
+                                                         ruleIndex: key.ruleIndex)
+            return Rule(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex,
+                        session: info.sessionID, filter: info.filterID, priority: info.priority,
+                        action: info.action, hits: k < hits.count ? hits[k] : 0)
         }
     }
 
@@ -95,8 +96,10 @@ public struct DatapathCounters: Sendable {
 
 /// Everything one scrape renders: the (continuity-adjusted) counters and the agent's
 /// own metrics. Pure data: `MetricsRenderer.render` turns it into exposition text.
-public struct MetricsSnapshot: Hashable, Sendable {
+public struct MetricsSnapshot: Sendable {
+    /// `stats.rules` is not read: the rule series are `rules`.
     public var stats: StatsResponse
+    public var rules: RuleSeries
     public var sourcesAttached: Int
     public var sourcesPending: Int
     /// Attached interfaces still on clsact filters, waiting for their tcx links.
@@ -105,11 +108,50 @@ public struct MetricsSnapshot: Hashable, Sendable {
     public var build: BuildInfo
     public var process: ProcessMetrics?
 
-    public init(stats: StatsResponse, sourcesAttached: Int, sourcesPending: Int, tcxPending: Int = 0,
+    /// `rules`: nil for `stats.rules`.
+    public init(stats: StatsResponse, rules: RuleSeries? = nil, sourcesAttached: Int, sourcesPending: Int, tcxPending: Int = 0,
                 applySeconds: Histogram, build: BuildInfo, process: ProcessMetrics?) {
-        self.stats = stats; self.sourcesAttached = sourcesAttached; self.sourcesPending = sourcesPending
+        self.stats = stats; self.rules = rules ?? RuleSeries(stats.rules)
+        self.sourcesAttached = sourcesAttached; self.sourcesPending = sourcesPending
         self.tcxPending = tcxPending
         self.applySeconds = applySeconds; self.build = build; self.process = process
+    }
+
+    /// The rule series of a scrape: a list, or a view of the counters read and their
+    /// continuity-adjusted values. At the quotas a list is 400,000 `RuleStats` (32 MB)
+    /// built only to be rendered once; the view builds each when it is rendered.
+    public struct RuleSeries: RandomAccessCollection, Sendable {
+        private enum Storage {
+            case list([RuleStats])
+            /// `values[offset + i]` is rule i's adjusted hits.
+            case view(DatapathCounters.Rules, values: [UInt64], offset: Int)
+        }
+        private let storage: Storage
+
+        public init(_ list: [RuleStats]) { storage = .list(list) }
+        init(_ rules: DatapathCounters.Rules, values: [UInt64], offset: Int) {
+            precondition(offset >= 0 && offset + rules.count <= values.count, "rule values out of range")
+            storage = .view(rules, values: values, offset: offset)
+        }
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int {
+            switch storage {
+            case .list(let l): l.count
+            case .view(let r, _, _): r.count
+            }
+        }
+
+        public subscript(i: Int) -> RuleStats {
+            switch storage {
+            case .list(let l):
+                return l[i]
+            case .view(let rules, let values, let offset):
+                let r = rules[i]
+                return RuleStats(session: r.session, filter: r.filter, direction: r.direction.rawValue, priority: r.priority,
+                                 action: r.action.rawValue, hits: values[offset + i])
+            }
+        }
     }
 
     public struct BuildInfo: Hashable, Sendable {

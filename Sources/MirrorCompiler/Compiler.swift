@@ -86,9 +86,55 @@ public struct RuleTable: Sequence, Sendable {
     /// Every key, by session slot, then direction (ABI order), then index.
     public var keys: [RuleKey] { map(\.key) }
 
+    /// Key order as positions, for random access (`entry(at:_:)`): the session slots
+    /// in ascending order with the position of each one's first rule.
+    public struct Positions: Sendable {
+        fileprivate var slots: [UInt16] = []
+        /// One more than `slots`: the last is the number of rules.
+        fileprivate var starts: [Int] = [0]
+        public var count: Int { starts[starts.count - 1] }
+        public init() {}
+    }
+
+    public func positions() -> Positions {
+        var p = Positions()
+        p.slots = bySlot.keys.sorted()
+        p.starts.reserveCapacity(p.slots.count + 1)
+        for slot in p.slots {
+            let s = bySlot[slot]!
+            p.starts.append(p.starts[p.starts.count - 1] + s.inbound.count + s.outbound.count)
+        }
+        return p
+    }
+
+    /// The rule at `position` of key order (0 ..< positions.count), as the iterator yields it.
+    public func entry(at position: Int, _ positions: Positions) -> (key: RuleKey, value: RuleInfo) {
+        // The last slot whose first rule is at or before `position`.
+        var lo = 0, hi = positions.slots.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if positions.starts[mid] <= position { lo = mid } else { hi = mid - 1 }
+        }
+        let slot = positions.slots[lo]
+        let s = bySlot[slot]!
+        var offset = position - positions.starts[lo]
+        for d in Self.directions {
+            let rules = s.rules(d)
+            if offset < rules.count {
+                return (RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(offset)),
+                        RuleInfo(sessionID: s.sessionID, filterID: s.filterID, direction: d,
+                                 priority: rules[offset].priority, action: rules[offset].action))
+            }
+            offset -= rules.count
+        }
+        preconditionFailure("rule position \(position) beyond its session's rules")
+    }
+
+    private static let directions = Direction.allCases.sorted { $0.abi < $1.abi }
+
     /// In key order (session slot, direction in ABI order, rule index).
     public func makeIterator() -> AnyIterator<(key: RuleKey, value: RuleInfo)> {
-        let directions = Direction.allCases.sorted { $0.abi < $1.abi }
+        let directions = Self.directions
         var slots = bySlot.keys.sorted().makeIterator()
         var pending: [(key: RuleKey, value: RuleInfo)] = []
         var next = 0

@@ -436,6 +436,21 @@ struct MetricsRendererTests {
             RuleStats(session: $0.session, filter: $0.filter, direction: $0.d.rawValue, priority: $0.rule.priority,
                       action: $0.rule.action.rawValue, hits: mark($0.slot, $0.d, $0.i))
         })
+
+        // A scrape renders the rules from the view, without the list: the same text.
+        let (viewed, series) = AgentMetrics(stateDirectory: nil).statsAndRules(
+            DatapathCounters(rules: rules), generation: 1, datapath: "kernel", sourceStates: [:], time: 0)
+        #expect(viewed.rules.isEmpty)
+        #expect(Array(series) == stats.rules)
+        func text(_ st: StatsResponse, _ rules: MetricsSnapshot.RuleSeries?) -> String {
+            var st = st; st.time = 0
+            return MetricsRenderer.render(MetricsSnapshot(stats: st, rules: rules, sourcesAttached: 0, sourcesPending: 0,
+                                                          applySeconds: .init(bounds: [1]), build: .init(version: "v", commit: "c", kernel: "k"),
+                                                          process: nil))
+        }
+        let rendered = text(viewed, series)
+        #expect(rendered == text(stats, nil))
+        #expect(rendered.components(separatedBy: "\nmirror_rule_hits_total{").count - 1 == expected.count)
     }
 
     @Test func processMetricsComeFromProc() throws {
