@@ -116,7 +116,7 @@ public struct ControlClient: Sendable {
         }
     }
 
-    static func parse(_ data: [UInt8]) throws -> Response {
+    public static func parse(_ data: [UInt8]) throws -> Response {
         let sep: [UInt8] = [13, 10, 13, 10]
         guard let end = data.indices.first(where: { i in i + 4 <= data.count && Array(data[i..<i + 4]) == sep }) else {
             throw ClientError.badResponse(data.isEmpty ? "the connection closed without an answer" : "no HTTP header")
@@ -130,12 +130,42 @@ public struct ControlClient: Sendable {
         var body = Array(data[(end + 4)...])
         for line in lines.dropFirst() {
             let kv = line.split(separator: ":", maxSplits: 1)
-            if kv.count == 2, kv[0].lowercased() == "content-length",
-               let n = Int(kv[1].trimmingCharacters(in: .whitespaces)), n <= body.count {
+            guard kv.count == 2 else { continue }
+            let name = kv[0].lowercased(), value = kv[1].trimmingCharacters(in: .whitespaces)
+            if name == "content-length", let n = Int(value), n <= body.count {
                 body = Array(body.prefix(n))
+            } else if name == "transfer-encoding", value.lowercased() == "chunked" {
+                // A large answer (GET /v1/stats at the quotas) is sent in pieces.
+                body = try dechunk(body)
             }
         }
         return Response(status: status, body: body)
+    }
+
+    /// The body of a `Transfer-Encoding: chunked` answer (RFC 9112 §7.1): size lines in
+    /// hex (extensions ignored), each chunk followed by CRLF, a 0 chunk last (trailers ignored).
+    static func dechunk(_ data: [UInt8]) throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(data.count)
+        var i = 0
+        while true {
+            var lineEnd = i
+            while lineEnd + 1 < data.count && !(data[lineEnd] == 13 && data[lineEnd + 1] == 10) { lineEnd += 1 }
+            guard lineEnd + 1 < data.count else { throw ClientError.badResponse("the chunked answer ends early") }
+            let line = String(decoding: data[i..<lineEnd], as: UTF8.self)
+            let sizeText = line.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)[0]
+                .trimmingCharacters(in: .whitespaces)
+            guard let size = Int(sizeText, radix: 16), size >= 0 else {
+                throw ClientError.badResponse("bad chunk size '\(line.prefix(20))'")
+            }
+            i = lineEnd + 2
+            if size == 0 { return out }
+            guard size <= data.count - i, data.count - i - size >= 2, data[i + size] == 13, data[i + size + 1] == 10 else {
+                throw ClientError.badResponse("the chunked answer ends early")
+            }
+            out += data[i..<(i + size)]
+            i += size + 2
+        }
     }
 
     /// Sends a request and decodes a 2xx answer as `T`; an error answer throws `.api`.

@@ -255,12 +255,54 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             promise.completeWithTask { await router.handle(method: h.method.rawValue, uri: h.uri, body: bytes) }
             promise.futureResult.whenSuccess { response in
                 let (handler, context) = bound.value
+                if let pieces = response.pieces {
+                    let loop = context.eventLoop
+                    Task {
+                        await Self.stream(pieces, status: response.status, h, loop: loop, bound: bound)
+                        loop.execute { bound.value.0.inFlight -= 1 }
+                        // The answer's pieces are free now.
+                        Agent.returnFreedMemory()
+                    }
+                    return
+                }
                 handler.inFlight -= 1
                 handler.respond(context, h, status: response.status, body: response.body, keepAlive: h.isKeepAlive)
                 // The request's body, its parse and the copies made while applying it are
-                // free now; the agent's own trim ran while they were still held.
-                if large { Agent.returnFreedMemory() }
+                // free now (the agent's own trim ran while they were still held), or
+                // those of a large answer.
+                if large || response.body.count >= 1 << 20 { Agent.returnFreedMemory() }
             }
+        }
+    }
+
+    /// Sends a body in pieces, each made once the one before it is in the socket (a
+    /// slow client slows the making, it does not make the agent buffer the rest). No
+    /// length is known up front: the body ends when the connection closes, which every
+    /// HTTP/1.x client reads (agentctl reads to the end anyway).
+    private static func stream(_ pieces: Router.Pieces, status: Int, _ h: HTTPRequestHead, loop: EventLoop,
+                               bound: NIOLoopBound<(HTTPHandler, ChannelHandlerContext)>) async {
+        do {
+            try await loop.submit {
+                let (handler, context) = bound.value
+                let headers = HTTPHeaders([("Content-Type", "application/json"), ("Connection", "close")])
+                context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: HTTPResponseStatus(statusCode: status),
+                                                                             headers: headers))), promise: nil)
+            }.get()
+            while let text = pieces.nextPiece() {
+                try await loop.flatSubmit {
+                    let (handler, context) = bound.value
+                    return context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))))
+                }.get()
+            }
+            try await loop.flatSubmit {
+                let (handler, context) = bound.value
+                let done = context.writeAndFlush(handler.wrapOutboundOut(.end(nil)))
+                done.whenComplete { _ in context.close(promise: nil) }
+                return done
+            }.get()
+        } catch {
+            // The client went away mid-body: nothing to answer.
+            loop.execute { bound.value.1.close(promise: nil) }
         }
     }
 

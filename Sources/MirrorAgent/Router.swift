@@ -8,11 +8,34 @@ public struct Router: Sendable {
     public struct Response: Sendable {
         public var status: Int
         public var body: Data
+        /// A body too large to build at once (GET /v1/stats at the quotas): its pieces,
+        /// which the server sends in turn instead of `body`, ending it by closing.
+        public var pieces: Pieces?
+
+        public init(status: Int, body: Data, pieces: Pieces? = nil) {
+            self.status = status; self.body = body; self.pieces = pieces
+        }
+    }
+
+    /// A body's pieces, each made when it is asked for (on one task at a time).
+    public final class Pieces: @unchecked Sendable {
+        private var next: (() -> String?)?
+        init(_ next: @escaping () -> String?) { self.next = next }
+        /// nil at the end, and from then on: what made the pieces is released then
+        /// (the counters and their view, until the server trims the heap).
+        public func nextPiece() -> String? {
+            guard let piece = next?() else { next = nil; return nil }
+            return piece
+        }
     }
 
     let agent: Agent
+    /// Answers larger than this are sent in pieces of about this size.
+    let pieceBytes: Int
 
-    public init(agent: Agent) { self.agent = agent }
+    public init(agent: Agent, pieceBytes: Int = 256 * 1024) {
+        self.agent = agent; self.pieceBytes = max(1, pieceBytes)
+    }
 
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
@@ -113,7 +136,12 @@ public struct Router: Sendable {
             return try Self.ok(await agent.status())
         case 1 where rest[0] == "stats":
             try allow("GET")
-            return try Self.ok(await agent.stats())
+            let (stats, rules) = await agent.statsAndRules()
+            let pieces = StatsJSON.pieces(stats, rules: rules, pieceBytes: pieceBytes)
+            let first = pieces.next() ?? ""
+            guard let second = pieces.next() else { return Response(status: 200, body: Data(first.utf8)) }
+            var queued: [String] = [second, first]
+            return Response(status: 200, body: Data(), pieces: Pieces { queued.popLast() ?? pieces.next() })
         case 1 where rest[0] == "document":
             try allow("GET")
             return Self.ok(await agent.appliedDocument())

@@ -52,8 +52,8 @@ struct Stats: ParsableCommand {
     }
 
     func fetch() throws -> StatsResponse {
-        let value = try agent.request("GET", StatsPath.stats)
-        do { return try JSONDecoder().decode(StatsResponse.self, from: Data(value.serialized(pretty: false).utf8)) } catch {
+        let body = try agent.requestBody("GET", StatsPath.stats)
+        do { return try JSONDecoder().decode(StatsResponse.self, from: Data(body)) } catch {
             CLIOutput.error("Error: unexpected stats answer from mirror-agent: \(error)")
             throw CLIExit.invalidInput
         }

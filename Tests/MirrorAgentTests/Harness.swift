@@ -28,7 +28,7 @@ final class TestAgent {
     var stateDir: String { dir.path + "/state" }
 
     init(dir: TempDir? = nil, interfaces: [String: Int] = [:], maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
-         resetState: Bool = false) async throws {
+         resetState: Bool = false, pieceBytes: Int = 256 * 1024) async throws {
         self.dir = try dir ?? TempDir()
         datapath = InMemoryDatapath(interfaces: interfaces)
         var logger = Logger(label: "test-agent")
@@ -36,7 +36,7 @@ final class TestAgent {
         agent = Agent(store: StateStore(directory: self.dir.path + "/state"), datapath: datapath, logger: logger)
         try await agent.start(resetState: resetState)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        server = ControlServer(router: Router(agent: agent),
+        server = ControlServer(router: Router(agent: agent, pieceBytes: pieceBytes),
                                configuration: .init(socketPath: self.dir.path + "/agent.sock", maxBodyBytes: maxBodyBytes,
                                                     maxConnections: maxConnections, idleTimeout: .seconds(5)),
                                group: group, logger: logger)

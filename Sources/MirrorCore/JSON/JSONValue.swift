@@ -346,7 +346,7 @@ extension JSONValue: CustomStringConvertible {
         }
     }
 
-    static func writeString(_ s: String, to out: inout String) {
+    public static func writeString(_ s: String, to out: inout String) {
         out += "\""
         // Ids and names rarely need escaping: then the whole string at once (scalar by
         // scalar, serializing a 20,000-session document took about 70 ms).
