@@ -302,6 +302,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             }.get()
         } catch {
             // The client went away mid-body: nothing to answer.
+            pieces.drop()
             loop.execute { bound.value.1.close(promise: nil) }
         }
     }

@@ -27,6 +27,8 @@ public struct Router: Sendable {
             guard let piece = next?() else { next = nil; return nil }
             return piece
         }
+        /// The rest is not wanted (the client went away): release what makes it.
+        public func drop() { next = nil }
     }
 
     let agent: Agent
