@@ -184,8 +184,14 @@ def main():
         if "scrape_20000_s" in cpr:
             md.append(f"| 20000, after two `GET /metrics` ({cpr['scrape_20000_bytes'] / 1e6:.0f} MB each; the second took "
                       f"{cpr['scrape_20000_s']} s) | | {cpr['rss_mib_20000_scraped']} |")
+        if "stats_20000_s" in cpr:
+            md.append(f"| 20000, after `agentctl stats` ({cpr['stats_20000_lines']} lines; {cpr['stats_20000_s']} s) | | "
+                      f"{cpr['rss_mib_20000_stats']} |")
+        if "rss_peak_mib" in cpr:
             md.append("")
-            md.append(f"Peak RSS of the agent over the whole run: {cpr['rss_peak_mib']} MiB.")
+            phases = [(k, cpr[f"rss_peak_mib_{k}"]) for k in ("swap", "scrape", "stats") if f"rss_peak_mib_{k}" in cpr]
+            each = f" (during the swaps {phases[0][1]}, the scrapes {phases[1][1]}, `agentctl stats` {phases[2][1]})" if len(phases) == 3 else ""
+            md.append(f"Peak RSS of the agent over the whole run: {cpr['rss_peak_mib']} MiB{each}.")
         for n, b in sorted(cpr.get("breakdown", {}).items()):
             md.append("")
             md.append(f"In process ({n.replace('sessions_', '')} sessions): validate {b['validate_ms']:.0f} ms, "
