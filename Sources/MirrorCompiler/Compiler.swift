@@ -130,29 +130,17 @@ public struct RuleTable: Sequence, Sendable {
         preconditionFailure("rule position \(position) beyond its session's rules")
     }
 
+    /// Directions in ABI order: the order of a session's rules in key order.
     private static let directions = Direction.allCases.sorted { $0.abi < $1.abi }
 
     /// In key order (session slot, direction in ABI order, rule index).
     public func makeIterator() -> AnyIterator<(key: RuleKey, value: RuleInfo)> {
-        let directions = Self.directions
-        var slots = bySlot.keys.sorted().makeIterator()
-        var pending: [(key: RuleKey, value: RuleInfo)] = []
-        var next = 0
+        let p = positions()
+        var i = 0
         return AnyIterator {
-            while next >= pending.count {
-                guard let slot = slots.next(), let s = bySlot[slot] else { return nil }
-                pending = []
-                next = 0
-                for d in directions {
-                    for (i, r) in s.rules(d).enumerated() {
-                        pending.append((RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(i)),
-                                        RuleInfo(sessionID: s.sessionID, filterID: s.filterID, direction: d,
-                                                 priority: r.priority, action: r.action)))
-                    }
-                }
-            }
-            defer { next += 1 }
-            return pending[next]
+            guard i < p.count else { return nil }
+            defer { i += 1 }
+            return entry(at: i, p)
         }
     }
 }

@@ -420,6 +420,8 @@ struct MetricsRendererTests {
         }
         let rules = DatapathCounters.Rules(table: image.rules, hits: hits)
         #expect(rules.count == 2 * 3 + 20)
+        // The table's own iteration walks the same key order.
+        #expect(image.rules.map(\.key) == expected.map { RuleKey(sessionSlot: $0.slot, direction: $0.d, ruleIndex: UInt8($0.i)) })
         let got = Array(rules)
         #expect(got.count == expected.count)
         for (r, e) in zip(got, expected) {
