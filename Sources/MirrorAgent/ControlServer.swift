@@ -277,8 +277,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Sends a body in pieces, each made once the one before it is in the socket (a
     /// slow client slows the making, it does not make the agent buffer the rest). No
-    /// length is known up front: the body ends when the connection closes, which every
-    /// HTTP/1.x client reads (agentctl reads to the end anyway).
+    /// length is known up front: HTTP/1.1 gets the body chunked (NIO's framing),
+    /// HTTP/1.0 until the close; the connection is closed after it either way.
     private static func stream(_ pieces: Router.Pieces, status: Int, _ h: HTTPRequestHead, loop: EventLoop,
                                bound: NIOLoopBound<(HTTPHandler, ChannelHandlerContext)>) async {
         do {

@@ -9,7 +9,7 @@ public struct Router: Sendable {
         public var status: Int
         public var body: Data
         /// A body too large to build at once (GET /v1/stats at the quotas): its pieces,
-        /// which the server sends in turn instead of `body`, ending it by closing.
+        /// which the server sends in turn instead of `body` (chunked on HTTP/1.1), then closes.
         public var pieces: Pieces?
 
         public init(status: Int, body: Data, pieces: Pieces? = nil) {
