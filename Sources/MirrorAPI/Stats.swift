@@ -4,7 +4,16 @@
 // Every counter here is monotonic for its label set: the agent carries values across
 // slot reuse and rule reordering (see MirrorAgent/MetricsContinuity.swift).
 
-public enum StatsPath { public static let stats = "/v1/stats" }
+public enum StatsPath {
+    public static let stats = "/v1/stats"
+
+    /// GET /v1/stats?session=ID&source=ID...: only the named sessions (with their
+    /// rules) and sources. A filter on one kind leaves the other kind out.
+    public static func stats(sessions: [String], sources: [String]) -> String {
+        let items = sessions.map { "session=" + APIPath.percentEncode($0) } + sources.map { "source=" + APIPath.percentEncode($0) }
+        return items.isEmpty ? stats : stats + "?" + items.joined(separator: "&")
+    }
+}
 
 public struct StatsResponse: Hashable, Sendable, Codable {
     /// Policy generation in force.

@@ -242,6 +242,11 @@ public actor Agent {
 
     public func appliedDocument() -> JSONValue { applied }
 
+    /// The ids of the sessions and sources of the policy in force.
+    func ids() -> (sessions: Set<String>, sources: Set<String>) {
+        (Set(document.sessions.map(\.id)), Set(document.sources.map(\.id)))
+    }
+
     public func currentGeneration() -> UInt64 { generation }
 
     private func objectResponse(_ kind: ObjectKind, _ id: String) throws -> ObjectResponse {

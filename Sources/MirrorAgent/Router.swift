@@ -138,7 +138,9 @@ public struct Router: Sendable {
             return try Self.ok(await agent.status())
         case 1 where rest[0] == "stats":
             try allow("GET")
-            let (stats, rules) = await agent.statsAndRules()
+            let filter = try await statsFilter(uri)
+            var (stats, rules) = await agent.statsAndRules()
+            if let filter { (stats, rules) = filter.apply(stats, rules) }
             let pieces = StatsJSON.pieces(stats, rules: rules, pieceBytes: pieceBytes)
             let first = pieces.next() ?? ""
             guard let second = pieces.next() else { return Response(status: 200, body: Data(first.utf8)) }
@@ -169,6 +171,33 @@ public struct Router: Sendable {
         default:
             throw AgentError.notFound("no such route: \(method) \(pathPart)")
         }
+    }
+
+    /// `?session=ID&source=ID` (each repeatable) of GET /v1/stats; nil without a query.
+    /// Unknown parameters and ids that are in no policy in force are refused by name.
+    func statsFilter(_ uri: String) async throws -> StatsFilter? {
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[1].isEmpty else { return nil }
+        var filter = StatsFilter()
+        for item in parts[1].split(separator: "&") {
+            let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard kv.count == 2, let value = APIPath.percentDecode(kv[1]), !value.isEmpty else {
+                throw AgentError.badRequest("bad query item '\(item)' (use session=ID or source=ID)")
+            }
+            switch kv[0] {
+            case "session": filter.sessions.insert(value)
+            case "source": filter.sources.insert(value)
+            default: throw AgentError.badRequest("unknown query parameter '\(kv[0])' (use session=ID or source=ID)")
+            }
+        }
+        let known = await agent.ids()
+        if let missing = filter.sessions.subtracting(known.sessions).sorted().first {
+            throw AgentError.notFound("no session '\(missing)' in the policy in force")
+        }
+        if let missing = filter.sources.subtracting(known.sources).sorted().first {
+            throw AgentError.notFound("no source '\(missing)' in the policy in force")
+        }
+        return filter
     }
 
     static func kind(_ name: String) throws -> ObjectKind {

@@ -83,3 +83,19 @@ enum StatsJSON {
         o += "}"
     }
 }
+
+/// What `GET /v1/stats?session=ID&source=ID` keeps: the named sessions and their rules,
+/// the named sources. A kind that is not named is left out, so that `agentctl stats
+/// --session s1` on a full agent shows one session, not 13,000 source rows too.
+struct StatsFilter: Equatable {
+    var sessions: Set<String> = []
+    var sources: Set<String> = []
+
+    func apply(_ st: StatsResponse, _ rules: MetricsSnapshot.RuleSeries) -> (StatsResponse, MetricsSnapshot.RuleSeries) {
+        var out = st
+        out.sessions = st.sessions.filter { sessions.contains($0.session) }
+        out.sources = st.sources.filter { sources.contains($0.source) }
+        out.rules = []
+        return (out, MetricsSnapshot.RuleSeries(sessions.isEmpty ? [] : rules.filter { sessions.contains($0.session) }))
+    }
+}

@@ -14,6 +14,12 @@ struct Stats: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
+    @Option(name: .customLong("session"), help: ArgumentHelp("Only this session and its rules (repeatable).", valueName: "id"))
+    var sessions: [String] = []
+
+    @Option(name: .customLong("source"), help: ArgumentHelp("Only this source (repeatable).", valueName: "id"))
+    var sources: [String] = []
+
     @Flag(name: [.customShort("w"), .long], help: "Keep polling and show rates per second.")
     var watch = false
 
@@ -42,7 +48,10 @@ struct Stats: ParsableCommand {
                 CLIOutput.out(String(decoding: data, as: UTF8.self))
             case .text:
                 if watch && polls > 1 { CLIOutput.out("") }
-                CLIOutput.out(StatsTables.render(stats, previous: watch ? previous : nil))
+                // A filter on one kind leaves the other kind out (the agent sends none of it).
+                let filtered = !sessions.isEmpty || !sources.isEmpty
+                CLIOutput.out(StatsTables.render(stats, previous: watch ? previous : nil,
+                                                 sessions: !filtered || !sessions.isEmpty, sources: !filtered || !sources.isEmpty))
             }
             fflush(stdout)
             guard watch, count == 0 || polls < count else { return }
@@ -52,7 +61,7 @@ struct Stats: ParsableCommand {
     }
 
     func fetch() throws -> StatsResponse {
-        let body = try agent.requestBody("GET", StatsPath.stats)
+        let body = try agent.requestBody("GET", StatsPath.stats(sessions: sessions, sources: sources))
         do { return try JSONDecoder().decode(StatsResponse.self, from: Data(body)) } catch {
             CLIOutput.error("Error: unexpected stats answer from mirror-agent: \(error)")
             throw CLIExit.invalidInput
@@ -62,7 +71,9 @@ struct Stats: ParsableCommand {
 
 /// The text form of `agentctl stats`. Rates are per second since `previous`.
 enum StatsTables {
-    static func render(_ s: StatsResponse, previous: StatsResponse?) -> String {
+    /// `sessions`, `sources`: whether to show those sections (sessions with their rules).
+    static func render(_ s: StatsResponse, previous: StatsResponse?, sessions showSessions: Bool = true,
+                       sources showSources: Bool = true) -> String {
         var out = ["generation \(s.generation), datapath \(s.datapath)"]
         guard s.countersAvailable else {
             out.append("no counters: the \(s.datapath) datapath does not count packets")
@@ -84,7 +95,7 @@ enum StatsTables {
             if withRates { row += [rate(x.packets, prevSessions[x.session]?.packets), rate(x.bytes, prevSessions[x.session]?.bytes)] }
             return row
         }
-        out.append("\nsessions:\n" + (sessionRows.isEmpty ? "none" : Table.render(header, sessionRows)))
+        if showSessions { out.append("\nsessions:\n" + (sessionRows.isEmpty ? "none" : Table.render(header, sessionRows))) }
 
         func ruleKey(_ r: RuleStats) -> String { "\(r.session)/\(r.direction)/\(r.priority)/\(r.filter)/\(r.action)" }
         let prevRules = Dictionary((previous?.rules ?? []).map { (ruleKey($0), $0) }, uniquingKeysWith: { a, _ in a })
@@ -95,7 +106,7 @@ enum StatsTables {
             if withRates { row.append(rate(r.hits, prevRules[ruleKey(r)]?.hits)) }
             return row
         }
-        out.append("\nrules:\n" + (ruleRows.isEmpty ? "none" : Table.render(header, ruleRows)))
+        if showSessions { out.append("\nrules:\n" + (ruleRows.isEmpty ? "none" : Table.render(header, ruleRows))) }
 
         let reasons = Array(Set(s.sources.flatMap { $0.notMirrored.keys })).sorted()
         let prevSources = Dictionary((previous?.sources ?? []).map { ("\($0.source)/\($0.direction)", $0) }, uniquingKeysWith: { a, _ in a })
@@ -110,7 +121,7 @@ enum StatsTables {
             }
             return row
         }
-        out.append("\nsources:\n" + (sourceRows.isEmpty ? "none" : Table.render(header, sourceRows)))
+        if showSources { out.append("\nsources:\n" + (sourceRows.isEmpty ? "none" : Table.render(header, sourceRows))) }
         if s.mirrorDeviceForeignDropped > 0 {
             out.append("\nframes on the mirror device that were not copies (dropped): \(s.mirrorDeviceForeignDropped)")
         }

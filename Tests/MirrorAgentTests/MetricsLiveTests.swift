@@ -434,6 +434,16 @@ struct MetricsKernelTests {
         #expect(decoded.sessions.first?.packets == 11)
         let watched = try run(ctl, "--socket", env.socket, "stats", "--watch", "--interval", "0.2", "--count", "2")
         #expect(watched.contains("PKT/S"), "\(watched)")
+        // Filters: one session with its rules and no sources; one source alone.
+        let one: StatsResponse = try env.client.call("GET", StatsPath.stats(sessions: ["s1"], sources: []))
+        #expect(one.sessions.map(\.session) == ["s1"] && one.sessions.first?.packets == 11)
+        #expect(!one.rules.isEmpty && one.rules == stats.rules.filter { $0.session == "s1" })
+        #expect(one.sources.isEmpty)
+        let bySource: StatsResponse = try env.client.call("GET", StatsPath.stats(sessions: [], sources: ["vm1"]))
+        #expect(bySource.sessions.isEmpty && bySource.rules.isEmpty)
+        #expect(!bySource.sources.isEmpty && bySource.sources == stats.sources.filter { $0.source == "vm1" })
+        let filteredTable = try run(ctl, "--socket", env.socket, "stats", "--session", "s1")
+        #expect(filteredTable.contains("rules:") && !filteredTable.contains("sources:"), "\(filteredTable)")
 
         // A real Prometheus (loopback of the netns, 1 s scrapes, temp storage) sees the count.
         let promDir = env.dir.path + "/prom"

@@ -52,6 +52,49 @@ struct StatsJSONTests {
     }
 }
 
+@Suite("Stats filters: ?session=ID&source=ID")
+struct StatsFilterTests {
+    @Test func aFilterKeepsTheNamedAndLeavesOtherKindsOut() {
+        let st = StatsJSONTests.sample()
+        let rules = MetricsSnapshot.RuleSeries(st.rules)
+        let s2 = "s2\n\t\u{1}"
+        var (out, r) = StatsFilter(sessions: [s2]).apply(st, rules)
+        #expect(out.sessions.map(\.session) == [s2])
+        #expect(Array(r) == st.rules.filter { $0.session == s2 } && r.count == 150)
+        #expect(out.sources.isEmpty && out.rules.isEmpty)
+        (out, r) = StatsFilter(sources: ["vm1"]).apply(st, rules)
+        #expect(out.sessions.isEmpty && r.isEmpty)
+        #expect(out.sources.map(\.source) == ["vm1"])
+        (out, r) = StatsFilter(sessions: [s2], sources: ["vm1"]).apply(st, rules)
+        #expect(out.sessions.count == 1 && r.count == 150 && out.sources.count == 1)
+        #expect(out.generation == st.generation && out.time == st.time)
+    }
+
+    /// Ids go percent-encoded into the query; what no policy in force has, or a
+    /// parameter the API does not know, is refused by name.
+    @Test func theQueryIsCheckedAgainstThePolicyInForce() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        #expect(StatsPath.stats(sessions: ["s 1", "s2"], sources: ["vm1"]) == "/v1/stats?session=s%201&session=s2&source=vm1")
+        var (status, body) = try await t.request("GET", StatsPath.stats(sessions: ["s1"], sources: ["vm2"]))
+        #expect(status == 200, "\(body)")
+        (status, body) = try await t.request("GET", StatsPath.stats(sessions: ["nope"], sources: []))
+        #expect(status == 404 && body.contains("no session 'nope' in the policy in force"), "\(body)")
+        (status, body) = try await t.request("GET", StatsPath.stats(sessions: [], sources: ["vm9"]))
+        #expect(status == 404 && body.contains("no source 'vm9'"), "\(body)")
+        (status, body) = try await t.request("GET", "/v1/stats?sessions=s1")
+        #expect(status == 400 && body.contains("unknown query parameter 'sessions'"), "\(body)")
+        (status, body) = try await t.request("GET", "/v1/stats?session=")
+        #expect(status == 400 && body.contains("bad query item"), "\(body)")
+        (status, _) = try await t.request("GET", "/v1/stats?")
+        #expect(status == 200)
+
+        let r = try await AgentctlTests.agentctl(["stats", "--session", "nope"], socket: t.socketPath)
+        #expect(r.status != 0 && r.err.contains("no session 'nope'"), "\(r.err)")
+    }
+}
+
 @Suite("Stats over the control socket: a large answer is streamed")
 struct StatsStreamingTests {
     /// Pieces of 8 bytes: even the in-memory agent's answer is streamed. agentctl's
