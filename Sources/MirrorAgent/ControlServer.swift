@@ -269,8 +269,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 handler.respond(context, h, status: response.status, body: response.body, keepAlive: h.isKeepAlive)
                 // The request's body, its parse and the copies made while applying it are
                 // free now (the agent's own trim ran while they were still held), or
-                // those of a large answer.
-                if large || response.body.count >= 1 << 20 { Agent.returnFreedMemory() }
+                // those of a large answer, or what making the answer took.
+                if large || response.trimAfter || response.body.count >= 1 << 20 { Agent.returnFreedMemory() }
             }
         }
     }

@@ -11,9 +11,12 @@ public struct Router: Sendable {
         /// A body too large to build at once (GET /v1/stats at the quotas): its pieces,
         /// which the server sends in turn instead of `body` (chunked on HTTP/1.1), then closes.
         public var pieces: Pieces?
+        /// Answering made and freed much more than the answer holds (a counter read at
+        /// the quotas is tens of MB, even for a filtered answer): the server trims the heap after it.
+        public var trimAfter = false
 
-        public init(status: Int, body: Data, pieces: Pieces? = nil) {
-            self.status = status; self.body = body; self.pieces = pieces
+        public init(status: Int, body: Data, pieces: Pieces? = nil, trimAfter: Bool = false) {
+            self.status = status; self.body = body; self.pieces = pieces; self.trimAfter = trimAfter
         }
     }
 
@@ -143,7 +146,7 @@ public struct Router: Sendable {
             if let filter { (stats, rules) = filter.apply(stats, rules) }
             let pieces = StatsJSON.pieces(stats, rules: rules, pieceBytes: pieceBytes)
             let first = pieces.next() ?? ""
-            guard let second = pieces.next() else { return Response(status: 200, body: Data(first.utf8)) }
+            guard let second = pieces.next() else { return Response(status: 200, body: Data(first.utf8), trimAfter: true) }
             var queued: [String] = [second, first]
             return Response(status: 200, body: Data(), pieces: Pieces { queued.popLast() ?? pieces.next() })
         case 1 where rest[0] == "document":
