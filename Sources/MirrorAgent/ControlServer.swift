@@ -275,10 +275,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Sends a body in pieces, each made once the one before it is in the socket (a
-    /// slow client slows the making, it does not make the agent buffer the rest). No
-    /// length is known up front: HTTP/1.1 gets the body chunked (NIO's framing),
-    /// HTTP/1.0 until the close; the connection is closed after it either way.
+    /// Sends a body in pieces (`writeBodyPieces`). No length is known up front: HTTP/1.1
+    /// gets the body chunked (NIO's framing), HTTP/1.0 until the close; the connection
+    /// is closed after it either way.
     private static func stream(_ pieces: Router.Pieces, status: Int, _ h: HTTPRequestHead, loop: EventLoop,
                                bound: NIOLoopBound<(HTTPHandler, ChannelHandlerContext)>) async {
         do {
@@ -288,18 +287,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: HTTPResponseStatus(statusCode: status),
                                                                              headers: headers))), promise: nil)
             }.get()
-            while let text = pieces.nextPiece() {
-                try await loop.flatSubmit {
-                    let (handler, context) = bound.value
-                    return context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))))
-                }.get()
-            }
-            try await loop.flatSubmit {
-                let (handler, context) = bound.value
-                let done = context.writeAndFlush(handler.wrapOutboundOut(.end(nil)))
-                done.whenComplete { _ in context.close(promise: nil) }
-                return done
-            }.get()
+            try await writeBodyPieces({ pieces.nextPiece() }, close: true, loop: loop, bound: bound)
         } catch {
             // The client went away mid-body: nothing to answer.
             pieces.drop()

@@ -31,28 +31,26 @@ public enum MetricsRenderer {
             var name = "", type = "", help: String?
             var count = 1
             var render: @Sendable (Int, inout Output) -> Void
+
+            /// As a part of the text: the header goes with item 0, also of an empty family.
+            var piece: TextPieces.Part {
+                let p = self
+                return TextPieces.Part(count: Swift.max(p.count, 1)) { i, text in
+                    var o = Output()
+                    swap(&o.text, &text)
+                    defer { swap(&o.text, &text) }
+                    if i == 0, let help = p.help { o.family(p.name, p.type, help) }
+                    if i < p.count { p.render(i, &o) }
+                }
+            }
         }
-        private let parts: [Part]
-        private let chunkBytes: Int
-        private var part = 0, item = 0
+        private var pieces: TextPieces
 
         public init(_ m: MetricsSnapshot, chunkBytes: Int = 1 << 18) {
-            parts = MetricsRenderer.parts(m)
-            self.chunkBytes = Swift.max(1, chunkBytes)
+            pieces = TextPieces(MetricsRenderer.parts(m).map(\.piece), pieceBytes: chunkBytes)
         }
 
-        public mutating func next() -> String? {
-            guard part < parts.count else { return nil }
-            var o = Output()
-            while part < parts.count && o.text.utf8.count < chunkBytes {
-                let p = parts[part]
-                if item == 0, let help = p.help { o.family(p.name, p.type, help) }
-                if item < p.count { p.render(item, &o) }
-                item += 1
-                if item >= p.count { part += 1; item = 0 }
-            }
-            return o.text
-        }
+        public mutating func next() -> String? { pieces.next() }
     }
 
     /// What `render` writes, in order.

@@ -142,22 +142,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let (handler, context) = bound.value
                 handler.writeHead(context, h, status: .ok, type: MetricsRenderer.contentType, length: nil)
             }.get()
-            var piece: String? = first
-            var pending: String? = second
-            while let text = piece, h.method != .HEAD {
-                try await loop.flatSubmit {
-                    let (handler, context) = bound.value
-                    return context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: text)))))
-                }.get()
-                piece = pending
-                pending = piece == nil ? nil : chunks.next()
-            }
-            try await loop.flatSubmit {
-                let (handler, context) = bound.value
-                let done = context.writeAndFlush(handler.wrapOutboundOut(.end(nil)))
-                if !h.isKeepAlive || !Self.chunked(h.version) { done.whenComplete { _ in context.close(promise: nil) } }
-                return done
-            }.get()
+            var queued = [second, first]
+            try await writeBodyPieces({ h.method == .HEAD ? nil : queued.popLast() ?? chunks.next() },
+                                      close: !h.isKeepAlive || !Self.chunked(h.version), loop: loop, bound: bound)
         } catch {
             // The client went away mid-body: nothing to answer.
             loop.execute { bound.value.1.close(promise: nil) }

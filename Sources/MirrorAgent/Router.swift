@@ -144,7 +144,7 @@ public struct Router: Sendable {
             let filter = try await statsFilter(uri)
             var (stats, rules) = await agent.statsAndRules()
             if let filter { (stats, rules) = filter.apply(stats, rules) }
-            let pieces = StatsJSON.pieces(stats, rules: rules, pieceBytes: pieceBytes)
+            var pieces = StatsJSON.pieces(stats, rules: rules, pieceBytes: pieceBytes)
             let first = pieces.next() ?? ""
             guard let second = pieces.next() else { return Response(status: 200, body: Data(first.utf8), trimAfter: true) }
             var queued: [String] = [second, first]

@@ -9,22 +9,22 @@ import MirrorCore
 /// each piece once the one before it is in the socket.
 enum StatsJSON {
     /// Pieces of about `pieceBytes` (a piece ends after the value that crosses it).
-    static func pieces(_ st: StatsResponse, rules: MetricsSnapshot.RuleSeries, pieceBytes: Int = 256 * 1024) -> AnyIterator<String> {
+    static func pieces(_ st: StatsResponse, rules: MetricsSnapshot.RuleSeries, pieceBytes: Int = 256 * 1024) -> TextPieces {
         // The document as a list of parts, each writing item i of a list.
-        typealias Part = (count: Int, write: (Int, inout String) -> Void)
-        var parts: [Part] = []
-        func text(_ s: String) { parts.append((1, { _, o in o += s })) }
-        func list<C: RandomAccessCollection>(_ key: String, _ c: C, last: Bool = false,
-                                             _ write: @escaping (C.Element, inout String) -> Void) where C.Index == Int {
+        var parts: [TextPieces.Part] = []
+        func text(_ s: String) { parts.append(.init(count: 1) { _, o in o += s }) }
+        func list<C: RandomAccessCollection & Sendable>(_ key: String, _ c: C, last: Bool = false,
+                                                        _ write: @escaping @Sendable (C.Element, inout String) -> Void)
+        where C.Index == Int {
             text("\"\(key)\":[")
-            parts.append((c.count, { i, o in
+            parts.append(.init(count: c.count) { i, o in
                 if i > 0 { o += "," }
                 write(c[c.startIndex + i], &o)
-            }))
+            })
             text(last ? "]" : "],")
         }
         text("{\"countersAvailable\":\(st.countersAvailable),\"datapath\":")
-        parts.append((1, { _, o in JSONValue.writeString(st.datapath, to: &o) }))
+        parts.append(.init(count: 1) { _, o in JSONValue.writeString(st.datapath, to: &o) })
         text(",\"generation\":\(st.generation),\"mirrorDeviceForeignDropped\":\(st.mirrorDeviceForeignDropped),")
         list("rules", rules) { r, o in
             o += "{\"action\":"; JSONValue.writeString(r.action, to: &o)
@@ -54,18 +54,7 @@ enum StatsJSON {
         if time.hasSuffix(".0") { time.removeLast(2) }
         text("\"time\":\(time)}")
 
-        var part = 0, item = 0
-        return AnyIterator {
-            guard part < parts.count else { return nil }
-            var o = ""
-            o.reserveCapacity(pieceBytes + 512)
-            while part < parts.count && o.utf8.count < pieceBytes {
-                if item < parts[part].count { parts[part].write(item, &o) }
-                item += 1
-                if item >= parts[part].count { part += 1; item = 0 }
-            }
-            return o
-        }
+        return TextPieces(parts, pieceBytes: pieceBytes)
     }
 
     /// The whole text (tests, small answers).
