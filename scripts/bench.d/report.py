@@ -55,6 +55,29 @@ def alternating(alt, key="mode"):
     return out
 
 
+PROFILE_PARTS = ("program", "dispatch", "pull", "release", "ip_rcv")
+
+
+def profile_summary(prof):
+    """Medians over cycles of the profile phase's ns per forwarded packet
+    (profile_summary.py): in total and per part, for each mode; and each mode's
+    total CPU time per packet over none's in the same cycle (the pps ratio that
+    CPU time alone predicts, the sender's CPU being the bottleneck)."""
+    modes = {}
+    for r in prof:
+        modes.setdefault(r["mode"], []).append(r)
+    none = {r["cycle"]: r["ns_per_packet"] for r in modes.get("none", [])}
+    out = dict(cycles=max(r["cycle"] for r in prof), modes={})
+    for mode, rs in modes.items():
+        m = dict(ns_per_packet=statistics.median(r["ns_per_packet"] for r in rs),
+                 parts_ns={k: statistics.median(r["parts_ns"][k] for r in rs) for k in PROFILE_PARTS})
+        paired_ratio = [none[r["cycle"]] / r["ns_per_packet"] for r in rs if none.get(r["cycle"])]
+        if mode != "none" and paired_ratio:
+            m["cpu_ratio_vs_none"] = statistics.median(paired_ratio)
+        out["modes"][mode] = m
+    return out
+
+
 def ratios(tp, rows):
     def med(mode, rules, matching):
         for r in tp:
@@ -112,10 +135,19 @@ def main():
             rows = [json.loads(l) for l in f if l.strip()]
         alt = [r for r in rows if r.get("phase") == "alternating"]
         brk = [r for r in rows if r.get("phase") == "breakdown"]
+        prof = [r for r in rows if r.get("phase") == "profile"]
         rows = [r for r in rows if r.get("phase") is None]
-        res["throughput"] = throughput_summary(rows)
-        res["throughput_ratios"] = ratios(res["throughput"], rows)
-        res.pop("throughput_alternating", None)
+        # `scripts/bench profile` runs only the profile phase: the other
+        # sections keep their numbers from the last throughput run.
+        if rows:
+            res["throughput"] = throughput_summary(rows)
+            res["throughput_ratios"] = ratios(res["throughput"], rows)
+            res.pop("throughput_alternating", None)
+            res.pop("unmatched_breakdown", None)
+            res["measured_at"]["throughput"] = now
+        if prof:
+            res["unmatched_profile"] = profile_summary(prof)
+            res["measured_at"]["profile"] = now
         if alt:
             a_res = alternating(alt)
             res["throughput_alternating"] = dict(seconds=alt[0]["seconds"], ratios_vs_none=a_res,
@@ -124,12 +156,10 @@ def main():
                 res["throughput_ratios"]["agent_unmatched_vs_none_30_alternating"] = a_res["agent"]["median"]
             if "tcxhook" in a_res:
                 res["throughput_ratios"]["tcx_floor_vs_none_alternating"] = a_res["tcxhook"]["median"]
-        res.pop("unmatched_breakdown", None)
         if brk:
             # Where the unmatched path's cost goes (breakdown_phase in throughput.sh).
             res["unmatched_breakdown"] = dict(seconds=brk[0]["seconds"], ratios_vs_none=alternating(brk, key="variant"),
                                               none_pps_median=statistics.median(r["pps"] for r in brk if r["variant"] == "none"))
-        res["measured_at"]["throughput"] = now
     res["command"] = a.command
     with open(path, "w") as f:
         json.dump(res, f, indent=2)
@@ -137,7 +167,7 @@ def main():
 
     md = ["# Benchmark results", "",
           f"Machine: {res['machine']['cores']} cores, kernel {res['machine']['kernel']}. "
-          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane`. "
+          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile`. "
           f"Last written by `{a.command}`; each part's time in results.json (`measured_at`).", ""]
     if "classifier_ns" in res:
         md += ["## Classifier (BPF_PROG_TEST_RUN, ns per packet)", "", "| policy | ns/packet |", "|---|---|"]
@@ -167,6 +197,23 @@ def main():
                     res.get("throughput_alternating"))
         ratio_table("Breakdown of the unmatched path: one tcx link on the tap, its program swapped atomically", "program",
                     res.get("unmatched_breakdown"))
+    if "unmatched_profile" in res:
+        pr = res["unmatched_profile"]
+        order = [m for m in ("none", "empty", "agent") if m in pr["modes"]]
+        names = {"none": "none", "empty": "empty tcx program", "agent": "agent, 30 rules, none matches"}
+        labels = [("all CPU time", None), ("the tcx program's own instructions", "program"),
+                  ("hook dispatch (tc_run, __netif_receive_skb_core)", "dispatch"),
+                  ("bpf_skb_pull_data with callees", "pull"), ("skb_release_data with callees", "release"),
+                  ("ip_rcv with callees", "ip_rcv")]
+        md += ["## Profile of the unmatched path (perf, cpu-clock, ns of CPU per forwarded packet)", "",
+               f"Medians of {pr['cycles']} cycles; perf's own sampling is in every column.", "",
+               "| | " + " | ".join(names[m] for m in order) + " |", "|---" * (len(order) + 1) + "|"]
+        for label, key in labels:
+            vals = [pr["modes"][m]["ns_per_packet"] if key is None else pr["modes"][m]["parts_ns"][key] for m in order]
+            md.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in vals) + " |")
+        md.append("| none's CPU time over this one's (paired per cycle) | " +
+                  " | ".join("" if m == "none" else f"{pr['modes'][m].get('cpu_ratio_vs_none', 0):.3f}" for m in order) + " |")
+        md.append("")
     if "control_plane" in res:
         cpr = res["control_plane"]
         md += ["## Control plane", "",

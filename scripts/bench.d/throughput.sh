@@ -289,3 +289,58 @@ if [ "$BREAKDOWN_CYCLES" -gt 0 ]; then
   echo "breakdown of the unmatched path: none / empty program / classifier / classifier without the pull, every ${BREAKDOWN_SECONDS} s, $BREAKDOWN_CYCLES cycles" >&2
   breakdown_phase || echo "bench: breakdown phase failed" >&2
 fi
+
+# Where the unmatched path's CPU time goes: a system-wide perf profile (cpu-clock
+# samples with call chains) under one continuous sender, PROFILE_SECONDS per mode,
+# modes interleaved (none, the empty tcx program, the agent with its 30 unmatched
+# rules), PROFILE_CYCLES times. Each sample window is exactly the one in which the
+# forwarded packets are counted (the counting command is perf's workload), so
+# profile_summary.py can turn samples into ns per packet: in total, and in the parts
+# that a classifier adds (its program, the hook's dispatch) or moves (the pull of
+# the headers, and the work it saves the stack). Needs perf (Debian: linux-perf).
+PROFILE_CYCLES=${BENCH_PROFILE_CYCLES:-5}
+PROFILE_SECONDS=${BENCH_PROFILE_SECONDS:-3}
+PROFILE_FREQ=4000
+profile_phase() {
+  perf record -q -e cpu-clock -o "$TOPO_DIR/perf-check.data" true >/dev/null 2>&1 ||
+    { echo "bench: perf cannot sample here; no profile (Debian package: linux-perf)" >&2; return 1; }
+  noop_obj || return 1
+  [ -x "$TOPO_DIR/tcxload" ] || gcc -O2 -o "$TOPO_DIR/tcxload" scripts/bench.d/tcxload.c -lbpf || return 1
+  agent_start || return 1
+  agent_doc 30 0 > "$TOPO_DIR/agent-policy.json"
+  echo '{}' > "$TOPO_DIR/empty.json"
+  local budget tg c m p ok=1
+  budget=$(python3 -c "print(int($PROFILE_CYCLES * 3 * ($PROFILE_SECONDS + 3) + 30))")
+  in_ns "$NS_VM" timeout -s INT "$budget" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 >/dev/null 2>&1 &
+  tg=$!
+  sleep 1
+  for ((c = 1; c <= PROFILE_CYCLES && ok; c++)); do
+    for m in none empty agent; do
+      case $m in
+        agent) ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null || { ok=0; break; } ;;
+        empty) tcxhook_up || { ok=0; break; } ;;
+      esac
+      sleep 0.3
+      perf record -q -a -g -e cpu-clock -F $PROFILE_FREQ -o "$TOPO_DIR/perf.data" -- \
+        ip netns exec "$NS_HOST" sh -c "cat /sys/class/net/$PR/statistics/tx_packets; sleep $PROFILE_SECONDS; cat /sys/class/net/$PR/statistics/tx_packets" \
+        > "$TOPO_DIR/profile-packets" 2>/dev/null || { ok=0; break; }
+      case $m in
+        agent) ctl apply -f "$TOPO_DIR/empty.json" >/dev/null || { ok=0; break; } ;;
+        empty) tcxhook_down ;;
+      esac
+      p=$(awk 'NR == 1 { a = $1 } NR == 2 { print $1 - a }' "$TOPO_DIR/profile-packets")
+      python3 scripts/bench.d/profile_summary.py --data "$TOPO_DIR/perf.data" --freq $PROFILE_FREQ \
+        --packets "${p:-0}" --mode $m --cycle $c >> "$out" || { ok=0; break; }
+    done
+  done
+  kill -INT "$tg" 2>/dev/null || true
+  wait "$tg" 2>/dev/null || true
+  rm -f "$TOPO_DIR/perf.data" "$TOPO_DIR/perf-check.data"
+  tcxhook_down
+  agent_end
+  [ "$ok" = 1 ] || { echo "bench: the profile stopped at $m in cycle $c" >&2; return 1; }
+}
+if [ "$PROFILE_CYCLES" -gt 0 ]; then
+  echo "profile of the unmatched path (perf, cpu-clock): none / empty tcx program / agent, ${PROFILE_SECONDS} s each, $PROFILE_CYCLES cycles" >&2
+  profile_phase || echo "bench: profile phase failed" >&2
+fi
