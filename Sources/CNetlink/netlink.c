@@ -2,6 +2,7 @@
 #include "CNetlink.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -85,6 +86,11 @@ int cnl_context_open(const char *netns_path, cnl_context **out) {
     cnl_context *ctx = calloc(1, sizeof(*ctx));
     if (!ctx) { nl_socket_free(sock); return -ENOMEM; }
     ctx->sock = sock;
+    if (netns_path && !(ctx->netns_path = strdup(netns_path))) {
+        nl_socket_free(sock);
+        free(ctx);
+        return -ENOMEM;
+    }
     *out = ctx;
     return 0;
 }
@@ -92,7 +98,37 @@ int cnl_context_open(const char *netns_path, cnl_context **out) {
 void cnl_context_close(cnl_context *ctx) {
     if (!ctx) return;
     nl_socket_free(ctx->sock);
+    free(ctx->netns_path);
     free(ctx);
+}
+
+// rtnetlink has no attribute for an interface's disable_ipv6 (the IPv6 link
+// attributes set only the token and the address generation mode, and "no address"
+// still leaves a forwarding host's all-routers reports), so this writes the sysctl.
+// Net sysctls belong to the namespace of whoever opens them: the file is opened
+// inside the context's namespace, on this thread only, like open_socket.
+int cnl_link_disable_ipv6(cnl_context *ctx, const char *name) {
+    if (!name[0] || strchr(name, '/') || strlen(name) >= IFNAMSIZ) return -EINVAL;
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", name);
+    int self = -1, target = -1, fd, rc = 0;
+    if (ctx->netns_path) {
+        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (self < 0) return -errno;
+        target = open(ctx->netns_path, O_RDONLY | O_CLOEXEC);
+        if (target < 0) { rc = -errno; close(self); return rc; }
+        if (setns(target, CLONE_NEWNET) < 0) { rc = -errno; close(target); close(self); return rc; }
+    }
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) rc = -errno;
+    if (ctx->netns_path) {
+        if (setns(self, CLONE_NEWNET) < 0 && rc == 0) rc = -errno;  // should never happen
+        close(target); close(self);
+    }
+    if (fd < 0) return rc;
+    if (write(fd, "1\n", 2) != 2 && rc == 0) rc = -errno;
+    close(fd);
+    return rc;
 }
 
 int cnl_link_ifindex(cnl_context *ctx, const char *name, int *ifindex_out) {
@@ -115,6 +151,12 @@ int cnl_vxlan_external_create(cnl_context *ctx, const char *name, uint16_t dstpo
     if (err == 0) err = rtnl_link_add(ctx->sock, link, NLM_F_CREATE | NLM_F_EXCL);
     rtnl_link_put(link);
     if (err < 0) return from_nle(err);
+
+    // Only copies may leave the device: with IPv6 on, it would send MLD reports and
+    // DAD solicitations of its own as soon as it is up (stage 2 drops them, but
+    // counts them as foreign frames). Best effort: without IPv6 (no such sysctl)
+    // there is nothing to silence.
+    (void)cnl_link_disable_ipv6(ctx, name);
 
     // Up in a second step: the kernel applies IFF_UP from RTM_NEWLINK only for some
     // link kinds, and a change request is explicit.

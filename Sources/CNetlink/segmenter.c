@@ -13,7 +13,6 @@
 #include <netlink/attr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
-#include <netlink/route/link/inet6.h>
 
 #define SEGMENTER_MTU 65535  // veth's max: whatever the sources' MTU, a segment passes
 
@@ -50,19 +49,14 @@ static int set_gso_max_segs(cnl_context *ctx, int ifindex, uint32_t segs) {
     return cnl_from_nle(nl_send_sync(ctx->sock, msg));  // frees msg
 }
 
-// MTU, IPv6 address generation off (best effort: no router solicitations on the
-// pair), then up.
+// IPv6 off (best effort, as on the mirror device: no MLD reports, router or
+// neighbour solicitations of the pair's own, which its rx end would drop and
+// count), MTU, then up.
 static int configure(cnl_context *ctx, const char *name) {
     struct rtnl_link *current = NULL, *change = NULL;
+    (void)cnl_link_disable_ipv6(ctx, name);
     int err = rtnl_link_get_kernel(ctx->sock, 0, name, &current);
     if (err < 0) return cnl_from_nle(err);
-    change = rtnl_link_alloc();
-    if (!change) { rtnl_link_put(current); return -ENOMEM; }
-    if (rtnl_link_inet6_set_addr_gen_mode(change, 1 /* IN6_ADDR_GEN_MODE_NONE */) == 0
-        && rtnl_link_change(ctx->sock, current, change, 0) < 0) {
-        // No IPv6 on this kernel or namespace: nothing to silence.
-    }
-    rtnl_link_put(change);
     change = rtnl_link_alloc();
     if (!change) { rtnl_link_put(current); return -ENOMEM; }
     if (rtnl_link_get_mtu(current) != SEGMENTER_MTU) rtnl_link_set_mtu(change, SEGMENTER_MTU);

@@ -46,6 +46,13 @@ public final class NetlinkContext {
         guard rc == 0 else { throw NetlinkError("create VXLAN external device \(name) (dstport \(port))", rc) }
     }
 
+    /// IPv6 off on `name` (no addresses, MLD reports or neighbour discovery of its
+    /// own). Throws with ENOENT when the kernel has no IPv6 or there is no such link.
+    public func disableIPv6(_ name: String) throws {
+        let rc = cnl_link_disable_ipv6(ctx, name)
+        guard rc == 0 else { throw NetlinkError("turn IPv6 off on \(name)", rc) }
+    }
+
     public struct VXLANInfo: Hashable, Sendable {
         public var external: Bool
         public var port: UInt16
@@ -104,12 +111,17 @@ public enum MirrorDevice {
     /// Creates the device, or adopts an existing one when it is exactly what the agent
     /// would have made (after a restart). Anything else by that name is refused, never
     /// replaced: it may belong to someone else. Returns its ifindex.
+    ///
+    /// Only copies leave it: IPv6 is off on it (created so, and turned off on an
+    /// adopted one, which an older agent may have left on), so that it sends no MLD
+    /// reports or neighbour solicitations that stage 2 would count as foreign frames.
     @discardableResult
     public static func ensure(_ nl: NetlinkContext, name: String = defaultName) throws -> Int {
         if let info = try nl.vxlanInfo(name) {
             guard info.external, info.port == vxlanPort else {
                 throw NetlinkError("\(name) exists but is not a VXLAN external device on port \(vxlanPort) (found external=\(info.external) port=\(info.port)); remove it or choose another name", -EEXIST)
             }
+            try? nl.disableIPv6(name)  // best effort, as at creation: no IPv6, nothing to silence
         } else {
             try nl.createVXLANExternal(name: name, port: vxlanPort)
         }

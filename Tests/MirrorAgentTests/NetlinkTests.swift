@@ -116,6 +116,43 @@ struct NetlinkTests {
         try nl.deleteLink(name)
     }
 
+    /// Only copies leave the mirror device and the segmenter pair. On a forwarding
+    /// host (a hypervisor is one) a new device with IPv6 on sends MLD reports and a
+    /// DAD solicitation of its own within a second of going up; stage 2 and the
+    /// segmenter would drop them and count them as foreign frames.
+    @Test func theAgentsDevicesSendNothingOfTheirOwn() throws {
+        let ns = try TestNetns()
+        try run("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1",
+                "net.ipv6.conf.default.forwarding=1", "net.ipv4.ip_forward=1")
+        let pcap = FileManager.default.temporaryDirectory.appendingPathComponent("\(ns.name).pcap").path
+        defer { try? FileManager.default.removeItem(atPath: pcap) }
+        let capture = Process()
+        capture.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        capture.arguments = ["ip", "netns", "exec", ns.name, "tcpdump", "-i", "any", "-n", "-U", "-w", pcap]
+        capture.standardOutput = FileHandle.nullDevice
+        capture.standardError = FileHandle.nullDevice
+        try capture.run()
+        defer { if capture.isRunning { kill(capture.processIdentifier, SIGKILL) } }
+        usleep(1_000_000)  // tcpdump listening
+
+        let nl = try NetlinkContext(netns: ns.path)
+        try MirrorDevice.ensure(nl)
+        try SegmenterDevice.ensure(nl)
+        usleep(2_500_000)
+        // SIGKILL: the test runner's threads block SIGINT and SIGTERM, and a child
+        // inherits that mask. With -U every frame is in the file as it is captured.
+        kill(capture.processIdentifier, SIGKILL)
+        capture.waitUntilExit()
+
+        let frames = try run("sh", "-c", "tcpdump -r '\(pcap)' -n -e 2>/dev/null").split(separator: "\n")
+        #expect(frames.isEmpty, "frames the agent's devices sent of their own:\n\(frames.joined(separator: "\n"))")
+        for dev in ["mirror0", "mirseg0", "mirseg1"] {
+            let off = try run("ip", "netns", "exec", ns.name, "cat", "/proc/sys/net/ipv6/conf/\(dev)/disable_ipv6")
+            #expect(off.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "IPv6 on \(dev)")
+            #expect(try ns.ip("-6", "addr", "show", "dev", dev).isEmpty)
+        }
+    }
+
     @Test func pathMTUComesFromTheRouteOrItsDevice() throws {
         let ns = try TestNetns()
         try ns.ip("link", "add", "under0", "type", "veth", "peer", "name", "under1")

@@ -27,8 +27,14 @@ void cnl_context_close(cnl_context *ctx);
 int cnl_link_ifindex(cnl_context *ctx, const char *name, int *ifindex_out);
 
 /// Creates `name` as a VXLAN device in collect_md (`external`) mode, UDP destination
-/// port `dstport`, learning off, and sets it up. -EEXIST when it already exists.
+/// port `dstport`, learning off, IPv6 off (cnl_link_disable_ipv6), and sets it up.
+/// -EEXIST when it already exists.
 int cnl_vxlan_external_create(cnl_context *ctx, const char *name, uint16_t dstport, uint32_t mtu);
+
+/// Turns IPv6 off on `name` (net.ipv6.conf.NAME.disable_ipv6 = 1, in the context's
+/// namespace): no addresses, no MLD reports, no neighbour discovery from it.
+/// -ENOENT when the kernel has no IPv6 or no such interface.
+int cnl_link_disable_ipv6(cnl_context *ctx, const char *name);
 
 /// Reads back whether `name` is a VXLAN device in collect_md mode and its port.
 /// -EINVAL if the link exists but is not such a device.
