@@ -9,8 +9,9 @@
  * outer headers and routes it.
  *
  * Anything else leaving the device is dropped and counted: a collect_md device
- * drops key-less frames anyway, and it emits its own IPv6 router solicitations
- * (shared/NOTES.md), which are not copies.
+ * drops key-less frames anyway. The agent turns IPv6 off on the device (its
+ * MLD reports and router or neighbour solicitations, shared/NOTES.md, are not
+ * copies), so what is counted here is traffic someone else sent into it.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>

@@ -200,6 +200,29 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 
+# The phases below run one sender without a break for their whole length
+# (BUDGET seconds at most) and switch what the tap runs under it.
+sender_start() {
+  in_ns "$NS_VM" timeout -s INT "$1" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 >/dev/null 2>&1 &
+  sender=$!
+  sleep 1
+}
+sender_stop() { kill -INT "$sender" 2>/dev/null || true; wait "$sender" 2>/dev/null || true; }
+# Under a running agent: the agent's unmatched policy applied (its own tcx
+# links) or an empty document (detached); or the empty program's tcx links.
+switch_on() {
+  case $1 in
+    agent) ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null ;;
+    tcxhook|empty) tcxhook_up ;;
+  esac
+}
+switch_off() {
+  case $1 in
+    agent) ctl apply -f "$TOPO_DIR/empty.json" >/dev/null ;;
+    tcxhook|empty) tcxhook_down ;;
+  esac
+}
+
 # The 97 % goal's two sides, and the empty tcx program, alternated every
 # ALT_SECONDS under one continuous trafgen, ALT_CYCLES times (order none, agent,
 # tcxhook, then reversed), so that the drift of a shared host, seconds to minutes
@@ -216,30 +239,22 @@ alternating_phase() {
   coproc SAMPLER { in_ns "$NS_HOST" python3 scripts/bench.d/pps_sampler.py "/sys/class/net/$PR/statistics/tx_packets"; }
   local budget
   budget=$(python3 -c "print(int($ALT_CYCLES * 3 * ($ALT_SECONDS + 0.4) + 30))")
-  in_ns "$NS_VM" timeout -s INT "$budget" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 >/dev/null 2>&1 &
-  local tg=$! modes=(none agent tcxhook) c i m pps ok=1
-  sleep 1
+  sender_start "$budget"
+  local modes=(none agent tcxhook) c i m pps ok=1
   # Called in an `||` list, so errexit is off here: a switch that fails ends the
   # phase rather than recording a sample of the wrong mode.
   for ((c = 1; c <= ALT_CYCLES && ok; c++)); do
     for ((i = 0; i < 3; i++)); do
       if ((c % 2)); then m=${modes[i]}; else m=${modes[2 - i]}; fi
-      case $m in
-        agent) ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null || { ok=0; break; } ;;
-        tcxhook) tcxhook_up || { ok=0; break; } ;;
-      esac
+      switch_on "$m" || { ok=0; break; }
       sleep 0.1
       echo "$ALT_SECONDS" >&"${SAMPLER[1]}"
       read -r pps <&"${SAMPLER[0]}"
-      case $m in
-        agent) ctl apply -f "$TOPO_DIR/empty.json" >/dev/null || { ok=0; break; } ;;
-        tcxhook) tcxhook_down ;;
-      esac
+      switch_off "$m" || { ok=0; break; }
       echo "{\"phase\": \"alternating\", \"mode\": \"$m\", \"cycle\": $c, \"seconds\": $ALT_SECONDS, \"pps\": $pps}" >> "$out"
     done
   done
-  kill -INT "$tg" 2>/dev/null || true
-  wait "$tg" 2>/dev/null || true
+  sender_stop
   eval "exec ${SAMPLER[1]}>&-"
   tcxhook_down
   agent_end
@@ -268,20 +283,17 @@ breakdown_phase() {
   agent_start || return 1
   agent_doc 30 0 > "$TOPO_DIR/agent-policy.json"
   ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null || { agent_end; return 1; }
-  local ifx link budget tg rc=0
+  local ifx link budget rc=0
   ifx=$(in_ns "$NS_HOST" cat "/sys/class/net/$TAP/ifindex")
   link="$TOPO_DIR/bpffs/links/tcx-$ifx-ingress"
   [ -e "$link" ] || { echo "bench: the agent did not attach through tcx; no breakdown" >&2; agent_end; return 1; }
   budget=$(python3 -c "print(int($BREAKDOWN_CYCLES * 4 * ($BREAKDOWN_SECONDS + 0.2) + 30))")
-  in_ns "$NS_VM" timeout -s INT "$budget" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 >/dev/null 2>&1 &
-  tg=$!
-  sleep 1
+  sender_start "$budget"
   in_ns "$NS_HOST" "$TOPO_DIR/progswap" "/sys/class/net/$PR/statistics/tx_packets" "$BREAKDOWN_SECONDS" 0.15 \
     "$BREAKDOWN_CYCLES" "$TAP" "$TOPO_DIR/bpffs" "$link" none=none empty=$TOPO_DIR/noop.o:noop \
     classifier=link:$link classifier_nopull=$TOPO_DIR/classify-nopull.o:mirror_tc_ingress \
     | sed 's/^{/{"phase": "breakdown", "seconds": '"$BREAKDOWN_SECONDS"', /' >> "$out" || rc=1
-  kill -INT "$tg" 2>/dev/null || true
-  wait "$tg" 2>/dev/null || true
+  sender_stop
   agent_end
   return $rc
 }
@@ -309,32 +321,23 @@ profile_phase() {
   agent_start || return 1
   agent_doc 30 0 > "$TOPO_DIR/agent-policy.json"
   echo '{}' > "$TOPO_DIR/empty.json"
-  local budget tg c m p ok=1
+  local budget c m p ok=1
   budget=$(python3 -c "print(int($PROFILE_CYCLES * 3 * ($PROFILE_SECONDS + 3) + 30))")
-  in_ns "$NS_VM" timeout -s INT "$budget" trafgen --dev eth0 --conf "$TOPO_DIR/trafgen.cfg" --cpus 1 >/dev/null 2>&1 &
-  tg=$!
-  sleep 1
+  sender_start "$budget"
   for ((c = 1; c <= PROFILE_CYCLES && ok; c++)); do
     for m in none empty agent; do
-      case $m in
-        agent) ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null || { ok=0; break; } ;;
-        empty) tcxhook_up || { ok=0; break; } ;;
-      esac
+      switch_on "$m" || { ok=0; break; }
       sleep 0.3
       perf record -q -a -g -e cpu-clock -F $PROFILE_FREQ -o "$TOPO_DIR/perf.data" -- \
         ip netns exec "$NS_HOST" sh -c "cat /sys/class/net/$PR/statistics/tx_packets; sleep $PROFILE_SECONDS; cat /sys/class/net/$PR/statistics/tx_packets" \
         > "$TOPO_DIR/profile-packets" 2>/dev/null || { ok=0; break; }
-      case $m in
-        agent) ctl apply -f "$TOPO_DIR/empty.json" >/dev/null || { ok=0; break; } ;;
-        empty) tcxhook_down ;;
-      esac
+      switch_off "$m" || { ok=0; break; }
       p=$(awk 'NR == 1 { a = $1 } NR == 2 { print $1 - a }' "$TOPO_DIR/profile-packets")
       python3 scripts/bench.d/profile_summary.py --data "$TOPO_DIR/perf.data" --freq $PROFILE_FREQ \
         --packets "${p:-0}" --mode $m --cycle $c >> "$out" || { ok=0; break; }
     done
   done
-  kill -INT "$tg" 2>/dev/null || true
-  wait "$tg" 2>/dev/null || true
+  sender_stop
   rm -f "$TOPO_DIR/perf.data" "$TOPO_DIR/perf-check.data"
   tcxhook_down
   agent_end
