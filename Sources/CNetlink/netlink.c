@@ -53,28 +53,43 @@ static int from_nle(int err) {
 
 int cnl_from_nle(int err) { return from_nle(err); }
 
-// Creates a connected route socket inside `netns_path` (NULL: here). setns only
-// changes the calling thread and is undone before returning, so callers on a thread
-// pool are safe; the socket stays bound to the namespace it was created in.
+// Enters `netns_path` (NULL: stays) on the calling thread only, so callers on a
+// thread pool are safe; *saved is what leave_netns restores.
+static int enter_netns(const char *netns_path, int *saved) {
+    *saved = -1;
+    if (!netns_path) return 0;
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0) return -errno;
+    int target = open(netns_path, O_RDONLY | O_CLOEXEC);
+    if (target < 0) { int rc = -errno; close(self); return rc; }
+    int rc = setns(target, CLONE_NEWNET) < 0 ? -errno : 0;
+    close(target);
+    if (rc < 0) { close(self); return rc; }
+    *saved = self;
+    return 0;
+}
+
+// Back to where enter_netns was called; -errno should never happen.
+static int leave_netns(int saved) {
+    if (saved < 0) return 0;
+    int rc = setns(saved, CLONE_NEWNET) < 0 ? -errno : 0;
+    close(saved);
+    return rc;
+}
+
+// Creates a connected route socket inside `netns_path` (NULL: here). The socket
+// stays bound to the namespace it was created in.
 static int open_socket(const char *netns_path, struct nl_sock **out) {
-    int self = -1, target = -1, rc = 0;
-    if (netns_path) {
-        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (self < 0) return -errno;
-        target = open(netns_path, O_RDONLY | O_CLOEXEC);
-        if (target < 0) { rc = -errno; close(self); return rc; }
-        if (setns(target, CLONE_NEWNET) < 0) { rc = -errno; close(target); close(self); return rc; }
-    }
+    int saved, rc = enter_netns(netns_path, &saved);
+    if (rc < 0) return rc;
     struct nl_sock *sock = nl_socket_alloc();
     if (!sock) rc = -ENOMEM;
     else {
         int err = nl_connect(sock, NETLINK_ROUTE);
         if (err < 0) { rc = from_nle(err); nl_socket_free(sock); sock = NULL; }
     }
-    if (netns_path) {
-        if (setns(self, CLONE_NEWNET) < 0 && rc == 0) rc = -errno;  // should never happen
-        close(target); close(self);
-    }
+    int back = leave_netns(saved);
+    if (back < 0 && rc == 0) rc = back;
     if (rc == 0) *out = sock; else if (sock) nl_socket_free(sock);
     return rc;
 }
@@ -106,25 +121,17 @@ void cnl_context_close(cnl_context *ctx) {
 // attributes set only the token and the address generation mode, and "no address"
 // still leaves a forwarding host's all-routers reports), so this writes the sysctl.
 // Net sysctls belong to the namespace of whoever opens them: the file is opened
-// inside the context's namespace, on this thread only, like open_socket.
+// inside the context's namespace.
 int cnl_link_disable_ipv6(cnl_context *ctx, const char *name) {
     if (!name[0] || strchr(name, '/') || strlen(name) >= IFNAMSIZ) return -EINVAL;
     char path[96];
     snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", name);
-    int self = -1, target = -1, fd, rc = 0;
-    if (ctx->netns_path) {
-        self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (self < 0) return -errno;
-        target = open(ctx->netns_path, O_RDONLY | O_CLOEXEC);
-        if (target < 0) { rc = -errno; close(self); return rc; }
-        if (setns(target, CLONE_NEWNET) < 0) { rc = -errno; close(target); close(self); return rc; }
-    }
-    fd = open(path, O_WRONLY | O_CLOEXEC);
+    int saved, rc = enter_netns(ctx->netns_path, &saved);
+    if (rc < 0) return rc;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) rc = -errno;
-    if (ctx->netns_path) {
-        if (setns(self, CLONE_NEWNET) < 0 && rc == 0) rc = -errno;  // should never happen
-        close(target); close(self);
-    }
+    int back = leave_netns(saved);
+    if (back < 0 && rc == 0) rc = back;
     if (fd < 0) return rc;
     if (write(fd, "1\n", 2) != 2 && rc == 0) rc = -errno;
     close(fd);

@@ -124,28 +124,44 @@ struct NetlinkTests {
         let ns = try TestNetns()
         try run("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1",
                 "net.ipv6.conf.default.forwarding=1", "net.ipv4.ip_forward=1")
+        try ns.ip("link", "set", "lo", "up")
         let pcap = FileManager.default.temporaryDirectory.appendingPathComponent("\(ns.name).pcap").path
         defer { try? FileManager.default.removeItem(atPath: pcap) }
         let capture = Process()
         capture.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        capture.arguments = ["ip", "netns", "exec", ns.name, "tcpdump", "-i", "any", "-n", "-U", "-w", pcap]
+        capture.arguments = ["ip", "netns", "exec", ns.name, "tcpdump", "-i", "any", "-n", "--immediate-mode", "-U", "-w", pcap]
+        let notes = Pipe()
         capture.standardOutput = FileHandle.nullDevice
-        capture.standardError = FileHandle.nullDevice
+        capture.standardError = notes
         try capture.run()
         defer { if capture.isRunning { kill(capture.processIdentifier, SIGKILL) } }
-        usleep(1_000_000)  // tcpdump listening
+        var said = ""
+        while !said.contains("listening on") {  // tcpdump's note once it captures
+            let more = notes.fileHandleForReading.availableData
+            if more.isEmpty { break }
+            said += String(decoding: more, as: UTF8.self)
+        }
+        try #require(said.contains("listening on"), "tcpdump did not start: \(said)")
 
         let nl = try NetlinkContext(netns: ns.path)
         try MirrorDevice.ensure(nl)
         try SegmenterDevice.ensure(nl)
         usleep(2_500_000)
+        // What the capture must see: one ping on lo, so that an empty capture
+        // cannot pass for silence.
+        try run("ip", "netns", "exec", ns.name, "ping", "-c", "1", "-W", "1", "127.0.0.1")
+        usleep(500_000)
         // SIGKILL: the test runner's threads block SIGINT and SIGTERM, and a child
-        // inherits that mask. With -U every frame is in the file as it is captured.
+        // inherits that mask. With --immediate-mode and -U every frame is in the
+        // file as soon as it is captured.
         kill(capture.processIdentifier, SIGKILL)
         capture.waitUntilExit()
 
-        let frames = try run("sh", "-c", "tcpdump -r '\(pcap)' -n -e 2>/dev/null").split(separator: "\n")
-        #expect(frames.isEmpty, "frames the agent's devices sent of their own:\n\(frames.joined(separator: "\n"))")
+        let frames = try run("sh", "-c", "tcpdump -r '\(pcap)' -n 2>/dev/null").split(separator: "\n")
+        let control = frames.filter { $0.contains("127.0.0.1 > 127.0.0.1: ICMP echo") }
+        #expect(control.count == 2, "the capture missed the ping on lo: \(frames)")
+        let own = frames.filter { !$0.contains("127.0.0.1 > 127.0.0.1: ICMP echo") }
+        #expect(own.isEmpty, "frames the agent's devices sent of their own:\n\(own.joined(separator: "\n"))")
         for dev in ["mirror0", "mirseg0", "mirseg1"] {
             let off = try run("ip", "netns", "exec", ns.name, "cat", "/proc/sys/net/ipv6/conf/\(dev)/disable_ipv6")
             #expect(off.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "IPv6 on \(dev)")
