@@ -208,6 +208,8 @@ sender_start() {
   sleep 1
 }
 sender_stop() { kill -INT "$sender" 2>/dev/null || true; wait "$sender" 2>/dev/null || true; }
+# The end of every phase: the sender stopped, the tap bare, the agent gone.
+phase_end() { sender_stop; tcxhook_down; agent_end; }
 # Under a running agent: the agent's unmatched policy applied (its own tcx
 # links) or an empty document (detached); or the empty program's tcx links.
 switch_on() {
@@ -254,10 +256,8 @@ alternating_phase() {
       echo "{\"phase\": \"alternating\", \"mode\": \"$m\", \"cycle\": $c, \"seconds\": $ALT_SECONDS, \"pps\": $pps}" >> "$out"
     done
   done
-  sender_stop
+  phase_end
   eval "exec ${SAMPLER[1]}>&-"
-  tcxhook_down
-  agent_end
   [ "$ok" = 1 ] || { echo "bench: switching to $m failed in cycle $((c - 1)); the phase stopped there" >&2; return 1; }
 }
 if [ "$ALT_CYCLES" -gt 0 ]; then
@@ -293,8 +293,7 @@ breakdown_phase() {
     "$BREAKDOWN_CYCLES" "$TAP" "$TOPO_DIR/bpffs" "$link" none=none empty=$TOPO_DIR/noop.o:noop \
     classifier=link:$link classifier_nopull=$TOPO_DIR/classify-nopull.o:mirror_tc_ingress \
     | sed 's/^{/{"phase": "breakdown", "seconds": '"$BREAKDOWN_SECONDS"', /' >> "$out" || rc=1
-  sender_stop
-  agent_end
+  phase_end
   return $rc
 }
 if [ "$BREAKDOWN_CYCLES" -gt 0 ]; then
@@ -337,10 +336,8 @@ profile_phase() {
         --packets "${p:-0}" --mode $m --cycle $c >> "$out" || { ok=0; break; }
     done
   done
-  sender_stop
+  phase_end
   rm -f "$TOPO_DIR/perf.data" "$TOPO_DIR/perf-check.data"
-  tcxhook_down
-  agent_end
   [ "$ok" = 1 ] || { echo "bench: the profile stopped at $m in cycle $c" >&2; return 1; }
 }
 if [ "$PROFILE_CYCLES" -gt 0 ]; then
