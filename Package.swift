@@ -28,7 +28,10 @@ let package = Package(
         .target(name: "MirrorCompiler", dependencies: ["MirrorCore", "CMirrorABI"]),
         .target(
             name: "MirrorDatapath",
-            dependencies: ["MirrorCore", "MirrorCompiler", "CMirrorABI", "CLibbpf"],
+            dependencies: [
+                "MirrorCore", "MirrorCompiler", "CMirrorABI", "CLibbpf", "CNetlink",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             plugins: ["BPFObjectPlugin"]),
         .executableTarget(name: "mirror-bench", dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI"]),
         // Seeded RNG and random valid documents/packets, shared by several test targets.
@@ -39,10 +42,12 @@ let package = Package(
             name: "CNetlink",
             cSettings: [.unsafeFlags(["-I/usr/include/libnl3"])],
             linkerSettings: [.linkedLibrary("nl-route-3"), .linkedLibrary("nl-3")]),
+        // glibc's malloc tuning (malloc_trim, mallopt), which the Glibc module does not export.
+        .target(name: "CMalloc"),
         .target(
             name: "MirrorAgent",
             dependencies: [
-                "MirrorCore", "MirrorAPI", "CNetlink", "MirrorCompiler", "MirrorDatapath",
+                "MirrorCore", "MirrorAPI", "MirrorCompiler", "MirrorDatapath", "CMalloc",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

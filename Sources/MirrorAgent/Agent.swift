@@ -1,8 +1,9 @@
-import CNetlink
+import CMalloc
 import Foundation
 import Logging
 import MirrorAPI
 import MirrorCore
+import MirrorDatapath
 
 public enum MirrorAgentInfo { public static let version = "0.1.0" }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MirrorAPI
 import MirrorCore
+import MirrorDatapath
 
 /// The agent's metrics state (issue 5): the apply-duration histogram, the continuity of
 /// the BPF counters, build info. Owned by the `Agent`; thread-safe.

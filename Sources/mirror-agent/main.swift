@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MirrorAPI
 import MirrorAgent
+import MirrorDatapath
 import NIOPosix
 
 /// `mirror-agent`: the daemon (SPEC §7). All logic lives in MirrorAgent; this file
@@ -208,22 +209,6 @@ struct Cleanup: AsyncParsableCommand {
         var problems: [String] = []
         do { try DatapathFactory.make(choice, options: options.datapathOptions).cleanup() } catch {
             problems.append("datapath: \(error)")
-        }
-        do {
-            let nl = try NetlinkContext()
-            if try MirrorDevice.remove(nl, name: options.mirrorDevice) {
-                logger.info("removed mirror device", metadata: ["device": "\(options.mirrorDevice)"])
-            }
-        } catch {
-            problems.append("mirror device \(options.mirrorDevice): \(error)")
-        }
-        do {
-            let nl = try NetlinkContext()
-            if try SegmenterDevice.remove(nl, mirrorDevice: options.mirrorDevice) {
-                logger.info("removed segmenter", metadata: ["device": "\(SegmenterDevice.names(forMirrorDevice: options.mirrorDevice).tx)"])
-            }
-        } catch {
-            problems.append("segmenter: \(error)")
         }
         unlink(options.socket)
         guard problems.isEmpty else { fail("mirror-agent: cleanup incomplete: " + problems.joined(separator: "; ")) }

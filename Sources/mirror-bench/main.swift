@@ -134,7 +134,7 @@ func writeResult(_ key: String, _ value: Any, to path: String?) throws {
 
 if options.part == "control-plane" {
     do {
-        let dp = try Datapath(pinDirectory: nil)
+        let dp = try BPFDatapath(pinDirectory: nil)
         var results: [String: Any] = [:]
         for n in [1000, 20000] {
             let doc = largeDocument(sessions: n)
@@ -169,7 +169,7 @@ if options.part == "control-plane" {
 }
 
 do {
-    let dp = try Datapath(pinDirectory: nil)
+    let dp = try BPFDatapath(pinDirectory: nil)
     dp.slotGracePeriod = .zero
     let cases: [(String, Document?)] = [
         ("none", nil),

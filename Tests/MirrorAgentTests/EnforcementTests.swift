@@ -1,5 +1,7 @@
 import Foundation
 import MirrorAgent
+import MirrorCompiler
+import MirrorDatapath
 import MirrorCore
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MirrorAPI
 @testable import MirrorAgent
+import MirrorDatapath
 import MirrorCore
 import Testing
 

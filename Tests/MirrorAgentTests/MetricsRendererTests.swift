@@ -416,7 +416,7 @@ struct MetricsRendererTests {
         }
         var hits = [UInt64](repeating: 0, count: 3 * Int(MIRROR_DIRECTIONS) * Int(MAX_RULES_PER_DIRECTION))
         for e in expected {
-            hits[MirrorDatapath.Datapath.ruleStatsKey(sessionSlot: e.slot, direction: e.d, ruleIndex: UInt8(e.i))] = mark(e.slot, e.d, e.i)
+            hits[BPFDatapath.ruleStatsKey(sessionSlot: e.slot, direction: e.d, ruleIndex: UInt8(e.i))] = mark(e.slot, e.d, e.i)
         }
         let rules = DatapathCounters.Rules(table: image.rules, hits: hits)
         #expect(rules.count == 2 * 3 + 20)

@@ -1,6 +1,7 @@
 import Foundation
 import MirrorAPI
 import MirrorAgent
+import MirrorDatapath
 import MirrorCore
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import MirrorAgent
+import MirrorDatapath
 import Testing
 
 /// The segmenter veth pair (Segmenter.swift, bpf/mirror_abi.h "The segmenter").

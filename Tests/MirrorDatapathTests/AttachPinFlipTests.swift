@@ -49,7 +49,7 @@ extension KernelTests {
     @Test func clsactAttachDetachOnVethLeavesNoFiltersAndKeepsOtherOwnersFilters() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir, attach: .clsact)
+            let dp = try BPFDatapath(pinDirectory: dir, attach: .clsact)
             defer { dp.unpinMaps(); dp.close() }
             try Kernel.withNetns { ns in
                 try Kernel.run(["ip", "-n", ns, "link", "add", "dpt0", "type", "veth", "peer", "name", "dpt1"])
@@ -60,8 +60,8 @@ extension KernelTests {
                 try Kernel.run(["tc", "-n", ns, "filter", "add", "dev", "dpt0", "ingress", "prio", "10",
                                 "u32", "match", "u32", "0", "0", "flowid", "1:1"])
 
-                let attachments = try Kernel.inNetns(ns) { () throws -> [Datapath.Attachment] in
-                    var out: [Datapath.Attachment] = []
+                let attachments = try Kernel.inNetns(ns) { () throws -> [BPFDatapath.Attachment] in
+                    var out: [BPFDatapath.Attachment] = []
                     for dev in ["dpt0", "dpt1"] {
                         for hook in [TCHook.ingress, .egress] {
                             out.append(try dp.attach(interface: dev, hook: hook))
@@ -100,8 +100,8 @@ extension KernelTests {
     @Test func attachToAMissingInterfaceSaysWhichAndWhy() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
-            for mode in Datapath.AttachMode.allCases {
-                let dp = try Datapath(pinDirectory: dir, attach: mode)
+            for mode in BPFDatapath.AttachMode.allCases {
+                let dp = try BPFDatapath(pinDirectory: dir, attach: mode)
                 defer { dp.close() }
                 do {
                     try dp.attach(interface: "dpt-missing0", hook: .egress)
@@ -126,7 +126,7 @@ extension KernelTests {
     /// Program names on a tcx hook, as the kernel runs them (BPF_PROG_QUERY).
     static func progs(_ ns: String, _ dev: String, _ hook: TCHook) throws -> [String] {
         try Kernel.inNetns(ns) { () throws -> [String] in
-            Datapath.tcxPrograms(ifindex: try Datapath.ifindex(of: dev), hook: hook)
+            BPFDatapath.tcxPrograms(ifindex: try BPFDatapath.ifindex(of: dev), hook: hook)
         }
     }
 
@@ -136,7 +136,7 @@ extension KernelTests {
 
     @Test func tcxLinksArePinnedAdoptedByTheNextAgentPrunedWithTheirDeviceAndKeepOthersPrograms() throws {
         guard Kernel.available else { return }
-        guard Datapath.AttachMode.probe() == .tcx else {
+        guard BPFDatapath.AttachMode.probe() == .tcx else {
             print("TCXAttachTests: skipped: this kernel has no tcx (< 6.6); the clsact tests cover attachment")
             return
         }
@@ -146,17 +146,17 @@ extension KernelTests {
                 try Kernel.run(["ip", "-n", ns, "link", "set", "dpt0", "up"])
                 try Kernel.run(["ip", "-n", ns, "link", "set", "dpt1", "up"])
                 // Another owner's tcx program on dpt0 ingress (held by its fd, not pinned).
-                let other = try Datapath(pinDirectory: nil, attach: .tcx)
+                let other = try BPFDatapath(pinDirectory: nil, attach: .tcx)
                 defer { other.close() }
                 try Kernel.inNetns(ns) { () throws -> Void in _ = try other.attach(interface: "dpt0", hook: .ingress) }
                 // An older agent's clsact filter on dpt1 egress: an upgrade must replace it.
-                let old = try Datapath(pinDirectory: nil, attach: .clsact)
+                let old = try BPFDatapath(pinDirectory: nil, attach: .clsact)
                 defer { old.close() }
                 try Kernel.inNetns(ns) { () throws -> Void in _ = try old.attach(interface: "dpt1", hook: .egress) }
 
-                let first = try Datapath(pinDirectory: dir, attach: .tcx)
-                let a = try Kernel.inNetns(ns) { () throws -> [Datapath.Attachment] in
-                    var out: [Datapath.Attachment] = []
+                let first = try BPFDatapath(pinDirectory: dir, attach: .tcx)
+                let a = try Kernel.inNetns(ns) { () throws -> [BPFDatapath.Attachment] in
+                    var out: [BPFDatapath.Attachment] = []
                     for dev in ["dpt0", "dpt1"] {
                         for hook in [TCHook.ingress, .egress] {
                             out.append(try first.attach(interface: dev, hook: hook))
@@ -174,7 +174,7 @@ extension KernelTests {
                 let legacy = try Kernel.run(["tc", "-n", ns, "filter", "show", "dev", "dpt1", "egress"], allowFailure: true)
                 #expect(!legacy.contains("mirror_tc"), "the clsact filter of the older agent is gone: \(legacy)")
                 let ifindex = try Kernel.inNetns(ns) { () throws -> (Int32, Int32) in
-                    (try Datapath.ifindex(of: "dpt0"), try Datapath.ifindex(of: "dpt1"))
+                    (try BPFDatapath.ifindex(of: "dpt0"), try BPFDatapath.ifindex(of: "dpt1"))
                 }
                 #expect(Self.linkPins(dir) == ["tcx-\(ifindex.0)-egress", "tcx-\(ifindex.0)-ingress",
                                                "tcx-\(ifindex.1)-egress", "tcx-\(ifindex.1)-ingress"].sorted())
@@ -183,9 +183,9 @@ extension KernelTests {
                 first.close()
                 #expect(try Self.progs(ns, "dpt1", .egress) == ["mirror_tc_egres"])
                 // The next agent adopts them: same links, now running its own program.
-                let second = try Datapath(pinDirectory: dir, attach: .tcx)
+                let second = try BPFDatapath(pinDirectory: dir, attach: .tcx)
                 defer { second.pruneLinks(all: true); second.unpinMaps(); second.close() }
-                let b = try Kernel.inNetns(ns) { () throws -> [Datapath.Attachment] in
+                let b = try Kernel.inNetns(ns) { () throws -> [BPFDatapath.Attachment] in
                     try [TCHook.ingress, .egress].map { try second.attach(interface: "dpt1", hook: $0) }
                 }
                 #expect(b.allSatisfy { $0.programID != a[0].programID && $0.programID != a[1].programID })
@@ -217,7 +217,7 @@ extension KernelTests {
             var slots = SlotAssignment()
             let doc = Docs.document(sessions: [("a", 1, [Rule(priority: 1, action: .accept, ethertype: .ipv4)])])
             let image = try Docs.compile(doc, slots: &slots)
-            let first = try Datapath(pinDirectory: dir)
+            let first = try BPFDatapath(pinDirectory: dir)
             let generation = try first.apply(image)
             let v1 = Verdict(try first.testRun(.testEgress, frame: Docs.tcp80, mark: 100, cb0: MIRROR_TEST_COUNT).retval)
             #expect(v1.outcome == .accept)
@@ -230,7 +230,7 @@ extension KernelTests {
                 #expect(pinned.contains(m), "\(m) pinned")
             }
 
-            let second = try Datapath(pinDirectory: dir)
+            let second = try BPFDatapath(pinDirectory: dir)
             defer { second.unpinMaps(); second.close() }
             #expect(try second.activeGeneration().generation == generation)
             let v2 = Verdict(try second.testRun(.testEgress, frame: Docs.tcp80, mark: 100, cb0: MIRROR_TEST_COUNT).retval)
@@ -253,7 +253,7 @@ extension KernelTests {
 
     @Test func aPinDirectoryOutsideBpffsIsRefused() throws {
         guard Kernel.available else { return }
-        #expect(throws: DatapathError.self) { try Datapath(pinDirectory: "/tmp") }
+        #expect(throws: DatapathError.self) { try BPFDatapath(pinDirectory: "/tmp") }
     }
 }
 
@@ -261,7 +261,7 @@ extension KernelTests {
     @Test func flippingBetweenTwoPoliciesNeverYieldsADecisionOfNeither() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             dp.slotGracePeriod = .milliseconds(2)
             var slots = SlotAssignment()

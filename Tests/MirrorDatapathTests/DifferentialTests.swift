@@ -48,7 +48,7 @@ enum Differential {
 
     /// Whether kernel and oracle disagree on `frame` under `doc`, its interfaces on
     /// `ifindexes` (the run's, so that sources keep sharing their prefilter buckets).
-    static func disagrees(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath,
+    static func disagrees(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: BPFDatapath,
                           ifindexes: [String: UInt32]) throws -> Bool {
         let slots = try SlotAssignment.assign(document: doc, previous: SlotAssignment())
         let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { ifindexes[$0] }))
@@ -84,7 +84,7 @@ enum Differential {
     /// The smallest document (greedily) that still disagrees: other sources, then
     /// rules and sessions, removed one by one. Other sources stay when the
     /// disagreement needs them (sources sharing a bucket of the prefilter index).
-    static func minimize(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: Datapath,
+    static func minimize(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: BPFDatapath,
                          ifindexes: [String: UInt32]) throws -> Document {
         func fails(_ d: Document) throws -> Bool {
             try disagrees(d, source: source, direction: direction, frame: frame, dp: dp, ifindexes: ifindexes)
@@ -151,7 +151,7 @@ extension KernelTests {
         guard Kernel.available else { return }
         let documents = 220, packetsPerDocument = 500
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             dp.slotGracePeriod = .zero  // nothing runs concurrently with this test
             var rng = SeededRandom(seed: 0x5eed_d1ff)
@@ -173,7 +173,7 @@ extension KernelTests {
                     let frame = RandomFrames.frame(for: doc, using: &rng, stats: &stats)
                     let parsed = PacketParser.describe(frame: frame)
                     let oracle = Oracle.decide(document: doc, source: source.id, direction: direction, packet: parsed)
-                    let raw: Datapath.TestRunResult
+                    let raw: BPFDatapath.TestRunResult
                     do {
                         raw = try dp.testRun(.test(direction), frame: frame, mark: ifindexes[source.interface]!)
                     } catch let e as DatapathError where e.errno == EINVAL && Differential.kernelRefuses(frame) {

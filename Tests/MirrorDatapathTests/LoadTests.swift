@@ -9,7 +9,7 @@ extension KernelTests {
     @Test func objectLoadsAndPassesTheVerifier() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.close() }
             for p in ClassifierProgram.allCases { #expect(dp.programFD(p) >= 0) }
             let v = Verdict(try dp.testRun(.testIngress, frame: FrameBuilder.arp()).retval)

@@ -501,7 +501,7 @@ extension KernelTests {
         var mirrored = 0, copies = 0, cloneErrors: UInt64 = 0
 
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             try Kernel.withNetns { host in
                 try Kernel.withNetns { vm in
@@ -522,9 +522,9 @@ extension KernelTests {
 
                     let doc = MalformedFrames.document(interface: "dptA0")
                     let slots = try SlotAssignment.assign(document: doc)
-                    let (indexes, attachments) = try Kernel.inNetns(host) { () throws -> ([String: UInt32], [Datapath.Attachment]) in
+                    let (indexes, attachments) = try Kernel.inNetns(host) { () throws -> ([String: UInt32], [BPFDatapath.Attachment]) in
                         var idx: [String: UInt32] = [:]
-                        for dev in ["dptA0", "dptM0"] { idx[dev] = UInt32(try Datapath.ifindex(of: dev)) }
+                        for dev in ["dptA0", "dptM0"] { idx[dev] = UInt32(try BPFDatapath.ifindex(of: dev)) }
                         return (idx, [try dp.attach(interface: "dptA0", hook: .ingress),
                                       try dp.attach(interface: "dptA0", hook: .egress)])
                     }

@@ -10,7 +10,7 @@ import Testing
 @Suite("Metrics: batched per-CPU counter reads (root)", .enabled(if: geteuid() == 0, "needs root to load BPF maps"))
 struct MetricsCounterBatchTests {
     /// Writes `perCPU` values (one per possible CPU) of `T` at `key` of `map`.
-    func write<T>(_ dp: Datapath, _ map: String, key: UInt32, _ values: [T]) throws {
+    func write<T>(_ dp: BPFDatapath, _ map: String, key: UInt32, _ values: [T]) throws {
         let stride = (MemoryLayout<T>.size + 7) / 8 * 8
         var buf = [UInt8](repeating: 0, count: stride * values.count)
         buf.withUnsafeMutableBytes { raw in
@@ -23,7 +23,7 @@ struct MetricsCounterBatchTests {
     }
 
     @Test func batchedReadsEqualPerKeyReadsAcrossChunks() throws {
-        let dp = try Datapath(pinDirectory: nil)
+        let dp = try BPFDatapath(pinDirectory: nil)
         defer { dp.close() }
         let cpus = Int(libbpf_num_possible_cpus())
         // Rule hits: 400,000 keys at the session quota, more than one batch chunk.
@@ -66,7 +66,7 @@ struct MetricsCounterBatchTests {
         #expect(sessions[3].packets == UInt64(4 * cpus))
         for slot in 0..<4 {
             for d in Direction.allCases {
-                let k = Datapath.sourceStatsKey(sourceSlot: UInt16(slot), direction: d)
+                let k = BPFDatapath.sourceStatsKey(sourceSlot: UInt16(slot), direction: d)
                 #expect(sources[k] == (try dp.sourceCounters(sourceSlot: UInt16(slot), direction: d)))
             }
         }

@@ -71,7 +71,7 @@ extension KernelTests {
         guard Kernel.available else { return }
         let documents = 200, packetsPerDocument = 300
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             dp.slotGracePeriod = .zero
             var rng = SeededRandom(seed: 0x5ec_9a0c)
@@ -156,7 +156,7 @@ extension KernelTests {
         doc.sources = [Source(id: "vm", interface: "tap0", securityGroups: ["web"], networkAcl: "edge")]
         doc.sessions = [Session(id: "s", priority: 1, filter: "all", sources: ["vm"], target: "t", vni: 7)]
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             var slots = SlotAssignment()
             let image = try Docs.compile(doc, slots: &slots, ifindex: 100)
@@ -218,7 +218,7 @@ extension KernelTests {
         doc.sources = [Source(id: "vm", interface: "tap0", securityGroups: doc.securityGroups.map(\.id), networkAcl: "a")]
         doc.sessions = [Session(id: "s", priority: 1, filter: "all", sources: ["vm"], target: "t", vni: 7)]
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             var slots = SlotAssignment()
             let image = try Docs.compile(doc, slots: &slots, ifindex: 100)
@@ -286,7 +286,7 @@ extension KernelTests {
         doc.sources = [Source(id: "vm", interface: "tap0", securityGroups: ["g"])]
         doc.sessions = [Session(id: "s", priority: 1, filter: "all", sources: ["vm"], target: "t", vni: 7)]
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             var slots = SlotAssignment()
             let image = try Docs.compile(doc, slots: &slots, ifindex: 100)

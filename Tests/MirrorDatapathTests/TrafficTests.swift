@@ -16,7 +16,7 @@ extension KernelTests {
     @Test func pingIsMirroredOncePerDirectionAndCopiesAreNeverClassifiedAgain() throws {
         guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
-            let dp = try Datapath(pinDirectory: dir)
+            let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }
             try Kernel.withNetns { host in
                 try Kernel.withNetns { vm in
@@ -47,10 +47,10 @@ extension KernelTests {
                         Session(id: "loop", priority: 1, filter: "everything", sources: ["mirror"], target: "collector", vni: 8),
                     ]
                     let slots = try SlotAssignment.assign(document: doc)
-                    let (indexes, attachments) = try Kernel.inNetns(host) { () throws -> ([String: UInt32], [Datapath.Attachment]) in
+                    let (indexes, attachments) = try Kernel.inNetns(host) { () throws -> ([String: UInt32], [BPFDatapath.Attachment]) in
                         var idx: [String: UInt32] = [:]
-                        for dev in ["dptA0", "dptM0"] { idx[dev] = UInt32(try Datapath.ifindex(of: dev)) }
-                        var att: [Datapath.Attachment] = []
+                        for dev in ["dptA0", "dptM0"] { idx[dev] = UInt32(try BPFDatapath.ifindex(of: dev)) }
+                        var att: [BPFDatapath.Attachment] = []
                         for dev in ["dptA0", "dptM0"] {
                             att.append(try dp.attach(interface: dev, hook: .ingress))
                             att.append(try dp.attach(interface: dev, hook: .egress))

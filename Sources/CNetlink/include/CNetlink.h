@@ -6,9 +6,6 @@
 // errno-style code; cnl_strerror() turns it into text.
 
 #include <stdint.h>
-/* glibc's malloc_trim(3), which Swift's Glibc module does not export: the agent
- * returns the heap an apply freed (Agent.returnFreedMemory). */
-#include <malloc.h>
 
 #ifdef __cplusplus
 extern "C" {

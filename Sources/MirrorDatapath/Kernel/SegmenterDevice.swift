@@ -1,6 +1,6 @@
 import CNetlink
 import Foundation
-import MirrorDatapath
+import Logging
 
 /// The segmenter veth pair (bpf/mirror_abi.h, "The segmenter"; SPEC §6): GSO copies
 /// whose wire segments do not fit the path MTU or packetLength are segmented by the
@@ -52,7 +52,7 @@ extension KernelDatapath {
     /// Called by `start()` before stage 2 is attached: the pair, `mirror_segmented` on
     /// its rx end, and stage 2 told where to divert. Not fatal: without a segmenter a
     /// GSO copy that does not fit is cut as a whole (counted as truncated_gso).
-    static func startSegmenter(_ nl: NetlinkContext, mirrorDevice: String, datapath dp: MirrorDatapath.Datapath?) {
+    static func startSegmenter(_ nl: NetlinkContext, mirrorDevice: String, datapath dp: BPFDatapath?, logger: Logger) {
         guard let dp else { return }
         do {
             let (tx, _) = try SegmenterDevice.ensure(nl, mirrorDevice: mirrorDevice)
@@ -60,8 +60,7 @@ extension KernelDatapath {
             try dp.setSegmenter(ifindex: UInt32(tx))
         } catch {
             try? dp.setSegmenter(ifindex: 0)
-            FileHandle.standardError.write(Data(
-                "mirror-agent: no segmenter, GSO copies that do not fit will be cut as a whole (SPEC §6): \(error)\n".utf8))
+            logger.warning("no segmenter: GSO copies that do not fit will be cut as a whole (SPEC §6)", metadata: ["error": "\(error)"])
         }
     }
 }

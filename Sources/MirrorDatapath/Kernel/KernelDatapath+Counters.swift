@@ -1,7 +1,6 @@
 import Foundation
 import MirrorCompiler
 import MirrorCore
-import MirrorDatapath
 
 extension KernelDatapath {
     /// Reads every counter of the policy in force, under the datapath lock: an apply
@@ -44,7 +43,7 @@ extension KernelDatapath {
                 for (id, slot) in image.slots.sources.sorted(by: { $0.value < $1.value }) {
                     for d in Direction.allCases {
                         var s = DatapathCounters.Source(slot: slot, id: id, interface: interfaces[id] ?? "", direction: d)
-                        let k = MirrorDatapath.Datapath.sourceStatsKey(sourceSlot: slot, direction: d)
+                        let k = BPFDatapath.sourceStatsKey(sourceSlot: slot, direction: d)
                         let c = sourceStats[k]
                         s.seen = c.seen; s.mirrored = c.mirrored; s.noMatch = c.noMatch
                         s.rejected = c.rejected; s.notIP = c.notIP; s.cloneErrors = c.cloneErrors

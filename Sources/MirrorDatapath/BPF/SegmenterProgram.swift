@@ -6,7 +6,7 @@ import Glibc
 // whose segments do not fit to the egress of a veth pair's tx end (gso_max_segs 1, so
 // the kernel segments them in software); `mirror_segmented` on the rx end's ingress
 // sends each segment back to the mirror device's egress. The agent owns the pair.
-extension Datapath {
+extension BPFDatapath {
     /// Attaches `mirror_segmented` (encap object) on the TC ingress of the
     /// segmenter's rx end, same handle/priority rules as every filter of ours.
     @discardableResult

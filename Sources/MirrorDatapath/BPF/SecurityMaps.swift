@@ -8,7 +8,7 @@ import MirrorCore
 /// entries of an image, the connection table of the stateful groups
 /// (`mirror_flows`, see bpf/security.h for why it is ours and not conntrack) and
 /// the suppression counters.
-extension Datapath {
+extension BPFDatapath {
     /// The maps of bpf/security.h, looked up at load with the others.
     static let securityMaps = ["mirror_security", "mirror_flows", "security_stats", "mirror_fragments"]
 

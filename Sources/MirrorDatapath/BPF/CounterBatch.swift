@@ -8,7 +8,7 @@ import MirrorCore
 // BPF_MAP_LOOKUP_BATCH per few thousand keys instead of one lookup per key. Slots
 // are dense from 0 (the lowest free slot is taken), so reading keys 0..<n covers
 // every live slot. At 2,000 sessions a scrape went from ~50k syscalls to ~30.
-extension Datapath {
+extension BPFDatapath {
     /// Per key in 0..<n of PERCPU_ARRAY `map`, the CPUs' values summed by `sum`.
     /// Falls back to one lookup per key when the kernel has no batch lookups.
     func perCPURange<T, S>(_ map: String, count n: UInt32, as: T.Type, zero: S,

@@ -44,7 +44,7 @@ public enum TCHook: String, Sendable {
 /// needs: attach/detach, write a compiled image and flip the generation, read
 /// counters, test-run. One instance per process; not thread-safe except
 /// `testRun` and counter reads, which only read fds.
-public final class Datapath: @unchecked Sendable {
+public final class BPFDatapath: @unchecked Sendable {
     public let pinDirectory: String?
     /// How this instance attaches (tcx where the kernel has it).
     public let attachMode: AttachMode

@@ -1,7 +1,7 @@
 import Foundation
+import Logging
 import MirrorCompiler
 import MirrorCore
-import MirrorDatapath
 
 /// The agent's `Datapath` on the real kernel: MirrorDatapath (libbpf: load, pin,
 /// attach, write images, test-run) plus MirrorCompiler (document → map image) plus
@@ -12,9 +12,9 @@ import MirrorDatapath
 public final class KernelDatapath: Datapath, @unchecked Sendable {
     public let kind = "kernel"
     private let options: DatapathFactory.Options
-    // Internal, not private: MetricsKernel.swift reads counters under the same lock.
+    // Not private: KernelDatapath+Counters.swift reads counters under the same lock.
     let lock = NSLock()
-    var datapath: MirrorDatapath.Datapath?
+    var datapath: BPFDatapath?
     private var netlink: NetlinkContext?
     private var mirrorIfindex: Int?
     var document = Document()
@@ -46,6 +46,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// Re-resolves the encapsulation templates every second (next hops change).
     private var templateTimer: DispatchSourceTimer?
 
+    private var logger: Logger { options.logger }
+
     public init(options: DatapathFactory.Options) { self.options = options }
 
     var slotsPath: String? { options.stateDirectory.map { $0 + "/datapath-slots.json" } }
@@ -57,7 +59,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         try lock.withLock {
             if datapath != nil { return }
             try BPFFS.ensureMounted(options.bpffs)
-            do { datapath = try MirrorDatapath.Datapath(pinDirectory: options.bpffs, attach: options.attachMode) } catch {
+            do { datapath = try BPFDatapath(pinDirectory: options.bpffs, attach: options.attachMode) } catch {
                 throw DatapathError("load the classifier (pins in \(options.bpffs)): \(error)")
             }
             // Links whose device went away while no agent ran (defunct, still pinned).
@@ -70,7 +72,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 throw DatapathError("point the classifier at \(options.mirrorDevice): \(error)")
             }
             // SPEC §6: GSO copies that do not fit are segmented first (Segmenter.swift); before stage 2 is attached.
-            Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath)
+            Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath, logger: logger)
             // Stage 2 on the mirror device's egress (the SEAM above; issue 6's e2e needed copies to leave).
             do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
                 throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
@@ -126,14 +128,14 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         // SPEC §5 enforcement (Enforcement.swift): refused before anything changes, replaced after the flip.
         let enforcement = EnforcementRenderer.render(doc)
         let enforceNow = enforce || enforcement != enforcedRules
-        if enforceNow { do { try Enforcement().check(doc) } catch { throw DatapathError("\(error)") } }
+        if enforceNow { do { try Enforcement(logger: logger).check(doc) } catch { throw DatapathError("\(error)") } }
         do {
             try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
             _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
         } catch { throw DatapathError("write the policy: \(error)") }
         if enforceNow {
             enforcedRules = nil
-            do { try Enforcement().apply(doc) } catch { throw DatapathError("\(error)") }
+            do { try Enforcement(logger: logger).apply(doc) } catch { throw DatapathError("\(error)") }
             enforcedRules = enforcement
         }
         // The new policy is in force: from here on, failures are per interface.
@@ -156,7 +158,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 nowAttached[name] = index
             } catch {
                 // Vanished between lookup and attach: pending until its link event.
-                FileHandle.standardError.write(Data("mirror-agent: attach \(name): \(error)\n".utf8))
+                logger.warning("attach failed; the source is pending until its interface changes", metadata: ["interface": "\(name)", "error": "\(error)"])
             }
         }
         // Detached by ifindex unless that ifindex is now a source's (a reused index):
@@ -192,7 +194,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         // Written when they change (an apply that only changes settings keeps every
         // id's slot: 20,000 sessions re-encoded for nothing cost ~40 ms and an fsync).
         if let path = slotsPath, newSlots != slotsOnDisk, let data = try? JSONEncoder().encode(newSlots) {
-            slotsOnDisk = (try? StateStore.writeAtomically(data, to: path)) != nil ? newSlots : nil
+            slotsOnDisk = (try? DurableFile.write(data, to: path)) != nil ? newSlots : nil
         }
         refreshEncapTemplates()
     }
@@ -214,7 +216,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
         }
         do { try dp.setEncapTemplates(Array(templates.values)) } catch {
-            FileHandle.standardError.write(Data("mirror-agent: encapsulation templates: \(error)\n".utf8))
+            logger.warning("write the encapsulation templates", metadata: ["error": "\(error)"])
         }
     }
 
@@ -275,7 +277,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
         } catch {
             // It stays on clsact (still mirrored); said once.
-            FileHandle.standardError.write(Data("mirror-agent: move \(name) to tcx: \(error)\n".utf8))
+            logger.warning("move to tcx failed; the interface stays on clsact", metadata: ["interface": "\(name)", "error": "\(error)"])
         }
         return true
     }
@@ -286,7 +288,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 // Another link (the underlay?) changed: recompile only if a path MTU moved.
                 if let nl = netlink, datapath != nil, pathMTUs(document, nl) != pathMTUs {
                     do { try reconcile(document, generation: generation) } catch {
-                        FileHandle.standardError.write(Data("mirror-agent: re-apply after a path MTU change: \(error)\n".utf8))
+                        logger.error("re-apply after a path MTU change", metadata: ["error": "\(error)"])
                     }
                 }
                 return
@@ -300,7 +302,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 try? dp.detach(ifindex: Int32(old), name: name, hook: .egress)
             }
             do { try reconcile(document, generation: generation) } catch {
-                FileHandle.standardError.write(Data("mirror-agent: re-apply after \(name) changed: \(error)\n".utf8))
+                logger.error("re-apply after an interface changed", metadata: ["interface": "\(name)", "error": "\(error)"])
             }
         }
     }
@@ -330,7 +332,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 throw DatapathError("interface \(src.interface) of source \(source) is not present: no kernel policy to run")
             }
             let frame = FrameBuilder.frame(for: packet)
-            let raw: MirrorDatapath.Datapath.TestRunResult
+            let raw: BPFDatapath.TestRunResult
             do { raw = try dp.testRun(.test(direction), frame: frame, mark: UInt32(ifindex)) } catch {
                 throw DatapathError("BPF_PROG_TEST_RUN: \(error)")
             }
@@ -381,15 +383,15 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     }
 
     /// Detaches our filters (fixed handle and priority: only ours) from every
-    /// interface, and unpins the maps. The mirror device is removed by the caller.
+    /// interface, unpins the maps and removes the mirror device and the segmenter.
     public func cleanup() throws {
         try lock.withLock {
             var problems: [String] = []
             // First: it does not depend on loading the classifier below.
-            do { try Enforcement().remove() } catch { problems.append("\(error)") }
+            do { try Enforcement(logger: logger).remove() } catch { problems.append("\(error)") }
             let isBPFFS = BPFFS.isMounted(options.bpffs)
-            let dp: MirrorDatapath.Datapath
-            do { dp = try MirrorDatapath.Datapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
+            let dp: BPFDatapath
+            do { dp = try BPFDatapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
                 throw DatapathError("load the classifier to clean up: \(error)")
             }
             defer { dp.close() }
@@ -406,38 +408,18 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 dp.unpinMaps()
             }
             if let path = slotsPath { unlink(path); slotsOnDisk = nil }
+            do {
+                let nl = try NetlinkContext()
+                if try MirrorDevice.remove(nl, name: options.mirrorDevice) {
+                    logger.info("removed mirror device", metadata: ["device": "\(options.mirrorDevice)"])
+                }
+                if try SegmenterDevice.remove(nl, mirrorDevice: options.mirrorDevice) {
+                    logger.info("removed segmenter", metadata: ["device": "\(SegmenterDevice.names(forMirrorDevice: options.mirrorDevice).tx)"])
+                }
+            } catch {
+                problems.append("devices of \(options.mirrorDevice): \(error)")
+            }
             guard problems.isEmpty else { throw DatapathError(problems.joined(separator: "; ")) }
-        }
-    }
-}
-
-/// The bpffs directory for pins (issue 4: mounted there when it is not one).
-enum BPFFS {
-    /// Whether `path` lies on a bpf filesystem: the longest mount point containing it
-    /// (from /proc/self/mounts) has type bpf.
-    static func isMounted(_ path: String) -> Bool {
-        guard let resolved = realpath(path, nil) else { return false }
-        let real = String(cString: resolved)
-        free(resolved)
-        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
-        var best: (point: String, type: String)?
-        for line in mounts.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count >= 3 else { continue }
-            let point = f[1].replacingOccurrences(of: "\\040", with: " ")
-            let inside = real == point || real.hasPrefix(point.hasSuffix("/") ? point : point + "/")
-            if inside && point.count >= (best?.point.count ?? -1) { best = (point, String(f[2])) }
-        }
-        return best?.type == "bpf"
-    }
-
-    static func ensureMounted(_ path: String) throws {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw DatapathError("create bpffs directory \(path): \(error.localizedDescription)")
-        }
-        if isMounted(path) { return }
-        guard mount("bpf", path, "bpf", 0, nil) == 0 else {
-            throw DatapathError("mount bpffs on \(path): \(String(cString: strerror(errno)))")
         }
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
-import MirrorDatapath
+import Logging
 
-/// tcx links or clsact filters (MirrorDatapath.Datapath.AttachMode).
-public typealias TCAttachMode = MirrorDatapath.Datapath.AttachMode
+/// tcx links or clsact filters.
+public typealias TCAttachMode = BPFDatapath.AttachMode
 
 /// Where the agent gets its datapath: `.kernel` is `KernelDatapath` (libbpf through
 /// MirrorDatapath), `.memory` the no-kernel `InMemoryDatapath`, `.automatic` the
@@ -21,10 +21,14 @@ public enum DatapathFactory {
         /// remaining hooks through clsact and moves them to tcx in the background (each
         /// new link costs an RCU grace period, ~12 ms here).
         public var tcxLinksPerApply: Int
+        /// What the datapath reports that does not fail a call (an interface that
+        /// vanished before its attach, a template that did not resolve).
+        public var logger: Logger
         public init(bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil,
-                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32) {
+                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32,
+                    logger: Logger = Logger(label: "mirror-agent.datapath")) {
             self.bpffs = bpffs; self.mirrorDevice = mirrorDevice; self.stateDirectory = stateDirectory
-            self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply
+            self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply; self.logger = logger
         }
     }
 
