@@ -10,7 +10,7 @@ import Testing
 @Suite("Metrics: batched per-CPU counter reads (root)", .enabled(if: geteuid() == 0, "needs root to load BPF maps"))
 struct MetricsCounterBatchTests {
     /// Writes `perCPU` values (one per possible CPU) of `T` at `key` of `map`.
-    func write<T>(_ dp: BPFDatapath, _ map: String, key: UInt32, _ values: [T]) throws {
+    func write<T>(_ dp: BPFDatapath, _ map: ClassifierMap, key: UInt32, _ values: [T]) throws {
         let stride = (MemoryLayout<T>.size + 7) / 8 * 8
         var buf = [UInt8](repeating: 0, count: stride * values.count)
         buf.withUnsafeMutableBytes { raw in
@@ -29,7 +29,7 @@ struct MetricsCounterBatchTests {
         // Rule hits: 400,000 keys at the session quota, more than one batch chunk.
         let ruleKeys: [UInt32] = [0, 1, 19, 20, 262_143, 262_144, 262_145, 399_999]
         for (n, k) in ruleKeys.enumerated() {
-            try write(dp, "rule_stats", key: k, (0..<cpus).map { c in mirror_rule_stats(hits: UInt64(1000 * n + c + 1)) })
+            try write(dp, .ruleStats, key: k, (0..<cpus).map { c in mirror_rule_stats(hits: UInt64(1000 * n + c + 1)) })
         }
         let hits = try dp.allRuleHits(sessionSlots: Int(MAX_SESSIONS))
         #expect(hits.count == Int(MIRROR_RULE_STATS_ENTRIES))
@@ -48,13 +48,13 @@ struct MetricsCounterBatchTests {
 
         // Sessions, sources and encap: same as the per-key readers.
         for slot in [0, 3, 7] as [UInt32] {
-            try write(dp, "session_stats", key: slot, (0..<cpus).map { _ in mirror_session_stats(packets: UInt64(slot) + 1, bytes: 100) })
+            try write(dp, .sessionStats, key: slot, (0..<cpus).map { _ in mirror_session_stats(packets: UInt64(slot) + 1, bytes: 100) })
             var e = mirror_encap_stats()
             e.sent = UInt64(slot) + 2; e.truncated_mtu = 1; e.dropped_tunnel_key = 3
-            try write(dp, "encap_stats", key: slot, Array(repeating: e, count: cpus))
+            try write(dp, .encapStats, key: slot, Array(repeating: e, count: cpus))
             var s = mirror_source_stats()
             s.seen = 5; s.no_match = UInt64(slot); s.clone_errors = 1
-            try write(dp, "source_stats", key: slot, Array(repeating: s, count: cpus))
+            try write(dp, .sourceStats, key: slot, Array(repeating: s, count: cpus))
         }
         let sessions = try dp.allSessionCounters(sessionSlots: 8)
         let encap = try dp.allEncapCounters(sessionSlots: 8)

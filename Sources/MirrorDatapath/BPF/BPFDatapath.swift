@@ -13,24 +13,6 @@ public enum EmbeddedBPF {
     public static var encapObject: [UInt8] { [UInt8](Data(base64Encoded: encapBase64) ?? Data()) }
 }
 
-/// The programs of bpf/classify.bpf.c.
-public enum ClassifierProgram: String, CaseIterable, Sendable {
-    /// TC ingress of a source device = the ENI's outbound (SPEC §4).
-    case tcIngress = "mirror_tc_ingress"
-    /// TC egress of a source device = the ENI's inbound.
-    case tcEgress = "mirror_tc_egress"
-    /// BPF_PROG_TEST_RUN twins returning the verdict instead of cloning.
-    case testIngress = "mirror_test_ingress"
-    case testEgress = "mirror_test_egress"
-    /// Returns at once: the cost of BPF_PROG_TEST_RUN itself (benchmark baseline).
-    case testNop = "mirror_test_nop"
-
-    /// The test program that decides for `direction`.
-    public static func test(_ direction: Direction) -> ClassifierProgram {
-        direction == .inbound ? .testEgress : .testIngress
-    }
-}
-
 public enum TCHook: String, Sendable {
     case ingress, egress
 
@@ -50,10 +32,16 @@ public final class BPFDatapath: @unchecked Sendable {
     public let attachMode: AttachMode
     private var object: OpaquePointer?
     private var programFDs: [ClassifierProgram: Int32] = [:]
-    private var mapFDs: [String: Int32] = [:]
-    private var lastFlip: UInt64 = 0
+    private var mapFDs: [ClassifierMap: Int32] = [:]
+    /// When the last flip happened (BPFDatapath+Policy.swift waits out its grace period).
+    var lastFlip: UInt64 = 0
     /// Interfaces whose clsact qdisc this instance created.
-    private var createdHooks = Set<Int32>()
+    var createdHooks = Set<Int32>()
+    struct LinkKey: Hashable { var ifindex: Int32; var hook: TCHook }
+    /// tcx links held by fd when there is no pin directory (they detach on close()).
+    var heldLinks: [LinkKey: Int32] = [:]
+    /// Program ids by fd, looked up once (attach compares them with a link's).
+    var programIDs: [Int32: UInt32] = [:]
     /// tc filter handle and priority of our filters; fixed so that a restarted agent
     /// replaces its own filter instead of adding a second one.
     public static let filterHandle: UInt32 = 0x4d52
@@ -110,15 +98,11 @@ public final class BPFDatapath: @unchecked Sendable {
             }
             programFDs[p] = bpf_program__fd(prog)
         }
-        for name in ["mirror_active", "mirror_policy", "mirror_prefilter", "mirror_session", "mirror_target",
-                     "session_stats", "rule_stats", "source_stats",
-                     // Used by stage 2; named here so that loadEncap shares them, metrics read
-                     // the first and the agent writes the second.
-                     "encap_stats", "mirror_encap_templates"] + Self.securityMaps {
-            guard let map = bpf_object__find_map_by_name(obj, name) else {
-                throw DatapathError("find map \(name)", detail: "not in the object")
+        for m in ClassifierMap.allCases {
+            guard let map = bpf_object__find_map_by_name(obj, m.rawValue) else {
+                throw DatapathError("find map \(m.rawValue)", detail: "not in the object")
             }
-            mapFDs[name] = bpf_map__fd(map)
+            mapFDs[m] = bpf_map__fd(map)
         }
     }
 
@@ -126,7 +110,7 @@ public final class BPFDatapath: @unchecked Sendable {
 
     // MARK: encapsulation stage
 
-    var encapObject: OpaquePointer?  // internal: Segmenter.swift finds its program and map
+    var encapObject: OpaquePointer?
     private var encapFD: Int32 = -1
 
     /// Loads stage 2 (bpf/encap.bpf.c, program `mirror_encap`) sharing this
@@ -143,7 +127,8 @@ public final class BPFDatapath: @unchecked Sendable {
         var map = bpf_object__next_map(obj, nil)
         while let m = map {
             _ = bpf_map__set_pin_path(m, nil)
-            if let name = bpf_map__name(m).map({ String(cString: $0) }), let fd = mapFDs[name] {
+            if let name = bpf_map__name(m).map({ String(cString: $0) }), let shared = ClassifierMap(rawValue: name),
+               let fd = mapFDs[shared] {
                 let rc = bpf_map__reuse_fd(m, fd)
                 if rc != 0 { bpf_object__close(obj); throw DatapathError("share map \(name) with encap", errno: -rc) }
             }
@@ -155,7 +140,7 @@ public final class BPFDatapath: @unchecked Sendable {
             bpf_object__close(obj)
             throw DatapathError("load BPF object encap", errno: -rc, log: log)
         }
-        guard let prog = bpf_object__find_program_by_name(obj, "mirror_encap") else {
+        guard let prog = bpf_object__find_program_by_name(obj, EncapProgram.encap.rawValue) else {
             bpf_object__close(obj)
             throw DatapathError("find program mirror_encap", detail: "not in the encap object")
         }
@@ -190,8 +175,8 @@ public final class BPFDatapath: @unchecked Sendable {
 
     public func programFD(_ p: ClassifierProgram) -> Int32 { programFDs[p] ?? -1 }
 
-    func mapFD(_ name: String) throws(DatapathError) -> Int32 {
-        guard let fd = mapFDs[name], fd >= 0 else { throw DatapathError("map \(name)", detail: "datapath closed") }
+    func mapFD(_ map: ClassifierMap) throws(DatapathError) -> Int32 {
+        guard let fd = mapFDs[map], fd >= 0 else { throw DatapathError("map \(map.rawValue)", detail: "datapath closed") }
         return fd
     }
 
@@ -204,553 +189,5 @@ public final class BPFDatapath: @unchecked Sendable {
             _ = bpf_map__unpin(m, nil)
             map = bpf_object__next_map(object, m)
         }
-    }
-
-    // MARK: interfaces
-
-    public static func ifindex(of interface: String) throws(DatapathError) -> Int32 {
-        let i = if_nametoindex(interface)
-        guard i != 0 else { throw DatapathError("interface \(interface)", errno: Glibc.errno) }
-        return Int32(i)
-    }
-
-    // MARK: attach / detach
-
-    /// How programs sit on a device's TC hooks.
-    public enum AttachMode: String, Sendable, CaseIterable {
-        /// tcx links (kernel >= 6.6): no qdisc, no filter walk; the hook costs nothing
-        /// measurable (BENCHMARKS.md). Links are pinned under `<pinDirectory>/links`,
-        /// so they outlive the agent as tc filters do.
-        case tcx
-        /// A direct-action filter (our fixed handle and priority) on the clsact qdisc.
-        case clsact
-
-        /// tcx when the running kernel has it (a BPF_PROG_QUERY on lo answers), else clsact.
-        public static func probe() -> AttachMode {
-            var ids = [UInt32](repeating: 0, count: 1)
-            var count: UInt32 = 1
-            return clibbpf_tcx_query(1, 0, &ids, &count) == 0 ? .tcx : .clsact
-        }
-    }
-
-    /// What `attach` did, so `detach` undoes exactly that.
-    public struct Attachment: Hashable, Sendable {
-        public var interface: String
-        public var ifindex: Int32
-        public var hook: TCHook
-        /// The clsact qdisc was created by this attach (it did not exist before).
-        public var createdHook: Bool
-        public var programID: UInt32
-        public var mode: AttachMode = .clsact
-        /// A new tcx link was created (one RCU grace period under rtnl, ~12 ms here).
-        public var createdLink = false
-    }
-
-    /// Attaches the classifier for `hook` on `interface` (name, or "#<ifindex>").
-    /// Attaching twice never duplicates: tcx finds our pinned link and points it at
-    /// this instance's program (atomically); clsact replaces our filter (same handle
-    /// and priority), creating the qdisc when missing.
-    @discardableResult
-    public func attach(interface: String, hook: TCHook) throws(DatapathError) -> Attachment {
-        let ifindex = try Self.ifindex(of: interface)
-        return try attach(ifindex: ifindex, name: interface, hook: hook)
-    }
-
-    /// `newLink` false (tcx mode): when the hook has no link of ours yet, attach a
-    /// clsact filter instead, now, and leave the link for later (`attach` again with
-    /// `newLink` true moves the hook over). Creating a tcx link waits for an RCU grace
-    /// period with rtnl held, about 12 ms on this VM and not parallel; a clsact filter
-    /// takes about 0.1 ms. So a large apply mirrors at once and upgrades afterwards.
-    @discardableResult
-    public func attach(ifindex: Int32, name: String? = nil, hook: TCHook, newLink: Bool = true) throws(DatapathError) -> Attachment {
-        let prog: ClassifierProgram = hook == .ingress ? .tcIngress : .tcEgress
-        return try attach(ifindex: ifindex, name: name, hook: hook, programFD: programFD(prog), newLink: newLink)
-    }
-
-    func attach(ifindex: Int32, name: String?, hook: TCHook, programFD fd: Int32, newLink: Bool = true) throws(DatapathError) -> Attachment {
-        let label = name ?? "ifindex \(ifindex)"
-        switch attachMode {
-        case .tcx: return try attachTCX(ifindex: ifindex, label: label, hook: hook, programFD: fd, newLink: newLink)
-        case .clsact: return try attachClsact(ifindex: ifindex, label: label, hook: hook, programFD: fd)
-        }
-    }
-
-    /// Whether this instance created the clsact qdisc of `ifindex`.
-    public func createdClsact(ifindex: Int32) -> Bool { createdHooks.contains(ifindex) }
-
-    /// Destroys the clsact qdisc of `ifindex` if this instance created it. The caller
-    /// has checked that no filter (anyone's) is left on it.
-    public func destroyCreatedClsact(ifindex: Int32) {
-        guard createdHooks.remove(ifindex) != nil else { return }
-        _ = clibbpf_tc_hook_destroy(ifindex)
-    }
-
-    private func attachClsact(ifindex: Int32, label: String, hook: TCHook, programFD fd: Int32) throws(DatapathError) -> Attachment {
-        let rc = clibbpf_tc_hook_create(ifindex)
-        let created: Bool
-        if rc == 0 { created = true; createdHooks.insert(ifindex) } else if rc == -EEXIST { created = false } else {
-            throw DatapathError("create clsact on \(label)", errno: -rc)
-        }
-        var id: UInt32 = 0
-        let arc = clibbpf_tc_attach(ifindex, hook.isEgress, fd, Self.filterHandle, Self.filterPriority, 1, &id)
-        if arc != 0 {
-            if created { _ = clibbpf_tc_hook_destroy(ifindex); createdHooks.remove(ifindex) }
-            throw DatapathError("attach tc \(hook.rawValue) on \(label)", errno: -arc)
-        }
-        // A tcx link of ours from an earlier run in tcx mode goes, now that the filter runs.
-        if let fd = heldLinks.removeValue(forKey: LinkKey(ifindex: ifindex, hook: hook)) { Glibc.close(fd) }
-        if let path = linkPin(ifindex: ifindex, hook: hook) { unlink(path) }
-        return Attachment(interface: label, ifindex: ifindex, hook: hook, createdHook: created, programID: id, mode: .clsact)
-    }
-
-    /// Where the tcx link of (ifindex, hook) is pinned; nil without a pin directory.
-    /// Named by ifindex: a recreated device (new ifindex) gets a new link, and the
-    /// old one, defunct with its device, is pruned.
-    func linkPin(ifindex: Int32, hook: TCHook) -> String? {
-        pinDirectory.map { "\($0)/links/tcx-\(ifindex)-\(hook.rawValue)" }
-    }
-
-    private struct LinkKey: Hashable { var ifindex: Int32; var hook: TCHook }
-    /// tcx links held by fd when there is no pin directory (they detach on close()).
-    private var heldLinks: [LinkKey: Int32] = [:]
-    private var programIDs: [Int32: UInt32] = [:]
-
-    func programID(ofFD fd: Int32) -> UInt32 {
-        if let id = programIDs[fd] { return id }
-        var id: UInt32 = 0
-        _ = clibbpf_prog_id_name(fd, &id, nil)
-        programIDs[fd] = id
-        return id
-    }
-
-    /// The tcx link of ours on (ifindex, hook), as an fd the caller closes, when it is
-    /// there and live (its device is still this ifindex). Stale pins are removed.
-    private func ourLink(ifindex: Int32, hook: TCHook) -> (fd: Int32, programID: UInt32)? {
-        if let fd = heldLinks[LinkKey(ifindex: ifindex, hook: hook)] {
-            let dup = Glibc.dup(fd)
-            return dup < 0 ? nil : (dup, Self.tcxLinkInfo(dup)?.programID ?? 0)
-        }
-        guard let path = linkPin(ifindex: ifindex, hook: hook) else { return nil }
-        let fd = clibbpf_obj_get(path)
-        guard fd >= 0 else { return nil }
-        if let info = Self.tcxLinkInfo(fd), info.ifindex == UInt32(ifindex), info.egress == (hook == .egress) {
-            return (fd, info.programID)
-        }
-        Glibc.close(fd)
-        unlink(path)  // defunct (its device is gone) or not ours: it must not shadow a new link
-        return nil
-    }
-
-    static func tcxLinkInfo(_ fd: Int32) -> (ifindex: UInt32, egress: Bool, programID: UInt32)? {
-        var ifindex: UInt32 = 0, type: UInt32 = 0, prog: UInt32 = 0
-        guard clibbpf_tcx_link_info(fd, &ifindex, &type, &prog) == 0 else { return nil }
-        return (ifindex, type == UInt32(CLIBBPF_TCX_EGRESS), prog)
-    }
-
-    private func attachTCX(ifindex: Int32, label: String, hook: TCHook, programFD fd: Int32,
-                           newLink: Bool) throws(DatapathError) -> Attachment {
-        let wanted = programID(ofFD: fd)
-        if let (link, current) = ourLink(ifindex: ifindex, hook: hook) {
-            defer { Glibc.close(link) }
-            if current != wanted {
-                // A restarted (or upgraded) agent: the same link runs the new program from the next packet on.
-                let rc = clibbpf_link_update(link, fd)
-                if rc != 0 { throw DatapathError("update tcx \(hook.rawValue) link on \(label)", errno: -rc) }
-            }
-            return Attachment(interface: label, ifindex: ifindex, hook: hook, createdHook: false, programID: wanted, mode: .tcx)
-        }
-        if !newLink { return try attachClsact(ifindex: ifindex, label: label, hook: hook, programFD: fd) }
-        let link = clibbpf_tcx_link_create(fd, ifindex, hook.isEgress)
-        if link < 0 { throw DatapathError("attach tcx \(hook.rawValue) on \(label)", errno: -link) }
-        if let path = linkPin(ifindex: ifindex, hook: hook) {
-            defer { Glibc.close(link) }
-            let dir = (path as NSString).deletingLastPathComponent
-            if mkdir(dir, 0o700) != 0 && Glibc.errno != EEXIST {
-                throw DatapathError("create \(dir)", errno: Glibc.errno)
-            }
-            let rc = clibbpf_obj_pin(link, path)
-            // Unpinned, the link would detach when this function closes it: say so instead.
-            if rc != 0 { throw DatapathError("pin tcx \(hook.rawValue) link of \(label) at \(path)", errno: -rc) }
-        } else {
-            heldLinks[LinkKey(ifindex: ifindex, hook: hook)] = link
-        }
-        // An agent that ran in clsact mode before (an upgrade) left its filter there:
-        // removed only now, after the link runs, so that no packet goes unmirrored
-        // (for that instant a packet may be copied twice).
-        _ = clibbpf_tc_detach(ifindex, hook.isEgress, Self.filterHandle, Self.filterPriority)
-        return Attachment(interface: label, ifindex: ifindex, hook: hook, createdHook: false, programID: wanted, mode: .tcx,
-                          createdLink: true)
-    }
-
-    /// Removes our filter (and only ours) from `hook` of `interface`. The clsact qdisc
-    /// is left in place by default: destroying it would remove other owners' filters
-    /// too, and libbpf cannot list them. With `destroyHookIfCreated`, the qdisc is
-    /// destroyed when this instance created it and neither of our filters remains
-    /// on it: for interfaces nobody else filters (tests, agent-owned devices).
-    public func detach(_ a: Attachment, destroyHookIfCreated: Bool = false) throws(DatapathError) {
-        try detach(ifindex: a.ifindex, name: a.interface, hook: a.hook)
-        if destroyHookIfCreated && createdHooks.contains(a.ifindex)
-            && !isAttached(ifindex: a.ifindex, hook: .ingress) && !isAttached(ifindex: a.ifindex, hook: .egress) {
-            _ = clibbpf_tc_hook_destroy(a.ifindex)
-            createdHooks.remove(a.ifindex)
-        }
-    }
-
-    public func detach(interface: String, hook: TCHook) throws(DatapathError) {
-        let ifindex = try Self.ifindex(of: interface)
-        try detach(ifindex: ifindex, name: interface, hook: hook)
-    }
-
-    /// Removes ours from the hook, whichever way it was attached (so that switching
-    /// modes, or cleaning up after an older agent, leaves nothing behind).
-    public func detach(ifindex: Int32, name: String? = nil, hook: TCHook) throws(DatapathError) {
-        let label = name ?? "ifindex \(ifindex)"
-        if let fd = heldLinks.removeValue(forKey: LinkKey(ifindex: ifindex, hook: hook)) { Glibc.close(fd) }
-        // The pin is the link's last reference: unlinking it detaches the program.
-        if let path = linkPin(ifindex: ifindex, hook: hook), unlink(path) != 0 && Glibc.errno != ENOENT {
-            throw DatapathError("unpin tcx \(hook.rawValue) link of \(label) at \(path)", errno: Glibc.errno)
-        }
-        let rc = clibbpf_tc_detach(ifindex, hook.isEgress, Self.filterHandle, Self.filterPriority)
-        // ENOENT: no such filter; EINVAL: no clsact qdisc at all. Either way not attached.
-        if rc != 0 && rc != -ENOENT && rc != -EINVAL {
-            throw DatapathError("detach tc \(hook.rawValue) on \(label)", errno: -rc)
-        }
-    }
-
-    /// Whether ours is on `hook` of the interface (any program id), attached in `mode`
-    /// (nil: this instance's).
-    public func isAttached(ifindex: Int32, hook: TCHook, mode: AttachMode? = nil) -> Bool {
-        switch mode ?? attachMode {
-        case .tcx:
-            guard let (fd, _) = ourLink(ifindex: ifindex, hook: hook) else {
-                // In tcx mode a hook may be on clsact until its link is made (`newLink`).
-                return mode == nil && isAttached(ifindex: ifindex, hook: hook, mode: .clsact)
-            }
-            Glibc.close(fd)
-            return true
-        case .clsact:
-            var id: UInt32 = 0
-            return clibbpf_tc_query(ifindex, hook.isEgress, Self.filterHandle, Self.filterPriority, &id) == 0
-        }
-    }
-
-    /// Our pinned tcx links: (pin path, the ifindex in its name).
-    private func linkPins() -> [(path: String, ifindex: Int32)] {
-        guard let pinDirectory else { return [] }
-        let dir = pinDirectory + "/links"
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.compactMap { name in
-            let parts = name.split(separator: "-")  // tcx-IFINDEX-HOOK (linkPin)
-            guard parts.count == 3, parts[0] == "tcx", let i = Int32(parts[1]) else { return nil }
-            return (dir + "/" + name, i)
-        }
-    }
-
-    /// Unpins every pinned tcx link whose device is gone (a deleted interface leaves
-    /// its link defunct, still pinned) or, with `all`, every one: then nothing of
-    /// ours stays on any hook through a link. Returns how many were removed.
-    @discardableResult
-    public func pruneLinks(all: Bool = false) -> Int {
-        var removed = 0
-        for (path, _) in linkPins() {
-            var stale = all
-            if !stale {
-                let fd = clibbpf_obj_get(path)
-                if fd < 0 { continue }
-                stale = (Self.tcxLinkInfo(fd)?.ifindex ?? 0) == 0
-                Glibc.close(fd)
-            }
-            if stale && unlink(path) == 0 { removed += 1 }
-        }
-        if all, let pinDirectory { rmdir(pinDirectory + "/links") }
-        return removed
-    }
-
-    /// The ifindexes that have a pinned tcx link of ours (live or defunct).
-    public func pinnedLinkIfindexes() -> Set<Int32> { Set(linkPins().map(\.ifindex)) }
-
-    /// The names of the programs on a tcx hook of the device, in the order the
-    /// kernel runs them (clsact filters are not included: `tc filter show` lists
-    /// those). For tests and diagnostics; [] on kernels without tcx.
-    public static func tcxPrograms(ifindex: Int32, hook: TCHook) -> [String] {
-        var ids = [UInt32](repeating: 0, count: 64)
-        var count = UInt32(ids.count)
-        guard clibbpf_tcx_query(ifindex, hook.isEgress, &ids, &count) == 0 else { return [] }
-        return ids.prefix(Int(count)).map { id in
-            var name = [CChar](repeating: 0, count: 17)
-            return clibbpf_prog_name_by_id(id, &name) == 0 ? String(cString: name) : "#\(id)"
-        }
-    }
-
-    // MARK: policy
-
-    /// The generation in force (0 before the first apply) and its slot.
-    public func activeGeneration() throws(DatapathError) -> (generation: UInt64, slot: UInt8, mirrorIfindex: UInt32) {
-        var key: UInt32 = 0
-        var v = mirror_active()
-        let rc = bpf_map_lookup_elem(try mapFD("mirror_active"), &key, &v)
-        try DatapathError.check(rc, "read mirror_active")
-        return (v.generation, UInt8(v.slot & 1), v.mirror_ifindex)
-    }
-
-    /// Writes `image` completely into the inactive generation slot, then flips the
-    /// active slot (SPEC §8: a packet sees the old or the new policy, never a mix).
-    /// `mirrorIfindex`: the device copies are cloned to (nil keeps the current one).
-    /// Returns the new generation number.
-    @discardableResult
-    public func apply(_ image: MapImage, mirrorIfindex: UInt32? = nil) throws(DatapathError) -> UInt64 {
-        let current = try activeGeneration()
-        let slot: UInt8 = current.slot == 0 && current.generation == 0 ? 1 : 1 - current.slot
-        // Let readers of the slot we are about to overwrite finish.
-        let now = DispatchTime.now().uptimeNanoseconds
-        let grace = UInt64(slotGracePeriod.components.seconds) * 1_000_000_000
-            + UInt64(slotGracePeriod.components.attoseconds / 1_000_000_000)
-        if lastFlip != 0 && now - lastFlip < grace {
-            usleep(UInt32((grace - (now - lastFlip)) / 1000))
-        }
-
-        // Sessions (array, keyed by slot * MAX_SESSIONS + session slot).
-        let sessionFD = try mapFD("mirror_session")
-        for (sessionSlot, value) in image.sessions {
-            var key = UInt32(slot) * UInt32(MAX_SESSIONS) + UInt32(sessionSlot)
-            var v = value
-            try DatapathError.check(bpf_map_update_elem(sessionFD, &key, &v, UInt64(BPF_ANY)), "write mirror_session[\(key)]")
-        }
-
-        // Targets (hash, keyed by slot * MAX_TARGETS + index).
-        try replaceSlot(try mapFD("mirror_target"), image.targets.lazy.map { (index, value) in
-            (UInt32(slot) * UInt32(MAX_TARGETS) + index, value)
-        }, what: { "write mirror_target[\($0 % UInt32(MAX_TARGETS))]" },
-           inSlot: { $0 / UInt32(MAX_TARGETS) == UInt32(slot) }, id: { UInt64($0) })
-
-        // Policies (lazily: a 20,000-session image holds about 40 MB of them; no copy).
-        let sourceOfIfindex = { (k: mirror_policy_key) in image.policies.first { $0.ifindex == k.ifindex }?.sourceID ?? "?" }
-        try replaceSlot(try mapFD("mirror_policy"), image.policies.lazy.map { entry in (entry.key(slot: slot), entry.value) },
-                        what: { "write policy of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
-                        inSlot: { $0.slot == slot }, id: Self.policyKeyID)
-
-        // The index the classifier reads before the policies, same slot.
-        try writePrefilter(image, slot: slot)
-
-        // Security groups and ACLs (SPEC §5, SecurityMaps.swift), same slot.
-        try writeSecurity(image, slot: slot)
-
-        // Flip.
-        var active = mirror_active()
-        active.slot = UInt32(slot) | (image.security.isEmpty ? 0 : UInt32(MIRROR_ACTIVE_SECURITY))
-        active.mirror_ifindex = mirrorIfindex ?? current.mirrorIfindex
-        active.generation = current.generation + 1
-        var zero: UInt32 = 0
-        try DatapathError.check(bpf_map_update_elem(try mapFD("mirror_active"), &zero, &active, UInt64(BPF_ANY)),
-                                "flip mirror_active to slot \(slot)")
-        lastFlip = DispatchTime.now().uptimeNanoseconds
-        return active.generation
-    }
-
-    /// Sets the device copies are cloned to, without changing the policy.
-    public func setMirrorDevice(ifindex: UInt32) throws(DatapathError) {
-        var key: UInt32 = 0
-        var v = mirror_active()
-        let fd = try mapFD("mirror_active")
-        try DatapathError.check(bpf_map_lookup_elem(fd, &key, &v), "read mirror_active")
-        v.mirror_ifindex = ifindex
-        try DatapathError.check(bpf_map_update_elem(fd, &key, &v, UInt64(BPF_ANY)), "write mirror_active")
-    }
-
-    /// Every bucket of `slot` in the prefilter index (PrefilterIndex), the empty
-    /// ones too, so nothing of an older generation stays: one batch of 1 MiB.
-    func writePrefilter(_ image: MapImage, slot: UInt8) throws(DatapathError) {
-        let n = PrefilterIndex.bucketCount
-        var values = [mirror_prefilter_bucket](repeating: mirror_prefilter_bucket(), count: n)
-        for (b, v) in PrefilterIndex.buckets(image.policies) { values[b] = v }
-        var keys = (0..<n).map { UInt32(slot) * UInt32(n) + UInt32($0) }
-        var count = UInt32(n)
-        let fd = try mapFD("mirror_prefilter")
-        let rc = keys.withUnsafeMutableBytes { k in
-            values.withUnsafeMutableBytes { v in bpf_map_update_batch(fd, k.baseAddress, v.baseAddress, &count, nil) }
-        }
-        try DatapathError.check(rc, "write mirror_prefilter (slot \(slot), \(count) of \(n) buckets written)")
-    }
-
-    static func policyKeyID(_ k: mirror_policy_key) -> UInt64 {
-        UInt64(k.ifindex) << 16 | UInt64(k.slot) << 8 | UInt64(k.direction)
-    }
-
-    /// The double buffer's write (SPEC §8): put every entry of generation `slot`
-    /// into a hash map, then delete that slot's keys the image no longer has. The
-    /// other slot, the one in force, is never touched. `id` makes keys hashable.
-    func replaceSlot<K, V, S: Sequence>(_ fd: Int32, _ entries: S, what: (K) -> String,
-                                        inSlot: (K) -> Bool, id: (K) -> UInt64) throws(DatapathError) where S.Element == (K, V) {
-        var wanted = Set<UInt64>()
-        for (k, v) in entries {
-            var key = k
-            var value = v
-            wanted.insert(id(key))
-            let rc = bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY))
-            if rc != 0 { try DatapathError.check(rc, what(k)) }
-        }
-        for key in try keys(fd, as: K.self) where inSlot(key) && !wanted.contains(id(key)) {
-            var k = key
-            _ = bpf_map_delete_elem(fd, &k)
-        }
-    }
-
-    func keys<K>(_ fd: Int32, as: K.Type) throws(DatapathError) -> [K] {
-        var out: [K] = []
-        let size = MemoryLayout<K>.size
-        var prev = [UInt8](repeating: 0, count: size)
-        var next = [UInt8](repeating: 0, count: size)
-        var first = true
-        while true {
-            let rc = prev.withUnsafeMutableBytes { p in
-                next.withUnsafeMutableBytes { n in
-                    bpf_map_get_next_key(fd, first ? nil : p.baseAddress, n.baseAddress)
-                }
-            }
-            if rc != 0 { break }
-            out.append(next.withUnsafeBytes { $0.loadUnaligned(as: K.self) })
-            prev = next
-            first = false
-        }
-        return out
-    }
-
-    // MARK: counters
-
-    public struct SourceCounters: Hashable, Sendable {
-        public var seen: UInt64 = 0, mirrored: UInt64 = 0, rejected: UInt64 = 0
-        public var noMatch: UInt64 = 0, notIP: UInt64 = 0, cloneErrors: UInt64 = 0
-    }
-
-    public struct SessionCounters: Hashable, Sendable {
-        public var packets: UInt64 = 0, bytes: UInt64 = 0
-    }
-
-    /// Per-CPU values of a PERCPU_ARRAY entry, each `T`.
-    func perCPU<T>(_ map: String, key: UInt32, as: T.Type) throws(DatapathError) -> [T] {
-        let cpus = Int(libbpf_num_possible_cpus())
-        guard cpus > 0 else { throw DatapathError("count possible CPUs", errno: -Int32(cpus)) }
-        let stride = (MemoryLayout<T>.size + 7) / 8 * 8
-        var buf = [UInt8](repeating: 0, count: stride * cpus)
-        var k = key
-        let fd = try mapFD(map)
-        let rc = buf.withUnsafeMutableBytes { bpf_map_lookup_elem(fd, &k, $0.baseAddress) }
-        try DatapathError.check(rc, "read \(map)[\(key)]")
-        return (0..<cpus).map { i in buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * stride, as: T.self) } }
-    }
-
-    public func sessionCounters(sessionSlot: UInt16) throws(DatapathError) -> SessionCounters {
-        var c = SessionCounters()
-        for v in try perCPU("session_stats", key: UInt32(sessionSlot), as: mirror_session_stats.self) {
-            c.packets &+= v.packets; c.bytes &+= v.bytes
-        }
-        return c
-    }
-
-    public func ruleHits(sessionSlot: UInt16, direction: Direction, ruleIndex: UInt8) throws(DatapathError) -> UInt64 {
-        let key = mirror_rule_stats_key(UInt32(sessionSlot), UInt32(direction.abi), UInt32(ruleIndex))
-        return try perCPU("rule_stats", key: key, as: mirror_rule_stats.self).reduce(0) { $0 &+ $1.hits }
-    }
-
-    public func sourceCounters(sourceSlot: UInt16, direction: Direction) throws(DatapathError) -> SourceCounters {
-        var c = SourceCounters()
-        let key = mirror_source_stats_key(UInt32(sourceSlot), UInt32(direction.abi))
-        for v in try perCPU("source_stats", key: key, as: mirror_source_stats.self) {
-            c.seen &+= v.seen; c.mirrored &+= v.mirrored; c.rejected &+= v.rejected
-            c.noMatch &+= v.no_match; c.notIP &+= v.not_ip; c.cloneErrors &+= v.clone_errors
-        }
-        return c
-    }
-
-    /// Zeroes the counters of slots that were freed, before new ids take them over.
-    public func clearCounters(sessionSlots: [UInt16], sourceSlots: [UInt16]) throws(DatapathError) {
-        func zero(_ map: String, _ key: UInt32, valueSize: Int) throws(DatapathError) {
-            let cpus = Int(libbpf_num_possible_cpus())
-            var buf = [UInt8](repeating: 0, count: (valueSize + 7) / 8 * 8 * max(1, cpus))
-            var k = key
-            let fd = try mapFD(map)
-            let rc = buf.withUnsafeMutableBytes { bpf_map_update_elem(fd, &k, $0.baseAddress, UInt64(BPF_ANY)) }
-            try DatapathError.check(rc, "clear \(map)[\(key)]")
-        }
-        for s in sessionSlots {
-            try zero("session_stats", UInt32(s), valueSize: MemoryLayout<mirror_session_stats>.size)
-            for d in Direction.allCases {
-                for r in 0..<UInt32(MAX_RULES_PER_DIRECTION) {
-                    try zero("rule_stats", mirror_rule_stats_key(UInt32(s), UInt32(d.abi), r),
-                             valueSize: MemoryLayout<mirror_rule_stats>.size)
-                }
-            }
-        }
-        try clearSecurityCounters(sourceSlots: sourceSlots)
-        for s in sourceSlots {
-            for d in Direction.allCases {
-                try zero("source_stats", mirror_source_stats_key(UInt32(s), UInt32(d.abi)),
-                         valueSize: MemoryLayout<mirror_source_stats>.size)
-            }
-        }
-    }
-
-    // MARK: test run
-
-    public struct TestRunResult: Hashable, Sendable {
-        public var retval: UInt32
-        /// Average ns per run, as the kernel measured it.
-        public var durationNs: UInt32
-    }
-
-    /// BPF_PROG_TEST_RUN of `program` on `frame`. `ifindex` is the device the skb is
-    /// on (1 = lo works without a real device); the test programs take the source
-    /// device from `mark` when it is non-zero.
-    /// `cb0` is skb->cb[0] (MIRROR_COPY_MAGIC makes the frame look like a copy).
-    public func testRun(_ program: ClassifierProgram, frame: [UInt8], ifindex: UInt32 = 1, mark: UInt32 = 0,
-                        cb0: UInt32 = 0, repeat count: UInt32 = 1) throws(DatapathError) -> TestRunResult {
-        var retval: UInt32 = 0, duration: UInt32 = 0
-        let fd = programFD(program)
-        let rc = frame.withUnsafeBytes { raw in
-            clibbpf_test_run_skb(fd, raw.baseAddress, UInt32(raw.count), ifindex, mark, cb0, count, &retval, &duration)
-        }
-        if rc != 0 { throw DatapathError("test run \(program.rawValue)", errno: -rc) }
-        return TestRunResult(retval: retval, durationNs: duration)
-    }
-}
-
-/// A decoded verdict of the test programs (bpf/mirror_abi.h, mirror_verdict).
-public struct Verdict: Hashable, Sendable, CustomStringConvertible {
-    public enum Outcome: UInt32, Sendable {
-        case noPolicy = 1, copy = 2, notIP = 3, noMatch = 4, reject = 5, accept = 6, unknown = 0
-        /// SPEC §5 (bpf/security.h): see `security`.
-        case suppressedBySecurityGroup = 7, suppressedByAcl = 8
-    }
-    public var outcome: Outcome
-    public var sessionSlot: UInt16
-    public var ruleIndex: UInt8
-    public var slot: UInt8
-
-    public init(_ raw: UInt32) {
-        outcome = Outcome(rawValue: mirror_verdict_outcome(raw)) ?? .unknown
-        sessionSlot = UInt16(mirror_verdict_session_slot(raw))
-        ruleIndex = UInt8(mirror_verdict_rule_index(raw))
-        slot = UInt8(mirror_verdict_slot(raw))
-        security = SecurityVerdict(raw: raw)
-    }
-
-    /// The group/ACL rule of a suppression (SecurityMaps.swift).
-    public var security: SecurityVerdict?
-
-    public var mirrored: Bool { outcome == .accept }
-    public var decided: Bool { outcome == .accept || outcome == .reject }
-
-    public var description: String {
-        decided ? "\(outcome) session slot \(sessionSlot) rule \(ruleIndex) (gen slot \(slot))" : "\(outcome) (gen slot \(slot))"
-    }
-}
-
-/// Network namespaces are per thread: after `enter`, the calling thread's ifindex
-/// lookups and tc operations act inside the namespace.
-public enum NetworkNamespace {
-    /// Moves the calling thread into the namespace at `path` (e.g. /run/netns/NAME).
-    public static func enter(path: String) throws(DatapathError) {
-        let rc = clibbpf_enter_netns(path)
-        if rc != 0 { throw DatapathError("enter network namespace \(path)", errno: -rc) }
     }
 }

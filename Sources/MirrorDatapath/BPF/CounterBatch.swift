@@ -11,7 +11,7 @@ import MirrorCore
 extension BPFDatapath {
     /// Per key in 0..<n of PERCPU_ARRAY `map`, the CPUs' values summed by `sum`.
     /// Falls back to one lookup per key when the kernel has no batch lookups.
-    func perCPURange<T, S>(_ map: String, count n: UInt32, as: T.Type, zero: S,
+    func perCPURange<T, S>(_ map: ClassifierMap, count n: UInt32, as: T.Type, zero: S,
                            sum: (inout S, T) -> Void) throws(DatapathError) -> [S] {
         guard n > 0 else { return [] }
         let cpus = Int(libbpf_num_possible_cpus())
@@ -40,7 +40,7 @@ extension BPFDatapath {
                 if next == 0 && (err == EINVAL || err == 524 /* ENOTSUPP (kernel-internal) */ || err == EOPNOTSUPP) {
                     return try perCPUEach(map, count: n, as: T.self, zero: zero, sum: sum)
                 }
-                throw DatapathError("batch read \(map) from key \(next)", errno: err)
+                throw DatapathError("batch read \(map.rawValue) from key \(next)", errno: err)
             }
             values.withUnsafeBytes { raw in
                 for i in 0..<Int(got) {
@@ -59,7 +59,7 @@ extension BPFDatapath {
         return out
     }
 
-    private func perCPUEach<T, S>(_ map: String, count n: UInt32, as: T.Type, zero: S,
+    private func perCPUEach<T, S>(_ map: ClassifierMap, count n: UInt32, as: T.Type, zero: S,
                                   sum: (inout S, T) -> Void) throws(DatapathError) -> [S] {
         var out: [S] = []
         out.reserveCapacity(Int(n))
@@ -83,7 +83,7 @@ extension BPFDatapath {
 
     /// session_stats of slots 0..<sessionSlots, indexed by slot.
     public func allSessionCounters(sessionSlots: Int) throws(DatapathError) -> [SessionCounters] {
-        try perCPURange("session_stats", count: UInt32(sessionSlots), as: mirror_session_stats.self, zero: SessionCounters()) {
+        try perCPURange(.sessionStats, count: UInt32(sessionSlots), as: mirror_session_stats.self, zero: SessionCounters()) {
             $0.packets &+= $1.packets; $0.bytes &+= $1.bytes
         }
     }
@@ -91,12 +91,12 @@ extension BPFDatapath {
     /// rule_stats of session slots 0..<sessionSlots, indexed by mirror_rule_stats_key.
     public func allRuleHits(sessionSlots: Int) throws(DatapathError) -> [UInt64] {
         let n = UInt32(sessionSlots) * UInt32(MIRROR_DIRECTIONS) * UInt32(MAX_RULES_PER_DIRECTION)
-        return try perCPURange("rule_stats", count: n, as: mirror_rule_stats.self, zero: UInt64(0)) { $0 &+= $1.hits }
+        return try perCPURange(.ruleStats, count: n, as: mirror_rule_stats.self, zero: UInt64(0)) { $0 &+= $1.hits }
     }
 
     /// source_stats of source slots 0..<sourceSlots, indexed by mirror_source_stats_key.
     public func allSourceCounters(sourceSlots: Int) throws(DatapathError) -> [SourceCounters] {
-        try perCPURange("source_stats", count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_source_stats.self,
+        try perCPURange(.sourceStats, count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_source_stats.self,
                         zero: SourceCounters()) {
             $0.seen &+= $1.seen; $0.mirrored &+= $1.mirrored; $0.rejected &+= $1.rejected
             $0.noMatch &+= $1.no_match; $0.notIP &+= $1.not_ip; $0.cloneErrors &+= $1.clone_errors
@@ -105,7 +105,7 @@ extension BPFDatapath {
 
     /// security_stats of source slots 0..<sourceSlots, indexed by mirror_source_stats_key.
     public func allSecurityCounters(sourceSlots: Int) throws(DatapathError) -> [SecurityCounters] {
-        try perCPURange("security_stats", count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_security_stats.self,
+        try perCPURange(.securityStats, count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_security_stats.self,
                         zero: SecurityCounters()) {
             $0.suppressedBySecurityGroup &+= $1.suppressed_by_security_group
             $0.suppressedByAcl &+= $1.suppressed_by_acl
@@ -115,7 +115,7 @@ extension BPFDatapath {
 
     /// encap_stats of session slots 0..<sessionSlots, indexed by slot.
     public func allEncapCounters(sessionSlots: Int) throws(DatapathError) -> [EncapCounters] {
-        try perCPURange("encap_stats", count: UInt32(sessionSlots), as: mirror_encap_stats.self, zero: EncapCounters()) {
+        try perCPURange(.encapStats, count: UInt32(sessionSlots), as: mirror_encap_stats.self, zero: EncapCounters()) {
             $0.add($1)
         }
     }

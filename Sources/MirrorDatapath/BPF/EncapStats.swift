@@ -59,7 +59,7 @@ extension BPFDatapath {
     /// The CPUs summed for `sessionSlot` (or MIRROR_ENCAP_STATS_NOT_COPY).
     public func encapCounters(sessionSlot: UInt32) throws(DatapathError) -> EncapCounters {
         var c = EncapCounters()
-        for v in try perCPU("encap_stats", key: sessionSlot, as: mirror_encap_stats.self) { c.add(v) }
+        for v in try perCPU(.encapStats, key: sessionSlot, as: mirror_encap_stats.self) { c.add(v) }
         return c
     }
 
@@ -67,7 +67,7 @@ extension BPFDatapath {
     /// by IPv4 collector address in network order: each written in one update, then
     /// the addresses no longer present deleted.
     public func setEncapTemplates(_ templates: [EncapTemplate]) throws(DatapathError) {
-        let fd = try mapFD("mirror_encap_templates")
+        let fd = try mapFD(.encapTemplates)
         try replaceSlot(fd, templates.lazy.map { ($0.collectorKey, $0.abi) },
                         what: { "write the encapsulation template for collector key \($0)" },
                         inSlot: { _ in true }, id: { UInt64($0) })

@@ -9,14 +9,11 @@ import MirrorCore
 /// (`mirror_flows`, see bpf/security.h for why it is ours and not conntrack) and
 /// the suppression counters.
 extension BPFDatapath {
-    /// The maps of bpf/security.h, looked up at load with the others.
-    static let securityMaps = ["mirror_security", "mirror_flows", "security_stats", "mirror_fragments"]
-
     /// Writes the image's security entries into generation `slot`, then deletes that
     /// slot's stale entries. Called by `apply` before the flip, like the policies.
     func writeSecurity(_ image: MapImage, slot: UInt8) throws(DatapathError) {
         let sourceOfIfindex = { (k: mirror_security_key) in image.security.first { $0.ifindex == k.ifindex }?.sourceID ?? "?" }
-        try replaceSlot(try mapFD("mirror_security"), image.security.lazy.map { entry in (entry.key(slot: slot), entry.value) },
+        try replaceSlot(try mapFD(.security), image.security.lazy.map { entry in (entry.key(slot: slot), entry.value) },
                         what: { "write security groups/ACL of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
                         inSlot: { $0.slot == slot }, id: Self.securityKeyID)
     }
@@ -38,7 +35,7 @@ extension BPFDatapath {
     public func securityCounters(sourceSlot: UInt16, direction: Direction) throws(DatapathError) -> SecurityCounters {
         var c = SecurityCounters()
         let key = mirror_source_stats_key(UInt32(sourceSlot), UInt32(direction.abi))
-        for v in try perCPU("security_stats", key: key, as: mirror_security_stats.self) {
+        for v in try perCPU(.securityStats, key: key, as: mirror_security_stats.self) {
             c.suppressedBySecurityGroup &+= v.suppressed_by_security_group
             c.suppressedByAcl &+= v.suppressed_by_acl
             c.established &+= v.established
@@ -48,7 +45,7 @@ extension BPFDatapath {
 
     func clearSecurityCounters(sourceSlots: [UInt16]) throws(DatapathError) {
         let cpus = max(1, Int(libbpf_num_possible_cpus()))
-        let fd = try mapFD("security_stats")
+        let fd = try mapFD(.securityStats)
         for s in sourceSlots {
             for d in Direction.allCases {
                 var k = mirror_source_stats_key(UInt32(s), UInt32(d.abi))
@@ -104,17 +101,17 @@ extension BPFDatapath {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)  // bpf_ktime_get_ns
         v.last_seen_ns = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-        try DatapathError.check(bpf_map_update_elem(try mapFD("mirror_flows"), &k, &v, UInt64(BPF_ANY)), "record flow")
+        try DatapathError.check(bpf_map_update_elem(try mapFD(.flows), &k, &v, UInt64(BPF_ANY)), "record flow")
     }
 
     /// The number of remembered connections.
     public func flowCount() throws(DatapathError) -> Int {
-        try keys(try mapFD("mirror_flows"), as: mirror_flow_key.self).count
+        try keys(try mapFD(.flows), as: mirror_flow_key.self).count
     }
 
     /// Forgets every connection (tests).
     public func clearFlows() throws(DatapathError) {
-        let fd = try mapFD("mirror_flows")
+        let fd = try mapFD(.flows)
         for key in try keys(fd, as: mirror_flow_key.self) {
             var k = key
             _ = bpf_map_delete_elem(fd, &k)

@@ -12,7 +12,7 @@ extension BPFDatapath {
     @discardableResult
     public func attachSegmenter(rxInterface: String) throws(DatapathError) -> Attachment {
         try loadEncap()
-        guard let obj = encapObject, let prog = bpf_object__find_program_by_name(obj, "mirror_segmented") else {
+        guard let obj = encapObject, let prog = bpf_object__find_program_by_name(obj, EncapProgram.segmented.rawValue) else {
             throw DatapathError("find program mirror_segmented", detail: "not in the encap object")
         }
         let ifindex = try Self.ifindex(of: rxInterface)
@@ -41,7 +41,7 @@ extension BPFDatapath {
 
     private func segmenterMapFD() throws(DatapathError) -> Int32 {
         try loadEncap()
-        guard let obj = encapObject, let map = bpf_object__find_map_by_name(obj, "mirror_segmenter") else {
+        guard let obj = encapObject, let map = bpf_object__find_map_by_name(obj, EncapMap.segmenter.rawValue) else {
             throw DatapathError("find map mirror_segmenter", detail: "not in the encap object")
         }
         return bpf_map__fd(map)

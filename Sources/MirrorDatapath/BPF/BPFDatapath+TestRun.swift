@@ -1,0 +1,63 @@
+import CLibbpf
+import CMirrorABI
+import Foundation
+import Glibc
+import MirrorCompiler
+import MirrorCore
+
+/// BPF_PROG_TEST_RUN: the oracle's twin in the kernel (explain, differential tests).
+extension BPFDatapath {
+    // MARK: test run
+
+    public struct TestRunResult: Hashable, Sendable {
+        public var retval: UInt32
+        /// Average ns per run, as the kernel measured it.
+        public var durationNs: UInt32
+    }
+
+    /// BPF_PROG_TEST_RUN of `program` on `frame`. `ifindex` is the device the skb is
+    /// on (1 = lo works without a real device); the test programs take the source
+    /// device from `mark` when it is non-zero.
+    /// `cb0` is skb->cb[0] (MIRROR_COPY_MAGIC makes the frame look like a copy).
+    public func testRun(_ program: ClassifierProgram, frame: [UInt8], ifindex: UInt32 = 1, mark: UInt32 = 0,
+                        cb0: UInt32 = 0, repeat count: UInt32 = 1) throws(DatapathError) -> TestRunResult {
+        var retval: UInt32 = 0, duration: UInt32 = 0
+        let fd = programFD(program)
+        let rc = frame.withUnsafeBytes { raw in
+            clibbpf_test_run_skb(fd, raw.baseAddress, UInt32(raw.count), ifindex, mark, cb0, count, &retval, &duration)
+        }
+        if rc != 0 { throw DatapathError("test run \(program.rawValue)", errno: -rc) }
+        return TestRunResult(retval: retval, durationNs: duration)
+    }
+}
+
+/// A decoded verdict of the test programs (bpf/mirror_abi.h, mirror_verdict).
+public struct Verdict: Hashable, Sendable, CustomStringConvertible {
+    public enum Outcome: UInt32, Sendable {
+        case noPolicy = 1, copy = 2, notIP = 3, noMatch = 4, reject = 5, accept = 6, unknown = 0
+        /// SPEC §5 (bpf/security.h): see `security`.
+        case suppressedBySecurityGroup = 7, suppressedByAcl = 8
+    }
+    public var outcome: Outcome
+    public var sessionSlot: UInt16
+    public var ruleIndex: UInt8
+    public var slot: UInt8
+
+    public init(_ raw: UInt32) {
+        outcome = Outcome(rawValue: mirror_verdict_outcome(raw)) ?? .unknown
+        sessionSlot = UInt16(mirror_verdict_session_slot(raw))
+        ruleIndex = UInt8(mirror_verdict_rule_index(raw))
+        slot = UInt8(mirror_verdict_slot(raw))
+        security = SecurityVerdict(raw: raw)
+    }
+
+    /// The group/ACL rule of a suppression (SecurityMaps.swift).
+    public var security: SecurityVerdict?
+
+    public var mirrored: Bool { outcome == .accept }
+    public var decided: Bool { outcome == .accept || outcome == .reject }
+
+    public var description: String {
+        decided ? "\(outcome) session slot \(sessionSlot) rule \(ruleIndex) (gen slot \(slot))" : "\(outcome) (gen slot \(slot))"
+    }
+}
