@@ -19,7 +19,7 @@ let package = Package(
     targets: [
         .target(name: "MirrorCore"),
         .target(name: "MirrorAPI", dependencies: ["MirrorCore"]),
-        // Datapath (issue 3): the BPF ABI header as a C module, libbpf, the compiler
+        // Datapath: the BPF ABI header as a C module, libbpf, the compiler
         // from a validated document to map images, and the kernel-facing layer.
         .target(name: "CMirrorABI"),
         // libbpf (Debian libbpf-dev) with its opts macros wrapped in C functions.

@@ -398,7 +398,7 @@ struct mirror_segmenter {
 #define MIRROR_META_SEGMENTED 0x53454753u /* cb[4] of a segment: never diverted again */
 
 /*
- * ==== Security groups and network ACLs (SPEC §5, issue 6) ====
+ * ==== Security groups and network ACLs (SPEC §5) ====
  * Evaluated by bpf/security.h before a packet is classified: a packet that the
  * source's network ACL or security groups drop is not mirrored. Compiled by
  * Sources/MirrorCompiler/SecurityCompiler.swift.

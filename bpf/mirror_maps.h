@@ -98,7 +98,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mirror_encap_templates SEC(".maps");
 
-/* ---- Security groups and network ACLs (issue 6; bpf/security.h) ---- */
+/* ---- Security groups and network ACLs (bpf/security.h) ---- */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_SOURCES * MIRROR_DIRECTIONS * MIRROR_GENERATION_SLOTS);

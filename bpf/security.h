@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Security-group and network-ACL drop awareness (SPEC §5, issue 6): a packet that
+ * Security-group and network-ACL drop awareness (SPEC §5): a packet that
  * the source's ACL or security groups drop is not mirrored. classify() calls
  * security_check() once, before its policy lookup; a source without security
  * groups or ACL pays one failed hash lookup.

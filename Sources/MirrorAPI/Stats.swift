@@ -1,5 +1,5 @@
 // Counters of the datapath as the agent reports them: GET /v1/stats (agentctl stats)
-// and GET /metrics (Prometheus) show the same numbers (issue 5).
+// and GET /metrics (Prometheus) show the same numbers.
 //
 // Every counter here is monotonic for its label set: the agent carries values across
 // slot reuse and rule reordering (see MirrorAgent/MetricsContinuity.swift).

@@ -29,7 +29,7 @@ public struct AgentError: Error, CustomStringConvertible {
 public actor Agent {
     private let store: StateStore
     let datapath: Datapath  // internal: MetricsAgent.swift reads counters outside the actor
-    /// Apply durations and counter continuity (issue 5).
+    /// Apply durations and counter continuity.
     public let metrics: AgentMetrics
     private let checker: DocumentChecking
     private let logger: Logger

@@ -5,7 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// The control API: HTTP/1.1 + JSON on a unix socket (SPEC §7, issue 4). The socket
+/// The control API: HTTP/1.1 + JSON on a unix socket (SPEC §7). The socket
 /// is mode 0600 (root only): whoever can write to it controls mirroring.
 public final class ControlServer: @unchecked Sendable {
     public struct Configuration: Sendable {

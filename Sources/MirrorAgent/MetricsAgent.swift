@@ -4,7 +4,7 @@ import MirrorAPI
 import MirrorCore
 import MirrorDatapath
 
-/// The agent's metrics state (issue 5): the apply-duration histogram, the continuity of
+/// The agent's metrics state: the apply-duration histogram, the continuity of
 /// the BPF counters, build info. Owned by the `Agent`; thread-safe.
 public final class AgentMetrics: @unchecked Sendable {
     private let lock = NSLock()

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Keeps every rendered counter series monotonic (issue 5: counters never go backwards
+/// Keeps every rendered counter series monotonic (counters never go backwards
 /// across a policy change or an agent restart).
 ///
 /// The BPF counters live in per-CPU arrays keyed by stable slots (pinned, so they

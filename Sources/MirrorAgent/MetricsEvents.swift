@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import MirrorAPI
 
-// Structured event logs (issue 5): one line per source state change (attached,
+// Structured event logs: one line per source state change (attached,
 // pending, detached), with the source, its interface and ifindex as metadata. Derived
 // from `status()` after every apply, link event and resync, so every datapath
 // implementation gets the same lines. Nothing here runs per packet.

@@ -1,7 +1,7 @@
 import Foundation
 import MirrorAPI
 
-/// Prometheus text exposition (format 0.0.4) of one `MetricsSnapshot` (issue 5). Pure.
+/// Prometheus text exposition (format 0.0.4) of one `MetricsSnapshot`. Pure.
 ///
 /// Every line is rendered here by hand, the BPF-derived ones because they must be:
 /// the counters live in kernel maps and are read as absolute values at scrape time,

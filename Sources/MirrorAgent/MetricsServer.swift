@@ -4,7 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// GET /metrics over HTTP/1.1 on TCP (issue 5, SPEC §7): the Prometheus text
+/// GET /metrics over HTTP/1.1 on TCP (SPEC §7): the Prometheus text
 /// exposition of `render()` (by default the agent's `metricsSnapshot`). Counters are
 /// read at scrape time; nothing polls in the background.
 ///

@@ -1,6 +1,6 @@
 import Foundation
 
-/// What the agent needs from the kernel (issue 4, issue 8 §6): root, CAP_NET_ADMIN for
+/// What the agent needs from the kernel: root, CAP_NET_ADMIN for
 /// clsact/filters/netlink, and CAP_BPF (or, on older kernels, CAP_SYS_ADMIN) for
 /// loading programs and maps.
 public enum Privileges {

@@ -25,7 +25,7 @@ public struct StateError: Error, CustomStringConvertible {
 }
 
 /// The state file in the state directory, written atomically: temp file, fsync,
-/// rename, fsync of the directory (issue 4: a crash mid-write leaves the previous
+/// rename, fsync of the directory (a crash mid-write leaves the previous
 /// state loadable).
 public struct StateStore: Sendable {
     public let directory: String
@@ -49,7 +49,7 @@ public struct StateStore: Sendable {
     }
 
     /// nil when there is no state file yet. Throws when it exists but cannot be read
-    /// or decoded: the agent must stop rather than start empty (issue 4).
+    /// or decoded: the agent must stop rather than start empty.
     public func load() throws -> PersistedState? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {

@@ -176,7 +176,7 @@ extension Direction {
     public var abi: UInt8 { self == .inbound ? UInt8(MIRROR_DIR_INBOUND.rawValue) : UInt8(MIRROR_DIR_OUTBOUND.rawValue) }
 }
 
-/// The compiler (issue 3): a validated document → map image, byte-exact through the
+/// The compiler: a validated document → map image, byte-exact through the
 /// ABI structs. Pure: the caller resolves interfaces and path MTUs.
 public enum Compiler {
     public struct Input {

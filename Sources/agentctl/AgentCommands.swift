@@ -2,7 +2,7 @@ import ArgumentParser
 import MirrorAPI
 import MirrorCore
 
-// Agent-backed commands (issue 4). Each is one request on the control socket.
+// Agent-backed commands. Each is one request on the control socket.
 // Exit status: 0 done, 1 refused by the agent / agent unreachable / bad file, 2 usage.
 
 struct Apply: ParsableCommand {

@@ -8,7 +8,7 @@ import Darwin
 /// `agentctl`: the admin CLI (SPEC §7). Offline commands work on a file; agent-backed
 /// commands (apply, get, ...) join `subcommands` as they are written.
 ///
-/// Exit codes (issue 2): 0 valid / explained, 1 invalid input, 2 usage error.
+/// Exit codes: 0 valid / explained, 1 invalid input, 2 usage error.
 @main
 struct AgentCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

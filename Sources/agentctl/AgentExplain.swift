@@ -2,7 +2,7 @@ import Foundation
 import MirrorAPI
 import MirrorCore
 
-/// `explain` answered by the agent from the live policy (issue 4): the oracle's
+/// `explain` answered by the agent from the live policy: the oracle's
 /// decision and the loaded program's (BPF_PROG_TEST_RUN), and whether they agree.
 /// The packet travels as the same strings as the offline command's flags
 /// (`PacketSpec` ↔ `PacketArguments`), so both accept exactly the same forms.

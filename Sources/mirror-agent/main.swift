@@ -131,7 +131,7 @@ struct Run: AsyncParsableCommand {
             fail("mirror-agent: cannot start: \(error)")
         }
 
-        // Issue 5: GET /metrics on --metrics-address (its own event loop: a slow scrape
+        // GET /metrics on --metrics-address (its own event loop: a slow scrape
         // never delays the control socket).
         let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         guard let (metricsHost, metricsPort) = MetricsServer.parse(address: options.metricsAddress) else {

@@ -1,4 +1,4 @@
-// Classifier benchmark (issue 3): ns per packet of the loaded classifier, measured
+// Classifier benchmark: ns per packet of the loaded classifier, measured
 // by the kernel with BPF_PROG_TEST_RUN repeat, for four policies:
 //   none          the interface has no sessions (policy lookup misses)
 //   1x1           one session with one rule, which matches

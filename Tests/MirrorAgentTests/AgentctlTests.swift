@@ -115,7 +115,7 @@ struct AgentctlTests {
         #expect(st["sessions"] == .int(1))
     }
 
-    /// Issue 4: create and update per kind "from a JSON file or flags".
+    /// Create and update per kind "from a JSON file or flags".
     @Test func createAndUpdateFromFlags() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build agentctl first: \(Self.binary)")
         let t = try await TestAgent(interfaces: ["tap-vm1": 3, "tap-vm3": 5])

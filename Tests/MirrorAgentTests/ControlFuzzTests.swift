@@ -5,7 +5,7 @@ import MirrorCore
 import MirrorTestSupport
 import Testing
 
-/// Issue 8 item 4: 100,000 generated requests through the real control server (NIO,
+/// 100,000 generated requests through the real control server (NIO,
 /// unix socket, keep-alive) into the agent. Every answer is a documented error or a
 /// success, never a 500 or a hang; after every rejected request the agent's applied
 /// document and generation are exactly what they were before it. Meanwhile slow

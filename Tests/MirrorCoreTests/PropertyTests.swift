@@ -2,7 +2,7 @@ import Testing
 import MirrorCore
 import MirrorTestSupport
 
-// Property tests over random valid documents and random packets (issue 2 acceptance).
+// Property tests over random valid documents and random packets.
 // Each failure message carries the seed, so it can be replayed.
 
 private let documentCount = 300

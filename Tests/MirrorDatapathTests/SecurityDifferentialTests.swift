@@ -197,7 +197,7 @@ extension KernelTests {
         }
     }
 
-    /// The quotas of issue 6 fit the map value: 5 groups of 100 rules and 20 ACL
+    /// The chosen quotas fit the map value: 5 groups of 100 rules and 20 ACL
     /// rules per direction, decided by the very last rule of each.
     @Test func groupsAndAclAtTheirQuotasAreEvaluatedToTheLastRule() throws {
         guard Kernel.available else { return }

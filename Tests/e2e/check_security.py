@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 6 end-to-end check: with nftables enforcement on, the copies at the
+"""End-to-end check: with nftables enforcement on, the copies at the
 collector are exactly the packets that enforcement let through and that the
 sessions accept.
 

@@ -11,7 +11,7 @@ public enum Quota {
     public static let sessionsPerAgent = 20000
     public static let backendsPerLoadBalancer = 16
 
-    // Chosen here (SPEC silent; issue 6 allows choosing): documented in README.
+    // Chosen here (SPEC silent): documented in README.
     public static let securityGroupsPerSource = 5
     public static let rulesPerSecurityGroup = 100
     public static let rulesPerAclDirection = 20

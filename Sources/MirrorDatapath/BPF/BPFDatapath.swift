@@ -21,7 +21,7 @@ public enum TCHook: String, Sendable {
     var isEgress: Int32 { self == .egress ? 1 : 0 }
 }
 
-/// The datapath (issue 3): the classifier object loaded into the kernel, its maps
+/// The datapath: the classifier object loaded into the kernel, its maps
 /// pinned under a bpffs directory the caller owns, and the operations the agent
 /// needs: attach/detach, write a compiled image and flip the generation, read
 /// counters, test-run. One instance per process; not thread-safe except

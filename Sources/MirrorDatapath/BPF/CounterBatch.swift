@@ -4,7 +4,7 @@ import Glibc
 import MirrorCompiler
 import MirrorCore
 
-// Whole-range counter reads for the agent's metrics (issue 5): one
+// Whole-range counter reads for the agent's metrics: one
 // BPF_MAP_LOOKUP_BATCH per few thousand keys instead of one lookup per key. Slots
 // are dense from 0 (the lowest free slot is taken), so reading keys 0..<n covers
 // every live slot. At 2,000 sessions a scrape went from ~50k syscalls to ~30.

@@ -30,7 +30,7 @@ public struct EncapTemplate: Hashable, Sendable {
 
 // Counters of stage 2 (bpf/encap.bpf.c): the `encap_stats` per-CPU array, key =
 // session slot; key MIRROR_ENCAP_STATS_NOT_COPY counts frames on the mirror device
-// that were not copies. Read by the agent's metrics (issue 5).
+// that were not copies. Read by the agent's metrics.
 extension BPFDatapath {
     public struct EncapCounters: Hashable, Sendable {
         public var sent: UInt64 = 0, sentBytes: UInt64 = 0

@@ -4,7 +4,7 @@ import Glibc
 import MirrorCompiler
 import MirrorCore
 
-/// Security groups and network ACLs (SPEC §5, issue 6): the `mirror_security`
+/// Security groups and network ACLs (SPEC §5): the `mirror_security`
 /// entries of an image, the connection table of the stateful groups
 /// (`mirror_flows`, see bpf/security.h for why it is ours and not conntrack) and
 /// the suppression counters.

@@ -45,7 +45,7 @@ public protocol Datapath: AnyObject, Sendable {
     /// `mirror-agent cleanup`: remove everything the agent ever put in the kernel.
     func cleanup() throws
 
-    /// The datapath's counters with the labels of the policy in force (issue 5), read
+    /// The datapath's counters with the labels of the policy in force, read
     /// consistently with it (slots cleared by an apply are never shown under the old
     /// labels); nil when this datapath counts nothing. See MetricsSnapshot.swift.
     func counters() throws -> DatapathCounters?

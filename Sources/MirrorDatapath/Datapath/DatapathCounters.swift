@@ -2,7 +2,7 @@ import MirrorCompiler
 import MirrorCore
 
 /// The raw counters of a datapath, each with the stable slot it was read from and the
-/// labels of the policy in force when it was read (issue 5). Values are what the BPF
+/// labels of the policy in force when it was read. Values are what the BPF
 /// maps hold (CPUs summed): they restart from 0 when a slot is cleared for reuse.
 /// `MetricsContinuity` turns them into never-decreasing series.
 public struct DatapathCounters: Sendable {

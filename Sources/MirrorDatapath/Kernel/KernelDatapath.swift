@@ -73,7 +73,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             // SPEC §6: GSO copies that do not fit are segmented first (Segmenter.swift); before stage 2 is attached.
             Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath, logger: logger)
-            // Stage 2 on the mirror device's egress (the SEAM above; issue 6's e2e needed copies to leave).
+            // Stage 2 on the mirror device's egress (the SEAM above).
             do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
                 throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
             }

@@ -103,7 +103,7 @@ public final class NetlinkContext {
     }
 }
 
-/// The mirror device: the VXLAN `external` device copies leave through (issue 4 §5).
+/// The mirror device: the VXLAN `external` device copies leave through.
 public enum MirrorDevice {
     public static let defaultName = "mirror0"
     public static let vxlanPort: UInt16 = 4789
@@ -150,7 +150,7 @@ public struct LinkEvent: Hashable, Sendable {
 }
 
 /// Watches RTNLGRP_LINK on its own thread and reports links added and removed, so
-/// that pending sources get attached when their interface appears (issue 4 §4).
+/// that pending sources get attached when their interface appears.
 public final class LinkMonitor: @unchecked Sendable {
     /// Shared with the thread, which must not retain the monitor (deinit stops it).
     private final class Flag: @unchecked Sendable {

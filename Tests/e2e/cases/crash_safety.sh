@@ -1,4 +1,4 @@
-# Issue 8 item 2, SPEC §7: crash safety.
+# SPEC §7: crash safety.
 #  a) `kill -9` of the agent under traffic: copies keep flowing while it is down
 #     (pinned datapath: every packet the VM sent has exactly one copy, none
 #     missing around the crashes, none duplicated), the restarted agent adopts what is in the kernel

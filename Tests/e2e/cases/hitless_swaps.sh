@@ -1,4 +1,4 @@
-# Issue 8 item 1, SPEC §8: hitless policy swaps. Under steady traffic both ways,
+# SPEC §8: hitless policy swaps. Under steady traffic both ways,
 # `agentctl apply` alternates between two policies (A = examples/demo.json, B = a
 # variant with other VNIs and rules, so a copy's VNI names the policy and session
 # that decided it) as many times as fit in the time budget (the issue asks 1,000).

@@ -1,4 +1,4 @@
-# Issue 8 item 3: a source's interface (tap-vm1 and the VM's eth0, a veth pair) is
+# A source's interface (tap-vm1 and the VM's eth0, a veth pair) is
 # deleted and recreated with a new ifindex as many times as fit in the time budget
 # (the issue asks 100) under traffic both ways. After each recreation the agent
 # re-attaches (status: attached on the new ifindex, one filter per hook) and copies

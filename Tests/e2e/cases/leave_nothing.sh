@@ -1,4 +1,4 @@
-# Issue 8 item 7: a graceful stop followed by `mirror-agent cleanup` leaves no kernel
+# A graceful stop followed by `mirror-agent cleanup` leaves no kernel
 # state behind: no program of ours (tcx link or tc filter) on any device of the host namespace, no mirror
 # or segmenter devices, no pins, no nftables table, and none of the programs, maps
 # and links this run loaded still exists (checked by id: other runs on the machine

@@ -1,4 +1,4 @@
-# Issue 8 item 6 (privilege): the control socket is 0600 and root-owned; agentctl run
+# The control socket is 0600 and root-owned; agentctl run
 # as an unprivileged user gets a clear permission error (and changes nothing);
 # mirror-agent refuses to start (and to clean up) without root or without its
 # capabilities, with a message naming what is missing, and disturbs nothing of the

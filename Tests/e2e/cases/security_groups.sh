@@ -1,4 +1,4 @@
-# Issue 6 (SPEC §5): with nftables enforcement on (examples/security-groups.json,
+# With nftables enforcement on (examples/security-groups.json,
 # "enforce": true), a mix of new connections, replies, denied ports, denied
 # remotes, ACL denies and reply-looking packets without a connection, both
 # directions, IPv4 and IPv6, crosses the source. The copies at the collector must be

@@ -1,4 +1,4 @@
-# Issue 7, tcx attachment at scale. Creating a tcx link waits for an RCU grace
+# Tcx attachment at scale. Creating a tcx link waits for an RCU grace
 # period with rtnl held (~12 ms on this VM, not parallel), so an apply creates only
 # its first --tcx-links-per-apply links itself; it attaches the other hooks through
 # clsact filters at once (mirroring starts with the apply) and a background mover
