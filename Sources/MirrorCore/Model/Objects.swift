@@ -74,9 +74,16 @@ extension PortRange: Encodable {
 
 /// A filter rule (SPEC §2). `source`/`destination` nil = every address of the
 /// ethertype; `sourcePorts`/`destinationPorts` nil = all.
-public struct Rule: Hashable, Sendable, Encodable {
+public typealias Rule = MatchRule<RuleAction>
+
+/// A network ACL rule (SPEC §5): a filter rule's conditions with allow or deny.
+public typealias AclRule = MatchRule<AllowDeny>
+
+/// The conditions filter rules and network ACL rules share (SPEC §4, §5), with the
+/// action each kind takes.
+public struct MatchRule<Action: Hashable & Sendable & Encodable>: Hashable, Sendable, Encodable {
     public var priority: Int
-    public var action: RuleAction
+    public var action: Action
     public var ethertype: Ethertype
     public var `protocol`: ProtocolSpec
     public var source: CIDR?
@@ -84,7 +91,7 @@ public struct Rule: Hashable, Sendable, Encodable {
     public var sourcePorts: PortRange?
     public var destinationPorts: PortRange?
 
-    public init(priority: Int, action: RuleAction, ethertype: Ethertype, protocol: ProtocolSpec = .all,
+    public init(priority: Int, action: Action, ethertype: Ethertype, protocol: ProtocolSpec = .all,
                 source: CIDR? = nil, destination: CIDR? = nil,
                 sourcePorts: PortRange? = nil, destinationPorts: PortRange? = nil) {
         self.priority = priority; self.action = action; self.ethertype = ethertype
@@ -191,25 +198,6 @@ public struct SecurityGroup: Hashable, Sendable, Encodable {
     public var rules: [SecurityGroupRule]
     public init(id: String, description: String? = nil, rules: [SecurityGroupRule] = []) {
         self.id = id; self.description = description; self.rules = rules
-    }
-}
-
-public struct AclRule: Hashable, Sendable, Encodable {
-    public var priority: Int
-    public var action: AllowDeny
-    public var ethertype: Ethertype
-    public var `protocol`: ProtocolSpec
-    public var source: CIDR?
-    public var destination: CIDR?
-    public var sourcePorts: PortRange?
-    public var destinationPorts: PortRange?
-
-    public init(priority: Int, action: AllowDeny, ethertype: Ethertype, protocol: ProtocolSpec = .all,
-                source: CIDR? = nil, destination: CIDR? = nil,
-                sourcePorts: PortRange? = nil, destinationPorts: PortRange? = nil) {
-        self.priority = priority; self.action = action; self.ethertype = ethertype
-        self.protocol = `protocol`; self.source = source; self.destination = destination
-        self.sourcePorts = sourcePorts; self.destinationPorts = destinationPorts
     }
 }
 
