@@ -36,6 +36,15 @@ static __always_inline struct mirror_encap_stats *encap_stats_for(__u32 session_
 	return bpf_map_lookup_elem(&encap_stats, &session_slot);
 }
 
+/* SPEC §11: each copy goes to its backend in that backend's own family. A target
+ * whose backends mix families (family 0) says which are IPv6 bit by bit. */
+static __always_inline int backend_is_ipv6(const struct mirror_target *t, __u32 backend)
+{
+	if (t->family == 0)
+		return (t->backend_v6_mask >> backend) & 1;
+	return t->family == 6;
+}
+
 /*
  * For a GSO copy: the length of one full wire segment, inner Ethernet header
  * included (headers + gso_size), or 0 when the headers cannot be read. Copies
@@ -227,9 +236,11 @@ int mirror_encap(struct __sk_buff *skb)
 		}
 	}
 
+	int ipv6 = backend_is_ipv6(tgt, backend);
 	/* IPv4 collectors with a resolved next hop: outer headers pushed here. GSO
-	 * copies keep the VXLAN device, which segments them correctly. */
-	if (tgt->family == 4 && !skb->gso_size) {
+	 * copies keep the VXLAN device, which segments them correctly; so do IPv6
+	 * collectors (the templates are IPv4 only). */
+	if (!ipv6 && !skb->gso_size) {
 		__be32 daddr = tgt->backends_be[backend][0];
 		struct mirror_encap_template *t = bpf_map_lookup_elem(&mirror_encap_templates, &daddr);
 		if (t && t->ifindex) {
@@ -251,16 +262,22 @@ int mirror_encap(struct __sk_buff *skb)
 		}
 	}
 
+	/* The VXLAN device (collect_md, so it has an IPv4 and an IPv6 socket) adds
+	 * the outer headers of the key's family. */
 	struct bpf_tunnel_key key = {};
-	/* bpf_tunnel_key takes host order for the id and the IPv4 address. */
+	/* bpf_tunnel_key takes host order for the id and the IPv4 address, but the
+	 * IPv6 address in network order: the kernel copies remote_ipv6 as the
+	 * in6_addr bytes (the kernel selftests write bpf_htonl per word). */
 	key.tunnel_id = sess->vni;
 	key.tunnel_ttl = 64;
+	/* A zero UDP checksum is fine over IPv4; over IPv6 receivers drop it by
+	 * default (RFC 6935), so IPv6 copies keep theirs. */
 	__u64 flags = BPF_F_ZERO_CSUM_TX;
-	if (tgt->family == 6) {
-		key.remote_ipv6[0] = bpf_ntohl(tgt->backends_be[backend][0]);
-		key.remote_ipv6[1] = bpf_ntohl(tgt->backends_be[backend][1]);
-		key.remote_ipv6[2] = bpf_ntohl(tgt->backends_be[backend][2]);
-		key.remote_ipv6[3] = bpf_ntohl(tgt->backends_be[backend][3]);
+	if (ipv6) {
+		key.remote_ipv6[0] = tgt->backends_be[backend][0];
+		key.remote_ipv6[1] = tgt->backends_be[backend][1];
+		key.remote_ipv6[2] = tgt->backends_be[backend][2];
+		key.remote_ipv6[3] = tgt->backends_be[backend][3];
 		flags = BPF_F_TUNINFO_IPV6;
 	} else {
 		key.remote_ipv4 = bpf_ntohl(tgt->backends_be[backend][0]);
