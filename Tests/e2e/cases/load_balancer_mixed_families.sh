@@ -101,6 +101,7 @@ dropped = {k: v for s in stats["sessions"] for k, v in s["dropped"].items() if v
 dev = json.load(open(sys.argv[4]))[0]["stats64"]["tx"]
 print(f"stage 2 sent {sent}, dropped {dropped}; mirror0 tx errors {dev['errors']} dropped {dev['dropped']}")
 assert not wrong, f"copies at the wrong backend or family: {wrong[:3]}"
+assert all(x["outer_ip_csum_ok"] for x in all_copies if x["outer_family"] == 4), "bad outer IPv4 checksums"
 # RFC 6935: receivers drop IPv6 UDP with a zero checksum unless told otherwise.
 assert all(x["udp_csum"] for x in all_copies if x["outer_family"] == 6), "IPv6 copies without a UDP checksum"
 assert len(copies) == 360, f"expected 360 copies (60 flows x 3 x 2 directions), got {len(copies)}"
