@@ -112,7 +112,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		if (suppressed)
 			return suppressed;
 	}
-	/* The source's prefilter, from the direct-mapped index (mirror_abi.h):
+	/* The source's prefilter, from the direct-mapped index (mirror_structs.h):
 	 * traffic it turns away never pays for the policy's hash lookup. */
 	__u32 bucket_key = mirror_prefilter_key(ifindex, slot);
 	const struct mirror_prefilter_bucket *bucket = bpf_map_lookup_elem(&mirror_prefilter, &bucket_key);
@@ -193,7 +193,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		return mirror_verdict(MIRROR_OUTCOME_NOT_IP, 0, 0, slot);
 	}
 
-	/* The policy's prefilter (mirror_abi.h): outside its bounds no rule can
+	/* The policy's prefilter (mirror_structs.h): outside its bounds no rule can
 	 * match, and the walk below would end in the same NO_MATCH. */
 	if (pkt.has_ports ? (pkt.dst_port < pf.dst_port_lo || pkt.dst_port > pf.dst_port_hi ||
 			     pkt.src_port < pf.src_port_lo || pkt.src_port > pf.src_port_hi)

@@ -82,7 +82,7 @@ struct mirror_packet {
 	__u8 later_fragment;
 };
 
-/* The packet's match key (mirror_abi.h, MIRROR_KEY_*): the rules of the
+/* The packet's match key (mirror_consts.h, MIRROR_KEY_*): the rules of the
  * classifier and of security groups and ACLs compare it with one mask. */
 static __always_inline __u32 mirror_packet_key(const struct mirror_packet *p)
 {
