@@ -159,10 +159,9 @@ enum mirror_outcome {
 	MIRROR_OUTCOME_NO_MATCH = 4,
 	MIRROR_OUTCOME_REJECT = 5,
 	MIRROR_OUTCOME_ACCEPT = 6,
+	MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP = 7,  /* SPEC §5 */
+	MIRROR_OUTCOME_SUPPRESSED_BY_ACL = 8,
 };
-/* SPEC §5 (bpf/security.h) */
-#define MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP 7
-#define MIRROR_OUTCOME_SUPPRESSED_BY_ACL 8
 /* skb->cb[0] of a test run that should update the counters like the attached
  * programs do (by default a test run, e.g. an explain, counts nothing). */
 #define MIRROR_TEST_COUNT 0x54455354u /* "TEST" */
