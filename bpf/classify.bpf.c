@@ -39,17 +39,6 @@ static __always_inline int rule_matches(const struct mirror_rule *r, const struc
 	return 1;
 }
 
-/* The packet's match key (mirror_abi.h, MIRROR_KEY_*). */
-static __always_inline __u32 packet_key(const struct mirror_packet *p)
-{
-	__u32 key = p->family == 6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4;
-	if (p->protocol != MIRROR_PROTO_UNKNOWN)
-		key |= MIRROR_KEY_PROTOCOL_KNOWN | p->protocol;
-	if (p->has_ports)
-		key |= MIRROR_KEY_PORTS;
-	return key;
-}
-
 /* Same value for both directions of a flow: the encap stage picks the
  * load-balancer backend with it (SPEC §2: one flow, one backend). */
 static __always_inline __u32 symmetric_flow_hash(const struct mirror_packet *p)
@@ -123,7 +112,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		if (suppressed)
 			return suppressed;
 	}
-	/* The source's prefilter, from the direct-mapped index (mirror_abi.h):
+	/* The source's prefilter, from the direct-mapped index (mirror_structs.h):
 	 * traffic it turns away never pays for the policy's hash lookup. */
 	__u32 bucket_key = mirror_prefilter_key(ifindex, slot);
 	const struct mirror_prefilter_bucket *bucket = bpf_map_lookup_elem(&mirror_prefilter, &bucket_key);
@@ -204,7 +193,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		return mirror_verdict(MIRROR_OUTCOME_NOT_IP, 0, 0, slot);
 	}
 
-	/* The policy's prefilter (mirror_abi.h): outside its bounds no rule can
+	/* The policy's prefilter (mirror_structs.h): outside its bounds no rule can
 	 * match, and the walk below would end in the same NO_MATCH. */
 	if (pkt.has_ports ? (pkt.dst_port < pf.dst_port_lo || pkt.dst_port > pf.dst_port_hi ||
 			     pkt.src_port < pf.src_port_lo || pkt.src_port > pf.src_port_hi)
@@ -219,7 +208,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 			return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
 	}
 
-	__u32 match_key = packet_key(&pkt);
+	__u32 match_key = mirror_packet_key(&pkt);
 	__u32 count = policy->rule_count;
 	for (__u32 i = 0; i < MAX_RULES_PER_POLICY; i++) {
 		if (i >= count)

@@ -2,11 +2,13 @@
 /*
  * Stage 2 of the datapath: a TC program on the egress of the agent's VXLAN
  * `external` (collect_md) device. Stage 1 (classify.bpf.c) clones each accepted
- * packet to this device with the copy metadata in skb->cb (mirror_abi.h). Here
- * the copy is truncated (SPEC §6: packetLength, then the path MTU), given its
- * tunnel key (the session's VNI, the target or the load-balancer backend picked
- * by the symmetric flow hash) and handed to the VXLAN device, which adds the
- * outer headers and routes it.
+ * packet to this device with the copy metadata in skb->cb (mirror_consts.h). Here
+ * the copy is truncated (SPEC §6: packetLength, then the path MTU) and sent to
+ * the target or the load-balancer backend picked by the symmetric flow hash, with
+ * the session's VNI, in that backend's family (SPEC §11): to an IPv4 backend with
+ * a template, the outer headers are written here and the copy is redirected to
+ * the underlay (encap_direct); otherwise it gets a tunnel key and the VXLAN
+ * device adds the outer headers and routes it.
  *
  * Anything else leaving the device is dropped and counted: a collect_md device
  * drops key-less frames anyway. The agent turns IPv6 off on the device (its
@@ -15,6 +17,12 @@
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "mirror_abi.h"
@@ -22,7 +30,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Where GSO copies that do not fit are segmented (mirror_abi.h, "The segmenter").
+/* Where GSO copies that do not fit are segmented (mirror_structs.h, "The segmenter").
  * Private to this object: the agent writes it after loading. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -36,6 +44,15 @@ static __always_inline struct mirror_encap_stats *encap_stats_for(__u32 session_
 	return bpf_map_lookup_elem(&encap_stats, &session_slot);
 }
 
+/* SPEC §11: each copy goes to its backend in that backend's own family. A target
+ * whose backends mix families (family 0) says which are IPv6 bit by bit. */
+static __always_inline int backend_is_ipv6(const struct mirror_target *t, __u32 backend)
+{
+	if (t->family == 0)
+		return (t->backend_v6_mask >> backend) & 1;
+	return t->family == 6;
+}
+
 /*
  * For a GSO copy: the length of one full wire segment, inner Ethernet header
  * included (headers + gso_size), or 0 when the headers cannot be read. Copies
@@ -45,85 +62,117 @@ static __always_inline struct mirror_encap_stats *encap_stats_for(__u32 session_
  */
 static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
 {
-	__u8 eth[14];
-	if (bpf_skb_load_bytes(skb, 0, eth, sizeof(eth)))
+	struct ethhdr eth;
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
 		return 0;
-	__u16 proto = ((__u16)eth[12] << 8) | eth[13];
 	__u32 l4;
 	__u8 ipproto;
-	if (proto == 0x0800) {
-		__u8 ip[20];
-		if (bpf_skb_load_bytes(skb, 14, ip, sizeof(ip)))
+	if (eth.h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, sizeof(eth), &ip, sizeof(ip)))
 			return 0;
-		l4 = 14 + (ip[0] & 0x0f) * 4;
-		ipproto = ip[9];
-	} else if (proto == 0x86DD) {
-		__u8 ip6[40];
-		if (bpf_skb_load_bytes(skb, 14, ip6, sizeof(ip6)))
+		l4 = sizeof(eth) + ip.ihl * 4;
+		ipproto = ip.protocol;
+	} else if (eth.h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, sizeof(eth), &ip6, sizeof(ip6)))
 			return 0;
-		l4 = 14 + 40;
-		ipproto = ip6[6];
+		l4 = sizeof(eth) + sizeof(ip6);
+		ipproto = ip6.nexthdr;
 	} else {
 		return 0;
 	}
-	__u32 thl = 8; /* UDP (USO) */
-	if (ipproto == 6) {
-		__u8 tcp[13];
-		if (l4 > 14 + 60 || bpf_skb_load_bytes(skb, l4, tcp, sizeof(tcp)))
+	__u32 thl = sizeof(struct udphdr); /* UDP (USO) */
+	if (ipproto == IPPROTO_TCP) {
+		struct tcphdr tcp;
+		if (l4 > sizeof(eth) + 60 || bpf_skb_load_bytes(skb, l4, &tcp, sizeof(tcp)))
 			return 0;
-		thl = (tcp[12] >> 4) * 4;
+		thl = tcp.doff * 4;
 	}
 	return l4 + thl + skb->gso_size;
 }
 
+/* RFC 7348 §5 (as the kernel's struct vxlanhdr, which is not uapi). */
+struct vxlanhdr {
+	__be32 vx_flags;       /* VXLAN_FLAG_I: the VNI is valid; the rest reserved */
+	__be32 vx_vni;         /* VNI << 8 */
+};
+#define VXLAN_FLAG_I 0x08000000
+
+/* The room the direct path opens behind the copy's Ethernet header: the outer
+ * IPv4, UDP and VXLAN headers and the inner Ethernet header, which is exactly
+ * what SPEC §6 counts as the overhead. */
+_Static_assert(sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct vxlanhdr) + sizeof(struct ethhdr) ==
+	       MIRROR_VXLAN_OVERHEAD_IPV4, "the direct path pushes the SPEC §6 overhead");
+
+static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u32 sum = 0;
+	for (int i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
 /*
- * The direct path (mirror_abi.h, "Encapsulation templates"): pushes outer
+ * The direct path (mirror_structs.h, "Encapsulation templates"): pushes outer
  * Ethernet, IPv4, UDP and VXLAN headers from the collector's template and returns
  * the redirect to the underlay device. Returns -1 when the copy is unchanged and
  * should take the VXLAN device path instead, -2 when it was changed and failed.
- * The 64 bytes written are built in 16-bit words: stack accesses must be aligned,
- * and every header field here starts at an even offset.
+ * The headers are written in place, as katran's encapsulation helpers do: the
+ * room opens behind the copy's Ethernet header, which moves to the end of it (the
+ * inner header) and is then overwritten as the outer one.
  */
 static __always_inline long encap_direct(struct __sk_buff *skb, const struct mirror_encap_template *t,
 					 __be32 daddr_be, __u32 vni, __u32 flow_hash)
 {
-	__u16 h[32] = {};
-	__u8 *b = (__u8 *)h;
 	__u32 inner_len = skb->len;
-	if (bpf_skb_load_bytes(skb, 0, b + MIRROR_VXLAN_OVERHEAD_IPV4, 14))
+	if (inner_len < sizeof(struct ethhdr))
 		return -1;
-	__builtin_memcpy(b, t->dst_mac, 6);
-	__builtin_memcpy(b + 6, t->src_mac, 6);
-	h[6] = bpf_htons(0x0800);
-	/* IPv4: no options, not fragmented (copies are cut to fit the path), TTL 64. */
-	h[7] = bpf_htons(0x4500);
-	h[8] = bpf_htons((__u16)(inner_len + MIRROR_VXLAN_OVERHEAD_IPV4 - 14));
-	h[11] = bpf_htons((64 << 8) | 17);
-	h[13] = (__u16)t->src_ipv4_be;
-	h[14] = (__u16)(t->src_ipv4_be >> 16);
-	h[15] = (__u16)daddr_be;
-	h[16] = (__u16)(daddr_be >> 16);
-	__u32 sum = 0;
-	for (int i = 7; i < 17; i++)
-		sum += h[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	h[12] = (__u16)~sum;
-	/* UDP: source port from the inner flow (RFC 7348), checksum 0 (allowed on IPv4). */
-	h[17] = bpf_htons(0xc000 | ((flow_hash ^ (flow_hash >> 16)) & 0x3fff));
-	h[18] = bpf_htons(t->dst_port);
-	h[19] = bpf_htons((__u16)(inner_len + 16));
-	/* VXLAN: flags (I), VNI. */
-	h[21] = bpf_htons(0x0800);
-	h[23] = bpf_htons((__u16)(vni >> 8));
-	h[24] = bpf_htons((__u16)((vni & 0xff) << 8));
-
 	if (bpf_skb_adjust_room(skb, MIRROR_VXLAN_OVERHEAD_IPV4, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-				BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(14)))
+				BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr))))
 		return -1;
-	if (bpf_skb_store_bytes(skb, 0, b, sizeof(h), 0))
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	struct vxlanhdr *vx = (void *)(udp + 1);
+	struct ethhdr *inner = (void *)(vx + 1);
+	if ((void *)(inner + 1) > data_end)
 		return -2;
+	/* The room is not zeroed: every field below is written. */
+	__builtin_memcpy(inner, eth, sizeof(*inner));
+
+	__builtin_memcpy(eth->h_dest, t->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, t->src_mac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+
+	/* IPv4: no options, not fragmented (copies are cut to fit the path), TTL 64. */
+	ip->version = 4;
+	ip->ihl = sizeof(*ip) / 4;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons((__u16)(sizeof(*ip) + sizeof(*udp) + sizeof(*vx) + inner_len));
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_UDP;
+	ip->check = 0;
+	ip->saddr = t->src_ipv4_be;
+	ip->daddr = daddr_be;
+	ip->check = ipv4_csum(ip);
+
+	/* UDP: source port from the inner flow (RFC 7348), checksum 0 (allowed on IPv4). */
+	udp->source = bpf_htons(0xc000 | ((flow_hash ^ (flow_hash >> 16)) & 0x3fff));
+	udp->dest = bpf_htons(t->dst_port);
+	udp->len = bpf_htons((__u16)(sizeof(*udp) + sizeof(*vx) + inner_len));
+	udp->check = 0;
+
+	vx->vx_flags = bpf_htonl(VXLAN_FLAG_I);
+	vx->vx_vni = bpf_htonl(vni << 8);
 	return bpf_redirect(t->ifindex, 0);
 }
 
@@ -227,9 +276,11 @@ int mirror_encap(struct __sk_buff *skb)
 		}
 	}
 
+	int ipv6 = backend_is_ipv6(tgt, backend);
 	/* IPv4 collectors with a resolved next hop: outer headers pushed here. GSO
-	 * copies keep the VXLAN device, which segments them correctly. */
-	if (tgt->family == 4 && !skb->gso_size) {
+	 * copies keep the VXLAN device, which segments them correctly; so do IPv6
+	 * collectors (the templates are IPv4 only). */
+	if (!ipv6 && !skb->gso_size) {
 		__be32 daddr = tgt->backends_be[backend][0];
 		struct mirror_encap_template *t = bpf_map_lookup_elem(&mirror_encap_templates, &daddr);
 		if (t && t->ifindex) {
@@ -251,16 +302,22 @@ int mirror_encap(struct __sk_buff *skb)
 		}
 	}
 
+	/* The VXLAN device (collect_md, so it has an IPv4 and an IPv6 socket) adds
+	 * the outer headers of the key's family. */
 	struct bpf_tunnel_key key = {};
-	/* bpf_tunnel_key takes host order for the id and the IPv4 address. */
+	/* bpf_tunnel_key takes host order for the id and the IPv4 address, but the
+	 * IPv6 address in network order: the kernel copies remote_ipv6 as the
+	 * in6_addr bytes (the kernel selftests write bpf_htonl per word). */
 	key.tunnel_id = sess->vni;
 	key.tunnel_ttl = 64;
+	/* A zero UDP checksum is fine over IPv4; over IPv6 receivers drop it by
+	 * default (RFC 6935), so IPv6 copies keep theirs. */
 	__u64 flags = BPF_F_ZERO_CSUM_TX;
-	if (tgt->family == 6) {
-		key.remote_ipv6[0] = bpf_ntohl(tgt->backends_be[backend][0]);
-		key.remote_ipv6[1] = bpf_ntohl(tgt->backends_be[backend][1]);
-		key.remote_ipv6[2] = bpf_ntohl(tgt->backends_be[backend][2]);
-		key.remote_ipv6[3] = bpf_ntohl(tgt->backends_be[backend][3]);
+	if (ipv6) {
+		key.remote_ipv6[0] = tgt->backends_be[backend][0];
+		key.remote_ipv6[1] = tgt->backends_be[backend][1];
+		key.remote_ipv6[2] = tgt->backends_be[backend][2];
+		key.remote_ipv6[3] = tgt->backends_be[backend][3];
 		flags = BPF_F_TUNINFO_IPV6;
 	} else {
 		key.remote_ipv4 = bpf_ntohl(tgt->backends_be[backend][0]);
@@ -280,7 +337,7 @@ int mirror_encap(struct __sk_buff *skb)
 }
 
 /*
- * TC ingress of the segmenter's rx end (mirror_abi.h, "The segmenter"): each
+ * TC ingress of the segmenter's rx end (mirror_structs.h, "The segmenter"): each
  * wire-size segment of a GSO copy that stage 2 diverted. Marked as a segment and
  * sent back to the mirror device's egress, where mirror_encap truncates and
  * encapsulates it. Anything else arriving here (the veth's own frames) is dropped

@@ -3,7 +3,7 @@
  * The map definitions every BPF object of the datapath includes (classify and
  * encap). All are pinned by name (LIBBPF_PIN_BY_NAME) under the pin directory
  * the agent gives libbpf, so the second object to load reuses the first one's
- * maps instead of creating its own. Keys and values: bpf/mirror_abi.h.
+ * maps instead of creating its own. Keys and values: bpf/mirror_structs.h.
  */
 #ifndef MIRROR_MAPS_H
 #define MIRROR_MAPS_H
@@ -31,7 +31,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mirror_policy SEC(".maps");
 
-/* Preallocated (2 MiB): the index in front of mirror_policy (mirror_abi.h). */
+/* Preallocated (2 MiB): the index in front of mirror_policy (mirror_structs.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MIRROR_PREFILTER_ENTRIES);

@@ -82,6 +82,18 @@ struct mirror_packet {
 	__u8 later_fragment;
 };
 
+/* The packet's match key (mirror_consts.h, MIRROR_KEY_*): the rules of the
+ * classifier and of security groups and ACLs compare it with one mask. */
+static __always_inline __u32 mirror_packet_key(const struct mirror_packet *p)
+{
+	__u32 key = p->family == 6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4;
+	if (p->protocol != MIRROR_PROTO_UNKNOWN)
+		key |= MIRROR_KEY_PROTOCOL_KNOWN | p->protocol;
+	if (p->has_ports)
+		key |= MIRROR_KEY_PORTS;
+	return key;
+}
+
 struct parse_cursor {
 	void *data;
 	void *data_end;

@@ -39,17 +39,6 @@
 #include "mirror_maps.h"
 #include "parse.h"
 
-/* The packet's match key (MIRROR_KEY_*), as classify's packet_key. */
-static __always_inline __u32 security_packet_key(const struct mirror_packet *p)
-{
-	__u32 key = p->family == 6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4;
-	if (p->protocol != MIRROR_PROTO_UNKNOWN)
-		key |= MIRROR_KEY_PROTOCOL_KNOWN | p->protocol;
-	if (p->has_ports)
-		key |= MIRROR_KEY_PORTS;
-	return key;
-}
-
 static __always_inline int security_rule_matches(const struct mirror_security_rule *r,
 						 const struct mirror_packet *p, __u32 key)
 {
@@ -239,7 +228,7 @@ static __always_inline __u32 security_decide(struct parse_cursor *cur, int tag_o
 					     const struct mirror_security *sec, __u32 ifindex, __u32 slot, __u32 direction,
 					     int record, int counting)
 {
-	__u32 match_key = security_packet_key(pkt);
+	__u32 match_key = mirror_packet_key(pkt);
 	__u32 source_slot = sec->source_slot;
 	__u32 flags = sec->flags;
 	__u32 priority = 0, group_index = 0;

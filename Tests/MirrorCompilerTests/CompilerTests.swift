@@ -15,7 +15,6 @@ import Testing
         #expect(Int(MAX_RULES_PER_POLICY) == Quota.sessionsPerSource * Quota.rulesPerFilterDirection)
         #expect(Int(MIRROR_RULE_STATS_ENTRIES) == Quota.sessionsPerAgent * 2 * Quota.rulesPerFilterDirection)
         #expect(Int(MIRROR_SOURCE_STATS_ENTRIES) == Quota.sourcesPerAgent * 2)
-        #expect(MemoryLayout<mirror_copy_meta>.size == 20)  // skb->cb is 5 words
         #expect(MemoryLayout<mirror_rule>.size == 88)
         #expect(MemoryLayout<mirror_policy_key>.size == 8)
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The project's own decoder of mirror copies: reads a pcap taken at the collector and
-prints one JSON object per VXLAN copy (outer addresses and UDP ports, VNI, inner frame
+prints one JSON object per VXLAN copy (outer family, addresses, checksums and UDP ports, VNI, inner frame
 length and hex, inner 5-tuple). End-to-end tests compare it with tshark's reading of
 the same capture, so neither decoder is trusted alone.
 
@@ -95,21 +95,33 @@ def copies(path):
         if linktype != 1:  # Ethernet only
             continue
         et, off = l3(pkt)
-        if et != 0x0800 or len(pkt) < off + 20:
+        # Outer IPv4, or IPv6 whose next header is UDP (SPEC §11: either family).
+        if et == 0x0800 and len(pkt) >= off + 20 and pkt[off + 9] == 17:
+            family, u = 4, off + (pkt[off] & 0x0F) * 4
+            src, dst = ".".join(map(str, pkt[off + 12:off + 16])), ".".join(map(str, pkt[off + 16:off + 20]))
+            # A header with its checksum sums to 0xffff (RFC 1071).
+            s = sum(struct.unpack("!%dH" % ((u - off) // 2), pkt[off:u]))
+            while s >> 16:
+                s = (s & 0xFFFF) + (s >> 16)
+            ip_csum_ok = s == 0xFFFF
+        elif et == 0x86DD and len(pkt) >= off + 40 and pkt[off + 6] == 17:
+            import ipaddress
+            family, u = 6, off + 40
+            src = str(ipaddress.IPv6Address(pkt[off + 8:off + 24]))
+            dst = str(ipaddress.IPv6Address(pkt[off + 24:off + 40]))
+            ip_csum_ok = None  # IPv6 has no header checksum
+        else:
             continue
-        ihl = (pkt[off] & 0x0F) * 4
-        if pkt[off + 9] != 17:
+        if len(pkt) < u + 16:
             continue
-        u = off + ihl
-        sport, dport, ulen = struct.unpack("!HHH", pkt[u:u + 6])
-        if dport != 4789 or len(pkt) < u + 16:
+        sport, dport, ulen, ucsum = struct.unpack("!HHHH", pkt[u:u + 8])
+        if dport != 4789:
             continue
         flags = pkt[u + 8]
         vni = struct.unpack("!I", pkt[u + 12:u + 16])[0] >> 8
         inner = pkt[u + 16:]
-        out = dict(ts=ts, outer_src=".".join(map(str, pkt[off + 12:off + 16])),
-                   outer_dst=".".join(map(str, pkt[off + 16:off + 20])),
-                   outer_len=len(pkt) - off, udp_sport=sport, i_flag=bool(flags & 0x08), vni=vni,
+        out = dict(ts=ts, outer_family=family, outer_src=src, outer_dst=dst,
+                   outer_len=len(pkt) - off, udp_sport=sport, udp_csum=ucsum, outer_ip_csum_ok=ip_csum_ok, i_flag=bool(flags & 0x08), vni=vni,
                    inner_len=len(inner), inner_hex=inner.hex())
         out.update({"inner_" + k: v for k, v in ip_tuple(inner).items()})
         et, off3 = l3(inner)

@@ -33,10 +33,25 @@ extension BPFDatapath {
 
 /// A decoded verdict of the test programs (bpf/mirror_abi.h, mirror_verdict).
 public struct Verdict: Hashable, Sendable, CustomStringConvertible {
-    public enum Outcome: UInt32, Sendable {
-        case noPolicy = 1, copy = 2, notIP = 3, noMatch = 4, reject = 5, accept = 6, unknown = 0
+    public enum Outcome: Sendable {
+        case noPolicy, copy, notIP, noMatch, reject, accept, unknown
         /// SPEC §5 (bpf/security.h): see `security`.
-        case suppressedBySecurityGroup = 7, suppressedByAcl = 8
+        case suppressedBySecurityGroup, suppressedByAcl
+
+        /// The codes are the ABI's (enum mirror_outcome); `unknown` for any other.
+        init(code: UInt32) {
+            switch code {
+            case MIRROR_OUTCOME_NO_POLICY.rawValue: self = .noPolicy
+            case MIRROR_OUTCOME_COPY.rawValue: self = .copy
+            case MIRROR_OUTCOME_NOT_IP.rawValue: self = .notIP
+            case MIRROR_OUTCOME_NO_MATCH.rawValue: self = .noMatch
+            case MIRROR_OUTCOME_REJECT.rawValue: self = .reject
+            case MIRROR_OUTCOME_ACCEPT.rawValue: self = .accept
+            case MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP.rawValue: self = .suppressedBySecurityGroup
+            case MIRROR_OUTCOME_SUPPRESSED_BY_ACL.rawValue: self = .suppressedByAcl
+            default: self = .unknown
+            }
+        }
     }
     public var outcome: Outcome
     public var sessionSlot: UInt16
@@ -44,7 +59,7 @@ public struct Verdict: Hashable, Sendable, CustomStringConvertible {
     public var slot: UInt8
 
     public init(_ raw: UInt32) {
-        outcome = Outcome(rawValue: mirror_verdict_outcome(raw)) ?? .unknown
+        outcome = Outcome(code: mirror_verdict_outcome(raw))
         sessionSlot = UInt16(mirror_verdict_session_slot(raw))
         ruleIndex = UInt8(mirror_verdict_rule_index(raw))
         slot = UInt8(mirror_verdict_slot(raw))

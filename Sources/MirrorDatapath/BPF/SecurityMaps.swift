@@ -131,9 +131,9 @@ public struct SecurityVerdict: Hashable, Sendable {
     /// nil when `raw` is not a suppression.
     public init?(raw: UInt32) {
         let outcome = mirror_verdict_outcome(raw)
-        guard outcome == UInt32(MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP)
-                || outcome == UInt32(MIRROR_OUTCOME_SUPPRESSED_BY_ACL) else { return nil }
-        bySecurityGroup = outcome == UInt32(MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP)
+        guard outcome == MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP.rawValue
+                || outcome == MIRROR_OUTCOME_SUPPRESSED_BY_ACL.rawValue else { return nil }
+        bySecurityGroup = outcome == MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP.rawValue
         // The priority rides in the session slot bits, the group index in the rule index bits.
         priority = UInt16(mirror_verdict_session_slot(raw))
         groupIndex = UInt8(mirror_verdict_rule_index(raw))

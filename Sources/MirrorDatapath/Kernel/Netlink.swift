@@ -1,3 +1,4 @@
+import CMirrorABI
 import CNetlink
 import Foundation
 import MirrorCore
@@ -41,7 +42,7 @@ public final class NetlinkContext {
     }
 
     /// Creates a VXLAN `external` (collect_md) device, learning off, and sets it up.
-    public func createVXLANExternal(name: String, port: UInt16 = 4789, mtu: UInt32 = 0) throws {
+    public func createVXLANExternal(name: String, port: UInt16 = MirrorDevice.vxlanPort, mtu: UInt32 = 0) throws {
         let rc = cnl_vxlan_external_create(ctx, name, port, mtu)
         guard rc == 0 else { throw NetlinkError("create VXLAN external device \(name) (dstport \(port))", rc) }
     }
@@ -106,7 +107,7 @@ public final class NetlinkContext {
 /// The mirror device: the VXLAN `external` device copies leave through.
 public enum MirrorDevice {
     public static let defaultName = "mirror0"
-    public static let vxlanPort: UInt16 = 4789
+    public static let vxlanPort = UInt16(MIRROR_VXLAN_PORT)
 
     /// Creates the device, or adopts an existing one when it is exactly what the agent
     /// would have made (after a restart). Anything else by that name is refused, never

@@ -43,3 +43,10 @@ sent, direct = sum(x["copiesSent"] for x in s), sum(x["copiesSentDirect"] for x 
 print(f"copies sent {sent}, by the direct path {direct}")
 assert sent > 0 and direct == sent, "expected every copy to take the direct path"
 '
+# The direct path computes the outer IPv4 checksum itself; tshark does not check
+# it and the collector's stack would drop a bad one silently.
+python3 -c '
+import sys; sys.path.insert(0, "Tests/e2e"); import vxlan_decode as vd
+bad = [c for c in vd.copies(sys.argv[1]) if not c["outer_ip_csum_ok"]]
+assert not bad, f"{len(bad)} copies with a bad outer IPv4 header checksum"
+' "$TOPO_DIR/col.pcap"

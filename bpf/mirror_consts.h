@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The numbers the BPF datapath and Swift agree on: quotas and map sizes, flag
+ * bits, the words stage 1 leaves in skb->cb for stage 2, the test-run verdict
+ * encoding, and the encapsulation's port and overheads. Included through
+ * mirror_abi.h (Swift: CMirrorABI), each defined once.
+ */
+#ifndef MIRROR_CONSTS_H
+#define MIRROR_CONSTS_H
+
+#include <linux/types.h>
+
+/* ---- Quotas (SPEC §3; must equal Sources/MirrorCore/Model/Quotas.swift) ---- */
+#define MAX_SESSIONS_PER_SOURCE 3      /* Quota.sessionsPerSource */
+#define MAX_RULES_PER_DIRECTION 10     /* Quota.rulesPerFilterDirection */
+#define MAX_SESSIONS 20000             /* Quota.sessionsPerAgent */
+#define MAX_SOURCES 8192               /* Quota.sourcesPerAgent */
+#define MAX_BACKENDS 16                /* Quota.backendsPerLoadBalancer */
+#define MAX_TARGETS 20000              /* Quota.targetsPerAgent */
+/* One source and direction: MAX_SESSIONS_PER_SOURCE x MAX_RULES_PER_DIRECTION
+ * rules, flattened in order (a literal so that Swift imports it). */
+#define MAX_RULES_PER_POLICY 30
+
+/* SPEC §5 (bpf/security.h) */
+#define MAX_SECURITY_GROUPS_PER_SOURCE 5       /* Quota.securityGroupsPerSource */
+#define MAX_RULES_PER_SECURITY_GROUP 100       /* Quota.rulesPerSecurityGroup */
+#define MAX_RULES_PER_ACL_DIRECTION 20         /* Quota.rulesPerAclDirection */
+/* The rules of all groups of one source and direction, merged (5 x 100). */
+#define MAX_SECURITY_GROUP_RULES_PER_DIRECTION 500
+
+#define MIRROR_GENERATION_SLOTS 2
+#define MIRROR_DIRECTIONS 2
+
+/* SPEC §4: seen from the ENI. Inbound = TC egress of the host-side device. */
+enum mirror_direction {
+	MIRROR_DIR_INBOUND = 0,
+	MIRROR_DIR_OUTBOUND = 1,
+};
+
+/* ---- Map sizes that are not a quota (literals, so that Swift imports them) ---- */
+#define MIRROR_PREFILTER_BUCKETS 16384   /* a power of two */
+#define MIRROR_PREFILTER_WAYS 2
+#define MIRROR_PREFILTER_ENTRIES 32768   /* MIRROR_GENERATION_SLOTS * MIRROR_PREFILTER_BUCKETS */
+#define MIRROR_RULE_STATS_ENTRIES 400000 /* MAX_SESSIONS * MIRROR_DIRECTIONS * MAX_RULES_PER_DIRECTION */
+#define MIRROR_SOURCE_STATS_ENTRIES 16384 /* MAX_SOURCES * MIRROR_DIRECTIONS */
+/* encap_stats: one entry per session slot, and MIRROR_ENCAP_STATS_NOT_COPY for
+ * frames on the mirror device that are not copies. */
+#define MIRROR_ENCAP_STATS_NOT_COPY MAX_SESSIONS
+#define MIRROR_ENCAP_STATS_ENTRIES 20001 /* MAX_SESSIONS + 1 */
+#define MIRROR_MAX_ENCAP_TEMPLATES (MAX_TARGETS * MAX_BACKENDS)
+#define MIRROR_FLOW_ENTRIES 65536
+/* A flow idle this long is forgotten (conntrack keeps UDP 120 s, TCP longer). */
+#define MIRROR_FLOW_IDLE_NS 300000000000ULL
+#define MIRROR_FRAGMENT_ENTRIES 16384
+/* As the kernel's reassembly timeout (net.ipv4.ipfrag_time). */
+#define MIRROR_FRAGMENT_IDLE_NS 30000000000ULL
+
+/* ---- mirror_active.slot ---- */
+#define MIRROR_ACTIVE_SLOT 0x1        /* the generation slot in force */
+#define MIRROR_ACTIVE_SECURITY 0x100  /* some source has security groups or an ACL */
+
+/* ---- Rule flags and the packet's match key ---- */
+enum mirror_rule_flags {
+	MIRROR_RULE_ACCEPT = 1 << 0,      /* else reject */
+	MIRROR_RULE_IPV6 = 1 << 1,        /* ethertype ipv6, else ipv4 */
+};
+
+/*
+ * A packet's match key (bpf/parse.h, mirror_packet_key): family, whether the
+ * transport protocol is known, whether ports are visible, and the protocol. A
+ * rule holds the bits it cares about in match_mask and their wanted values in
+ * match_value, so ethertype, protocol and "has ports" are checked with one
+ * comparison: (packet key & match_mask) == match_value.
+ */
+#define MIRROR_KEY_IPV6 0x800             /* family IPv6 */
+#define MIRROR_KEY_IPV4 0x400             /* family IPv4 */
+#define MIRROR_KEY_PORTS 0x200            /* TCP/UDP ports visible (SPEC §4) */
+#define MIRROR_KEY_PROTOCOL_KNOWN 0x100   /* the transport protocol was found */
+#define MIRROR_KEY_PROTOCOL 0xff          /* the IP protocol, when known */
+
+enum mirror_prefilter_flags {
+	MIRROR_PREFILTER_POLICY = 1 << 0,       /* the source has a policy in this direction */
+	MIRROR_PREFILTER_NEEDS_PORTS = 1 << 1,  /* mirror_policy.needs_ports */
+};
+
+enum mirror_target_kind {
+	MIRROR_TARGET_NIC = 0,
+	MIRROR_TARGET_LOAD_BALANCER = 1,
+};
+
+enum mirror_security_rule_flags {
+	MIRROR_SECURITY_RULE_ALLOW = 1 << 0,   /* else deny */
+	MIRROR_SECURITY_RULE_IPV6 = 1 << 1,    /* ethertype ipv6, else ipv4 */
+};
+
+enum mirror_security_flags {
+	MIRROR_SECURITY_HAS_ACL = 1 << 0,      /* no ACL = allow everything */
+	MIRROR_SECURITY_HAS_GROUPS = 1 << 1,   /* no groups = allow everything */
+};
+
+/* Parsing (bpf/parse.h, Swift PacketParser): only this many leading bytes of a
+ * frame are looked at; a header reaching beyond counts as truncated. */
+#define MIRROR_PARSE_WINDOW 256
+/* IPv6 extension headers walked (hop-by-hop, routing, fragment, destination
+ * options, AH) before the transport protocol counts as unknown. */
+#define MAX_IPV6_EXT_HEADERS 6
+
+/* ---- Encapsulation (SPEC §6) ---- */
+#define MIRROR_VXLAN_PORT 4789
+/* What a copy adds to the path, counted as SPEC §6 counts it: outer IP + UDP 8 +
+ * VXLAN 8 + the inner Ethernet header 14. The longest inner frame (from its
+ * Ethernet header) that fits a path MTU is MTU - overhead + 14. */
+#define MIRROR_VXLAN_OVERHEAD_IPV4 50
+#define MIRROR_VXLAN_OVERHEAD_IPV6 70
+
+/*
+ * ---- Copy metadata, carried in skb->cb[0..4] from classify to encap ----
+ * Written on the clone just before bpf_clone_redirect; the original's cb[0] is
+ * cleared again afterwards so that it is still classified by other sources.
+ *   cb[0] = MIRROR_COPY_MAGIC (a copy is never classified again, SPEC §6)
+ *   cb[1] = mirror_meta_word1(session_slot, generation slot, direction)
+ *   cb[2] = symmetric inner flow hash (same for both directions of a 5-tuple):
+ *           pick backend = hash % backend_count; also the UDP source port entropy
+ *   cb[3] = source_slot
+ *   cb[4] = 0; MIRROR_META_SEGMENTED on a segment back from the segmenter
+ */
+#define MIRROR_COPY_MAGIC 0x4d495252u /* "MIRR" */
+#define MIRROR_META_SEGMENTED 0x53454753u /* cb[4] of a segment: never diverted again */
+/*
+ * A copy that already left stage 2 may carry skb->mark == MIRROR_COPY_MARK (the
+ * encapsulated VXLAN packet the host itself sends). The classifier never
+ * classifies such a packet, so copies routed out through another source device
+ * (a collector VM on this host) are not mirrored again (SPEC §6). Stage 2 may set
+ * it when the host has no fwmark routing rules that the value would trip.
+ */
+#define MIRROR_COPY_MARK 0x4d495252u
+
+static inline __u32 mirror_meta_word1(__u32 session_slot, __u32 slot, __u32 direction)
+{
+	return session_slot | (slot << 16) | (direction << 24);
+}
+static inline __u32 mirror_meta_session_slot(__u32 word1) { return word1 & 0xffff; }
+static inline __u32 mirror_meta_slot(__u32 word1) { return (word1 >> 16) & 0xff; }
+
+/*
+ * ---- Test-run verdicts ----
+ * The mirror_test_* programs return the decision instead of cloning:
+ *   bits 28..31 outcome (enum mirror_outcome)
+ *   bit  24     generation slot used
+ *   bits 16..23 rule_index (accept/reject); for a suppression, the security
+ *               group's position in the source's securityGroups
+ *   bits  0..15 session_slot (accept/reject); for a suppression, the deciding
+ *               rule's priority (0 = no rule matched: default deny)
+ */
+enum mirror_outcome {
+	MIRROR_OUTCOME_NO_POLICY = 1,  /* the interface has no policy in this slot */
+	MIRROR_OUTCOME_COPY = 2,       /* carries MIRROR_COPY_MAGIC: never classified */
+	MIRROR_OUTCOME_NOT_IP = 3,
+	MIRROR_OUTCOME_NO_MATCH = 4,
+	MIRROR_OUTCOME_REJECT = 5,
+	MIRROR_OUTCOME_ACCEPT = 6,
+	MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP = 7,  /* SPEC §5 */
+	MIRROR_OUTCOME_SUPPRESSED_BY_ACL = 8,
+};
+/* skb->cb[0] of a test run that should update the counters like the attached
+ * programs do (by default a test run, e.g. an explain, counts nothing). */
+#define MIRROR_TEST_COUNT 0x54455354u /* "TEST" */
+
+static inline __u32 mirror_verdict(__u32 outcome, __u32 session_slot, __u32 rule_index, __u32 slot)
+{
+	return (outcome << 28) | ((slot & 1) << 24) | ((rule_index & 0xff) << 16) | (session_slot & 0xffff);
+}
+static inline __u32 mirror_verdict_outcome(__u32 v) { return v >> 28; }
+static inline __u32 mirror_verdict_slot(__u32 v) { return (v >> 24) & 0x1; }
+static inline __u32 mirror_verdict_rule_index(__u32 v) { return (v >> 16) & 0xff; }
+static inline __u32 mirror_verdict_session_slot(__u32 v) { return v & 0xffff; }
+
+#endif /* MIRROR_CONSTS_H */
