@@ -43,7 +43,8 @@ public enum DocumentEncoding {
         return .object(m)
     }
 
-    public static func encode(_ r: Rule) -> JSONValue {
+    /// A filter rule or a network ACL rule: the same fields, their own action.
+    public static func encode<Action: RawRepresentable>(_ r: MatchRule<Action>) -> JSONValue where Action.RawValue == String {
         var m: Members = [("priority", .int(Int64(r.priority))), ("action", .string(r.action.rawValue)),
                           ("ethertype", .string(r.ethertype.rawValue)), ("protocol", proto(r.protocol))]
         opt(&m, "source", str(r.source))
@@ -96,19 +97,10 @@ public enum DocumentEncoding {
     }
 
     public static func encode(_ a: NetworkAcl) -> JSONValue {
-        func rule(_ r: AclRule) -> JSONValue {
-            var m: Members = [("priority", .int(Int64(r.priority))), ("action", .string(r.action.rawValue)),
-                              ("ethertype", .string(r.ethertype.rawValue)), ("protocol", proto(r.protocol))]
-            opt(&m, "source", str(r.source))
-            opt(&m, "destination", str(r.destination))
-            opt(&m, "sourcePorts", str(r.sourcePorts))
-            opt(&m, "destinationPorts", str(r.destinationPorts))
-            return .object(m)
-        }
         var m: Members = [("id", .string(a.id))]
         opt(&m, "description", a.description.map(JSONValue.string))
-        m.append(("inbound", .array(a.inbound.map(rule))))
-        m.append(("outbound", .array(a.outbound.map(rule))))
+        m.append(("inbound", .array(a.inbound.map(encode))))
+        m.append(("outbound", .array(a.outbound.map(encode))))
         return .object(m)
     }
 }

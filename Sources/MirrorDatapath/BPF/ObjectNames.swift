@@ -1,44 +1,33 @@
 import MirrorCore
 
-/// The names the BPF objects (bpf/*.bpf.c) give their maps and programs, written
-/// once. The objects are the truth: `ObjectNamesTests` opens each embedded object
-/// and fails when a name here is missing there or the object has one not here.
-/// Every lookup in Swift goes through these enums, never through a string.
+// The names the BPF objects (bpf/*.bpf.c) give their maps and programs, written
+// once. The objects are the truth: `ObjectNamesTests` opens each embedded object
+// and fails when a name here is missing there or the object has one not here.
+// Every lookup in Swift goes through these enums, never through a string.
 
 /// The maps of bpf/classify.bpf.c (mirror_maps.h). Stage 2 (encap.bpf.c) declares
 /// the same definitions and shares these maps by fd; it adds `EncapMap`.
 public enum ClassifierMap: String, CaseIterable, Sendable {
-    /// The generation in force, its slot and the mirror device.
-    case active = "mirror_active"
-    case policy = "mirror_policy"
-    case prefilter = "mirror_prefilter"
-    case session = "mirror_session"
-    case target = "mirror_target"
-    case sessionStats = "session_stats"
-    case ruleStats = "rule_stats"
-    case sourceStats = "source_stats"
-    /// Counted by stage 2, read for the metrics.
+    // The policy: the generation in force (and the mirror device), then per slot.
+    case active = "mirror_active", policy = "mirror_policy", prefilter = "mirror_prefilter"
+    case session = "mirror_session", target = "mirror_target"
+    // Per-CPU counters; `encapStats` is counted by stage 2.
+    case sessionStats = "session_stats", ruleStats = "rule_stats", sourceStats = "source_stats"
     case encapStats = "encap_stats"
-    /// Written by the agent, read by stage 2's direct path.
+    // Written by the agent, read by stage 2's direct path.
     case encapTemplates = "mirror_encap_templates"
-    /// SPEC §5 (bpf/security.h).
-    case security = "mirror_security"
-    case flows = "mirror_flows"
-    case securityStats = "security_stats"
+    // SPEC §5 (bpf/security.h).
+    case security = "mirror_security", flows = "mirror_flows", securityStats = "security_stats"
     case fragments = "mirror_fragments"
 }
 
-/// The programs of bpf/classify.bpf.c.
+/// The programs of bpf/classify.bpf.c. TC ingress of a source device is the ENI's
+/// outbound, TC egress its inbound (SPEC §4); the test twins return the verdict
+/// instead of cloning (BPF_PROG_TEST_RUN); `testNop` returns at once, the cost of
+/// BPF_PROG_TEST_RUN itself (benchmark baseline).
 public enum ClassifierProgram: String, CaseIterable, Sendable {
-    /// TC ingress of a source device = the ENI's outbound (SPEC §4).
-    case tcIngress = "mirror_tc_ingress"
-    /// TC egress of a source device = the ENI's inbound.
-    case tcEgress = "mirror_tc_egress"
-    /// BPF_PROG_TEST_RUN twins returning the verdict instead of cloning.
-    case testIngress = "mirror_test_ingress"
-    case testEgress = "mirror_test_egress"
-    /// Returns at once: the cost of BPF_PROG_TEST_RUN itself (benchmark baseline).
-    case testNop = "mirror_test_nop"
+    case tcIngress = "mirror_tc_ingress", tcEgress = "mirror_tc_egress"
+    case testIngress = "mirror_test_ingress", testEgress = "mirror_test_egress", testNop = "mirror_test_nop"
 
     /// The test program that decides for `direction`.
     public static func test(_ direction: Direction) -> ClassifierProgram {
@@ -46,16 +35,14 @@ public enum ClassifierProgram: String, CaseIterable, Sendable {
     }
 }
 
-/// The maps of bpf/encap.bpf.c beyond the shared `ClassifierMap`s.
+/// The maps of bpf/encap.bpf.c beyond the shared `ClassifierMap`s: the segmenter
+/// pair's tx ifindex (0: none).
 public enum EncapMap: String, CaseIterable, Sendable {
-    /// The segmenter pair's tx ifindex (0: none).
     case segmenter = "mirror_segmenter"
 }
 
-/// The programs of bpf/encap.bpf.c.
+/// The programs of bpf/encap.bpf.c: stage 2 on the mirror device's egress, and the
+/// one on the segmenter's rx end that hands segments back to it.
 public enum EncapProgram: String, CaseIterable, Sendable {
-    /// Stage 2, on the mirror device's egress.
-    case encap = "mirror_encap"
-    /// On the segmenter's rx end: segments come back to stage 2.
-    case segmented = "mirror_segmented"
+    case encap = "mirror_encap", segmented = "mirror_segmented"
 }
