@@ -2,16 +2,10 @@ import Foundation
 import Glibc
 import MirrorDatapath
 
-/// Kernel tests need root. They skip only when not root, and say why.
+/// Kernel tests need root: `KernelTests` (KernelSuite.swift) is enabled only then,
+/// so without it they show as skipped, with the reason.
 enum Kernel {
-    static var skipReason: String? {
-        getuid() == 0 ? nil : "kernel test skipped: needs root (BPF, bpffs mounts, network namespaces)"
-    }
-
-    static var available: Bool {
-        if let reason = skipReason { print(reason); return false }
-        return true
-    }
+    static var isRoot: Bool { getuid() == 0 }
 
     /// A bpffs mounted at a fresh directory for the duration of `body` (never
     /// /sys/fs/bpf), unmounted and removed on every exit path.
