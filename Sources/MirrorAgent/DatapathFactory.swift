@@ -21,10 +21,13 @@ public enum DatapathFactory {
         /// remaining hooks through clsact and moves them to tcx in the background (each
         /// new link costs an RCU grace period, ~12 ms here).
         public var tcxLinksPerApply: Int
+        /// The nft command of enforcement (`Enforcement.command`); nil: the installed nft.
+        public var nftCommand: [String]?
         public init(bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil,
-                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32) {
+                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32, nftCommand: [String]? = nil) {
             self.bpffs = bpffs; self.mirrorDevice = mirrorDevice; self.stateDirectory = stateDirectory
             self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply
+            self.nftCommand = nftCommand
         }
     }
 

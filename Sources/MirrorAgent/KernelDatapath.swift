@@ -126,14 +126,14 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         // SPEC §5 enforcement (Enforcement.swift): refused before anything changes, replaced after the flip.
         let enforcement = EnforcementRenderer.render(doc)
         let enforceNow = enforce || enforcement != enforcedRules
-        if enforceNow { do { try Enforcement().check(doc) } catch { throw DatapathError("\(error)") } }
+        if enforceNow { do { try Enforcement(command: options.nftCommand).check(doc) } catch { throw DatapathError("\(error)") } }
         do {
             try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
             _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
         } catch { throw DatapathError("write the policy: \(error)") }
         if enforceNow {
             enforcedRules = nil
-            do { try Enforcement().apply(doc) } catch { throw DatapathError("\(error)") }
+            do { try Enforcement(command: options.nftCommand).apply(doc) } catch { throw DatapathError("\(error)") }
             enforcedRules = enforcement
         }
         // The new policy is in force: from here on, failures are per interface.
@@ -386,7 +386,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         try lock.withLock {
             var problems: [String] = []
             // First: it does not depend on loading the classifier below.
-            do { try Enforcement().remove() } catch { problems.append("\(error)") }
+            do { try Enforcement(command: options.nftCommand).remove() } catch { problems.append("\(error)") }
             let isBPFFS = BPFFS.isMounted(options.bpffs)
             let dp: MirrorDatapath.Datapath
             do { dp = try MirrorDatapath.Datapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {

@@ -48,6 +48,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("automatic, kernel or memory (memory: no kernel datapath, for tests).", visibility: .hidden))
     var datapath: String = "automatic"
 
+    @Option(help: ArgumentHelp("The nft binary enforcement runs (default: the installed nft; tests).", visibility: .hidden))
+    var nft: String?
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
@@ -91,7 +94,8 @@ struct CommonOptions: ParsableArguments {
 
     var datapathOptions: DatapathFactory.Options {
         DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
-                                attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply)
+                                attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply,
+                                nftCommand: nft.map { [$0] })
     }
 }
 
