@@ -212,6 +212,14 @@ public actor Agent {
         let seconds: Double
         do {
             seconds = try timedApply(nextEffective, nextGeneration)
+        } catch let error as PolicyInForceError {
+            // The datapath runs the new policy and could not go back: the state is the
+            // new one (the state file has it already), and the answer says so.
+            appliedText = nextText; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
+            logger.error("apply failed after the new policy was in force; it stays in force",
+                         metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
+            logSourceChanges(after: "apply")
+            throw AgentError(status: 500, "the new policy (generation \(nextGeneration)) is in force, but the change failed: \(error)")
         } catch {
             logger.error("apply refused by the datapath; the previous policy stays in force",
                          metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])

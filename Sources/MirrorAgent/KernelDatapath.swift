@@ -131,10 +131,21 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
             _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
         } catch { throw DatapathError("write the policy: \(error)") }
+        // All or nothing (SPEC §7): nft's transaction either replaced the rules or
+        // left them; when it failed, the kernel goes back to the old generation too
+        // (its slot was not written), so the agent's "nothing changed" is true.
+        var inForceDespite: String?
         if enforceNow {
             enforcedRules = nil
-            do { try Enforcement(command: options.nftCommand).apply(doc) } catch { throw DatapathError("\(error)") }
-            enforcedRules = enforcement
+            do { try Enforcement(command: options.nftCommand).apply(doc) } catch {
+                do { try dp.revertApply() } catch let undo {
+                    // A write that just worked failing now (never seen): the new policy
+                    // stays in force, so it is finished below and reported as such.
+                    inForceDespite = "\(error); flipping the kernel back to the previous policy failed too (\(undo))"
+                }
+                if inForceDespite == nil { throw DatapathError("\(error)") }
+            }
+            if inForceDespite == nil { enforcedRules = enforcement }
         }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
@@ -195,6 +206,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             slotsOnDisk = (try? StateStore.writeAtomically(data, to: path)) != nil ? newSlots : nil
         }
         refreshEncapTemplates()
+        if let inForceDespite { throw PolicyInForceError(inForceDespite) }
     }
 
     /// Writes an encapsulation template (bpf/mirror_abi.h) for every IPv4 collector
