@@ -88,7 +88,7 @@ public struct PolicyInForceError: Error, CustomStringConvertible {
 }
 
 /// A datapath without a kernel: remembers the policy and which interfaces exist.
-/// Used by tests and whenever no kernel datapath is available.
+/// Used by tests (`--datapath memory`); it mirrors nothing.
 extension Datapath {
     public func resync(document: Document, generation: UInt64) throws { try apply(document: document, generation: generation) }
 }

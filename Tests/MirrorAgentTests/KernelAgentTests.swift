@@ -226,4 +226,28 @@ struct KernelAgentTests {
         #expect(new80.kernel?.mirrored == false && new443.kernel?.session == "s1")
         #expect(new80.agree == true && new443.agree == true)
     }
+
+    /// A daemon that cannot load its datapath mirrors nothing: it must not run as if it
+    /// did. With the default (automatic means kernel) and with --datapath kernel it
+    /// exits non-zero and says why; here the bpffs path is a regular file.
+    @Test func refusesToStartWhenTheKernelDatapathCannotLoad() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        try ns.ip("link", "set", "lo", "up")  // so that only the datapath can stop it
+        FileManager.default.createFile(atPath: dir.path + "/bpffs", contents: Data("not a directory\n".utf8))
+        for extra in [[], ["--datapath", "automatic"], ["--datapath", "kernel"]] {
+            let agent = try RunningAgent(ns: ns, dir: dir, extra: extra)
+            defer { agent.stop() }
+            let exited = Self.waitUntil(30) { !agent.process.isRunning }
+            #expect(exited, "mirror-agent \(extra) kept running without a datapath: \(agent.logText)")
+            guard exited else { continue }
+            let log = agent.logText
+            #expect(agent.process.terminationStatus != 0)
+            #expect(log.contains("cannot start") && log.contains("kernel datapath") && log.contains(dir.path + "/bpffs"), "\(log)")
+            #expect(log.contains("--datapath memory"), "\(log)")
+            #expect(!FileManager.default.fileExists(atPath: dir.path + "/agent.sock"))
+            try? FileManager.default.removeItem(atPath: dir.path + "/agent.log")
+        }
+    }
 }
