@@ -46,6 +46,16 @@ public actor Agent {
         }
         set { appliedText = Array(newValue.serialized(pretty: false).utf8) }
     }
+
+    /// `applied` for a change built on it. Should it ever fail to parse, the change is
+    /// refused: the empty document `applied` gives instead would make a create or
+    /// update replace every object with its one.
+    private func appliedForChange() throws -> JSONValue {
+        switch JSONParser.parse(appliedText) {
+        case .success(let v): return v
+        case .failure(let e): throw AgentError(status: 500, "the applied document does not read back (\(e)); nothing was changed")
+        }
+    }
     private var document = Document()
     /// The document with every session's effective VNI, as the datapath sees it.
     private var effective = Document()
@@ -135,7 +145,7 @@ public actor Agent {
         guard case .string(let id)? = object["id"] else {
             throw AgentError.badRequest("the \(kind.singular) has no id", [FieldError(path: "id", message: "required")])
         }
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, kind)
         if items.contains(where: { $0["id"]?.stringValue == id }) {
             throw AgentError(status: 409, "\(kind.singular) \(id) already exists (use update)")
@@ -151,7 +161,7 @@ public actor Agent {
         if let given = object["id"], given != .string(id) {
             throw AgentError.badRequest("the body's id does not match \(id) in the URL", [FieldError(path: "id", message: "must be \(id)")])
         }
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, kind)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
@@ -163,7 +173,7 @@ public actor Agent {
 
     @discardableResult
     public func delete(_ kind: ObjectKind, _ id: String) throws -> ObjectResponse {
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, kind)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
@@ -176,7 +186,7 @@ public actor Agent {
 
     @discardableResult
     public func setSessionEnabled(_ id: String, _ enabled: Bool) throws -> ObjectResponse {
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, .sessions)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("session \(id) not found")
