@@ -2,11 +2,12 @@
 // Layers (shared/STYLE.md): MirrorCore is pure (no kernel, no I/O); MirrorDatapath is
 // the only target that touches the kernel; MirrorAgent reconciles; agentctl is a thin
 // client that shares MirrorAPI with the agent.
+// Linux only (libbpf, netlink, nftables): no `platforms`, whose entries name Apple OS
+// versions this package does not build on.
 import PackageDescription
 
 let package = Package(
     name: "traffic-mirror",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "mirror-agent", targets: ["mirror-agent"]),
         .executable(name: "agentctl", targets: ["agentctl"]),

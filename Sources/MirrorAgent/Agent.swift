@@ -47,6 +47,16 @@ public actor Agent {
         }
         set { appliedText = Array(newValue.serialized(pretty: false).utf8) }
     }
+
+    /// `applied` for a change built on it. Should it ever fail to parse, the change is
+    /// refused: the empty document `applied` gives instead would make a create or
+    /// update replace every object with its one.
+    private func appliedForChange() throws -> JSONValue {
+        switch JSONParser.parse(appliedText) {
+        case .success(let v): return v
+        case .failure(let e): throw AgentError(status: 500, "the applied document does not read back (\(e)); nothing was changed")
+        }
+    }
     private var document = Document()
     /// The document with every session's effective VNI, as the datapath sees it.
     private var effective = Document()
@@ -136,7 +146,7 @@ public actor Agent {
         guard case .string(let id)? = object["id"] else {
             throw AgentError.badRequest("the \(kind.singular) has no id", [FieldError(path: "id", message: "required")])
         }
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, kind)
         if items.contains(where: { $0["id"]?.stringValue == id }) {
             throw AgentError(status: 409, "\(kind.singular) \(id) already exists (use update)")
@@ -152,7 +162,7 @@ public actor Agent {
         if let given = object["id"], given != .string(id) {
             throw AgentError.badRequest("the body's id does not match \(id) in the URL", [FieldError(path: "id", message: "must be \(id)")])
         }
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, kind)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
@@ -164,7 +174,7 @@ public actor Agent {
 
     @discardableResult
     public func delete(_ kind: ObjectKind, _ id: String) throws -> ObjectResponse {
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, kind)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
@@ -177,7 +187,7 @@ public actor Agent {
 
     @discardableResult
     public func setSessionEnabled(_ id: String, _ enabled: Bool) throws -> ObjectResponse {
-        let current = applied
+        let current = try appliedForChange()
         var items = Self.items(current, .sessions)
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("session \(id) not found")
@@ -213,6 +223,14 @@ public actor Agent {
         let seconds: Double
         do {
             seconds = try timedApply(nextEffective, nextGeneration)
+        } catch let error as PolicyInForceError {
+            // The datapath runs the new policy and could not go back: the state is the
+            // new one (the state file has it already), and the answer says so.
+            appliedText = nextText; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
+            logger.error("apply failed after the new policy was in force; it stays in force",
+                         metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
+            logSourceChanges(after: "apply")
+            throw AgentError(status: 500, "the new policy (generation \(nextGeneration)) is in force, but the change failed: \(error)")
         } catch {
             logger.error("apply refused by the datapath; the previous policy stays in force",
                          metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])

@@ -68,14 +68,40 @@ public struct StateStore: Sendable {
             if n == 0 { break }
             data.append(contentsOf: buf[0..<n])
         }
-        let state: PersistedState
-        do { state = try JSONDecoder().decode(PersistedState.self, from: data) } catch {
-            throw StateError("state file \(path) is corrupt (\(Self.describe(error))); fix or move it away, or start with --reset-state to start empty")
+        return try Self.decode([UInt8](data), path: path)
+    }
+
+    /// The state file through the core's strict parser, the one that reads every
+    /// document the agent takes and that reads its applied document back for each
+    /// change. Foundation's decoder is lenient where that one is not: it takes the
+    /// first of two members with the same name (the agent would start from the
+    /// wrong document, say an empty one, and the next create would then replace
+    /// everything with its one object) and skips trailing commas. Anything but the
+    /// file as `encode` writes it is corrupt, and the agent does not start on it.
+    static func decode(_ bytes: [UInt8], path: String) throws -> PersistedState {
+        func corrupt(_ why: String) -> StateError {
+            StateError("state file \(path) is corrupt (\(why)); fix or move it away, or start with --reset-state to start empty")
         }
-        guard state.formatVersion == PersistedState.currentFormat else {
-            throw StateError("state file \(path) has format \(state.formatVersion), this agent reads \(PersistedState.currentFormat)")
+        let root: JSONValue
+        switch JSONParser.parse(bytes) {
+        case .failure(let e): throw corrupt("\(e)")
+        case .success(let v): root = v
         }
-        return state
+        guard root.isObject else { throw corrupt("not a JSON object") }
+        guard case .int(let format)? = root["formatVersion"] else { throw corrupt("no integer formatVersion") }
+        guard format == Int64(PersistedState.currentFormat) else {
+            throw StateError("state file \(path) has format \(format), this agent reads \(PersistedState.currentFormat)")
+        }
+        guard case .int(let generation)? = root["generation"] else { throw corrupt("no integer generation") }
+        guard let document = root["document"], document.isObject else { throw corrupt("no document object") }
+        guard let vniMembers = root["vnis"]?.members else { throw corrupt("no vnis object") }
+        var vnis: [String: Int] = [:]
+        for (id, value) in vniMembers {
+            guard let vni = value.intValue else { throw corrupt("vnis.\(id) is not an integer") }
+            vnis[id] = vni
+        }
+        // `encode` writes the generation as Int64's bit pattern.
+        return PersistedState(generation: UInt64(bitPattern: generation), document: AnyJSON(document), vnis: vnis)
     }
 
     /// `documentText`: the document already serialized compactly (the agent keeps it
@@ -118,15 +144,5 @@ public struct StateStore: Sendable {
             throw StateError("cannot move \(path) aside: \(String(cString: strerror(errno)))")
         }
         return aside
-    }
-
-    static func describe(_ error: Error) -> String {
-        switch error {
-        case DecodingError.dataCorrupted(let c): return c.underlyingError.map { "\($0.localizedDescription)" } ?? c.debugDescription
-        case DecodingError.keyNotFound(let k, _): return "missing \(k.stringValue)"
-        case DecodingError.typeMismatch(_, let c): return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
-        case DecodingError.valueNotFound(_, let c): return "missing value at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
-        default: return "\(error)"
-        }
     }
 }

@@ -46,15 +46,19 @@ struct CommonOptions: ParsableArguments {
                                visibility: .hidden))
     var tcxLinksPerApply = 32
 
-    @Option(help: ArgumentHelp("automatic, kernel or memory (memory: no kernel datapath, for tests).", visibility: .hidden))
-    var datapath: String = "automatic"
+    @Option(help: ArgumentHelp("kernel, or memory: no kernel datapath, mirrors nothing (tests). automatic is kernel.",
+                               visibility: .hidden))
+    var datapath: String = "kernel"
+
+    @Option(help: ArgumentHelp("The nft binary enforcement runs (default: the installed nft; tests).", visibility: .hidden))
+    var nft: String?
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
         guard DatapathFactory.Choice(rawValue: datapath) != nil else {
-            throw ValidationError("--datapath: '\(datapath)' is not one of automatic, kernel, memory")
+            throw ValidationError("--datapath: '\(datapath)' is not one of kernel, memory, automatic")
         }
         guard tcAttach == "auto" || TCAttachMode(rawValue: tcAttach) != nil else {
             throw ValidationError("--tc-attach: '\(tcAttach)' is not one of auto, tcx, clsact")
@@ -92,7 +96,8 @@ struct CommonOptions: ParsableArguments {
 
     var datapathOptions: DatapathFactory.Options {
         DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
-                                attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply)
+                                attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply,
+                                nftCommand: nft.map { [$0] })
     }
 }
 
@@ -115,14 +120,14 @@ struct Run: AsyncParsableCommand {
         try options.requirePrivileges("start")
         Agent.tuneAllocator()
 
-        let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .automatic
+        let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .kernel
         let datapath: Datapath
         do {
-            let (dp, note) = try DatapathFactory.start(choice, options: options.datapathOptions)
-            if let note { logger.error("\(note)") }
-            datapath = dp
+            datapath = try DatapathFactory.start(choice, options: options.datapathOptions)
         } catch {
-            fail("mirror-agent: cannot start the datapath: \(error)")
+            // Never on without it: an agent that takes applies and mirrors nothing looks healthy.
+            fail("mirror-agent: cannot start: the kernel datapath did not load, so nothing could be mirrored: \(error)\n"
+                 + "Fix that and start again (only --datapath memory runs without it, mirroring nothing, for tests).")
         }
         logger.info("starting", metadata: ["version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
                                            "socket": "\(options.socket)", "stateDir": "\(options.stateDir)"])
@@ -205,7 +210,7 @@ struct Cleanup: AsyncParsableCommand {
         if (try? ControlClient(socketPath: options.socket, timeout: 2).send(method: "GET", path: APIPath.status)) != nil {
             fail("mirror-agent: an agent is running on \(options.socket); stop it before cleanup")
         }
-        let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .automatic
+        let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .kernel
         var problems: [String] = []
         do { try DatapathFactory.make(choice, options: options.datapathOptions).cleanup() } catch {
             problems.append("datapath: \(error)")

@@ -1,6 +1,7 @@
 import Foundation
 import MirrorAPI
 import MirrorAgent
+import MirrorDatapath
 import MirrorCore
 import Testing
 
@@ -174,6 +175,47 @@ struct ControlAPITests {
         // The state file still holds generation 1.
         let persisted = try #require(try StateStore(directory: t.stateDir).load())
         #expect(persisted.generation == 1)
+    }
+
+    /// A datapath that puts the new policy in force, then fails and cannot undo it
+    /// (the kernel datapath when nft fails and the flip back fails too).
+    final class InForceThenFailing: Datapath, @unchecked Sendable {
+        let inner = InMemoryDatapath(interfaces: [:])
+        var fail = false
+        let kind = "memory"
+        func start() throws { try inner.start() }
+        func apply(document: Document, generation: UInt64) throws {
+            try inner.apply(document: document, generation: generation)
+            if fail { throw PolicyInForceError("nft failed, and so did the flip back") }
+        }
+        func linkChanged(name: String, ifindex: Int, present: Bool) {}
+        func status(verified: Bool) -> DatapathStatus { inner.status(verified: verified) }
+        func explain(source: String, direction: Direction, packet: PacketDescription) throws -> Decision? { nil }
+        func shutdown() { inner.shutdown() }
+        func cleanup() throws {}
+    }
+
+    /// The answer agrees with what runs: a failed change whose policy is in force
+    /// anyway is reported as such and kept (state, generation, state file).
+    @Test func aFailedChangeWhosePolicyRunsAnywayIsReportedAndKept() async throws {
+        let dir = try TempDir()
+        let dp = InForceThenFailing()
+        let store = StateStore(directory: dir.path + "/state")
+        let agent = Agent(store: store, datapath: dp)
+        try await agent.start(resetState: false)
+        _ = try await agent.apply(try JSONParser.parse(Fixtures.valid).get())
+        dp.fail = true
+        await #expect {
+            try await agent.setSessionEnabled("s1", false)
+        } throws: { error in
+            let e = error as? AgentError
+            return e?.status == 500 && e?.message.contains("is in force") == true && e?.message.contains("flip back") == true
+        }
+        #expect(await agent.currentGeneration() == 2)
+        #expect(dp.inner.appliedDocument.sessions.first { $0.id == "s1" }?.isEnabled == false)
+        #expect(try await agent.get(.sessions, "s1").object.value["enabled"] == .bool(false))
+        #expect(try store.load()?.generation == 2)
+        await agent.shutdown()
     }
 
     @Test func oversizedBodyGets413() async throws {

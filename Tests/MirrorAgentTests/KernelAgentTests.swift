@@ -148,4 +148,106 @@ struct KernelAgentTests {
             .filter { !$0.hasSuffix(".debug") }
         #expect(pins.isEmpty, "\(pins)")
     }
+
+    /// Two policies for one enforced source (so every apply runs nft): the same
+    /// security group, and a session whose filter takes inbound TCP to `port`.
+    static func enforcedDocument(port: Int) -> String {
+        """
+        {
+          "securityGroups": [ { "id": "sg", "rules": [
+            { "direction": "ingress", "priority": 1, "action": "allow", "ethertype": "ipv4", "protocol": "all" },
+            { "direction": "egress", "priority": 1, "action": "allow", "ethertype": "ipv4", "protocol": "all" } ] } ],
+          "filters": [ { "id": "web", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4",
+                                                     "protocol": "tcp", "destinationPorts": "\(port)" } ] } ],
+          "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+          "sources": [ { "id": "vm1", "interface": "tap-vm1", "securityGroups": ["sg"], "enforce": true } ],
+          "sessions": [ { "id": "s1", "priority": 1, "filter": "web", "sources": ["vm1"], "target": "t1" } ]
+        }
+        """
+    }
+
+    /// SPEC §7 (all or nothing) with enforcement: an apply flips the kernel to the new
+    /// policy before nft replaces the host's rules. When nft then fails, the agent
+    /// answers that nothing changed, so the kernel must run the old policy again.
+    /// Here nft checks (`-c`) pass and the change itself fails, as when the host's
+    /// rule set changed in between; BPF_PROG_TEST_RUN (explain) shows which policy runs.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), "needs nft"))
+    func anNftFailureAfterTheFlipLeavesTheOldPolicyInTheKernel() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        defer { _ = try? run("umount", dir.path + "/bpffs") }
+        try ns.ip("link", "set", "lo", "up")
+        try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1")
+        try ns.ip("link", "set", "tap-vm1", "up")
+        let failFlag = dir.path + "/nft-fails"
+        let nft = dir.path + "/nft"
+        try """
+        #!/bin/sh
+        # nft for this test: checks pass through; a change fails while \(failFlag) exists.
+        for a in "$@"; do [ "$a" = "-c" ] && exec /usr/sbin/nft "$@"; done
+        if [ -e \(failFlag) ]; then cat >/dev/null; echo "Error: simulated failure after the check" >&2; exit 1; fi
+        exec /usr/sbin/nft "$@"
+
+        """.write(toFile: nft, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: nft)
+        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
+        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel", "--nft", nft])
+        defer { agent.stop() }
+        try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
+
+        func explain(port: Int) throws -> ExplainResponse {
+            try client.call("POST", APIPath.explain, json: ExplainRequest(
+                source: "vm1", direction: .inbound, packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:\(port)")))
+        }
+        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Self.enforcedDocument(port: 80).utf8))
+        #expect(try explain(port: 80).kernel?.session == "s1")
+        let rules = try run("ip", "netns", "exec", ns.name, "nft", "list", "table", "inet", "mirror_enforce")
+        #expect(rules.contains("tap-vm1"))
+
+        FileManager.default.createFile(atPath: failFlag, contents: nil)
+        let refused = try client.send(method: "POST", path: APIPath.apply, body: Array(Self.enforcedDocument(port: 443).utf8))
+        let answer = String(decoding: refused.body, as: UTF8.self)
+        #expect(refused.status == 500, "\(answer)")
+        #expect(answer.contains("nothing was changed") && answer.contains("simulated failure"), "\(answer)")
+        #expect(Self.status(client)?.generation == 1)
+        // The kernel runs the old policy: port 80 mirrored, 443 not, as the agent says.
+        let old80 = try explain(port: 80), old443 = try explain(port: 443)
+        #expect(old80.kernel?.mirrored == true && old80.kernel?.session == "s1", "\(old80.kernel?.explanation ?? "")")
+        #expect(old443.kernel?.mirrored == false, "\(old443.kernel?.explanation ?? "")")
+        #expect(old80.agree == true && old443.agree == true)
+        #expect(try run("ip", "netns", "exec", ns.name, "nft", "list", "table", "inet", "mirror_enforce") == rules)
+
+        // nft works again: the same change goes through, on the slot it had written.
+        unlink(failFlag)
+        let applied: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Self.enforcedDocument(port: 443).utf8))
+        #expect(applied.generation == 2)
+        let new80 = try explain(port: 80), new443 = try explain(port: 443)
+        #expect(new80.kernel?.mirrored == false && new443.kernel?.session == "s1")
+        #expect(new80.agree == true && new443.agree == true)
+    }
+
+    /// A daemon that cannot load its datapath mirrors nothing: it must not run as if it
+    /// did. With the default (automatic means kernel) and with --datapath kernel it
+    /// exits non-zero and says why; here the bpffs path is a regular file.
+    @Test func refusesToStartWhenTheKernelDatapathCannotLoad() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        try ns.ip("link", "set", "lo", "up")  // so that only the datapath can stop it
+        FileManager.default.createFile(atPath: dir.path + "/bpffs", contents: Data("not a directory\n".utf8))
+        for extra in [[], ["--datapath", "automatic"], ["--datapath", "kernel"]] {
+            let agent = try RunningAgent(ns: ns, dir: dir, extra: extra)
+            defer { agent.stop() }
+            let exited = Self.waitUntil(30) { !agent.process.isRunning }
+            #expect(exited, "mirror-agent \(extra) kept running without a datapath: \(agent.logText)")
+            guard exited else { continue }
+            let log = agent.logText
+            #expect(agent.process.terminationStatus != 0)
+            #expect(log.contains("cannot start") && log.contains("kernel datapath") && log.contains(dir.path + "/bpffs"), "\(log)")
+            #expect(log.contains("--datapath memory"), "\(log)")
+            #expect(!FileManager.default.fileExists(atPath: dir.path + "/agent.sock"))
+            try? FileManager.default.removeItem(atPath: dir.path + "/agent.log")
+        }
+    }
 }

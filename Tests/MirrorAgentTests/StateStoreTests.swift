@@ -60,6 +60,36 @@ struct StateStoreTests {
         #expect(aside.count == 1)
     }
 
+    /// A state file that is not strict JSON is corrupt, even where Foundation's
+    /// decoder would read something from it: a duplicated member (which it resolves
+    /// silently, here to an empty document that the next create would have replaced
+    /// every object with), a trailing comma, a truncated write. The agent refuses to
+    /// start, names the file and where it stops parsing, and leaves the file as it was.
+    @Test(arguments: [
+        ("duplicate member", #"{"document":{},"document":DOC,"formatVersion":1,"generation":4,"vnis":{"s1":100}}"#),
+        ("trailing comma", #"{"document":DOC,"formatVersion":1,"generation":4,"vnis":{"s1":100,},}"#),
+        ("truncated", #"{"document":DOC,"formatVersion":1,"generation":4,"vn"#),
+    ])
+    func stateFileThatIsNotStrictJSONStopsTheAgentAndStaysAsItWas(_ kind: String, _ text: String) async throws {
+        let dir = try TempDir()
+        let doc = try #require(try? JSONParser.parse(Fixtures.valid).get())
+        let bytes = Array(text.replacingOccurrences(of: "DOC", with: doc.serialized(pretty: false)).utf8)
+        let path = dir.path + "/state/state.json"
+        try FileManager.default.createDirectory(atPath: dir.path + "/state", withIntermediateDirectories: true)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        for _ in 0..<2 {
+            do {
+                let t = try await TestAgent(dir: dir)
+                _ = try? await t.request("POST", APIPath.kind(.filters), #"{"id":"f9","inbound":[{"priority":1,"action":"accept","ethertype":"ipv4"}]}"#)
+                await t.stop()
+                Issue.record("\(kind): the agent started on a corrupt state file")
+            } catch let e as StateError {
+                #expect(e.message.contains(path) && e.message.contains("corrupt") && e.message.contains("line 1, column"), "\(kind): \(e.message)")
+            }
+            #expect(FileManager.default.contents(atPath: path).map(Array.init) == bytes, "\(kind): the state file changed")
+        }
+    }
+
     @Test func stateFileWithAnInvalidDocumentStopsTheAgent() async throws {
         let dir = try TempDir()
         let store = StateStore(directory: dir.path + "/state")

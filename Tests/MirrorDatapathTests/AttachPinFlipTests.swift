@@ -47,7 +47,6 @@ extension KernelTests {
     }
 
     @Test func clsactAttachDetachOnVethLeavesNoFiltersAndKeepsOtherOwnersFilters() throws {
-        guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
             let dp = try BPFDatapath(pinDirectory: dir, attach: .clsact)
             defer { dp.unpinMaps(); dp.close() }
@@ -98,7 +97,6 @@ extension KernelTests {
     }
 
     @Test func attachToAMissingInterfaceSaysWhichAndWhy() throws {
-        guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
             for mode in BPFDatapath.AttachMode.allCases {
                 let dp = try BPFDatapath(pinDirectory: dir, attach: mode)
@@ -134,12 +132,8 @@ extension KernelTests {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/links")) ?? []).sorted()
     }
 
-    @Test func tcxLinksArePinnedAdoptedByTheNextAgentPrunedWithTheirDeviceAndKeepOthersPrograms() throws {
-        guard Kernel.available else { return }
-        guard BPFDatapath.AttachMode.probe() == .tcx else {
-            print("TCXAttachTests: skipped: this kernel has no tcx (< 6.6); the clsact tests cover attachment")
-            return
-        }
+    @Test(.enabled(if: BPFDatapath.AttachMode.probe() == .tcx, "this kernel has no tcx (< 6.6); the clsact tests cover attachment"))
+    func tcxLinksArePinnedAdoptedByTheNextAgentPrunedWithTheirDeviceAndKeepOthersPrograms() throws {
         try Kernel.withBPFFS { dir in
             try Kernel.withNetns { ns in
                 try Kernel.run(["ip", "-n", ns, "link", "add", "dpt0", "type", "veth", "peer", "name", "dpt1"])
@@ -212,7 +206,6 @@ extension KernelTests {
 
 @Suite struct PinTests {
     @Test func mapsArePinnedAndASecondLoadReusesPolicyAndCounters() throws {
-        guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
             var slots = SlotAssignment()
             let doc = Docs.document(sessions: [("a", 1, [Rule(priority: 1, action: .accept, ethertype: .ipv4)])])
@@ -252,14 +245,12 @@ extension KernelTests {
     }
 
     @Test func aPinDirectoryOutsideBpffsIsRefused() throws {
-        guard Kernel.available else { return }
         #expect(throws: DatapathError.self) { try BPFDatapath(pinDirectory: "/tmp") }
     }
 }
 
 @Suite struct GenerationFlipTests {
     @Test func flippingBetweenTwoPoliciesNeverYieldsADecisionOfNeither() throws {
-        guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
             let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }

@@ -148,7 +148,6 @@ enum Differential {
 extension KernelTests {
 @Suite struct DifferentialTests {
     @Test func kernelClassifierAgreesWithTheOracleOnRandomDocumentsAndFrames() throws {
-        guard Kernel.available else { return }
         let documents = 220, packetsPerDocument = 500
         try Kernel.withBPFFS { dir in
             let dp = try BPFDatapath(pinDirectory: dir)

@@ -2,16 +2,10 @@ import Foundation
 import Glibc
 import MirrorDatapath
 
-/// Kernel tests need root. They skip only when not root, and say why.
+/// Kernel tests need root: `KernelTests` (KernelSuite.swift) is enabled only then,
+/// so without it they show as skipped, with the reason.
 enum Kernel {
-    static var skipReason: String? {
-        getuid() == 0 ? nil : "kernel test skipped: needs root (BPF, bpffs mounts, network namespaces)"
-    }
-
-    static var available: Bool {
-        if let reason = skipReason { print(reason); return false }
-        return true
-    }
+    static var isRoot: Bool { getuid() == 0 }
 
     /// A bpffs mounted at a fresh directory for the duration of `body` (never
     /// /sys/fs/bpf), unmounted and removed on every exit path.
@@ -46,9 +40,12 @@ enum Kernel {
         return String(decoding: o, as: UTF8.self)
     }
 
-    /// A network namespace named dpt-<pid>-<random>, deleted on every exit path.
+    /// A network namespace named dpt-<pid>-<random>, deleted on every exit path; with
+    /// `MIRROR_TEST_NETNS_TAG` in the environment, dpt-<tag>-<pid>-<random>, so that
+    /// runs sharing a machine can tell their namespaces apart.
     static func withNetns<T>(_ body: (String) throws -> T) throws -> T {
-        let name = "dpt-\(getpid())-\(UInt32.random(in: 0..<UInt32.max) % 1_000_000)"
+        let tag = ProcessInfo.processInfo.environment["MIRROR_TEST_NETNS_TAG"].map { $0 + "-" } ?? ""
+        let name = "dpt-\(tag)\(getpid())-\(UInt32.random(in: 0..<UInt32.max) % 1_000_000)"
         try run(["ip", "netns", "add", name])
         defer { _ = try? run(["ip", "netns", "delete", name], allowFailure: true) }
         return try body(name)

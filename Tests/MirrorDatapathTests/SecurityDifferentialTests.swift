@@ -68,7 +68,6 @@ enum SecurityDifferential {
 extension KernelTests {
 @Suite struct SecurityDifferentialTests {
     @Test func kernelSecurityGroupsAndAclsAgreeWithTheOracleOnNewConnections() throws {
-        guard Kernel.available else { return }
         let documents = 200, packetsPerDocument = 300
         try Kernel.withBPFFS { dir in
             let dp = try BPFDatapath(pinDirectory: dir)
@@ -136,7 +135,6 @@ extension KernelTests {
     /// outbound without an egress rule; a reply-looking packet with no connection
     /// is not; the ACL (stateless) still applies to established packets.
     @Test func establishedConnectionsPassTheGroupsButNotTheAcl() throws {
-        guard Kernel.available else { return }
         var doc = Document()
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.10"))]
         doc.filters = [Filter(id: "all", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4),
@@ -200,7 +198,6 @@ extension KernelTests {
     /// The chosen quotas fit the map value: 5 groups of 100 rules and 20 ACL
     /// rules per direction, decided by the very last rule of each.
     @Test func groupsAndAclAtTheirQuotasAreEvaluatedToTheLastRule() throws {
-        guard Kernel.available else { return }
         var doc = Document()
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.10"))]
         doc.filters = [Filter(id: "all", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)])]
@@ -270,7 +267,6 @@ extension KernelTests {
     /// is part of it ("related"): not suppressed though no rule allows ICMP; the
     /// same error about no known connection is judged as ICMP and dropped.
     @Test func icmpErrorsOfAnAllowedConnectionAreNotSuppressed() throws {
-        guard Kernel.available else { return }
         var doc = Document()
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.10"))]
         doc.filters = [Filter(id: "all", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4),

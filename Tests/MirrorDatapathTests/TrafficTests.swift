@@ -14,7 +14,6 @@ extension KernelTests {
     }
 
     @Test func pingIsMirroredOncePerDirectionAndCopiesAreNeverClassifiedAgain() throws {
-        guard Kernel.available else { return }
         try Kernel.withBPFFS { dir in
             let dp = try BPFDatapath(pinDirectory: dir)
             defer { dp.unpinMaps(); dp.close() }

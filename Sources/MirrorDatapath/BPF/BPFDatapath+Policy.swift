@@ -66,10 +66,27 @@ extension BPFDatapath {
         active.mirror_ifindex = mirrorIfindex ?? current.mirrorIfindex
         active.generation = current.generation + 1
         var zero: UInt32 = 0
+        var replaced = mirror_active()
+        try DatapathError.check(bpf_map_lookup_elem(try mapFD(.active), &zero, &replaced), "read mirror_active")
         try DatapathError.check(bpf_map_update_elem(try mapFD(.active), &zero, &active, UInt64(BPF_ANY)),
                                 "flip mirror_active to slot \(slot)")
         lastFlip = DispatchTime.now().uptimeNanoseconds
+        replacedActive = replaced
         return active.generation
+    }
+
+    /// Flips back to the generation the last `apply` replaced. That apply wrote only
+    /// the other slot, so the old policy is intact: the caller's other half of the
+    /// change failed (the agent's nft enforcement) and the kernel must run exactly
+    /// the old policy again. Once only; the next apply writes the abandoned slot,
+    /// after the grace period.
+    public func revertApply() throws(DatapathError) {
+        guard var previous = replacedActive else { throw DatapathError("flip back", detail: "no apply to undo") }
+        var zero: UInt32 = 0
+        try DatapathError.check(bpf_map_update_elem(try mapFD(.active), &zero, &previous, UInt64(BPF_ANY)),
+                                "flip mirror_active back to slot \(previous.slot & 1)")
+        lastFlip = DispatchTime.now().uptimeNanoseconds
+        replacedActive = nil
     }
 
     /// Sets the device copies are cloned to, without changing the policy.

@@ -35,6 +35,8 @@ public final class BPFDatapath: @unchecked Sendable {
     private var mapFDs: [ClassifierMap: Int32] = [:]
     /// When the last flip happened (BPFDatapath+Policy.swift waits out its grace period).
     var lastFlip: UInt64 = 0
+    /// The `mirror_active` value the last `apply` replaced, for `revertApply`.
+    var replacedActive: mirror_active?
     /// Interfaces whose clsact qdisc this instance created.
     var createdHooks = Set<Int32>()
     struct LinkKey: Hashable { var ifindex: Int32; var hook: TCHook }

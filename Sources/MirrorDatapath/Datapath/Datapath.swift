@@ -17,7 +17,7 @@ public protocol Datapath: AnyObject, Sendable {
 
     /// Make the datapath mirror exactly `document` (a validated document whose every
     /// session has its effective `vni`). All or nothing: on a throw the previous
-    /// policy stays in force.
+    /// policy stays in force, except with `PolicyInForceError`.
     func apply(document: Document, generation: UInt64) throws
 
     /// `apply` after the datapath may have missed changes (lost link events): also
@@ -70,6 +70,15 @@ public struct DatapathStatus: Hashable, Sendable {
         self.loaded = loaded; self.generation = generation; self.attached = attached; self.mirrorDevice = mirrorDevice
         self.tcAttach = tcAttach; self.onClsact = onClsact
     }
+}
+
+/// An apply failed after the new policy was put in force and could not be undone:
+/// the new policy is what runs, so the agent keeps it as the applied state and
+/// reports the failure.
+public struct PolicyInForceError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }
 
 extension Datapath {

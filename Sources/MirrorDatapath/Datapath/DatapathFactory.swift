@@ -5,8 +5,10 @@ import Logging
 public typealias TCAttachMode = BPFDatapath.AttachMode
 
 /// Where the agent gets its datapath: `.kernel` is `KernelDatapath` (libbpf through
-/// MirrorDatapath), `.memory` the no-kernel `InMemoryDatapath`, `.automatic` the
-/// kernel one when it starts, else memory (with the reason, for the log).
+/// MirrorDatapath), `.memory` the no-kernel `InMemoryDatapath`, which mirrors nothing
+/// (tests ask for it by name). `.automatic` is the kernel one: it is still accepted
+/// from command lines that name it, but it no longer falls back to memory, since an
+/// agent that accepts applies and mirrors nothing looks healthy and is not.
 public enum DatapathFactory {
     public enum Choice: String, CaseIterable, Sendable { case automatic, kernel, memory }
 
@@ -21,14 +23,17 @@ public enum DatapathFactory {
         /// remaining hooks through clsact and moves them to tcx in the background (each
         /// new link costs an RCU grace period, ~12 ms here).
         public var tcxLinksPerApply: Int
+        /// The nft command of enforcement (`Enforcement.command`); nil: the installed nft.
+        public var nftCommand: [String]?
         /// What the datapath reports that does not fail a call (an interface that
         /// vanished before its attach, a template that did not resolve).
         public var logger: Logger
         public init(bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil,
-                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32,
+                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32, nftCommand: [String]? = nil,
                     logger: Logger = Logger(label: "mirror-agent.datapath")) {
             self.bpffs = bpffs; self.mirrorDevice = mirrorDevice; self.stateDirectory = stateDirectory
-            self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply; self.logger = logger
+            self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply
+            self.nftCommand = nftCommand; self.logger = logger
         }
     }
 
@@ -39,18 +44,14 @@ public enum DatapathFactory {
         }
     }
 
-    /// Makes and starts the datapath. With `.automatic`, a kernel datapath that fails
-    /// to start is replaced by the in-memory one and the failure returned as a note.
-    public static func start(_ choice: Choice, options: Options) throws -> (Datapath, note: String?) {
+    /// Makes and starts the datapath; one that does not start is an error, never
+    /// replaced by another.
+    public static func start(_ choice: Choice, options: Options) throws -> Datapath {
         let dp = try make(choice, options: options)
-        do {
-            try dp.start()
-            return (dp, nil)
-        } catch where choice == .automatic {
+        do { try dp.start() } catch {
             dp.shutdown()
-            let fallback = InMemoryDatapath()
-            try fallback.start()
-            return (fallback, "kernel datapath unavailable, running without one: \(error)")
+            throw error
         }
+        return dp
     }
 }

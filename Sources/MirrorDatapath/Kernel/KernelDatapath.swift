@@ -47,6 +47,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var templateTimer: DispatchSourceTimer?
 
     private var logger: Logger { options.logger }
+    private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
 
     public init(options: DatapathFactory.Options) { self.options = options }
 
@@ -128,15 +129,26 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         // SPEC §5 enforcement (Enforcement.swift): refused before anything changes, replaced after the flip.
         let enforcement = EnforcementRenderer.render(doc)
         let enforceNow = enforce || enforcement != enforcedRules
-        if enforceNow { do { try Enforcement(logger: logger).check(doc) } catch { throw DatapathError("\(error)") } }
+        if enforceNow { do { try nft.check(doc) } catch { throw DatapathError("\(error)") } }
         do {
             try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
             _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
         } catch { throw DatapathError("write the policy: \(error)") }
+        // All or nothing (SPEC §7): nft's transaction either replaced the rules or
+        // left them; when it failed, the kernel goes back to the old generation too
+        // (its slot was not written), so the agent's "nothing changed" is true.
+        var inForceDespite: String?
         if enforceNow {
             enforcedRules = nil
-            do { try Enforcement(logger: logger).apply(doc) } catch { throw DatapathError("\(error)") }
-            enforcedRules = enforcement
+            do { try nft.apply(doc) } catch {
+                do { try dp.revertApply() } catch let undo {
+                    // A write that just worked failing now (never seen): the new policy
+                    // stays in force, so it is finished below and reported as such.
+                    inForceDespite = "\(error); flipping the kernel back to the previous policy failed too (\(undo))"
+                }
+                if inForceDespite == nil { throw DatapathError("\(error)") }
+            }
+            if inForceDespite == nil { enforcedRules = enforcement }
         }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
@@ -197,6 +209,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             slotsOnDisk = (try? DurableFile.write(data, to: path)) != nil ? newSlots : nil
         }
         refreshEncapTemplates()
+        if let inForceDespite { throw PolicyInForceError(inForceDespite) }
     }
 
     /// Writes an encapsulation template (bpf/mirror_abi.h) for every IPv4 collector
@@ -388,7 +401,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         try lock.withLock {
             var problems: [String] = []
             // First: it does not depend on loading the classifier below.
-            do { try Enforcement(logger: logger).remove() } catch { problems.append("\(error)") }
+            do { try nft.remove() } catch { problems.append("\(error)") }
             let isBPFFS = BPFFS.isMounted(options.bpffs)
             let dp: BPFDatapath
             do { dp = try BPFDatapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
