@@ -149,6 +149,13 @@ static inline int clibbpf_tcx_link_info(int link_fd, __u32 *ifindex, __u32 *atta
 }
 
 /* Points an existing link at another program, atomically. */
+/* Takes the program off the hook now: closing or unpinning the link's last
+ * reference detaches it only when the kernel frees the link, a little later. */
+static inline int clibbpf_link_detach(int link_fd)
+{
+	return bpf_link_detach(link_fd) ? -errno : 0;
+}
+
 static inline int clibbpf_link_update(int link_fd, int prog_fd)
 {
 	return bpf_link_update(link_fd, prog_fd, NULL) ? -errno : 0;

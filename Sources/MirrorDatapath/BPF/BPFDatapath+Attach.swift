@@ -202,10 +202,22 @@ extension BPFDatapath {
     /// modes, or cleaning up after an older agent, leaves nothing behind).
     public func detach(ifindex: Int32, name: String? = nil, hook: TCHook) throws(DatapathError) {
         let label = name ?? "ifindex \(ifindex)"
-        if let fd = heldLinks.removeValue(forKey: LinkKey(ifindex: ifindex, hook: hook)) { Glibc.close(fd) }
-        // The pin is the link's last reference: unlinking it detaches the program.
-        if let path = linkPin(ifindex: ifindex, hook: hook), unlink(path) != 0 && Glibc.errno != ENOENT {
-            throw DatapathError("unpin tcx \(hook.rawValue) link of \(label) at \(path)", errno: Glibc.errno)
+        // Detached explicitly before the last reference goes: a link freed by its last
+        // close or unpin leaves the hook only when the kernel gets to it, so the hook
+        // would still show the program right after detach returned.
+        if let fd = heldLinks.removeValue(forKey: LinkKey(ifindex: ifindex, hook: hook)) {
+            _ = clibbpf_link_detach(fd)
+            Glibc.close(fd)
+        }
+        if let path = linkPin(ifindex: ifindex, hook: hook) {
+            let fd = clibbpf_obj_get(path)
+            if fd >= 0 {
+                _ = clibbpf_link_detach(fd)
+                Glibc.close(fd)
+            }
+            if unlink(path) != 0 && Glibc.errno != ENOENT {
+                throw DatapathError("unpin tcx \(hook.rawValue) link of \(label) at \(path)", errno: Glibc.errno)
+            }
         }
         let rc = clibbpf_tc_detach(ifindex, hook.isEgress, Self.filterHandle, Self.filterPriority)
         // ENOENT: no such filter; EINVAL: no clsact qdisc at all. Either way not attached.
