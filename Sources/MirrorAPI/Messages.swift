@@ -80,13 +80,16 @@ public struct ObjectResponse: Hashable, Sendable, Codable {
     }
 }
 
+/// Whether a source's programs are on its interface (`agentctl status`, `agentctl stats`).
+public enum SourceState: String, Hashable, Sendable, Codable, CaseIterable {
+    /// Programs are attached on both directions of the interface.
+    case attached
+    /// The interface does not exist (yet); attached when it appears.
+    case pending
+}
+
 public struct StatusResponse: Hashable, Sendable, Codable {
-    public enum SourceState: String, Hashable, Sendable, Codable {
-        /// Programs are attached on both directions of the interface.
-        case attached
-        /// The interface does not exist (yet); attached when it appears.
-        case pending
-    }
+    public typealias SourceState = MirrorAPI.SourceState
     public struct SourceStatus: Hashable, Sendable, Codable {
         public var id: String
         public var interface: String
