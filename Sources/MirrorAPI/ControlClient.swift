@@ -30,8 +30,8 @@ public struct ControlClient: Sendable {
         case permissionDenied(String)
         case io(String)
         case badResponse(String)
-        /// The agent answered with an error.
-        case api(status: Int, ErrorResponse)
+        /// The agent answered with an error (its status is the answer's).
+        case api(APIError)
 
         public var description: String {
             switch self {
@@ -41,10 +41,8 @@ public struct ControlClient: Sendable {
                 return "permission denied on \(path): the control socket is root-only (run agentctl as root)"
             case .io(let m): return m
             case .badResponse(let m): return "unexpected answer from mirror-agent: \(m)"
-            case .api(let status, let e):
-                var lines = ["mirror-agent: \(e.error.message) (HTTP \(status))"]
-                lines += e.error.errors.map { "  \($0.path.isEmpty ? "" : $0.path + ": ")\($0.message)" }
-                return lines.joined(separator: "\n")
+            case .api(let e):
+                return (["mirror-agent: \(e.message) (HTTP \(e.status))"] + e.errors.map { "  \($0)" }).joined(separator: "\n")
             }
         }
     }
@@ -196,12 +194,8 @@ public struct ControlClient: Sendable {
     /// Sends a request and decodes a 2xx answer as `T`; an error answer throws `.api`.
     public func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self) throws -> T {
         let r = try send(method: method, path: path, body: body)
-        let decoder = JSONDecoder()
-        guard (200..<300).contains(r.status) else {
-            if let e = try? decoder.decode(ErrorResponse.self, from: Data(r.body)) { throw ClientError.api(status: r.status, e) }
-            throw ClientError.api(status: r.status, ErrorResponse(message: String(decoding: r.body.prefix(200), as: UTF8.self)))
-        }
-        do { return try decoder.decode(T.self, from: Data(r.body)) } catch {
+        guard (200..<300).contains(r.status) else { throw ClientError.api(APIError.decode(status: r.status, body: r.body)) }
+        do { return try JSONDecoder().decode(T.self, from: Data(r.body)) } catch {
             throw ClientError.badResponse("cannot decode \(T.self): \(error)")
         }
     }

@@ -36,13 +36,7 @@ struct AgentOptions: ParsableArguments {
             throw CLIExit.invalidInput
         }
         guard (200..<300).contains(response.status) else {
-            let message = value["error"]?["message"]?.stringValue ?? "HTTP \(response.status)"
-            var lines = ["Error: \(message)"]
-            for e in value["error"]?["errors"]?.arrayValue ?? [] {
-                let path = e["path"]?.stringValue ?? ""
-                lines.append("  " + (path.isEmpty ? "" : path + ": ") + (e["message"]?.stringValue ?? ""))
-            }
-            CLIOutput.error(lines.joined(separator: "\n"))
+            CLIOutput.error("Error: \(APIError.decode(status: response.status, body: response.body))")
             throw CLIExit.invalidInput
         }
         return value
