@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import MirrorCore
 
 /// A tiny blocking HTTP/1.1 client over the agent's unix socket, shared by agentctl
 /// and the tests. Deliberately plain POSIX sockets rather than SwiftNIO: agentctl makes
@@ -191,11 +192,20 @@ public struct ControlClient: Sendable {
         }
     }
 
-    /// Sends a request and decodes a 2xx answer as `T`; an error answer throws `.api`.
+    /// Sends a request and decodes a 2xx answer as `T` (through the core's parser for
+    /// `JSONValueDecodable` answers, which keep member order); an error answer throws `.api`.
     public func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self) throws -> T {
         let r = try send(method: method, path: path, body: body)
         guard (200..<300).contains(r.status) else { throw ClientError.api(APIError.decode(status: r.status, body: r.body)) }
-        do { return try JSONDecoder().decode(T.self, from: Data(r.body)) } catch {
+        do {
+            if let ordered = T.self as? JSONValueDecodable.Type {
+                guard let value = try ordered.init(json: JSONParser.parse(r.body).get()) as? T else {
+                    throw AnswerShapeError("not a \(T.self)")
+                }
+                return value
+            }
+            return try JSONDecoder().decode(T.self, from: Data(r.body))
+        } catch {
             throw ClientError.badResponse("cannot decode \(T.self): \(error)")
         }
     }

@@ -88,7 +88,7 @@ struct Explain: ParsableCommand {
                                      connection: established ? .established : .new)
         switch output {
         // The decision's one JSON form (its Codable, as the agent answers with it), in its own member order.
-        case .json: CLIOutput.out(try JSONValueEncoder().encode(decision).serialized(pretty: true))
+        case .json: try CLIOutput.json(decision, sortedKeys: false)
         case .text: CLIOutput.out(Reports.decisionText(decision, packet: packet, source: source, direction: direction))
         }
     }

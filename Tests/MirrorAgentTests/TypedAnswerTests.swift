@@ -66,4 +66,21 @@ struct TypedAnswerTests {
     @Test func aValueTooLargeForAJSONIntegerIsAnErrorNotATrap() {
         #expect(throws: EncodingError.self) { try JSONValueEncoder().encode([UInt64.max]) }
     }
+
+    /// Lists and objects are the user's JSON: decoded, they keep the members in the
+    /// order the agent sent them (JSONDecoder would sort them).
+    @Test func listAndObjectAnswersKeepTheAgentsMemberOrder() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        for kind in ObjectKind.allCases {
+            let (_, body) = try await t.request("GET", APIPath.kind(kind))
+            let list: ListResponse = try await t.call("GET", APIPath.kind(kind))
+            #expect(list.json == (try JSONParser.parse(body).get()), "\(kind)")
+        }
+        let (_, body) = try await t.request("GET", APIPath.object(.sessions, "s2"))
+        let object: ObjectResponse = try await t.call("GET", APIPath.object(.sessions, "s2"))
+        #expect(object.json == (try JSONParser.parse(body).get()))
+        #expect(object.object.value.members?.first?.key == "id")
+    }
 }
