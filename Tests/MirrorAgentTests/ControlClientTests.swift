@@ -76,6 +76,19 @@ struct ControlClientTests {
         }
     }
 
+    /// agentctl does not print what it got as if it were the agent's status: a body
+    /// that happens to be whole JSON but is shorter than announced is still cut.
+    @Test func agentctlSaysTheAnswerWasCutAndExitsOne() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: AgentctlTests.binary))
+        let dir = try TempDir()
+        let path = dir.path + "/fake.sock"
+        let status = #"{"datapath":"memory","datapathGeneration":0,"datapathLoaded":true,"enabledSessions":0,"generation":0,"sessions":0,"sources":[],"version":"0.1.0"}"#
+        _ = try Self.fakeAgent(at: path, answer: Array("HTTP/1.1 200 OK\r\nContent-Length: \(status.utf8.count + 40)\r\n\r\n\(status)".utf8))
+        let r = try await AgentctlTests.agentctl(["status"], socket: path)
+        #expect(r.status == 1 && r.out.isEmpty, "\(r.out)")
+        #expect(r.err.contains("ends early") && r.err.split(separator: "\n").count == 1, "\(r.err)")
+    }
+
     @Test func aWholeAnswerIsReadAsItsContentLengthSays() async throws {
         let r = try await Self.send("HTTP/1.1 200 OK\r\nContent-Length: \(Self.whole.utf8.count)\r\n\r\n\(Self.whole)").get()
         #expect(r.status == 200 && String(decoding: r.body, as: UTF8.self) == Self.whole)
