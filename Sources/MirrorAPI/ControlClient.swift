@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import MirrorCore
 
 /// A tiny blocking HTTP/1.1 client over the agent's unix socket, shared by agentctl
 /// and the tests. Deliberately plain POSIX sockets rather than SwiftNIO: agentctl makes
@@ -30,8 +31,8 @@ public struct ControlClient: Sendable {
         case permissionDenied(String)
         case io(String)
         case badResponse(String)
-        /// The agent answered with an error.
-        case api(status: Int, ErrorResponse)
+        /// The agent answered with an error (its status is the answer's).
+        case api(APIError)
 
         public var description: String {
             switch self {
@@ -41,10 +42,8 @@ public struct ControlClient: Sendable {
                 return "permission denied on \(path): the control socket is root-only (run agentctl as root)"
             case .io(let m): return m
             case .badResponse(let m): return "unexpected answer from mirror-agent: \(m)"
-            case .api(let status, let e):
-                var lines = ["mirror-agent: \(e.error.message) (HTTP \(status))"]
-                lines += e.error.errors.map { "  \($0.path.isEmpty ? "" : $0.path + ": ")\($0.message)" }
-                return lines.joined(separator: "\n")
+            case .api(let e):
+                return (["mirror-agent: \(e.message) (HTTP \(e.status))"] + e.errors.map { "  \($0)" }).joined(separator: "\n")
             }
         }
     }
@@ -116,10 +115,14 @@ public struct ControlClient: Sendable {
         }
     }
 
+    /// The answer read to EOF (`Connection: close`). Its framing says where the body
+    /// ends: an answer that stops before that (an agent that died or was cut off
+    /// mid-answer) is an error, never a shorter body taken as the whole answer.
     public static func parse(_ data: [UInt8]) throws -> Response {
         let sep: [UInt8] = [13, 10, 13, 10]
         guard let end = data.indices.first(where: { i in i + 4 <= data.count && Array(data[i..<i + 4]) == sep }) else {
-            throw ClientError.badResponse(data.isEmpty ? "the connection closed without an answer" : "no HTTP header")
+            throw ClientError.badResponse(data.isEmpty ? "the connection closed without an answer"
+                                          : "the connection closed in the middle of the answer's headers")
         }
         let head = String(decoding: data[..<end], as: UTF8.self)
         let lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
@@ -127,19 +130,37 @@ public struct ControlClient: Sendable {
         guard statusParts.count >= 2, statusParts[0].hasPrefix("HTTP/1."), let status = Int(statusParts[1]) else {
             throw ClientError.badResponse("bad status line '\(lines.first ?? "")'")
         }
-        var body = Array(data[(end + 4)...])
+        var contentLength: Int?
+        var chunked = false
         for line in lines.dropFirst() {
             let kv = line.split(separator: ":", maxSplits: 1)
             guard kv.count == 2 else { continue }
             let name = kv[0].lowercased(), value = kv[1].trimmingCharacters(in: .whitespaces)
-            if name == "content-length", let n = Int(value), n <= body.count {
-                body = Array(body.prefix(n))
-            } else if name == "transfer-encoding", value.lowercased() == "chunked" {
+            if name == "content-length" {
+                guard !value.isEmpty, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(value),
+                      contentLength == nil || contentLength == n else {
+                    throw ClientError.badResponse("bad Content-Length '\(value.prefix(40))'")
+                }
+                contentLength = n
+            } else if name == "transfer-encoding" {
                 // A large answer (GET /v1/stats at the quotas) is sent in pieces.
-                body = try dechunk(body)
+                guard value.lowercased() == "chunked" else {
+                    throw ClientError.badResponse("unsupported Transfer-Encoding '\(value.prefix(40))'")
+                }
+                chunked = true
             }
         }
-        return Response(status: status, body: body)
+        let body = data[(end + 4)...]
+        // RFC 9112 §6.3: chunked framing wins over a Content-Length; without either,
+        // the body runs to the close (HTTP/1.0 streamed answers).
+        if chunked { return Response(status: status, body: try dechunk(Array(body))) }
+        if let n = contentLength {
+            guard body.count >= n else {
+                throw ClientError.badResponse("the answer ends early: \(body.count) of its \(n) bytes (Content-Length) arrived")
+            }
+            return Response(status: status, body: Array(body.prefix(n)))
+        }
+        return Response(status: status, body: Array(body))
     }
 
     /// The body of a `Transfer-Encoding: chunked` answer (RFC 9112 §7.1): size lines in
@@ -151,7 +172,7 @@ public struct ControlClient: Sendable {
         while true {
             var lineEnd = i
             while lineEnd + 1 < data.count && !(data[lineEnd] == 13 && data[lineEnd + 1] == 10) { lineEnd += 1 }
-            guard lineEnd + 1 < data.count else { throw ClientError.badResponse("the chunked answer ends early") }
+            guard lineEnd + 1 < data.count else { throw ClientError.badResponse("the chunked answer ends early, before its last chunk") }
             let line = String(decoding: data[i..<lineEnd], as: UTF8.self)
             let sizeText = line.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false)[0]
                 .trimmingCharacters(in: .whitespaces)
@@ -160,23 +181,31 @@ public struct ControlClient: Sendable {
             }
             i = lineEnd + 2
             if size == 0 { return out }
-            guard size <= data.count - i, data.count - i - size >= 2, data[i + size] == 13, data[i + size + 1] == 10 else {
-                throw ClientError.badResponse("the chunked answer ends early")
+            guard size <= data.count - i, data.count - i - size >= 2 else {
+                throw ClientError.badResponse("the chunked answer ends early, in the middle of a chunk")
+            }
+            guard data[i + size] == 13, data[i + size + 1] == 10 else {
+                throw ClientError.badResponse("a chunk of the answer is longer than its size line says")
             }
             out += data[i..<(i + size)]
             i += size + 2
         }
     }
 
-    /// Sends a request and decodes a 2xx answer as `T`; an error answer throws `.api`.
+    /// Sends a request and decodes a 2xx answer as `T` (through the core's parser for
+    /// `JSONValueDecodable` answers, which keep member order); an error answer throws `.api`.
     public func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self) throws -> T {
         let r = try send(method: method, path: path, body: body)
-        let decoder = JSONDecoder()
-        guard (200..<300).contains(r.status) else {
-            if let e = try? decoder.decode(ErrorResponse.self, from: Data(r.body)) { throw ClientError.api(status: r.status, e) }
-            throw ClientError.api(status: r.status, ErrorResponse(message: String(decoding: r.body.prefix(200), as: UTF8.self)))
-        }
-        do { return try decoder.decode(T.self, from: Data(r.body)) } catch {
+        guard (200..<300).contains(r.status) else { throw ClientError.api(APIError.decode(status: r.status, body: r.body)) }
+        do {
+            if let ordered = T.self as? JSONValueDecodable.Type {
+                guard let value = try ordered.init(json: JSONParser.parse(r.body).get()) as? T else {
+                    throw AnswerShapeError("not a \(T.self)")
+                }
+                return value
+            }
+            return try JSONDecoder().decode(T.self, from: Data(r.body))
+        } catch {
             throw ClientError.badResponse("cannot decode \(T.self): \(error)")
         }
     }

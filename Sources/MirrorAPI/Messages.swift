@@ -13,7 +13,7 @@ import MirrorCore
 //   POST   /v1/explain                    body: ExplainRequest             -> ExplainResponse
 //   GET    /v1/document                                                    -> the applied document (as applied)
 //   GET    /v1/stats                                                       -> StatsResponse (Stats.swift)
-// {kind} is one of ObjectKind's raw values. Errors: ErrorResponse with 4xx/5xx.
+// {kind} is one of ObjectKind's raw values. Errors: APIError (Errors.swift) with 4xx/5xx.
 
 public enum APIPath {
     public static let prefix = "/v1"
@@ -64,6 +64,20 @@ public struct ApplyResponse: Hashable, Sendable, Codable {
     }
 }
 
+/// An answer that carries the user's objects as JSON, decoded from the core's
+/// parse of the body: JSONDecoder would reorder their members, and `agentctl get
+/// -o json` prints each object in the order the agent holds it.
+/// `ControlClient.call` decodes these types this way.
+public protocol JSONValueDecodable {
+    init(json: JSONValue) throws
+}
+
+/// An answer that does not have the shape of its type.
+public struct AnswerShapeError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
 public struct ListResponse: Hashable, Sendable, Codable {
     public var kind: ObjectKind
     /// Objects as the agent holds them, sessions with their effective `vni`.
@@ -80,13 +94,16 @@ public struct ObjectResponse: Hashable, Sendable, Codable {
     }
 }
 
+/// Whether a source's programs are on its interface (`agentctl status`, `agentctl stats`).
+public enum SourceState: String, Hashable, Sendable, Codable, CaseIterable {
+    /// Programs are attached on both directions of the interface.
+    case attached
+    /// The interface does not exist (yet); attached when it appears.
+    case pending
+}
+
 public struct StatusResponse: Hashable, Sendable, Codable {
-    public enum SourceState: String, Hashable, Sendable, Codable {
-        /// Programs are attached on both directions of the interface.
-        case attached
-        /// The interface does not exist (yet); attached when it appears.
-        case pending
-    }
+    public typealias SourceState = MirrorAPI.SourceState
     public struct SourceStatus: Hashable, Sendable, Codable {
         public var id: String
         public var interface: String
@@ -162,15 +179,34 @@ public struct ExplainResponse: Hashable, Sendable, Codable {
 }
 
 // Objects keep their members in document order on the wire (Foundation's encoder
-// would reorder them), so these two responses serialise themselves.
-extension ListResponse {
+// would reorder them), so these two responses serialise and decode themselves.
+extension ListResponse: JSONValueDecodable {
     public var json: JSONValue {
         .object([("kind", .string(kind.rawValue)), ("items", .array(items.map(\.value)))])
     }
+
+    public init(json: JSONValue) throws {
+        guard let kind = json["kind"]?.stringValue.flatMap(ObjectKind.init(rawValue:)) else {
+            throw AnswerShapeError("no object kind in the list")
+        }
+        guard let items = json["items"]?.arrayValue else { throw AnswerShapeError("no items in the list") }
+        self.init(kind: kind, items: items)
+    }
 }
 
-extension ObjectResponse {
+extension ObjectResponse: JSONValueDecodable {
     public var json: JSONValue {
         .object([("kind", .string(kind.rawValue)), ("object", object.value), ("generation", .int(Int64(generation)))])
+    }
+
+    public init(json: JSONValue) throws {
+        guard let kind = json["kind"]?.stringValue.flatMap(ObjectKind.init(rawValue:)) else {
+            throw AnswerShapeError("no object kind in the answer")
+        }
+        guard let object = json["object"], object.isObject else { throw AnswerShapeError("no object in the answer") }
+        guard case .int(let g)? = json["generation"], let generation = UInt64(exactly: g) else {
+            throw AnswerShapeError("no generation in the answer")
+        }
+        self.init(kind: kind, object: object, generation: generation)
     }
 }

@@ -1,3 +1,5 @@
+import MirrorCore
+
 // Counters of the datapath as the agent reports them: GET /v1/stats (agentctl stats)
 // and GET /metrics (Prometheus) show the same numbers.
 //
@@ -67,14 +69,12 @@ public struct SessionStats: Hashable, Sendable, Codable {
 public struct RuleStats: Hashable, Sendable, Codable {
     public var session: String
     public var filter: String
-    /// "inbound" or "outbound".
-    public var direction: String
+    public var direction: Direction
     public var priority: Int
-    /// "accept" or "reject".
-    public var action: String
+    public var action: RuleAction
     public var hits: UInt64
 
-    public init(session: String, filter: String, direction: String, priority: Int, action: String, hits: UInt64) {
+    public init(session: String, filter: String, direction: Direction, priority: Int, action: RuleAction, hits: UInt64) {
         self.session = session; self.filter = filter; self.direction = direction
         self.priority = priority; self.action = action; self.hits = hits
     }
@@ -84,9 +84,8 @@ public struct RuleStats: Hashable, Sendable, Codable {
 public struct SourceStats: Hashable, Sendable, Codable {
     public var source: String
     public var interface: String
-    /// "attached" or "pending".
-    public var state: String
-    public var direction: String
+    public var state: SourceState
+    public var direction: Direction
     /// Packets classified (IP or not) while the source had a policy; packets its
     /// security groups or network ACL dropped stop before classification and are
     /// only in `notMirrored` (suppressed_by_security_group, suppressed_by_acl).
@@ -97,7 +96,7 @@ public struct SourceStats: Hashable, Sendable, Codable {
     /// that evaluates SPEC §5: "suppressed_by_security_group", "suppressed_by_acl") → packets.
     public var notMirrored: [String: UInt64]
 
-    public init(source: String, interface: String, state: String, direction: String, seen: UInt64 = 0,
+    public init(source: String, interface: String, state: SourceState, direction: Direction, seen: UInt64 = 0,
                 mirrored: UInt64 = 0, notMirrored: [String: UInt64] = [:]) {
         self.source = source; self.interface = interface; self.state = state; self.direction = direction
         self.seen = seen; self.mirrored = mirrored; self.notMirrored = notMirrored

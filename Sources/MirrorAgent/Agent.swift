@@ -7,20 +7,9 @@ import MirrorDatapath
 
 public enum MirrorAgentInfo { public static let version = "0.1.0" }
 
-/// An error answered to a client: HTTP status, one line, and the field errors.
-public struct AgentError: Error, CustomStringConvertible {
-    public var status: Int
-    public var message: String
-    public var errors: [FieldError]
-    public init(status: Int, _ message: String, errors: [FieldError] = []) {
-        self.status = status; self.message = message; self.errors = errors
-    }
-    public var description: String {
-        ([message] + errors.map { "  \($0)" }).joined(separator: "\n")
-    }
-    public static func badRequest(_ m: String, _ e: [FieldError] = []) -> AgentError { AgentError(status: 400, m, errors: e) }
-    public static func notFound(_ m: String) -> AgentError { AgentError(status: 404, m) }
-}
+/// An error answered to a client: the API's one error type, which the control
+/// server writes and clients decode.
+public typealias AgentError = APIError
 
 /// Holds the desired state and reconciles it onto the datapath. Every mutation builds
 /// the whole next document, validates it with the core, assigns VNIs, persists it and

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MirrorAPI
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -181,7 +182,7 @@ final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler 
         guard let parserError = error as? HTTPParserError else { context.fireErrorCaught(error); return }
         // Only when no other answer has started; the decoder closes the channel next.
         if !responding {
-            let body = Router.error(400, "malformed HTTP request (\(parserError))", []).body
+            let body = Router.error(.badRequest("malformed HTTP request (\(parserError))")).body
             let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(body.count)),
                                        ("Connection", "close")])
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .badRequest, headers: headers))),
@@ -299,7 +300,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         rejected = true
         discarded = body.readableBytes
         body.clear()
-        let r = Router.error(413, "request body larger than \(maxBodyBytes) bytes", [])
+        let r = Router.error(APIError(status: 413, "request body larger than \(maxBodyBytes) bytes"))
         // Closed when the request ends (see .end), not now.
         respond(context, h, status: r.status, body: r.body, keepAlive: true, closeAfter: false)
     }

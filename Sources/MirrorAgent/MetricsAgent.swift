@@ -69,9 +69,9 @@ public final class AgentMetrics: @unchecked Sendable {
     public var applyHistogram: MetricsSnapshot.Histogram { lock.withLock { applySeconds } }
 
     /// The datapath counters as never-decreasing series, in the API's shape.
-    /// `sourceStates`: source id → "attached" | "pending".
+    /// `sourceStates`: each source's state by id (pending when absent).
     public func stats(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
-                      sourceStates: [String: String], time: Double = Date().timeIntervalSince1970) -> StatsResponse {
+                      sourceStates: [String: SourceState], time: Double = Date().timeIntervalSince1970) -> StatsResponse {
         var (out, rules) = statsAndRules(counters, generation: generation, datapath: datapath, sourceStates: sourceStates, time: time)
         out.rules = Array(rules)
         return out
@@ -80,7 +80,7 @@ public final class AgentMetrics: @unchecked Sendable {
     /// As `stats`, with the rules left out of the response and returned as a view
     /// (a scrape renders them once; at the quotas the list would be 32 MB).
     func statsAndRules(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
-                       sourceStates: [String: String], time: Double) -> (StatsResponse, MetricsSnapshot.RuleSeries) {
+                       sourceStates: [String: SourceState], time: Double) -> (StatsResponse, MetricsSnapshot.RuleSeries) {
         guard let c = counters else {
             return (StatsResponse(generation: generation, datapath: datapath, countersAvailable: false, time: time),
                     MetricsSnapshot.RuleSeries([]))
@@ -172,8 +172,8 @@ public final class AgentMetrics: @unchecked Sendable {
         let rules = MetricsSnapshot.RuleSeries(c.rules, values: values, offset: i)
         i += c.rules.count
         for s in c.sources {
-            var r = SourceStats(source: s.id, interface: s.interface, state: sourceStates[s.id] ?? "pending",
-                                direction: s.direction.rawValue)
+            var r = SourceStats(source: s.id, interface: s.interface, state: sourceStates[s.id] ?? .pending,
+                                direction: s.direction)
             r.seen = next(); r.mirrored = next()
             for (reason, _) in Self.notMirroredReasons(s) { r.notMirrored[reason] = next() }
             out.sources.append(r)
@@ -226,8 +226,8 @@ extension Agent {
 
     private nonisolated func collect() async -> (stats: StatsResponse, rules: MetricsSnapshot.RuleSeries, status: StatusResponse) {
         let status = await self.status()
-        var states: [String: String] = [:]
-        for s in status.sources { states[s.id] = s.state.rawValue }
+        var states: [String: SourceState] = [:]
+        for s in status.sources { states[s.id] = s.state }
         let (stats, rules) = metrics.collectLock.withLock { () -> (StatsResponse, MetricsSnapshot.RuleSeries) in
             let counters: DatapathCounters?
             do { counters = try datapath.counters(); metrics.noteRead(error: nil) } catch {

@@ -104,24 +104,24 @@ public enum MetricsRenderer {
             family("mirror_rule_hits_total", "Packets for which the rule was the first match (SPEC §4), accept or reject.",
                    count: rules.count) { i, o in
                 let r = rules[i]
-                o.sample("mirror_rule_hits_total", [("session", r.session), ("filter", r.filter), ("direction", r.direction),
-                                                    ("rule_priority", String(r.priority)), ("action", r.action)], r.hits)
+                o.sample("mirror_rule_hits_total", [("session", r.session), ("filter", r.filter), ("direction", r.direction.rawValue),
+                                                    ("rule_priority", String(r.priority)), ("action", r.action.rawValue)], r.hits)
             }
             family("mirror_source_packets_seen_total",
                    "Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).",
                    count: sources.count) { i, o in
-                o.sample("mirror_source_packets_seen_total", [("source", sources[i].source), ("direction", sources[i].direction)], sources[i].seen)
+                o.sample("mirror_source_packets_seen_total", [("source", sources[i].source), ("direction", sources[i].direction.rawValue)], sources[i].seen)
             }
             family("mirror_source_packets_mirrored_total", "Packets of the source and direction accepted and cloned.",
                    count: sources.count) { i, o in
-                o.sample("mirror_source_packets_mirrored_total", [("source", sources[i].source), ("direction", sources[i].direction)],
+                o.sample("mirror_source_packets_mirrored_total", [("source", sources[i].source), ("direction", sources[i].direction.rawValue)],
                          sources[i].mirrored)
             }
             family("mirror_packets_not_mirrored_total", "Packets of the source and direction that were not mirrored, by reason.",
                    count: sources.count) { i, o in
                 let s = sources[i]
                 for (reason, v) in s.notMirrored.sorted(by: { $0.key < $1.key }) {
-                    o.sample("mirror_packets_not_mirrored_total", [("source", s.source), ("direction", s.direction), ("reason", reason)], v)
+                    o.sample("mirror_packets_not_mirrored_total", [("source", s.source), ("direction", s.direction.rawValue), ("reason", reason)], v)
                 }
             }
             family("mirror_device_foreign_frames_dropped_total", "Frames leaving the mirror device that were not copies (dropped there).",

@@ -58,8 +58,8 @@ public struct MetricsSnapshot: Sendable {
                 return l[i]
             case .view(let rules, let values, let offset):
                 let r = rules[i]
-                return RuleStats(session: r.session, filter: r.filter, direction: r.direction.rawValue, priority: r.priority,
-                                 action: r.action.rawValue, hits: values[offset + i])
+                return RuleStats(session: r.session, filter: r.filter, direction: r.direction, priority: r.priority,
+                                 action: r.action, hits: values[offset + i])
             }
         }
     }

@@ -51,22 +51,22 @@ public struct Router: Sendable {
     public func handle(method: String, uri: String, body: Data) async -> Response {
         do {
             return try await route(method: method, uri: uri, body: body)
-        } catch let e as AgentError {
-            return Self.error(e.status, e.message, e.errors)
+        } catch let e as APIError {
+            return Self.error(e)
         } catch {
-            return Self.error(500, "internal error: \(error)", [])
+            return Self.error(APIError(status: 500, "internal error: \(error)"))
         }
     }
 
-    static func error(_ status: Int, _ message: String, _ errors: [FieldError]) -> Response {
-        let data = (try? encoder.encode(ErrorResponse(message: message, errors: errors)))
-            ?? Data("{\"error\":{\"message\":\"internal error\",\"errors\":[]}}".utf8)
-        return Response(status: status, body: data)
+    /// Every error body the control server sends, from the router or from the HTTP layer.
+    static func error(_ e: APIError) -> Response {
+        // Strings and arrays of them always encode; the body is never empty in practice.
+        Response(status: e.status, body: (try? encoder.encode(e)) ?? Data())
     }
 
     static func ok<T: Encodable>(_ value: T, status: Int = 200) throws -> Response {
         do { return Response(status: status, body: try encoder.encode(value)) } catch {
-            throw AgentError(status: 500, "cannot encode the response: \(error)")
+            throw APIError(status: 500, "cannot encode the response: \(error)")
         }
     }
 
@@ -75,9 +75,9 @@ public struct Router: Sendable {
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ body: Data) throws -> T {
-        guard !body.isEmpty else { throw AgentError.badRequest("the request needs a JSON body") }
+        guard !body.isEmpty else { throw APIError.badRequest("the request needs a JSON body") }
         do { return try JSONDecoder().decode(T.self, from: body) } catch {
-            throw AgentError.badRequest("the request body is not valid: \(Self.describe(error))",
+            throw APIError.badRequest("the request body is not valid: \(Self.describe(error))",
                                         Self.path(of: error).map { [FieldError(path: $0, message: Self.describe(error))] } ?? [])
         }
     }
@@ -85,10 +85,10 @@ public struct Router: Sendable {
     /// Request bodies that carry documents or objects go through the core's strict,
     /// depth-bounded parser (duplicate keys refused, numbers kept exact).
     func json(_ body: Data) throws -> JSONValue {
-        guard !body.isEmpty else { throw AgentError.badRequest("the request needs a JSON body") }
+        guard !body.isEmpty else { throw APIError.badRequest("the request needs a JSON body") }
         switch JSONParser.parse([UInt8](body)) {
         case .success(let v): return v
-        case .failure(let e): throw AgentError.badRequest("the request body is not valid JSON: \(e)")
+        case .failure(let e): throw APIError.badRequest("the request body is not valid JSON: \(e)")
         }
     }
 
@@ -121,14 +121,14 @@ public struct Router: Sendable {
         let raw = pathPart.split(separator: "/", omittingEmptySubsequences: true)
         var segments: [String] = []
         for s in raw {
-            guard let d = APIPath.percentDecode(s) else { throw AgentError.badRequest("bad percent-encoding in \(uri)") }
+            guard let d = APIPath.percentDecode(s) else { throw APIError.badRequest("bad percent-encoding in \(uri)") }
             segments.append(d)
         }
-        guard segments.first == "v1" else { throw AgentError.notFound("no such route: \(method) \(uri) (the API lives under /v1)") }
+        guard segments.first == "v1" else { throw APIError.notFound("no such route: \(method) \(uri) (the API lives under /v1)") }
         let rest = Array(segments.dropFirst())
         func allow(_ methods: String...) throws {
             guard methods.contains(method) else {
-                throw AgentError(status: 405, "\(method) is not allowed on \(pathPart) (use \(methods.joined(separator: " or ")))")
+                throw APIError(status: 405, "\(method) is not allowed on \(pathPart) (use \(methods.joined(separator: " or ")))")
             }
         }
 
@@ -172,7 +172,7 @@ public struct Router: Sendable {
             try allow("POST")
             return Self.ok(try await agent.setSessionEnabled(rest[1], rest[2] == "enable").json)
         default:
-            throw AgentError.notFound("no such route: \(method) \(pathPart)")
+            throw APIError.notFound("no such route: \(method) \(pathPart)")
         }
     }
 
@@ -185,27 +185,27 @@ public struct Router: Sendable {
         for item in parts[1].split(separator: "&") {
             let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard kv.count == 2, let value = APIPath.percentDecode(kv[1]), !value.isEmpty else {
-                throw AgentError.badRequest("bad query item '\(item)' (use session=ID or source=ID)")
+                throw APIError.badRequest("bad query item '\(item)' (use session=ID or source=ID)")
             }
             switch kv[0] {
             case "session": filter.sessions.insert(value)
             case "source": filter.sources.insert(value)
-            default: throw AgentError.badRequest("unknown query parameter '\(kv[0])' (use session=ID or source=ID)")
+            default: throw APIError.badRequest("unknown query parameter '\(kv[0])' (use session=ID or source=ID)")
             }
         }
         let known = await agent.ids()
         if let missing = filter.sessions.subtracting(known.sessions).sorted().first {
-            throw AgentError.notFound("no session '\(missing)' in the policy in force")
+            throw APIError.notFound("no session '\(missing)' in the policy in force")
         }
         if let missing = filter.sources.subtracting(known.sources).sorted().first {
-            throw AgentError.notFound("no source '\(missing)' in the policy in force")
+            throw APIError.notFound("no source '\(missing)' in the policy in force")
         }
         return filter
     }
 
     static func kind(_ name: String) throws -> ObjectKind {
         guard let k = ObjectKind(rawValue: name) else {
-            throw AgentError.notFound("no such kind '\(name)' (one of \(ObjectKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw APIError.notFound("no such kind '\(name)' (one of \(ObjectKind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         return k
     }

@@ -27,8 +27,8 @@ enum StatsJSON {
         parts.append(.init(count: 1) { _, o in JSONValue.writeString(st.datapath, to: &o) })
         text(",\"generation\":\(st.generation),\"mirrorDeviceForeignDropped\":\(st.mirrorDeviceForeignDropped),")
         list("rules", rules) { r, o in
-            o += "{\"action\":"; JSONValue.writeString(r.action, to: &o)
-            o += ",\"direction\":"; JSONValue.writeString(r.direction, to: &o)
+            o += "{\"action\":"; JSONValue.writeString(r.action.rawValue, to: &o)
+            o += ",\"direction\":"; JSONValue.writeString(r.direction.rawValue, to: &o)
             o += ",\"filter\":"; JSONValue.writeString(r.filter, to: &o)
             o += ",\"hits\":\(r.hits),\"priority\":\(r.priority),\"session\":"; JSONValue.writeString(r.session, to: &o)
             o += "}"
@@ -41,11 +41,11 @@ enum StatsJSON {
             o += "}"
         }
         list("sources", st.sources) { s, o in
-            o += "{\"direction\":"; JSONValue.writeString(s.direction, to: &o)
+            o += "{\"direction\":"; JSONValue.writeString(s.direction.rawValue, to: &o)
             o += ",\"interface\":"; JSONValue.writeString(s.interface, to: &o)
             o += ",\"mirrored\":\(s.mirrored),\"notMirrored\":"; object(s.notMirrored, &o)
             o += ",\"seen\":\(s.seen),\"source\":"; JSONValue.writeString(s.source, to: &o)
-            o += ",\"state\":"; JSONValue.writeString(s.state, to: &o)
+            o += ",\"state\":"; JSONValue.writeString(s.state.rawValue, to: &o)
             o += "}"
         }
         // A Double's description is its shortest exact decimal, a valid JSON number for

@@ -19,16 +19,14 @@ struct Apply: ParsableCommand {
 
     func run() throws {
         let (bytes, _) = try agent.readJSON(file)
-        let r = try agent.request("POST", APIPath.apply, body: bytes)
+        let r = try agent.call("POST", APIPath.apply, body: bytes, as: ApplyResponse.self)
         switch output {
-        case .json: CLIOutput.out(r.serialized(pretty: true))
+        case .json: try CLIOutput.json(r, sortedKeys: true)
         case .text:
-            let generation = r["generation"]?.displayText ?? "?"
-            let changed = r["changed"]?.boolValue ?? true
-            CLIOutput.out(changed ? "applied \(file): generation \(generation)" : "\(file): unchanged (generation \(generation))")
-            let vnis = (r["vnis"]?.members ?? []).sorted { $0.key < $1.key }
+            CLIOutput.out(r.changed ? "applied \(file): generation \(r.generation)" : "\(file): unchanged (generation \(r.generation))")
+            let vnis = r.vnis.sorted { $0.key < $1.key }
             if !vnis.isEmpty {
-                CLIOutput.out(Table.render(["SESSION", "VNI"], vnis.map { [$0.key, $0.value.displayText] }))
+                CLIOutput.out(Table.render(["SESSION", "VNI"], vnis.map { [$0.key, String($0.value)] }))
             }
         }
     }
@@ -51,15 +49,13 @@ struct Get: ParsableCommand {
 
     func run() throws {
         if let id {
-            let r = try agent.request("GET", APIPath.object(kind, id))
-            let object = r["object"] ?? .null
+            let object = try agent.call("GET", APIPath.object(kind, id), as: ObjectResponse.self).object.value
             switch output {
             case .json: CLIOutput.out(object.serialized(pretty: true))
             case .text: CLIOutput.out(Table.objects(kind, [object]) + Table.rules(object))
             }
         } else {
-            let r = try agent.request("GET", APIPath.kind(kind))
-            let items = r["items"]?.arrayValue ?? []
+            let items = try agent.call("GET", APIPath.kind(kind), as: ListResponse.self).items.map(\.value)
             switch output {
             case .json: CLIOutput.out(JSONValue.array(items).serialized(pretty: true))
             case .text: CLIOutput.out(items.isEmpty ? "no \(kind.rawValue)" : Table.objects(kind, items))
@@ -169,7 +165,7 @@ struct Create: ParsableCommand {
             throw CLIExit.usage
         }
         let (bytes, _) = try input.body(agent)
-        let r = try agent.request("POST", APIPath.kind(input.kind), body: bytes)
+        let r = try agent.call("POST", APIPath.kind(input.kind), body: bytes, as: ObjectResponse.self)
         ObjectOutput.print(r, input.kind, verb: "created", output)
     }
 }
@@ -189,7 +185,7 @@ struct Update: ParsableCommand {
         var (bytes, value) = try input.body(agent)
         if input.file == nil, let id = input.id, case .object(let changes) = value {
             // Flags change fields of the object in force; the rest stays as it is.
-            var merged = try agent.request("GET", APIPath.object(kind, id))["object"] ?? .object([])
+            var merged = try agent.call("GET", APIPath.object(kind, id), as: ObjectResponse.self).object.value
             for (k, v) in changes { merged = merged.setting(k, v) }
             (bytes, value) = (Array(merged.serialized(pretty: false).utf8), merged)
         }
@@ -197,7 +193,7 @@ struct Update: ParsableCommand {
             CLIOutput.error("Error: give the id as an argument or as \"id\" in \(input.file ?? "the file")")
             throw CLIExit.usage
         }
-        let r = try agent.request("PUT", APIPath.object(kind, id), body: bytes)
+        let r = try agent.call("PUT", APIPath.object(kind, id), body: bytes, as: ObjectResponse.self)
         ObjectOutput.print(r, kind, verb: "updated", output)
     }
 }
@@ -214,7 +210,7 @@ struct Delete: ParsableCommand {
     var output: OutputFormat = .text
 
     func run() throws {
-        let r = try agent.request("DELETE", APIPath.object(kind, id))
+        let r = try agent.call("DELETE", APIPath.object(kind, id), as: ObjectResponse.self)
         ObjectOutput.print(r, kind, verb: "deleted", output)
     }
 }
@@ -230,7 +226,7 @@ struct SessionCommand: ParsableCommand {
         @Argument(help: "The session id.") var id: String
         @Option(name: [.customShort("o"), .long], help: "Output format: text or json.") var output: OutputFormat = .text
         func run() throws {
-            ObjectOutput.print(try agent.request("POST", APIPath.session(id, enable: true)), .sessions, verb: "enabled", output)
+            ObjectOutput.print(try agent.call("POST", APIPath.session(id, enable: true)), .sessions, verb: "enabled", output)
         }
     }
 
@@ -240,7 +236,7 @@ struct SessionCommand: ParsableCommand {
         @Argument(help: "The session id.") var id: String
         @Option(name: [.customShort("o"), .long], help: "Output format: text or json.") var output: OutputFormat = .text
         func run() throws {
-            ObjectOutput.print(try agent.request("POST", APIPath.session(id, enable: false)), .sessions, verb: "disabled", output)
+            ObjectOutput.print(try agent.call("POST", APIPath.session(id, enable: false)), .sessions, verb: "disabled", output)
         }
     }
 }
@@ -253,27 +249,25 @@ struct Status: ParsableCommand {
     var output: OutputFormat = .text
 
     func run() throws {
-        let r = try agent.request("GET", APIPath.status)
-        if output == .json { CLIOutput.out(r.serialized(pretty: true)); return }
-        let loaded = r["datapathLoaded"]?.boolValue == true
+        let r = try agent.call("GET", APIPath.status, as: StatusResponse.self)
+        if output == .json { try CLIOutput.json(r, sortedKeys: true); return }
         var lines = [
-            "agent:       \(r["version"]?.displayText ?? "?")",
-            "datapath:    \(r["datapath"]?.displayText ?? "?") (\(loaded ? "loaded" : "not loaded")"
-                + (r["tcAttach"]?.stringValue.map { ", attached through \($0)" } ?? "")
-                + ((r["tcxPending"]?.intValue ?? 0) > 0 ? "; \(r["tcxPending"]!.displayText) interfaces on clsact until their tcx links are made" : "")
+            "agent:       \(r.version)",
+            "datapath:    \(r.datapath) (\(r.datapathLoaded ? "loaded" : "not loaded")"
+                + (r.tcAttach.map { ", attached through \($0)" } ?? "")
+                + (r.tcxPending.flatMap { $0 > 0 ? "; \($0) interfaces on clsact until their tcx links are made" : nil } ?? "")
                 + ")",
-            "generation:  \(r["generation"]?.displayText ?? "?") (datapath at \(r["datapathGeneration"]?.displayText ?? "?"))",
-            "sessions:    \(r["sessions"]?.displayText ?? "0") (\(r["enabledSessions"]?.displayText ?? "0") enabled)",
+            "generation:  \(r.generation) (datapath at \(r.datapathGeneration))",
+            "sessions:    \(r.sessions) (\(r.enabledSessions) enabled)",
         ]
-        if let dev = r["mirrorDevice"]?.stringValue { lines.append("mirror device: \(dev)") }
-        let sources = r["sources"]?.arrayValue ?? []
+        if let dev = r.mirrorDevice { lines.append("mirror device: \(dev)") }
         lines.append("")
-        if sources.isEmpty {
+        if r.sources.isEmpty {
             lines.append("no sources")
         } else {
-            lines.append(Table.render(["SOURCE", "INTERFACE", "IFINDEX", "STATE", "SESSIONS"], sources.map { s in
-                [s["id"]?.displayText ?? "-", s["interface"]?.displayText ?? "-", s["ifindex"]?.displayText ?? "-",
-                 s["state"]?.displayText ?? "-", s["sessions"]?.displayText ?? "-"]
+            lines.append(Table.render(["SOURCE", "INTERFACE", "IFINDEX", "STATE", "SESSIONS"], r.sources.map { s in
+                [s.id, s.interface, s.ifindex.map(String.init) ?? "-", s.state.rawValue,
+                 s.sessions.isEmpty ? "-" : s.sessions.joined(separator: ",")]
             }))
         }
         CLIOutput.out(lines.joined(separator: "\n"))
@@ -281,12 +275,13 @@ struct Status: ParsableCommand {
 }
 
 enum ObjectOutput {
-    static func print(_ r: JSONValue, _ kind: ObjectKind, verb: String, _ output: OutputFormat) {
-        let object = r["object"] ?? .null
+    static func print(_ r: ObjectResponse, _ kind: ObjectKind, verb: String, _ output: OutputFormat) {
+        let object = r.object.value
         switch output {
         case .json: CLIOutput.out(object.serialized(pretty: true))
         case .text:
-            CLIOutput.out("\(kind.singular) \(object["id"]?.displayText ?? "?") \(verb) (generation \(r["generation"]?.displayText ?? "?"))")
+            // Objects are the user's JSON (the protocol carries them so); the id is the SPEC's field.
+            CLIOutput.out("\(kind.singular) \(object["id"]?.displayText ?? "?") \(verb) (generation \(r.generation))")
         }
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import MirrorAPI
 import MirrorCore
 
@@ -20,30 +19,24 @@ enum AgentExplain {
             packet: PacketSpec(protocol: proto, src: src, dst: dst, laterFragment: laterFragment ? true : nil,
                                nonIP: nonIP ? true : nil),
             connection: established ? .established : nil)
-        let body: Data
-        do { body = try JSONEncoder().encode(request) } catch {
-            CLIOutput.error("Error: cannot encode the request: \(error)")
-            throw CLIExit.invalidInput
-        }
-        let r = try agent.request("POST", APIPath.explain, body: [UInt8](body))
-        let agree = r["agree"]?.boolValue
+        let r = try agent.call("POST", APIPath.explain, json: request, as: ExplainResponse.self)
         switch output {
         case .json:
-            CLIOutput.out(r.serialized(pretty: true))
+            try CLIOutput.json(r, sortedKeys: true)
         case .text:
-            var lines = ["\(direction) \(r["packet"]?.displayText ?? "?") on source \(source) (generation \(r["generation"]?.displayText ?? "?"))"]
-            lines.append("oracle: " + (r["oracle"]?["explanation"]?.displayText ?? "?"))
-            if let tried = r["oracle"]?["tried"]?.arrayValue, !tried.isEmpty {
-                lines.append("        sessions tried: " + tried.map(\.displayText).joined(separator: ", "))
+            var lines = ["\(direction) \(r.packet) on source \(source) (generation \(r.generation))"]
+            lines.append("oracle: " + r.oracle.explanation)
+            if !r.oracle.tried.isEmpty {
+                lines.append("        sessions tried: " + r.oracle.tried.joined(separator: ", "))
             }
-            if let kernel = r["kernel"], kernel != .null {
-                lines.append("kernel: " + (kernel["explanation"]?.displayText ?? "?"))
+            if let kernel = r.kernel {
+                lines.append("kernel: " + kernel.explanation)
             } else {
-                lines.append("kernel: no decision (" + (r["kernelNote"]?.displayText ?? "no kernel datapath") + ")")
+                lines.append("kernel: no decision (" + (r.kernelNote ?? "no kernel datapath") + ")")
             }
-            if let agree { lines.append(agree ? "agree:  yes" : "agree:  NO: the loaded program decides differently") }
+            if let agree = r.agree { lines.append(agree ? "agree:  yes" : "agree:  NO: the loaded program decides differently") }
             CLIOutput.out(lines.joined(separator: "\n"))
         }
-        if agree == false { throw CLIExit.invalidInput }
+        if r.agree == false { throw CLIExit.invalidInput }
     }
 }

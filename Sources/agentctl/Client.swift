@@ -20,51 +20,26 @@ struct AgentOptions: ParsableArguments {
 
     var client: ControlClient { ControlClient(socketPath: socketPath) }
 
-    /// Runs one request; any failure becomes one clear line on stderr and exit 1.
-    func request(_ method: String, _ path: String, body: [UInt8]? = nil) throws -> JSONValue {
-        try Self.value(of: try send(method, path, body: body))
+    /// Runs one request and decodes its answer as the API's type for it; any failure
+    /// (unreachable, refused by the agent, an answer cut short or of the wrong shape)
+    /// becomes one clear message on stderr and exit 1.
+    func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self) throws -> T {
+        do { return try client.call(method, path, body: body, as: T.self) } catch {
+            Self.report(error)
+            throw CLIExit.invalidInput
+        }
     }
 
-    /// The answer's JSON; an error answer becomes its message and field errors on stderr.
-    private static func value(of response: ControlClient.Response) throws -> JSONValue {
-        // The core's parser keeps member order, so -o json prints fields as the agent sent them.
-        let value: JSONValue
-        switch JSONParser.parse(response.body) {
-        case .success(let v): value = v
-        case .failure(let e):
-            CLIOutput.error("Error: unexpected answer from mirror-agent (HTTP \(response.status)): \(e)")
+    func call<T: Decodable, B: Encodable>(_ method: String, _ path: String, json: B, as: T.Type = T.self) throws -> T {
+        do { return try client.call(method, path, json: json, as: T.self) } catch {
+            Self.report(error)
             throw CLIExit.invalidInput
         }
-        guard (200..<300).contains(response.status) else {
-            let message = value["error"]?["message"]?.stringValue ?? "HTTP \(response.status)"
-            var lines = ["Error: \(message)"]
-            for e in value["error"]?["errors"]?.arrayValue ?? [] {
-                let path = e["path"]?.stringValue ?? ""
-                lines.append("  " + (path.isEmpty ? "" : path + ": ") + (e["message"]?.stringValue ?? ""))
-            }
-            CLIOutput.error(lines.joined(separator: "\n"))
-            throw CLIExit.invalidInput
-        }
-        return value
     }
 
-    /// A 2xx answer's body as sent, for callers that decode it themselves (GET
-    /// /v1/stats at the quotas is 47 MB: no detour through a JSONValue tree); an error
-    /// answer is reported as `request` reports it.
-    func requestBody(_ method: String, _ path: String) throws -> [UInt8] {
-        let response = try send(method, path, body: nil)
-        guard (200..<300).contains(response.status) else {
-            _ = try Self.value(of: response)  // reports it and throws
-            throw CLIExit.invalidInput
-        }
-        return response.body
-    }
-
-    private func send(_ method: String, _ path: String, body: [UInt8]?) throws -> ControlClient.Response {
-        do { return try client.send(method: method, path: path, body: body) } catch {
-            CLIOutput.error("Error: \(error)")
-            throw CLIExit.invalidInput
-        }
+    /// An error answer is its message and one line per field error.
+    private static func report(_ error: Error) {
+        if case ControlClient.ClientError.api(let e) = error { CLIOutput.error("Error: \(e)") } else { CLIOutput.error("Error: \(error)") }
     }
 
     /// Reads a JSON file and checks it is JSON (the agent validates the rest).
@@ -74,6 +49,18 @@ struct AgentOptions: ParsableArguments {
         case .success(let v): return (bytes, v)
         case .failure(let e):
             CLIOutput.error("Error: \(file) is not valid JSON: \(e)")
+            throw CLIExit.invalidInput
+        }
+    }
+}
+
+extension CLIOutput {
+    /// A typed answer as `-o json` prints it: the core's pretty JSON, members in the
+    /// order the agent sends them (`sortedKeys`, as its encoder writes them) or in
+    /// the type's own order.
+    static func json<T: Encodable>(_ value: T, sortedKeys: Bool) throws {
+        do { out(try JSONValueEncoder(sortedKeys: sortedKeys).encode(value).serialized(pretty: true)) } catch {
+            CLIOutput.error("Error: cannot write the answer as JSON: \(error)")
             throw CLIExit.invalidInput
         }
     }

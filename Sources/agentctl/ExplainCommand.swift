@@ -1,4 +1,5 @@
 import ArgumentParser
+import MirrorAPI
 import MirrorCore
 
 /// `agentctl explain -f FILE --source ID --direction inbound|outbound --protocol P
@@ -86,7 +87,8 @@ struct Explain: ParsableCommand {
         let decision = Oracle.decide(document: document, source: source, direction: direction, packet: packet,
                                      connection: established ? .established : .new)
         switch output {
-        case .json: CLIOutput.out(Reports.decisionJSON(decision).serialized(pretty: true))
+        // The decision's one JSON form (its Codable, as the agent answers with it), in its own member order.
+        case .json: try CLIOutput.json(decision, sortedKeys: false)
         case .text: CLIOutput.out(Reports.decisionText(decision, packet: packet, source: source, direction: direction))
         }
     }

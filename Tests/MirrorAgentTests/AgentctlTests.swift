@@ -164,6 +164,44 @@ struct AgentctlTests {
         #expect(after == before)
     }
 
+    /// One JSON form of a decision: `explain -o json` offline (-f) and the agent's
+    /// oracle answer for the same document and packet hold the same members and
+    /// values (the agent's are sorted). Before, the agent left out a suppression's
+    /// `rulePriority` when no rule matched and the offline form wrote null.
+    @Test func explainJSONIsTheSameDecisionOfflineAndFromTheAgent() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("examples/security-groups.json").path
+        let t = try await TestAgent(interfaces: ["tap-vm1": 3])
+        defer { t.stopNow() }
+        var r = try await Self.agentctl(["apply", "-f", example], socket: t.socketPath)
+        #expect(r.status == 0, "\(r.err)")
+        func sortedMembers(_ v: JSONValue) -> JSONValue {
+            switch v {
+            case .object(let m): return .object(m.map { ($0.key, sortedMembers($0.value)) }.sorted { $0.0 < $1.0 })
+            case .array(let a): return .array(a.map(sortedMembers))
+            default: return v
+            }
+        }
+        let packets = [
+            ["--direction", "inbound", "--protocol", "tcp", "--src", "198.51.100.77:40000", "--dst", "192.0.2.10:80"],  // default deny
+            ["--direction", "outbound", "--protocol", "udp", "--src", "192.0.2.10:52000", "--dst", "203.0.113.10:5000"],
+            ["--direction", "inbound", "--protocol", "tcp", "--src", "203.0.113.200:40000", "--dst", "192.0.2.10:80"],
+            ["--direction", "inbound", "--protocol", "tcp", "--src", "203.0.113.5:40000", "--dst", "192.0.2.10:80"],
+            ["--direction", "inbound", "--protocol", "udp", "--src", "203.0.113.10:40000", "--dst", "192.0.2.10:9"],
+            ["--direction", "outbound", "--non-ip"],
+        ]
+        for p in packets {
+            r = try await Self.agentctl(["explain", "--source", "vm1", "-o", "json"] + p, socket: t.socketPath)
+            #expect(r.status == 0, "\(p): \(r.err)")
+            let agent = try JSONParser.parse(r.out).get()
+            r = try await Self.agentctl(["explain", "-f", example, "--source", "vm1", "-o", "json"] + p, socket: nil)
+            #expect(r.status == 0, "\(p): \(r.err)")
+            let offline = try JSONParser.parse(r.out).get()
+            #expect(agent["oracle"].map(sortedMembers) == sortedMembers(offline), "\(p)")
+        }
+    }
+
     @Test func refusalsAreOneClearLineAndNonZero() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         let t = try await TestAgent()

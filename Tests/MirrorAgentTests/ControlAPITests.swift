@@ -218,6 +218,50 @@ struct ControlAPITests {
         await agent.shutdown()
     }
 
+    /// The agent's refusals (404, 409, 422, a datapath failure), the router's (no
+    /// route, 405, a body that does not decode) and the HTTP layer's (413, a request
+    /// that is not HTTP) all arrive as the one APIError the client decodes.
+    @Test func everyRefusalIsTheOneAPIError() async throws {
+        let t = try await TestAgent(maxBodyBytes: 4096)
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let big = "{\"filters\": [" + String(repeating: " ", count: 8192) + "]}"
+        let cases: [(method: String, path: String, body: String?, status: Int, says: String)] = [
+            ("GET", "/v2/status", nil, 404, "no such route"),
+            ("GET", "/v1/widgets", nil, 404, "no such kind"),
+            ("DELETE", APIPath.apply, nil, 405, "not allowed"),
+            ("POST", APIPath.apply, "{\"filters\": [", 400, "not valid JSON"),
+            ("POST", APIPath.explain, #"{"source": 1}"#, 400, "not valid"),
+            ("POST", APIPath.apply, Fixtures.invalid, 422, "invalid"),
+            ("POST", APIPath.kind(.targets), #"{"id": "t1", "type": "nic", "address": "198.51.100.9"}"#, 409, "already exists"),
+            ("GET", APIPath.object(.sessions, "ghost"), nil, 404, "not found"),
+            ("GET", StatsPath.stats(sessions: ["ghost"], sources: []), nil, 404, "ghost"),
+            ("POST", APIPath.apply, big, 413, "larger than 4096"),
+        ]
+        for c in cases {
+            do {
+                let _: AnyJSON = try await t.call(c.method, c.path, body: c.body.map { Array($0.utf8) })
+                Issue.record("\(c.method) \(c.path) was not refused")
+            } catch ControlClient.ClientError.api(let e) {
+                #expect(e.status == c.status, "\(c.method) \(c.path): \(e)")
+                #expect(e.message.contains(c.says), "\(c.method) \(c.path): \(e)")
+                if c.status == 422 { #expect(e.errors.map(\.path).contains("sessions[0].priority")) }
+            }
+        }
+        t.datapath.failNextApply("injected failure")
+        do {
+            let _: AnyJSON = try await t.call("POST", APIPath.session("s1", enable: false))
+            Issue.record("a refused datapath apply was not an error")
+        } catch ControlClient.ClientError.api(let e) {
+            #expect(e.status == 500 && e.message.contains("injected failure"), "\(e)")
+        }
+        // Not HTTP at all: the HTTP layer answers with the same body.
+        let raw = try await StatsStreamingTests.raw(t.socketPath, "GARBAGE\r\n\r\n")
+        let answer = try ControlClient.parse(raw)
+        let e = try JSONDecoder().decode(APIError.self, from: Data(answer.body))
+        #expect(answer.status == 400 && e.message.contains("malformed HTTP request"), "\(e)")
+    }
+
     @Test func oversizedBodyGets413() async throws {
         let t = try await TestAgent(maxBodyBytes: 1024)
         defer { t.stopNow() }

@@ -299,8 +299,8 @@ struct ControlFuzzTests {
                     if after.0 != before.0 || after.1 != before.1 {
                         out.failures.append("#\(i) \(category): rejected with \(status) but the state changed")
                     }
-                    let e = try? JSONDecoder().decode(ErrorResponse.self, from: Data(body))
-                    if category != "routes-head", e == nil || e!.error.message.isEmpty {
+                    let e = try? JSONDecoder().decode(APIError.self, from: Data(body))
+                    if category != "routes-head", e == nil || e!.message.isEmpty {
                         out.failures.append("#\(i) \(category): \(status) without a documented error body: \(String(decoding: body.prefix(200), as: UTF8.self)) for \(String(decoding: request.prefix(60), as: UTF8.self).debugDescription)")
                     }
                 } else if after.0 != before.0 {

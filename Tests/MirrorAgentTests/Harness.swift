@@ -78,7 +78,7 @@ final class TestAgent {
     }
 
     func errorPaths(_ body: String) -> [String] {
-        (try? JSONDecoder().decode(ErrorResponse.self, from: Data(body.utf8)))?.error.errors.map(\.path) ?? []
+        (try? JSONDecoder().decode(APIError.self, from: Data(body.utf8)))?.errors.map(\.path) ?? []
     }
 }
 

@@ -425,7 +425,7 @@ struct MetricsKernelTests {
         // The same numbers through the control socket and agentctl.
         let stats: StatsResponse = try env.client.call("GET", StatsPath.stats)
         #expect(stats.sessions.first { $0.session == "s1" }?.packets == 11)
-        #expect(stats.rules.first { $0.direction == "outbound" && $0.priority == 5 }?.hits == 5)
+        #expect(stats.rules.first { $0.direction == .outbound && $0.priority == 5 }?.hits == 5)
         let ctl = Self.binDir.appendingPathComponent("agentctl").path
         let table = try run(ctl, "--socket", env.socket, "stats")
         #expect(table.contains("s1") && table.contains("HITS"), "\(table)")

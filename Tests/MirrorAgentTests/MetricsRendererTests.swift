@@ -18,8 +18,8 @@ struct MetricsRendererTests {
             sessions: [SessionStats(session: "s1", packets: 11, bytes: 1100, copiesSent: 10, copiesSentBytes: 900,
                                     truncated: ["mtu": 1, "packet_length": 2],
                                     dropped: ["no_target": 0, "session_gone": 1])],
-            rules: [RuleStats(session: "s1", filter: "f\"1", direction: "inbound", priority: 10, action: "accept", hits: 4)],
-            sources: [SourceStats(source: "vm1", interface: "tap-vm1", state: "attached", direction: "outbound", seen: 15,
+            rules: [RuleStats(session: "s1", filter: "f\"1", direction: .inbound, priority: 10, action: .accept, hits: 4)],
+            sources: [SourceStats(source: "vm1", interface: "tap-vm1", state: .attached, direction: .outbound, seen: 15,
                                   mirrored: 7, notMirrored: ["rejected": 5, "no_match": 0, "not_ip": 3])],
             mirrorDeviceForeignDropped: 2)
         return MetricsSnapshot(stats: stats, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
@@ -376,8 +376,8 @@ struct MetricsRendererTests {
         let m = AgentMetrics(stateDirectory: nil)
         var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
         src.seen = 9; src.mirrored = 1; src.noMatch = 2; src.rejected = 3; src.notIP = 4; src.cloneErrors = 5
-        let s = m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: ["vm1": "attached"])
-        #expect(s.sources == [SourceStats(source: "vm1", interface: "tap-vm1", state: "attached", direction: "inbound", seen: 9,
+        let s = m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: ["vm1": .attached])
+        #expect(s.sources == [SourceStats(source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 9,
                                           mirrored: 1, notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5])])
     }
 
@@ -435,8 +435,8 @@ struct MetricsRendererTests {
         let stats = AgentMetrics(stateDirectory: nil).stats(DatapathCounters(rules: rules), generation: 1, datapath: "kernel",
                                                             sourceStates: [:])
         #expect(stats.rules == expected.map {
-            RuleStats(session: $0.session, filter: $0.filter, direction: $0.d.rawValue, priority: $0.rule.priority,
-                      action: $0.rule.action.rawValue, hits: mark($0.slot, $0.d, $0.i))
+            RuleStats(session: $0.session, filter: $0.filter, direction: $0.d, priority: $0.rule.priority,
+                      action: $0.rule.action, hits: mark($0.slot, $0.d, $0.i))
         })
 
         // A scrape renders the rules from the view, without the list: the same text.

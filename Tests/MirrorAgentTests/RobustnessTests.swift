@@ -61,8 +61,8 @@ struct RobustnessTests {
                 }
                 // Every answer is JSON; errors have the documented shape.
                 if r.status >= 400 {
-                    let e = try JSONDecoder().decode(ErrorResponse.self, from: Data(r.body))
-                    if e.error.message.isEmpty { statuses.append(-1) }
+                    let e = try JSONDecoder().decode(APIError.self, from: Data(r.body))
+                    if e.message.isEmpty { statuses.append(-1) }
                 }
             }
             return statuses

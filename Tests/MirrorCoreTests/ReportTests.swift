@@ -1,18 +1,35 @@
-import Testing
+import Foundation
 import MirrorCore
+import Testing
+
+/// A decision's JSON is its Codable form: the agent answers with it and agentctl prints it.
+func decisionJSON(_ d: Decision) throws -> JSONValue {
+    try JSONParser.parse(Array(JSONEncoder().encode(d))).get()
+}
 
 @Test func explainJSONHasTheIssuesShape() throws {
     let d = Decision(mirrored: false, session: nil, rule: nil, reason: .noMatch, tried: ["a", "b"], explanation: "x")
-    let j = Reports.decisionJSON(d)
+    let j = try decisionJSON(d)
     #expect(j["mirrored"] == .bool(false))
     #expect(j["session"] == .null)
     #expect(j["rule"] == .null)
     #expect(j["reason"] == .string("no_match"))
     #expect(j["tried"] == .array([.string("a"), .string("b")]))
+    #expect(j["suppression"] == nil)
     let m = Decision(mirrored: true, session: "s", rule: .init(filter: "f", direction: .outbound, priority: 3, action: .accept),
                      reason: .accepted, tried: ["s"], explanation: "y")
-    let r = Reports.decisionJSON(m)["rule"]
+    let r = try decisionJSON(m)["rule"]
     #expect(r?["direction"] == .string("outbound") && r?["priority"] == .int(3) && r?["action"] == .string("accept"))
+    #expect(try JSONDecoder().decode(Decision.self, from: JSONEncoder().encode(m)) == m)
+}
+
+/// A security group's default deny has no rule: `rulePriority` is there, null.
+@Test func aSuppressionWithoutARuleSaysSoWithNull() throws {
+    let d = Decision(mirrored: false, session: nil, rule: nil, reason: .suppressedBySecurityGroup, tried: [],
+                     suppression: .init(kind: "securityGroup", id: "web,ops", rulePriority: nil), explanation: "x")
+    let s = try decisionJSON(d)["suppression"]
+    #expect(s?["kind"] == .string("securityGroup") && s?["id"] == .string("web,ops") && s?["rulePriority"] == .null)
+    #expect(try JSONDecoder().decode(Decision.self, from: JSONEncoder().encode(d)) == d)
 }
 
 @Test func validateJSONHasTheIssuesShape() {

@@ -1,5 +1,5 @@
-/// The output forms of `validate` and `explain`, shared by agentctl (offline) and the
-/// agent (its control socket answers with the same JSON), so both print the same thing.
+/// The output forms of `validate` and of the offline `explain` text. A decision's
+/// JSON is its Codable form (Decision.swift), the one the agent answers with.
 public enum Reports {
     // MARK: validate
 
@@ -24,28 +24,6 @@ public enum Reports {
     }
 
     // MARK: explain
-
-    /// The explain JSON: `mirrored`, `session` (id or null), `rule` (null or
-    /// `{filter, direction, priority, action}`), `reason`, `tried`, plus `suppression`
-    /// when a security group or ACL dropped the packet, and the human `explanation`.
-    public static func decisionJSON(_ d: Decision) -> JSONValue {
-        var m: [(key: String, value: JSONValue)] = [
-            ("mirrored", .bool(d.mirrored)),
-            ("session", d.session.map(JSONValue.string) ?? .null),
-            ("rule", d.rule.map { r in
-                .object([("filter", .string(r.filter)), ("direction", .string(r.direction.rawValue)),
-                         ("priority", .int(Int64(r.priority))), ("action", .string(r.action.rawValue))])
-            } ?? .null),
-            ("reason", .string(d.reason.rawValue)),
-            ("tried", .array(d.tried.map(JSONValue.string))),
-        ]
-        if let s = d.suppression {
-            m.append(("suppression", .object([("kind", .string(s.kind)), ("id", s.id.map(JSONValue.string) ?? .null),
-                                              ("rulePriority", s.rulePriority.map { .int(Int64($0)) } ?? .null)])))
-        }
-        m.append(("explanation", .string(d.explanation)))
-        return .object(m)
-    }
 
     /// Human form: the decision line, then the sessions tried.
     public static func decisionText(_ d: Decision, packet: PacketDescription, source: String, direction: Direction) -> String {

@@ -1,5 +1,6 @@
 /// The oracle's answer for one packet on one source and direction (SPEC §4, §5).
-/// Its JSON form is what `agentctl explain -o json` prints.
+/// Its Codable form is its only JSON form: the agent's explain answer carries it
+/// and `agentctl explain -o json` prints it, offline or from the agent.
 public struct Decision: Hashable, Sendable, Codable {
     public enum Reason: String, Codable, Sendable, CaseIterable {
         case accepted
@@ -30,6 +31,17 @@ public struct Decision: Hashable, Sendable, Codable {
         public var rulePriority: Int?
         public init(kind: String, id: String?, rulePriority: Int?) {
             self.kind = kind; self.id = id; self.rulePriority = rulePriority
+        }
+
+        enum CodingKeys: String, CodingKey { case kind, id, rulePriority }
+
+        // Always present, null when absent, like the decision's `session` and `rule`:
+        // "no rule" (the default deny) is an answer, not a missing field.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(kind, forKey: .kind)
+            try c.encode(id, forKey: .id)
+            try c.encode(rulePriority, forKey: .rulePriority)
         }
     }
 
