@@ -362,14 +362,77 @@ struct MetricsRendererTests {
         }
     }
 
-    @Test func aSeriesIdIsTheIdOfItsRenderedText() {
-        let labels = [("session", "s\\1\"x\ny"), ("filter", "f"), ("rule_priority", "10")]
-        var id = MetricsContinuity.SeriesID("mirror_rule_hits_total")
-        for (k, v) in labels { id.label(k, v) }
-        #expect(id.value == MetricsContinuity.ID(MetricsRenderer.series("mirror_rule_hits_total", labels)).value)
-        #expect(MetricsContinuity.SeriesID("m").value == MetricsContinuity.ID("m").value)
-        var k = MetricsContinuity.ID("rule/"); k.add(UInt16(12)); k.add("/inbound/"); k.add(UInt8(3))
-        #expect(k.value == MetricsContinuity.ID("rule/12/inbound/3").value)
+    /// The continuity file holds ids of series, and the ids of earlier versions were
+    /// hashes of the rendered series text (name, then the identity labels as rendered).
+    /// The declared identities reproduce those bytes, so an existing file keeps its
+    /// carried amounts; and they are not the exposition's names, so a renamed family
+    /// keeps its series.
+    @Test func seriesIdsAreTheOnesEarlierVersionsPersistedAndSurviveARename() {
+        typealias ID = MetricsContinuity.ID
+        typealias SeriesID = MetricsContinuity.SeriesID
+        let values = ["s\\1\"x\ny", "f", "inbound", "10", "accept"]
+        var id = SeriesID(.ruleHits)
+        for v in values { id.add(v) }
+        #expect(id.value == ID(MetricsRenderer.series("mirror_rule_hits_total", Array(zip(MetricFamily.ruleHits.labels, values)))).value)
+        // Session packets: the id has the session only, not the empty source and direction.
+        var p = SeriesID(.sessionPackets); p.add("a")
+        #expect(p.value == ID(#"mirror_session_packets_total{session="a"}"#).value)
+        var t = SeriesID(.copiesTruncated); t.add("a"); t.add("mtu")
+        #expect(t.value == ID(#"mirror_copies_truncated_total{session="a",reason="mtu"}"#).value)
+        #expect(SeriesID(.deviceForeignFramesDropped).value == ID("mirror_device_foreign_frames_dropped_total").value)
+
+        // Frozen: the identities every earlier version's files were written with.
+        let frozen: [String: [String]] = [
+            "mirror_session_packets_total": ["session"], "mirror_session_bytes_total": ["session"],
+            "mirror_copies_sent_total": ["session"], "mirror_copies_sent_bytes_total": ["session"],
+            "mirror_copies_sent_direct_total": ["session"], "mirror_copies_truncated_total": ["session", "reason"],
+            "mirror_copies_dropped_total": ["session", "reason"],
+            "mirror_rule_hits_total": ["session", "filter", "direction", "rule_priority", "action"],
+            "mirror_source_packets_seen_total": ["source", "direction"],
+            "mirror_source_packets_mirrored_total": ["source", "direction"],
+            "mirror_packets_not_mirrored_total": ["source", "direction", "reason"],
+            "mirror_device_foreign_frames_dropped_total": [],
+        ]
+        for (identity, labels) in frozen {
+            let f = MetricFamily.all.first { $0.continuity?.identity == identity }
+            #expect(f?.continuity?.labels == labels, "\(identity)")
+        }
+
+        // A rename (the family and its labels as the exposition shows them) keeps the ids.
+        let renamed = MetricFamily("mirror_rule_first_matches_total", .counter, "Renamed.",
+                                   labels: ["session", "filter", "dir", "priority", "action"],
+                                   continuity: MetricFamily.ruleHits.continuity)
+        var r = SeriesID(renamed)
+        for v in values { r.add(v) }
+        #expect(r.value == id.value)
+
+        var k = ID("rule/"); k.add(UInt16(12)); k.add("/inbound/"); k.add(UInt8(3))
+        #expect(k.value == ID("rule/12/inbound/3").value)
+    }
+
+    /// Every counter in the map keys of earlier versions: a file written by them must
+    /// find its counters again.
+    @Test func mapKeysAreTheOnesEarlierVersionsPersisted() {
+        let fields = MetricFamily.all.compactMap { f in f.continuity.map { (f.name, $0.field) } }
+        #expect(Dictionary(uniqueKeysWithValues: fields) == [
+            "mirror_session_packets_total": "packets", "mirror_session_bytes_total": "bytes", "mirror_copies_sent_total": "sent",
+            "mirror_copies_sent_bytes_total": "sent_bytes", "mirror_copies_sent_direct_total": "sent_direct",
+            "mirror_copies_truncated_total": "truncated/", "mirror_copies_dropped_total": "dropped/",
+            "mirror_rule_hits_total": "", "mirror_source_packets_seen_total": "seen",
+            "mirror_source_packets_mirrored_total": "mirrored", "mirror_packets_not_mirrored_total": "",
+            "mirror_device_foreign_frames_dropped_total": "not_copy",
+        ])
+    }
+
+    /// Identities must not collide, or two series would share one carried amount.
+    @Test func familiesHaveDistinctNamesAndIdentities() {
+        let all = MetricFamily.all
+        #expect(Set(all.map(\.name)).count == all.count)
+        let c = all.compactMap(\.continuity)
+        #expect(Set(c.map(\.identity)).count == c.count)
+        for f in all where !f.reasons.isEmpty {
+            #expect(f.labels.last == "reason" && f.continuity?.labels.last == "reason", "\(f.name)")
+        }
     }
 
     @Test func statsCarryEveryReasonAndState() {
