@@ -72,4 +72,18 @@ struct MetricsCounterBatchTests {
         }
         #expect(try dp.allSessionCounters(sessionSlots: 0).isEmpty)
     }
+
+    /// A freed session slot starts from zero for its next owner, stage 2's counters too
+    /// (the continuity takes a slot with a new owner for cleared).
+    @Test func clearingAFreedSessionSlotClearsItsEncapsulationCounters() throws {
+        let dp = try BPFDatapath(pinDirectory: nil)
+        defer { dp.close() }
+        let cpus = Int(libbpf_num_possible_cpus())
+        var e = mirror_encap_stats()
+        e.sent = 4; e.segmented = 2; e.truncated_gso = 1; e.dropped_no_target = 3
+        for slot in [2, 3] as [UInt32] { try write(dp, .encapStats, key: slot, Array(repeating: e, count: cpus)) }
+        try dp.clearCounters(sessionSlots: [3], sourceSlots: [])
+        #expect(try dp.encapCounters(sessionSlot: 3) == BPFDatapath.EncapCounters())
+        #expect(try dp.encapCounters(sessionSlot: 2).sent == UInt64(4 * cpus))
+    }
 }
