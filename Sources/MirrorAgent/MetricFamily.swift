@@ -86,8 +86,9 @@ extension MetricFamily {
 
     /// Read from the BPF maps; rendered only when the counters could be read.
     public static let datapath: [MetricFamily] = [
-        sessionPackets, sessionBytes, copiesSent, copiesSentDirect, copiesSentBytes, copiesTruncated, copiesDropped,
-        ruleHits, sourcePacketsSeen, sourcePacketsMirrored, packetsNotMirrored, deviceForeignFramesDropped,
+        sessionPackets, sessionBytes, copiesSent, copiesSentDirect, copiesSentBytes, copiesTruncated, copiesTruncatedGSO,
+        copiesSegmented, copiesDropped, ruleHits, sourcePacketsSeen, sourcePacketsMirrored, sourcePacketsEstablished,
+        packetsNotMirrored, deviceForeignFramesDropped, segmenterForeignFramesDropped, securityFlows,
     ]
     public static let agent: [MetricFamily] = [
         datapathCountersAvailable, policyGeneration, policyApplySeconds, sources, tcxPendingInterfaces, agentBuildInfo,
@@ -123,6 +124,14 @@ extension MetricFamily {
         "Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).",
         labels: ["session", "reason"], reasons: TruncationReason.allCases.map(\.rawValue),
         continuity: .init("mirror_copies_truncated_total", labels: ["session", "reason"], field: "truncated/"))
+    public static let copiesTruncatedGSO = MetricFamily(
+        "mirror_copies_truncated_gso_total", .counter,
+        "GSO copies cut as one packet because no segmenter was set up, so only their first segment was mirrored (SPEC §6 wants a copy per wire segment); each is also in mirror_copies_truncated_total, or in mirror_copies_dropped_total when the cut failed.",
+        labels: ["session"], continuity: .init("mirror_copies_truncated_gso_total", labels: ["session"], field: "truncated_gso"))
+    public static let copiesSegmented = MetricFamily(
+        "mirror_copies_segmented_total", .counter,
+        "GSO copies whose segments would not fit, handed to the segmenter (SPEC §6); their wire-size segments come back and count as copies sent, and truncated when cut.",
+        labels: ["session"], continuity: .init("mirror_copies_segmented_total", labels: ["session"], field: "segmented"))
     public static let copiesDropped = MetricFamily(
         "mirror_copies_dropped_total", .counter,
         "Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).",
@@ -146,6 +155,11 @@ extension MetricFamily {
         "mirror_source_packets_mirrored_total", .counter, "Packets of the source and direction accepted and cloned.",
         labels: ["source", "direction"],
         continuity: .init("mirror_source_packets_mirrored_total", labels: ["source", "direction"], field: "mirrored"))
+    public static let sourcePacketsEstablished = MetricFamily(
+        "mirror_source_packets_established_total", .counter,
+        "Packets of the source and direction that its security groups let through as part of a connection they had allowed (SPEC §5, stateful); the outbound network ACL can still suppress them.",
+        labels: ["source", "direction"],
+        continuity: .init("mirror_source_packets_established_total", labels: ["source", "direction"], field: "established"))
     public static let packetsNotMirrored = MetricFamily(
         "mirror_packets_not_mirrored_total", .counter, "Packets of the source and direction that were not mirrored, by reason.",
         labels: ["source", "direction", "reason"], reasons: NotMirroredReason.allCases.map(\.rawValue),
@@ -156,6 +170,15 @@ extension MetricFamily {
         "mirror_device_foreign_frames_dropped_total", .counter,
         "Frames leaving the mirror device that were not copies (dropped there).",
         continuity: .init("mirror_device_foreign_frames_dropped_total", labels: [], field: "not_copy"))
+    public static let segmenterForeignFramesDropped = MetricFamily(
+        "mirror_segmenter_foreign_frames_dropped_total", .counter,
+        "Frames arriving on the segmenter that were not copies, or copies with no mirror device to go back to (dropped there).",
+        continuity: .init("mirror_segmenter_foreign_frames_dropped_total", labels: [], field: "segmenter_not_copy"))
+
+    // The stateful security groups' connection table (bpf mirror_flows): a gauge.
+    public static let securityFlows = MetricFamily(
+        "mirror_security_flows", .gauge,
+        "Connections the stateful security groups hold as established now: their first packet was allowed and they have not been idle past the timeout (SPEC §5).")
 
     // The agent's own.
     public static let datapathCountersAvailable = MetricFamily(

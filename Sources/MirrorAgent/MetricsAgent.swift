@@ -92,7 +92,7 @@ public final class AgentMetrics: @unchecked Sendable {
         typealias ID = MetricsContinuity.ID
         typealias SeriesID = MetricsContinuity.SeriesID
         var samples: [MetricsContinuity.Sample] = []
-        samples.reserveCapacity(c.sessions.count * 11 + c.rules.count + c.sources.count * 8 + 1)
+        samples.reserveCapacity(c.sessions.count * 13 + c.rules.count + c.sources.count * 9 + 2)
         /// A sample of `family` in the map counters of `scope` ("session/<slot>/", ...).
         func add(_ family: MetricFamily, _ scope: ID, _ owner: UInt64, _ series: SeriesID, reason: String? = nil, _ raw: UInt64) {
             var key = scope, series = series
@@ -115,6 +115,8 @@ public final class AgentMetrics: @unchecked Sendable {
             for (reason, v) in Self.dropReasons(s) {
                 add(.copiesDropped, scope, owner, series(.copiesDropped), reason: reason.rawValue, v)
             }
+            add(.copiesSegmented, scope, owner, series(.copiesSegmented), s.segmented)
+            add(.copiesTruncatedGSO, scope, owner, series(.copiesTruncatedGSO), s.truncatedGSO)
         }
         var lastOwner = (name: "", id: ID("").value)
         let ruleScope = ID("rule/")
@@ -134,8 +136,11 @@ public final class AgentMetrics: @unchecked Sendable {
             for (reason, v) in Self.notMirroredReasons(s) {
                 add(.packetsNotMirrored, scope, owner, series(.packetsNotMirrored), reason: reason.rawValue, v)
             }
+            if let v = s.established { add(.sourcePacketsEstablished, scope, owner, series(.sourcePacketsEstablished), v) }
         }
         add(.deviceForeignFramesDropped, ID("encap/"), ID("").value, SeriesID(.deviceForeignFramesDropped), c.foreignDropped)
+        add(.segmenterForeignFramesDropped, ID("encap/"), ID("").value, SeriesID(.segmenterForeignFramesDropped),
+            c.segmenterForeignDropped)
 
         let (values, snapshot) = lock.withLock { () -> ([UInt64], MetricsContinuity?) in
             let (values, change) = continuity.adjust(samples)
@@ -163,6 +168,7 @@ public final class AgentMetrics: @unchecked Sendable {
             r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next(); r.copiesSentDirect = next()
             for (reason, _) in Self.truncationReasons(s) { r.truncated[reason.rawValue] = next() }
             for (reason, _) in Self.dropReasons(s) { r.dropped[reason.rawValue] = next() }
+            r.copiesSegmented = next(); r.copiesTruncatedGSO = next()
             out.sessions.append(r)
         }
         let rules = MetricsSnapshot.RuleSeries(c.rules, values: values, offset: i)
@@ -172,9 +178,12 @@ public final class AgentMetrics: @unchecked Sendable {
                                 direction: s.direction.rawValue)
             r.seen = next(); r.mirrored = next()
             for (reason, _) in Self.notMirroredReasons(s) { r.notMirrored[reason.rawValue] = next() }
+            if s.established != nil { r.established = next() }
             out.sources.append(r)
         }
         out.mirrorDeviceForeignDropped = next()
+        out.segmenterForeignDropped = next()
+        out.securityFlows = c.securityFlows
         return (out, rules)
     }
 

@@ -89,6 +89,12 @@ public enum MetricsRenderer {
                     o.sample(F.copiesTruncated, [s.session, reason], v)
                 }
             }
+            family(F.copiesTruncatedGSO, count: sessions.count) { i, o in
+                o.sample(F.copiesTruncatedGSO, [sessions[i].session], sessions[i].copiesTruncatedGSO)
+            }
+            family(F.copiesSegmented, count: sessions.count) { i, o in
+                o.sample(F.copiesSegmented, [sessions[i].session], sessions[i].copiesSegmented)
+            }
             family(F.copiesDropped, count: sessions.count) { i, o in
                 let s = sessions[i]
                 for (reason, v) in s.dropped.sorted(by: { $0.key < $1.key }) {
@@ -105,6 +111,11 @@ public enum MetricsRenderer {
             family(F.sourcePacketsMirrored, count: sources.count) { i, o in
                 o.sample(F.sourcePacketsMirrored, [sources[i].source, sources[i].direction], sources[i].mirrored)
             }
+            family(F.sourcePacketsEstablished, count: sources.count) { i, o in
+                if let v = sources[i].established {
+                    o.sample(F.sourcePacketsEstablished, [sources[i].source, sources[i].direction], v)
+                }
+            }
             family(F.packetsNotMirrored, count: sources.count) { i, o in
                 let s = sources[i]
                 for (reason, v) in s.notMirrored.sorted(by: { $0.key < $1.key }) {
@@ -113,6 +124,14 @@ public enum MetricsRenderer {
             }
             family(F.deviceForeignFramesDropped) { _, o in
                 o.sample(F.deviceForeignFramesDropped, [], st.mirrorDeviceForeignDropped)
+            }
+            family(F.segmenterForeignFramesDropped) { _, o in
+                o.sample(F.segmenterForeignFramesDropped, [], st.segmenterForeignDropped)
+            }
+            // Without the table (no SPEC §5 maps): the family without a sample.
+            let flows = st.securityFlows
+            family(F.securityFlows, count: flows == nil ? 0 : 1) { _, o in
+                o.sample(F.securityFlows, [], UInt64(flows ?? 0))
             }
         }
 

@@ -95,6 +95,7 @@ struct MetricFamilyTests {
             x.packets = b + 1; x.bytes = b + 2; x.copiesSent = b + 3; x.copiesSentBytes = b + 4; x.copiesSentDirect = b + 5
             x.truncatedPacketLength = b + 6; x.truncatedMTU = b + 7
             x.droppedSessionGone = b + 8; x.droppedNoTarget = b + 9; x.droppedTruncate = b + 10; x.droppedEncapsulation = b + 11
+            x.segmented = b + 12; x.truncatedGSO = b + 13
             c.sessions.append(x)
         }
         c.rules = .init(table: image.rules, hits: Array(1...UInt64(4 * Int(MAX_RULES_PER_DIRECTION))))
@@ -103,11 +104,11 @@ struct MetricFamilyTests {
                 var x = DatapathCounters.Source(slot: slots.sources[s.id]!, id: s.id, interface: s.interface, direction: d)
                 let b = UInt64(1000 * (n + 1) + 100 * Int(d.abi))
                 x.seen = b + 1; x.mirrored = b + 2; x.noMatch = b + 3; x.rejected = b + 4; x.notIP = b + 5; x.cloneErrors = b + 6
-                x.suppressedBySecurityGroup = b + 7; x.suppressedByAcl = b + 8
+                x.suppressedBySecurityGroup = b + 7; x.suppressedByAcl = b + 8; x.established = b + 9
                 c.sources.append(x)
             }
         }
-        c.foreignDropped = 5
+        c.foreignDropped = 5; c.segmenterForeignDropped = 6; c.securityFlows = 7
         return c
     }
 
@@ -162,5 +163,17 @@ struct MetricFamilyTests {
             #expect(reasons[f.name] == Set(f.reasons), "\(f.name)")
         }
         if hasPromtool { #expect(try promtoolProblems(body) == "") }
+    }
+
+    /// README's Metrics section names every family, so that a new one is documented.
+    @Test func theReadmeNamesEveryDeclaredFamily() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        let start = try #require(text.range(of: "\n## Metrics\n"))
+        let rest = text[start.upperBound...]
+        let section = rest.range(of: "\n## ").map { rest[..<$0.lowerBound] } ?? rest
+        for f in MetricFamily.all {
+            #expect(section.contains("`\(f.name)`") || section.contains("`\(f.name){"), "README's Metrics section does not name \(f.name)")
+        }
     }
 }

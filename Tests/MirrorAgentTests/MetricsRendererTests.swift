@@ -22,7 +22,11 @@ struct MetricsRendererTests {
             sources: [SourceStats(source: "vm1", interface: "tap-vm1", state: "attached", direction: "outbound", seen: 15,
                                   mirrored: 7, notMirrored: ["rejected": 5, "no_match": 0, "not_ip": 3])],
             mirrorDeviceForeignDropped: 2)
-        return MetricsSnapshot(stats: stats, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
+        var st = stats
+        st.sessions[0].copiesSegmented = 12; st.sessions[0].copiesTruncatedGSO = 1
+        st.sources[0].established = 6
+        st.segmenterForeignDropped = 4; st.securityFlows = 3
+        return MetricsSnapshot(stats: st, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
                                build: .init(version: "0.1.0", commit: "abc", kernel: "6.18.0"),
                                process: .init(residentMemoryBytes: 4096, virtualMemoryBytes: 8192, cpuSeconds: 1.5,
                                               openFDs: 9, maxFDs: 1024, startTimeSeconds: 1700000000))
@@ -50,6 +54,12 @@ struct MetricsRendererTests {
         # TYPE mirror_copies_truncated_total counter
         mirror_copies_truncated_total{session="s1",reason="mtu"} 1
         mirror_copies_truncated_total{session="s1",reason="packet_length"} 2
+        # HELP mirror_copies_truncated_gso_total GSO copies cut as one packet because no segmenter was set up, so only their first segment was mirrored (SPEC §6 wants a copy per wire segment); each is also in mirror_copies_truncated_total, or in mirror_copies_dropped_total when the cut failed.
+        # TYPE mirror_copies_truncated_gso_total counter
+        mirror_copies_truncated_gso_total{session="s1"} 1
+        # HELP mirror_copies_segmented_total GSO copies whose segments would not fit, handed to the segmenter (SPEC §6); their wire-size segments come back and count as copies sent, and truncated when cut.
+        # TYPE mirror_copies_segmented_total counter
+        mirror_copies_segmented_total{session="s1"} 12
         # HELP mirror_copies_dropped_total Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).
         # TYPE mirror_copies_dropped_total counter
         mirror_copies_dropped_total{session="s1",reason="no_target"} 0
@@ -63,6 +73,9 @@ struct MetricsRendererTests {
         # HELP mirror_source_packets_mirrored_total Packets of the source and direction accepted and cloned.
         # TYPE mirror_source_packets_mirrored_total counter
         mirror_source_packets_mirrored_total{source="vm1",direction="outbound"} 7
+        # HELP mirror_source_packets_established_total Packets of the source and direction that its security groups let through as part of a connection they had allowed (SPEC §5, stateful); the outbound network ACL can still suppress them.
+        # TYPE mirror_source_packets_established_total counter
+        mirror_source_packets_established_total{source="vm1",direction="outbound"} 6
         # HELP mirror_packets_not_mirrored_total Packets of the source and direction that were not mirrored, by reason.
         # TYPE mirror_packets_not_mirrored_total counter
         mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="no_match"} 0
@@ -71,6 +84,12 @@ struct MetricsRendererTests {
         # HELP mirror_device_foreign_frames_dropped_total Frames leaving the mirror device that were not copies (dropped there).
         # TYPE mirror_device_foreign_frames_dropped_total counter
         mirror_device_foreign_frames_dropped_total 2
+        # HELP mirror_segmenter_foreign_frames_dropped_total Frames arriving on the segmenter that were not copies, or copies with no mirror device to go back to (dropped there).
+        # TYPE mirror_segmenter_foreign_frames_dropped_total counter
+        mirror_segmenter_foreign_frames_dropped_total 4
+        # HELP mirror_security_flows Connections the stateful security groups hold as established now: their first packet was allowed and they have not been idle past the timeout (SPEC §5).
+        # TYPE mirror_security_flows gauge
+        mirror_security_flows 3
         # HELP mirror_datapath_counters_available 1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).
         # TYPE mirror_datapath_counters_available gauge
         mirror_datapath_counters_available 1
@@ -392,7 +411,12 @@ struct MetricsRendererTests {
             "mirror_source_packets_mirrored_total": ["source", "direction"],
             "mirror_packets_not_mirrored_total": ["source", "direction", "reason"],
             "mirror_device_foreign_frames_dropped_total": [],
+            // Added since: frozen from their first release on.
+            "mirror_copies_truncated_gso_total": ["session"], "mirror_copies_segmented_total": ["session"],
+            "mirror_source_packets_established_total": ["source", "direction"],
+            "mirror_segmenter_foreign_frames_dropped_total": [],
         ]
+        #expect(Set(frozen.keys) == Set(MetricFamily.all.compactMap(\.continuity?.identity)))
         for (identity, labels) in frozen {
             let f = MetricFamily.all.first { $0.continuity?.identity == identity }
             #expect(f?.continuity?.labels == labels, "\(identity)")
@@ -421,6 +445,10 @@ struct MetricsRendererTests {
             "mirror_rule_hits_total": "", "mirror_source_packets_seen_total": "seen",
             "mirror_source_packets_mirrored_total": "mirrored", "mirror_packets_not_mirrored_total": "",
             "mirror_device_foreign_frames_dropped_total": "not_copy",
+            // Added since: frozen from their first release on.
+            "mirror_copies_truncated_gso_total": "truncated_gso", "mirror_copies_segmented_total": "segmented",
+            "mirror_source_packets_established_total": "established",
+            "mirror_segmenter_foreign_frames_dropped_total": "segmenter_not_copy",
         ])
     }
 
@@ -433,6 +461,33 @@ struct MetricsRendererTests {
         for f in all where !f.reasons.isEmpty {
             #expect(f.labels.last == "reason" && f.continuity?.labels.last == "reason", "\(f.name)")
         }
+    }
+
+    /// The counters added for the segmenter and the security groups are kept like the
+    /// others: a reset (maps recreated) is carried, nothing goes backwards.
+    @Test func segmenterAndSecurityCountersGoThroughTheContinuity() {
+        let m = AgentMetrics(stateDirectory: nil)
+        func read(_ raw: UInt64) -> StatsResponse {
+            var s = DatapathCounters.Session(slot: 0, id: "s1")
+            s.segmented = raw; s.truncatedGSO = raw + 1
+            var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
+            src.suppressedBySecurityGroup = 0; src.suppressedByAcl = 0; src.established = raw + 2
+            var c = DatapathCounters(sessions: [s], sources: [src])
+            c.segmenterForeignDropped = raw + 3; c.securityFlows = Int(raw)
+            return m.stats(c, generation: 1, datapath: "kernel", sourceStates: [:])
+        }
+        let first = read(10)
+        #expect(first.sessions.first?.copiesSegmented == 10 && first.sessions.first?.copiesTruncatedGSO == 11)
+        #expect(first.sources.first?.established == 12 && first.segmenterForeignDropped == 13 && first.securityFlows == 10)
+        let reset = read(1)
+        #expect(reset.sessions.first?.copiesSegmented == 11 && reset.sessions.first?.copiesTruncatedGSO == 13)
+        #expect(reset.sources.first?.established == 15 && reset.segmenterForeignDropped == 17)
+        // A gauge is shown as it is.
+        #expect(reset.securityFlows == 1)
+        // A datapath without security counters: no established count.
+        var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
+        src.seen = 1
+        #expect(m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: [:]).sources.first?.established == nil)
     }
 
     @Test func statsCarryEveryReasonAndState() {
