@@ -290,6 +290,51 @@ struct MetricsRendererTests {
         #expect(v == [1, 14])
     }
 
+    /// A version 3 file as the agent wrote it before the families were declared, its
+    /// ids hashed from the rendered text: every kind of series (session, with a reason,
+    /// rule, source, with a reason, device-wide) resumes its carried amount, and a
+    /// remembered counter keeps its state.
+    @Test func aFileWrittenBeforeTheFamiliesWereDeclaredStillCarries() throws {
+        let dir = try TempDir()
+        func hex(_ text: String) -> String { String(MetricsContinuity.ID(text).value, radix: 16) }
+        let carried = [
+            #"mirror_session_packets_total{session="a"}"#: 10,
+            #"mirror_copies_dropped_total{session="a",reason="no_target"}"#: 11,
+            #"mirror_rule_hits_total{session="a",filter="f",direction="inbound",rule_priority="5",action="accept"}"#: 12,
+            #"mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="not_ip"}"#: 13,
+            #"mirror_source_packets_seen_total{source="vm1",direction="outbound"}"#: 14,
+            "mirror_device_foreign_frames_dropped_total": 15,
+        ]
+        // Session b counted 5 packets on slot 1 (live), which it keeps.
+        let keys = #"[""# + hex("session/1/packets") + #"",""# + hex(#"mirror_session_packets_total{session="b"}"#)
+            + #"",""# + hex("b") + #"",0,5,true]"#
+        let file = #"{"version":3,"keys":["# + keys + #"],"carried":{"#
+            + carried.map { #"""# + hex($0.key) + #"":\#($0.value)"# }.joined(separator: ",") + "}}"
+        try file.write(toFile: dir.path + "/metrics-continuity.json", atomically: true, encoding: .utf8)
+
+        let m = AgentMetrics(stateDirectory: dir.path)
+        var a = DatapathCounters.Session(slot: 0, id: "a"), b = DatapathCounters.Session(slot: 1, id: "b")
+        b.packets = 7
+        var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .outbound)
+        src.seen = 1
+        a.packets = 0
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
+        doc.sources = [Source(id: "vm1", interface: "tap-vm1")]
+        doc.filters = [Filter(id: "f", inbound: [Rule(priority: 5, action: .accept, ethertype: .ipv4)])]
+        doc.sessions = [Session(id: "a", priority: 1, filter: "f", sources: ["vm1"], target: "t", vni: 1)]
+        let slots = try SlotAssignment.assign(document: doc)
+        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in 7 }))
+        let c = DatapathCounters(sessions: [a, b], rules: .init(table: image.rules, hits: []), sources: [src], foreignDropped: 0)
+        let st = m.stats(c, generation: 1, datapath: "kernel", sourceStates: [:])
+        #expect(st.sessions.map(\.packets) == [10, 7])
+        #expect(st.sessions.first?.dropped["no_target"] == 11)
+        #expect(st.rules.map(\.hits) == [12])
+        #expect(st.sources.first?.notMirrored["not_ip"] == 13)
+        #expect(st.sources.first?.seen == 15)
+        #expect(st.mirrorDeviceForeignDropped == 15)
+    }
+
     @Test func idleCountersAreNotRememberedAndLoseNothing() {
         var c = MetricsContinuity()
         // 400,000 rule counters at the quotas, most of them never hit: no state for those.
