@@ -1,9 +1,7 @@
 import Foundation
 import MirrorAPI
 
-/// Prometheus text exposition (format 0.0.4) of one `MetricsSnapshot` (issue 5). Pure.
-/// The families' names, types, help and label names are declared in MetricFamily.swift;
-/// this file only says which values each sample carries.
+/// Prometheus text exposition (format 0.0.4) of one `MetricsSnapshot`. Pure.
 ///
 /// Every line is rendered here by hand, the BPF-derived ones because they must be:
 /// the counters live in kernel maps and are read as absolute values at scrape time,
@@ -13,6 +11,9 @@ import MirrorAPI
 /// a few gauges, process metrics) are rendered here too rather than pulling in
 /// swift-prometheus for them: one renderer, byte-exact tests, and a lighter build on
 /// the shared 2-core machine.
+///
+/// The families' names, types, help and label names are declared in MetricFamily.swift;
+/// this file only says which values each sample carries.
 public enum MetricsRenderer {
     public static let contentType = "text/plain; version=0.0.4"
 
