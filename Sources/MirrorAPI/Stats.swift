@@ -30,6 +30,11 @@ public struct StatsResponse: Hashable, Sendable, Codable {
     public var sources: [SourceStats]
     /// Frames on the mirror device that were not copies (dropped there; bpf/encap.bpf.c).
     public var mirrorDeviceForeignDropped: UInt64
+    /// Frames on the segmenter that were not copies (dropped there; bpf/encap.bpf.c).
+    public var segmenterForeignDropped: UInt64 = 0
+    /// Connections the stateful security groups hold as established now (SPEC §5); nil
+    /// when the datapath keeps no such table. A gauge, not a counter.
+    public var securityFlows: Int?
 
     public init(generation: UInt64, datapath: String, countersAvailable: Bool, time: Double,
                 sessions: [SessionStats] = [], rules: [RuleStats] = [], sources: [SourceStats] = [],
@@ -55,6 +60,12 @@ public struct SessionStats: Hashable, Sendable, Codable {
     public var copiesSentDirect: UInt64 = 0
     /// reason ("packet_length", "mtu") → copies cut.
     public var truncated: [String: UInt64]
+    /// GSO copies whose segments would not fit, handed to the segmenter (SPEC §6: one
+    /// copy per wire segment); the segments are counted in `copiesSent` and `truncated`.
+    public var copiesSegmented: UInt64 = 0
+    /// GSO copies cut as one packet for want of a segmenter, keeping their first
+    /// segment only; each is also in `truncated` (or `dropped`, truncate_failed).
+    public var copiesTruncatedGSO: UInt64 = 0
     /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed") → copies dropped.
     public var dropped: [String: UInt64]
 
@@ -95,6 +106,9 @@ public struct SourceStats: Hashable, Sendable, Codable {
     /// reason ("no_match", "rejected", "not_ip", "clone_failed", and with a datapath
     /// that evaluates SPEC §5: "suppressed_by_security_group", "suppressed_by_acl") → packets.
     public var notMirrored: [String: UInt64]
+    /// Packets the security groups let through as part of a connection they had allowed
+    /// (SPEC §5; the outbound ACL can still suppress them); nil as for the suppressions.
+    public var established: UInt64?
 
     public init(source: String, interface: String, state: SourceState, direction: Direction, seen: UInt64 = 0,
                 mirrored: UInt64 = 0, notMirrored: [String: UInt64] = [:]) {

@@ -86,60 +86,61 @@ public final class AgentMetrics: @unchecked Sendable {
                     MetricsSnapshot.RuleSeries([]))
         }
         // One sample per map counter, in a fixed order; read back in the same order.
-        // Keys, owners and series are ids of their texts (MetricsContinuity.ID), built
+        // Keys, owners and series are ids (MetricsContinuity.ID) of the families'
+        // declared continuity identities (MetricFamily.swift) and the label values, built
         // piece by piece: 400,000 rule counters at the quotas, no string made for any.
         typealias ID = MetricsContinuity.ID
         typealias SeriesID = MetricsContinuity.SeriesID
         var samples: [MetricsContinuity.Sample] = []
-        samples.reserveCapacity(c.sessions.count * 11 + c.rules.count + c.sources.count * 8 + 1)
-        func add(_ key: ID, _ owner: UInt64, _ series: SeriesID, _ raw: UInt64) {
+        samples.reserveCapacity(c.sessions.count * 13 + c.rules.count + c.sources.count * 9 + 2)
+        /// A sample of `family` in the map counters of `scope` ("session/<slot>/", ...).
+        func add(_ family: MetricFamily, _ scope: ID, _ owner: UInt64, _ series: SeriesID, reason: String? = nil, _ raw: UInt64) {
+            var key = scope, series = series
+            key.add(family.continuity!.field)
+            if let reason { key.add(reason); series.add(reason) }
             samples.append(.init(key: key.value, owner: owner, labels: series.value, raw: raw))
         }
-        func key(_ base: ID, _ field: String) -> ID { var k = base; k.add(field); return k }
         for s in c.sessions {
-            var k = ID("session/"); k.add(s.slot); k.add("/")
+            var scope = ID("session/"); scope.add(s.slot); scope.add("/")
             let owner = ID(s.id).value
-            func series(_ name: String, reason: String? = nil) -> SeriesID {
-                var l = SeriesID(name); l.label("session", s.id)
-                if let reason { l.label("reason", reason) }
-                return l
-            }
-            add(key(k, "packets"), owner, series("mirror_session_packets_total"), s.packets)
-            add(key(k, "bytes"), owner, series("mirror_session_bytes_total"), s.bytes)
-            add(key(k, "sent"), owner, series("mirror_copies_sent_total"), s.copiesSent)
-            add(key(k, "sent_bytes"), owner, series("mirror_copies_sent_bytes_total"), s.copiesSentBytes)
-            add(key(k, "sent_direct"), owner, series("mirror_copies_sent_direct_total"), s.copiesSentDirect)
-            for (reason, v) in [("packet_length", s.truncatedPacketLength), ("mtu", s.truncatedMTU)] {
-                add(key(k, "truncated/" + reason), owner, series("mirror_copies_truncated_total", reason: reason), v)
+            func series(_ f: MetricFamily) -> SeriesID { var l = SeriesID(f); l.add(s.id); return l }
+            add(.sessionPackets, scope, owner, series(.sessionPackets), s.packets)
+            add(.sessionBytes, scope, owner, series(.sessionBytes), s.bytes)
+            add(.copiesSent, scope, owner, series(.copiesSent), s.copiesSent)
+            add(.copiesSentBytes, scope, owner, series(.copiesSentBytes), s.copiesSentBytes)
+            add(.copiesSentDirect, scope, owner, series(.copiesSentDirect), s.copiesSentDirect)
+            for (reason, v) in Self.truncationReasons(s) {
+                add(.copiesTruncated, scope, owner, series(.copiesTruncated), reason: reason.rawValue, v)
             }
             for (reason, v) in Self.dropReasons(s) {
-                add(key(k, "dropped/" + reason), owner, series("mirror_copies_dropped_total", reason: reason), v)
+                add(.copiesDropped, scope, owner, series(.copiesDropped), reason: reason.rawValue, v)
             }
+            add(.copiesSegmented, scope, owner, series(.copiesSegmented), s.segmented)
+            add(.copiesTruncatedGSO, scope, owner, series(.copiesTruncatedGSO), s.truncatedGSO)
         }
         var lastOwner = (name: "", id: ID("").value)
+        let ruleScope = ID("rule/")
         for r in c.rules {
-            var k = ID("rule/"); k.add(r.sessionSlot); k.add("/"); k.add(r.direction.rawValue); k.add("/"); k.add(r.ruleIndex)
+            var k = ruleScope; k.add(r.sessionSlot); k.add("/"); k.add(r.direction.rawValue); k.add("/"); k.add(r.ruleIndex)
             if r.session != lastOwner.name { lastOwner = (r.session, ID(r.session).value) }
-            var l = SeriesID("mirror_rule_hits_total")
-            l.label("session", r.session); l.label("filter", r.filter); l.label("direction", r.direction.rawValue)
-            l.label("rule_priority", String(r.priority)); l.label("action", r.action.rawValue)
-            add(k, lastOwner.id, l, r.hits)
+            var l = SeriesID(.ruleHits)
+            l.add(r.session); l.add(r.filter); l.add(r.direction.rawValue); l.add(String(r.priority)); l.add(r.action.rawValue)
+            add(.ruleHits, k, lastOwner.id, l, r.hits)
         }
         for s in c.sources {
-            var k = ID("source/"); k.add(s.slot); k.add("/"); k.add(s.direction.rawValue); k.add("/")
+            var scope = ID("source/"); scope.add(s.slot); scope.add("/"); scope.add(s.direction.rawValue); scope.add("/")
             let owner = ID(s.id).value
-            func series(_ name: String, reason: String? = nil) -> SeriesID {
-                var l = SeriesID(name); l.label("source", s.id); l.label("direction", s.direction.rawValue)
-                if let reason { l.label("reason", reason) }
-                return l
-            }
-            add(key(k, "seen"), owner, series("mirror_source_packets_seen_total"), s.seen)
-            add(key(k, "mirrored"), owner, series("mirror_source_packets_mirrored_total"), s.mirrored)
+            func series(_ f: MetricFamily) -> SeriesID { var l = SeriesID(f); l.add(s.id); l.add(s.direction.rawValue); return l }
+            add(.sourcePacketsSeen, scope, owner, series(.sourcePacketsSeen), s.seen)
+            add(.sourcePacketsMirrored, scope, owner, series(.sourcePacketsMirrored), s.mirrored)
             for (reason, v) in Self.notMirroredReasons(s) {
-                add(key(k, reason), owner, series("mirror_packets_not_mirrored_total", reason: reason), v)
+                add(.packetsNotMirrored, scope, owner, series(.packetsNotMirrored), reason: reason.rawValue, v)
             }
+            if let v = s.established { add(.sourcePacketsEstablished, scope, owner, series(.sourcePacketsEstablished), v) }
         }
-        add(ID("encap/not_copy"), ID("").value, SeriesID("mirror_device_foreign_frames_dropped_total"), c.foreignDropped)
+        add(.deviceForeignFramesDropped, ID("encap/"), ID("").value, SeriesID(.deviceForeignFramesDropped), c.foreignDropped)
+        add(.segmenterForeignFramesDropped, ID("encap/"), ID("").value, SeriesID(.segmenterForeignFramesDropped),
+            c.segmenterForeignDropped)
 
         let (values, snapshot) = lock.withLock { () -> ([UInt64], MetricsContinuity?) in
             let (values, change) = continuity.adjust(samples)
@@ -165,8 +166,9 @@ public final class AgentMetrics: @unchecked Sendable {
         for s in c.sessions {
             var r = SessionStats(session: s.id)
             r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next(); r.copiesSentDirect = next()
-            r.truncated["packet_length"] = next(); r.truncated["mtu"] = next()
-            for (reason, _) in Self.dropReasons(s) { r.dropped[reason] = next() }
+            for (reason, _) in Self.truncationReasons(s) { r.truncated[reason.rawValue] = next() }
+            for (reason, _) in Self.dropReasons(s) { r.dropped[reason.rawValue] = next() }
+            r.copiesSegmented = next(); r.copiesTruncatedGSO = next()
             out.sessions.append(r)
         }
         let rules = MetricsSnapshot.RuleSeries(c.rules, values: values, offset: i)
@@ -175,27 +177,33 @@ public final class AgentMetrics: @unchecked Sendable {
             var r = SourceStats(source: s.id, interface: s.interface, state: sourceStates[s.id] ?? .pending,
                                 direction: s.direction)
             r.seen = next(); r.mirrored = next()
-            for (reason, _) in Self.notMirroredReasons(s) { r.notMirrored[reason] = next() }
+            for (reason, _) in Self.notMirroredReasons(s) { r.notMirrored[reason.rawValue] = next() }
+            if s.established != nil { r.established = next() }
             out.sources.append(r)
         }
         out.mirrorDeviceForeignDropped = next()
+        out.segmenterForeignDropped = next()
+        out.securityFlows = c.securityFlows
         return (out, rules)
     }
 
     /// bpf encap_stats fields, by the reason label they render as.
-    static func dropReasons(_ s: DatapathCounters.Session) -> [(String, UInt64)] {
-        [("session_gone", s.droppedSessionGone), ("no_target", s.droppedNoTarget),
-         ("truncate_failed", s.droppedTruncate), ("encapsulation_failed", s.droppedEncapsulation)]
+    static func truncationReasons(_ s: DatapathCounters.Session) -> [(MetricFamily.TruncationReason, UInt64)] {
+        [(.packetLength, s.truncatedPacketLength), (.mtu, s.truncatedMTU)]
     }
 
-    /// bpf source_stats and security_stats fields, by reason. The datapath does not
-    /// count session_disabled (a disabled session has no rules in the policy: its
-    /// packets fall through to the next session or to no_match): that reason is not
-    /// rendered rather than rendered as an invented zero.
-    static func notMirroredReasons(_ s: DatapathCounters.Source) -> [(String, UInt64)] {
-        var r = [("no_match", s.noMatch), ("rejected", s.rejected), ("not_ip", s.notIP), ("clone_failed", s.cloneErrors)]
-        if let v = s.suppressedBySecurityGroup { r.append(("suppressed_by_security_group", v)) }
-        if let v = s.suppressedByAcl { r.append(("suppressed_by_acl", v)) }
+    static func dropReasons(_ s: DatapathCounters.Session) -> [(MetricFamily.CopyDropReason, UInt64)] {
+        [(.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
+         (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation)]
+    }
+
+    /// bpf source_stats and security_stats fields, by reason (the SPEC §5 ones only
+    /// when the datapath counts them).
+    static func notMirroredReasons(_ s: DatapathCounters.Source) -> [(MetricFamily.NotMirroredReason, UInt64)] {
+        var r: [(MetricFamily.NotMirroredReason, UInt64)] = [(.noMatch, s.noMatch), (.rejected, s.rejected), (.notIP, s.notIP),
+                                                             (.cloneFailed, s.cloneErrors)]
+        if let v = s.suppressedBySecurityGroup { r.append((.suppressedBySecurityGroup, v)) }
+        if let v = s.suppressedByAcl { r.append((.suppressedByAcl, v)) }
         return r
     }
 }

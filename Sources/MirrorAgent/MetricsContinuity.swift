@@ -23,7 +23,10 @@ import Foundation
 /// to carry or to subtract, whatever its labels were. Only counters that have counted
 /// something are remembered, so the state grows with the traffic, not with the policy
 /// (20,000 sessions at the quotas have 400,000 rule counters, most of them idle).
-/// Keys, owners and label sets are remembered as 64-bit FNV-1a ids of their text.
+/// Keys, owners and label sets are remembered as 64-bit FNV-1a ids (`ID`): a key is
+/// the id of its map, slot and the family's declared field ("session/3/packets"), a
+/// label set the id of the family's declared continuity identity and its label values
+/// (`SeriesID`, `MetricFamily.Continuity`), never of the exposition's text.
 /// The agent persists the state in its state directory so that a restart keeps the
 /// carried amounts: at once after a carry, and at most every few minutes when
 /// counters only started counting (`AgentMetrics.newCountersSaveInterval`).
@@ -50,7 +53,7 @@ public struct MetricsContinuity: Hashable, Sendable {
     /// built for it. Stable across runs (Swift's Hasher is seeded per process), so the
     /// persisted state keeps its meaning after a restart; at 64 bits a collision among
     /// a host's series is not a practical concern.
-    public struct ID {
+    public struct ID: Hashable, Sendable {
         public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
         public init() {}
         public init(_ text: String) { add(text) }
@@ -59,8 +62,8 @@ public struct MetricsContinuity: Hashable, Sendable {
         public mutating func add(_ text: String) { for b in text.utf8 { byte(b) } }
         /// Decimal, as `String(n)` renders it (a small string: no allocation).
         public mutating func add<T: BinaryInteger>(_ n: T) { add(String(n)) }
-        /// A label value as the exposition escapes it (`MetricsRenderer.escapeLabel`):
-        /// the id of a series is the id of its rendered text.
+        /// A label value escaped as the exposition escapes it (`MetricsRenderer.escapeLabel`):
+        /// the ids were once hashes of the rendered text, and the persisted ones still are.
         mutating func addEscaped(_ text: String) {
             for b in text.utf8 {
                 switch b {
@@ -73,29 +76,41 @@ public struct MetricsContinuity: Hashable, Sendable {
         }
     }
 
-    /// The id of a series: `MetricsRenderer.series(name, labels)`'s text, built label by
-    /// label (`label`, then `value`).
+    /// The id of one series of a datapath family: its declared continuity identity and
+    /// the values of its identity labels (`MetricFamily.Continuity`), fed one by one in
+    /// their declared order. Not the rendered text: renaming the family, or a label as
+    /// the exposition shows it, keeps the id. The bytes hashed are those the rendered
+    /// text had when the identities were the names (`identity{label="value",...}`), so
+    /// the files of earlier versions keep their meaning.
     public struct SeriesID {
         private var id: ID
-        private var labels = 0
-        public init(_ name: String) { id = ID(name) }
-        public mutating func label(_ name: String, _ value: String) {
-            id.add(labels == 0 ? "{" : ","); id.add(name); id.add("=\""); id.addEscaped(value); id.add("\"")
-            labels += 1
+        private let labels: [String]
+        private var next = 0
+        public init(_ family: MetricFamily) {
+            guard let c = family.continuity else { preconditionFailure("\(family.name) is not a datapath counter") }
+            id = c.identityID; labels = c.labels
+        }
+        /// The value of the next identity label.
+        public mutating func add(_ value: String) {
+            precondition(next < labels.count, "more label values than the family's identity labels")
+            id.add(next == 0 ? "{" : ","); id.add(labels[next]); id.add("=\""); id.addEscaped(value); id.add("\"")
+            next += 1
         }
         public var value: UInt64 {
-            guard labels > 0 else { return id.value }
+            assert(next == labels.count, "fewer label values than the family's identity labels")
+            guard next > 0 else { return id.value }
             var closed = id; closed.add("}")
             return closed.value
         }
     }
 
     public struct Sample: Hashable, Sendable {
-        /// The map counter: the id of its map, slot key and field, e.g. "rule/3/inbound/1".
+        /// The map counter: the id of its map, slot key and field, e.g. "rule/3/inbound/1"
+        /// or "session/3/packets".
         public var key: UInt64
         /// Whose slot it is (session or source id): a new owner means the slot was cleared.
         public var owner: UInt64
-        /// The series: the id of its metric name and rendered labels.
+        /// The series (`SeriesID`).
         public var labels: UInt64
         public var raw: UInt64
         public init(key: UInt64, owner: UInt64, labels: UInt64, raw: UInt64) {

@@ -11,6 +11,9 @@ import MirrorAPI
 /// a few gauges, process metrics) are rendered here too rather than pulling in
 /// swift-prometheus for them: one renderer, byte-exact tests, and a lighter build on
 /// the shared 2-core machine.
+///
+/// The families' names, types, help and label names are declared in MetricFamily.swift;
+/// this file only says which values each sample carries.
 public enum MetricsRenderer {
     public static let contentType = "text/plain; version=0.0.4"
 
@@ -25,10 +28,10 @@ public enum MetricsRenderer {
     /// reaches it), rendered as they are taken: at the quotas' 400,000 rule counters the
     /// text is about 68 MB, and the server sends it piece by piece instead of holding it.
     public struct Chunks: Sequence, IteratorProtocol, Sendable {
-        /// A family's HELP and TYPE (when `help` is set), then one call of `render` per
-        /// item: a piece may end between two items.
+        /// A family's HELP and TYPE, then one call of `render` per item: a piece may end
+        /// between two items.
         struct Part: Sendable {
-            var name = "", type = "", help: String?
+            var family: MetricFamily
             var count = 1
             var render: @Sendable (Int, inout Output) -> Void
 
@@ -39,7 +42,7 @@ public enum MetricsRenderer {
                     var o = Output()
                     swap(&o.text, &text)
                     defer { swap(&o.text, &text) }
-                    if i == 0, let help = p.help { o.family(p.name, p.type, help) }
+                    if i == 0 { o.header(p.family) }
                     if i < p.count { p.render(i, &o) }
                 }
             }
@@ -53,141 +56,125 @@ public enum MetricsRenderer {
         public mutating func next() -> String? { pieces.next() }
     }
 
-    /// What `render` writes, in order.
+    /// What `render` writes, in order: the families of `MetricFamily.all`, each written
+    /// from its declaration (name, type, help, label names).
     static func parts(_ m: MetricsSnapshot) -> [Chunks.Part] {
         typealias Part = Chunks.Part
+        typealias F = MetricFamily
         let st = m.stats
         var parts: [Part] = []
-        func family(_ name: String, _ help: String, count: Int, type: String = "counter",
-                    _ render: @escaping @Sendable (Int, inout Output) -> Void) {
-            parts.append(Part(name: name, type: type, help: help, count: count, render: render))
+        func family(_ f: MetricFamily, count: Int = 1, _ render: @escaping @Sendable (Int, inout Output) -> Void) {
+            parts.append(Part(family: f, count: count, render: render))
         }
 
         if st.countersAvailable {
             let sessions = st.sessions, rules = m.rules, sources = st.sources
-            family("mirror_session_packets_total",
-                   "Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).",
-                   count: sessions.count) { i, o in
-                o.sample("mirror_session_packets_total", sessionLabels(sessions[i].session), sessions[i].packets)
+            family(F.sessionPackets, count: sessions.count) { i, o in
+                o.sample(F.sessionPackets, sessionLabels(sessions[i].session), sessions[i].packets)
             }
-            family("mirror_session_bytes_total",
-                   "Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).",
-                   count: sessions.count) { i, o in
-                o.sample("mirror_session_bytes_total", sessionLabels(sessions[i].session), sessions[i].bytes)
+            family(F.sessionBytes, count: sessions.count) { i, o in
+                o.sample(F.sessionBytes, sessionLabels(sessions[i].session), sessions[i].bytes)
             }
-            family("mirror_copies_sent_total", "Copies encapsulated and sent toward their collector.", count: sessions.count) { i, o in
-                o.sample("mirror_copies_sent_total", [("session", sessions[i].session)], sessions[i].copiesSent)
+            family(F.copiesSent, count: sessions.count) { i, o in
+                o.sample(F.copiesSent, [sessions[i].session], sessions[i].copiesSent)
             }
-            family("mirror_copies_sent_direct_total",
-                   "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.",
-                   count: sessions.count) { i, o in
-                o.sample("mirror_copies_sent_direct_total", [("session", sessions[i].session)], sessions[i].copiesSentDirect)
+            family(F.copiesSentDirect, count: sessions.count) { i, o in
+                o.sample(F.copiesSentDirect, [sessions[i].session], sessions[i].copiesSentDirect)
             }
-            family("mirror_copies_sent_bytes_total", "Inner frame bytes of the copies sent, after truncation.", count: sessions.count) { i, o in
-                o.sample("mirror_copies_sent_bytes_total", [("session", sessions[i].session)], sessions[i].copiesSentBytes)
+            family(F.copiesSentBytes, count: sessions.count) { i, o in
+                o.sample(F.copiesSentBytes, [sessions[i].session], sessions[i].copiesSentBytes)
             }
-            family("mirror_copies_truncated_total",
-                   "Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).", count: sessions.count) { i, o in
+            family(F.copiesTruncated, count: sessions.count) { i, o in
                 let s = sessions[i]
                 for (reason, v) in s.truncated.sorted(by: { $0.key < $1.key }) {
-                    o.sample("mirror_copies_truncated_total", [("session", s.session), ("reason", reason)], v)
+                    o.sample(F.copiesTruncated, [s.session, reason], v)
                 }
             }
-            family("mirror_copies_dropped_total",
-                   "Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).",
-                   count: sessions.count) { i, o in
+            family(F.copiesTruncatedGSO, count: sessions.count) { i, o in
+                o.sample(F.copiesTruncatedGSO, [sessions[i].session], sessions[i].copiesTruncatedGSO)
+            }
+            family(F.copiesSegmented, count: sessions.count) { i, o in
+                o.sample(F.copiesSegmented, [sessions[i].session], sessions[i].copiesSegmented)
+            }
+            family(F.copiesDropped, count: sessions.count) { i, o in
                 let s = sessions[i]
                 for (reason, v) in s.dropped.sorted(by: { $0.key < $1.key }) {
-                    o.sample("mirror_copies_dropped_total", [("session", s.session), ("reason", reason)], v)
+                    o.sample(F.copiesDropped, [s.session, reason], v)
                 }
             }
-            family("mirror_rule_hits_total", "Packets for which the rule was the first match (SPEC §4), accept or reject.",
-                   count: rules.count) { i, o in
+            family(F.ruleHits, count: rules.count) { i, o in
                 let r = rules[i]
-                o.sample("mirror_rule_hits_total", [("session", r.session), ("filter", r.filter), ("direction", r.direction.rawValue),
-                                                    ("rule_priority", String(r.priority)), ("action", r.action.rawValue)], r.hits)
+                o.sample(F.ruleHits, [r.session, r.filter, r.direction.rawValue, String(r.priority), r.action.rawValue], r.hits)
             }
-            family("mirror_source_packets_seen_total",
-                   "Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).",
-                   count: sources.count) { i, o in
-                o.sample("mirror_source_packets_seen_total", [("source", sources[i].source), ("direction", sources[i].direction.rawValue)], sources[i].seen)
+            family(F.sourcePacketsSeen, count: sources.count) { i, o in
+                o.sample(F.sourcePacketsSeen, [sources[i].source, sources[i].direction.rawValue], sources[i].seen)
             }
-            family("mirror_source_packets_mirrored_total", "Packets of the source and direction accepted and cloned.",
-                   count: sources.count) { i, o in
-                o.sample("mirror_source_packets_mirrored_total", [("source", sources[i].source), ("direction", sources[i].direction.rawValue)],
-                         sources[i].mirrored)
+            family(F.sourcePacketsMirrored, count: sources.count) { i, o in
+                o.sample(F.sourcePacketsMirrored, [sources[i].source, sources[i].direction.rawValue], sources[i].mirrored)
             }
-            family("mirror_packets_not_mirrored_total", "Packets of the source and direction that were not mirrored, by reason.",
-                   count: sources.count) { i, o in
+            family(F.sourcePacketsEstablished, count: sources.count) { i, o in
+                if let v = sources[i].established {
+                    o.sample(F.sourcePacketsEstablished, [sources[i].source, sources[i].direction.rawValue], v)
+                }
+            }
+            family(F.packetsNotMirrored, count: sources.count) { i, o in
                 let s = sources[i]
                 for (reason, v) in s.notMirrored.sorted(by: { $0.key < $1.key }) {
-                    o.sample("mirror_packets_not_mirrored_total", [("source", s.source), ("direction", s.direction.rawValue), ("reason", reason)], v)
+                    o.sample(F.packetsNotMirrored, [s.source, s.direction.rawValue, reason], v)
                 }
             }
-            family("mirror_device_foreign_frames_dropped_total", "Frames leaving the mirror device that were not copies (dropped there).",
-                   count: 1) { _, o in
-                o.sample("mirror_device_foreign_frames_dropped_total", [], st.mirrorDeviceForeignDropped)
+            family(F.deviceForeignFramesDropped) { _, o in
+                o.sample(F.deviceForeignFramesDropped, [], st.mirrorDeviceForeignDropped)
+            }
+            family(F.segmenterForeignFramesDropped) { _, o in
+                o.sample(F.segmenterForeignFramesDropped, [], st.segmenterForeignDropped)
+            }
+            // Without the table (no SPEC §5 maps): the family without a sample.
+            let flows = st.securityFlows
+            family(F.securityFlows, count: flows == nil ? 0 : 1) { _, o in
+                o.sample(F.securityFlows, [], UInt64(flows ?? 0))
             }
         }
 
         // The agent's own metrics: a few lines each.
-        family("mirror_datapath_counters_available",
-               "1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).",
-               count: 1, type: "gauge") { _, o in o.sample("mirror_datapath_counters_available", [], st.countersAvailable ? 1 : 0) }
-        family("mirror_policy_generation", "Generation of the policy in force (increases with every applied change).",
-               count: 1, type: "gauge") { _, o in o.sample("mirror_policy_generation", [], st.generation) }
+        family(F.datapathCountersAvailable) { _, o in o.sample(F.datapathCountersAvailable, [], st.countersAvailable ? 1 : 0) }
+        family(F.policyGeneration) { _, o in o.sample(F.policyGeneration, [], st.generation) }
         let h = m.applySeconds
-        family("mirror_policy_apply_seconds", "Time to apply a policy to the datapath.", count: 1, type: "histogram") { _, o in
+        family(F.policyApplySeconds) { _, o in
+            let name = F.policyApplySeconds.name
             for (b, c) in zip(h.bounds, h.counts) {
-                o.sample("mirror_policy_apply_seconds_bucket", [("le", number(b))], c)
+                o.line(name + "_bucket", [("le", number(b))], String(c))
             }
-            o.sample("mirror_policy_apply_seconds_bucket", [("le", "+Inf")], h.count)
-            o.line("mirror_policy_apply_seconds_sum", [], number(h.sum))
-            o.sample("mirror_policy_apply_seconds_count", [], h.count)
+            o.line(name + "_bucket", [("le", "+Inf")], String(h.count))
+            o.line(name + "_sum", [], number(h.sum))
+            o.line(name + "_count", [], String(h.count))
         }
-        family("mirror_sources", "Sources by state: attached (programs on the interface) or pending (no such interface yet).",
-               count: 1, type: "gauge") { _, o in
-            o.sample("mirror_sources", [("state", "attached")], UInt64(m.sourcesAttached))
-            o.sample("mirror_sources", [("state", "pending")], UInt64(m.sourcesPending))
+        family(F.sources) { _, o in
+            o.sample(F.sources, ["attached"], UInt64(m.sourcesAttached))
+            o.sample(F.sources, ["pending"], UInt64(m.sourcesPending))
         }
-        family("mirror_tcx_pending_interfaces",
-               "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).",
-               count: 1, type: "gauge") { _, o in o.sample("mirror_tcx_pending_interfaces", [], UInt64(m.tcxPending)) }
-        family("mirror_agent_build_info", "Agent version, source commit and running kernel; always 1.", count: 1, type: "gauge") { _, o in
-            o.sample("mirror_agent_build_info", [("version", m.build.version), ("commit", m.build.commit), ("kernel", m.build.kernel)], 1)
+        family(F.tcxPendingInterfaces) { _, o in o.sample(F.tcxPendingInterfaces, [], UInt64(m.tcxPending)) }
+        family(F.agentBuildInfo) { _, o in
+            o.sample(F.agentBuildInfo, [m.build.version, m.build.commit, m.build.kernel], 1)
         }
 
         if let p = m.process {
-            family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", count: 1) { _, o in
-                o.line("process_cpu_seconds_total", [], number(p.cpuSeconds))
-            }
-            family("process_open_fds", "Number of open file descriptors.", count: 1, type: "gauge") { _, o in
-                o.sample("process_open_fds", [], UInt64(p.openFDs))
-            }
+            family(F.processCPUSeconds) { _, o in o.line(F.processCPUSeconds, [], number(p.cpuSeconds)) }
+            family(F.processOpenFDs) { _, o in o.sample(F.processOpenFDs, [], UInt64(p.openFDs)) }
             if let max = p.maxFDs {
-                family("process_max_fds", "Maximum number of open file descriptors.", count: 1, type: "gauge") { _, o in
-                    o.sample("process_max_fds", [], max)
-                }
+                family(F.processMaxFDs) { _, o in o.sample(F.processMaxFDs, [], max) }
             }
-            family("process_resident_memory_bytes", "Resident memory size in bytes.", count: 1, type: "gauge") { _, o in
-                o.sample("process_resident_memory_bytes", [], p.residentMemoryBytes)
-            }
-            family("process_virtual_memory_bytes", "Virtual memory size in bytes.", count: 1, type: "gauge") { _, o in
-                o.sample("process_virtual_memory_bytes", [], p.virtualMemoryBytes)
-            }
-            family("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", count: 1, type: "gauge") { _, o in
-                o.line("process_start_time_seconds", [], number(p.startTimeSeconds))
-            }
+            family(F.processResidentMemory) { _, o in o.sample(F.processResidentMemory, [], p.residentMemoryBytes) }
+            family(F.processVirtualMemory) { _, o in o.sample(F.processVirtualMemory, [], p.virtualMemoryBytes) }
+            family(F.processStartTime) { _, o in o.line(F.processStartTime, [], number(p.startTimeSeconds)) }
         }
         return parts
     }
 
-    /// The label set for session packets/bytes: source and direction are part
-    /// of it but empty, because bpf session_stats is keyed by session slot only (a
+    /// The label values for session packets/bytes: source and direction are
+    /// labels but empty, because bpf session_stats is keyed by session slot only (a
     /// per-source split would need a new map; see the per-source counters instead).
-    static func sessionLabels(_ session: String) -> [(String, String)] {
-        [("session", session), ("source", ""), ("direction", "")]
-    }
+    static func sessionLabels(_ session: String) -> [String] { [session, "", ""] }
 
     /// `name{a="x",b="y"}` (or `name`), values escaped: the identity of a series.
     public static func series(_ name: String, _ labels: [(String, String)]) -> String {
@@ -204,6 +191,17 @@ public enum MetricsRenderer {
             text += k; text += "=\""; text += escapeLabel(value); text += "\""
         }
         if !labels.isEmpty { text += "}" }
+    }
+
+    /// As `appendSeries`, with the label names and values apart (a family's declared
+    /// names and a sample's values: no pairs made per sample, 400,000 at the quotas).
+    static func appendSeries(_ name: String, names: [String], values: [String], to text: inout String) {
+        text += name
+        for i in values.indices {
+            text += i == 0 ? "{" : ","
+            text += names[i]; text += "=\""; text += escapeLabel(values[i]); text += "\""
+        }
+        if !values.isEmpty { text += "}" }
     }
 
     /// Label values: backslash, double quote and line feed are escaped.
@@ -236,10 +234,17 @@ public enum MetricsRenderer {
 
     struct Output {
         var text = ""
-        mutating func family(_ name: String, _ type: String, _ help: String) {
-            text += "# HELP \(name) \(escapeHelp(help))\n# TYPE \(name) \(type)\n"
+        mutating func header(_ f: MetricFamily) {
+            text += "# HELP \(f.name) \(escapeHelp(f.help))\n# TYPE \(f.name) \(f.type.rawValue)\n"
         }
-        mutating func sample(_ name: String, _ labels: [(String, String)], _ v: UInt64) { line(name, labels, String(v)) }
+        /// A sample of `f`: `values` are its declared labels' values, in their order.
+        mutating func sample(_ f: MetricFamily, _ values: [String], _ v: UInt64) { line(f, values, String(v)) }
+        mutating func line(_ f: MetricFamily, _ values: [String], _ v: String) {
+            precondition(values.count == f.labels.count, "\(f.name): \(values.count) label values for \(f.labels.count) labels")
+            appendSeries(f.name, names: f.labels, values: values, to: &text)
+            text += " "; text += v; text += "\n"
+        }
+        /// A line under any name (a histogram's _bucket, _sum and _count).
         mutating func line(_ name: String, _ labels: [(String, String)], _ v: String) {
             appendSeries(name, labels, to: &text)
             text += " "; text += v; text += "\n"

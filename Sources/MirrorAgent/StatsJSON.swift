@@ -33,15 +33,18 @@ enum StatsJSON {
             o += ",\"hits\":\(r.hits),\"priority\":\(r.priority),\"session\":"; JSONValue.writeString(r.session, to: &o)
             o += "}"
         }
+        text((st.securityFlows.map { "\"securityFlows\":\($0)," } ?? "") + "\"segmenterForeignDropped\":\(st.segmenterForeignDropped),")
         list("sessions", st.sessions) { s, o in
-            o += "{\"bytes\":\(s.bytes),\"copiesSent\":\(s.copiesSent),\"copiesSentBytes\":\(s.copiesSentBytes)"
-            o += ",\"copiesSentDirect\":\(s.copiesSentDirect),\"dropped\":"; object(s.dropped, &o)
+            o += "{\"bytes\":\(s.bytes),\"copiesSegmented\":\(s.copiesSegmented),\"copiesSent\":\(s.copiesSent)"
+            o += ",\"copiesSentBytes\":\(s.copiesSentBytes),\"copiesSentDirect\":\(s.copiesSentDirect)"
+            o += ",\"copiesTruncatedGSO\":\(s.copiesTruncatedGSO),\"dropped\":"; object(s.dropped, &o)
             o += ",\"packets\":\(s.packets),\"session\":"; JSONValue.writeString(s.session, to: &o)
             o += ",\"truncated\":"; object(s.truncated, &o)
             o += "}"
         }
         list("sources", st.sources) { s, o in
             o += "{\"direction\":"; JSONValue.writeString(s.direction.rawValue, to: &o)
+            if let e = s.established { o += ",\"established\":\(e)" }
             o += ",\"interface\":"; JSONValue.writeString(s.interface, to: &o)
             o += ",\"mirrored\":\(s.mirrored),\"notMirrored\":"; object(s.notMirrored, &o)
             o += ",\"seen\":\(s.seen),\"source\":"; JSONValue.writeString(s.source, to: &o)

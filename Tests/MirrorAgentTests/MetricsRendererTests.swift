@@ -22,7 +22,11 @@ struct MetricsRendererTests {
             sources: [SourceStats(source: "vm1", interface: "tap-vm1", state: .attached, direction: .outbound, seen: 15,
                                   mirrored: 7, notMirrored: ["rejected": 5, "no_match": 0, "not_ip": 3])],
             mirrorDeviceForeignDropped: 2)
-        return MetricsSnapshot(stats: stats, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
+        var st = stats
+        st.sessions[0].copiesSegmented = 12; st.sessions[0].copiesTruncatedGSO = 1
+        st.sources[0].established = 6
+        st.segmenterForeignDropped = 4; st.securityFlows = 3
+        return MetricsSnapshot(stats: st, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
                                build: .init(version: "0.1.0", commit: "abc", kernel: "6.18.0"),
                                process: .init(residentMemoryBytes: 4096, virtualMemoryBytes: 8192, cpuSeconds: 1.5,
                                               openFDs: 9, maxFDs: 1024, startTimeSeconds: 1700000000))
@@ -50,6 +54,12 @@ struct MetricsRendererTests {
         # TYPE mirror_copies_truncated_total counter
         mirror_copies_truncated_total{session="s1",reason="mtu"} 1
         mirror_copies_truncated_total{session="s1",reason="packet_length"} 2
+        # HELP mirror_copies_truncated_gso_total GSO copies cut as one packet because no segmenter was set up, so only their first segment was mirrored (SPEC §6 wants a copy per wire segment); each is also in mirror_copies_truncated_total, or in mirror_copies_dropped_total when the cut failed.
+        # TYPE mirror_copies_truncated_gso_total counter
+        mirror_copies_truncated_gso_total{session="s1"} 1
+        # HELP mirror_copies_segmented_total GSO copies whose segments would not fit, handed to the segmenter (SPEC §6); their wire-size segments come back and count as copies sent, and truncated when cut.
+        # TYPE mirror_copies_segmented_total counter
+        mirror_copies_segmented_total{session="s1"} 12
         # HELP mirror_copies_dropped_total Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).
         # TYPE mirror_copies_dropped_total counter
         mirror_copies_dropped_total{session="s1",reason="no_target"} 0
@@ -63,6 +73,9 @@ struct MetricsRendererTests {
         # HELP mirror_source_packets_mirrored_total Packets of the source and direction accepted and cloned.
         # TYPE mirror_source_packets_mirrored_total counter
         mirror_source_packets_mirrored_total{source="vm1",direction="outbound"} 7
+        # HELP mirror_source_packets_established_total Packets of the source and direction that its security groups let through as part of a connection they had allowed (SPEC §5, stateful); the outbound network ACL can still suppress them.
+        # TYPE mirror_source_packets_established_total counter
+        mirror_source_packets_established_total{source="vm1",direction="outbound"} 6
         # HELP mirror_packets_not_mirrored_total Packets of the source and direction that were not mirrored, by reason.
         # TYPE mirror_packets_not_mirrored_total counter
         mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="no_match"} 0
@@ -71,6 +84,12 @@ struct MetricsRendererTests {
         # HELP mirror_device_foreign_frames_dropped_total Frames leaving the mirror device that were not copies (dropped there).
         # TYPE mirror_device_foreign_frames_dropped_total counter
         mirror_device_foreign_frames_dropped_total 2
+        # HELP mirror_segmenter_foreign_frames_dropped_total Frames arriving on the segmenter that were not copies, or copies with no mirror device to go back to (dropped there).
+        # TYPE mirror_segmenter_foreign_frames_dropped_total counter
+        mirror_segmenter_foreign_frames_dropped_total 4
+        # HELP mirror_security_flows Connections the stateful security groups hold as established now: their first packet was allowed and they have not been idle past the timeout (SPEC §5).
+        # TYPE mirror_security_flows gauge
+        mirror_security_flows 3
         # HELP mirror_datapath_counters_available 1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).
         # TYPE mirror_datapath_counters_available gauge
         mirror_datapath_counters_available 1
@@ -271,6 +290,51 @@ struct MetricsRendererTests {
         #expect(v == [1, 14])
     }
 
+    /// A version 3 file as the agent wrote it before the families were declared, its
+    /// ids hashed from the rendered text: every kind of series (session, with a reason,
+    /// rule, source, with a reason, device-wide) resumes its carried amount, and a
+    /// remembered counter keeps its state.
+    @Test func aFileWrittenBeforeTheFamiliesWereDeclaredStillCarries() throws {
+        let dir = try TempDir()
+        func hex(_ text: String) -> String { String(MetricsContinuity.ID(text).value, radix: 16) }
+        let carried = [
+            #"mirror_session_packets_total{session="a"}"#: 10,
+            #"mirror_copies_dropped_total{session="a",reason="no_target"}"#: 11,
+            #"mirror_rule_hits_total{session="a",filter="f",direction="inbound",rule_priority="5",action="accept"}"#: 12,
+            #"mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="not_ip"}"#: 13,
+            #"mirror_source_packets_seen_total{source="vm1",direction="outbound"}"#: 14,
+            "mirror_device_foreign_frames_dropped_total": 15,
+        ]
+        // Session b counted 5 packets on slot 1 (live), which it keeps.
+        let keys = #"[""# + hex("session/1/packets") + #"",""# + hex(#"mirror_session_packets_total{session="b"}"#)
+            + #"",""# + hex("b") + #"",0,5,true]"#
+        let file = #"{"version":3,"keys":["# + keys + #"],"carried":{"#
+            + carried.map { #"""# + hex($0.key) + #"":\#($0.value)"# }.joined(separator: ",") + "}}"
+        try file.write(toFile: dir.path + "/metrics-continuity.json", atomically: true, encoding: .utf8)
+
+        let m = AgentMetrics(stateDirectory: dir.path)
+        var a = DatapathCounters.Session(slot: 0, id: "a"), b = DatapathCounters.Session(slot: 1, id: "b")
+        b.packets = 7
+        var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .outbound)
+        src.seen = 1
+        a.packets = 0
+        var doc = Document()
+        doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
+        doc.sources = [Source(id: "vm1", interface: "tap-vm1")]
+        doc.filters = [Filter(id: "f", inbound: [Rule(priority: 5, action: .accept, ethertype: .ipv4)])]
+        doc.sessions = [Session(id: "a", priority: 1, filter: "f", sources: ["vm1"], target: "t", vni: 1)]
+        let slots = try SlotAssignment.assign(document: doc)
+        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in 7 }))
+        let c = DatapathCounters(sessions: [a, b], rules: .init(table: image.rules, hits: []), sources: [src], foreignDropped: 0)
+        let st = m.stats(c, generation: 1, datapath: "kernel", sourceStates: [:])
+        #expect(st.sessions.map(\.packets) == [10, 7])
+        #expect(st.sessions.first?.dropped["no_target"] == 11)
+        #expect(st.rules.map(\.hits) == [12])
+        #expect(st.sources.first?.notMirrored["not_ip"] == 13)
+        #expect(st.sources.first?.seen == 15)
+        #expect(st.mirrorDeviceForeignDropped == 15)
+    }
+
     @Test func idleCountersAreNotRememberedAndLoseNothing() {
         var c = MetricsContinuity()
         // 400,000 rule counters at the quotas, most of them never hit: no state for those.
@@ -362,14 +426,113 @@ struct MetricsRendererTests {
         }
     }
 
-    @Test func aSeriesIdIsTheIdOfItsRenderedText() {
-        let labels = [("session", "s\\1\"x\ny"), ("filter", "f"), ("rule_priority", "10")]
-        var id = MetricsContinuity.SeriesID("mirror_rule_hits_total")
-        for (k, v) in labels { id.label(k, v) }
-        #expect(id.value == MetricsContinuity.ID(MetricsRenderer.series("mirror_rule_hits_total", labels)).value)
-        #expect(MetricsContinuity.SeriesID("m").value == MetricsContinuity.ID("m").value)
-        var k = MetricsContinuity.ID("rule/"); k.add(UInt16(12)); k.add("/inbound/"); k.add(UInt8(3))
-        #expect(k.value == MetricsContinuity.ID("rule/12/inbound/3").value)
+    /// The continuity file holds ids of series, and the ids of earlier versions were
+    /// hashes of the rendered series text (name, then the identity labels as rendered).
+    /// The declared identities reproduce those bytes, so an existing file keeps its
+    /// carried amounts; and they are not the exposition's names, so a renamed family
+    /// keeps its series.
+    @Test func seriesIdsAreTheOnesEarlierVersionsPersistedAndSurviveARename() {
+        typealias ID = MetricsContinuity.ID
+        typealias SeriesID = MetricsContinuity.SeriesID
+        let values = ["s\\1\"x\ny", "f", "inbound", "10", "accept"]
+        var id = SeriesID(.ruleHits)
+        for v in values { id.add(v) }
+        #expect(id.value == ID(MetricsRenderer.series("mirror_rule_hits_total", Array(zip(MetricFamily.ruleHits.labels, values)))).value)
+        // Session packets: the id has the session only, not the empty source and direction.
+        var p = SeriesID(.sessionPackets); p.add("a")
+        #expect(p.value == ID(#"mirror_session_packets_total{session="a"}"#).value)
+        var t = SeriesID(.copiesTruncated); t.add("a"); t.add("mtu")
+        #expect(t.value == ID(#"mirror_copies_truncated_total{session="a",reason="mtu"}"#).value)
+        #expect(SeriesID(.deviceForeignFramesDropped).value == ID("mirror_device_foreign_frames_dropped_total").value)
+
+        // Frozen: the identities every earlier version's files were written with.
+        let frozen: [String: [String]] = [
+            "mirror_session_packets_total": ["session"], "mirror_session_bytes_total": ["session"],
+            "mirror_copies_sent_total": ["session"], "mirror_copies_sent_bytes_total": ["session"],
+            "mirror_copies_sent_direct_total": ["session"], "mirror_copies_truncated_total": ["session", "reason"],
+            "mirror_copies_dropped_total": ["session", "reason"],
+            "mirror_rule_hits_total": ["session", "filter", "direction", "rule_priority", "action"],
+            "mirror_source_packets_seen_total": ["source", "direction"],
+            "mirror_source_packets_mirrored_total": ["source", "direction"],
+            "mirror_packets_not_mirrored_total": ["source", "direction", "reason"],
+            "mirror_device_foreign_frames_dropped_total": [],
+            // Added since: frozen from their first release on.
+            "mirror_copies_truncated_gso_total": ["session"], "mirror_copies_segmented_total": ["session"],
+            "mirror_source_packets_established_total": ["source", "direction"],
+            "mirror_segmenter_foreign_frames_dropped_total": [],
+        ]
+        #expect(Set(frozen.keys) == Set(MetricFamily.all.compactMap(\.continuity?.identity)))
+        for (identity, labels) in frozen {
+            let f = MetricFamily.all.first { $0.continuity?.identity == identity }
+            #expect(f?.continuity?.labels == labels, "\(identity)")
+        }
+
+        // A rename (the family and its labels as the exposition shows them) keeps the ids.
+        let renamed = MetricFamily("mirror_rule_first_matches_total", .counter, "Renamed.",
+                                   labels: ["session", "filter", "dir", "priority", "action"],
+                                   continuity: MetricFamily.ruleHits.continuity)
+        var r = SeriesID(renamed)
+        for v in values { r.add(v) }
+        #expect(r.value == id.value)
+
+        var k = ID("rule/"); k.add(UInt16(12)); k.add("/inbound/"); k.add(UInt8(3))
+        #expect(k.value == ID("rule/12/inbound/3").value)
+    }
+
+    /// Every counter in the map keys of earlier versions: a file written by them must
+    /// find its counters again.
+    @Test func mapKeysAreTheOnesEarlierVersionsPersisted() {
+        let fields = MetricFamily.all.compactMap { f in f.continuity.map { (f.name, $0.field) } }
+        #expect(Dictionary(uniqueKeysWithValues: fields) == [
+            "mirror_session_packets_total": "packets", "mirror_session_bytes_total": "bytes", "mirror_copies_sent_total": "sent",
+            "mirror_copies_sent_bytes_total": "sent_bytes", "mirror_copies_sent_direct_total": "sent_direct",
+            "mirror_copies_truncated_total": "truncated/", "mirror_copies_dropped_total": "dropped/",
+            "mirror_rule_hits_total": "", "mirror_source_packets_seen_total": "seen",
+            "mirror_source_packets_mirrored_total": "mirrored", "mirror_packets_not_mirrored_total": "",
+            "mirror_device_foreign_frames_dropped_total": "not_copy",
+            // Added since: frozen from their first release on.
+            "mirror_copies_truncated_gso_total": "truncated_gso", "mirror_copies_segmented_total": "segmented",
+            "mirror_source_packets_established_total": "established",
+            "mirror_segmenter_foreign_frames_dropped_total": "segmenter_not_copy",
+        ])
+    }
+
+    /// Identities must not collide, or two series would share one carried amount.
+    @Test func familiesHaveDistinctNamesAndIdentities() {
+        let all = MetricFamily.all
+        #expect(Set(all.map(\.name)).count == all.count)
+        let c = all.compactMap(\.continuity)
+        #expect(Set(c.map(\.identity)).count == c.count)
+        for f in all where !f.reasons.isEmpty {
+            #expect(f.labels.last == "reason" && f.continuity?.labels.last == "reason", "\(f.name)")
+        }
+    }
+
+    /// The counters added for the segmenter and the security groups are kept like the
+    /// others: a reset (maps recreated) is carried, nothing goes backwards.
+    @Test func segmenterAndSecurityCountersGoThroughTheContinuity() {
+        let m = AgentMetrics(stateDirectory: nil)
+        func read(_ raw: UInt64) -> StatsResponse {
+            var s = DatapathCounters.Session(slot: 0, id: "s1")
+            s.segmented = raw; s.truncatedGSO = raw + 1
+            var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
+            src.suppressedBySecurityGroup = 0; src.suppressedByAcl = 0; src.established = raw + 2
+            var c = DatapathCounters(sessions: [s], sources: [src])
+            c.segmenterForeignDropped = raw + 3; c.securityFlows = Int(raw)
+            return m.stats(c, generation: 1, datapath: "kernel", sourceStates: [:])
+        }
+        let first = read(10)
+        #expect(first.sessions.first?.copiesSegmented == 10 && first.sessions.first?.copiesTruncatedGSO == 11)
+        #expect(first.sources.first?.established == 12 && first.segmenterForeignDropped == 13 && first.securityFlows == 10)
+        let reset = read(1)
+        #expect(reset.sessions.first?.copiesSegmented == 11 && reset.sessions.first?.copiesTruncatedGSO == 13)
+        #expect(reset.sources.first?.established == 15 && reset.segmenterForeignDropped == 17)
+        // A gauge is shown as it is.
+        #expect(reset.securityFlows == 1)
+        // A datapath without security counters: no established count.
+        var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
+        src.seen = 1
+        #expect(m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: [:]).sources.first?.established == nil)
     }
 
     @Test func statsCarryEveryReasonAndState() {

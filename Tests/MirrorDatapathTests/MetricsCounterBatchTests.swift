@@ -72,4 +72,36 @@ struct MetricsCounterBatchTests {
         }
         #expect(try dp.allSessionCounters(sessionSlots: 0).isEmpty)
     }
+
+    /// A freed session slot starts from zero for its next owner, stage 2's counters too
+    /// (the continuity takes a slot with a new owner for cleared).
+    @Test func clearingAFreedSessionSlotClearsItsEncapsulationCounters() throws {
+        let dp = try BPFDatapath(pinDirectory: nil)
+        defer { dp.close() }
+        let cpus = Int(libbpf_num_possible_cpus())
+        var e = mirror_encap_stats()
+        e.sent = 4; e.segmented = 2; e.truncated_gso = 1; e.dropped_no_target = 3
+        for slot in [2, 3] as [UInt32] { try write(dp, .encapStats, key: slot, Array(repeating: e, count: cpus)) }
+        try dp.clearCounters(sessionSlots: [3], sourceSlots: [])
+        #expect(try dp.encapCounters(sessionSlot: 3) == BPFDatapath.EncapCounters())
+        #expect(try dp.encapCounters(sessionSlot: 2).sent == UInt64(4 * cpus))
+    }
+
+    /// The established connections are the flows not idle past MIRROR_FLOW_IDLE_NS,
+    /// read in batches across more than one chunk.
+    @Test func establishedFlowsAreTheRememberedFlowsNotIdle() throws {
+        let dp = try BPFDatapath(pinDirectory: nil)
+        defer { dp.close() }
+        #expect(try dp.establishedFlowCount() == 0)
+        func flow(_ i: Int) -> BPFDatapath.Flow {
+            BPFDatapath.Flow(ifindex: 7, local: IPAddress("192.0.2.10")!, remote: IPAddress("198.51.100.\(i % 250 + 1)")!,
+                             protocol: 6, localPort: UInt16(1024 + i), remotePort: 80)
+        }
+        for i in 0..<5000 { try dp.recordFlow(flow(i)) }
+        for i in 5000..<5003 { try dp.recordFlow(flow(i), idleFor: UInt64(MIRROR_FLOW_IDLE_NS) + 1_000_000_000) }
+        #expect(try dp.flowCount() == 5003)
+        #expect(try dp.establishedFlowCount() == 5000)
+        try dp.clearFlows()
+        #expect(try dp.establishedFlowCount() == 0)
+    }
 }

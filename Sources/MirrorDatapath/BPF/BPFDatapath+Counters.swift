@@ -66,6 +66,9 @@ extension BPFDatapath {
         }
         for s in sessionSlots {
             try zero(.sessionStats, UInt32(s), valueSize: MemoryLayout<mirror_session_stats>.size)
+            // Stage 2's counters of the slot too: the metrics take a slot with a new
+            // owner for cleared, and would show the old session's copies as the new one's.
+            try zero(.encapStats, UInt32(s), valueSize: MemoryLayout<mirror_encap_stats>.size)
             for d in Direction.allCases {
                 for r in 0..<UInt32(MAX_RULES_PER_DIRECTION) {
                     try zero(.ruleStats, mirror_rule_stats_key(UInt32(s), UInt32(d.abi), r),

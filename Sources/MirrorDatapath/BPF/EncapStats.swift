@@ -73,8 +73,10 @@ extension BPFDatapath {
                         inSlot: { _ in true }, id: { UInt64($0) })
     }
 
-    /// Frames dropped on the mirror device because they were not copies.
-    public func encapNotCopyDrops() throws(DatapathError) -> UInt64 {
-        try encapCounters(sessionSlot: UInt32(MIRROR_ENCAP_STATS_NOT_COPY)).droppedNotCopy
+    /// The counters of no session (key MIRROR_ENCAP_STATS_NOT_COPY): frames dropped on
+    /// the mirror device (`droppedNotCopy`) and on the segmenter
+    /// (`droppedSegmenterNotCopy`) because they were not copies.
+    public func encapNotCopyCounters() throws(DatapathError) -> EncapCounters {
+        try encapCounters(sessionSlot: UInt32(MIRROR_ENCAP_STATS_NOT_COPY))
     }
 }

@@ -94,19 +94,77 @@ extension BPFDatapath {
     }
 
     /// Marks `flow` established now, as the attached programs do when the groups
-    /// allow a connection's first packet (tests of the established path).
-    public func recordFlow(_ flow: Flow) throws(DatapathError) {
+    /// allow a connection's first packet (tests of the established path); with
+    /// `idleFor`, as if its last packet was that many nanoseconds ago.
+    public func recordFlow(_ flow: Flow, idleFor: UInt64 = 0) throws(DatapathError) {
         var k = flow.key
         var v = mirror_flow()
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)  // bpf_ktime_get_ns
-        v.last_seen_ns = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        v.last_seen_ns = Self.monotonicNanoseconds() &- idleFor
         try DatapathError.check(bpf_map_update_elem(try mapFD(.flows), &k, &v, UInt64(BPF_ANY)), "record flow")
     }
 
-    /// The number of remembered connections.
+    /// The clock of bpf_ktime_get_ns.
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// The number of remembered connections, idle ones included.
     public func flowCount() throws(DatapathError) -> Int {
         try keys(try mapFD(.flows), as: mirror_flow_key.self).count
+    }
+
+    /// The connections the groups hold as established now: entries of mirror_flows
+    /// whose last packet is at most MIRROR_FLOW_IDLE_NS old. An idle entry stays in the
+    /// LRU map until it is evicted, but bpf/security.h no longer takes it for a
+    /// connection, so it is not counted. Read for every scrape, so in batches: a few
+    /// syscalls for the map's 65,536 entries, not one or two per entry.
+    public func establishedFlowCount() throws(DatapathError) -> Int {
+        let fd = try mapFD(.flows)
+        var lastSeen: [UInt64] = []
+        let chunk = 4096
+        var keys = [UInt8](repeating: 0, count: chunk * MemoryLayout<mirror_flow_key>.stride)
+        var values = [mirror_flow](repeating: mirror_flow(), count: chunk)
+        var cursor: UInt32 = 0  // the hash map's batch token: a bucket index
+        var first = true
+        while true {
+            var got = UInt32(chunk)
+            let rc = keys.withUnsafeMutableBytes { k in
+                values.withUnsafeMutableBytes { v in
+                    withUnsafeMutablePointer(to: &cursor) { c in
+                        bpf_map_lookup_batch(fd, first ? nil : UnsafeMutableRawPointer(c), UnsafeMutableRawPointer(c),
+                                             k.baseAddress, v.baseAddress, &got, nil)
+                    }
+                }
+            }
+            let err = rc < 0 ? (rc == -1 ? Glibc.errno : -rc) : 0
+            if err != 0 && err != ENOENT {
+                if first && (err == EINVAL || err == 524 /* ENOTSUPP (kernel-internal) */ || err == EOPNOTSUPP) {
+                    lastSeen = try flowsOneByOne(fd)
+                    break
+                }
+                throw DatapathError("batch read \(ClassifierMap.flows.rawValue)", errno: err)
+            }
+            lastSeen += values.prefix(Int(min(got, UInt32(chunk)))).map(\.last_seen_ns)
+            if err == ENOENT || got == 0 { break }
+            first = false
+        }
+        let now = Self.monotonicNanoseconds()
+        // Written after the clock was read: as live as can be.
+        return lastSeen.filter { $0 >= now || now - $0 <= UInt64(MIRROR_FLOW_IDLE_NS) }.count
+    }
+
+    /// `last_seen_ns` of every flow, by key (kernels without batch lookups).
+    private func flowsOneByOne(_ fd: Int32) throws(DatapathError) -> [UInt64] {
+        var out: [UInt64] = []
+        for key in try keys(fd, as: mirror_flow_key.self) {
+            var k = key
+            var v = mirror_flow()
+            // Gone since it was listed (evicted, or the LRU map reused it): not a flow.
+            if bpf_map_lookup_elem(fd, &k, &v) == 0 { out.append(v.last_seen_ns) }
+        }
+        return out
     }
 
     /// Forgets every connection (tests).

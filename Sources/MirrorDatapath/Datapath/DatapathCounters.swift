@@ -17,6 +17,13 @@ public struct DatapathCounters: Sendable {
         public var truncatedPacketLength: UInt64 = 0, truncatedMTU: UInt64 = 0
         public var droppedSessionGone: UInt64 = 0, droppedNoTarget: UInt64 = 0
         public var droppedTruncate: UInt64 = 0, droppedEncapsulation: UInt64 = 0
+        /// GSO copies whose segments would not fit, handed to the segmenter; their
+        /// segments come back and count as sent (and truncated when cut) like any copy.
+        public var segmented: UInt64 = 0
+        /// GSO copies whose segments would not fit, cut as one packet for want of a
+        /// segmenter (keeping only the first segment). Each is also counted in
+        /// `truncatedPacketLength` or `truncatedMTU`: not a reason of its own.
+        public var truncatedGSO: UInt64 = 0
         public init(slot: UInt16, id: String) { self.slot = slot; self.id = id }
     }
 
@@ -46,6 +53,10 @@ public struct DatapathCounters: Sendable {
         /// bpf security_stats (SPEC §5); nil when the datapath has no such counters.
         /// Suppressed packets are not in `seen`: they stop before classification.
         public var suppressedBySecurityGroup: UInt64?, suppressedByAcl: UInt64?
+        /// bpf security_stats: packets the security groups let through as part of a
+        /// connection they had allowed (the outbound ACL can still suppress them); nil
+        /// as above.
+        public var established: UInt64?
         public init(slot: UInt16, id: String, interface: String, direction: Direction) {
             self.slot = slot; self.id = id; self.interface = interface; self.direction = direction
         }
@@ -85,6 +96,12 @@ public struct DatapathCounters: Sendable {
     public var sources: [Source] = []
     /// Frames dropped on the mirror device that were not copies.
     public var foreignDropped: UInt64 = 0
+    /// Frames dropped on the segmenter's receiving end that were not copies (bpf
+    /// encap_stats dropped_segmenter_not_copy).
+    public var segmenterForeignDropped: UInt64 = 0
+    /// Connections the stateful security groups hold as established now (entries of
+    /// bpf mirror_flows not idle); nil when the datapath has no such table. A gauge.
+    public var securityFlows: Int?
 
     public init(sessions: [Session] = [], rules: Rules = Rules(), sources: [Source] = [], foreignDropped: UInt64 = 0) {
         self.sessions = sessions; self.rules = rules; self.sources = sources; self.foreignDropped = foreignDropped

@@ -11,6 +11,8 @@ public final class InMemoryDatapath: Datapath, @unchecked Sendable {
     private var started = false
     /// Test hook: the next `apply` throws this (then clears it).
     private var failNext: String?
+    /// Test hook: what `counters()` returns (by default nothing: no kernel counts).
+    private var testCounters: DatapathCounters?
     /// How interfaces are found at apply time; default: if_nametoindex in this netns.
     private let resolve: @Sendable (String) -> Int?
 
@@ -58,8 +60,13 @@ public final class InMemoryDatapath: Datapath, @unchecked Sendable {
     public func shutdown() { lock.withLock { started = false } }
     public func cleanup() throws {}
 
+    public func counters() throws -> DatapathCounters? { lock.withLock { testCounters } }
+
     /// Test hook: make the next apply fail with `message`.
     public func failNextApply(_ message: String) { lock.withLock { failNext = message } }
+    /// Test hook: counters for `counters()` to return, as a kernel datapath would read
+    /// them (a scrape then shows every datapath family).
+    public func setCounters(_ counters: DatapathCounters?) { lock.withLock { testCounters = counters } }
     /// The last applied policy.
     public var appliedDocument: Document { lock.withLock { document } }
 }

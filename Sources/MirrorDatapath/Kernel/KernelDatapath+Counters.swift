@@ -34,6 +34,7 @@ extension KernelDatapath {
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
                     s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey &+ e.droppedEncapDirect
+                    s.segmented = e.segmented; s.truncatedGSO = e.truncatedGSO
                     out.sessions.append(s)
                 }
                 // A view of the table and the hits, no copy: at the quotas that is 400,000 rules.
@@ -50,11 +51,16 @@ extension KernelDatapath {
                         if let sec = securityStats?[k] {
                             s.suppressedBySecurityGroup = sec.suppressedBySecurityGroup
                             s.suppressedByAcl = sec.suppressedByAcl
+                            s.established = sec.established
                         }
                         out.sources.append(s)
                     }
                 }
-                out.foreignDropped = try dp.encapNotCopyDrops()
+                let notCopy = try dp.encapNotCopyCounters()
+                out.foreignDropped = notCopy.droppedNotCopy
+                out.segmenterForeignDropped = notCopy.droppedSegmenterNotCopy
+                // Absent with the SPEC §5 counters: then not rendered.
+                out.securityFlows = try? dp.establishedFlowCount()
             } catch {
                 throw DatapathError("read counters: \(error)")
             }

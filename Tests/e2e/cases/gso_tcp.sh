@@ -8,6 +8,8 @@
 #     fit, none above the underlay MTU, none dropped for size;
 # (c) source MTU 1400 and the session's packetLength 128: the same, each copy cut
 #     to 128 bytes.
+# The agent's metrics agree: no GSO copy goes to the segmenter in (a), some do in
+# (b) and (c), none is cut whole; and promtool accepts the scrape.
 source "$(dirname "$0")/../lib.sh"
 topo_up
 # The underlay behaves like a NIC that segments in software before the wire: the
@@ -117,7 +119,31 @@ else:
     assert dups <= retrans, f"{dups} segments copied twice, only {retrans} retransmitted: {twice[:6]}"
 PY
 }
+# scrape: the agent's /metrics into $TOPO_DIR/metrics.txt; series 'NAME{LABELS}': its value there.
+scrape() { nsenter --net="/run/netns/$NS_HOST" curl -sf --max-time 5 http://127.0.0.1:9469/metrics >"$TOPO_DIR/metrics.txt"; }
+series() { awk -v s="$1" '$1 == s { print $2 }' "$TOPO_DIR/metrics.txt"; }
+# segmenter_counts NAME: checks the GSO counters after run NAME, prints the segmented count.
+segmenter_counts() {
+  scrape || fail "$1: /metrics did not answer"
+  local segmented whole
+  segmented=$(series 'mirror_copies_segmented_total{session="bulk"}')
+  whole=$(series 'mirror_copies_truncated_gso_total{session="bulk"}')
+  echo "$1: metrics: $segmented GSO copies segmented, $whole cut whole" >&2
+  [ -n "$segmented" ] && [ -n "$whole" ] || fail "$1: the GSO counters are missing from /metrics"
+  expect_eq "$whole" 0 "$1: GSO copies cut whole (the segmenter is there)"
+  echo "$segmented"
+}
+
 run a 1400
+seg_a=$(segmenter_counts a)
+expect_eq "$seg_a" 0 "a: GSO copies handed to the segmenter (their segments fit)"
 run b 1500
+seg_b=$(segmenter_counts b)
+[ "$seg_b" -gt "$seg_a" ] || fail "b: no GSO copy counted as segmented ($seg_b), yet every copy is one wire segment"
 apply_bulk 128
 run c 1400
+seg_c=$(segmenter_counts c)
+[ "$seg_c" -gt "$seg_b" ] || fail "c: no GSO copy counted as segmented ($seg_b before, $seg_c after)"
+if command -v promtool >/dev/null; then
+  promtool check metrics <"$TOPO_DIR/metrics.txt" || fail "promtool check metrics complains about the scrape"
+fi

@@ -145,6 +145,20 @@ sg=$(metric outbound suppressed_by_security_group); acl=$(metric outbound suppre
 echo "metrics: outbound suppressed_by_security_group=$sg suppressed_by_acl=$acl"
 [ "${sg:-0}" -ge 400 ] || fail "metrics: outbound suppressed_by_security_group is '${sg}', want >= 400"
 [ "${acl:-0}" -ge 100 ] || fail "metrics: outbound suppressed_by_acl is '${acl}', want >= 100"
+# And what the groups let through as part of the connections they allowed (the later
+# packets of each allowed flow, the VM's and the peer's answers), and those connections.
+established() {  # established DIRECTION
+  echo "$metrics" | awk -v d="$1" '/^mirror_source_packets_established_total\{/ && index($0, "source=\"vm1\"") && index($0, "direction=\"" d "\"") {print $NF}'
+}
+est_in=$(established inbound); est_out=$(established outbound)
+conns=$(echo "$metrics" | awk '$1 == "mirror_security_flows" {print $2}')
+echo "metrics: established inbound=$est_in outbound=$est_out, connections held=$conns"
+[ "${est_in:-0}" -ge 100 ] || fail "metrics: inbound established is '${est_in}', want >= 100"
+[ "${est_out:-0}" -ge 100 ] || fail "metrics: outbound established is '${est_out}', want >= 100"
+[ "${conns:-0}" -ge 100 ] || fail "metrics: mirror_security_flows is '${conns}', want >= 100 (the allowed connections)"
+if command -v promtool >/dev/null; then
+  echo "$metrics" | promtool check metrics || fail "promtool check metrics complains about the scrape"
+fi
 
 # Every apply runs nft (a check, then the transaction) and nothing of it stays in
 # the agent: twelve more applies, the table dropped and restored, leave its file
