@@ -93,8 +93,11 @@ public final class TestNetns: @unchecked Sendable {
     public let name: String
     public var path: String { "/run/netns/\(name)" }
 
+    /// `MIRROR_TEST_NETNS_TAG` in the environment goes into the name (then a dash),
+    /// so that runs sharing a machine can tell their namespaces apart.
     public init(prefix: String = "tst") throws {
-        name = "\(prefix)-\(getpid() % 100_000)-" + String(UInt32.random(in: 0...UInt32.max) % 1_000_000)
+        let tag = ProcessInfo.processInfo.environment["MIRROR_TEST_NETNS_TAG"].map { $0 + "-" } ?? ""
+        name = "\(prefix)-\(tag)\(getpid() % 100_000)-" + String(UInt32.random(in: 0...UInt32.max) % 1_000_000)
         try Command.run(["ip", "netns", "add", name])
     }
 
@@ -104,11 +107,15 @@ public final class TestNetns: @unchecked Sendable {
     @discardableResult
     public func ip(_ args: String...) throws -> String { try Command.run(["ip", "-n", name] + args) }
 
-    /// A command inside the namespace (`ip netns exec NAME ...`).
+    /// A command inside the namespace (`nsenter --net`: only the network namespace
+    /// changes; `ip netns exec` would also remount /sys).
     @discardableResult
     public func exec(_ args: [String], stdin: String? = nil) throws -> String {
-        try Command.run(["ip", "netns", "exec", name] + args, stdin: stdin)
+        try Command.run(["nsenter", "--net=\(path)"] + args, stdin: stdin)
     }
+
+    @discardableResult
+    public func exec(_ args: String...) throws -> String { try exec(args) }
 }
 
 /// A bpffs mounted at a fresh directory under /tmp (never /sys/fs/bpf), unmounted

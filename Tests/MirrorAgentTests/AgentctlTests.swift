@@ -2,38 +2,25 @@ import Foundation
 import MirrorAPI
 import MirrorAgent
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 /// The built agentctl binary against an in-process agent.
 @Suite("agentctl end to end")
 struct AgentctlTests {
     static var binary: String {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("agentctl").path
+        Binaries.path("agentctl") ?? "agentctl (not built)"
     }
 
     struct Run { var status: Int32; var out: String; var err: String }
 
     static func agentctl(_ args: [String], socket: String?, user: String? = nil, binary: String = AgentctlTests.binary) async throws -> Run {
         try await offThread {
-            let p = Process()
-            if let user {
-                p.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-                p.arguments = ["-u", user, "--", binary] + args
-            } else {
-                p.executableURL = URL(fileURLWithPath: binary)
-                p.arguments = args
-            }
             var env = ProcessInfo.processInfo.environment
             env[ControlClient.socketEnvironment] = socket
-            p.environment = env
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+            let command = user.map { ["/usr/sbin/runuser", "-u", $0, "--", binary] } ?? [binary]
+            let r = try Command.result(command + args, environment: env)
+            return Run(status: r.status, out: r.stdout, err: r.stderr)
         }
     }
 

@@ -3,6 +3,7 @@ import MirrorAPI
 import MirrorAgent
 import MirrorDatapath
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 @Suite("Control API over the unix socket")

@@ -1,5 +1,6 @@
 import Foundation
 import MirrorAPI
+import MirrorTestSupport
 import Testing
 
 /// The control client against a fake agent on a unix socket that answers with

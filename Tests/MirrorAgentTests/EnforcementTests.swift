@@ -3,6 +3,7 @@ import MirrorAgent
 import MirrorCompiler
 import MirrorDatapath
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 /// SPEC §5 enforcement: the nftables text the agent renders from security groups
@@ -137,7 +138,7 @@ import Testing
     func nftTakesReplacesAndRemovesTheTable() throws {
         let ns = try TestNetns()
         let nft = Enforcement(command: ["/usr/sbin/ip", "netns", "exec", ns.name, "/usr/sbin/nft"])
-        func list() -> String { (try? run(["ip", "netns", "exec", ns.name, "nft", "list", "ruleset"])) ?? "" }
+        func list() -> String { (try? Command.run(["ip", "netns", "exec", ns.name, "nft", "list", "ruleset"])) ?? "" }
         var doc = Self.document
         try nft.check(doc)
         try nft.apply(doc)

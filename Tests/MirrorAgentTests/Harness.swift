@@ -4,18 +4,8 @@ import MirrorAPI
 import MirrorAgent
 import MirrorDatapath
 import MirrorCore
+import MirrorTestSupport
 import NIOPosix
-
-/// A temporary directory under /tmp (short: unix socket paths are limited to 107 bytes).
-final class TempDir {
-    let path: String
-    init() throws {
-        var template = Array("/tmp/agt-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { throw StateError("mkdtemp failed") }
-        path = String(cString: p)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
 
 /// An agent with the in-memory datapath and its control server on a temp socket.
 final class TestAgent {

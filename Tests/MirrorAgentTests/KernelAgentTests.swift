@@ -2,6 +2,7 @@ import Foundation
 import MirrorAPI
 import MirrorAgent
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 /// The built mirror-agent with the kernel datapath, inside a test network namespace
@@ -10,7 +11,7 @@ import Testing
 @Suite("mirror-agent on the kernel datapath (root)", .enabled(if: isRoot, "needs root"), .serialized)
 struct KernelAgentTests {
     static var agentBinary: String {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("mirror-agent").path
+        Binaries.path("mirror-agent") ?? "mirror-agent (not built)"
     }
 
     final class RunningAgent {
@@ -53,7 +54,7 @@ struct KernelAgentTests {
     static func filterCount(_ ns: TestNetns, _ dev: String, _ hook: String) -> Int {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../e2e/hooks.py").standardized.path
-        let out = (try? run("ip", "netns", "exec", ns.name, "python3", script, dev, hook)) ?? ""
+        let out = (try? Command.run("ip", "netns", "exec", ns.name, "python3", script, dev, hook)) ?? ""
         return out.split(separator: "\n").filter { $0.contains(" mirror_tc") }.count
     }
 
@@ -61,7 +62,7 @@ struct KernelAgentTests {
         try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
         let ns = try TestNetns()
         let dir = try TempDir()
-        defer { _ = try? run("umount", dir.path + "/bpffs") }
+        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
         try ns.ip("link", "set", "lo", "up")
         try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1")
         try ns.ip("link", "set", "tap-vm1", "up")
@@ -116,7 +117,7 @@ struct KernelAgentTests {
         let ex2: ExplainResponse = try client.call("POST", APIPath.explain, json: miss)
         #expect(ex2.agree == true)
         let ctl = URL(fileURLWithPath: Self.agentBinary).deletingLastPathComponent().appendingPathComponent("agentctl").path
-        let out = try run(ctl, "--socket", dir.path + "/agent.sock", "explain", "--source", "vm1", "--direction", "outbound",
+        let out = try Command.run(ctl, "--socket", dir.path + "/agent.sock", "explain", "--source", "vm1", "--direction", "outbound",
                           "--protocol", "udp", "--src", "192.0.2.10:4000", "--dst", "198.51.100.7:53")
         #expect(out.contains("kernel: kernel: mirrored") || out.contains("agree:  yes"), "\(out)")
 
@@ -176,7 +177,7 @@ struct KernelAgentTests {
         try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
         let ns = try TestNetns()
         let dir = try TempDir()
-        defer { _ = try? run("umount", dir.path + "/bpffs") }
+        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
         try ns.ip("link", "set", "lo", "up")
         try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1")
         try ns.ip("link", "set", "tap-vm1", "up")
@@ -202,7 +203,7 @@ struct KernelAgentTests {
         }
         let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Self.enforcedDocument(port: 80).utf8))
         #expect(try explain(port: 80).kernel?.session == "s1")
-        let rules = try run("ip", "netns", "exec", ns.name, "nft", "list", "table", "inet", "mirror_enforce")
+        let rules = try Command.run("ip", "netns", "exec", ns.name, "nft", "list", "table", "inet", "mirror_enforce")
         #expect(rules.contains("tap-vm1"))
 
         FileManager.default.createFile(atPath: failFlag, contents: nil)
@@ -216,7 +217,7 @@ struct KernelAgentTests {
         #expect(old80.kernel?.mirrored == true && old80.kernel?.session == "s1", "\(old80.kernel?.explanation ?? "")")
         #expect(old443.kernel?.mirrored == false, "\(old443.kernel?.explanation ?? "")")
         #expect(old80.agree == true && old443.agree == true)
-        #expect(try run("ip", "netns", "exec", ns.name, "nft", "list", "table", "inet", "mirror_enforce") == rules)
+        #expect(try Command.run("ip", "netns", "exec", ns.name, "nft", "list", "table", "inet", "mirror_enforce") == rules)
 
         // nft works again: the same change goes through, on the slot it had written.
         unlink(failFlag)

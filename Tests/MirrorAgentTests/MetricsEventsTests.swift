@@ -4,6 +4,7 @@ import MirrorAPI
 @testable import MirrorAgent
 import MirrorDatapath
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 /// Collects log lines (level, message, metadata) in memory.

@@ -4,6 +4,7 @@ import MirrorAPI
 @testable import MirrorAgent
 import MirrorCore
 import NIOPosix
+import MirrorTestSupport
 import Testing
 
 /// Parsed exposition: series (name + labels as rendered) → value.
@@ -34,20 +35,9 @@ func decreases(_ scrapes: [[String: Double]]) -> [String] {
 
 /// `promtool check metrics` on `text`: its complaints (empty = none).
 func promtoolProblems(_ text: String) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
-    p.arguments = ["check", "metrics"]
-    let input = Pipe(), output = Pipe()
-    p.standardInput = input
-    p.standardOutput = output
-    p.standardError = output
-    try p.run()
-    input.fileHandleForWriting.write(Data(text.utf8))
-    try input.fileHandleForWriting.close()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    let said = String(decoding: data, as: UTF8.self)
-    return p.terminationStatus == 0 && said.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "" : "exit \(p.terminationStatus): \(said)"
+    let r = try Command.result(["/usr/bin/promtool", "check", "metrics"], stdin: text)
+    let said = r.stdout + r.stderr
+    return r.status == 0 && said.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "" : "exit \(r.status): \(said)"
 }
 
 let hasPromtool = FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool")
@@ -58,14 +48,14 @@ struct MetricsEndpointTests {
     /// A chunked body is decoded; `version` and `method` are sent as given.
     static func get(port: Int, path: String, version: String = "HTTP/1.1", method: String = "GET") throws -> (head: String, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw CommandFailed(description: "socket") }
+        guard fd >= 0 else { throw TestSupportError("socket") }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { throw CommandFailed(description: "connect: \(errno)") }
+        guard rc == 0 else { throw TestSupportError("connect: \(errno)") }
         let req = "\(method) \(path) \(version)\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         _ = req.withCString { write(fd, $0, strlen($0)) }
         var data = [UInt8]()
@@ -76,7 +66,7 @@ struct MetricsEndpointTests {
             data += buf[0..<n]
         }
         guard let split = data.firstRange(of: Array("\r\n\r\n".utf8)) else {
-            throw CommandFailed(description: "no HTTP head: \(String(decoding: data, as: UTF8.self))")
+            throw TestSupportError("no HTTP head: \(String(decoding: data, as: UTF8.self))")
         }
         let head = String(decoding: data[..<split.lowerBound], as: UTF8.self)
         var body = data[split.upperBound...]
@@ -91,7 +81,7 @@ struct MetricsEndpointTests {
             decoded += body[eol.upperBound..<(eol.upperBound + size)]
             body = body[(eol.upperBound + size + 2)...]
         }
-        throw CommandFailed(description: "truncated chunked body after \(decoded.count) bytes")
+        throw TestSupportError("truncated chunked body after \(decoded.count) bytes")
     }
 
     @Test func servesTheExpositionThatPromtoolAccepts() async throws {
@@ -164,13 +154,13 @@ extension MetricsEndpointTests {
         for _ in 0..<20 {
             try await offThread {
                 let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                guard fd >= 0 else { throw CommandFailed(description: "socket") }
+                guard fd >= 0 else { throw TestSupportError("socket") }
                 var addr = sockaddr_in()
                 addr.sin_family = sa_family_t(AF_INET)
                 addr.sin_port = in_port_t(UInt16(port).bigEndian)
                 addr.sin_addr.s_addr = inet_addr("127.0.0.1")
                 let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-                guard rc == 0 else { close(fd); throw CommandFailed(description: "connect: \(errno)") }
+                guard rc == 0 else { close(fd); throw TestSupportError("connect: \(errno)") }
                 _ = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
                 var buf = [UInt8](repeating: 0, count: 64)
                 _ = read(fd, &buf, buf.count)
@@ -185,21 +175,12 @@ extension MetricsEndpointTests {
     }
 }
 
-/// A network namespace named met-<random>, deleted on deinit.
-final class MetricsNetns {
-    let name = "met-" + netnsTag + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-    var path: String { "/run/netns/\(name)" }
-    init() throws { try run("ip", "netns", "add", name) }
-    deinit { _ = try? run("ip", "netns", "del", name) }
-    @discardableResult func exec(_ args: String...) throws -> String { try run(["nsenter", "--net=\(path)"] + args) }
-}
-
 /// The built mirror-agent (kernel datapath) in a met- netns, real frames sent on a veth
 /// with packet sockets, its /metrics scraped from inside the netns (it binds 127.0.0.1
 /// there), checked against the frames sent, by promtool and by a real Prometheus.
 @Suite("Metrics: live agent on the kernel datapath (root)", .enabled(if: isRoot, "needs root: network namespaces, BPF"), .serialized)
 struct MetricsKernelTests {
-    static var binDir: URL { URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent() }
+    static var binDir: URL { URL(fileURLWithPath: Binaries.path("mirror-agent") ?? CommandLine.arguments[0]).deletingLastPathComponent() }
     static let frameLength = 100
 
     static func document(extraRule: Bool) -> String {
@@ -266,7 +247,7 @@ struct MetricsKernelTests {
     """#
 
     final class Env {
-        let ns: MetricsNetns
+        let ns: TestNetns
         let dir: TempDir
         let metricsPort = Int.random(in: 20000...40000)
         var agent: Process?
@@ -276,7 +257,7 @@ struct MetricsKernelTests {
         var client: ControlClient { ControlClient(socketPath: socket, timeout: 20) }
 
         init() throws {
-            ns = try MetricsNetns()
+            ns = try TestNetns(prefix: "met")
             dir = try TempDir()
             // No IPv6: the kernel's own router solicitations would be counted too.
             try ns.exec("sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
@@ -304,7 +285,7 @@ struct MetricsKernelTests {
             try p.run()
             agent = p
             let up = KernelAgentTests.waitUntil(15) { (try? self.scrape()) != nil && (try? self.client.send(method: "GET", path: APIPath.status)) != nil }
-            guard up else { throw CommandFailed(description: "agent did not come up: \(logText)") }
+            guard up else { throw TestSupportError("agent did not come up: \(logText)") }
         }
 
         func stopAgent() {
@@ -320,9 +301,9 @@ struct MetricsKernelTests {
         func scrape() throws -> (body: String, contentType: String) {
             let out = try ns.exec("curl", "-sS", "--max-time", "10", "-w", "\n%{http_code} %{content_type}",
                                   "http://127.0.0.1:\(metricsPort)/metrics")
-            guard let nl = out.lastIndex(of: "\n") else { throw CommandFailed(description: "scrape: \(out)") }
+            guard let nl = out.lastIndex(of: "\n") else { throw TestSupportError("scrape: \(out)") }
             let tail = out[out.index(after: nl)...]
-            guard tail.hasPrefix("200 ") else { throw CommandFailed(description: "scrape answered \(tail)") }
+            guard tail.hasPrefix("200 ") else { throw TestSupportError("scrape answered \(tail)") }
             return (String(out[..<nl]), String(tail.dropFirst(4)))
         }
 
@@ -347,7 +328,7 @@ struct MetricsKernelTests {
             cleanup.standardOutput = FileHandle.nullDevice
             cleanup.standardError = FileHandle.nullDevice
             if (try? cleanup.run()) != nil { cleanup.waitUntilExit() }
-            _ = try? run("umount", dir.path + "/bpffs")
+            _ = try? Command.run("umount", dir.path + "/bpffs")
         }
     }
 
@@ -427,12 +408,12 @@ struct MetricsKernelTests {
         #expect(stats.sessions.first { $0.session == "s1" }?.packets == 11)
         #expect(stats.rules.first { $0.direction == .outbound && $0.priority == 5 }?.hits == 5)
         let ctl = Self.binDir.appendingPathComponent("agentctl").path
-        let table = try run(ctl, "--socket", env.socket, "stats")
+        let table = try Command.run(ctl, "--socket", env.socket, "stats")
         #expect(table.contains("s1") && table.contains("HITS"), "\(table)")
-        let json = try run(ctl, "--socket", env.socket, "stats", "-o", "json")
+        let json = try Command.run(ctl, "--socket", env.socket, "stats", "-o", "json")
         let decoded = try JSONDecoder().decode(StatsResponse.self, from: Data(json.utf8))
         #expect(decoded.sessions.first?.packets == 11)
-        let watched = try run(ctl, "--socket", env.socket, "stats", "--watch", "--interval", "0.2", "--count", "2")
+        let watched = try Command.run(ctl, "--socket", env.socket, "stats", "--watch", "--interval", "0.2", "--count", "2")
         #expect(watched.contains("PKT/S"), "\(watched)")
         // Filters: one session with its rules and no sources; one source alone.
         let one: StatsResponse = try env.client.call("GET", StatsPath.stats(sessions: ["s1"], sources: []))
@@ -442,7 +423,7 @@ struct MetricsKernelTests {
         let bySource: StatsResponse = try env.client.call("GET", StatsPath.stats(sessions: [], sources: ["vm1"]))
         #expect(bySource.sessions.isEmpty && bySource.rules.isEmpty)
         #expect(!bySource.sources.isEmpty && bySource.sources == stats.sources.filter { $0.source == "vm1" })
-        let filteredTable = try run(ctl, "--socket", env.socket, "stats", "--session", "s1")
+        let filteredTable = try Command.run(ctl, "--socket", env.socket, "stats", "--session", "s1")
         #expect(filteredTable.contains("rules:") && !filteredTable.contains("sources:"), "\(filteredTable)")
 
         // A real Prometheus (loopback of the netns, 1 s scrapes, temp storage) sees the count.

@@ -3,54 +3,13 @@ import MirrorAPI
 import MirrorAgent
 import MirrorDatapath
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
-/// A network namespace for one test: unique `agt-` name, deleted on every exit path
-/// (deinit), never the host's.
-final class TestNetns {
-    let name: String
-    var path: String { "/run/netns/\(name)" }
-
-    init() throws {
-        name = "agt-" + netnsTag + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        try run("ip", "netns", "add", name)
-    }
-
-    deinit { _ = try? run("ip", "netns", "del", name) }
-
-    /// `ip -n NAME ...`
-    @discardableResult
-    func ip(_ args: String...) throws -> String { try run(["ip", "-n", name] + args) }
+extension TestNetns {
+    /// The agent suites' namespaces: agt-...
+    convenience init() throws { try self.init(prefix: "agt") }
 }
-
-struct CommandFailed: Error, CustomStringConvertible {
-    var description: String
-}
-
-@discardableResult
-func run(_ args: String...) throws -> String { try run(args) }
-
-@discardableResult
-func run(_ args: [String]) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    let text = String(decoding: data, as: UTF8.self)
-    guard p.terminationStatus == 0 else { throw CommandFailed(description: "\(args.joined(separator: " ")): \(text)") }
-    return text
-}
-
-let isRoot = geteuid() == 0
-
-/// `MIRROR_TEST_NETNS_TAG` in every test namespace's name (then a dash), so that runs
-/// sharing a machine can tell their namespaces apart.
-let netnsTag = ProcessInfo.processInfo.environment["MIRROR_TEST_NETNS_TAG"].map { $0 + "-" } ?? ""
 
 /// Thread-safe event log for the monitor's callback.
 final class EventLog: @unchecked Sendable {
@@ -127,7 +86,7 @@ struct NetlinkTests {
     /// segmenter would drop them and count them as foreign frames.
     @Test func theAgentsDevicesSendNothingOfTheirOwn() throws {
         let ns = try TestNetns()
-        try run("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1",
+        try Command.run("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1",
                 "net.ipv6.conf.default.forwarding=1", "net.ipv4.ip_forward=1")
         try ns.ip("link", "set", "lo", "up")
         let pcap = FileManager.default.temporaryDirectory.appendingPathComponent("\(ns.name).pcap").path
@@ -154,7 +113,7 @@ struct NetlinkTests {
         usleep(2_500_000)
         // What the capture must see: one ping on lo, so that an empty capture
         // cannot pass for silence.
-        try run("ip", "netns", "exec", ns.name, "ping", "-c", "1", "-W", "1", "127.0.0.1")
+        try Command.run("ip", "netns", "exec", ns.name, "ping", "-c", "1", "-W", "1", "127.0.0.1")
         usleep(500_000)
         // SIGKILL: the test runner's threads block SIGINT and SIGTERM, and a child
         // inherits that mask. With --immediate-mode and -U every frame is in the
@@ -162,13 +121,13 @@ struct NetlinkTests {
         kill(capture.processIdentifier, SIGKILL)
         capture.waitUntilExit()
 
-        let frames = try run("sh", "-c", "tcpdump -r '\(pcap)' -n 2>/dev/null").split(separator: "\n")
+        let frames = try Command.run("sh", "-c", "tcpdump -r '\(pcap)' -n 2>/dev/null").split(separator: "\n")
         let control = frames.filter { $0.contains("127.0.0.1 > 127.0.0.1: ICMP echo") }
         #expect(control.count == 2, "the capture missed the ping on lo: \(frames)")
         let own = frames.filter { !$0.contains("127.0.0.1 > 127.0.0.1: ICMP echo") }
         #expect(own.isEmpty, "frames the agent's devices sent of their own:\n\(own.joined(separator: "\n"))")
         for dev in ["mirror0", "mirseg0", "mirseg1"] {
-            let off = try run("ip", "netns", "exec", ns.name, "cat", "/proc/sys/net/ipv6/conf/\(dev)/disable_ipv6")
+            let off = try Command.run("ip", "netns", "exec", ns.name, "cat", "/proc/sys/net/ipv6/conf/\(dev)/disable_ipv6")
             #expect(off.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "IPv6 on \(dev)")
             #expect(try ns.ip("-6", "addr", "show", "dev", dev).isEmpty)
         }

@@ -2,6 +2,7 @@ import Foundation
 import MirrorAPI
 import MirrorAgent
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 /// SPEC §8: bad input gets a clear error, never a crash, and never changes state.

@@ -1,6 +1,7 @@
 import Foundation
 import MirrorAgent
 import MirrorDatapath
+import MirrorTestSupport
 import Testing
 
 /// The segmenter veth pair (Segmenter.swift, bpf/mirror_abi.h "The segmenter").

@@ -2,6 +2,7 @@ import Foundation
 import MirrorAPI
 import MirrorAgent
 import MirrorCore
+import MirrorTestSupport
 import Testing
 
 @Suite("State persistence")

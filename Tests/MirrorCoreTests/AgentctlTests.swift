@@ -1,43 +1,20 @@
 import Testing
 import Foundation
 import MirrorCore
+import MirrorTestSupport
 
 // Runs the built `agentctl` (it sits next to the test bundle in the build products
 // directory) on the examples and on bad files and bad command-line values.
 
-private func agentctlURL() -> URL? {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<5 {
-        let candidate = dir.appendingPathComponent("agentctl")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    return nil
-}
-
 private struct Run { var status: Int32; var stdout: String; var stderr: String }
 
 private func agentctl(_ args: [String], stdin: String? = nil) throws -> Run {
-    guard let url = agentctlURL() else {
+    guard let path = Binaries.path("agentctl") else {
         Issue.record("agentctl not found next to \(CommandLine.arguments[0]): build it first (swift build)")
         return Run(status: -1, stdout: "", stderr: "")
     }
-    let p = Process()
-    p.executableURL = url
-    p.arguments = args
-    p.currentDirectoryURL = repositoryRoot
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    let input = Pipe()
-    p.standardInput = input
-    try p.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    let r = try Command.result([path] + args, stdin: stdin, directory: repositoryRoot.path)
+    return Run(status: r.status, stdout: r.stdout, stderr: r.stderr)
 }
 
 private func temporaryFile(_ text: String) throws -> String {

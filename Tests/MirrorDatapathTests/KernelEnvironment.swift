@@ -1,54 +1,26 @@
 import Foundation
 import Glibc
 import MirrorDatapath
+import MirrorTestSupport
 
 /// Kernel tests need root: `KernelTests` (KernelSuite.swift) is enabled only then,
 /// so without it they show as skipped, with the reason.
 enum Kernel {
     static var isRoot: Bool { getuid() == 0 }
 
-    /// A bpffs mounted at a fresh directory for the duration of `body` (never
-    /// /sys/fs/bpf), unmounted and removed on every exit path.
-    static func withBPFFS<T>(_ body: (String) throws -> T) throws -> T {
-        var template = Array("/tmp/dpt-bpffs-\(getpid())-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { throw TestFailure("mkdtemp: \(String(cString: strerror(errno)))") }
-        let dir = String(cString: p)
-        defer { rmdir(dir) }
-        guard mount("bpf", dir, "bpf", 0, nil) == 0 else {
-            throw TestFailure("mount bpffs at \(dir): \(String(cString: strerror(errno)))")
-        }
-        defer { umount2(dir, Int32(MNT_DETACH)) }
-        return try body(dir)
-    }
+    /// A bpffs of this test's own (MirrorTestSupport).
+    static func withBPFFS<T>(_ body: (String) throws -> T) throws -> T { try MirrorTestSupport.withBPFFS(body) }
 
-    /// Runs a command, returns stdout; throws with stderr on failure.
+    /// Runs a command, returns stdout; throws with what it said on failure.
     @discardableResult
     static func run(_ args: [String], allowFailure: Bool = false) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        if p.terminationStatus != 0 && !allowFailure {
-            throw TestFailure("\(args.joined(separator: " ")): \(String(decoding: e, as: UTF8.self))")
-        }
-        return String(decoding: o, as: UTF8.self)
+        allowFailure ? try Command.result(args).stdout : try Command.run(args)
     }
 
-    /// A network namespace named dpt-<pid>-<random>, deleted on every exit path; with
-    /// `MIRROR_TEST_NETNS_TAG` in the environment, dpt-<tag>-<pid>-<random>, so that
-    /// runs sharing a machine can tell their namespaces apart.
+    /// A network namespace named dpt-..., deleted on every exit path.
     static func withNetns<T>(_ body: (String) throws -> T) throws -> T {
-        let tag = ProcessInfo.processInfo.environment["MIRROR_TEST_NETNS_TAG"].map { $0 + "-" } ?? ""
-        let name = "dpt-\(tag)\(getpid())-\(UInt32.random(in: 0..<UInt32.max) % 1_000_000)"
-        try run(["ip", "netns", "add", name])
-        defer { _ = try? run(["ip", "netns", "delete", name], allowFailure: true) }
-        return try body(name)
+        let ns = try TestNetns(prefix: "dpt")
+        return try withExtendedLifetime(ns) { try body(ns.name) }
     }
 
     /// Runs `body` on a thread that has entered netns `name` (netns membership is
@@ -69,7 +41,4 @@ enum Kernel {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
+typealias TestFailure = TestSupportError
