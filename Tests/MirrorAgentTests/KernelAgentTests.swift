@@ -134,13 +134,9 @@ struct KernelAgentTests {
         agent?.stop()
 
         // cleanup removes filters, the mirror device and the pins.
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        p.arguments = ["--net=\(ns.path)", Self.agentBinary, "cleanup", "--socket", dir.path + "/agent.sock",
-                       "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs", "--datapath", "kernel"]
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
+        let cleanup = try Command.result(["nsenter", "--net=\(ns.path)", Self.agentBinary, "cleanup", "--socket", dir.path + "/agent.sock",
+                                          "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs", "--datapath", "kernel"])
+        #expect(cleanup.status == 0, "\(cleanup.stderr)")
         #expect(Self.filterCount(ns, "tap-vm1", "ingress") == 0)
         #expect(Self.filterCount(ns, "tap-vm2", "egress") == 0)
         #expect((try? ns.ip("link", "show", "mirror0")) == nil)

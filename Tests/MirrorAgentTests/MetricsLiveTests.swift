@@ -320,14 +320,9 @@ struct MetricsKernelTests {
             if let p = prometheus, p.isRunning { p.terminate(); p.waitUntilExit() }
             stopAgent()
             // Filters, pins and the mirror device go with the netns and the bpffs mount.
-            let cleanup = Process()
-            cleanup.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-            cleanup.arguments = ["--net=\(ns.path)", MetricsKernelTests.binDir.appendingPathComponent("mirror-agent").path, "cleanup",
-                                 "--socket", socket, "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs",
-                                 "--datapath", "kernel"]
-            cleanup.standardOutput = FileHandle.nullDevice
-            cleanup.standardError = FileHandle.nullDevice
-            if (try? cleanup.run()) != nil { cleanup.waitUntilExit() }
+            _ = try? ns.exec([MetricsKernelTests.binDir.appendingPathComponent("mirror-agent").path, "cleanup",
+                              "--socket", socket, "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs",
+                              "--datapath", "kernel"])
             _ = try? Command.run("umount", dir.path + "/bpffs")
         }
     }
