@@ -196,6 +196,15 @@ public actor Agent {
                              errors: errors)
         case .success(let d): doc = d
         }
+        let own = datapath.ownInterfaces
+        let onOwnDevices = doc.sources.enumerated().filter { own.contains($0.element.interface) }.map { i, s in
+            FieldError(path: "sources[\(i)].interface",
+                       message: "\(s.interface) is one of the agent's own devices (its mirror device or segmenter); it cannot be a source")
+        }
+        if !onOwnDevices.isEmpty {
+            throw AgentError(status: 422, "the document is invalid (\(onOwnDevices.count) error\(onOwnDevices.count == 1 ? "" : "s")); nothing was changed",
+                             errors: onOwnDevices)
+        }
         let (nextEffective, nextVNIs) = checker.assignVNIs(doc, previous: vnis)
         if doc == document && nextVNIs == vnis {
             applied = next  // same meaning; keep the user's latest spelling

@@ -263,6 +263,23 @@ struct ControlAPITests {
         #expect(answer.status == 400 && e.message.contains("malformed HTTP request"), "\(e)")
     }
 
+    /// A source on the agent's own mirror device or segmenter would put a classifier
+    /// link in the place of stage 2: refused with the field's path, nothing applied.
+    @Test func theAgentsOwnDevicesAreRefusedAsSources() async throws {
+        let t = try await TestAgent(ownInterfaces: ["mirror0", "mirseg0", "mirseg1"])
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let onMirror = Fixtures.valid.replacingOccurrences(of: #""interface": "tap-vm2""#, with: #""interface": "mirror0""#)
+        let (status, body) = try await t.request("POST", APIPath.apply, onMirror)
+        #expect(status == 422, "\(body)")
+        #expect(t.errorPaths(body) == ["sources[1].interface"], "\(body)")
+        #expect(body.contains("mirror0"))
+        let (createStatus, createBody) = try await t.request("POST", APIPath.kind(.sources), #"{"id": "bad", "interface": "mirseg1"}"#)
+        #expect(createStatus == 422, "\(createBody)")
+        #expect(createBody.contains("mirseg1"), "\(createBody)")
+        #expect(t.datapath.appliedDocument.sources.map(\.interface).sorted() == ["tap-vm1", "tap-vm2"])
+    }
+
     @Test func oversizedBodyGets413() async throws {
         let t = try await TestAgent(maxBodyBytes: 1024)
         defer { t.stopNow() }

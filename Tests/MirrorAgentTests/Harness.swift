@@ -19,9 +19,9 @@ final class TestAgent {
     var stateDir: String { dir.path + "/state" }
 
     init(dir: TempDir? = nil, interfaces: [String: Int] = [:], maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
-         resetState: Bool = false, pieceBytes: Int = 256 * 1024) async throws {
+         resetState: Bool = false, pieceBytes: Int = 256 * 1024, ownInterfaces: Set<String> = []) async throws {
         self.dir = try dir ?? TempDir()
-        datapath = InMemoryDatapath(interfaces: interfaces)
+        datapath = InMemoryDatapath(interfaces: interfaces, ownInterfaces: ownInterfaces)
         var logger = Logger(label: "test-agent")
         logger.logLevel = .warning
         agent = Agent(store: StateStore(directory: self.dir.path + "/state"), datapath: datapath, logger: logger)

@@ -11,6 +11,12 @@ public protocol Datapath: AnyObject, Sendable {
     /// "kernel" or "memory", shown by `status`.
     var kind: String { get }
 
+    /// The devices the datapath made and hooks itself (the mirror device, the
+    /// segmenter pair): never a source, since a classifier link there would take the
+    /// place of stage 2 or of the segmenter. (The underlay is not among them: an
+    /// operator may mirror it, and copies crossing it are never classified again.)
+    var ownInterfaces: Set<String> { get }
+
     /// Load or adopt pinned programs and maps, create the mirror device. Called once
     /// at start, before the first `apply`.
     func start() throws
@@ -53,6 +59,7 @@ public protocol Datapath: AnyObject, Sendable {
 
 extension Datapath {
     public func counters() throws -> DatapathCounters? { nil }
+    public var ownInterfaces: Set<String> { [] }
 }
 
 public struct DatapathStatus: Hashable, Sendable {

@@ -18,7 +18,10 @@ public final class InMemoryDatapath: Datapath, @unchecked Sendable {
 
     public let kind = "memory"
 
-    public init(interfaces: [String: Int]? = nil) {
+    public let ownInterfaces: Set<String>
+
+    public init(interfaces: [String: Int]? = nil, ownInterfaces: Set<String> = []) {
+        self.ownInterfaces = ownInterfaces
         present = interfaces ?? [:]
         if interfaces != nil {
             resolve = { _ in nil }

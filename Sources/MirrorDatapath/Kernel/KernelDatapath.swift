@@ -51,6 +51,11 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     public init(options: DatapathFactory.Options) { self.options = options }
 
+    public var ownInterfaces: Set<String> {
+        let seg = SegmenterDevice.names(forMirrorDevice: options.mirrorDevice)
+        return [options.mirrorDevice, seg.tx, seg.rx]
+    }
+
     var slotsPath: String? { options.stateDirectory.map { $0 + "/datapath-slots.json" } }
     /// What the slot file holds (nil: unknown or not written yet).
     private var slotsOnDisk: SlotAssignment?
@@ -153,7 +158,14 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
         var linkBudget = options.tcxLinksPerApply
+        let own = ownInterfaces
         for (name, index) in present {
+            // The agent validates this away; a datapath driven another way still never
+            // puts a classifier where stage 2 or the segmenter sits.
+            if own.contains(name) {
+                logger.error("refusing to attach a classifier to the agent's own device", metadata: ["interface": "\(name)"])
+                continue
+            }
             // Already ours on this very link (same ifindex): the filters read the
             // policy from the maps, so nothing to do. A link that was deleted and
             // recreated has a new ifindex and is attached again.
