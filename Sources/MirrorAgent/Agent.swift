@@ -21,6 +21,8 @@ public actor Agent {
     /// Apply durations and counter continuity.
     public let metrics: AgentMetrics
     private let checker: DocumentChecking
+    /// The state directory's owner lock, from `start` on.
+    private var stateLock: OwnerLock?
     private let logger: Logger
 
     /// The document as the user applied it (sessions may lack `vni`).
@@ -62,6 +64,7 @@ public actor Agent {
     /// Throws `StateError` when the state cannot be trusted: the agent must not start.
     public func start(resetState: Bool) throws {
         try store.prepare()
+        stateLock = try store.lock()
         if resetState, let aside = try store.reset() {
             logger.warning("--reset-state: previous state moved to \(aside); starting empty")
         }
@@ -103,7 +106,11 @@ public actor Agent {
         return elapsed()
     }
 
-    public func shutdown() { datapath.shutdown() }
+    public func shutdown() {
+        datapath.shutdown()
+        stateLock?.release()
+        stateLock = nil
+    }
 
     /// An apply of a large document allocates and frees tens of MB (parsing, the
     /// compiled image). glibc keeps freed heap pages mapped, so without this the

@@ -48,6 +48,12 @@ public struct StateStore: Sendable {
         }
     }
 
+    /// The directory's owner lock: held by the running agent, so a second agent (or
+    /// a `cleanup`) given the same directory refuses before it reads or moves anything.
+    public func lock() throws -> OwnerLock {
+        do { return try OwnerLock(directory: directory, what: "state directory") } catch { throw StateError("\(error)") }
+    }
+
     /// nil when there is no state file yet. Throws when it exists but cannot be read
     /// or decoded: the agent must stop rather than start empty.
     public func load() throws -> PersistedState? {

@@ -247,4 +247,44 @@ struct KernelAgentTests {
             try? FileManager.default.removeItem(atPath: dir.path + "/agent.log")
         }
     }
+
+    /// One owner: a second agent on the same pins, and a cleanup given the running
+    /// agent's bpffs and state directory but not its socket, refuse before they change
+    /// anything; the running agent keeps its sources attached and its policy.
+    @Test func aSecondOwnerOfThePinsOrACleanupFromUnderTheAgentChangesNothing() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
+        try ns.ip("link", "set", "lo", "up")
+        try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1")
+        try ns.ip("link", "set", "tap-vm1", "up")
+        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
+        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
+        defer { agent.stop() }
+        try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
+        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        #expect(Self.filterCount(ns, "tap-vm1", "ingress") == 1)
+
+        let other = dir.path + "/other"
+        // A second agent: its own socket, state and metrics port, the first one's bpffs.
+        let second = try Command.result(["timeout", "20", "nsenter", "--net=\(ns.path)", Self.agentBinary, "run", "--datapath", "kernel",
+                                         "--socket", other + ".sock", "--state-dir", other + "-state", "--bpffs", dir.path + "/bpffs",
+                                         "--metrics-address", "127.0.0.1:19469"])
+        #expect(second.status != 0 && second.status != 124, "a second agent on the same bpffs ran: \(second.stderr)")
+        #expect(second.stderr.contains("in use by another mirror-agent"), "\(second.stderr)")
+        // cleanup with --socket forgotten: the socket probe cannot see the agent, the locks can.
+        let cleanup = try Command.result(["nsenter", "--net=\(ns.path)", Self.agentBinary, "cleanup", "--socket", other + ".sock",
+                                          "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs"])
+        #expect(cleanup.status != 0, "cleanup ran from under the agent: \(cleanup.stderr)")
+        #expect(cleanup.stderr.contains("in use by another mirror-agent"), "\(cleanup.stderr)")
+
+        let st = try #require(Self.status(client))
+        #expect(st.generation == 1)
+        #expect(st.sources.first { $0.id == "vm1" }?.state == .attached)
+        #expect(Self.filterCount(ns, "tap-vm1", "ingress") == 1)
+        #expect(Self.filterCount(ns, "tap-vm1", "egress") == 1)
+        #expect((try? ns.ip("link", "show", "mirror0")) != nil)
+    }
+
 }

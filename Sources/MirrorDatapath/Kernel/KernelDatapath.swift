@@ -47,6 +47,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var templateTimer: DispatchSourceTimer?
 
     private var logger: Logger { options.logger }
+    /// Held from `start` (or `cleanup`) until `shutdown`.
+    private var bpffsLock: OwnerLock?
     private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
 
     public init(options: DatapathFactory.Options) { self.options = options }
@@ -65,6 +67,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         try lock.withLock {
             if datapath != nil { return }
             try BPFFS.ensureMounted(options.bpffs)
+            // The pins are one owner's: a second agent on this bpffs would replace the
+            // first one's programs and policy. Locked after the mount: the lock must be on
+            // the bpffs every agent sees at this path, not on the directory beneath it.
+            bpffsLock = try OwnerLock(directory: options.bpffs, what: "bpffs directory")
             do { datapath = try BPFDatapath(pinDirectory: options.bpffs, attach: options.attachMode) } catch {
                 throw DatapathError("load the classifier (pins in \(options.bpffs)): \(error)")
             }
@@ -404,6 +410,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             datapath?.close()
             datapath = nil
             netlink = nil
+            bpffsLock?.release()
+            bpffsLock = nil
         }
     }
 
@@ -412,9 +420,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     public func cleanup() throws {
         try lock.withLock {
             var problems: [String] = []
+            let isBPFFS = BPFFS.isMounted(options.bpffs)
+            // Before anything changes: never from under an agent that owns these pins.
+            let owner = isBPFFS ? try OwnerLock(directory: options.bpffs, what: "bpffs directory") : nil
+            defer { owner?.release() }
             // First: it does not depend on loading the classifier below.
             do { try nft.remove() } catch { problems.append("\(error)") }
-            let isBPFFS = BPFFS.isMounted(options.bpffs)
             let dp: BPFDatapath
             do { dp = try BPFDatapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
                 throw DatapathError("load the classifier to clean up: \(error)")
