@@ -107,6 +107,7 @@ public actor Agent {
     }
 
     public func shutdown() {
+        persistMetrics()
         datapath.shutdown()
         stateLock?.release()
         stateLock = nil

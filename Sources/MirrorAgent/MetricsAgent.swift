@@ -68,6 +68,11 @@ public final class AgentMetrics: @unchecked Sendable {
 
     public var applyHistogram: MetricsSnapshot.Histogram { lock.withLock { applySeconds } }
 
+    /// The next collect writes the continuity file whatever it found: at a graceful
+    /// stop, so that counts no scrape saw since the last write are not lost when the
+    /// maps are recreated (a cleanup before the next start), and no series goes back.
+    func saveOnNextCollect() { lock.withLock { savedAt = nil; unsaved = true } }
+
     /// The datapath counters as never-decreasing series, in the API's shape.
     /// `sourceStates`: each source's state by id (pending when absent).
     public func stats(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
@@ -230,6 +235,15 @@ extension Agent {
         return MetricsSnapshot(stats: stats, rules: rules, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
                                tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
                                process: ProcessMetricsReader.read())
+    }
+
+    /// Reads the counters once more and writes the continuity file (graceful stop).
+    func persistMetrics() {
+        metrics.collectLock.withLock {
+            metrics.saveOnNextCollect()
+            _ = metrics.statsAndRules(try? datapath.counters(), generation: currentGeneration(), datapath: datapath.kind, sourceStates: [:],
+                                      time: Date().timeIntervalSince1970)
+        }
     }
 
     private nonisolated func collect() async -> (stats: StatsResponse, rules: MetricsSnapshot.RuleSeries, status: StatusResponse) {

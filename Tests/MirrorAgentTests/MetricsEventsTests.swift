@@ -79,3 +79,49 @@ struct MetricsEventsTests {
         #expect(refused.first?.metadata["error"].map { "\($0)".contains("simulated datapath failure") } == true)
     }
 }
+
+/// A datapath whose session counter the test sets, standing for the BPF maps.
+final class CountingDatapath: Datapath, @unchecked Sendable {
+    let inner = InMemoryDatapath(interfaces: ["tap-vm1": 11, "tap-vm2": 12])
+    var packets: UInt64 = 0
+    let kind = "memory"
+    func start() throws { try inner.start() }
+    func apply(document: Document, generation: UInt64) throws { try inner.apply(document: document, generation: generation) }
+    func linkChanged(name: String, ifindex: Int, present: Bool) {}
+    func status(verified: Bool) -> DatapathStatus { inner.status(verified: verified) }
+    func explain(source: String, direction: Direction, packet: PacketDescription) throws -> Decision? { nil }
+    func shutdown() { inner.shutdown() }
+    func cleanup() throws {}
+    func counters() throws -> DatapathCounters? {
+        var s = DatapathCounters.Session(slot: 0, id: "s1")
+        s.packets = packets
+        return DatapathCounters(sessions: [s])
+    }
+}
+
+@Suite("Metrics: continuity across a stop, a cleanup and a start")
+struct MetricsStopCleanupStartTests {
+    /// Counts no scrape saw since the continuity file was last written are not lost
+    /// when the maps are recreated: the stop writes the file, so the series resumes
+    /// from its last value instead of going back to the new map's.
+    @Test func aCounterNeverGoesBackAcrossStopCleanupAndStart() async throws {
+        let dir = try TempDir()
+        let first = CountingDatapath()
+        let agent = Agent(store: StateStore(directory: dir.path + "/state"), datapath: first)
+        try await agent.start(resetState: false)
+        _ = try await agent.apply(try JSONParser.parse(Fixtures.valid).get())
+        first.packets = 10
+        #expect(await agent.stats().sessions.first { $0.session == "s1" }?.packets == 10)
+        first.packets = 32  // counted, but no scrape reads it before the stop
+        await agent.shutdown()
+
+        // cleanup removed the maps: the next agent's counter starts again from 0.
+        let second = CountingDatapath()
+        let again = Agent(store: StateStore(directory: dir.path + "/state"), datapath: second)
+        try await again.start(resetState: false)
+        second.packets = 30
+        let shown = await again.stats().sessions.first { $0.session == "s1" }?.packets
+        #expect(shown == 62, "the series went from 32 to \(shown.map(String.init) ?? "nothing")")
+        await again.shutdown()
+    }
+}
