@@ -287,4 +287,37 @@ struct KernelAgentTests {
         #expect((try? ns.ip("link", "show", "mirror0")) != nil)
     }
 
+
+    /// A source's interface renamed is no longer that source: detached and pending
+    /// under the old name, attached again when a link takes the name back.
+    @Test func aRenamedInterfaceIsDetachedAndPendingUntilItsNameReturns() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
+        try ns.ip("link", "set", "lo", "up")
+        for dev in ["tap-vm1", "tap-vm2"] {
+            try ns.ip("link", "add", dev, "type", "veth", "peer", "name", "peer" + dev.dropFirst(3))
+            try ns.ip("link", "set", dev, "up")
+        }
+        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
+        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
+        defer { agent.stop() }
+        try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
+        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        #expect(Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .attached)
+
+        try ns.ip("link", "set", "tap-vm1", "name", "tap-vm1-old")
+        #expect(Self.waitUntil(5) { Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .pending },
+                "\(String(describing: Self.status(client)?.sources))")
+        #expect(Self.filterCount(ns, "tap-vm1-old", "ingress") == 0)
+        #expect(Self.filterCount(ns, "tap-vm1-old", "egress") == 0)
+        #expect(Self.status(client)?.sources.first { $0.id == "vm2" }?.state == .attached)
+
+        try ns.ip("link", "set", "tap-vm1-old", "name", "tap-vm1")
+        #expect(Self.waitUntil(5) { Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .attached })
+        #expect(Self.filterCount(ns, "tap-vm1", "ingress") == 1)
+        #expect(Self.filterCount(ns, "tap-vm1", "egress") == 1)
+    }
+
 }

@@ -315,6 +315,21 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     public func linkChanged(name: String, ifindex: Int, present: Bool) {
         lock.withLock {
+            // A rename: a link we attached to under another name. That name is gone (its
+            // source is pending until a link has it again); the program leaves the link,
+            // which is no source's under its new name unless a source names it.
+            if present, let old = attached.first(where: { $0.value == ifindex && $0.key != name })?.key, let dp = datapath {
+                attached[old] = nil
+                onClsact[old] = nil
+                try? dp.detach(ifindex: Int32(ifindex), name: old, hook: .ingress)
+                try? dp.detach(ifindex: Int32(ifindex), name: old, hook: .egress)
+                logger.notice("source interface renamed; detached until its name exists again",
+                              metadata: ["interface": "\(old)", "now": "\(name)"])
+                do { try reconcile(document, generation: generation) } catch {
+                    logger.error("re-apply after an interface was renamed", metadata: ["interface": "\(old)", "error": "\(error)"])
+                }
+                return
+            }
             guard document.sources.contains(where: { $0.interface == name }) else {
                 // Another link (the underlay?) changed: recompile only if a path MTU moved.
                 if let nl = netlink, datapath != nil, pathMTUs(document, nl) != pathMTUs {
