@@ -37,7 +37,9 @@ public enum Command {
         p.standardError = err
         p.standardInput = input
         try p.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        // The throwing write: a program that exits without reading its input gives
+        // EPIPE, and FileHandle.write(_:) traps on it.
+        if let stdin { try? input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
         // Both pipes drained at once: a chatty stderr must not block stdout.
         let errData = LockedData()

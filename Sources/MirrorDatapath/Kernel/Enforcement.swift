@@ -77,7 +77,10 @@ public struct Enforcement: Sendable {
         do { try p.run() } catch {
             throw Failure(message: "\(what): cannot run \(command.joined(separator: " ")) (install nftables): \(error.localizedDescription)")
         }
-        stdin.fileHandleForWriting.write(Data(input.utf8))
+        // The throwing write: nft may exit before it has read everything (a bad rule
+        // set, a missing kernel feature), and FileHandle.write(_:) traps on EPIPE. Its
+        // exit status below says what went wrong.
+        try? stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
         try? stdin.fileHandleForWriting.close()
         let err = stderr.fileHandleForReading.readDataToEndOfFile()
         try? stderr.fileHandleForReading.close()
