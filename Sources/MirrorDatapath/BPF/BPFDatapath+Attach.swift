@@ -81,6 +81,13 @@ extension BPFDatapath {
 
     /// Destroys the clsact qdisc of `ifindex` if this instance created it. The caller
     /// has checked that no filter (anyone's) is left on it.
+    /// Removes the clsact qdisc of `ifindex` whoever made it (cleanup, when no filter
+    /// is left on it). Destroying a hook takes every filter on it with it.
+    public func destroyClsact(ifindex: Int32) {
+        createdHooks.remove(ifindex)
+        _ = clibbpf_tc_hook_destroy(ifindex)
+    }
+
     public func destroyCreatedClsact(ifindex: Int32) {
         guard createdHooks.remove(ifindex) != nil else { return }
         _ = clibbpf_tc_hook_destroy(ifindex)

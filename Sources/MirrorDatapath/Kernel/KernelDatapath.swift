@@ -447,12 +447,19 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             defer { dp.close() }
             // Whichever way an agent attached (tcx links or clsact filters), nothing stays.
+            let nl = try? NetlinkContext()
             for (name, i) in Self.interfaceIndexes() {
                 let index = Int32(i)
+                var hadFilter = false
                 for hook in [TCHook.ingress, .egress]
                 where dp.isAttached(ifindex: index, hook: hook, mode: .clsact) || dp.isAttached(ifindex: index, hook: hook, mode: .tcx) {
+                    hadFilter = hadFilter || dp.isAttached(ifindex: index, hook: hook, mode: .clsact)
                     do { try dp.detach(ifindex: index, name: name, hook: hook) } catch { problems.append("\(error)") }
                 }
+                // The clsact qdisc our filters sat on, when nothing else filters there now:
+                // which agent made it is not recorded across restarts, and an empty clsact
+                // still costs every packet a hook dispatch.
+                if hadFilter, (try? nl?.clsactFilterCount(ifindex: i)) == 0 { dp.destroyClsact(ifindex: index) }
             }
             if isBPFFS {
                 dp.pruneLinks(all: true)

@@ -18,8 +18,8 @@ our_filters() {
 }
 pins() { ls -A "$TOPO_DIR/bpffs" | grep -v '^\(maps\|progs\)\.debug$' || true; }
 
-run_and_record() {   # start, apply a document using every part of the datapath, record ids
-  agent_start
+run_and_record() {   # start (with "$@"), apply a document using every part of the datapath, record ids
+  agent_start "$@"
   # Enforced security groups (nftables), sessions, a VXLAN device and the segmenter.
   ctl apply -f examples/security-groups.json >/dev/null
   in_ns "$NS_HOST" nft list table inet mirror_enforce >/dev/null || fail "no enforcement table after apply"
@@ -84,7 +84,17 @@ rm -f "$TOPO_DIR/agent.pid"
 agent_cleanup || fail "cleanup after kill -9 failed: $(tail -3 "$AGENT_LOG")"
 check_nothing_left "kill -9 + cleanup"
 
-# 3) cleanup refuses to pull the datapath from under a running agent.
+# 3) a run on clsact: cleanup also removes the clsact qdiscs its filters sat on.
+clsact_on() { in_ns "$NS_HOST" tc qdisc show dev "$1" | grep -q clsact; }
+! clsact_on tap-vm1 || fail "tap-vm1 has a clsact qdisc before the clsact run"
+run_and_record --tc-attach clsact
+clsact_on tap-vm1 || fail "no clsact qdisc on tap-vm1 in a clsact run"
+agent_stop
+agent_cleanup || fail "cleanup after a clsact run failed: $(tail -3 "$AGENT_LOG")"
+check_nothing_left "clsact run + cleanup"
+! clsact_on tap-vm1 || fail "cleanup left the clsact qdisc on tap-vm1"
+
+# 4) cleanup refuses to pull the datapath from under a running agent.
 agent_start
 ctl apply -f examples/demo.json >/dev/null
 if agent_cleanup; then fail "cleanup ran while an agent was running"; fi
