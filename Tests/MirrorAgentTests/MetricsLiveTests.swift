@@ -187,7 +187,7 @@ extension MetricsEndpointTests {
 
 /// A network namespace named met-<random>, deleted on deinit.
 final class MetricsNetns {
-    let name = "met-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    let name = "met-" + netnsTag + String(UInt32.random(in: 0...UInt32.max), radix: 16)
     var path: String { "/run/netns/\(name)" }
     init() throws { try run("ip", "netns", "add", name) }
     deinit { _ = try? run("ip", "netns", "del", name) }

@@ -12,7 +12,7 @@ final class TestNetns {
     var path: String { "/run/netns/\(name)" }
 
     init() throws {
-        name = "agt-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        name = "agt-" + netnsTag + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         try run("ip", "netns", "add", name)
     }
 
@@ -47,6 +47,10 @@ func run(_ args: [String]) throws -> String {
 }
 
 let isRoot = geteuid() == 0
+
+/// `MIRROR_TEST_NETNS_TAG` in every test namespace's name (then a dash), so that runs
+/// sharing a machine can tell their namespaces apart.
+let netnsTag = ProcessInfo.processInfo.environment["MIRROR_TEST_NETNS_TAG"].map { $0 + "-" } ?? ""
 
 /// Thread-safe event log for the monitor's callback.
 final class EventLog: @unchecked Sendable {

@@ -46,9 +46,12 @@ enum Kernel {
         return String(decoding: o, as: UTF8.self)
     }
 
-    /// A network namespace named dpt-<pid>-<random>, deleted on every exit path.
+    /// A network namespace named dpt-<pid>-<random>, deleted on every exit path; with
+    /// `MIRROR_TEST_NETNS_TAG` in the environment, dpt-<tag>-<pid>-<random>, so that
+    /// runs sharing a machine can tell their namespaces apart.
     static func withNetns<T>(_ body: (String) throws -> T) throws -> T {
-        let name = "dpt-\(getpid())-\(UInt32.random(in: 0..<UInt32.max) % 1_000_000)"
+        let tag = ProcessInfo.processInfo.environment["MIRROR_TEST_NETNS_TAG"].map { $0 + "-" } ?? ""
+        let name = "dpt-\(tag)\(getpid())-\(UInt32.random(in: 0..<UInt32.max) % 1_000_000)"
         try run(["ip", "netns", "add", name])
         defer { _ = try? run(["ip", "netns", "delete", name], allowFailure: true) }
         return try body(name)
