@@ -4,7 +4,6 @@ import Logging
 import MirrorAPI
 import MirrorAgent
 import MirrorDatapath
-import NIOPosix
 
 /// `mirror-agent`: the daemon (SPEC §7). All logic lives in MirrorAgent; this file
 /// parses flags, checks privileges, wires the parts and waits for SIGTERM/SIGINT.
@@ -131,14 +130,12 @@ struct Run: AsyncParsableCommand {
             fail("mirror-agent: cannot start: \(error)")
         }
 
-        // Issue 5: GET /metrics on --metrics-address (its own event loop: a slow scrape
-        // never delays the control socket).
-        let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // Issue 5: GET /metrics on --metrics-address.
         guard let (metricsHost, metricsPort) = MetricsServer.parse(address: options.metricsAddress) else {
             fail("mirror-agent: --metrics-address: '\(options.metricsAddress)' is not HOST:PORT")
         }
-        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, group: metricsGroup, logger: logger)
-        do { try metricsServer.start() } catch {
+        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger)
+        do { try await metricsServer.start() } catch {
             await agent.shutdown()
             fail("mirror-agent: \(error)")
         }
@@ -167,13 +164,11 @@ struct Run: AsyncParsableCommand {
             logger.warning("no link monitor: sources whose interface appears later stay pending", metadata: ["error": "\(error)"])
         }
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket),
-                                   group: group, logger: logger)
-        do { try server.start() } catch {
+        let server = ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger)
+        do { try await server.start() } catch {
             monitor?.stop()
+            await metricsServer.stop()
             await agent.shutdown()
-            try? await group.shutdownGracefully()
             fail("mirror-agent: \(error)")
         }
 
@@ -181,13 +176,11 @@ struct Run: AsyncParsableCommand {
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         await server.stop()
         await metricsServer.stop()
-        try? await metricsGroup.shutdownGracefully()
         monitor?.stop()
         linkSink.finish()
         await linkConsumer.value
         // The datapath stays loaded and pinned: mirroring goes on while the agent is down.
         await agent.shutdown()
-        try? await group.shutdownGracefully()
         logger.info("stopped")
     }
 }
