@@ -61,6 +61,7 @@ let package = Package(
                 "MirrorAgent",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "agentctl",
@@ -76,7 +77,7 @@ let package = Package(
         .testTarget(
             name: "MirrorAgentTests",
             dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "MirrorCompiler", "MirrorDatapath", "MirrorTestSupport", "CNetlink",
-                           "CMirrorABI"]),
+                           "CMirrorABI", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import MirrorAPI
 @testable import MirrorAgent
+import MirrorDatapath
 import NIOCore
+import ServiceLifecycle
 import Testing
 
 @Suite("HTTP server shared by the control socket and the metrics endpoint")
@@ -125,5 +127,31 @@ struct HTTPServerTests {
         var buf = [UInt8](repeating: 0, count: 256)
         #expect(read(fd, &buf, buf.count) == 0)
         #expect(t.server.activeConnections == 0)
+    }
+
+    /// mirror-agent's services: on graceful shutdown the control socket goes first and
+    /// the agent last, its datapath shut down (left pinned and attached on a kernel).
+    @Test func gracefulShutdownStopsTheControlSocketThenTheAgent() async throws {
+        let dir = try TempDir()
+        let datapath = InMemoryDatapath(interfaces: [:])
+        let agent = Agent(store: StateStore(directory: dir.path + "/state"), datapath: datapath, logger: Self.logger)
+        try await agent.start(resetState: false)
+        let socket = dir.path + "/agent.sock"
+        let control = ControlServer(router: Router(agent: agent), configuration: .init(socketPath: socket), logger: Self.logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: AgentService(agent: agent, logger: Self.logger)), .init(service: control)],
+            logger: Self.logger))
+        let running = Task { try await group.run() }
+        let client = ControlClient(socketPath: socket, timeout: 5)
+        var status: StatusResponse?
+        for _ in 0..<100 where status == nil {
+            status = try? await offThread { try client.call("GET", APIPath.status, as: StatusResponse.self) }
+            if status == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(status?.datapathLoaded == true)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(access(socket, F_OK) != 0)
+        #expect(!datapath.status(verified: false).loaded)
     }
 }
