@@ -10,13 +10,16 @@ import ServiceLifecycle
 /// metrics endpoint (MetricsServer.swift): NIO's HTTP/1 pipeline under an
 /// `NIOAsyncChannel`, one task per connection, each request read and answered in turn.
 ///
-/// Why not Hummingbird 2: what these endpoints promise sits below a framework's
-/// request/response API — a JSON error for a request that does not parse as HTTP, a
-/// connection limit, a 413 for an over-long body with the rest of it drained so the
-/// client can read the answer, an idle timeout that never cuts a client waiting for its
-/// answer, and answers written piece by piece as the client reads (chunked on HTTP/1.1,
-/// until the close on HTTP/1.0, a Content-Length when they fit in one piece). It would
-/// also add most of a minute to every clean build (shared/NOTES.md) for two routes.
+/// Why this rather than Hummingbird 2: several things the control API promises sit
+/// below Hummingbird's request/response API. Its HTTP/1 channel answers a request that
+/// does not parse with a fixed empty 400 (ours is the API's JSON error), and it has
+/// its own views of the connection limit and idle timeout (ours: over the limit is
+/// closed at once; the idle timer never cuts a client waiting for its answer). The rest
+/// (413 with the body drained, answers written piece by piece as the client reads:
+/// chunked on HTTP/1.1, until the close on HTTP/1.0, with a Content-Length when they
+/// fit in one piece; the unix socket's mode 0600 from its first instant) would be ours
+/// either way. Two routes do not pay for the most of a minute it adds to a clean build
+/// (shared/NOTES.md).
 public final class HTTPServer: Sendable {
     public enum Endpoint: Sendable, CustomStringConvertible {
         /// A unix socket, mode 0600, replacing a stale socket file but never a live one.
@@ -169,7 +172,9 @@ public final class HTTPServer: Sendable {
     /// Stop accepting; connections close once their answer in progress is out (NIO's
     /// pipeline handler does this on `ChannelShouldQuiesceEvent`).
     private func quiesce() {
-        let (listener, connections) = state.withLockedValue { s in
+        // Once: the pipeline handler takes one such event per connection.
+        let (listener, connections) = state.withLockedValue { s -> (Channel?, [Channel]) in
+            guard !s.stopping else { return (nil, []) }
             s.stopping = true
             return (s.listener, Array(s.connections.values))
         }
@@ -434,83 +439,4 @@ public struct ServerError: Error, CustomStringConvertible {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
-}
-
-/// Socket file housekeeping around bind.
-enum SocketPath {
-    static func prepare(_ path: String) throws {
-        guard path.utf8.count < 108 else { throw ServerError("socket path \(path) is longer than 107 bytes") }
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty && !FileManager.default.fileExists(atPath: dir) {
-            do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o755])
-            } catch { throw ServerError("cannot create socket directory \(dir): \(error.localizedDescription)") }
-        }
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-            throw ServerError("\(path) exists and is not a socket; refusing to replace it")
-        }
-        switch probe(path) {
-        case 0:
-            throw ServerError("another agent is already answering on \(path); refusing to start a second one")
-        case ECONNREFUSED, ENOENT:
-            // A socket file left by an agent that did not stop cleanly.
-            guard unlink(path) == 0 || errno == ENOENT else {
-                throw ServerError("cannot remove stale socket \(path): \(HTTPServer.describe(errno: errno))")
-            }
-        case let e:
-            throw ServerError("cannot check existing socket \(path): \(HTTPServer.describe(errno: e))")
-        }
-    }
-
-    /// A unix stream socket bound to `path`, mode 0600 (root only: whoever can write to
-    /// the control socket controls mirroring). bind() creates the file; a restrictive
-    /// umask makes it 0600 from its first instant, and chmod makes it so whatever umask
-    /// did. NIO listens on it.
-    static func bind(_ path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ServerError("cannot listen on \(path): \(HTTPServer.describe(errno: errno))") }
-        // umask is per process: serialise with other servers in this process (tests).
-        let rc = umaskLock.withLock { () -> Int32 in
-            let old = umask(0o177)
-            defer { umask(old) }
-            return withAddress(path) { Glibc.bind(fd, $0, $1) } == 0 ? 0 : errno
-        }
-        guard rc == 0 else {
-            close(fd)
-            throw ServerError("cannot listen on \(path): \(HTTPServer.describe(errno: rc))")
-        }
-        guard chmod(path, 0o600) == 0 else {
-            let e = errno
-            close(fd)
-            unlink(path)
-            throw ServerError("cannot set mode 0600 on \(path): \(HTTPServer.describe(errno: e))")
-        }
-        return fd
-    }
-
-    private static let umaskLock = NIOLock()
-
-    /// 0 when something accepts connections on `path`, else the connect errno.
-    static func probe(_ path: String) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return errno }
-        defer { close(fd) }
-        return withAddress(path) { connect(fd, $0, $1) } == 0 ? 0 : errno
-    }
-
-    private static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            let bytes = Array(path.utf8.prefix(raw.count - 1))
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-    }
 }

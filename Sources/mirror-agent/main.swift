@@ -144,10 +144,13 @@ struct Run: AsyncParsableCommand {
             MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger),
             ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger),
         ]
-        let group = ServiceGroup(configuration: .init(
+        var configuration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
                                            failureTerminationBehavior: .gracefullyShutdownGroup) },
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Then connections still open (a client not reading its answer) are closed.
+        configuration.maximumGracefulShutdownDuration = .seconds(10)
+        let group = ServiceGroup(configuration: configuration)
         do { try await group.run() } catch {
             fail("mirror-agent: \(error)")
         }
