@@ -32,16 +32,20 @@ public struct AgentService: Service {
 public struct LinkEventService: Service {
     let agent: Agent
     let logger: Logger
-    /// A network namespace file (/run/netns/NAME) to watch instead of the agent's own.
-    let netns: String?
+    let monitor: Result<LinkMonitor, Error>
 
+    /// Subscribes at once: events from here on are queued until `run` takes them.
+    /// `netns`: a network namespace file (/run/netns/NAME) to watch instead of ours.
     public init(agent: Agent, logger: Logger, netns: String? = nil) {
-        self.agent = agent; self.logger = logger; self.netns = netns
+        self.agent = agent; self.logger = logger
+        monitor = Result { try LinkMonitor(netns: netns) }
     }
 
     public func run() async throws {
         let monitor: LinkMonitor
-        do { monitor = try LinkMonitor(netns: netns) } catch {
+        switch self.monitor {
+        case .success(let m): monitor = m
+        case .failure(let error):
             logger.warning("no link monitor: sources whose interface appears later stay pending", metadata: ["error": "\(error)"])
             try? await gracefulShutdown()
             return
