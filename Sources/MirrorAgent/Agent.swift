@@ -62,9 +62,11 @@ public actor Agent {
 
     /// Restores the persisted state (or starts empty with `resetState`) and reconciles.
     /// Throws `StateError` when the state cannot be trusted: the agent must not start.
-    public func start(resetState: Bool) throws {
+    /// `holding`: the state directory's lock when the caller took it already (before
+    /// loading the datapath); else it is taken here.
+    public func start(resetState: Bool, holding lock: OwnerLock? = nil) throws {
         try store.prepare()
-        stateLock = try store.lock()
+        stateLock = try lock ?? store.lock()
         if resetState, let aside = try store.reset() {
             logger.warning("--reset-state: previous state moved to \(aside); starting empty")
         }

@@ -2,33 +2,34 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOPosix
+import ServiceLifecycle
 
-/// GET /metrics over HTTP/1.1 on TCP (SPEC §7): the Prometheus text
-/// exposition of `render()` (by default the agent's `metricsSnapshot`). Counters are
-/// read at scrape time; nothing polls in the background.
+/// GET /metrics over HTTP/1.1 on TCP (SPEC §7), served by `HTTPServer`: the
+/// Prometheus text exposition of `render()` (by default the agent's
+/// `metricsSnapshot`). Counters are read at scrape time; nothing polls in the background.
 ///
 /// A body that fits one chunk goes out with a Content-Length. A larger one (the
 /// quotas' 400,000 rule counters make about 68 MB) is rendered piece by piece as the
 /// client takes it, with chunked transfer encoding (HTTP/1.0: until the connection
 /// closes), so the agent never holds the whole text.
-public final class MetricsServer: @unchecked Sendable {
+public final class MetricsServer: Service {
     public let host: String
     public let requestedPort: Int
-    private let group: EventLoopGroup
-    private let logger: Logger
-    private let render: @Sendable () async -> MetricsRenderer.Chunks
-    private let finished: @Sendable () -> Void
-    private var channel: Channel?
+    private let server: HTTPServer
 
     /// `finished` runs after each response to GET /metrics has been sent.
-    public init(host: String, port: Int, group: EventLoopGroup, logger: Logger,
+    public init(host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
                 render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void = {}) {
-        self.host = host; self.requestedPort = port; self.group = group; self.logger = logger
-        self.render = render; self.finished = finished
+        self.host = host; self.requestedPort = port
+        // A scrape has no body; a connection or two per Prometheus server.
+        let limits = HTTPServer.Limits(maxBodyBytes: 64 << 10, maxConnections: 64, idleTimeout: .seconds(60))
+        server = HTTPServer(name: "metrics endpoint", endpoint: .tcp(host: host, port: port), limits: limits,
+                            group: group, logger: logger,
+                            refusal: { status, message in Self.text(status, message + "\n") },
+                            handler: { request in await Self.handle(request, render: render, finished: finished) })
     }
 
-    public convenience init(agent: Agent, host: String, port: Int, group: EventLoopGroup, logger: Logger,
+    public convenience init(agent: Agent, host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
                             chunkBytes: Int = 1 << 18) {
         self.init(host: host, port: port, group: group, logger: logger,
                   render: { MetricsRenderer.Chunks(await agent.metricsSnapshot(), chunkBytes: chunkBytes) },
@@ -47,136 +48,43 @@ public final class MetricsServer: @unchecked Sendable {
     }
 
     /// The bound port (useful with port 0).
-    public var port: Int? { channel?.localAddress?.port }
+    public var port: Int? { server.port }
 
-    public func start() throws {
-        let render = self.render, finished = self.finished
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 32)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                do {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(allTimeout: .seconds(60)))
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try sync.addHandler(MetricsHTTPHandler(render: render, finished: finished))
-                    return channel.eventLoop.makeSucceededVoidFuture()
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
-            }
-        do {
-            channel = try bootstrap.bind(host: host, port: requestedPort).wait()
-        } catch {
-            throw ServerError("cannot serve metrics on \(host):\(requestedPort): \(error)")
+    /// Binds (throwing, in words, when it cannot: "cannot listen on 127.0.0.1:9469:
+    /// address already in use") and serves until graceful shutdown.
+    public func run() async throws { try await server.run() }
+    /// `run` for callers without a ServiceGroup (tests), until `stop`.
+    public func start() async throws { try await server.start() }
+    public func stop() async { await server.stop() }
+    public func stopWithoutWaiting() { server.stopWithoutWaiting() }
+
+    private static func handle(_ request: HTTPServer.Request, render: @Sendable () async -> MetricsRenderer.Chunks,
+                               finished: @escaping @Sendable () -> Void) async -> HTTPServer.Response {
+        let h = request.head
+        let path = h.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? h.uri
+        guard path == "/metrics" else { return text(.notFound, "not found: only GET /metrics is served here\n") }
+        guard h.method == .GET || h.method == .HEAD else {
+            var answer = text(.methodNotAllowed, "use GET\n")
+            answer.headers = [("Allow", "GET, HEAD")]
+            return answer
         }
-        logger.info("metrics endpoint listening", metadata: ["address": "\(host):\(port ?? requestedPort)", "path": "/metrics"])
+        let chunks = ChunkSource(await render())
+        var answer = HTTPServer.Response(status: .ok, contentType: MetricsRenderer.contentType,
+                                         body: .pieces(.init(next: { chunks.next() }, drop: { chunks.drop() })))
+        // After the response is out and the rendering's memory released.
+        answer.whenSent = { chunks.drop(); finished() }
+        return answer
     }
 
-    public func stop() async {
-        if let channel { try? await channel.close() }
-        channel = nil
+    private static func text(_ status: HTTPResponseStatus, _ body: String) -> HTTPServer.Response {
+        HTTPServer.Response(status: status, contentType: "text/plain; charset=utf-8", body: .bytes(ByteBuffer(string: body)))
     }
 
-    public func stopBlocking() {
-        if let channel { try? channel.close().wait() }
-        channel = nil
+    /// The renderer's chunks, taken by one connection's task at a time.
+    private final class ChunkSource: @unchecked Sendable {
+        private var chunks: MetricsRenderer.Chunks?
+        init(_ chunks: MetricsRenderer.Chunks) { self.chunks = chunks }
+        func next() -> String? { chunks?.next() }
+        func drop() { chunks = nil }
     }
-}
-
-final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let render: @Sendable () async -> MetricsRenderer.Chunks
-    private let finished: @Sendable () -> Void
-    private var head: HTTPRequestHead?
-
-    init(render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void) {
-        self.render = render; self.finished = finished
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let h): head = h
-        case .body: break  // a scrape has no body; ignore whatever comes
-        case .end:
-            guard let h = head else { return }
-            head = nil
-            let path = h.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? h.uri
-            guard path == "/metrics" else {
-                respond(context, h, status: .notFound, type: "text/plain; charset=utf-8", body: "not found: only GET /metrics is served here\n")
-                return
-            }
-            guard h.method == .GET || h.method == .HEAD else {
-                respond(context, h, status: .methodNotAllowed, type: "text/plain; charset=utf-8", body: "use GET\n")
-                return
-            }
-            let render = self.render, finished = self.finished
-            let loop = context.eventLoop
-            let bound = NIOLoopBound((self, context), eventLoop: loop)
-            Task {
-                await Self.send(render: render, h, loop: loop, bound: bound)
-                // After the response is out and the rendering's memory released.
-                finished()
-            }
-        }
-    }
-
-    private static func send(render: @Sendable () async -> MetricsRenderer.Chunks, _ h: HTTPRequestHead, loop: EventLoop,
-                             bound: NIOLoopBound<(MetricsHTTPHandler, ChannelHandlerContext)>) async {
-        var chunks = await render()
-        let first = chunks.next() ?? ""
-        guard let second = chunks.next() else {
-            loop.execute {
-                let (handler, context) = bound.value
-                handler.respond(context, h, status: .ok, type: MetricsRenderer.contentType, body: first)
-            }
-            return
-        }
-        // Larger than a chunk: stream it, each piece rendered once the one
-        // before it is in the socket (a slow client slows the rendering, it
-        // does not make the agent buffer the rest).
-        do {
-            try await loop.submit {
-                let (handler, context) = bound.value
-                handler.writeHead(context, h, status: .ok, type: MetricsRenderer.contentType, length: nil)
-            }.get()
-            var queued = [second, first]
-            try await writeBodyPieces({ h.method == .HEAD ? nil : queued.popLast() ?? chunks.next() },
-                                      close: !h.isKeepAlive || !Self.chunked(h.version), loop: loop, bound: bound)
-        } catch {
-            // The client went away mid-body: nothing to answer.
-            loop.execute { bound.value.1.close(promise: nil) }
-        }
-    }
-
-    /// Whether a body of unknown length can be sent chunked (HTTP/1.1 and later).
-    static func chunked(_ v: HTTPVersion) -> Bool { v.major > 1 || (v.major == 1 && v.minor >= 1) }
-
-    private func writeHead(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, status: HTTPResponseStatus, type: String, length: Int?) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: type)
-        if let length { headers.add(name: "Content-Length", value: String(length)) }
-        // Without a length, HTTP/1.0 ends the body by closing the connection.
-        let keepAlive = h.isKeepAlive && (length != nil || Self.chunked(h.version))
-        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
-        if status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
-    }
-
-    private func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead, status: HTTPResponseStatus, type: String, body: String) {
-        writeHead(context, h, status: status, type: type, length: body.utf8.count)
-        if h.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-        }
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !h.isKeepAlive { done.whenComplete { _ in context.close(promise: nil) } }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }

@@ -4,10 +4,11 @@ import Logging
 import MirrorAPI
 import MirrorAgent
 import MirrorDatapath
-import NIOPosix
+import ServiceLifecycle
 
 /// `mirror-agent`: the daemon (SPEC §7). All logic lives in MirrorAgent; this file
-/// parses flags, checks privileges, wires the parts and waits for SIGTERM/SIGINT.
+/// parses flags, checks privileges, starts the agent and runs its parts as services
+/// until SIGTERM/SIGINT.
 @main
 struct MirrorAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -119,6 +120,26 @@ struct Run: AsyncParsableCommand {
         let logger = options.makeLogger()
         try options.requirePrivileges("start")
         Agent.tuneAllocator()
+        guard let (metricsHost, metricsPort) = MetricsServer.parse(address: options.metricsAddress) else {
+            fail("mirror-agent: --metrics-address: '\(options.metricsAddress)' is not HOST:PORT")
+        }
+
+        // A write to nft's pipe after it exited must be an error, not the end of the agent.
+        signal(SIGPIPE, SIG_IGN)
+
+        // Before anything touches the kernel or the state: the state directory's lock,
+        // then the control socket and the metrics port. A second agent, a state
+        // directory that is a file or a port in use is refused here and leaves nothing.
+        let store = StateStore(directory: options.stateDir)
+        let stateLock: OwnerLock
+        do {
+            try store.prepare()
+            stateLock = try store.lock()
+            try await HTTPServer.checkAvailable(.unix(path: options.socket))
+            try await HTTPServer.checkAvailable(.tcp(host: metricsHost, port: metricsPort))
+        } catch {
+            fail("mirror-agent: cannot start: \(error)")
+        }
 
         let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .kernel
         let datapath: Datapath
@@ -131,68 +152,30 @@ struct Run: AsyncParsableCommand {
         }
         logger.info("starting", metadata: ["version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
                                            "socket": "\(options.socket)", "stateDir": "\(options.stateDir)"])
-        let agent = Agent(store: StateStore(directory: options.stateDir), datapath: datapath, logger: logger)
-        do { try await agent.start(resetState: resetState) } catch {
+        let agent = Agent(store: store, datapath: datapath, logger: logger)
+        do { try await agent.start(resetState: resetState, holding: stateLock) } catch {
             fail("mirror-agent: cannot start: \(error)")
         }
 
-        // GET /metrics on --metrics-address (its own event loop: a slow scrape
-        // never delays the control socket).
-        let metricsGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        guard let (metricsHost, metricsPort) = MetricsServer.parse(address: options.metricsAddress) else {
-            fail("mirror-agent: --metrics-address: '\(options.metricsAddress)' is not HOST:PORT")
-        }
-        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, group: metricsGroup, logger: logger)
-        do { try metricsServer.start() } catch {
-            await agent.shutdown()
+        // Started in this order and stopped in the reverse one: control requests and
+        // scrapes first, then link events, then the agent (the datapath stays pinned
+        // and attached: mirroring goes on while the agent is down).
+        let services: [Service] = [
+            AgentService(agent: agent, logger: logger),
+            LinkEventService(agent: agent, logger: logger),
+            MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger),
+            ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger),
+        ]
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                                           failureTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Then connections still open (a client not reading its answer) are closed.
+        configuration.maximumGracefulShutdownDuration = .seconds(10)
+        let group = ServiceGroup(configuration: configuration)
+        do { try await group.run() } catch {
             fail("mirror-agent: \(error)")
         }
-
-        // Link events move sources between pending and attached. One consumer keeps
-        // them in order (an interface removed and re-added must end up attached).
-        var monitor: LinkMonitor?
-        let (linkEvents, linkSink) = AsyncStream.makeStream(of: LinkEvent?.self)
-        let linkConsumer = Task {
-            for await event in linkEvents {
-                if let event {
-                    await agent.linkChanged(name: event.name, ifindex: event.ifindex, present: event.present)
-                } else {
-                    await agent.resync()
-                }
-            }
-        }
-        do {
-            let m = try LinkMonitor()
-            m.start({ event in linkSink.yield(event) }, onError: { error in
-                logger.warning("link events may have been lost; resyncing", metadata: ["error": "\(error)"])
-                linkSink.yield(nil)
-            })
-            monitor = m
-        } catch {
-            logger.warning("no link monitor: sources whose interface appears later stay pending", metadata: ["error": "\(error)"])
-        }
-
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket),
-                                   group: group, logger: logger)
-        do { try server.start() } catch {
-            monitor?.stop()
-            await agent.shutdown()
-            try? await group.shutdownGracefully()
-            fail("mirror-agent: \(error)")
-        }
-
-        let signal = await Signals.waitForTermination()
-        logger.info("stopping", metadata: ["signal": "\(signal)"])
-        await server.stop()
-        await metricsServer.stop()
-        try? await metricsGroup.shutdownGracefully()
-        monitor?.stop()
-        linkSink.finish()
-        await linkConsumer.value
-        // The datapath stays loaded and pinned: mirroring goes on while the agent is down.
-        await agent.shutdown()
-        try? await group.shutdownGracefully()
         logger.info("stopped")
     }
 }
@@ -219,29 +202,4 @@ struct Cleanup: AsyncParsableCommand {
         guard problems.isEmpty else { fail("mirror-agent: cleanup incomplete: " + problems.joined(separator: "; ")) }
         logger.info("cleanup done")
     }
-}
-
-/// SIGTERM/SIGINT as an awaitable event.
-enum Signals {
-    static func waitForTermination() async -> String {
-        await withCheckedContinuation { (c: CheckedContinuation<String, Never>) in
-            let queue = DispatchQueue(label: "signals")
-            var sources: [DispatchSourceSignal] = []
-            let once = NSLock()
-            var resumed = false
-            for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-                signal(sig, SIG_IGN)
-                let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                s.setEventHandler {
-                    let first = once.withLock { () -> Bool in defer { resumed = true }; return !resumed }
-                    if first { c.resume(returning: name) }
-                }
-                s.resume()
-                sources.append(s)
-            }
-            // Keep the sources alive for the life of the process.
-            Signals.keep = sources
-        }
-    }
-    nonisolated(unsafe) static var keep: [DispatchSourceSignal] = []
 }

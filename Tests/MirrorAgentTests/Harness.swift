@@ -13,7 +13,6 @@ final class TestAgent {
     let datapath: InMemoryDatapath
     let agent: Agent
     let server: ControlServer
-    let group: MultiThreadedEventLoopGroup
     var client: ControlClient { ControlClient(socketPath: socketPath, timeout: 10) }
     var socketPath: String { dir.path + "/agent.sock" }
     var stateDir: String { dir.path + "/state" }
@@ -26,26 +25,23 @@ final class TestAgent {
         logger.logLevel = .warning
         agent = Agent(store: StateStore(directory: self.dir.path + "/state"), datapath: datapath, logger: logger)
         try await agent.start(resetState: resetState)
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         server = ControlServer(router: Router(agent: agent, pieceBytes: pieceBytes),
                                configuration: .init(socketPath: self.dir.path + "/agent.sock", maxBodyBytes: maxBodyBytes,
                                                     maxConnections: maxConnections, idleTimeout: .seconds(5)),
-                               group: group, logger: logger)
-        do { try server.start() } catch { try? await group.shutdownGracefully(); throw error }
+                               logger: logger)
+        try await server.start()
     }
 
     /// Synchronous teardown for `defer` (an async `defer` does not exist, and a
     /// detached Task may never run before the test process exits).
     func stopNow() {
-        server.stopBlocking()
+        server.stopWithoutWaiting()
         datapath.shutdown()
-        try? group.syncShutdownGracefully()
     }
 
     func stop() async {
         await server.stop()
         await agent.shutdown()
-        try? await group.shutdownGracefully()
     }
 
     /// Sends JSON text, returns status and body text. The blocking client runs on its

@@ -279,6 +279,20 @@ struct KernelAgentTests {
         #expect(cleanup.status != 0, "cleanup ran from under the agent: \(cleanup.stderr)")
         #expect(cleanup.stderr.contains("in use by another mirror-agent"), "\(cleanup.stderr)")
 
+        // A second agent on the first one's state directory (with --reset-state), with a
+        // bpffs of its own: refused before it loads anything or moves the state aside.
+        let third = try Command.result(["timeout", "20", "nsenter", "--net=\(ns.path)", Self.agentBinary, "run", "--datapath", "kernel",
+                                        "--reset-state", "--socket", other + "3.sock", "--state-dir", dir.path + "/state",
+                                        "--bpffs", other + "-bpffs", "--metrics-address", "127.0.0.1:19470"])
+        #expect(third.status != 0 && third.status != 124, "a second agent on the same state ran: \(third.stderr)")
+        #expect(third.stderr.contains("in use by another mirror-agent"), "\(third.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/state/state.json"))
+        #expect(!FileManager.default.fileExists(atPath: other + "-bpffs"), "it went as far as the bpffs")
+        let encap = try Command.run("ip", "netns", "exec", ns.name, "python3",
+                                    URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py")
+                                        .standardized.path, "mirror0", "egress")
+        #expect(encap.split(separator: "\n").filter { $0.contains("mirror_encap") }.count == 1, "\(encap)")
+
         let st = try #require(Self.status(client))
         #expect(st.generation == 1)
         #expect(st.sources.first { $0.id == "vm1" }?.state == .attached)

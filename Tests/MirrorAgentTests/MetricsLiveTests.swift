@@ -86,10 +86,9 @@ struct MetricsEndpointTests {
 
     @Test func servesTheExpositionThatPromtoolAccepts() async throws {
         let t = try await TestAgent(interfaces: ["tap-vm1": 7])
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = MetricsServer(agent: t.agent, host: "127.0.0.1", port: 0, group: group, logger: Logger(label: "test"))
-        try server.start()
-        defer { server.stopBlocking(); try? group.syncShutdownGracefully(); t.stopNow() }
+        let server = MetricsServer(agent: t.agent, host: "127.0.0.1", port: 0, logger: Logger(label: "test"))
+        try await server.start()
+        defer { server.stopWithoutWaiting(); t.stopNow() }
         let port = try #require(server.port)
         let (status, _) = try await t.request("POST", APIPath.apply, Fixtures.valid)
         #expect(status == 200)
@@ -121,11 +120,9 @@ extension MetricsEndpointTests {
     /// HTTP/1.0, nothing after the head for HEAD; the same exposition either way.
     @Test func aBodyLargerThanAChunkIsStreamedWhole() async throws {
         let t = try await TestAgent(interfaces: ["tap-vm1": 7])
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = MetricsServer(agent: t.agent, host: "127.0.0.1", port: 0, group: group, logger: Logger(label: "test"),
-                                   chunkBytes: 200)
-        try server.start()
-        defer { server.stopBlocking(); try? group.syncShutdownGracefully(); t.stopNow() }
+        let server = MetricsServer(agent: t.agent, host: "127.0.0.1", port: 0, logger: Logger(label: "test"), chunkBytes: 200)
+        try await server.start()
+        defer { server.stopWithoutWaiting(); t.stopNow() }
         let port = try #require(server.port)
         let (status, _) = try await t.request("POST", APIPath.apply, Fixtures.valid)
         #expect(status == 200)

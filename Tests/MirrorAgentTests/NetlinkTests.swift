@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MirrorAPI
 import MirrorAgent
 import MirrorDatapath
@@ -178,24 +179,29 @@ struct NetlinkTests {
         var st: StatusResponse = try await t.call("GET", APIPath.status)
         #expect(st.sources.allSatisfy { $0.state == .pending })
 
-        // The agent's wiring (mirror-agent main): monitor events → Agent.linkChanged.
-        let monitor = try LinkMonitor(netns: ns.path)
-        let agent = t.agent
-        let log = EventLog()
-        monitor.start { e in
-            Task { await agent.linkChanged(name: e.name, ifindex: e.ifindex, present: e.present); log.add(e) }
+        // mirror-agent's service for link events, watching the test's namespace.
+        var logger = Logger(label: "test-links")
+        logger.logLevel = .warning
+        let service = LinkEventService(agent: t.agent, logger: logger, netns: ns.path)
+        let links = Task { try await service.run() }
+        defer { links.cancel() }
+        /// The status once `done` holds for it (the events take a moment), at most 5 s.
+        func status(when done: (StatusResponse) -> Bool) async throws -> StatusResponse {
+            var st: StatusResponse = try await t.call("GET", APIPath.status)
+            for _ in 0..<100 where !done(st) {
+                try await Task.sleep(for: .milliseconds(50))
+                st = try await t.call("GET", APIPath.status)
+            }
+            return st
         }
-        defer { monitor.stop() }
 
         try await offThread { try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1") }
-        _ = try await offThread { log.wait { $0.name == "tap-vm1" && $0.present } }
-        st = try await t.call("GET", APIPath.status)
+        st = try await status { $0.sources.first { $0.id == "vm1" }?.state == .attached }
         #expect(st.sources.first { $0.id == "vm1" }?.state == .attached)
         #expect(st.sources.first { $0.id == "vm2" }?.state == .pending)
 
         try await offThread { try ns.ip("link", "del", "tap-vm1") }
-        _ = try await offThread { log.wait { $0.name == "tap-vm1" && !$0.present } }
-        st = try await t.call("GET", APIPath.status)
+        st = try await status { $0.sources.first { $0.id == "vm1" }?.state == .pending }
         #expect(st.sources.first { $0.id == "vm1" }?.state == .pending)
     }
 }

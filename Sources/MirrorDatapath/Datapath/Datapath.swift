@@ -44,6 +44,16 @@ public protocol Datapath: AnyObject, Sendable {
     /// this datapath cannot run packets (see `DatapathStatus.loaded`).
     func explain(source: String, direction: Direction, packet: PacketDescription) throws -> Decision?
 
+    /// The datapath's own periodic and background work (the kernel's: moving hooks from
+    /// clsact to tcx links, refreshing the encapsulation templates every second) until
+    /// the calling task is cancelled; returns at once when it has none. Called once,
+    /// after `start`; `shutdown` comes after it has returned.
+    ///
+    /// Plain task cancellation rather than swift-service-lifecycle's graceful shutdown:
+    /// the agent decides when the process stops (MirrorAgent wraps this in its
+    /// `AgentService`), and the kernel layer needs nothing more than "stop now".
+    func runBackgroundWork() async
+
     /// Agent stop: release handles, leave pinned programs attached (SPEC §7: mirroring
     /// continues while the agent restarts).
     func shutdown()
@@ -60,6 +70,7 @@ public protocol Datapath: AnyObject, Sendable {
 extension Datapath {
     public func counters() throws -> DatapathCounters? { nil }
     public var ownInterfaces: Set<String> { [] }
+    public func runBackgroundWork() async {}
 }
 
 public struct DatapathStatus: Hashable, Sendable {

@@ -31,8 +31,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var toDetach: [Int: String] = [:]
     /// Whether the pinned links of an earlier run were compared with the sources yet.
     private var sweptPins = false
-    private var moving = false
-    private let mover = DispatchQueue(label: "mirror-agent.tcx-mover")
+    /// Wakes the mover (`runBackgroundWork`) when hooks wait in `onClsact` or `toDetach`.
+    private let moverWakeups = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    /// Where the background work's blocking steps run (see `offPool`).
+    private let background = DispatchQueue(label: "mirror-agent.datapath-background")
     private var generation: UInt64 = 0
     /// Path MTU toward each collector address when the image was compiled (SPEC §6).
     private var pathMTUs: [IPAddress: Int] = [:]
@@ -42,9 +44,6 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// The enforcement rules (EnforcementRenderer's text) nft last took; nil before
     /// the first apply or after a failed one.
     private var enforcedRules: String?
-
-    /// Re-resolves the encapsulation templates every second (next hops change).
-    private var templateTimer: DispatchSourceTimer?
 
     private var logger: Logger { options.logger }
     /// Held from `start` (or `cleanup`) until `shutdown`.
@@ -89,11 +88,6 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
                 throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
             }
-            let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "mirror-agent.encap-templates"))
-            timer.schedule(deadline: .now() + 1, repeating: 1)
-            timer.setEventHandler { [weak self] in self?.lock.withLock { self?.refreshEncapTemplates() } }
-            timer.resume()
-            templateTimer = timer
             if let path = slotsPath, let data = FileManager.default.contents(atPath: path) {
                 do { slots = try JSONDecoder().decode(SlotAssignment.self, from: data); slotsOnDisk = slots } catch {
                     throw DatapathError("datapath slot file \(path) is corrupt (\(error)); remove it with the state or use --reset-state")
@@ -271,23 +265,48 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         return out
     }
 
-    /// Moves the hooks in `onClsact` to tcx links, one interface at a time, each under
-    /// the lock (two grace periods, ~25 ms), so applies and reads wait at most that.
-    /// Caller holds the lock.
+    /// Wakes the mover when hooks wait for it. Caller holds the lock.
     private func startMoving() {
-        guard !moving, !onClsact.isEmpty || !toDetach.isEmpty else { return }
-        moving = true
-        mover.async { [weak self] in
-            // Each link holds rtnl through a grace period: the pause lets the host's
-            // other rtnl users (VM interfaces coming and going) in between.
-            while let self, self.lock.withLock({ self.moveOne() }) { usleep(5000) }
+        if !onClsact.isEmpty || !toDetach.isEmpty { moverWakeups.continuation.yield() }
+    }
+
+    /// The encapsulation templates every second (next hops change) and the mover,
+    /// until cancelled.
+    public func runBackgroundWork() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while (try? await Task.sleep(for: .seconds(1))) != nil {
+                    await self.offPool { self.lock.withLock { self.refreshEncapTemplates() } }
+                }
+            }
+            group.addTask { await self.moveHooks() }
         }
     }
 
+    /// Moves the hooks in `onClsact` to tcx links, one interface at a time, each under
+    /// the lock (two grace periods, ~25 ms), so applies and reads wait at most that.
+    private func moveHooks() async {
+        for await _ in moverWakeups.stream {
+            // Each link holds rtnl through a grace period: the pause lets the host's
+            // other rtnl users (VM interfaces coming and going) in between.
+            while !Task.isCancelled, await offPool({ self.lock.withLock { self.moveOne() } }) {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+
+    /// Runs a blocking step of the background work on the datapath's own thread and
+    /// waits for it there, not on one of Swift's cooperative threads (as many as cores,
+    /// two on the hosts we run on): the step waits for `lock` while an apply holds it
+    /// and in the kernel for RCU grace periods, and would stall the agent's requests.
+    private func offPool<T: Sendable>(_ step: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { c in background.async { c.resume(returning: step()) } }
+    }
+
     /// One interface from clsact to tcx, or one unused interface's links removed;
-    /// false (and `moving` off) when nothing is left.
+    /// false when nothing is left.
     private func moveOne() -> Bool {
-        guard let dp = datapath else { moving = false; return false }
+        guard let dp = datapath else { return false }
         if onClsact.isEmpty, let (index, name) = toDetach.first {
             toDetach[index] = nil
             if !attached.values.contains(index) {
@@ -296,7 +315,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             return true
         }
-        guard let (name, index) = onClsact.first else { moving = false; return false }
+        guard let (name, index) = onClsact.first else { return false }
         onClsact[name] = nil
         guard attached[name] == index else { return true }
         do {
@@ -414,11 +433,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     }
 
     public func shutdown() {
-        templateTimer?.cancel()
-        templateTimer = nil
         lock.withLock {
-            // The mover stops at its next step (no datapath); the rest stay on clsact
-            // and the next agent moves them (and removes the unused links it finds).
+            // A mover still running stops at its next step (no datapath); the rest stay on
+            // clsact and the next agent moves them (and removes the unused links it finds).
             onClsact = [:]
             toDetach = [:]
             // Programs stay attached and maps pinned (SPEC §7: mirroring goes on).

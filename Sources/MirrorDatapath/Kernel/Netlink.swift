@@ -205,6 +205,21 @@ public final class LinkMonitor: @unchecked Sendable {
         t.start()
     }
 
+    public enum Update: Sendable {
+        case link(LinkEvent)
+        /// Events may have been lost (e.g. ENOBUFS): the owner should resync.
+        case lost(NetlinkError)
+    }
+
+    /// The events in order as an async sequence: the monitor's thread runs until the
+    /// sequence ends (its consumer is cancelled or drops it).
+    public func updates() -> AsyncStream<Update> {
+        let (stream, sink) = AsyncStream.makeStream(of: Update.self)
+        sink.onTermination = { _ in self.stop() }
+        start({ sink.yield(.link($0)) }, onError: { sink.yield(.lost($0)) })
+        return stream
+    }
+
     /// Stops the thread and waits for it (at most one poll interval).
     public func stop() {
         let wasRunning = flag.lock.withLock { () -> Bool in
