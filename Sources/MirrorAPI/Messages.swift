@@ -134,6 +134,13 @@ public struct StatusResponse: Hashable, Sendable, Codable {
     /// With tcAttach "tcx": attached interfaces still on clsact filters while their
     /// tcx links are made in the background (a large apply attaches that way first).
     public var tcxPending: Int?
+    /// "ok", or "degraded" while `problems` is not empty: something the datapath needs
+    /// (its mirror device, stage 2, the segmenter) is gone and not yet put back.
+    public var health: String?
+    public var problems: [String]?
+    /// The datapath's own devices and programs it put back after someone removed them,
+    /// by what, since the agent started.
+    public var repairs: [String: UInt64]?
     public init(version: String, datapath: String, datapathLoaded: Bool, generation: UInt64, datapathGeneration: UInt64,
                 sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?, tcAttach: String? = nil,
                 tcxPending: Int? = nil) {
@@ -141,6 +148,16 @@ public struct StatusResponse: Hashable, Sendable, Codable {
         self.generation = generation; self.datapathGeneration = datapathGeneration; self.sessions = sessions
         self.enabledSessions = enabledSessions; self.sources = sources; self.mirrorDevice = mirrorDevice
         self.tcAttach = tcAttach; self.tcxPending = tcxPending
+    }
+}
+
+extension StatusResponse {
+    public func withHealth(problems: [String], repairs: [String: UInt64]) -> StatusResponse {
+        var r = self
+        r.health = problems.isEmpty ? "ok" : "degraded"
+        r.problems = problems
+        r.repairs = repairs
+        return r
     }
 }
 

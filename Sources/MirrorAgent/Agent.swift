@@ -301,6 +301,7 @@ public actor Agent {
                               enabledSessions: effective.sessions.filter(\.isEnabled).count,
                               sources: sources, mirrorDevice: dp.mirrorDevice, tcAttach: dp.tcAttach,
                               tcxPending: dp.tcAttach == "tcx" ? dp.onClsact : nil)
+            .withHealth(problems: dp.problems, repairs: dp.repairs)
     }
 
     public func explain(_ request: ExplainRequest) throws -> ExplainResponse {

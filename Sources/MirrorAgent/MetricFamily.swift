@@ -91,7 +91,8 @@ extension MetricFamily {
         packetsNotMirrored, deviceForeignFramesDropped, segmenterForeignFramesDropped, securityFlows,
     ]
     public static let agent: [MetricFamily] = [
-        datapathCountersAvailable, policyGeneration, policyApplySeconds, sources, tcxPendingInterfaces, agentBuildInfo,
+        datapathCountersAvailable, policyGeneration, policyApplySeconds, sources, tcxPendingInterfaces, agentRepairs,
+        agentBuildInfo,
     ]
     /// As the Prometheus client libraries name them (Linux /proc).
     public static let process: [MetricFamily] = [
@@ -194,6 +195,13 @@ extension MetricFamily {
     public static let tcxPendingInterfaces = MetricFamily(
         "mirror_tcx_pending_interfaces", .gauge,
         "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).")
+    /// What the datapath puts back when someone removes it (its mirror device, stage 2,
+    /// the segmenter pair); each is a series from the start, at 0 until it happens.
+    public static let agentRepairs = MetricFamily(
+        "mirror_agent_repairs_total", .counter,
+        "The agent's own devices and programs put back after they were removed (mirror_device, encap_program, segmenter).",
+        labels: ["what"])
+    public static let repairKinds = ["mirror_device", "encap_program", "segmenter"]
     public static let agentBuildInfo = MetricFamily(
         "mirror_agent_build_info", .gauge, "Agent version, source commit and running kernel; always 1.",
         labels: ["version", "commit", "kernel"])

@@ -232,9 +232,11 @@ extension Agent {
     public nonisolated func metricsSnapshot() async -> MetricsSnapshot {
         let (stats, rules, status) = await collect()
         let attached = status.sources.filter { $0.state == .attached }.count
-        return MetricsSnapshot(stats: stats, rules: rules, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
+        var snapshot = MetricsSnapshot(stats: stats, rules: rules, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
                                tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
                                process: ProcessMetricsReader.read())
+        snapshot.repairs = status.repairs ?? [:]
+        return snapshot
     }
 
     /// Reads the counters once more and writes the continuity file (graceful stop).

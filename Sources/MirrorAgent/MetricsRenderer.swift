@@ -154,6 +154,9 @@ public enum MetricsRenderer {
             o.sample(F.sources, ["pending"], UInt64(m.sourcesPending))
         }
         family(F.tcxPendingInterfaces) { _, o in o.sample(F.tcxPendingInterfaces, [], UInt64(m.tcxPending)) }
+        family(F.agentRepairs) { _, o in
+            for what in F.repairKinds { o.sample(F.agentRepairs, [what], m.repairs[what] ?? 0) }
+        }
         family(F.agentBuildInfo) { _, o in
             o.sample(F.agentBuildInfo, [m.build.version, m.build.commit, m.build.kernel], 1)
         }

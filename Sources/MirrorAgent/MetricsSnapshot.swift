@@ -14,6 +14,8 @@ public struct MetricsSnapshot: Sendable {
     public var sourcesPending: Int
     /// Attached interfaces still on clsact filters, waiting for their tcx links.
     public var tcxPending: Int
+    /// The datapath's repairs by what (`MetricFamily.repairKinds`).
+    public var repairs: [String: UInt64] = [:]
     public var applySeconds: Histogram
     public var build: BuildInfo
     public var process: ProcessMetrics?

@@ -261,6 +261,11 @@ struct Status: ParsableCommand {
             "sessions:    \(r.sessions) (\(r.enabledSessions) enabled)",
         ]
         if let dev = r.mirrorDevice { lines.append("mirror device: \(dev)") }
+        if let health = r.health {
+            let repaired = (r.repairs ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            lines.append("health:      \(health)" + (repaired.isEmpty ? "" : " (repaired: \(repaired.joined(separator: ", ")))"))
+            for p in r.problems ?? [] { lines.append("  problem:   \(p)") }
+        }
         lines.append("")
         if r.sources.isEmpty {
             lines.append("no sources")

@@ -312,10 +312,13 @@ struct ControlAPITests {
         let first = try await TestAgent(dir: dir)
         let (s, _) = try await first.request("GET", APIPath.status)
         #expect(s == 200)
-        await #expect(throws: ServerError.self) {
+        // Refused: by the state directory's lock first (the same directory), which
+        // comes before the socket's check; either way the live agent is left alone.
+        let refusal = await #expect(throws: (any Error).self) {
             let second = try await TestAgent(dir: dir)
             await second.stop()
         }
+        #expect("\(refusal.map { "\($0)" } ?? "")".contains("in use by another mirror-agent"))
         let (s2, _) = try await first.request("GET", APIPath.status)
         #expect(s2 == 200)
         await first.stop()

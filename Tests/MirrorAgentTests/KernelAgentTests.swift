@@ -334,4 +334,47 @@ struct KernelAgentTests {
         #expect(Self.filterCount(ns, "tap-vm1", "egress") == 1)
     }
 
+
+    /// Stage 2's device and program are the agent's: deleted or detached by someone
+    /// else, they are put back within a second or two, counted, and status says so.
+    @Test func aDeletedMirrorDeviceOrADetachedStageTwoIsRepaired() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
+        try ns.ip("link", "set", "lo", "up")
+        try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1")
+        try ns.ip("link", "set", "tap-vm1", "up")
+        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
+        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
+        defer { agent.stop() }
+        try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
+        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        #expect(Self.status(client)?.health == "ok")
+        func stageTwo() -> Int {
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py").standardized.path
+            let out = (try? Command.run("ip", "netns", "exec", ns.name, "python3", script, "mirror0", "egress")) ?? ""
+            return out.split(separator: "\n").filter { $0.contains("mirror_encap") }.count
+        }
+        #expect(stageTwo() == 1)
+
+        try ns.ip("link", "del", "mirror0")
+        #expect(Self.waitUntil(3) { Self.status(client)?.repairs?["mirror_device"] == 1 }, "\(agent.logText)")
+        #expect((try? ns.ip("-d", "link", "show", "mirror0"))?.contains("external") == true)
+        #expect(stageTwo() == 1)
+        #expect(Self.status(client)?.health == "ok")
+
+        // Stage 2's link unpinned: its last reference, so the program leaves the hook.
+        let index = try #require(Int(try ns.ip("-o", "link", "show", "mirror0").prefix(while: { $0 != ":" })))
+        let pin = dir.path + "/bpffs/links/tcx-\(index)-egress"
+        if FileManager.default.fileExists(atPath: pin) {
+            try FileManager.default.removeItem(atPath: pin)
+            #expect(Self.waitUntil(3) { Self.status(client)?.repairs?["encap_program"] == 1 }, "\(agent.logText)")
+            #expect(Self.waitUntil(2) { stageTwo() == 1 })
+        }
+        #expect(Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .attached)
+        let metrics = try ns.exec("curl", "-sS", "--max-time", "5", "http://127.0.0.1:9469/metrics")
+        #expect(metrics.contains(#"mirror_agent_repairs_total{what="mirror_device"} 1"#), "\(metrics.prefix(300))")
+    }
+
 }

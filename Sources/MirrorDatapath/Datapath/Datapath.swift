@@ -83,6 +83,11 @@ public struct DatapathStatus: Hashable, Sendable {
     public var tcAttach: String?
     /// In tcx mode: attached interfaces still on clsact, waiting for their tcx links.
     public var onClsact: Int
+    /// The datapath's own devices and programs it put back after someone removed
+    /// them, by what (mirror_device, encap_program, segmenter).
+    public var repairs: [String: UInt64] = [:]
+    /// What is broken and not yet repaired, each "what: why"; empty when healthy.
+    public var problems: [String] = []
     public init(loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?, tcAttach: String? = nil,
                 onClsact: Int = 0) {
         self.loaded = loaded; self.generation = generation; self.attached = attached; self.mirrorDevice = mirrorDevice

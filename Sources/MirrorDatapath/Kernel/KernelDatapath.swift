@@ -46,6 +46,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var enforcedRules: String?
 
     private var logger: Logger { options.logger }
+    /// Whether the segmenter came up at start (only then is it repaired).
+    private var segmenterUp = false
+    /// What `repairOwnDevices` put back, by what.
+    private var repairs: [String: UInt64] = [:]
+    /// What is broken now and could not be put back yet, by what (status: degraded).
+    private var problems: [String: String] = [:]
     /// Held from `start` (or `cleanup`) until `shutdown`.
     private var bpffsLock: OwnerLock?
     private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
@@ -83,7 +89,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 throw DatapathError("point the classifier at \(options.mirrorDevice): \(error)")
             }
             // SPEC §6: GSO copies that do not fit are segmented first (Segmenter.swift); before stage 2 is attached.
-            Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath, logger: logger)
+            segmenterUp = Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath, logger: logger)
             // Stage 2 on the mirror device's egress (the SEAM above).
             do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
                 throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
@@ -276,10 +282,59 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while (try? await Task.sleep(for: .seconds(1))) != nil {
-                    await self.offPool { self.lock.withLock { self.refreshEncapTemplates() } }
+                    await self.offPool {
+                        self.lock.withLock {
+                            self.repairOwnDevices()
+                            self.refreshEncapTemplates()
+                        }
+                    }
                 }
             }
             group.addTask { await self.moveHooks() }
+        }
+    }
+
+    /// Puts back the devices and programs stage 2 needs when someone removed them: the
+    /// mirror device (deleted: every copy would be lost as clone_failed), stage 2 on its
+    /// egress (detached or unpinned) and the segmenter pair. Each repair is logged and
+    /// counted; what cannot be put back is a problem `status` reports until it can.
+    /// Called under `lock`, every second and on a link event of one of these devices.
+    private func repairOwnDevices() {
+        guard let dp = datapath, let nl = netlink else { return }
+        func repaired(_ what: String, _ detail: String) {
+            repairs[what, default: 0] += 1
+            problems[what] = nil
+            logger.warning("repaired the agent's own \(what.replacingOccurrences(of: "_", with: " "))", metadata: ["what": "\(detail)"])
+        }
+        func broken(_ what: String, _ error: Error) {
+            if problems[what] == nil { logger.error("cannot repair the agent's \(what)", metadata: ["error": "\(error)"]) }
+            problems[what] = "\(error)"
+        }
+        let index = Int(if_nametoindex(options.mirrorDevice))
+        if index == 0 || index != mirrorIfindex {
+            do {
+                let new = try MirrorDevice.ensure(nl, name: options.mirrorDevice)
+                mirrorIfindex = new
+                try dp.setMirrorDevice(ifindex: UInt32(new))
+                try dp.attachEncap(interface: options.mirrorDevice)
+                repaired("mirror_device", "\(options.mirrorDevice) was gone; made again with stage 2 on it")
+            } catch { broken("mirror_device", error) }
+        } else if !dp.isAttached(ifindex: Int32(index), hook: .egress) {
+            do {
+                try dp.attachEncap(interface: options.mirrorDevice)
+                repaired("encap_program", "stage 2 was no longer on \(options.mirrorDevice)'s egress")
+            } catch { broken("encap_program", error) }
+        } else {
+            problems["mirror_device"] = nil
+            problems["encap_program"] = nil
+        }
+        let seg = SegmenterDevice.names(forMirrorDevice: options.mirrorDevice)
+        if segmenterUp && (if_nametoindex(seg.tx) == 0 || if_nametoindex(seg.rx) == 0) {
+            if Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: dp, logger: logger) {
+                repaired("segmenter", "\(seg.tx)/\(seg.rx) were gone; made again")
+            } else {
+                broken("segmenter", DatapathError("the segmenter pair \(seg.tx)/\(seg.rx) could not be made again"))
+            }
         }
     }
 
@@ -334,6 +389,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     public func linkChanged(name: String, ifindex: Int, present: Bool) {
         lock.withLock {
+            if ownInterfaces.contains(name) {
+                repairOwnDevices()
+                return
+            }
             // A rename: a link we attached to under another name. That name is gone (its
             // source is pending until a link has it again); the program leaves the link,
             // which is no source's under its new name unless a source names it.
@@ -383,9 +442,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                     live[name] = index
                 }
             }
-            return DatapathStatus(loaded: datapath != nil, generation: generation, attached: live,
-                                  mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice,
-                                  tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
+            var st = DatapathStatus(loaded: datapath != nil, generation: generation, attached: live,
+                                    mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice,
+                                    tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
+            st.repairs = repairs
+            st.problems = problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+            return st
         }
     }
 

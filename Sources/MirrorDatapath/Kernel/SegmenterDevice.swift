@@ -52,15 +52,19 @@ extension KernelDatapath {
     /// Called by `start()` before stage 2 is attached: the pair, `mirror_segmented` on
     /// its rx end, and stage 2 told where to divert. Not fatal: without a segmenter a
     /// GSO copy that does not fit is cut as a whole (counted as truncated_gso).
-    static func startSegmenter(_ nl: NetlinkContext, mirrorDevice: String, datapath dp: BPFDatapath?, logger: Logger) {
-        guard let dp else { return }
+    /// Whether the segmenter is in place.
+    @discardableResult
+    static func startSegmenter(_ nl: NetlinkContext, mirrorDevice: String, datapath dp: BPFDatapath?, logger: Logger) -> Bool {
+        guard let dp else { return false }
         do {
             let (tx, _) = try SegmenterDevice.ensure(nl, mirrorDevice: mirrorDevice)
             try dp.attachSegmenter(rxInterface: SegmenterDevice.names(forMirrorDevice: mirrorDevice).rx)
             try dp.setSegmenter(ifindex: UInt32(tx))
+            return true
         } catch {
             try? dp.setSegmenter(ifindex: 0)
             logger.warning("no segmenter: GSO copies that do not fit will be cut as a whole (SPEC §6)", metadata: ["error": "\(error)"])
+            return false
         }
     }
 }
