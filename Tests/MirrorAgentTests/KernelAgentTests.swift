@@ -58,6 +58,39 @@ struct KernelAgentTests {
         return out.split(separator: "\n").filter { $0.contains(" mirror_tc") }.count
     }
 
+    /// A namespace with `interfaces` (veth, up), the built agent on the kernel datapath
+    /// in it, `Fixtures.valid` applied. `stop()` stops the agent and unmounts its bpffs.
+    struct Started {
+        let ns: TestNetns
+        let dir: TempDir
+        let agent: RunningAgent
+        let client: ControlClient
+        func stop() {
+            agent.stop()
+            _ = try? Command.run("umount", dir.path + "/bpffs")
+        }
+    }
+
+    static func startedWithFixture(interfaces: [String] = ["tap-vm1"]) throws -> Started {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        try ns.ip("link", "set", "lo", "up")
+        for dev in interfaces {
+            try ns.ip("link", "add", dev, "type", "veth", "peer", "name", "peer" + dev.dropFirst(3))
+            try ns.ip("link", "set", dev, "up")
+        }
+        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
+        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
+        let started = Started(ns: ns, dir: dir, agent: agent, client: client)
+        guard Self.waitUntil(10, { Self.status(client) != nil }) else {
+            started.stop()
+            throw TestSupportError("agent did not come up: \(agent.logText)")
+        }
+        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        return started
+    }
+
     @Test func attachesExplainsSurvivesARestartAndCleansUp() throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
         let ns = try TestNetns()
@@ -252,18 +285,9 @@ struct KernelAgentTests {
     /// agent's bpffs and state directory but not its socket, refuse before they change
     /// anything; the running agent keeps its sources attached and its policy.
     @Test func aSecondOwnerOfThePinsOrACleanupFromUnderTheAgentChangesNothing() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
-        let ns = try TestNetns()
-        let dir = try TempDir()
-        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
-        try ns.ip("link", "set", "lo", "up")
-        try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1")
-        try ns.ip("link", "set", "tap-vm1", "up")
-        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
-        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
-        defer { agent.stop() }
-        try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
-        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        let started = try Self.startedWithFixture()
+        defer { started.stop() }
+        let (ns, dir, client) = (started.ns, started.dir, started.client)
         #expect(Self.filterCount(ns, "tap-vm1", "ingress") == 1)
 
         let other = dir.path + "/other"
@@ -305,20 +329,9 @@ struct KernelAgentTests {
     /// A source's interface renamed is no longer that source: detached and pending
     /// under the old name, attached again when a link takes the name back.
     @Test func aRenamedInterfaceIsDetachedAndPendingUntilItsNameReturns() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
-        let ns = try TestNetns()
-        let dir = try TempDir()
-        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
-        try ns.ip("link", "set", "lo", "up")
-        for dev in ["tap-vm1", "tap-vm2"] {
-            try ns.ip("link", "add", dev, "type", "veth", "peer", "name", "peer" + dev.dropFirst(3))
-            try ns.ip("link", "set", dev, "up")
-        }
-        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
-        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
-        defer { agent.stop() }
-        try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
-        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        let started = try Self.startedWithFixture(interfaces: ["tap-vm1", "tap-vm2"])
+        defer { started.stop() }
+        let (ns, client) = (started.ns, started.client)
         #expect(Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .attached)
 
         try ns.ip("link", "set", "tap-vm1", "name", "tap-vm1-old")
@@ -338,18 +351,9 @@ struct KernelAgentTests {
     /// Stage 2's device and program are the agent's: deleted or detached by someone
     /// else, they are put back within a second or two, counted, and status says so.
     @Test func aDeletedMirrorDeviceOrADetachedStageTwoIsRepaired() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
-        let ns = try TestNetns()
-        let dir = try TempDir()
-        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
-        try ns.ip("link", "set", "lo", "up")
-        try ns.ip("link", "add", "tap-vm1", "type", "veth", "peer", "name", "peer-vm1")
-        try ns.ip("link", "set", "tap-vm1", "up")
-        let client = ControlClient(socketPath: dir.path + "/agent.sock", timeout: 10)
-        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
-        defer { agent.stop() }
-        try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
-        let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Fixtures.valid.utf8))
+        let started = try Self.startedWithFixture()
+        defer { started.stop() }
+        let (ns, dir, client, agent) = (started.ns, started.dir, started.client, started.agent)
         #expect(Self.status(client)?.health == "ok")
         func stageTwo() -> Int {
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py").standardized.path
