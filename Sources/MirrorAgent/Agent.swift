@@ -5,7 +5,7 @@ import MirrorAPI
 import MirrorCore
 import MirrorDatapath
 
-public enum MirrorAgentInfo { public static let version = "0.1.0" }
+public enum MirrorAgentInfo { public static let version = MirrorAPIVersion.release }
 
 /// An error answered to a client: the API's one error type, which the control
 /// server writes and clients decode.

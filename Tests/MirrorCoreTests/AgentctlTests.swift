@@ -125,3 +125,9 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
     #expect(bad.status == 1)
     #expect(bad.stdout.contains("did you mean"))
 }
+
+@Test func agentctlVersionPrintsTheRelease() throws {
+    let r = try agentctl(["--version"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.range(of: #"^agentctl [0-9]+\.[0-9]+\.[0-9]+ \(control API v[0-9]+\)\n$"#, options: .regularExpression) != nil, "\(r.stdout)")
+}
