@@ -1,6 +1,6 @@
 import Foundation
 import MirrorAPI
-import MirrorAgent
+@testable import MirrorAgent
 import MirrorDatapath
 import MirrorCore
 import MirrorTestSupport
@@ -81,11 +81,11 @@ struct ControlAPITests {
         #expect(c3 == 400)
         #expect(t.errorPaths(b3) == ["id"])
 
-        // update: a bad value is refused with its document path, nothing changes
+        // update: a bad value is refused with its path, the object named by id, nothing changes
         let (u1, ub1) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
                                       #"{"priority": 99999, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
         #expect(u1 == 422)
-        #expect(t.errorPaths(ub1).contains("sessions[0].priority"))
+        #expect(t.errorPaths(ub1).contains("sessions[id=s1].priority"))
         let (u2, _) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
                                     #"{"priority": 5, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
         #expect(u2 == 200)
@@ -106,6 +106,56 @@ struct ControlAPITests {
         let (d3, _) = try await t.request("DELETE", APIPath.object(.sessions, "s2"))
         #expect(d3 == 404)
         #expect(t.datapath.appliedDocument.sessions.map(\.id) == ["s1"])
+    }
+
+    /// create, update and enable validate the whole document they make; its errors
+    /// name objects by id (`sources[id=bad].interface`), in paths and in messages,
+    /// not by their index in that document. apply keeps the client's own indices.
+    @Test func objectChangesAreRefusedWithPathsThatNameTheObject() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        func refusal(_ method: String, _ path: String, _ body: String) async throws -> APIError? {
+            do {
+                let _: AnyJSON = try await t.call(method, path, body: Array(body.utf8))
+                return nil
+            } catch ControlClient.ClientError.api(let e) { return e }
+        }
+        var e = try await refusal("POST", APIPath.kind(.sources), #"{"id": "bad", "interface": "a/b"}"#)
+        #expect(e?.status == 422)
+        #expect(e?.message.hasPrefix("source bad not created: ") == true, "\(String(describing: e))")
+        #expect(e?.errors.map(\.path) == ["sources[id=bad].interface"])
+
+        e = try await refusal("POST", APIPath.kind(.sources), #"{"id": "bad", "interface": "tap-vm1"}"#)
+        #expect(e?.errors.map(\.path) == ["sources[id=bad].interface"])
+        #expect(e?.errors.first?.message.contains("also used by sources[id=vm1]") == true, "\(String(describing: e))")
+
+        e = try await refusal("PUT", APIPath.object(.sessions, "s2"),
+                              #"{"priority": 1, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1"}"#)
+        #expect(e?.message.hasPrefix("session s2 not updated: ") == true, "\(String(describing: e))")
+        #expect(e?.errors.map(\.path) == ["sessions[id=s2].priority"])
+        #expect(e?.errors.first?.message.contains("(sessions[id=s1])") == true, "\(String(describing: e))")
+
+        e = try await refusal("POST", APIPath.kind(.sessions), #"{"id": "s9", "priority": 9, "filter": "nope", "sources": ["vm2"], "target": "t1"}"#)
+        #expect(e?.errors.map(\.path) == ["sessions[id=s9].filter"])
+        // No index of the merged document anywhere in the answer.
+        #expect(e.map { "\($0)" }?.contains("sessions[2]") == false)
+
+        let (status, body) = try await t.request("POST", APIPath.apply, Fixtures.invalid)
+        #expect(status == 422)
+        #expect(t.errorPaths(body).contains("sessions[1].target"))
+    }
+
+    @Test func errorPathsNameObjectsByIdOnlyWhereAPathStarts() throws {
+        let doc = try JSONParser.parse(#"{"sessions": [{"id": "s1"}, {"id": "a b"}], "sources": [{"id": "vm1"}]}"#).get()
+        let errors = ObjectPaths.namingObjects([
+            FieldError(path: "sessions[0].sources[0]", message: "also used by sessions[1] and sources[0]; sessions[7] is not there"),
+            FieldError(path: "sources[0].securityGroups[3]", message: "x.sessions[0] stays"),
+        ], in: doc)
+        #expect(errors[0].path == "sessions[id=s1].sources[0]")
+        #expect(errors[0].message == #"also used by sessions[id="a b"] and sources[id=vm1]; sessions[7] is not there"#)
+        #expect(errors[1].path == "sources[id=vm1].securityGroups[3]")
+        #expect(errors[1].message == "x.sessions[0] stays")
     }
 
     @Test func sessionEnableDisable() async throws {
@@ -277,6 +327,7 @@ struct ControlAPITests {
         let (createStatus, createBody) = try await t.request("POST", APIPath.kind(.sources), #"{"id": "bad", "interface": "mirseg1"}"#)
         #expect(createStatus == 422, "\(createBody)")
         #expect(createBody.contains("mirseg1"), "\(createBody)")
+        #expect(t.errorPaths(createBody) == ["sources[id=bad].interface"], "\(createBody)")
         #expect(t.datapath.appliedDocument.sources.map(\.interface).sorted() == ["tap-vm1", "tap-vm2"])
     }
 
