@@ -168,6 +168,8 @@ public actor Agent {
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
         }
+        let referrers = References.referrers(to: kind, id, in: document)
+        if !referrers.isEmpty { throw References.deleteRefusal(kind, id, referrers) }
         let removed = try objectResponse(kind, id)
         items.remove(at: i)
         let r = try commit(Self.replacing(current, kind, items), refusal: "\(kind.singular) \(id) not deleted")

@@ -99,13 +99,70 @@ struct ControlAPITests {
 
         // delete: a filter still used by sessions cannot go (dangling reference)
         let (d1, db1) = try await t.request("DELETE", APIPath.object(.filters, "f1"))
-        #expect(d1 == 422)
+        #expect(d1 == 409)
         #expect(!t.errorPaths(db1).isEmpty)
         let (d2, _) = try await t.request("DELETE", APIPath.object(.sessions, "s2"))
         #expect(d2 == 200)
         let (d3, _) = try await t.request("DELETE", APIPath.object(.sessions, "s2"))
         #expect(d3 == 404)
         #expect(t.datapath.appliedDocument.sessions.map(\.id) == ["s1"])
+    }
+
+    /// A document where every kind is referred to: sessions use filters, targets and
+    /// sources; sources use security groups and network ACLs.
+    static let referring = """
+    {
+      "filters": [ { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] },
+                   { "id": "f2" } ],
+      "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+      "sources": [ { "id": "vm1", "interface": "tap-vm1", "securityGroups": ["sg0", "sg1"], "networkAcl": "acl1" },
+                   { "id": "vm2", "interface": "tap-vm2", "securityGroups": ["sg1"] } ],
+      "sessions": [
+        { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1" },
+        { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1" }
+      ],
+      "securityGroups": [ { "id": "sg0", "rules": [] },
+                          { "id": "sg1", "rules": [ { "direction": "ingress", "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ],
+      "networkAcls": [ { "id": "acl1", "inbound": [ { "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ]
+    }
+    """
+
+    /// Before, deleting f1 validated the document without it and answered
+    /// `sessions[0].filter: filter "f1" does not exist`: true of a document the
+    /// operator never wrote, silent on what to do. Now: who uses it, by id.
+    @Test func deletingAnObjectStillReferredToNamesWhoRefersToIt() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        let (s, b) = try await t.request("POST", APIPath.apply, Self.referring)
+        #expect(s == 200, "\(b)")
+        let cases: [(ObjectKind, String, String, [String])] = [
+            (.filters, "f1", "filter f1 is used by sessions s1, s2; delete or change them first",
+             ["sessions[id=s1].filter", "sessions[id=s2].filter"]),
+            (.targets, "t1", "target t1 is used by sessions s1, s2; delete or change them first",
+             ["sessions[id=s1].target", "sessions[id=s2].target"]),
+            (.sources, "vm2", "source vm2 is used by session s2; delete or change it first", ["sessions[id=s2].sources[1]"]),
+            (.securityGroups, "sg1", "security group sg1 is used by sources vm1, vm2; delete or change them first",
+             ["sources[id=vm1].securityGroups[1]", "sources[id=vm2].securityGroups[0]"]),
+            (.networkAcls, "acl1", "network ACL acl1 is used by source vm1; delete or change it first", ["sources[id=vm1].networkAcl"]),
+        ]
+        for (kind, id, message, paths) in cases {
+            do {
+                let _: ObjectResponse = try await t.call("DELETE", APIPath.object(kind, id))
+                Issue.record("delete \(kind) \(id) was not refused")
+            } catch ControlClient.ClientError.api(let e) {
+                #expect(e.status == 409, "\(e)")
+                #expect(e.message == message)
+                #expect(e.errors.map(\.path) == paths)
+                #expect(e.errors.allSatisfy { $0.message == "refers to \(kind.singular) \(id)" }, "\(e)")
+            }
+        }
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.generation == 1)
+        // Nothing refers to these: they go.
+        for (kind, id) in [(ObjectKind.filters, "f2"), (.sessions, "s2"), (.sources, "vm2")] {
+            let (status, body) = try await t.request("DELETE", APIPath.object(kind, id))
+            #expect(status == 200, "\(kind) \(id): \(body)")
+        }
     }
 
     /// create, update and enable validate the whole document they make; its errors
