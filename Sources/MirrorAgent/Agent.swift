@@ -129,6 +129,19 @@ public actor Agent {
         return try commit(next)
     }
 
+    /// What `apply(next)` would add, change and remove, refused as `apply` would
+    /// refuse it; nothing is persisted and the datapath is not touched.
+    public func plan(_ next: JSONValue) throws -> ApplyPlan {
+        guard next.isObject else { throw AgentError.badRequest("the document must be a JSON object") }
+        let doc = try validated(next, refusal: nil)
+        let (nextEffective, _) = checker.assignVNIs(doc, previous: vnis)
+        func vniByID(_ d: Document) -> [String: Int?] {
+            Dictionary(d.sessions.map { ($0.id, $0.vni) }, uniquingKeysWith: { a, _ in a })
+        }
+        return ApplyPlan(generation: generation, changes: DocumentDiff.changes(
+            from: document, to: doc, oldVNIs: vniByID(effective), newVNIs: vniByID(nextEffective)))
+    }
+
     @discardableResult
     public func create(_ kind: ObjectKind, _ object: JSONValue) throws -> ObjectResponse {
         guard object.isObject else { throw AgentError.badRequest("the \(kind.singular) must be a JSON object") }

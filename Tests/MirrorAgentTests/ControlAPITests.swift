@@ -215,6 +215,54 @@ struct ControlAPITests {
         #expect(errors[1].message == "x.sessions[0] stays")
     }
 
+    /// `?dryRun=true`: validated like an apply, diffed against the policy in force,
+    /// and nothing else: no new generation, no state file written, the datapath
+    /// never asked (a failure armed for its next apply is still there afterwards).
+    @Test func dryRunApplyDiffsAndChangesNothing() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let before: AnyJSON = try await t.call("GET", APIPath.document)
+        let dpBefore = t.datapath.appliedDocument
+        var next = try JSONParser.parse(Fixtures.valid).get()
+        next = next.setting("targets", .array([
+            .object([("id", .string("t1")), ("type", .string("nic")), ("address", .string("198.51.100.2"))]),
+            .object([("id", .string("t2")), ("type", .string("nic")), ("address", .string("198.51.100.3"))]),
+        ]))
+        next = next.setting("sources", .array([.object([("id", .string("vm1")), ("interface", .string("tap-vm1"))])]))
+        next = next.setting("sessions", .array([
+            .object([("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")), ("sources", .array([.string("vm1")])),
+                     ("target", .string("t1"))]),
+        ]))
+        t.datapath.failNextApply("the dry run reached the datapath")
+        let plan: ApplyPlan = try await t.call("POST", APIPath.applyDryRun, body: Array(next.serialized(pretty: false).utf8))
+        #expect(plan.dryRun && plan.changed && plan.generation == 1)
+        #expect(plan[.targets] == ApplyPlan.Changes(added: ["t2"]))
+        #expect(plan[.sources] == ApplyPlan.Changes(removed: ["vm2"]))
+        #expect(plan[.sessions] == ApplyPlan.Changes(changed: ["s1"], removed: ["s2"]))
+        #expect(plan[.filters].isEmpty && plan[.securityGroups].isEmpty && plan[.networkAcls].isEmpty)
+        #expect(Set(plan.changes.keys) == Set(ObjectKind.allCases.map(\.documentKey)))
+
+        // The same document: no changes. An invalid one: refused as apply refuses it.
+        let same: ApplyPlan = try await t.call("POST", APIPath.applyDryRun, body: Array(Fixtures.valid.utf8))
+        #expect(!same.changed)
+        let (s, body) = try await t.request("POST", APIPath.applyDryRun, Fixtures.invalid)
+        #expect(s == 422)
+        #expect(t.errorPaths(body).contains("sessions[0].priority"))
+        let (q, qb) = try await t.request("POST", "/v1/apply?dryrun=1", Fixtures.valid)
+        #expect(q == 400 && qb.contains("dryRun=true"), "\(qb)")
+
+        let after: AnyJSON = try await t.call("GET", APIPath.document)
+        #expect(after == before)
+        #expect(t.datapath.appliedDocument == dpBefore)
+        #expect(try StateStore(directory: t.stateDir).load()?.generation == 1)
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.generation == 1 && st.datapathGeneration == 1)
+        // The failure armed before the dry runs is still waiting for a real apply.
+        let (real, realBody) = try await t.request("POST", APIPath.apply, next.serialized(pretty: false))
+        #expect(real == 500 && realBody.contains("the dry run reached the datapath"), "\(realBody)")
+    }
+
     @Test func sessionEnableDisable() async throws {
         let t = try await TestAgent()
         defer { t.stopNow() }
