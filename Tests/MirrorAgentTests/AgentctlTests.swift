@@ -222,6 +222,55 @@ struct AgentctlTests {
         #expect(r.err.contains("not found"))
     }
 
+    /// `-o json` on apply, create, update and delete: a refusal is JSON on stdout
+    /// with the `{path, message}` errors `validate -o json` prints, and nothing on
+    /// stderr; the text form says the same in lines.
+    @Test func mutationsPrintTheirRefusalsAsJSONWithOutputJSON() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let t = try await TestAgent(interfaces: ["tap-vm1": 3])
+        defer { t.stopNow() }
+        let sock = t.socketPath
+        let doc = try write(t.dir, "doc.json", Fixtures.valid)
+        var r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let invalid = try write(t.dir, "invalid.json", Fixtures.invalid)
+        let notJSON = try write(t.dir, "x.json", "{\"filters\": ")
+
+        func refusal(_ args: [String], socket: String? = nil) async throws -> (status: Int?, message: String, paths: [String]) {
+            let r = try await Self.agentctl(args + ["-o", "json"], socket: socket ?? sock)
+            #expect(r.status == 1, "\(args): \(r.err)")
+            #expect(r.err.isEmpty, "\(args): \(r.err)")
+            let v = try JSONParser.parse(r.out).get()
+            let errors = v["errors"]?.arrayValue ?? []
+            // Each error just as `validate -o json` writes one.
+            #expect(errors.allSatisfy { $0.members?.map(\.key) == ["path", "message"] }, "\(args): \(r.out)")
+            return (v["status"]?.intValue, v["message"]?.stringValue ?? "", errors.compactMap { $0["path"]?.stringValue })
+        }
+        var x = try await refusal(["apply", "-f", invalid])
+        #expect(x.status == 422, "\(x)")
+        let validated = try JSONParser.parse(try await Self.agentctl(["validate", "-f", invalid, "-o", "json"], socket: nil).out).get()
+        #expect(x.paths == (validated["errors"]?.arrayValue ?? []).compactMap { $0["path"]?.stringValue })
+        x = try await refusal(["create", "sources", "bad", "--interface", "a/b"])
+        #expect(x.status == 422 && x.paths == ["sources[id=bad].interface"], "\(x)")
+        x = try await refusal(["update", "sessions", "s2", "--priority", "1"])
+        #expect(x.status == 422 && x.paths == ["sessions[id=s2].priority"], "\(x)")
+        x = try await refusal(["delete", "filters", "f1"])
+        #expect(x.status == 409 && x.message == "filter f1 is used by sessions s1, s2; delete or change them first", "\(x)")
+        #expect(x.paths == ["sessions[id=s1].filter", "sessions[id=s2].filter"])
+        x = try await refusal(["delete", "sessions", "ghost"])
+        #expect(x.status == 404 && x.paths.isEmpty && x.message.contains("ghost"), "\(x)")
+        x = try await refusal(["apply", "-f", notJSON])
+        #expect(x.status == nil && x.paths == ["document"], "\(x)")
+        x = try await refusal(["apply", "-f", doc], socket: t.dir.path + "/none.sock")
+        #expect(x.status == nil && x.message.contains("cannot reach mirror-agent") && x.paths.isEmpty, "\(x)")
+
+        r = try await Self.agentctl(["delete", "filters", "f1"], socket: sock)
+        #expect(r.status == 1)
+        #expect(r.err.contains("filter f1 is used by sessions s1, s2; delete or change them first"), "\(r.err)")
+        #expect(r.err.contains("  sessions[id=s1].filter: refers to filter f1"), "\(r.err)")
+        #expect(t.datapath.appliedDocument.filters.map(\.id) == ["f1"])
+    }
+
     @Test func nonRootUserGetsPermissionDenied() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") else { return }
