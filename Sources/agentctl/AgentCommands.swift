@@ -18,7 +18,12 @@ struct Apply: ParsableCommand {
     var output: OutputFormat = .text
 
     func run() throws {
-        let (bytes, _) = try agent.readJSON(file, errors: output)
+        let (bytes, value) = try agent.readJSON(file, errors: output)
+        if InputHints.isOneObject(value) {
+            CLIOutput.failure("\(file) is one object (it has an \"id\"), not a whole document: "
+                              + "use agentctl create KIND -f \(file) to add it, or update KIND -f \(file) to replace it", [], output)
+            throw CLIExit.invalidInput
+        }
         let r = try agent.call("POST", APIPath.apply, body: bytes, as: ApplyResponse.self, errors: output)
         switch output {
         case .json: try CLIOutput.json(r, sortedKeys: true)
@@ -138,7 +143,13 @@ struct ObjectInput: ParsableArguments {
                 CLIOutput.error("Error: give the object either as -f FILE or as flags, not both")
                 throw CLIExit.usage
             }
-            return try agent.readJSON(file, errors: errors)
+            let read = try agent.readJSON(file, errors: errors)
+            if let keys = InputHints.documentKeys(read.value) {
+                CLIOutput.failure("\(file) is a whole document (it has \(keys.map { "\"\($0)\"" }.joined(separator: ", "))), not one \(kind.singular): "
+                                  + "use agentctl apply -f \(file) to replace the whole state, or give one \(kind.singular) with its \"id\"", [], errors)
+                throw CLIExit.invalidInput
+            }
+            return read
         }
         guard !flags.isEmpty || id != nil else {
             CLIOutput.error("Error: give the object as -f FILE or as flags (see --help)")

@@ -53,16 +53,18 @@ struct AgentOptions: ParsableArguments {
     }
 
     /// Reads a JSON file and checks it is JSON (the agent validates the rest). Not
-    /// JSON: `document: invalid JSON ...` as `validate` says it.
+    /// JSON: `document: invalid JSON ...` as `validate` says it, with a hint when the
+    /// file looks like YAML.
     func readJSON(_ file: String, errors: OutputFormat = .text) throws -> (bytes: [UInt8], value: JSONValue) {
         let bytes = try CLIOutput.read(file)
         switch JSONParser.parse(bytes) {
         case .success(let v): return (bytes, v)
         case .failure(let e):
+            let hint = InputHints.yaml(bytes).map { "; \($0)" } ?? ""
             if errors == .json {
-                CLIOutput.failure("\(file) is not valid JSON", [FieldError(path: "document", message: "invalid JSON at \(e)")], .json)
+                CLIOutput.failure("\(file) is not valid JSON", [FieldError(path: "document", message: "invalid JSON at \(e)\(hint)")], .json)
             } else {
-                CLIOutput.error("Error: \(file) is not valid JSON: \(e)")
+                CLIOutput.error("Error: \(file) is not valid JSON: \(e)\(hint)")
             }
             throw CLIExit.invalidInput
         }
