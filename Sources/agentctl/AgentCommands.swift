@@ -17,12 +17,35 @@ struct Apply: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
+    @Flag(name: .customLong("dry-run"), help: "Show what the document would add, change and remove; change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Apply a document that removes every session without asking (asked only when standard input is a terminal).")
+    var force = false
+
     func run() throws {
         let (bytes, value) = try agent.readJSON(file, errors: output)
         if InputHints.isOneObject(value) {
             CLIOutput.failure("\(file) is one object (it has an \"id\"), not a whole document: "
                               + "use agentctl create KIND -f \(file) to add it, or update KIND -f \(file) to replace it", [], output)
             throw CLIExit.invalidInput
+        }
+        if dryRun {
+            let plan = try agent.call("POST", APIPath.applyDryRun, body: bytes, as: ApplyPlan.self, errors: output)
+            switch output {
+            case .json: try CLIOutput.json(plan, sortedKeys: true)
+            case .text: CLIOutput.out(PlanText.render(plan, file: file))
+            }
+            return
+        }
+        if !force, SessionGuard.removesEverySession(value), SessionGuard.interactive() {
+            // Asked of the agent only here: a terminal, and a document without sessions.
+            let plan = try agent.call("POST", APIPath.applyDryRun, body: bytes, as: ApplyPlan.self, errors: output)
+            if let refusal = SessionGuard.refusal(file: file, document: value, removedSessions: plan[.sessions].removed,
+                                                  force: force, interactive: true) {
+                CLIOutput.failure(refusal, [], output)
+                throw CLIExit.invalidInput
+            }
         }
         let r = try agent.call("POST", APIPath.apply, body: bytes, as: ApplyResponse.self, errors: output)
         switch output {

@@ -271,6 +271,85 @@ struct AgentctlTests {
         #expect(t.datapath.appliedDocument.filters.map(\.id) == ["f1"])
     }
 
+    @Test func applyDryRunPrintsWhatWouldChangeAndChangesNothing() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        let sock = t.socketPath
+        var r = try await Self.agentctl(["apply", "-f", try write(t.dir, "doc.json", Fixtures.valid)], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let before: AnyJSON = try await t.call("GET", APIPath.document)
+        let next = try JSONParser.parse(Fixtures.valid).get()
+            .setting("sources", .array([.object([("id", .string("vm1")), ("interface", .string("tap-vm1"))])]))
+            .setting("sessions", .array([.object([("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")),
+                                                  ("sources", .array([.string("vm1")])), ("target", .string("t1"))])]))
+        let file = try write(t.dir, "next.json", next.serialized(pretty: true))
+
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", file], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(lines.first == "dry run of \(file) against generation 1; nothing was applied", "\(r.out)")
+        #expect(Array(lines.dropFirst()) == ["  change  session s1", "  remove  source vm2", "  remove  session s2",
+                                             "would add 0, change 1, remove 2"], "\(r.out)")
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", file, "-o", "json"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let plan = try JSONParser.parse(r.out).get()
+        #expect(plan["dryRun"] == .bool(true) && plan["changed"] == .bool(true))
+        #expect(plan["changes"]?["sessions"]?["removed"] == .array([.string("s2")]))
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", try write(t.dir, "same.json", Fixtures.valid)], socket: sock)
+        #expect(r.out.contains("no changes"), "\(r.out)")
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", try write(t.dir, "bad.json", Fixtures.invalid)], socket: sock)
+        #expect(r.status == 1 && r.err.contains("sessions[0].priority"), "\(r.err)")
+
+        let after: AnyJSON = try await t.call("GET", APIPath.document)
+        #expect(after == before)
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.generation == 1 && st.sessions == 2)
+    }
+
+    /// `script` runs agentctl on a pseudo-terminal: standard input and output are terminals.
+    static func atTerminal(_ args: [String]) async throws -> Run {
+        try await offThread {
+            let line = ([binary] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+            let r = try Command.result(["/usr/bin/script", "-qec", line, "/dev/null"])
+            return Run(status: r.status, out: r.stdout, err: r.stderr)
+        }
+    }
+
+    /// A document without sessions over a policy with sessions stops all mirroring:
+    /// at a terminal agentctl wants --force for it; a script (no terminal) is not asked.
+    @Test func applyThatRemovesEverySessionAsksForForceOnlyAtATerminal() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "util-linux script(1) gives agentctl a terminal")
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        let sock = t.socketPath
+        let doc = try write(t.dir, "doc.json", Fixtures.valid)
+        let empty = try write(t.dir, "empty.json", try JSONParser.parse(Fixtures.valid).get().setting("sessions", .array([])).serialized(pretty: true))
+        var r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+
+        r = try await Self.atTerminal(["apply", "-f", empty, "--socket", sock])
+        #expect(r.status == 1, "\(r.out)")
+        #expect(r.out.contains("removes every session (2 in force: s1, s2)") && r.out.contains("--force"), "\(r.out)")
+        #expect(t.datapath.appliedDocument.sessions.count == 2)
+        // Nothing to lose: a document that keeps sessions, or a policy without any, is not asked about.
+        r = try await Self.atTerminal(["apply", "-f", doc, "--socket", sock])
+        #expect(r.status == 0, "\(r.out)")
+
+        r = try await Self.atTerminal(["apply", "--force", "-f", empty, "--socket", sock])
+        #expect(r.status == 0, "\(r.out)")
+        #expect(t.datapath.appliedDocument.sessions.isEmpty)
+        r = try await Self.atTerminal(["apply", "-f", empty, "--socket", sock])
+        #expect(r.status == 0, "\(r.out)")
+
+        r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        r = try await Self.agentctl(["apply", "-f", empty], socket: sock)
+        #expect(r.status == 0, "a script is not asked: \(r.err)")
+        #expect(t.datapath.appliedDocument.sessions.isEmpty)
+    }
+
     @Test func nonRootUserGetsPermissionDenied() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") else { return }
