@@ -48,7 +48,7 @@ struct AgentOptions: ParsableArguments {
     }
 
     /// An error answer is its message and one line per field error.
-    private static func report(_ error: Error) {
+    static func report(_ error: Error) {
         if case ControlClient.ClientError.api(let e) = error { CLIOutput.error("Error: \(e)") } else { CLIOutput.error("Error: \(error)") }
     }
 

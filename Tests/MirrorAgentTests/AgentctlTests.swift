@@ -350,6 +350,61 @@ struct AgentctlTests {
         #expect(t.datapath.appliedDocument.sessions.isEmpty)
     }
 
+    @Test func statsWatchRedrawsInPlaceOnlyOnATerminal() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/script"))
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let clear = "\u{1B}[H\u{1B}[2J"
+        var r = try await Self.atTerminal(["stats", "--watch", "--interval", "0.1", "--count", "3", "--socket", t.socketPath])
+        #expect(r.status == 0, "\(r.out)")
+        #expect(r.out.components(separatedBy: clear).count - 1 == 3, "\(r.out)")
+        #expect(r.out.contains("Every 0.1s: agentctl stats"), "\(r.out)")
+        r = try await Self.agentctl(["stats", "--watch", "--interval", "0.1", "--count", "3"], socket: t.socketPath)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(!r.out.contains("\u{1B}"), "\(r.out)")
+        #expect(r.out.components(separatedBy: "generation 1, datapath memory").count - 1 == 3, "\(r.out)")
+    }
+
+    /// The agent stops and starts again under a running `stats --watch`: the failed
+    /// polls are one line each and the watch picks the agent up again.
+    @Test func statsWatchKeepsGoingWhileTheAgentRestarts() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let dir = try TempDir()
+        let first = try await TestAgent(dir: dir)
+        var firstRunning = true
+        defer { if firstRunning { first.stopNow() } }
+        _ = try await first.request("POST", APIPath.apply, Fixtures.valid)
+        let outPath = dir.path + "/watch.out", errPath = dir.path + "/watch.err"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", #"exec "$0" --socket "$1" stats --watch --interval 0.2 > "$2" 2> "$3""#, Self.binary, first.socketPath, outPath, errPath]
+        try p.run()
+        // SIGKILL: the child inherits this test thread's signal mask, in which SIGTERM is blocked.
+        func stopWatching() { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        defer { stopWatching() }
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        func polls() -> Int { text(outPath).components(separatedBy: "generation 1, datapath memory").count - 1 }
+        func waitFor(_ what: String, _ done: () -> Bool) async throws {
+            for _ in 0..<300 where !done() { try await Task.sleep(for: .milliseconds(100)) }
+            try #require(done(), "waited 30 s for \(what); out: \(text(outPath)) err: \(text(errPath))")
+        }
+        try await waitFor("the first poll") { polls() >= 1 }
+        await first.stop()
+        firstRunning = false
+        try await waitFor("a failed poll") { text(errPath).contains("agent not answering") }
+        #expect(p.isRunning, "\(text(errPath))")
+        let before = polls()
+        let second = try await TestAgent(dir: dir)
+        defer { second.stopNow() }
+        try await waitFor("a poll of the restarted agent") { polls() > before }
+        stopWatching()
+        let failed = text(errPath).split(separator: "\n")
+        #expect(!failed.isEmpty && failed.allSatisfy { $0.hasPrefix("agent not answering") && $0.hasSuffix("; retrying every 0.2s") },
+                "\(failed)")
+    }
+
     @Test func nonRootUserGetsPermissionDenied() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") else { return }
