@@ -1,6 +1,8 @@
 import Foundation
 
-/// One problem with one field, located by its JSON path (`sessions[2].sources[10]`).
+/// One problem with one field, located by its JSON path (`sessions[2].sources[10]`),
+/// or, where the document is one the agent made from a change to one object, by
+/// the object's id (`sessions[id=s2].sources[1]`).
 public struct FieldError: Hashable, Sendable, Codable, CustomStringConvertible {
     public var path: String
     public var message: String

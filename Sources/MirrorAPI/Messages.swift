@@ -3,6 +3,7 @@ import MirrorCore
 // Requests and responses of the control API (HTTP/1.1 + JSON over the agent's unix
 // socket). Routes, all under /v1:
 //   POST   /v1/apply                      body: the whole document         -> ApplyResponse
+//   POST   /v1/apply?dryRun=true          body: the whole document         -> ApplyPlan (nothing changes)
 //   GET    /v1/{kind}                                                      -> ListResponse
 //   GET    /v1/{kind}/{id}                                                 -> ObjectResponse
 //   POST   /v1/{kind}                     body: one object (with "id")     -> ObjectResponse (201)
@@ -18,6 +19,8 @@ import MirrorCore
 public enum APIPath {
     public static let prefix = "/v1"
     public static let apply = "/v1/apply"
+    /// Validates and compares with the policy in force; persists nothing, touches no datapath.
+    public static let applyDryRun = "/v1/apply?dryRun=true"
     public static let status = "/v1/status"
     public static let explain = "/v1/explain"
     public static let document = "/v1/document"
@@ -62,6 +65,40 @@ public struct ApplyResponse: Hashable, Sendable, Codable {
     public init(generation: UInt64, changed: Bool, vnis: [String: Int]) {
         self.generation = generation; self.changed = changed; self.vnis = vnis
     }
+}
+
+/// Answer to a dry-run apply: what the document would add, change and remove, by
+/// kind and id, against the policy in force (which stays). An invalid document is
+/// refused exactly as a real apply would refuse it (422 with every path).
+public struct ApplyPlan: Hashable, Sendable, Codable {
+    public struct Changes: Hashable, Sendable, Codable {
+        /// In the document's order.
+        public var added: [String]
+        /// Objects whose definition differs; a session also when its VNI would.
+        public var changed: [String]
+        /// In the order of the policy in force.
+        public var removed: [String]
+        public init(added: [String] = [], changed: [String] = [], removed: [String] = []) {
+            self.added = added; self.changed = changed; self.removed = removed
+        }
+        public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
+    }
+    /// Always true: nothing was applied.
+    public var dryRun: Bool
+    /// The generation in force, which the dry run leaves as it is.
+    public var generation: UInt64
+    /// Whether applying the document would change anything.
+    public var changed: Bool
+    /// Every kind, by its array's name in the document (`securityGroups`).
+    public var changes: [String: Changes]
+    public init(generation: UInt64, changes: [ObjectKind: Changes]) {
+        dryRun = true
+        self.generation = generation
+        self.changes = Dictionary(uniqueKeysWithValues: ObjectKind.allCases.map { ($0.documentKey, changes[$0] ?? Changes()) })
+        changed = self.changes.values.contains { !$0.isEmpty }
+    }
+
+    public subscript(kind: ObjectKind) -> Changes { changes[kind.documentKey] ?? Changes() }
 }
 
 /// An answer that carries the user's objects as JSON, decoded from the core's

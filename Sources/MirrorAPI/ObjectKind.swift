@@ -32,6 +32,15 @@ public enum ObjectKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
+    /// Plural noun for messages ("used by sessions s1, s2").
+    public var plural: String {
+        switch self {
+        case .securityGroups: return "security groups"
+        case .networkAcls: return "network ACLs"
+        default: return rawValue
+        }
+    }
+
     /// Accepts the URL form, the document form and the singular (`session`, `security-group`).
     public init?(name: String) {
         let n = name.lowercased()

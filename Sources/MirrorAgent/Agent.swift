@@ -5,7 +5,7 @@ import MirrorAPI
 import MirrorCore
 import MirrorDatapath
 
-public enum MirrorAgentInfo { public static let version = "0.1.0" }
+public enum MirrorAgentInfo { public static let version = MirrorAPIVersion.release }
 
 /// An error answered to a client: the API's one error type, which the control
 /// server writes and clients decode.
@@ -139,6 +139,19 @@ public actor Agent {
         return try commit(next)
     }
 
+    /// What `apply(next)` would add, change and remove, refused as `apply` would
+    /// refuse it; nothing is persisted and the datapath is not touched.
+    public func plan(_ next: JSONValue) throws -> ApplyPlan {
+        guard next.isObject else { throw AgentError.badRequest("the document must be a JSON object") }
+        let doc = try validated(next, refusal: nil)
+        let (nextEffective, _) = checker.assignVNIs(doc, previous: vnis)
+        func vniByID(_ d: Document) -> [String: Int?] {
+            Dictionary(d.sessions.map { ($0.id, $0.vni) }, uniquingKeysWith: { a, _ in a })
+        }
+        return ApplyPlan(generation: generation, changes: DocumentDiff.changes(
+            from: document, to: doc, oldVNIs: vniByID(effective), newVNIs: vniByID(nextEffective)))
+    }
+
     @discardableResult
     public func create(_ kind: ObjectKind, _ object: JSONValue) throws -> ObjectResponse {
         guard object.isObject else { throw AgentError.badRequest("the \(kind.singular) must be a JSON object") }
@@ -151,7 +164,7 @@ public actor Agent {
             throw AgentError(status: 409, "\(kind.singular) \(id) already exists (use update)")
         }
         items.append(object)
-        _ = try commit(Self.replacing(current, kind, items))
+        _ = try commit(Self.replacing(current, kind, items), refusal: "\(kind.singular) \(id) not created")
         return try objectResponse(kind, id)
     }
 
@@ -167,7 +180,7 @@ public actor Agent {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
         }
         items[i] = object.setting("id", .string(id))
-        _ = try commit(Self.replacing(current, kind, items))
+        _ = try commit(Self.replacing(current, kind, items), refusal: "\(kind.singular) \(id) not updated")
         return try objectResponse(kind, id)
     }
 
@@ -178,9 +191,11 @@ public actor Agent {
         guard let i = items.firstIndex(where: { $0["id"]?.stringValue == id }) else {
             throw AgentError.notFound("\(kind.singular) \(id) not found")
         }
+        let referrers = References.referrers(to: kind, id, in: document)
+        if !referrers.isEmpty { throw References.deleteRefusal(kind, id, referrers) }
         let removed = try objectResponse(kind, id)
         items.remove(at: i)
-        let r = try commit(Self.replacing(current, kind, items))
+        let r = try commit(Self.replacing(current, kind, items), refusal: "\(kind.singular) \(id) not deleted")
         return ObjectResponse(kind: kind, object: removed.object.value, generation: r.generation)
     }
 
@@ -192,29 +207,38 @@ public actor Agent {
             throw AgentError.notFound("session \(id) not found")
         }
         items[i] = items[i].setting("enabled", .bool(enabled))
-        _ = try commit(Self.replacing(current, .sessions, items))
+        _ = try commit(Self.replacing(current, .sessions, items), refusal: "session \(id) not \(enabled ? "enabled" : "disabled")")
         return try objectResponse(.sessions, id)
     }
 
-    /// The one path by which desired state changes.
-    private func commit(_ next: JSONValue) throws -> ApplyResponse {
-        let doc: Document
+    /// `next` validated, or a 422 with every error. `refusal` nil: `next` is the
+    /// client's document, and paths index it (`sources[3].interface`); otherwise
+    /// `next` is the document a change to one object makes, the refusal says which
+    /// change ("source bad not created") and paths name objects by id
+    /// (`sources[id=bad].interface`), as the client wrote them.
+    private func validated(_ next: JSONValue, refusal: String?) throws -> Document {
+        var errors: [FieldError]
         switch checker.check(next) {
-        case .failure(let e):
-            let errors = e.errors
-            throw AgentError(status: 422, "the document is invalid (\(errors.count) error\(errors.count == 1 ? "" : "s")); nothing was changed",
-                             errors: errors)
-        case .success(let d): doc = d
+        case .failure(let e): errors = e.errors
+        case .success(let doc):
+            let own = datapath.ownInterfaces
+            errors = doc.sources.enumerated().filter { own.contains($0.element.interface) }.map { i, s in
+                FieldError(path: "sources[\(i)].interface",
+                           message: "\(s.interface) is one of the agent's own devices (its mirror device or segmenter); it cannot be a source")
+            }
+            if errors.isEmpty { return doc }
         }
-        let own = datapath.ownInterfaces
-        let onOwnDevices = doc.sources.enumerated().filter { own.contains($0.element.interface) }.map { i, s in
-            FieldError(path: "sources[\(i)].interface",
-                       message: "\(s.interface) is one of the agent's own devices (its mirror device or segmenter); it cannot be a source")
+        let count = "\(errors.count) error\(errors.count == 1 ? "" : "s")"
+        guard let refusal else {
+            throw AgentError(status: 422, "the document is invalid (\(count)); nothing was changed", errors: errors)
         }
-        if !onOwnDevices.isEmpty {
-            throw AgentError(status: 422, "the document is invalid (\(onOwnDevices.count) error\(onOwnDevices.count == 1 ? "" : "s")); nothing was changed",
-                             errors: onOwnDevices)
-        }
+        throw AgentError(status: 422, "\(refusal): the document would be invalid (\(count)); nothing was changed",
+                         errors: ObjectPaths.namingObjects(errors, in: next))
+    }
+
+    /// The one path by which desired state changes. `refusal`: see `validated`.
+    private func commit(_ next: JSONValue, refusal: String? = nil) throws -> ApplyResponse {
+        let doc = try validated(next, refusal: refusal)
         let (nextEffective, nextVNIs) = checker.assignVNIs(doc, previous: vnis)
         if doc == document && nextVNIs == vnis {
             applied = next  // same meaning; keep the user's latest spelling

@@ -135,6 +135,7 @@ public struct Router: Sendable {
         switch rest.count {
         case 1 where rest[0] == "apply":
             try allow("POST")
+            if try Self.dryRun(uri) { return try Self.ok(try await agent.plan(try json(body))) }
             return try Self.ok(try await agent.apply(try json(body)))
         case 1 where rest[0] == "status":
             try allow("GET")
@@ -201,6 +202,21 @@ public struct Router: Sendable {
             throw APIError.notFound("no source '\(missing)' in the policy in force")
         }
         return filter
+    }
+
+    /// `?dryRun=true` (or `false`) of POST /v1/apply; anything else is refused by name.
+    static func dryRun(_ uri: String) throws -> Bool {
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[1].isEmpty else { return false }
+        var dryRun = false
+        for item in parts[1].split(separator: "&") {
+            switch item {
+            case "dryRun=true": dryRun = true
+            case "dryRun=false": dryRun = false
+            default: throw APIError.badRequest("bad query item '\(item)' on /v1/apply (use dryRun=true or dryRun=false)")
+            }
+        }
+        return dryRun
     }
 
     static func kind(_ name: String) throws -> ObjectKind {

@@ -17,9 +17,37 @@ struct Apply: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
+    @Flag(name: .customLong("dry-run"), help: "Show what the document would add, change and remove; change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Apply a document that removes every session without asking (asked only when standard input is a terminal).")
+    var force = false
+
     func run() throws {
-        let (bytes, _) = try agent.readJSON(file)
-        let r = try agent.call("POST", APIPath.apply, body: bytes, as: ApplyResponse.self)
+        let (bytes, value) = try agent.readJSON(file, errors: output)
+        if InputHints.isOneObject(value) {
+            CLIOutput.failure("\(file) is one object (it has an \"id\"), not a whole document: "
+                              + "use agentctl create KIND -f \(file) to add it, or update KIND -f \(file) to replace it", [], output)
+            throw CLIExit.invalidInput
+        }
+        if dryRun {
+            let plan = try agent.call("POST", APIPath.applyDryRun, body: bytes, as: ApplyPlan.self, errors: output)
+            switch output {
+            case .json: try CLIOutput.json(plan, sortedKeys: true)
+            case .text: CLIOutput.out(PlanText.render(plan, file: file))
+            }
+            return
+        }
+        if !force, SessionGuard.removesEverySession(value), SessionGuard.interactive() {
+            // Asked of the agent only here: a terminal, and a document without sessions.
+            let plan = try agent.call("POST", APIPath.applyDryRun, body: bytes, as: ApplyPlan.self, errors: output)
+            if let refusal = SessionGuard.refusal(file: file, document: value, removedSessions: plan[.sessions].removed,
+                                                  force: force, interactive: true) {
+                CLIOutput.failure(refusal, [], output)
+                throw CLIExit.invalidInput
+            }
+        }
+        let r = try agent.call("POST", APIPath.apply, body: bytes, as: ApplyResponse.self, errors: output)
         switch output {
         case .json: try CLIOutput.json(r, sortedKeys: true)
         case .text:
@@ -132,13 +160,19 @@ struct ObjectInput: ParsableArguments {
     @OptionGroup(title: "Object fields (instead of -f)") var flags: ObjectFlags
 
     /// The request body: the JSON file, or the object built from the flags.
-    func body(_ agent: AgentOptions) throws -> (bytes: [UInt8], value: JSONValue) {
+    func body(_ agent: AgentOptions, errors: OutputFormat = .text) throws -> (bytes: [UInt8], value: JSONValue) {
         if let file {
             guard flags.isEmpty else {
                 CLIOutput.error("Error: give the object either as -f FILE or as flags, not both")
                 throw CLIExit.usage
             }
-            return try agent.readJSON(file)
+            let read = try agent.readJSON(file, errors: errors)
+            if let keys = InputHints.documentKeys(read.value) {
+                CLIOutput.failure("\(file) is a whole document (it has \(keys.map { "\"\($0)\"" }.joined(separator: ", "))), not one \(kind.singular): "
+                                  + "use agentctl apply -f \(file) to replace the whole state, or give one \(kind.singular) with its \"id\"", [], errors)
+                throw CLIExit.invalidInput
+            }
+            return read
         }
         guard !flags.isEmpty || id != nil else {
             CLIOutput.error("Error: give the object as -f FILE or as flags (see --help)")
@@ -164,8 +198,8 @@ struct Create: ParsableCommand {
             CLIOutput.error("Error: with -f the id comes from the file")
             throw CLIExit.usage
         }
-        let (bytes, _) = try input.body(agent)
-        let r = try agent.call("POST", APIPath.kind(input.kind), body: bytes, as: ObjectResponse.self)
+        let (bytes, _) = try input.body(agent, errors: output)
+        let r = try agent.call("POST", APIPath.kind(input.kind), body: bytes, as: ObjectResponse.self, errors: output)
         ObjectOutput.print(r, input.kind, verb: "created", output)
     }
 }
@@ -182,10 +216,10 @@ struct Update: ParsableCommand {
 
     func run() throws {
         let kind = input.kind
-        var (bytes, value) = try input.body(agent)
+        var (bytes, value) = try input.body(agent, errors: output)
         if input.file == nil, let id = input.id, case .object(let changes) = value {
             // Flags change fields of the object in force; the rest stays as it is.
-            var merged = try agent.call("GET", APIPath.object(kind, id), as: ObjectResponse.self).object.value
+            var merged = try agent.call("GET", APIPath.object(kind, id), as: ObjectResponse.self, errors: output).object.value
             for (k, v) in changes { merged = merged.setting(k, v) }
             (bytes, value) = (Array(merged.serialized(pretty: false).utf8), merged)
         }
@@ -193,7 +227,7 @@ struct Update: ParsableCommand {
             CLIOutput.error("Error: give the id as an argument or as \"id\" in \(input.file ?? "the file")")
             throw CLIExit.usage
         }
-        let r = try agent.call("PUT", APIPath.object(kind, id), body: bytes, as: ObjectResponse.self)
+        let r = try agent.call("PUT", APIPath.object(kind, id), body: bytes, as: ObjectResponse.self, errors: output)
         ObjectOutput.print(r, kind, verb: "updated", output)
     }
 }
@@ -210,7 +244,7 @@ struct Delete: ParsableCommand {
     var output: OutputFormat = .text
 
     func run() throws {
-        let r = try agent.call("DELETE", APIPath.object(kind, id), as: ObjectResponse.self)
+        let r = try agent.call("DELETE", APIPath.object(kind, id), as: ObjectResponse.self, errors: output)
         ObjectOutput.print(r, kind, verb: "deleted", output)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import MirrorAPI
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,6 +15,7 @@ struct AgentCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentctl",
         abstract: "Control the traffic mirroring agent, and check configuration offline.",
+        version: "agentctl \(MirrorAPIVersion.release) (control API v\(MirrorAPIVersion.current))",
         subcommands: [Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self, Stats.self])
 
     /// `agentctl --socket PATH <command>`: also accepted before the command (see AgentOptions).

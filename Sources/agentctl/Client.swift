@@ -22,10 +22,20 @@ struct AgentOptions: ParsableArguments {
 
     /// Runs one request and decodes its answer as the API's type for it; any failure
     /// (unreachable, refused by the agent, an answer cut short or of the wrong shape)
-    /// becomes one clear message on stderr and exit 1.
-    func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self) throws -> T {
+    /// becomes one clear message on stderr and exit 1, or with `errors: .json` the
+    /// refusal as JSON on stdout (`CLIOutput.failure`).
+    func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self,
+                            errors: OutputFormat = .text) throws -> T {
         do { return try client.call(method, path, body: body, as: T.self) } catch {
-            Self.report(error)
+            if errors == .json {
+                if case ControlClient.ClientError.api(let e) = error {
+                    CLIOutput.failure(e.message, e.errors, status: e.status, .json)
+                } else {
+                    CLIOutput.failure("\(error)", [], .json)
+                }
+            } else {
+                Self.report(error)
+            }
             throw CLIExit.invalidInput
         }
     }
@@ -38,23 +48,46 @@ struct AgentOptions: ParsableArguments {
     }
 
     /// An error answer is its message and one line per field error.
-    private static func report(_ error: Error) {
+    static func report(_ error: Error) {
         if case ControlClient.ClientError.api(let e) = error { CLIOutput.error("Error: \(e)") } else { CLIOutput.error("Error: \(error)") }
     }
 
-    /// Reads a JSON file and checks it is JSON (the agent validates the rest).
-    func readJSON(_ file: String) throws -> (bytes: [UInt8], value: JSONValue) {
+    /// Reads a JSON file and checks it is JSON (the agent validates the rest). Not
+    /// JSON: `document: invalid JSON ...` as `validate` says it, with a hint when the
+    /// file looks like YAML.
+    func readJSON(_ file: String, errors: OutputFormat = .text) throws -> (bytes: [UInt8], value: JSONValue) {
         let bytes = try CLIOutput.read(file)
         switch JSONParser.parse(bytes) {
         case .success(let v): return (bytes, v)
         case .failure(let e):
-            CLIOutput.error("Error: \(file) is not valid JSON: \(e)")
+            let hint = InputHints.yaml(bytes).map { "; \($0)" } ?? ""
+            if errors == .json {
+                CLIOutput.failure("\(file) is not valid JSON", [FieldError(path: "document", message: "invalid JSON at \(e)\(hint)")], .json)
+            } else {
+                CLIOutput.error("Error: \(file) is not valid JSON: \(e)\(hint)")
+            }
             throw CLIExit.invalidInput
         }
     }
 }
 
 extension CLIOutput {
+    /// A refusal, exit 1 to follow. Text: `Error: message` and one indented
+    /// `path: message` line per field, on stderr. JSON (`-o json` of apply, create,
+    /// update, delete), on stdout as `validate -o json` prints its errors:
+    /// `{"message": ..., "status": HTTP status when the agent refused, "errors": [{"path", "message"}]}`.
+    static func failure(_ message: String, _ errors: [FieldError], status: Int? = nil, _ format: OutputFormat) {
+        switch format {
+        case .text:
+            error((["Error: \(message)"] + errors.map { "  \($0)" }).joined(separator: "\n"))
+        case .json:
+            var members: [(key: String, value: JSONValue)] = [("message", .string(message))]
+            if let status { members.append(("status", .int(Int64(status)))) }
+            members.append(("errors", .array(errors.map { .object([("path", .string($0.path)), ("message", .string($0.message))]) })))
+            out(JSONValue.object(members).serialized(pretty: true))
+        }
+    }
+
     /// A typed answer as `-o json` prints it: the core's pretty JSON, members in the
     /// order the agent sends them (`sortedKeys`, as its encoder writes them) or in
     /// the type's own order.

@@ -35,34 +35,85 @@ struct Stats: ParsableCommand {
     }
 
     func run() throws {
+        // watch(1)'s way on a terminal: each poll redraws the screen from the top.
+        // Into a pipe or a file the polls follow one another, as before.
+        let redraw = watch && output == .text && isatty(STDOUT_FILENO) == 1
         var previous: StatsResponse?
         var polls = 0
+        var lastFailed = false
         while true {
-            let stats = try fetch()
             polls += 1
-            switch output {
-            case .json:
-                let e = JSONEncoder()
-                e.outputFormatting = watch ? [.sortedKeys] : [.sortedKeys, .prettyPrinted]
-                let data = (try? e.encode(stats)) ?? Data()
-                CLIOutput.out(String(decoding: data, as: UTF8.self))
-            case .text:
-                if watch && polls > 1 { CLIOutput.out("") }
-                // A filter on one kind leaves the other kind out (the agent sends none of it).
-                let filtered = !sessions.isEmpty || !sources.isEmpty
-                CLIOutput.out(StatsTables.render(stats, previous: watch ? previous : nil,
-                                                 sessions: !filtered || !sessions.isEmpty, sources: !filtered || !sources.isEmpty))
+            do {
+                let stats = try fetch()
+                lastFailed = false
+                switch output {
+                case .json:
+                    let e = JSONEncoder()
+                    e.outputFormatting = watch ? [.sortedKeys] : [.sortedKeys, .prettyPrinted]
+                    let data = (try? e.encode(stats)) ?? Data()
+                    CLIOutput.out(String(decoding: data, as: UTF8.self))
+                case .text:
+                    if redraw {
+                        print(Self.clearScreen + "Every \(Self.seconds(interval)): agentctl stats" + "    " + Self.clock(), terminator: "\n\n")
+                    } else if watch && polls > 1 {
+                        CLIOutput.out("")
+                    }
+                    // A filter on one kind leaves the other kind out (the agent sends none of it).
+                    let filtered = !sessions.isEmpty || !sources.isEmpty
+                    CLIOutput.out(StatsTables.render(stats, previous: watch ? previous : nil,
+                                                     sessions: !filtered || !sessions.isEmpty, sources: !filtered || !sources.isEmpty))
+                }
+                previous = stats
+            } catch {
+                // The first poll stops at once on what is wrong (no agent there, an
+                // unknown --session). Once watching, a failed poll is one line and the
+                // watch goes on: the agent may be restarting.
+                guard watch, polls > 1 else {
+                    AgentOptions.report(error)
+                    throw CLIExit.invalidInput
+                }
+                CLIOutput.error(Self.retryLine(error, interval: interval))
+                lastFailed = true
             }
             fflush(stdout)
-            guard watch, count == 0 || polls < count else { return }
-            previous = stats
+            guard watch, count == 0 || polls < count else {
+                if lastFailed { throw CLIExit.invalidInput }
+                return
+            }
             usleep(UInt32(interval * 1_000_000))
         }
     }
 
     /// Decoded straight from the body (at the quotas 47 MB: no JSONValue tree on the way).
     func fetch() throws -> StatsResponse {
-        try agent.call("GET", StatsPath.stats(sessions: sessions, sources: sources), as: StatsResponse.self)
+        try agent.client.call("GET", StatsPath.stats(sessions: sessions, sources: sources), as: StatsResponse.self)
+    }
+
+    /// Cursor home, then erase the screen (ANSI), as watch(1) redraws.
+    static let clearScreen = "\u{1B}[H\u{1B}[2J"
+
+    /// One line for a failed poll while watching.
+    static func retryLine(_ error: Error, interval: Double) -> String {
+        let retry = "retrying every \(seconds(interval))"
+        switch error {
+        case ControlClient.ClientError.unreachable(let path, let e):
+            return "agent not answering at \(path) (\(String(cString: strerror(e)))); \(retry)"
+        case ControlClient.ClientError.api(let e):
+            return "the agent refused the poll: \(e.message) (HTTP \(e.status)); \(retry)"
+        default:
+            return "agent not answering (\(error)); \(retry)"
+        }
+    }
+
+    static func seconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s))s" : String(format: "%.1fs", s)
+    }
+
+    static func clock() -> String {
+        var t = time(nil)
+        var parts = tm()
+        localtime_r(&t, &parts)
+        return String(format: "%02d:%02d:%02d", parts.tm_hour, parts.tm_min, parts.tm_sec)
     }
 }
 

@@ -20,12 +20,17 @@ struct Validate: ParsableCommand {
         let errors: [MirrorCore.ValidationError]
         switch result {
         case .success: errors = []
-        case .failure(let e): errors = e.errors
+        case .failure(let e):
+            // Not JSON at all (the one error at "document"): say so when it reads like YAML.
+            errors = e.errors.map { error in
+                guard error.path == "document", error.message.hasPrefix("invalid JSON"), let hint = InputHints.yaml(bytes) else { return error }
+                return MirrorCore.ValidationError(path: error.path, message: error.message + "; " + hint)
+            }
         }
         switch output {
         case .json: CLIOutput.out(Reports.validationJSON(errors).serialized(pretty: true))
         case .text:
-            let text = Reports.validationText(result, name: file)
+            let text = Reports.validationText(errors.isEmpty ? result : .failure(ValidationErrors(errors)), name: file)
             if errors.isEmpty { CLIOutput.out(text) } else { CLIOutput.error(text) }
         }
         if !errors.isEmpty { throw CLIExit.invalidInput }

@@ -222,6 +222,189 @@ struct AgentctlTests {
         #expect(r.err.contains("not found"))
     }
 
+    /// `-o json` on apply, create, update and delete: a refusal is JSON on stdout
+    /// with the `{path, message}` errors `validate -o json` prints, and nothing on
+    /// stderr; the text form says the same in lines.
+    @Test func mutationsPrintTheirRefusalsAsJSONWithOutputJSON() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let t = try await TestAgent(interfaces: ["tap-vm1": 3])
+        defer { t.stopNow() }
+        let sock = t.socketPath
+        let doc = try write(t.dir, "doc.json", Fixtures.valid)
+        var r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let invalid = try write(t.dir, "invalid.json", Fixtures.invalid)
+        let notJSON = try write(t.dir, "x.json", "{\"filters\": ")
+
+        func refusal(_ args: [String], socket: String? = nil) async throws -> (status: Int?, message: String, paths: [String]) {
+            let r = try await Self.agentctl(args + ["-o", "json"], socket: socket ?? sock)
+            #expect(r.status == 1, "\(args): \(r.err)")
+            #expect(r.err.isEmpty, "\(args): \(r.err)")
+            let v = try JSONParser.parse(r.out).get()
+            let errors = v["errors"]?.arrayValue ?? []
+            // Each error just as `validate -o json` writes one.
+            #expect(errors.allSatisfy { $0.members?.map(\.key) == ["path", "message"] }, "\(args): \(r.out)")
+            return (v["status"]?.intValue, v["message"]?.stringValue ?? "", errors.compactMap { $0["path"]?.stringValue })
+        }
+        var x = try await refusal(["apply", "-f", invalid])
+        #expect(x.status == 422, "\(x)")
+        let validated = try JSONParser.parse(try await Self.agentctl(["validate", "-f", invalid, "-o", "json"], socket: nil).out).get()
+        #expect(x.paths == (validated["errors"]?.arrayValue ?? []).compactMap { $0["path"]?.stringValue })
+        x = try await refusal(["create", "sources", "bad", "--interface", "a/b"])
+        #expect(x.status == 422 && x.paths == ["sources[id=bad].interface"], "\(x)")
+        x = try await refusal(["update", "sessions", "s2", "--priority", "1"])
+        #expect(x.status == 422 && x.paths == ["sessions[id=s2].priority"], "\(x)")
+        x = try await refusal(["delete", "filters", "f1"])
+        #expect(x.status == 409 && x.message == "filter f1 is used by sessions s1, s2; delete or change them first", "\(x)")
+        #expect(x.paths == ["sessions[id=s1].filter", "sessions[id=s2].filter"])
+        x = try await refusal(["delete", "sessions", "ghost"])
+        #expect(x.status == 404 && x.paths.isEmpty && x.message.contains("ghost"), "\(x)")
+        x = try await refusal(["apply", "-f", notJSON])
+        #expect(x.status == nil && x.paths == ["document"], "\(x)")
+        x = try await refusal(["apply", "-f", doc], socket: t.dir.path + "/none.sock")
+        #expect(x.status == nil && x.message.contains("cannot reach mirror-agent") && x.paths.isEmpty, "\(x)")
+
+        r = try await Self.agentctl(["delete", "filters", "f1"], socket: sock)
+        #expect(r.status == 1)
+        #expect(r.err.contains("filter f1 is used by sessions s1, s2; delete or change them first"), "\(r.err)")
+        #expect(r.err.contains("  sessions[id=s1].filter: refers to filter f1"), "\(r.err)")
+        #expect(t.datapath.appliedDocument.filters.map(\.id) == ["f1"])
+    }
+
+    @Test func applyDryRunPrintsWhatWouldChangeAndChangesNothing() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        let sock = t.socketPath
+        var r = try await Self.agentctl(["apply", "-f", try write(t.dir, "doc.json", Fixtures.valid)], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let before: AnyJSON = try await t.call("GET", APIPath.document)
+        let next = try JSONParser.parse(Fixtures.valid).get()
+            .setting("sources", .array([.object([("id", .string("vm1")), ("interface", .string("tap-vm1"))])]))
+            .setting("sessions", .array([.object([("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")),
+                                                  ("sources", .array([.string("vm1")])), ("target", .string("t1"))])]))
+        let file = try write(t.dir, "next.json", next.serialized(pretty: true))
+
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", file], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(lines.first == "dry run of \(file) against generation 1; nothing was applied", "\(r.out)")
+        #expect(Array(lines.dropFirst()) == ["  change  session s1", "  remove  source vm2", "  remove  session s2",
+                                             "would add 0, change 1, remove 2"], "\(r.out)")
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", file, "-o", "json"], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        let plan = try JSONParser.parse(r.out).get()
+        #expect(plan["dryRun"] == .bool(true) && plan["changed"] == .bool(true))
+        #expect(plan["changes"]?["sessions"]?["removed"] == .array([.string("s2")]))
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", try write(t.dir, "same.json", Fixtures.valid)], socket: sock)
+        #expect(r.out.contains("no changes"), "\(r.out)")
+        r = try await Self.agentctl(["apply", "--dry-run", "-f", try write(t.dir, "bad.json", Fixtures.invalid)], socket: sock)
+        #expect(r.status == 1 && r.err.contains("sessions[0].priority"), "\(r.err)")
+
+        let after: AnyJSON = try await t.call("GET", APIPath.document)
+        #expect(after == before)
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.generation == 1 && st.sessions == 2)
+    }
+
+    /// `script` runs agentctl on a pseudo-terminal: standard input and output are terminals.
+    static func atTerminal(_ args: [String]) async throws -> Run {
+        try await offThread {
+            let line = ([binary] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+            let r = try Command.result(["/usr/bin/script", "-qec", line, "/dev/null"])
+            return Run(status: r.status, out: r.stdout, err: r.stderr)
+        }
+    }
+
+    /// A document without sessions over a policy with sessions stops all mirroring:
+    /// at a terminal agentctl wants --force for it; a script (no terminal) is not asked.
+    @Test func applyThatRemovesEverySessionAsksForForceOnlyAtATerminal() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "util-linux script(1) gives agentctl a terminal")
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        let sock = t.socketPath
+        let doc = try write(t.dir, "doc.json", Fixtures.valid)
+        let empty = try write(t.dir, "empty.json", try JSONParser.parse(Fixtures.valid).get().setting("sessions", .array([])).serialized(pretty: true))
+        var r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+
+        r = try await Self.atTerminal(["apply", "-f", empty, "--socket", sock])
+        #expect(r.status == 1, "\(r.out)")
+        #expect(r.out.contains("removes every session (2 in force: s1, s2)") && r.out.contains("--force"), "\(r.out)")
+        #expect(t.datapath.appliedDocument.sessions.count == 2)
+        // Nothing to lose: a document that keeps sessions, or a policy without any, is not asked about.
+        r = try await Self.atTerminal(["apply", "-f", doc, "--socket", sock])
+        #expect(r.status == 0, "\(r.out)")
+
+        r = try await Self.atTerminal(["apply", "--force", "-f", empty, "--socket", sock])
+        #expect(r.status == 0, "\(r.out)")
+        #expect(t.datapath.appliedDocument.sessions.isEmpty)
+        r = try await Self.atTerminal(["apply", "-f", empty, "--socket", sock])
+        #expect(r.status == 0, "\(r.out)")
+
+        r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
+        #expect(r.status == 0, "\(r.err)")
+        r = try await Self.agentctl(["apply", "-f", empty], socket: sock)
+        #expect(r.status == 0, "a script is not asked: \(r.err)")
+        #expect(t.datapath.appliedDocument.sessions.isEmpty)
+    }
+
+    @Test func statsWatchRedrawsInPlaceOnlyOnATerminal() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/script"))
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let clear = "\u{1B}[H\u{1B}[2J"
+        var r = try await Self.atTerminal(["stats", "--watch", "--interval", "0.1", "--count", "3", "--socket", t.socketPath])
+        #expect(r.status == 0, "\(r.out)")
+        #expect(r.out.components(separatedBy: clear).count - 1 == 3, "\(r.out)")
+        #expect(r.out.contains("Every 0.1s: agentctl stats"), "\(r.out)")
+        r = try await Self.agentctl(["stats", "--watch", "--interval", "0.1", "--count", "3"], socket: t.socketPath)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(!r.out.contains("\u{1B}"), "\(r.out)")
+        #expect(r.out.components(separatedBy: "generation 1, datapath memory").count - 1 == 3, "\(r.out)")
+    }
+
+    /// The agent stops and starts again under a running `stats --watch`: the failed
+    /// polls are one line each and the watch picks the agent up again.
+    @Test func statsWatchKeepsGoingWhileTheAgentRestarts() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
+        let dir = try TempDir()
+        let first = try await TestAgent(dir: dir)
+        var firstRunning = true
+        defer { if firstRunning { first.stopNow() } }
+        _ = try await first.request("POST", APIPath.apply, Fixtures.valid)
+        let outPath = dir.path + "/watch.out", errPath = dir.path + "/watch.err"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", #"exec "$0" --socket "$1" stats --watch --interval 0.2 > "$2" 2> "$3""#, Self.binary, first.socketPath, outPath, errPath]
+        try p.run()
+        // SIGKILL: the child inherits this test thread's signal mask, in which SIGTERM is blocked.
+        func stopWatching() { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        defer { stopWatching() }
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        func polls() -> Int { text(outPath).components(separatedBy: "generation 1, datapath memory").count - 1 }
+        func waitFor(_ what: String, _ done: () -> Bool) async throws {
+            for _ in 0..<300 where !done() { try await Task.sleep(for: .milliseconds(100)) }
+            try #require(done(), "waited 30 s for \(what); out: \(text(outPath)) err: \(text(errPath))")
+        }
+        try await waitFor("the first poll") { polls() >= 1 }
+        await first.stop()
+        firstRunning = false
+        try await waitFor("a failed poll") { text(errPath).contains("agent not answering") }
+        #expect(p.isRunning, "\(text(errPath))")
+        let before = polls()
+        let second = try await TestAgent(dir: dir)
+        defer { second.stopNow() }
+        try await waitFor("a poll of the restarted agent") { polls() > before }
+        stopWatching()
+        let failed = text(errPath).split(separator: "\n")
+        #expect(!failed.isEmpty && failed.allSatisfy { $0.hasPrefix("agent not answering") && $0.hasSuffix("; retrying every 0.2s") },
+                "\(failed)")
+    }
+
     @Test func nonRootUserGetsPermissionDenied() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary))
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser") else { return }

@@ -1,6 +1,6 @@
 import Foundation
 import MirrorAPI
-import MirrorAgent
+@testable import MirrorAgent
 import MirrorDatapath
 import MirrorCore
 import MirrorTestSupport
@@ -81,11 +81,11 @@ struct ControlAPITests {
         #expect(c3 == 400)
         #expect(t.errorPaths(b3) == ["id"])
 
-        // update: a bad value is refused with its document path, nothing changes
+        // update: a bad value is refused with its path, the object named by id, nothing changes
         let (u1, ub1) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
                                       #"{"priority": 99999, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
         #expect(u1 == 422)
-        #expect(t.errorPaths(ub1).contains("sessions[0].priority"))
+        #expect(t.errorPaths(ub1).contains("sessions[id=s1].priority"))
         let (u2, _) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
                                     #"{"priority": 5, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
         #expect(u2 == 200)
@@ -99,13 +99,168 @@ struct ControlAPITests {
 
         // delete: a filter still used by sessions cannot go (dangling reference)
         let (d1, db1) = try await t.request("DELETE", APIPath.object(.filters, "f1"))
-        #expect(d1 == 422)
+        #expect(d1 == 409)
         #expect(!t.errorPaths(db1).isEmpty)
         let (d2, _) = try await t.request("DELETE", APIPath.object(.sessions, "s2"))
         #expect(d2 == 200)
         let (d3, _) = try await t.request("DELETE", APIPath.object(.sessions, "s2"))
         #expect(d3 == 404)
         #expect(t.datapath.appliedDocument.sessions.map(\.id) == ["s1"])
+    }
+
+    /// A document where every kind is referred to: sessions use filters, targets and
+    /// sources; sources use security groups and network ACLs.
+    static let referring = """
+    {
+      "filters": [ { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] },
+                   { "id": "f2" } ],
+      "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+      "sources": [ { "id": "vm1", "interface": "tap-vm1", "securityGroups": ["sg0", "sg1"], "networkAcl": "acl1" },
+                   { "id": "vm2", "interface": "tap-vm2", "securityGroups": ["sg1"] } ],
+      "sessions": [
+        { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1" },
+        { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1" }
+      ],
+      "securityGroups": [ { "id": "sg0", "rules": [] },
+                          { "id": "sg1", "rules": [ { "direction": "ingress", "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ],
+      "networkAcls": [ { "id": "acl1", "inbound": [ { "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ]
+    }
+    """
+
+    /// Before, deleting f1 validated the document without it and answered
+    /// `sessions[0].filter: filter "f1" does not exist`: true of a document the
+    /// operator never wrote, silent on what to do. Now: who uses it, by id.
+    @Test func deletingAnObjectStillReferredToNamesWhoRefersToIt() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        let (s, b) = try await t.request("POST", APIPath.apply, Self.referring)
+        #expect(s == 200, "\(b)")
+        let cases: [(ObjectKind, String, String, [String])] = [
+            (.filters, "f1", "filter f1 is used by sessions s1, s2; delete or change them first",
+             ["sessions[id=s1].filter", "sessions[id=s2].filter"]),
+            (.targets, "t1", "target t1 is used by sessions s1, s2; delete or change them first",
+             ["sessions[id=s1].target", "sessions[id=s2].target"]),
+            (.sources, "vm2", "source vm2 is used by session s2; delete or change it first", ["sessions[id=s2].sources[1]"]),
+            (.securityGroups, "sg1", "security group sg1 is used by sources vm1, vm2; delete or change them first",
+             ["sources[id=vm1].securityGroups[1]", "sources[id=vm2].securityGroups[0]"]),
+            (.networkAcls, "acl1", "network ACL acl1 is used by source vm1; delete or change it first", ["sources[id=vm1].networkAcl"]),
+        ]
+        for (kind, id, message, paths) in cases {
+            do {
+                let _: ObjectResponse = try await t.call("DELETE", APIPath.object(kind, id))
+                Issue.record("delete \(kind) \(id) was not refused")
+            } catch ControlClient.ClientError.api(let e) {
+                #expect(e.status == 409, "\(e)")
+                #expect(e.message == message)
+                #expect(e.errors.map(\.path) == paths)
+                #expect(e.errors.allSatisfy { $0.message == "refers to \(kind.singular) \(id)" }, "\(e)")
+            }
+        }
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.generation == 1)
+        // Nothing refers to these: they go.
+        for (kind, id) in [(ObjectKind.filters, "f2"), (.sessions, "s2"), (.sources, "vm2")] {
+            let (status, body) = try await t.request("DELETE", APIPath.object(kind, id))
+            #expect(status == 200, "\(kind) \(id): \(body)")
+        }
+    }
+
+    /// create, update and enable validate the whole document they make; its errors
+    /// name objects by id (`sources[id=bad].interface`), in paths and in messages,
+    /// not by their index in that document. apply keeps the client's own indices.
+    @Test func objectChangesAreRefusedWithPathsThatNameTheObject() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        func refusal(_ method: String, _ path: String, _ body: String) async throws -> APIError? {
+            do {
+                let _: AnyJSON = try await t.call(method, path, body: Array(body.utf8))
+                return nil
+            } catch ControlClient.ClientError.api(let e) { return e }
+        }
+        var e = try await refusal("POST", APIPath.kind(.sources), #"{"id": "bad", "interface": "a/b"}"#)
+        #expect(e?.status == 422)
+        #expect(e?.message.hasPrefix("source bad not created: ") == true, "\(String(describing: e))")
+        #expect(e?.errors.map(\.path) == ["sources[id=bad].interface"])
+
+        e = try await refusal("POST", APIPath.kind(.sources), #"{"id": "bad", "interface": "tap-vm1"}"#)
+        #expect(e?.errors.map(\.path) == ["sources[id=bad].interface"])
+        #expect(e?.errors.first?.message.contains("also used by sources[id=vm1]") == true, "\(String(describing: e))")
+
+        e = try await refusal("PUT", APIPath.object(.sessions, "s2"),
+                              #"{"priority": 1, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1"}"#)
+        #expect(e?.message.hasPrefix("session s2 not updated: ") == true, "\(String(describing: e))")
+        #expect(e?.errors.map(\.path) == ["sessions[id=s2].priority"])
+        #expect(e?.errors.first?.message.contains("(sessions[id=s1])") == true, "\(String(describing: e))")
+
+        e = try await refusal("POST", APIPath.kind(.sessions), #"{"id": "s9", "priority": 9, "filter": "nope", "sources": ["vm2"], "target": "t1"}"#)
+        #expect(e?.errors.map(\.path) == ["sessions[id=s9].filter"])
+        // No index of the merged document anywhere in the answer.
+        #expect(e.map { "\($0)" }?.contains("sessions[2]") == false)
+
+        let (status, body) = try await t.request("POST", APIPath.apply, Fixtures.invalid)
+        #expect(status == 422)
+        #expect(t.errorPaths(body).contains("sessions[1].target"))
+    }
+
+    @Test func errorPathsNameObjectsByIdOnlyWhereAPathStarts() throws {
+        let doc = try JSONParser.parse(#"{"sessions": [{"id": "s1"}, {"id": "a b"}], "sources": [{"id": "vm1"}]}"#).get()
+        let errors = ObjectPaths.namingObjects([
+            FieldError(path: "sessions[0].sources[0]", message: "also used by sessions[1] and sources[0]; sessions[7] is not there"),
+            FieldError(path: "sources[0].securityGroups[3]", message: "x.sessions[0] stays"),
+        ], in: doc)
+        #expect(errors[0].path == "sessions[id=s1].sources[0]")
+        #expect(errors[0].message == #"also used by sessions[id="a b"] and sources[id=vm1]; sessions[7] is not there"#)
+        #expect(errors[1].path == "sources[id=vm1].securityGroups[3]")
+        #expect(errors[1].message == "x.sessions[0] stays")
+    }
+
+    /// `?dryRun=true`: validated like an apply, diffed against the policy in force,
+    /// and nothing else: no new generation, no state file written, the datapath
+    /// never asked (a failure armed for its next apply is still there afterwards).
+    @Test func dryRunApplyDiffsAndChangesNothing() async throws {
+        let t = try await TestAgent()
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let before: AnyJSON = try await t.call("GET", APIPath.document)
+        let dpBefore = t.datapath.appliedDocument
+        var next = try JSONParser.parse(Fixtures.valid).get()
+        next = next.setting("targets", .array([
+            .object([("id", .string("t1")), ("type", .string("nic")), ("address", .string("198.51.100.2"))]),
+            .object([("id", .string("t2")), ("type", .string("nic")), ("address", .string("198.51.100.3"))]),
+        ]))
+        next = next.setting("sources", .array([.object([("id", .string("vm1")), ("interface", .string("tap-vm1"))])]))
+        next = next.setting("sessions", .array([
+            .object([("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")), ("sources", .array([.string("vm1")])),
+                     ("target", .string("t1"))]),
+        ]))
+        t.datapath.failNextApply("the dry run reached the datapath")
+        let plan: ApplyPlan = try await t.call("POST", APIPath.applyDryRun, body: Array(next.serialized(pretty: false).utf8))
+        #expect(plan.dryRun && plan.changed && plan.generation == 1)
+        #expect(plan[.targets] == ApplyPlan.Changes(added: ["t2"]))
+        #expect(plan[.sources] == ApplyPlan.Changes(removed: ["vm2"]))
+        #expect(plan[.sessions] == ApplyPlan.Changes(changed: ["s1"], removed: ["s2"]))
+        #expect(plan[.filters].isEmpty && plan[.securityGroups].isEmpty && plan[.networkAcls].isEmpty)
+        #expect(Set(plan.changes.keys) == Set(ObjectKind.allCases.map(\.documentKey)))
+
+        // The same document: no changes. An invalid one: refused as apply refuses it.
+        let same: ApplyPlan = try await t.call("POST", APIPath.applyDryRun, body: Array(Fixtures.valid.utf8))
+        #expect(!same.changed)
+        let (s, body) = try await t.request("POST", APIPath.applyDryRun, Fixtures.invalid)
+        #expect(s == 422)
+        #expect(t.errorPaths(body).contains("sessions[0].priority"))
+        let (q, qb) = try await t.request("POST", "/v1/apply?dryrun=1", Fixtures.valid)
+        #expect(q == 400 && qb.contains("dryRun=true"), "\(qb)")
+
+        let after: AnyJSON = try await t.call("GET", APIPath.document)
+        #expect(after == before)
+        #expect(t.datapath.appliedDocument == dpBefore)
+        #expect(try StateStore(directory: t.stateDir).load()?.generation == 1)
+        let st: StatusResponse = try await t.call("GET", APIPath.status)
+        #expect(st.generation == 1 && st.datapathGeneration == 1)
+        // The failure armed before the dry runs is still waiting for a real apply.
+        let (real, realBody) = try await t.request("POST", APIPath.apply, next.serialized(pretty: false))
+        #expect(real == 500 && realBody.contains("the dry run reached the datapath"), "\(realBody)")
     }
 
     @Test func sessionEnableDisable() async throws {
@@ -277,6 +432,7 @@ struct ControlAPITests {
         let (createStatus, createBody) = try await t.request("POST", APIPath.kind(.sources), #"{"id": "bad", "interface": "mirseg1"}"#)
         #expect(createStatus == 422, "\(createBody)")
         #expect(createBody.contains("mirseg1"), "\(createBody)")
+        #expect(t.errorPaths(createBody) == ["sources[id=bad].interface"], "\(createBody)")
         #expect(t.datapath.appliedDocument.sources.map(\.interface).sorted() == ["tap-vm1", "tap-vm2"])
     }
 

@@ -125,3 +125,52 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
     #expect(bad.status == 1)
     #expect(bad.stdout.contains("did you mean"))
 }
+
+/// Files that are not what a command takes get told what they probably are, before
+/// any agent is asked (the socket named here does not exist).
+@Test func agentctlSaysWhenAFileIsYAMLAWholeDocumentOrOneObject() throws {
+    let yaml = try temporaryFile("# the demo, in YAML\nfilters:\n  - id: f1\n")
+    let notJSON = try temporaryFile("{\"filters\": [")
+    let session = try temporaryFile(#"{"id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1"}"#)
+    defer { for f in [yaml, notJSON, session] { try? FileManager.default.removeItem(atPath: f) } }
+    let noAgent = ["--socket", "/nonexistent/agent.sock"]
+
+    var r = try agentctl(["validate", "-f", yaml])
+    #expect(r.status == 1)
+    #expect(r.stderr.contains("document: invalid JSON") && r.stderr.contains("this looks like YAML: agentctl reads JSON only"), "\(r.stderr)")
+    r = try agentctl(["validate", "-f", yaml, "-o", "json"])
+    #expect(r.status == 1)
+    guard case .array(let errors)? = try JSONParser.parse(r.stdout).get()["errors"], errors.count == 1,
+          case .string(let path)? = errors[0]["path"], case .string(let message)? = errors[0]["message"] else {
+        Issue.record("not one error: \(r.stdout)"); return
+    }
+    #expect(path == "document" && message.hasPrefix("invalid JSON at line 1") && message.hasSuffix("; this looks like YAML: agentctl reads JSON only (convert it first)"),
+            "\(r.stdout)")
+    r = try agentctl(["apply", "-f", yaml] + noAgent)
+    #expect(r.status == 1 && r.stderr.contains("this looks like YAML"), "\(r.stderr)")
+    r = try agentctl(["create", "sessions", "-f", yaml] + noAgent)
+    #expect(r.status == 1 && r.stderr.contains("this looks like YAML"), "\(r.stderr)")
+    r = try agentctl(["validate", "-f", notJSON])
+    #expect(r.status == 1 && !r.stderr.contains("YAML"), "\(r.stderr)")
+
+    for command in [["create", "sessions"], ["update", "sessions", "s1"]] {
+        r = try agentctl(command + ["-f", "examples/demo.json"] + noAgent)
+        #expect(r.status == 1, "\(command)")
+        #expect(r.stderr.contains("examples/demo.json is a whole document (it has \"filters\", \"targets\", \"sources\", \"sessions\"), not one session")
+                && r.stderr.contains("use agentctl apply -f examples/demo.json"), "\(command): \(r.stderr)")
+        #expect(!r.stderr.contains("cannot reach"), "\(r.stderr)")
+    }
+    r = try agentctl(["apply", "-f", session] + noAgent)
+    #expect(r.status == 1)
+    #expect(r.stderr.contains("is one object (it has an \"id\"), not a whole document: use agentctl create KIND -f"), "\(r.stderr)")
+    r = try agentctl(["apply", "-f", session, "-o", "json"] + noAgent)
+    #expect(r.status == 1 && r.stderr.isEmpty)
+    guard case .string(let said)? = try JSONParser.parse(r.stdout).get()["message"] else { Issue.record("\(r.stdout)"); return }
+    #expect(said.contains("is one object"))
+}
+
+@Test func agentctlVersionPrintsTheRelease() throws {
+    let r = try agentctl(["--version"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.range(of: #"^agentctl [0-9]+\.[0-9]+\.[0-9]+ \(control API v[0-9]+\)\n$"#, options: .regularExpression) != nil, "\(r.stdout)")
+}
