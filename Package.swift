@@ -77,8 +77,10 @@ let package = Package(
             dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "MirrorTestSupport", "CMirrorABI"]),
         .testTarget(
             name: "MirrorAgentTests",
-            dependencies: ["MirrorAgent", "MirrorAPI", "MirrorCore", "MirrorCompiler", "MirrorDatapath", "MirrorTestSupport", "CNetlink",
-                           "CMirrorABI", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+            dependencies: [
+                "MirrorAgent", "MirrorAPI", "MirrorCore", "MirrorCompiler", "MirrorDatapath", "MirrorTestSupport", "CNetlink",
+                "CMirrorABI", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
     ],
     swiftLanguageModes: [.v5]
 )

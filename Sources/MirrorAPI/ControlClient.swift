@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import MirrorCore
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A tiny blocking HTTP/1.1 client over the agent's unix socket, shared by agentctl
 /// and the tests. Deliberately plain POSIX sockets rather than SwiftNIO: agentctl makes
@@ -37,7 +38,8 @@ public struct ControlClient: Sendable {
         public var description: String {
             switch self {
             case .unreachable(let path, let e):
-                return "cannot reach mirror-agent at \(path): \(String(cString: strerror(e))) (is the agent running? set --socket or \(ControlClient.socketEnvironment))"
+                return
+                    "cannot reach mirror-agent at \(path): \(String(cString: strerror(e))) (is the agent running? set --socket or \(ControlClient.socketEnvironment))"
             case .permissionDenied(let path):
                 return "permission denied on \(path): the control socket is root-only (run agentctl as root)"
             case .io(let m): return m
@@ -121,8 +123,10 @@ public struct ControlClient: Sendable {
     public static func parse(_ data: [UInt8]) throws -> Response {
         let sep: [UInt8] = [13, 10, 13, 10]
         guard let end = data.indices.first(where: { i in i + 4 <= data.count && Array(data[i..<i + 4]) == sep }) else {
-            throw ClientError.badResponse(data.isEmpty ? "the connection closed without an answer"
-                                          : "the connection closed in the middle of the answer's headers")
+            throw ClientError.badResponse(
+                data.isEmpty
+                    ? "the connection closed without an answer"
+                    : "the connection closed in the middle of the answer's headers")
         }
         let head = String(decoding: data[..<end], as: UTF8.self)
         let lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
@@ -138,7 +142,8 @@ public struct ControlClient: Sendable {
             let name = kv[0].lowercased(), value = kv[1].trimmingCharacters(in: .whitespaces)
             if name == "content-length" {
                 guard !value.isEmpty, value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(value),
-                      contentLength == nil || contentLength == n else {
+                    contentLength == nil || contentLength == n
+                else {
                     throw ClientError.badResponse("bad Content-Length '\(value.prefix(40))'")
                 }
                 contentLength = n

@@ -63,12 +63,19 @@ public struct AnyJSON: Hashable, Sendable, Codable {
             value = .array(a); return
         }
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { value = .null }
-        else if let b = try? c.decode(Bool.self) { value = .bool(b) }
-        else if let i = try? c.decode(Int64.self) { value = .int(i) }
-        else if let d = try? c.decode(Double.self) { value = .double(d) }
-        else if let s = try? c.decode(String.self) { value = .string(s) }
-        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value") }
+        if c.decodeNil() {
+            value = .null
+        } else if let b = try? c.decode(Bool.self) {
+            value = .bool(b)
+        } else if let i = try? c.decode(Int64.self) {
+            value = .int(i)
+        } else if let d = try? c.decode(Double.self) {
+            value = .double(d)
+        } else if let s = try? c.decode(String.self) {
+            value = .string(s)
+        } else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a JSON value")
+        }
     }
 
     public func encode(to encoder: Encoder) throws {

@@ -36,8 +36,11 @@ public enum APIPath {
         var out = ""
         for b in s.utf8 {
             let c = Character(UnicodeScalar(b))
-            if (b < 0x80) && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-") { out.append(c) }
-            else { out += "%" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true) }
+            if (b < 0x80) && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-") {
+                out.append(c)
+            } else {
+                out += "%" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true)
+            }
         }
         return out
     }
@@ -49,7 +52,9 @@ public enum APIPath {
             if b == UInt8(ascii: "%") {
                 guard it.count >= 2, let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) else { return nil }
                 bytes.append(v); it = it.dropFirst(2)
-            } else { bytes.append(b) }
+            } else {
+                bytes.append(b)
+            }
         }
         return String(validating: bytes, as: UTF8.self)
     }
@@ -178,9 +183,11 @@ public struct StatusResponse: Hashable, Sendable, Codable {
     /// The datapath's own devices and programs it put back after someone removed them,
     /// by what, since the agent started.
     public var repairs: [String: UInt64]?
-    public init(version: String, datapath: String, datapathLoaded: Bool, generation: UInt64, datapathGeneration: UInt64,
-                sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?, tcAttach: String? = nil,
-                tcxPending: Int? = nil) {
+    public init(
+        version: String, datapath: String, datapathLoaded: Bool, generation: UInt64, datapathGeneration: UInt64,
+        sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?, tcAttach: String? = nil,
+        tcxPending: Int? = nil
+    ) {
         self.version = version; self.datapath = datapath; self.datapathLoaded = datapathLoaded
         self.generation = generation; self.datapathGeneration = datapathGeneration; self.sessions = sessions
         self.enabledSessions = enabledSessions; self.sources = sources; self.mirrorDevice = mirrorDevice
@@ -225,8 +232,10 @@ public struct ExplainResponse: Hashable, Sendable, Codable {
     /// Why there is no kernel decision, when there is none.
     public var kernelNote: String?
     public var generation: UInt64
-    public init(source: String, direction: Direction, packet: String, oracle: Decision, kernel: Decision?,
-                agree: Bool?, kernelNote: String?, generation: UInt64) {
+    public init(
+        source: String, direction: Direction, packet: String, oracle: Decision, kernel: Decision?,
+        agree: Bool?, kernelNote: String?, generation: UInt64
+    ) {
         self.source = source; self.direction = direction; self.packet = packet; self.oracle = oracle
         self.kernel = kernel; self.agree = agree; self.kernelNote = kernelNote; self.generation = generation
     }

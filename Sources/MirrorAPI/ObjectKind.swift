@@ -46,7 +46,8 @@ public enum ObjectKind: String, CaseIterable, Sendable, Codable {
         let n = name.lowercased()
         for k in ObjectKind.allCases {
             if n == k.rawValue || n == k.documentKey.lowercased() || n + "s" == k.rawValue
-                || n + "s" == k.documentKey.lowercased() {
+                || n + "s" == k.documentKey.lowercased()
+            {
                 self = k; return
             }
         }

@@ -15,8 +15,10 @@ public struct PacketSpec: Hashable, Sendable, Codable {
     /// true: a non-IP frame (ARP and others); nothing else may be given.
     public var nonIP: Bool?
 
-    public init(protocol: String? = nil, src: String? = nil, dst: String? = nil, laterFragment: Bool? = nil,
-                nonIP: Bool? = nil) {
+    public init(
+        protocol: String? = nil, src: String? = nil, dst: String? = nil, laterFragment: Bool? = nil,
+        nonIP: Bool? = nil
+    ) {
         self.protocol = `protocol`; self.src = src; self.dst = dst
         self.laterFragment = laterFragment; self.nonIP = nonIP
     }
@@ -24,8 +26,10 @@ public struct PacketSpec: Hashable, Sendable, Codable {
     /// The packet description, or the problem with its path under `pathPrefix`
     /// (`packet.src`).
     public func description(pathPrefix: String = "packet") -> Result<PacketDescription, FieldErrors> {
-        switch PacketArguments.packet(protocol: `protocol`, src: src, dst: dst, laterFragment: laterFragment ?? false,
-                                      nonIP: nonIP ?? false) {
+        switch PacketArguments.packet(
+            protocol: `protocol`, src: src, dst: dst, laterFragment: laterFragment ?? false,
+            nonIP: nonIP ?? false)
+        {
         case .success(let p): return .success(p)
         case .failure(let p):
             let field: String

@@ -36,9 +36,11 @@ public struct StatsResponse: Hashable, Sendable, Codable {
     /// when the datapath keeps no such table. A gauge, not a counter.
     public var securityFlows: Int?
 
-    public init(generation: UInt64, datapath: String, countersAvailable: Bool, time: Double,
-                sessions: [SessionStats] = [], rules: [RuleStats] = [], sources: [SourceStats] = [],
-                mirrorDeviceForeignDropped: UInt64 = 0) {
+    public init(
+        generation: UInt64, datapath: String, countersAvailable: Bool, time: Double,
+        sessions: [SessionStats] = [], rules: [RuleStats] = [], sources: [SourceStats] = [],
+        mirrorDeviceForeignDropped: UInt64 = 0
+    ) {
         self.generation = generation; self.datapath = datapath; self.countersAvailable = countersAvailable
         self.time = time; self.sessions = sessions; self.rules = rules; self.sources = sources
         self.mirrorDeviceForeignDropped = mirrorDeviceForeignDropped
@@ -69,8 +71,10 @@ public struct SessionStats: Hashable, Sendable, Codable {
     /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed") → copies dropped.
     public var dropped: [String: UInt64]
 
-    public init(session: String, packets: UInt64 = 0, bytes: UInt64 = 0, copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0,
-                truncated: [String: UInt64] = [:], dropped: [String: UInt64] = [:]) {
+    public init(
+        session: String, packets: UInt64 = 0, bytes: UInt64 = 0, copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0,
+        truncated: [String: UInt64] = [:], dropped: [String: UInt64] = [:]
+    ) {
         self.session = session; self.packets = packets; self.bytes = bytes; self.copiesSent = copiesSent
         self.copiesSentBytes = copiesSentBytes; self.truncated = truncated; self.dropped = dropped
     }
@@ -110,8 +114,10 @@ public struct SourceStats: Hashable, Sendable, Codable {
     /// (SPEC §5; the outbound ACL can still suppress them); nil as for the suppressions.
     public var established: UInt64?
 
-    public init(source: String, interface: String, state: SourceState, direction: Direction, seen: UInt64 = 0,
-                mirrored: UInt64 = 0, notMirrored: [String: UInt64] = [:]) {
+    public init(
+        source: String, interface: String, state: SourceState, direction: Direction, seen: UInt64 = 0,
+        mirrored: UInt64 = 0, notMirrored: [String: UInt64] = [:]
+    ) {
         self.source = source; self.interface = interface; self.state = state; self.direction = direction
         self.seen = seen; self.mirrored = mirrored; self.notMirrored = notMirrored
     }

@@ -54,8 +54,10 @@ public actor Agent {
     private var vnis: [String: Int] = [:]
     private var generation: UInt64 = 0
 
-    public init(store: StateStore, datapath: Datapath, checker: DocumentChecking = CoreDocumentChecker(),
-                logger: Logger = Logger(label: "mirror-agent")) {
+    public init(
+        store: StateStore, datapath: Datapath, checker: DocumentChecking = CoreDocumentChecker(),
+        logger: Logger = Logger(label: "mirror-agent")
+    ) {
         self.store = store; self.datapath = datapath; self.checker = checker; self.logger = logger
         self.metrics = AgentMetrics(stateDirectory: store.directory, logger: logger)
     }
@@ -74,8 +76,9 @@ public actor Agent {
             switch checker.check(persisted.document.value) {
             case .failure(let e):
                 let errors = e.errors
-                throw StateError("state file \(store.path) holds a document that no longer validates; fix it or start with --reset-state:\n"
-                                 + errors.map { "  \($0)" }.joined(separator: "\n"))
+                throw StateError(
+                    "state file \(store.path) holds a document that no longer validates; fix it or start with --reset-state:\n"
+                        + errors.map { "  \($0)" }.joined(separator: "\n"))
             case .success(let doc):
                 applied = persisted.document.value
                 document = doc
@@ -148,8 +151,10 @@ public actor Agent {
         func vniByID(_ d: Document) -> [String: Int?] {
             Dictionary(d.sessions.map { ($0.id, $0.vni) }, uniquingKeysWith: { a, _ in a })
         }
-        return ApplyPlan(generation: generation, changes: DocumentDiff.changes(
-            from: document, to: doc, oldVNIs: vniByID(effective), newVNIs: vniByID(nextEffective)))
+        return ApplyPlan(
+            generation: generation,
+            changes: DocumentDiff.changes(
+                from: document, to: doc, oldVNIs: vniByID(effective), newVNIs: vniByID(nextEffective)))
     }
 
     @discardableResult
@@ -223,8 +228,9 @@ public actor Agent {
         case .success(let doc):
             let own = datapath.ownInterfaces
             errors = doc.sources.enumerated().filter { own.contains($0.element.interface) }.map { i, s in
-                FieldError(path: "sources[\(i)].interface",
-                           message: "\(s.interface) is one of the agent's own devices (its mirror device or segmenter); it cannot be a source")
+                FieldError(
+                    path: "sources[\(i)].interface",
+                    message: "\(s.interface) is one of the agent's own devices (its mirror device or segmenter); it cannot be a source")
             }
             if errors.isEmpty { return doc }
         }
@@ -232,8 +238,9 @@ public actor Agent {
         guard let refusal else {
             throw AgentError(status: 422, "the document is invalid (\(count)); nothing was changed", errors: errors)
         }
-        throw AgentError(status: 422, "\(refusal): the document would be invalid (\(count)); nothing was changed",
-                         errors: ObjectPaths.namingObjects(errors, in: next))
+        throw AgentError(
+            status: 422, "\(refusal): the document would be invalid (\(count)); nothing was changed",
+            errors: ObjectPaths.namingObjects(errors, in: next))
     }
 
     /// The one path by which desired state changes. `refusal`: see `validated`.
@@ -259,17 +266,20 @@ public actor Agent {
             // The datapath runs the new policy and could not go back: the state is the
             // new one (the state file has it already), and the answer says so.
             appliedText = nextText; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
-            logger.error("apply failed after the new policy was in force; it stays in force",
-                         metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
+            logger.error(
+                "apply failed after the new policy was in force; it stays in force",
+                metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
             logSourceChanges(after: "apply")
             throw AgentError(status: 500, "the new policy (generation \(nextGeneration)) is in force, but the change failed: \(error)")
         } catch {
-            logger.error("apply refused by the datapath; the previous policy stays in force",
-                         metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
+            logger.error(
+                "apply refused by the datapath; the previous policy stays in force",
+                metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
             // Put the previous state back on disk so that a restart restores what is
             // actually in force.
             do {
-                try store.save(PersistedState(generation: generation, document: AnyJSON(.object([])), vnis: vnis), documentText: appliedText)
+                try store.save(
+                    PersistedState(generation: generation, document: AnyJSON(.object([])), vnis: vnis), documentText: appliedText)
             } catch {
                 logger.error("datapath refused the change and restoring the previous state file failed: \(error)")
             }
@@ -277,8 +287,12 @@ public actor Agent {
         }
         appliedText = nextText; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
         Self.returnFreedMemory()
-        logger.info("applied", metadata: ["generation": "\(generation)", "sessions": "\(doc.sessions.count)",
-                                          "seconds": "\(String(format: "%.4f", seconds))"])
+        logger.info(
+            "applied",
+            metadata: [
+                "generation": "\(generation)", "sessions": "\(doc.sessions.count)",
+                "seconds": "\(String(format: "%.4f", seconds))",
+            ])
         logSourceChanges(after: "apply")
         return ApplyResponse(generation: generation, changed: true, vnis: effectiveVNIs)
     }
@@ -319,13 +333,15 @@ public actor Agent {
                 id: s.id, interface: s.interface, ifindex: ifindex, state: ifindex == nil ? .pending : .attached,
                 sessions: (sessionsOf[s.id] ?? []).map(\.id))
         }
-        return StatusResponse(version: MirrorAgentInfo.version, datapath: datapath.kind, datapathLoaded: dp.loaded,
-                              generation: generation, datapathGeneration: dp.generation,
-                              sessions: effective.sessions.count,
-                              enabledSessions: effective.sessions.filter(\.isEnabled).count,
-                              sources: sources, mirrorDevice: dp.mirrorDevice, tcAttach: dp.tcAttach,
-                              tcxPending: dp.tcAttach == "tcx" ? dp.onClsact : nil)
-            .withHealth(problems: dp.problems, repairs: dp.repairs)
+        return StatusResponse(
+            version: MirrorAgentInfo.version, datapath: datapath.kind, datapathLoaded: dp.loaded,
+            generation: generation, datapathGeneration: dp.generation,
+            sessions: effective.sessions.count,
+            enabledSessions: effective.sessions.filter(\.isEnabled).count,
+            sources: sources, mirrorDevice: dp.mirrorDevice, tcAttach: dp.tcAttach,
+            tcxPending: dp.tcAttach == "tcx" ? dp.onClsact : nil
+        )
+        .withHealth(problems: dp.problems, repairs: dp.repairs)
     }
 
     public func explain(_ request: ExplainRequest) throws -> ExplainResponse {
@@ -335,11 +351,13 @@ public actor Agent {
         case .success(let p): packet = p
         }
         guard effective.sources.contains(where: { $0.id == request.source }) else {
-            throw AgentError(status: 404, "source \(request.source) not found",
-                             errors: [FieldError(path: "source", message: "no source '\(request.source)'")])
+            throw AgentError(
+                status: 404, "source \(request.source) not found",
+                errors: [FieldError(path: "source", message: "no source '\(request.source)'")])
         }
-        let oracle = Oracle.decide(document: effective, source: request.source, direction: request.direction,
-                                   packet: packet, connection: request.connection ?? .new)
+        let oracle = Oracle.decide(
+            document: effective, source: request.source, direction: request.direction,
+            packet: packet, connection: request.connection ?? .new)
         var kernel: Decision?
         var note: String?
         do {
@@ -349,8 +367,9 @@ public actor Agent {
             note = "running the packet through the loaded program failed: \(error)"
         }
         let agree = kernel.map { $0.mirrored == oracle.mirrored && $0.session == oracle.session }
-        return ExplainResponse(source: request.source, direction: request.direction, packet: packet.description,
-                               oracle: oracle, kernel: kernel, agree: agree, kernelNote: note, generation: generation)
+        return ExplainResponse(
+            source: request.source, direction: request.direction, packet: packet.description,
+            oracle: oracle, kernel: kernel, agree: agree, kernelNote: note, generation: generation)
     }
 
     /// Pushes the current policy again: after lost link events (ENOBUFS) the datapath
@@ -367,7 +386,8 @@ public actor Agent {
     /// gone, or another link's MTU may have changed a path MTU (SPEC §6).
     public func linkChanged(name: String, ifindex: Int, present: Bool) {
         if effective.sources.contains(where: { $0.interface == name }) {
-            logger.info("source interface \(present ? "appeared" : "went away")", metadata: ["interface": "\(name)", "ifindex": "\(ifindex)"])
+            logger.info(
+                "source interface \(present ? "appeared" : "went away")", metadata: ["interface": "\(name)", "ifindex": "\(ifindex)"])
         }
         datapath.linkChanged(name: name, ifindex: ifindex, present: present)
         logSourceChanges(after: "link event")

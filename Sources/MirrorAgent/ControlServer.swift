@@ -18,8 +18,10 @@ public final class ControlServer: Service {
         public var maxConnections: Int
         /// A connection idle (or trickling) this long is closed.
         public var idleTimeout: TimeAmount
-        public init(socketPath: String, maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
-                    idleTimeout: TimeAmount = .seconds(30)) {
+        public init(
+            socketPath: String, maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
+            idleTimeout: TimeAmount = .seconds(30)
+        ) {
             self.socketPath = socketPath; self.maxBodyBytes = maxBodyBytes
             self.maxConnections = maxConnections; self.idleTimeout = idleTimeout
         }
@@ -30,12 +32,14 @@ public final class ControlServer: Service {
 
     public init(router: Router, configuration: Configuration, group: EventLoopGroup? = nil, logger: Logger) {
         self.configuration = configuration
-        let limits = HTTPServer.Limits(maxBodyBytes: configuration.maxBodyBytes, maxConnections: configuration.maxConnections,
-                                       idleTimeout: configuration.idleTimeout)
-        server = HTTPServer(name: "control API", endpoint: .unix(path: configuration.socketPath), limits: limits,
-                            group: group, logger: logger,
-                            refusal: { status, message in Self.answer(Router.error(APIError(status: Int(status.code), message))) },
-                            handler: { request in await Self.handle(request, router: router) })
+        let limits = HTTPServer.Limits(
+            maxBodyBytes: configuration.maxBodyBytes, maxConnections: configuration.maxConnections,
+            idleTimeout: configuration.idleTimeout)
+        server = HTTPServer(
+            name: "control API", endpoint: .unix(path: configuration.socketPath), limits: limits,
+            group: group, logger: logger,
+            refusal: { status, message in Self.answer(Router.error(APIError(status: Int(status.code), message))) },
+            handler: { request in await Self.handle(request, router: router) })
     }
 
     /// Binds the socket (refusing when another agent answers on it, removing a stale
@@ -60,15 +64,17 @@ public final class ControlServer: Service {
     private static func answer(_ r: Router.Response) -> HTTPServer.Response {
         let type = "application/json"
         if let pieces = r.pieces {
-            var answer = HTTPServer.Response(status: HTTPResponseStatus(statusCode: r.status), contentType: type,
-                                             body: .pieces(.init(next: { pieces.nextPiece() }, drop: { pieces.drop() })))
+            var answer = HTTPServer.Response(
+                status: HTTPResponseStatus(statusCode: r.status), contentType: type,
+                body: .pieces(.init(next: { pieces.nextPiece() }, drop: { pieces.drop() })))
             answer.close = true
             // The answer's pieces are free now.
             answer.whenSent = { Agent.returnFreedMemory() }
             return answer
         }
-        var answer = HTTPServer.Response(status: HTTPResponseStatus(statusCode: r.status), contentType: type,
-                                         body: .bytes(ByteBuffer(bytes: r.body)))
+        var answer = HTTPServer.Response(
+            status: HTTPResponseStatus(statusCode: r.status), contentType: type,
+            body: .bytes(ByteBuffer(bytes: r.body)))
         // What making a large answer took, or the answer itself.
         if r.trimAfter || r.body.count >= 1 << 20 { answer.whenSent = { Agent.returnFreedMemory() } }
         return answer

@@ -15,8 +15,9 @@ enum DocumentDiff {
             .filters: diff(old.filters, new.filters, \.id),
             .targets: diff(old.targets, new.targets, \.id),
             .sources: diff(old.sources, new.sources, \.id),
-            .sessions: diff(old.sessions.map { SessionState(session: $0, vni: oldVNIs[$0.id] ?? nil) },
-                            new.sessions.map { SessionState(session: $0, vni: newVNIs[$0.id] ?? nil) }, \.session.id),
+            .sessions: diff(
+                old.sessions.map { SessionState(session: $0, vni: oldVNIs[$0.id] ?? nil) },
+                new.sessions.map { SessionState(session: $0, vni: newVNIs[$0.id] ?? nil) }, \.session.id),
             .securityGroups: diff(old.securityGroups, new.securityGroups, \.id),
             .networkAcls: diff(old.networkAcls, new.networkAcls, \.id),
         ]

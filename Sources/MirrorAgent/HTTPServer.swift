@@ -114,9 +114,11 @@ public final class HTTPServer: Sendable {
     private let state = NIOLockedValueBox(State())
 
     /// `group`: NIO's shared one by default.
-    public init(name: String, endpoint: Endpoint, limits: Limits, group: EventLoopGroup? = nil,
-                logger: Logger, refusal: @escaping @Sendable (HTTPResponseStatus, String) -> Response,
-                handler: @escaping Handler) {
+    public init(
+        name: String, endpoint: Endpoint, limits: Limits, group: EventLoopGroup? = nil,
+        logger: Logger, refusal: @escaping @Sendable (HTTPResponseStatus, String) -> Response,
+        handler: @escaping Handler
+    ) {
         self.name = name; self.endpoint = endpoint; self.limits = limits; self.logger = logger
         self.group = group ?? MultiThreadedEventLoopGroup.singleton
         self.refusal = refusal; self.handler = handler
@@ -373,8 +375,10 @@ public final class HTTPServer: Sendable {
     }
 
     /// Writes `response` to the request `head`; returns whether the connection stays open.
-    private func write(_ response: Response, to head: HTTPRequestHead, _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-                       _ channel: Channel) async throws -> Bool {
+    private func write(
+        _ response: Response, to head: HTTPRequestHead, _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
+        _ channel: Channel
+    ) async throws -> Bool {
         defer { response.whenSent?() }
         var headers = HTTPHeaders([("Content-Type", response.contentType)])
         for (name, value) in response.headers { headers.add(name: name, value: value) }

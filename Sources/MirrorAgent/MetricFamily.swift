@@ -46,8 +46,10 @@ public struct MetricFamily: Hashable, Sendable {
         public func hash(into h: inout Hasher) { h.combine(identity); h.combine(labels); h.combine(field) }
     }
 
-    init(_ name: String, _ type: Kind, _ help: String, labels: [String] = [], reasons: [String] = [],
-         continuity: Continuity? = nil) {
+    init(
+        _ name: String, _ type: Kind, _ help: String, labels: [String] = [], reasons: [String] = [],
+        continuity: Continuity? = nil
+    ) {
         precondition(reasons.isEmpty == !labels.contains("reason"), "\(name): a reason label needs its reasons, and only it")
         self.name = name; self.type = type; self.help = help; self.labels = labels; self.reasons = reasons
         self.continuity = continuity
@@ -143,8 +145,9 @@ extension MetricFamily {
     public static let ruleHits = MetricFamily(
         "mirror_rule_hits_total", .counter, "Packets for which the rule was the first match (SPEC §4), accept or reject.",
         labels: ["session", "filter", "direction", "rule_priority", "action"],
-        continuity: .init("mirror_rule_hits_total", labels: ["session", "filter", "direction", "rule_priority", "action"],
-                          field: ""))
+        continuity: .init(
+            "mirror_rule_hits_total", labels: ["session", "filter", "direction", "rule_priority", "action"],
+            field: ""))
 
     // Per source and direction (bpf source_stats, security_stats).
     public static let sourcePacketsSeen = MetricFamily(
@@ -179,7 +182,8 @@ extension MetricFamily {
     // The stateful security groups' connection table (bpf mirror_flows): a gauge.
     public static let securityFlows = MetricFamily(
         "mirror_security_flows", .gauge,
-        "Connections the stateful security groups hold as established now: their first packet was allowed and they have not been idle past the timeout (SPEC §5).")
+        "Connections the stateful security groups hold as established now: their first packet was allowed and they have not been idle past the timeout (SPEC §5)."
+    )
 
     // The agent's own.
     public static let datapathCountersAvailable = MetricFamily(
@@ -194,7 +198,8 @@ extension MetricFamily {
         "Sources by state: attached (programs on the interface) or pending (no such interface yet).", labels: ["state"])
     public static let tcxPendingInterfaces = MetricFamily(
         "mirror_tcx_pending_interfaces", .gauge,
-        "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).")
+        "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first)."
+    )
     /// What the datapath puts back when someone removes it (its mirror device, stage 2,
     /// the segmenter pair); each is a series from the start, at 0 until it happens.
     public static let agentRepairs = MetricFamily(

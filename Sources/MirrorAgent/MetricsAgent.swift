@@ -59,8 +59,9 @@ public final class AgentMetrics: @unchecked Sendable {
             return (readFailing, error != nil)
         }
         if nowFailing && !wasFailing {
-            logger.error("metrics: cannot read the datapath counters; scrapes show agent metrics only until this clears",
-                         metadata: ["error": "\(error.map { "\($0)" } ?? "")"])
+            logger.error(
+                "metrics: cannot read the datapath counters; scrapes show agent metrics only until this clears",
+                metadata: ["error": "\(error.map { "\($0)" } ?? "")"])
         } else if wasFailing && !nowFailing {
             logger.notice("metrics: datapath counters readable again")
         }
@@ -71,12 +72,18 @@ public final class AgentMetrics: @unchecked Sendable {
     /// The next collect writes the continuity file whatever it found: at a graceful
     /// stop, so that counts no scrape saw since the last write are not lost when the
     /// maps are recreated (a cleanup before the next start), and no series goes back.
-    func saveOnNextCollect() { lock.withLock { savedAt = nil; unsaved = true } }
+    func saveOnNextCollect() {
+        lock.withLock {
+            savedAt = nil; unsaved = true
+        }
+    }
 
     /// The datapath counters as never-decreasing series, in the API's shape.
     /// `sourceStates`: each source's state by id (pending when absent).
-    public func stats(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
-                      sourceStates: [String: SourceState], time: Double = Date().timeIntervalSince1970) -> StatsResponse {
+    public func stats(
+        _ counters: DatapathCounters?, generation: UInt64, datapath: String,
+        sourceStates: [String: SourceState], time: Double = Date().timeIntervalSince1970
+    ) -> StatsResponse {
         var (out, rules) = statsAndRules(counters, generation: generation, datapath: datapath, sourceStates: sourceStates, time: time)
         out.rules = Array(rules)
         return out
@@ -84,11 +91,15 @@ public final class AgentMetrics: @unchecked Sendable {
 
     /// As `stats`, with the rules left out of the response and returned as a view
     /// (a scrape renders them once; at the quotas the list would be 32 MB).
-    func statsAndRules(_ counters: DatapathCounters?, generation: UInt64, datapath: String,
-                       sourceStates: [String: SourceState], time: Double) -> (StatsResponse, MetricsSnapshot.RuleSeries) {
+    func statsAndRules(
+        _ counters: DatapathCounters?, generation: UInt64, datapath: String,
+        sourceStates: [String: SourceState], time: Double
+    ) -> (StatsResponse, MetricsSnapshot.RuleSeries) {
         guard let c = counters else {
-            return (StatsResponse(generation: generation, datapath: datapath, countersAvailable: false, time: time),
-                    MetricsSnapshot.RuleSeries([]))
+            return (
+                StatsResponse(generation: generation, datapath: datapath, countersAvailable: false, time: time),
+                MetricsSnapshot.RuleSeries([])
+            )
         }
         // One sample per map counter, in a fixed order; read back in the same order.
         // Keys, owners and series are ids (MetricsContinuity.ID) of the families'
@@ -144,7 +155,8 @@ public final class AgentMetrics: @unchecked Sendable {
             if let v = s.established { add(.sourcePacketsEstablished, scope, owner, series(.sourcePacketsEstablished), v) }
         }
         add(.deviceForeignFramesDropped, ID("encap/"), ID("").value, SeriesID(.deviceForeignFramesDropped), c.foreignDropped)
-        add(.segmenterForeignFramesDropped, ID("encap/"), ID("").value, SeriesID(.segmenterForeignFramesDropped),
+        add(
+            .segmenterForeignFramesDropped, ID("encap/"), ID("").value, SeriesID(.segmenterForeignFramesDropped),
             c.segmenterForeignDropped)
 
         let (values, snapshot) = lock.withLock { () -> ([UInt64], MetricsContinuity?) in
@@ -179,8 +191,9 @@ public final class AgentMetrics: @unchecked Sendable {
         let rules = MetricsSnapshot.RuleSeries(c.rules, values: values, offset: i)
         i += c.rules.count
         for s in c.sources {
-            var r = SourceStats(source: s.id, interface: s.interface, state: sourceStates[s.id] ?? .pending,
-                                direction: s.direction)
+            var r = SourceStats(
+                source: s.id, interface: s.interface, state: sourceStates[s.id] ?? .pending,
+                direction: s.direction)
             r.seen = next(); r.mirrored = next()
             for (reason, _) in Self.notMirroredReasons(s) { r.notMirrored[reason.rawValue] = next() }
             if s.established != nil { r.established = next() }
@@ -198,15 +211,19 @@ public final class AgentMetrics: @unchecked Sendable {
     }
 
     static func dropReasons(_ s: DatapathCounters.Session) -> [(MetricFamily.CopyDropReason, UInt64)] {
-        [(.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
-         (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation)]
+        [
+            (.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
+            (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation),
+        ]
     }
 
     /// bpf source_stats and security_stats fields, by reason (the SPEC §5 ones only
     /// when the datapath counts them).
     static func notMirroredReasons(_ s: DatapathCounters.Source) -> [(MetricFamily.NotMirroredReason, UInt64)] {
-        var r: [(MetricFamily.NotMirroredReason, UInt64)] = [(.noMatch, s.noMatch), (.rejected, s.rejected), (.notIP, s.notIP),
-                                                             (.cloneFailed, s.cloneErrors)]
+        var r: [(MetricFamily.NotMirroredReason, UInt64)] = [
+            (.noMatch, s.noMatch), (.rejected, s.rejected), (.notIP, s.notIP),
+            (.cloneFailed, s.cloneErrors),
+        ]
         if let v = s.suppressedBySecurityGroup { r.append((.suppressedBySecurityGroup, v)) }
         if let v = s.suppressedByAcl { r.append((.suppressedByAcl, v)) }
         return r
@@ -232,9 +249,10 @@ extension Agent {
     public nonisolated func metricsSnapshot() async -> MetricsSnapshot {
         let (stats, rules, status) = await collect()
         let attached = status.sources.filter { $0.state == .attached }.count
-        var snapshot = MetricsSnapshot(stats: stats, rules: rules, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
-                               tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
-                               process: ProcessMetricsReader.read())
+        var snapshot = MetricsSnapshot(
+            stats: stats, rules: rules, sourcesAttached: attached, sourcesPending: status.sources.count - attached,
+            tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
+            process: ProcessMetricsReader.read())
         snapshot.repairs = status.repairs ?? [:]
         return snapshot
     }
@@ -243,8 +261,9 @@ extension Agent {
     func persistMetrics() {
         metrics.collectLock.withLock {
             metrics.saveOnNextCollect()
-            _ = metrics.statsAndRules(try? datapath.counters(), generation: currentGeneration(), datapath: datapath.kind, sourceStates: [:],
-                                      time: Date().timeIntervalSince1970)
+            _ = metrics.statsAndRules(
+                try? datapath.counters(), generation: currentGeneration(), datapath: datapath.kind, sourceStates: [:],
+                time: Date().timeIntervalSince1970)
         }
     }
 
@@ -258,8 +277,9 @@ extension Agent {
                 metrics.noteRead(error: error)
                 counters = nil
             }
-            return metrics.statsAndRules(counters, generation: status.generation, datapath: status.datapath, sourceStates: states,
-                                         time: Date().timeIntervalSince1970)
+            return metrics.statsAndRules(
+                counters, generation: status.generation, datapath: status.datapath, sourceStates: states,
+                time: Date().timeIntervalSince1970)
         }
         return (stats, rules, status)
     }
@@ -269,22 +289,26 @@ extension Agent {
 enum ProcessMetricsReader {
     static func read() -> MetricsSnapshot.ProcessMetrics? {
         guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
         // Fields after "(comm)": index 0 is field 3 (state).
         let f = stat[stat.index(after: close)...].split(separator: " ")
         guard f.count > 22, let utime = Double(f[11]), let stime = Double(f[12]), let start = Double(f[19]),
-              let vsize = UInt64(f[20]), let rssPages = UInt64(f[21]) else { return nil }
+            let vsize = UInt64(f[20]), let rssPages = UInt64(f[21])
+        else { return nil }
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         var bootTime = 0.0
         if let s = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }) {
+            let line = s.split(separator: "\n").first(where: { $0.hasPrefix("btime ") })
+        {
             bootTime = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? 0
         }
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
         var lim = rlimit()
         let maxFDs: UInt64? = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 ? UInt64(lim.rlim_cur) : nil
-        return .init(residentMemoryBytes: rssPages * page, virtualMemoryBytes: vsize, cpuSeconds: (utime + stime) / ticks,
-                     openFDs: fds, maxFDs: maxFDs, startTimeSeconds: bootTime + start / ticks)
+        return .init(
+            residentMemoryBytes: rssPages * page, virtualMemoryBytes: vsize, cpuSeconds: (utime + stime) / ticks,
+            openFDs: fds, maxFDs: maxFDs, startTimeSeconds: bootTime + start / ticks)
     }
 }

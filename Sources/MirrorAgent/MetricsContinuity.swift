@@ -310,14 +310,19 @@ extension MetricsContinuity: Decodable {
         let version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 1
         if version >= 3 {
             for e in try c.decode([Entry].self, forKey: .keys) where e.lastRaw > 0 {
-                keys.add(try Self.hex(e.key, "key", c), KeyState(
-                    labels: try Self.hex(e.labels, "labels", c), owner: try Self.hex(e.owner, "owner", c),
-                    base: e.base, lastRaw: e.lastRaw, live: e.live))
+                keys.add(
+                    try Self.hex(e.key, "key", c),
+                    KeyState(
+                        labels: try Self.hex(e.labels, "labels", c), owner: try Self.hex(e.owner, "owner", c),
+                        base: e.base, lastRaw: e.lastRaw, live: e.live))
             }
         } else {
             for (key, e) in try c.decode([String: LegacyEntry].self, forKey: .keys) where e.lastRaw > 0 {
-                keys.add(ID(key).value, KeyState(labels: e.labels, owner: ID(e.owner).value, base: e.base,
-                                                 lastRaw: e.lastRaw, live: e.live))
+                keys.add(
+                    ID(key).value,
+                    KeyState(
+                        labels: e.labels, owner: ID(e.owner).value, base: e.base,
+                        lastRaw: e.lastRaw, live: e.live))
             }
         }
         keys.settle()

@@ -28,8 +28,11 @@ final class SourceStateLog: @unchecked Sendable {
                 case (_, .attached):
                     out.append((.info, "source attached", md))
                 case (_, .pending):
-                    out.append((before?.state == .attached ? .warning : .notice,
-                                "source pending: its interface is not present; attached when it appears", md))
+                    out.append(
+                        (
+                            before?.state == .attached ? .warning : .notice,
+                            "source pending: its interface is not present; attached when it appears", md
+                        ))
                 }
             }
             for (id, s) in last where next[id] == nil && s.state == .attached {

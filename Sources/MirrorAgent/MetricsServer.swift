@@ -18,29 +18,36 @@ public final class MetricsServer: Service {
     private let server: HTTPServer
 
     /// `finished` runs after each response to GET /metrics has been sent.
-    public init(host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
-                render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void = {}) {
+    public init(
+        host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
+        render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void = {}
+    ) {
         self.host = host; self.requestedPort = port
         // A scrape has no body; a connection or two per Prometheus server.
         let limits = HTTPServer.Limits(maxBodyBytes: 64 << 10, maxConnections: 64, idleTimeout: .seconds(60))
-        server = HTTPServer(name: "metrics endpoint", endpoint: .tcp(host: host, port: port), limits: limits,
-                            group: group, logger: logger,
-                            refusal: { status, message in Self.text(status, message + "\n") },
-                            handler: { request in await Self.handle(request, render: render, finished: finished) })
+        server = HTTPServer(
+            name: "metrics endpoint", endpoint: .tcp(host: host, port: port), limits: limits,
+            group: group, logger: logger,
+            refusal: { status, message in Self.text(status, message + "\n") },
+            handler: { request in await Self.handle(request, render: render, finished: finished) })
     }
 
-    public convenience init(agent: Agent, host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
-                            chunkBytes: Int = 1 << 18) {
-        self.init(host: host, port: port, group: group, logger: logger,
-                  render: { MetricsRenderer.Chunks(await agent.metricsSnapshot(), chunkBytes: chunkBytes) },
-                  // A scrape of hundreds of thousands of series frees as much as an apply.
-                  finished: { Agent.returnFreedMemory() })
+    public convenience init(
+        agent: Agent, host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
+        chunkBytes: Int = 1 << 18
+    ) {
+        self.init(
+            host: host, port: port, group: group, logger: logger,
+            render: { MetricsRenderer.Chunks(await agent.metricsSnapshot(), chunkBytes: chunkBytes) },
+            // A scrape of hundreds of thousands of series frees as much as an apply.
+            finished: { Agent.returnFreedMemory() })
     }
 
     /// "HOST:PORT" (IPv6 as "[::1]:PORT") into its parts.
     public static func parse(address: String) -> (host: String, port: Int)? {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-              (0...65535).contains(port) else { return nil }
+            (0...65535).contains(port)
+        else { return nil }
         var host = String(address[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty else { return nil }
@@ -58,8 +65,10 @@ public final class MetricsServer: Service {
     public func stop() async { await server.stop() }
     public func stopWithoutWaiting() { server.stopWithoutWaiting() }
 
-    private static func handle(_ request: HTTPServer.Request, render: @Sendable () async -> MetricsRenderer.Chunks,
-                               finished: @escaping @Sendable () -> Void) async -> HTTPServer.Response {
+    private static func handle(
+        _ request: HTTPServer.Request, render: @Sendable () async -> MetricsRenderer.Chunks,
+        finished: @escaping @Sendable () -> Void
+    ) async -> HTTPServer.Response {
         let h = request.head
         let path = h.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? h.uri
         guard path == "/metrics" else { return text(.notFound, "not found: only GET /metrics is served here\n") }
@@ -69,10 +78,13 @@ public final class MetricsServer: Service {
             return answer
         }
         let chunks = ChunkSource(await render())
-        var answer = HTTPServer.Response(status: .ok, contentType: MetricsRenderer.contentType,
-                                         body: .pieces(.init(next: { chunks.next() }, drop: { chunks.drop() })))
+        var answer = HTTPServer.Response(
+            status: .ok, contentType: MetricsRenderer.contentType,
+            body: .pieces(.init(next: { chunks.next() }, drop: { chunks.drop() })))
         // After the response is out and the rendering's memory released.
-        answer.whenSent = { chunks.drop(); finished() }
+        answer.whenSent = {
+            chunks.drop(); finished()
+        }
         return answer
     }
 

@@ -21,8 +21,10 @@ public struct MetricsSnapshot: Sendable {
     public var process: ProcessMetrics?
 
     /// `rules`: nil for `stats.rules`.
-    public init(stats: StatsResponse, rules: RuleSeries? = nil, sourcesAttached: Int, sourcesPending: Int, tcxPending: Int = 0,
-                applySeconds: Histogram, build: BuildInfo, process: ProcessMetrics?) {
+    public init(
+        stats: StatsResponse, rules: RuleSeries? = nil, sourcesAttached: Int, sourcesPending: Int, tcxPending: Int = 0,
+        applySeconds: Histogram, build: BuildInfo, process: ProcessMetrics?
+    ) {
         self.stats = stats; self.rules = rules ?? RuleSeries(stats.rules)
         self.sourcesAttached = sourcesAttached; self.sourcesPending = sourcesPending
         self.tcxPending = tcxPending
@@ -60,8 +62,9 @@ public struct MetricsSnapshot: Sendable {
                 return l[i]
             case .view(let rules, let values, let offset):
                 let r = rules[i]
-                return RuleStats(session: r.session, filter: r.filter, direction: r.direction, priority: r.priority,
-                                 action: r.action, hits: values[offset + i])
+                return RuleStats(
+                    session: r.session, filter: r.filter, direction: r.direction, priority: r.priority,
+                    action: r.action, hits: values[offset + i])
             }
         }
     }
@@ -98,8 +101,10 @@ public struct MetricsSnapshot: Sendable {
         public var openFDs: Int
         public var maxFDs: UInt64?
         public var startTimeSeconds: Double
-        public init(residentMemoryBytes: UInt64, virtualMemoryBytes: UInt64, cpuSeconds: Double, openFDs: Int,
-                    maxFDs: UInt64?, startTimeSeconds: Double) {
+        public init(
+            residentMemoryBytes: UInt64, virtualMemoryBytes: UInt64, cpuSeconds: Double, openFDs: Int,
+            maxFDs: UInt64?, startTimeSeconds: Double
+        ) {
             self.residentMemoryBytes = residentMemoryBytes; self.virtualMemoryBytes = virtualMemoryBytes
             self.cpuSeconds = cpuSeconds; self.openFDs = openFDs; self.maxFDs = maxFDs; self.startTimeSeconds = startTimeSeconds
         }

@@ -9,9 +9,11 @@ enum ObjectPaths {
     /// `sessions[id=s1]`; an id that is not a valid id (the error may be about it)
     /// in JSON quotes: `sessions[id="a b"]`.
     static func path(_ kind: ObjectKind, _ id: String) -> String {
-        let plain = !id.isEmpty && id.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
-        }
+        let plain =
+            !id.isEmpty
+            && id.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x2D
+            }
         return "\(kind.documentKey)[id=\(plain ? id : JSONValue.string(id).serialized(pretty: false))]"
     }
 
@@ -38,7 +40,8 @@ enum ObjectPaths {
         func startsPath(_ at: Int) -> Bool {
             guard at > 0 else { return true }
             let b = bytes[at - 1]
-            return !((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x5D)
+            return
+                !((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2E || b == 0x5F || b == 0x5D)
         }
         outer: while i < bytes.count {
             if startsPath(i) {

@@ -14,7 +14,8 @@ public enum Privileges {
         if euid != 0 { problems.append("not running as root (effective uid \(euid))") }
         let text = statusText ?? (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let caps = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16) else {
+            let caps = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else {
             problems.append("cannot read effective capabilities from /proc/self/status")
             return problems
         }

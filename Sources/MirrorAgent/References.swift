@@ -45,11 +45,13 @@ enum References {
             let ids = referrers.filter { $0.kind == k }.map(\.id)
             guard !ids.isEmpty else { return nil }
             // At the quotas a filter has up to 1000 sessions: the message names a few, the errors all.
-            let shown = ids.count > 10 ? ids.prefix(10).joined(separator: ", ") + " and \(ids.count - 10) more" : ids.joined(separator: ", ")
+            let shown =
+                ids.count > 10 ? ids.prefix(10).joined(separator: ", ") + " and \(ids.count - 10) more" : ids.joined(separator: ", ")
             return "\(ids.count == 1 ? k.singular : k.plural) \(shown)"
         }
         let them = referrers.count == 1 ? "it" : "them"
-        return APIError(status: 409, "\(kind.singular) \(id) is used by \(byKind.joined(separator: " and ")); delete or change \(them) first",
-                        errors: referrers.map { FieldError(path: $0.path, message: "refers to \(kind.singular) \(id)") })
+        return APIError(
+            status: 409, "\(kind.singular) \(id) is used by \(byKind.joined(separator: " and ")); delete or change \(them) first",
+            errors: referrers.map { FieldError(path: $0.path, message: "refers to \(kind.singular) \(id)") })
     }
 }

@@ -77,8 +77,9 @@ public struct Router: Sendable {
     func decode<T: Decodable>(_ type: T.Type, _ body: Data) throws -> T {
         guard !body.isEmpty else { throw APIError.badRequest("the request needs a JSON body") }
         do { return try JSONDecoder().decode(T.self, from: body) } catch {
-            throw APIError.badRequest("the request body is not valid: \(Self.describe(error))",
-                                        Self.path(of: error).map { [FieldError(path: $0, message: Self.describe(error))] } ?? [])
+            throw APIError.badRequest(
+                "the request body is not valid: \(Self.describe(error))",
+                Self.path(of: error).map { [FieldError(path: $0, message: Self.describe(error))] } ?? [])
         }
     }
 

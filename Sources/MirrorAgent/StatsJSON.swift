@@ -13,14 +13,17 @@ enum StatsJSON {
         // The document as a list of parts, each writing item i of a list.
         var parts: [TextPieces.Part] = []
         func text(_ s: String) { parts.append(.init(count: 1) { _, o in o += s }) }
-        func list<C: RandomAccessCollection & Sendable>(_ key: String, _ c: C, last: Bool = false,
-                                                        _ write: @escaping @Sendable (C.Element, inout String) -> Void)
+        func list<C: RandomAccessCollection & Sendable>(
+            _ key: String, _ c: C, last: Bool = false,
+            _ write: @escaping @Sendable (C.Element, inout String) -> Void
+        )
         where C.Index == Int {
             text("\"\(key)\":[")
-            parts.append(.init(count: c.count) { i, o in
-                if i > 0 { o += "," }
-                write(c[c.startIndex + i], &o)
-            })
+            parts.append(
+                .init(count: c.count) { i, o in
+                    if i > 0 { o += "," }
+                    write(c[c.startIndex + i], &o)
+                })
             text(last ? "]" : "],")
         }
         text("{\"countersAvailable\":\(st.countersAvailable),\"datapath\":")

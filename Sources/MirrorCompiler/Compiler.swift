@@ -70,8 +70,9 @@ public struct RuleTable: Sequence, Sendable {
 
     /// Records a session's rules (each direction in evaluation order).
     mutating func set(sessionSlot: UInt16, sessionID: String, filterID: String, inbound: [Rule], outbound: [Rule]) {
-        let old = bySlot.updateValue(SessionRules(sessionID: sessionID, filterID: filterID, inbound: inbound, outbound: outbound),
-                                     forKey: sessionSlot)
+        let old = bySlot.updateValue(
+            SessionRules(sessionID: sessionID, filterID: filterID, inbound: inbound, outbound: outbound),
+            forKey: sessionSlot)
         count += inbound.count + outbound.count - (old.map { $0.inbound.count + $0.outbound.count } ?? 0)
     }
 
@@ -121,9 +122,12 @@ public struct RuleTable: Sequence, Sendable {
         for d in Self.directions {
             let rules = s.rules(d)
             if offset < rules.count {
-                return (RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(offset)),
-                        RuleInfo(sessionID: s.sessionID, filterID: s.filterID, direction: d,
-                                 priority: rules[offset].priority, action: rules[offset].action))
+                return (
+                    RuleKey(sessionSlot: slot, direction: d, ruleIndex: UInt8(offset)),
+                    RuleInfo(
+                        sessionID: s.sessionID, filterID: s.filterID, direction: d,
+                        priority: rules[offset].priority, action: rules[offset].action)
+                )
             }
             offset -= rules.count
         }
@@ -188,8 +192,10 @@ public enum Compiler {
         /// Underlay path MTU toward a collector (SPEC §6).
         public var pathMTU: (IPAddress) -> Int
 
-        public init(document: Document, slots: SlotAssignment, interfaceIndex: @escaping (String) -> UInt32?,
-                    pathMTU: @escaping (IPAddress) -> Int = { _ in 1500 }) {
+        public init(
+            document: Document, slots: SlotAssignment, interfaceIndex: @escaping (String) -> UInt32?,
+            pathMTU: @escaping (IPAddress) -> Int = { _ in 1500 }
+        ) {
             self.document = document; self.slots = slots
             self.interfaceIndex = interfaceIndex; self.pathMTU = pathMTU
         }
@@ -200,8 +206,9 @@ public enum Compiler {
         var image = MapImage()
         image.slots = input.slots
         let filters = Dictionary(doc.filters.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let targetIndex = Dictionary(doc.targets.enumerated().map { ($0.element.id, UInt32($0.offset)) },
-                                     uniquingKeysWith: { a, _ in a })
+        let targetIndex = Dictionary(
+            doc.targets.enumerated().map { ($0.element.id, UInt32($0.offset)) },
+            uniquingKeysWith: { a, _ in a })
 
         // Targets, by position.
         for (i, t) in doc.targets.enumerated() {
@@ -218,8 +225,9 @@ public enum Compiler {
             if let c = compiledCache[f.id]?[d] { return c }
             let rules = orderedRules(f.rules(d))
             let abi = rules.enumerated().map { rule($0.element, sessionSlot: 0, ruleIndex: UInt8(truncatingIfNeeded: $0.offset)) }
-            let c = CompiledDirection(rules: rules, list: image.policies.addRuleList(abi),
-                                      table: rules.map { RuleTable.Rule(priority: $0.priority, action: $0.action) })
+            let c = CompiledDirection(
+                rules: rules, list: image.policies.addRuleList(abi),
+                table: rules.map { RuleTable.Rule(priority: $0.priority, action: $0.action) })
             compiledCache[f.id, default: [:]][d] = c
             return c
         }
@@ -313,8 +321,10 @@ public enum Compiler {
     /// The one-comparison key of a rule (filter, ACL or security group):
     /// (packet key & mask) == value holds the family always, the protocol when it is
     /// not `all`, and "ports visible" when a port range is not `all` (SPEC §4).
-    static func matchKey(_ ethertype: Ethertype, _ proto: ProtocolSpec, _ sourcePorts: PortRange,
-                         _ destinationPorts: PortRange) -> (mask: UInt16, value: UInt16) {
+    static func matchKey(
+        _ ethertype: Ethertype, _ proto: ProtocolSpec, _ sourcePorts: PortRange,
+        _ destinationPorts: PortRange
+    ) -> (mask: UInt16, value: UInt16) {
         var mask = UInt32(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6)
         var value = UInt32(ethertype == .ipv6 ? MIRROR_KEY_IPV6 : MIRROR_KEY_IPV4)
         if case .number(let n) = proto {

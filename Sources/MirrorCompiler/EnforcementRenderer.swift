@@ -41,14 +41,20 @@ public enum EnforcementRenderer {
             let acl = src.networkAcl.flatMap { acls[$0] }
             var outChecks: [String] = [], inChecks: [String] = []
             if !sourceGroups.isEmpty {
-                body.append(chain("\(name)_sg_egress", groupRules(sourceGroups, .egress),
-                                  comment: "source \(src.id): security groups \(sourceGroups.map(\.id).joined(separator: ",")) egress"))
-                body.append(chain("\(name)_sg_ingress", groupRules(sourceGroups, .ingress),
-                                  comment: "source \(src.id): security groups \(sourceGroups.map(\.id).joined(separator: ",")) ingress"))
+                body.append(
+                    chain(
+                        "\(name)_sg_egress", groupRules(sourceGroups, .egress),
+                        comment: "source \(src.id): security groups \(sourceGroups.map(\.id).joined(separator: ",")) egress"))
+                body.append(
+                    chain(
+                        "\(name)_sg_ingress", groupRules(sourceGroups, .ingress),
+                        comment: "source \(src.id): security groups \(sourceGroups.map(\.id).joined(separator: ",")) ingress"))
             }
             if let acl {
-                body.append(chain("\(name)_acl_outbound", aclRules(acl, acl.outbound), comment: "source \(src.id): network ACL \(acl.id) outbound"))
-                body.append(chain("\(name)_acl_inbound", aclRules(acl, acl.inbound), comment: "source \(src.id): network ACL \(acl.id) inbound"))
+                body.append(
+                    chain("\(name)_acl_outbound", aclRules(acl, acl.outbound), comment: "source \(src.id): network ACL \(acl.id) outbound"))
+                body.append(
+                    chain("\(name)_acl_inbound", aclRules(acl, acl.inbound), comment: "source \(src.id): network ACL \(acl.id) inbound"))
             }
             // SPEC §5 order.
             if !sourceGroups.isEmpty { outChecks.append("jump \(name)_sg_egress") }
@@ -74,7 +80,8 @@ public enum EnforcementRenderer {
     }
 
     static func chain(_ name: String, _ rules: [String], comment: String) -> String {
-        "\tchain \(name) {\n\t\t# \(comment)\n" + rules.map { "\t\t\($0)\n" }.joined() + "\t\tdrop comment \"no rule matched: default deny\"\n\t}\n"
+        "\tchain \(name) {\n\t\t# \(comment)\n" + rules.map { "\t\t\($0)\n" }.joined()
+            + "\t\tdrop comment \"no rule matched: default deny\"\n\t}\n"
     }
 
     /// SPEC §5: across the groups by priority, then group order; stateful.
@@ -84,22 +91,25 @@ public enum EnforcementRenderer {
             for (ri, r) in g.rules.enumerated() where r.direction == direction { all.append((r, g.id, gi, ri)) }
         }
         all.sort { ($0.rule.priority, $0.gi, $0.ri) < ($1.rule.priority, $1.gi, $1.ri) }
-        return ["ct state established,related return"] + all.map { c in
-            let r = c.rule
-            let match = conditions(ethertype: r.ethertype, protocol: r.protocol,
-                                   source: direction == .ingress ? r.remote : nil,
-                                   destination: direction == .egress ? r.remote : nil,
-                                   sourcePorts: nil, destinationPorts: r.ports)
-            return match + verdict(r.action) + " comment " + quoted("security group \(c.group) \(direction) rule \(r.priority)")
-        }
+        return ["ct state established,related return"]
+            + all.map { c in
+                let r = c.rule
+                let match = conditions(
+                    ethertype: r.ethertype, protocol: r.protocol,
+                    source: direction == .ingress ? r.remote : nil,
+                    destination: direction == .egress ? r.remote : nil,
+                    sourcePorts: nil, destinationPorts: r.ports)
+                return match + verdict(r.action) + " comment " + quoted("security group \(c.group) \(direction) rule \(r.priority)")
+            }
     }
 
     /// Stateless, first match by priority.
     static func aclRules(_ acl: NetworkAcl, _ rules: [AclRule]) -> [String] {
         rules.enumerated().sorted { ($0.element.priority, $0.offset) < ($1.element.priority, $1.offset) }.map { e in
             let r = e.element
-            return conditions(ethertype: r.ethertype, protocol: r.protocol, source: r.source, destination: r.destination,
-                              sourcePorts: r.sourcePorts, destinationPorts: r.destinationPorts)
+            return conditions(
+                ethertype: r.ethertype, protocol: r.protocol, source: r.source, destination: r.destination,
+                sourcePorts: r.sourcePorts, destinationPorts: r.destinationPorts)
                 + verdict(r.action) + " comment " + quoted("network ACL \(acl.id) rule \(r.priority)")
         }
     }
@@ -108,8 +118,10 @@ public enum EnforcementRenderer {
 
     /// The match part of a rule, ending with a space. As the oracle: a missing CIDR
     /// or /0 matches every address of the ethertype; `all` ports need nothing.
-    static func conditions(ethertype: Ethertype, protocol proto: ProtocolSpec, source: CIDR?, destination: CIDR?,
-                           sourcePorts: PortRange?, destinationPorts: PortRange?) -> String {
+    static func conditions(
+        ethertype: Ethertype, protocol proto: ProtocolSpec, source: CIDR?, destination: CIDR?,
+        sourcePorts: PortRange?, destinationPorts: PortRange?
+    ) -> String {
         var m = "meta nfproto \(ethertype.rawValue) "
         // meta l4proto: the transport protocol after IPv6 extension headers (SPEC §4).
         if case .number(let n) = proto { m += "meta l4proto \(n) " }

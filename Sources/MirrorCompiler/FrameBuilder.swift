@@ -52,9 +52,11 @@ public enum FrameBuilder {
         public var payloadBytes: Int = 16
         public var malformation: Malformation?
 
-        public init(vlan: UInt16? = nil, serviceTag: Bool = false, ipv4OptionBytes: Int = 0,
-                    ipv4FragmentOffset: UInt16 = 0, ipv4MoreFragments: Bool = false,
-                    ipv6Extensions: [IPv6Extension] = [], payloadBytes: Int = 16, malformation: Malformation? = nil) {
+        public init(
+            vlan: UInt16? = nil, serviceTag: Bool = false, ipv4OptionBytes: Int = 0,
+            ipv4FragmentOffset: UInt16 = 0, ipv4MoreFragments: Bool = false,
+            ipv6Extensions: [IPv6Extension] = [], payloadBytes: Int = 16, malformation: Malformation? = nil
+        ) {
             self.vlan = vlan; self.serviceTag = serviceTag; self.ipv4OptionBytes = ipv4OptionBytes
             self.ipv4FragmentOffset = ipv4FragmentOffset; self.ipv4MoreFragments = ipv4MoreFragments
             self.ipv6Extensions = ipv6Extensions; self.payloadBytes = payloadBytes; self.malformation = malformation
@@ -80,8 +82,9 @@ public enum FrameBuilder {
             if case .truncate(let n)? = options.malformation { f = Array(f.prefix(max(0, n))) }
             return f
         }
-        var f = ethernet(ethertype: ethertype == .ipv4 ? 0x0800 : 0x86dd, vlan: options.vlan,
-                         serviceTag: options.serviceTag, doubleTag: options.malformation == .doubleTag)
+        var f = ethernet(
+            ethertype: ethertype == .ipv4 ? 0x0800 : 0x86dd, vlan: options.vlan,
+            serviceTag: options.serviceTag, doubleTag: options.malformation == .doubleTag)
         let proto = packet.protocol
         let transport = transportHeader(protocol: proto ?? 253, packet: packet, payload: options.payloadBytes)
         switch ethertype {
@@ -94,9 +97,11 @@ public enum FrameBuilder {
             var fragOffset = options.ipv4FragmentOffset
             if packet.laterFragment && fragOffset == 0 { fragOffset = 185 }
             let flags: UInt16 = (options.ipv4MoreFragments ? 0x2000 : 0) | (fragOffset & 0x1fff)
-            var ip: [UInt8] = [(options.malformation == .badVersion ? 0x60 : 0x40) | ihl, 0,
-                               UInt8(total >> 8 & 0xff), UInt8(total & 0xff), 0x12, 0x34,
-                               UInt8(flags >> 8), UInt8(flags & 0xff), 64, proto ?? 253, 0, 0]
+            var ip: [UInt8] = [
+                (options.malformation == .badVersion ? 0x60 : 0x40) | ihl, 0,
+                UInt8(total >> 8 & 0xff), UInt8(total & 0xff), 0x12, 0x34,
+                UInt8(flags >> 8), UInt8(flags & 0xff), 64, proto ?? 253, 0, 0,
+            ]
             ip += (packet.source ?? .v4(0)).bytes.prefix(4)
             ip += (packet.destination ?? .v4(0)).bytes.prefix(4)
             ip += optionsBytes(optionBytes)
@@ -123,9 +128,11 @@ public enum FrameBuilder {
                 chain += extensionHeader(e, next: next)
             }
             let payloadLength = chain.count + transport.count
-            var ip: [UInt8] = [options.malformation == .badVersion ? 0x40 : 0x60, 0, 0, 0,
-                               UInt8(payloadLength >> 8 & 0xff), UInt8(payloadLength & 0xff),
-                               exts.first?.number ?? (proto ?? 59), 64]
+            var ip: [UInt8] = [
+                options.malformation == .badVersion ? 0x40 : 0x60, 0, 0, 0,
+                UInt8(payloadLength >> 8 & 0xff), UInt8(payloadLength & 0xff),
+                exts.first?.number ?? (proto ?? 59), 64,
+            ]
             ip += (packet.source ?? .v6([UInt8](repeating: 0, count: 16))).bytes
             ip += (packet.destination ?? .v6([UInt8](repeating: 0, count: 16))).bytes
             f += ip + chain + transport
@@ -162,8 +169,12 @@ public enum FrameBuilder {
         switch e {
         case .hopByHop(let u), .routing(let u), .destinationOptions(let u):
             var h: [UInt8] = [next, u] + [UInt8](repeating: 0, count: 6 + Int(u) * 8)
-            if case .routing = e { h[2] = 0; h[3] = 0 }  // type 0, segments left 0
-            else { h[2] = 1; h[3] = UInt8(h.count - 4) }  // one PadN option filling the header
+            if case .routing = e {
+                h[2] = 0; h[3] = 0
+            }  // type 0, segments left 0
+            else {
+                h[2] = 1; h[3] = UInt8(h.count - 4)
+            }  // one PadN option filling the header
             return h
         case .authentication(let n):
             return [next, n] + [UInt8](repeating: 0, count: (Int(n) + 2) * 4 - 2)

@@ -34,14 +34,16 @@ public enum PacketParser {
             guard vihl >> 4 == 4, hlen >= 20, need(l3, hlen) else { return .notIP }
             let src = IPAddress.v4(UInt32(u16(l3 + 12)) << 16 | UInt32(u16(l3 + 14)))
             let dst = IPAddress.v4(UInt32(u16(l3 + 16)) << 16 | UInt32(u16(l3 + 18)))
-            d = PacketDescription(ethertype: .ipv4, protocol: frame[l3 + 9], source: src, destination: dst,
-                                  laterFragment: u16(l3 + 6) & 0x1fff != 0)
+            d = PacketDescription(
+                ethertype: .ipv4, protocol: frame[l3 + 9], source: src, destination: dst,
+                laterFragment: u16(l3 + 6) & 0x1fff != 0)
             l4 = l3 + hlen
         case 0x86dd:
             guard need(l3, 40), frame[l3] >> 4 == 6 else { return .notIP }
-            d = PacketDescription(ethertype: .ipv6, protocol: nil,
-                                  source: .v6(Array(frame[(l3 + 8)..<(l3 + 24)])),
-                                  destination: .v6(Array(frame[(l3 + 24)..<(l3 + 40)])))
+            d = PacketDescription(
+                ethertype: .ipv6, protocol: nil,
+                source: .v6(Array(frame[(l3 + 8)..<(l3 + 24)])),
+                destination: .v6(Array(frame[(l3 + 24)..<(l3 + 40)])))
             var nh = frame[l3 + 6]
             var off = l3 + 40
             for _ in 0..<maxIPv6ExtensionHeaders {

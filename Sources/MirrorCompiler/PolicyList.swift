@@ -65,19 +65,22 @@ public struct PolicyList: RandomAccessCollection, @unchecked Sendable {
     /// Registers one filter direction's compiled rules (evaluation order, any session
     /// slot: `append` sets it), for the entries that use them.
     mutating func addRuleList(_ rules: [mirror_rule]) -> Int32 {
-        lists.append(RuleList(
-            rules: rules,
-            needsPorts: rules.allSatisfy { UInt32($0.match_mask) & UInt32(MIRROR_KEY_PORTS) != 0 },
-            src: (rules.map(\.src_port_min).min() ?? 0, rules.map(\.src_port_max).max() ?? 0xffff),
-            dst: (rules.map(\.dst_port_min).min() ?? 0, rules.map(\.dst_port_max).max() ?? 0xffff)))
+        lists.append(
+            RuleList(
+                rules: rules,
+                needsPorts: rules.allSatisfy { UInt32($0.match_mask) & UInt32(MIRROR_KEY_PORTS) != 0 },
+                src: (rules.map(\.src_port_min).min() ?? 0, rules.map(\.src_port_max).max() ?? 0xffff),
+                dst: (rules.map(\.dst_port_min).min() ?? 0, rules.map(\.dst_port_max).max() ?? 0xffff)))
         return Int32(lists.count - 1)
     }
 
     /// Adds the policy of one source interface and direction: the rules of `sessions`
     /// (rule list, session slot), in that order. No rules: no entry, so the classifier
     /// stops at the lookup (SPEC §8: unmatched traffic pays almost nothing).
-    mutating func append(sourceID: String, ifindex: UInt32, direction: Direction, sourceSlot: UInt16,
-                         sessions: [(list: Int32, sessionSlot: UInt16)]) throws(CompileError) {
+    mutating func append(
+        sourceID: String, ifindex: UInt32, direction: Direction, sourceSlot: UInt16,
+        sessions: [(list: Int32, sessionSlot: UInt16)]
+    ) throws(CompileError) {
         let used = sessions.filter { !lists[Int($0.list)].rules.isEmpty }
         guard !used.isEmpty else { return }
         let count = used.reduce(0) { $0 + lists[Int($1.list)].rules.count }
@@ -88,11 +91,13 @@ public struct PolicyList: RandomAccessCollection, @unchecked Sendable {
         let ls = used.map { lists[Int($0.list)] }
         let start = parts.count
         parts.append(contentsOf: used.map { Part(list: $0.list, sessionSlot: $0.sessionSlot) })
-        entries.append(Entry(sourceID: sourceID, ifindex: ifindex, direction: direction, sourceSlot: sourceSlot,
-                             ruleCount: UInt8(count), needsPorts: ls.allSatisfy(\.needsPorts),
-                             src: (ls.map(\.src.lo).min()!, ls.map(\.src.hi).max()!),
-                             dst: (ls.map(\.dst.lo).min()!, ls.map(\.dst.hi).max()!),
-                             parts: start..<parts.count))
+        entries.append(
+            Entry(
+                sourceID: sourceID, ifindex: ifindex, direction: direction, sourceSlot: sourceSlot,
+                ruleCount: UInt8(count), needsPorts: ls.allSatisfy(\.needsPorts),
+                src: (ls.map(\.src.lo).min()!, ls.map(\.src.hi).max()!),
+                dst: (ls.map(\.dst.lo).min()!, ls.map(\.dst.hi).max()!),
+                parts: start..<parts.count))
     }
 
     mutating func reserveCapacity(_ n: Int) {

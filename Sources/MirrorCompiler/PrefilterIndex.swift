@@ -58,9 +58,10 @@ public enum PrefilterIndex {
             raw.bindMemory(to: mirror_prefilter.self)[way * Int(MIRROR_DIRECTIONS) + Int(direction.abi)]
         }
         guard e.flags & UInt8(MIRROR_PREFILTER_POLICY.rawValue) != 0 else { return .noPolicy }
-        return .prefilter(sourceSlot: e.source_slot, needsPorts: e.flags & UInt8(MIRROR_PREFILTER_NEEDS_PORTS.rawValue) != 0,
-                          src: e.src_port_lo...max(e.src_port_lo, e.src_port_hi),
-                          dst: e.dst_port_lo...max(e.dst_port_lo, e.dst_port_hi))
+        return .prefilter(
+            sourceSlot: e.source_slot, needsPorts: e.flags & UInt8(MIRROR_PREFILTER_NEEDS_PORTS.rawValue) != 0,
+            src: e.src_port_lo...max(e.src_port_lo, e.src_port_hi),
+            dst: e.dst_port_lo...max(e.dst_port_lo, e.dst_port_hi))
     }
 
     static func entry(_ v: borrowing mirror_policy) -> mirror_prefilter {

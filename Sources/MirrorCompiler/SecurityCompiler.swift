@@ -66,8 +66,10 @@ public struct SecurityEntry: @unchecked Sendable {
 public enum SecurityCompiler {
     /// An entry per direction for every resolved source with groups or an ACL;
     /// none for the others (the classifier's lookup fails and costs nothing more).
-    public static func entries(_ doc: Document, slots: SlotAssignment,
-                               interfaceIndex: (String) -> UInt32?) throws(CompileError) -> [SecurityEntry] {
+    public static func entries(
+        _ doc: Document, slots: SlotAssignment,
+        interfaceIndex: (String) -> UInt32?
+    ) throws(CompileError) -> [SecurityEntry] {
         let groups = Dictionary(doc.securityGroups.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let acls = Dictionary(doc.networkAcls.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var out: [SecurityEntry] = []
@@ -93,8 +95,9 @@ public enum SecurityCompiler {
                 acl = a
             }
             for d in Direction.allCases {
-                var entry = SecurityEntry(sourceID: src.id, ifindex: ifindex, direction: d, sourceSlot: sourceSlot,
-                                          networkAcl: acl?.id, securityGroups: groupIDs, aclRules: [], groupRules: [])
+                var entry = SecurityEntry(
+                    sourceID: src.id, ifindex: ifindex, direction: d, sourceSlot: sourceSlot,
+                    networkAcl: acl?.id, securityGroups: groupIDs, aclRules: [], groupRules: [])
                 if let acl {
                     let rules = orderedAclRules(d == .inbound ? acl.inbound : acl.outbound)
                     guard rules.count <= Int(MAX_RULES_PER_ACL_DIRECTION) else {
@@ -117,7 +120,8 @@ public enum SecurityCompiler {
 
     /// SPEC §5: across the groups by priority, then group order (then document order).
     public static func mergedGroupRules(_ groups: [SecurityGroup], _ direction: SecurityGroupDirection)
-        -> [(rule: SecurityGroupRule, groupIndex: Int)] {
+        -> [(rule: SecurityGroupRule, groupIndex: Int)]
+    {
         var all: [(rule: SecurityGroupRule, groupIndex: Int, offset: Int)] = []
         for (gi, g) in groups.enumerated() {
             for (ri, r) in g.rules.enumerated() where r.direction == direction { all.append((r, gi, ri)) }
@@ -127,21 +131,25 @@ public enum SecurityCompiler {
     }
 
     static func aclRule(_ r: AclRule) -> mirror_security_rule {
-        rule(allow: r.action == .allow, ethertype: r.ethertype, protocol: r.protocol, source: r.source,
-             destination: r.destination, sourcePorts: r.sourcePorts, destinationPorts: r.destinationPorts,
-             priority: r.priority, groupIndex: 0)
+        rule(
+            allow: r.action == .allow, ethertype: r.ethertype, protocol: r.protocol, source: r.source,
+            destination: r.destination, sourcePorts: r.sourcePorts, destinationPorts: r.destinationPorts,
+            priority: r.priority, groupIndex: 0)
     }
 
     /// `remote` is the peer: the source of ingress packets, the destination of
     /// egress ones; `ports` are destination ports (as `SecurityPolicy`).
     static func groupRule(_ r: SecurityGroupRule, _ groupIndex: Int) -> mirror_security_rule {
-        rule(allow: r.action == .allow, ethertype: r.ethertype, protocol: r.protocol,
-             source: r.direction == .ingress ? r.remote : nil, destination: r.direction == .egress ? r.remote : nil,
-             sourcePorts: nil, destinationPorts: r.ports, priority: r.priority, groupIndex: groupIndex)
+        rule(
+            allow: r.action == .allow, ethertype: r.ethertype, protocol: r.protocol,
+            source: r.direction == .ingress ? r.remote : nil, destination: r.direction == .egress ? r.remote : nil,
+            sourcePorts: nil, destinationPorts: r.ports, priority: r.priority, groupIndex: groupIndex)
     }
 
-    static func rule(allow: Bool, ethertype: Ethertype, protocol proto: ProtocolSpec, source: CIDR?, destination: CIDR?,
-                     sourcePorts: PortRange?, destinationPorts: PortRange?, priority: Int, groupIndex: Int) -> mirror_security_rule {
+    static func rule(
+        allow: Bool, ethertype: Ethertype, protocol proto: ProtocolSpec, source: CIDR?, destination: CIDR?,
+        sourcePorts: PortRange?, destinationPorts: PortRange?, priority: Int, groupIndex: Int
+    ) -> mirror_security_rule {
         var m = mirror_security_rule()
         var flags: UInt32 = 0
         if allow { flags |= MIRROR_SECURITY_RULE_ALLOW.rawValue }

@@ -25,9 +25,10 @@ public final class OwnerLock: @unchecked Sendable {
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = errno
             close(fd)
-            throw Held(description: e == EWOULDBLOCK
-                ? "\(what) \(path) is in use by another mirror-agent (running, or a cleanup); refusing to touch it"
-                : "cannot lock \(what) \(path): \(String(cString: strerror(e)))")
+            throw Held(
+                description: e == EWOULDBLOCK
+                    ? "\(what) \(path) is in use by another mirror-agent (running, or a cleanup); refusing to touch it"
+                    : "cannot lock \(what) \(path): \(String(cString: strerror(e)))")
         }
     }
 

@@ -20,8 +20,10 @@ public struct CommandFailed: Error, CustomStringConvertible {
 /// first argument is a path, stdin written and closed, both outputs read whole.
 public enum Command {
     /// Runs `args`; the result whatever the exit status.
-    public static func result(_ args: [String], stdin: String? = nil, environment: [String: String]? = nil,
-                              directory: String? = nil) throws -> CommandResult {
+    public static func result(
+        _ args: [String], stdin: String? = nil, environment: [String: String]? = nil,
+        directory: String? = nil
+    ) throws -> CommandResult {
         let p = Process()
         if args.first?.hasPrefix("/") == true {
             p.executableURL = URL(fileURLWithPath: args[0])
@@ -48,8 +50,9 @@ public enum Command {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         drained.wait()
         p.waitUntilExit()
-        return CommandResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                             stderr: String(decoding: errData.get(), as: UTF8.self))
+        return CommandResult(
+            status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+            stderr: String(decoding: errData.get(), as: UTF8.self))
     }
 
     /// Runs `args` and returns its standard output; throws `CommandFailed` on a

@@ -19,8 +19,10 @@ public enum RandomDocuments {
         /// At most `Quota.rulesPerFilterDirection`.
         public var maxRulesPerDirection: Int
 
-        public init(securityPolicy: Bool = false, explicitVNIProbability: Double = 1,
-                    maxSessions: Int = 8, maxSources: Int = 4, maxRulesPerDirection: Int = Quota.rulesPerFilterDirection) {
+        public init(
+            securityPolicy: Bool = false, explicitVNIProbability: Double = 1,
+            maxSessions: Int = 8, maxSources: Int = 4, maxRulesPerDirection: Int = Quota.rulesPerFilterDirection
+        ) {
             self.securityPolicy = securityPolicy
             self.explicitVNIProbability = explicitVNIProbability
             self.maxSessions = maxSessions
@@ -43,9 +45,11 @@ public enum RandomDocuments {
         // ports so rules overlap and packets often match several of them.
         let filterCount = rng.int(1...4)
         for f in 0..<filterCount {
-            doc.filters.append(Filter(id: "filter-\(f)", description: rng.chance(0.2) ? "random filter \(f)" : nil,
-                                      inbound: rules(using: &rng, max: options.maxRulesPerDirection),
-                                      outbound: rules(using: &rng, max: options.maxRulesPerDirection)))
+            doc.filters.append(
+                Filter(
+                    id: "filter-\(f)", description: rng.chance(0.2) ? "random filter \(f)" : nil,
+                    inbound: rules(using: &rng, max: options.maxRulesPerDirection),
+                    outbound: rules(using: &rng, max: options.maxRulesPerDirection)))
         }
 
         // Targets: collectors never collide with source addresses (different ranges).
@@ -69,11 +73,12 @@ public enum RandomDocuments {
                 let rules: [SecurityGroupRule] = (0..<rng.int(0...6)).map { _ in
                     let e: Ethertype = rng.chance(0.7) ? .ipv4 : .ipv6
                     let p = protocolFor(e, &rng)
-                    return SecurityGroupRule(direction: rng.chance(0.5) ? .ingress : .egress,
-                                             priority: uniquePriority(1...100, &used, &rng),
-                                             action: rng.chance(0.7) ? .allow : .deny, ethertype: e, protocol: p,
-                                             remote: maybeCIDR(e, &rng),
-                                             ports: p.hasPorts ? maybePorts(&rng) : nil)
+                    return SecurityGroupRule(
+                        direction: rng.chance(0.5) ? .ingress : .egress,
+                        priority: uniquePriority(1...100, &used, &rng),
+                        action: rng.chance(0.7) ? .allow : .deny, ethertype: e, protocol: p,
+                        remote: maybeCIDR(e, &rng),
+                        ports: p.hasPorts ? maybePorts(&rng) : nil)
                 }
                 doc.securityGroups.append(SecurityGroup(id: "sg-\(g)", rules: rules))
             }
@@ -104,9 +109,11 @@ public enum RandomDocuments {
                 }
                 if rng.chance(0.5) { acl = rng.pick(doc.networkAcls.map(\.id)) }
             }
-            doc.sources.append(Source(id: "source-\(s)", interface: "tap\(s)", addresses: addresses,
-                                      securityGroups: groups, networkAcl: acl,
-                                      enforce: rng.chance(0.2) ? rng.chance(0.5) : nil))
+            doc.sources.append(
+                Source(
+                    id: "source-\(s)", interface: "tap\(s)", addresses: addresses,
+                    securityGroups: groups, networkAcl: acl,
+                    enforce: rng.chance(0.2) ? rng.chance(0.5) : nil))
         }
 
         // Sessions: several share sources (at most 3 sessions per source, SPEC §3).
@@ -125,12 +132,13 @@ public enum RandomDocuments {
             if rng.chance(options.explicitVNIProbability) {
                 repeat { vni = rng.int(1...5000) } while !vnis.insert(vni!).inserted
             }
-            doc.sessions.append(Session(
-                id: "session-\(i)", priority: uniquePriority(1...64, &priorities, &rng),
-                filter: rng.pick(doc.filters.map(\.id)) ?? "filter-0", sources: chosen,
-                target: rng.pick(doc.targets.map(\.id)) ?? "target-0", vni: vni,
-                enabled: rng.chance(0.8) ? (rng.chance(0.5) ? true : nil) : false,
-                packetLength: rng.chance(0.2) ? rng.int(Quota.packetLength) : nil))
+            doc.sessions.append(
+                Session(
+                    id: "session-\(i)", priority: uniquePriority(1...64, &priorities, &rng),
+                    filter: rng.pick(doc.filters.map(\.id)) ?? "filter-0", sources: chosen,
+                    target: rng.pick(doc.targets.map(\.id)) ?? "target-0", vni: vni,
+                    enabled: rng.chance(0.8) ? (rng.chance(0.5) ? true : nil) : false,
+                    packetLength: rng.chance(0.2) ? rng.int(Quota.packetLength) : nil))
         }
         return doc
     }
@@ -140,10 +148,11 @@ public enum RandomDocuments {
         return (0..<rng.int(0...max)).map { _ in
             let e: Ethertype = rng.chance(0.65) ? .ipv4 : .ipv6
             let p = protocolFor(e, &rng)
-            return Rule(priority: uniquePriority(1...40, &used, &rng), action: rng.chance(0.6) ? .accept : .reject,
-                        ethertype: e, protocol: p, source: maybeCIDR(e, &rng), destination: maybeCIDR(e, &rng),
-                        sourcePorts: p.hasPorts ? maybePorts(&rng) : nil,
-                        destinationPorts: p.hasPorts ? maybePorts(&rng) : nil)
+            return Rule(
+                priority: uniquePriority(1...40, &used, &rng), action: rng.chance(0.6) ? .accept : .reject,
+                ethertype: e, protocol: p, source: maybeCIDR(e, &rng), destination: maybeCIDR(e, &rng),
+                sourcePorts: p.hasPorts ? maybePorts(&rng) : nil,
+                destinationPorts: p.hasPorts ? maybePorts(&rng) : nil)
         }
     }
 
@@ -152,10 +161,11 @@ public enum RandomDocuments {
         return (0..<rng.int(0...6)).map { _ in
             let e: Ethertype = rng.chance(0.7) ? .ipv4 : .ipv6
             let p = protocolFor(e, &rng)
-            return AclRule(priority: uniquePriority(1...50, &used, &rng), action: rng.chance(0.75) ? .allow : .deny,
-                           ethertype: e, protocol: p, source: maybeCIDR(e, &rng), destination: maybeCIDR(e, &rng),
-                           sourcePorts: p.hasPorts ? maybePorts(&rng) : nil,
-                           destinationPorts: p.hasPorts ? maybePorts(&rng) : nil)
+            return AclRule(
+                priority: uniquePriority(1...50, &used, &rng), action: rng.chance(0.75) ? .allow : .deny,
+                ethertype: e, protocol: p, source: maybeCIDR(e, &rng), destination: maybeCIDR(e, &rng),
+                sourcePorts: p.hasPorts ? maybePorts(&rng) : nil,
+                destinationPorts: p.hasPorts ? maybePorts(&rng) : nil)
         }
     }
 
@@ -247,8 +257,12 @@ public enum RandomDocuments {
     public static func packet(for document: Document, using rng: inout SeededRandom) -> PacketDescription {
         if rng.chance(0.04) { return .notIP }
         let allRules = document.filters.flatMap { $0.inbound + $0.outbound }
-            .map { (e: $0.ethertype, p: $0.protocol, s: $0.source, d: $0.destination,
-                    sp: $0.sourcePorts, dp: $0.destinationPorts) }
+            .map {
+                (
+                    e: $0.ethertype, p: $0.protocol, s: $0.source, d: $0.destination,
+                    sp: $0.sourcePorts, dp: $0.destinationPorts
+                )
+            }
         let e: Ethertype
         var proto: UInt8?
         var src: IPAddress, dst: IPAddress
@@ -276,8 +290,9 @@ public enum RandomDocuments {
         var later = false
         if rng.chance(0.1) { later = true }
         if later || !(proto == 6 || proto == 17) { sport = nil; dport = nil }
-        return PacketDescription(ethertype: e, protocol: proto, source: src, destination: dst,
-                                 sourcePort: sport, destinationPort: dport, laterFragment: later)
+        return PacketDescription(
+            ethertype: e, protocol: proto, source: src, destination: dst,
+            sourcePort: sport, destinationPort: dport, laterFragment: later)
     }
 
     static func protocolNumber(_ p: ProtocolSpec, _ e: Ethertype, _ rng: inout SeededRandom) -> UInt8 {

@@ -26,8 +26,9 @@ struct Apply: ParsableCommand {
     func run() throws {
         let (bytes, value) = try agent.readJSON(file, errors: output)
         if InputHints.isOneObject(value) {
-            CLIOutput.failure("\(file) is one object (it has an \"id\"), not a whole document: "
-                              + "use agentctl create KIND -f \(file) to add it, or update KIND -f \(file) to replace it", [], output)
+            CLIOutput.failure(
+                "\(file) is one object (it has an \"id\"), not a whole document: "
+                    + "use agentctl create KIND -f \(file) to add it, or update KIND -f \(file) to replace it", [], output)
             throw CLIExit.invalidInput
         }
         if dryRun {
@@ -41,8 +42,10 @@ struct Apply: ParsableCommand {
         if !force, SessionGuard.removesEverySession(value), SessionGuard.interactive() {
             // Asked of the agent only here: a terminal, and a document without sessions.
             let plan = try agent.call("POST", APIPath.applyDryRun, body: bytes, as: ApplyPlan.self, errors: output)
-            if let refusal = SessionGuard.refusal(file: file, document: value, removedSessions: plan[.sessions].removed,
-                                                  force: force, interactive: true) {
+            if let refusal = SessionGuard.refusal(
+                file: file, document: value, removedSessions: plan[.sessions].removed,
+                force: force, interactive: true)
+            {
                 CLIOutput.failure(refusal, [], output)
                 throw CLIExit.invalidInput
             }
@@ -105,9 +108,11 @@ struct ObjectFlags: ParsableArguments {
     @Option(help: "sessions: true or false.") var enabled: Bool?
     @Option(help: "targets: nic or loadBalancer.") var type: String?
     @Option(help: "targets (nic): the collector's address.") var address: String?
-    @Option(name: .customLong("backend"), help: "targets (loadBalancer): a backend address (repeat for several).") var backends: [String] = []
+    @Option(name: .customLong("backend"), help: "targets (loadBalancer): a backend address (repeat for several).") var backends: [String] =
+        []
     @Option(name: .customLong("interface"), help: "sources: the host-side interface.") var interface: String?
-    @Option(name: .customLong("security-group"), help: "sources: a security group id (repeat for several).") var securityGroups: [String] = []
+    @Option(name: .customLong("security-group"), help: "sources: a security group id (repeat for several).") var securityGroups: [String] =
+        []
     @Option(name: .customLong("network-acl"), help: "sources: the network ACL's id.") var networkAcl: String?
 
     /// The fields given, by kind; an error names flags that do not belong to `kind`.
@@ -115,7 +120,9 @@ struct ObjectFlags: ParsableArguments {
         var m: [(key: String, value: JSONValue)] = []
         if let id { m.append(("id", .string(id))) }
         var given: [(flag: String, kinds: [ObjectKind], field: String, value: JSONValue)] = []
-        func add(_ flag: String, _ kinds: [ObjectKind], _ field: String, _ v: JSONValue?) { if let v { given.append((flag, kinds, field, v)) } }
+        func add(_ flag: String, _ kinds: [ObjectKind], _ field: String, _ v: JSONValue?) {
+            if let v { given.append((flag, kinds, field, v)) }
+        }
         add("--priority", [.sessions], "priority", priority.map { .int(Int64($0)) })
         add("--filter", [.sessions], "filter", filter.map { .string($0) })
         add("--source", [.sessions], "sources", sources.isEmpty ? nil : .array(sources.map { .string($0) }))
@@ -168,8 +175,10 @@ struct ObjectInput: ParsableArguments {
             }
             let read = try agent.readJSON(file, errors: errors)
             if let keys = InputHints.documentKeys(read.value) {
-                CLIOutput.failure("\(file) is a whole document (it has \(keys.map { "\"\($0)\"" }.joined(separator: ", "))), not one \(kind.singular): "
-                                  + "use agentctl apply -f \(file) to replace the whole state, or give one \(kind.singular) with its \"id\"", [], errors)
+                CLIOutput.failure(
+                    "\(file) is a whole document (it has \(keys.map { "\"\($0)\"" }.joined(separator: ", "))), not one \(kind.singular): "
+                        + "use agentctl apply -f \(file) to replace the whole state, or give one \(kind.singular) with its \"id\"", [],
+                    errors)
                 throw CLIExit.invalidInput
             }
             return read
@@ -304,10 +313,15 @@ struct Status: ParsableCommand {
         if r.sources.isEmpty {
             lines.append("no sources")
         } else {
-            lines.append(Table.render(["SOURCE", "INTERFACE", "IFINDEX", "STATE", "SESSIONS"], r.sources.map { s in
-                [s.id, s.interface, s.ifindex.map(String.init) ?? "-", s.state.rawValue,
-                 s.sessions.isEmpty ? "-" : s.sessions.joined(separator: ",")]
-            }))
+            lines.append(
+                Table.render(
+                    ["SOURCE", "INTERFACE", "IFINDEX", "STATE", "SESSIONS"],
+                    r.sources.map { s in
+                        [
+                            s.id, s.interface, s.ifindex.map(String.init) ?? "-", s.state.rawValue,
+                            s.sessions.isEmpty ? "-" : s.sessions.joined(separator: ","),
+                        ]
+                    }))
         }
         CLIOutput.out(lines.joined(separator: "\n"))
     }

@@ -1,9 +1,10 @@
 import ArgumentParser
 import MirrorAPI
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `agentctl`: the admin CLI (SPEC §7). Offline commands work on a file; agent-backed
@@ -16,7 +17,10 @@ struct AgentCtl: AsyncParsableCommand {
         commandName: "agentctl",
         abstract: "Control the traffic mirroring agent, and check configuration offline.",
         version: "agentctl \(MirrorAPIVersion.release) (control API v\(MirrorAPIVersion.current))",
-        subcommands: [Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self, Stats.self])
+        subcommands: [
+            Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self,
+            Stats.self,
+        ])
 
     /// `agentctl --socket PATH <command>`: also accepted before the command (see AgentOptions).
     @OptionGroup var agent: AgentOptions
@@ -42,9 +46,9 @@ struct AgentCtl: AsyncParsableCommand {
     static func terminate(_ code: Int32) -> Never {
         fflush(stdout)
         #if canImport(Glibc)
-        Glibc.exit(code)
+            Glibc.exit(code)
         #else
-        Darwin.exit(code)
+            Darwin.exit(code)
         #endif
     }
 }

@@ -11,13 +11,16 @@ import MirrorCore
 enum AgentExplain {
     /// Exit status: 0 explained and agreeing (or no kernel decision to compare),
     /// 1 refused / unreachable / oracle and kernel disagree.
-    static func run(agent: AgentOptions, source: String, direction: Direction, protocol proto: String?,
-                    src: String?, dst: String?, laterFragment: Bool, nonIP: Bool, established: Bool,
-                    output: OutputFormat) throws {
+    static func run(
+        agent: AgentOptions, source: String, direction: Direction, protocol proto: String?,
+        src: String?, dst: String?, laterFragment: Bool, nonIP: Bool, established: Bool,
+        output: OutputFormat
+    ) throws {
         let request = ExplainRequest(
             source: source, direction: direction,
-            packet: PacketSpec(protocol: proto, src: src, dst: dst, laterFragment: laterFragment ? true : nil,
-                               nonIP: nonIP ? true : nil),
+            packet: PacketSpec(
+                protocol: proto, src: src, dst: dst, laterFragment: laterFragment ? true : nil,
+                nonIP: nonIP ? true : nil),
             connection: established ? .established : nil)
         let r = try agent.call("POST", APIPath.explain, json: request, as: ExplainResponse.self)
         switch output {

@@ -1,9 +1,10 @@
 import MirrorAPI
 import MirrorCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An apply that would stop all mirroring is asked for `--force` when someone sits

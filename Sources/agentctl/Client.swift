@@ -8,8 +8,10 @@ import MirrorCore
 /// blocking client on POSIX sockets, no SwiftNIO (agentctl makes one request and must
 /// start fast).
 struct AgentOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The agent's control socket (default: $\(ControlClient.socketEnvironment) or \(ControlClient.defaultSocket)).",
-                               valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "The agent's control socket (default: $\(ControlClient.socketEnvironment) or \(ControlClient.defaultSocket)).",
+            valueName: "path"))
     var socket: String?
 
     var socketPath: String {
@@ -24,8 +26,10 @@ struct AgentOptions: ParsableArguments {
     /// (unreachable, refused by the agent, an answer cut short or of the wrong shape)
     /// becomes one clear message on stderr and exit 1, or with `errors: .json` the
     /// refusal as JSON on stdout (`CLIOutput.failure`).
-    func call<T: Decodable>(_ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self,
-                            errors: OutputFormat = .text) throws -> T {
+    func call<T: Decodable>(
+        _ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self,
+        errors: OutputFormat = .text
+    ) throws -> T {
         do { return try client.call(method, path, body: body, as: T.self) } catch {
             if errors == .json {
                 if case ControlClient.ClientError.api(let e) = error {
@@ -62,7 +66,8 @@ struct AgentOptions: ParsableArguments {
         case .failure(let e):
             let hint = InputHints.yaml(bytes).map { "; \($0)" } ?? ""
             if errors == .json {
-                CLIOutput.failure("\(file) is not valid JSON", [FieldError(path: "document", message: "invalid JSON at \(e)\(hint)")], .json)
+                CLIOutput.failure(
+                    "\(file) is not valid JSON", [FieldError(path: "document", message: "invalid JSON at \(e)\(hint)")], .json)
             } else {
                 CLIOutput.error("Error: \(file) is not valid JSON: \(e)\(hint)")
             }
@@ -133,19 +138,25 @@ enum Table {
         func count(_ key: String) -> (JSONValue) -> String { { String($0[key]?.arrayValue?.count ?? 0) } }
         switch kind {
         case .sessions:
-            return [("ID", f("id")), ("PRIORITY", f("priority")), ("FILTER", f("filter")), ("SOURCES", f("sources")),
-                    ("TARGET", f("target")), ("VNI", f("vni")),
-                    ("ENABLED", { $0["enabled"]?.boolValue == false ? "false" : "true" }),
-                    ("PACKET-LENGTH", f("packetLength")), ("DESCRIPTION", f("description"))]
+            return [
+                ("ID", f("id")), ("PRIORITY", f("priority")), ("FILTER", f("filter")), ("SOURCES", f("sources")),
+                ("TARGET", f("target")), ("VNI", f("vni")),
+                ("ENABLED", { $0["enabled"]?.boolValue == false ? "false" : "true" }),
+                ("PACKET-LENGTH", f("packetLength")), ("DESCRIPTION", f("description")),
+            ]
         case .filters:
             return [("ID", f("id")), ("INBOUND", count("inbound")), ("OUTBOUND", count("outbound")), ("DESCRIPTION", f("description"))]
         case .targets:
-            return [("ID", f("id")), ("TYPE", f("type")),
-                    ("ADDRESSES", { ($0["address"] ?? $0["backends"])?.displayText ?? "-" }), ("DESCRIPTION", f("description"))]
+            return [
+                ("ID", f("id")), ("TYPE", f("type")),
+                ("ADDRESSES", { ($0["address"] ?? $0["backends"])?.displayText ?? "-" }), ("DESCRIPTION", f("description")),
+            ]
         case .sources:
-            return [("ID", f("id")), ("INTERFACE", f("interface")), ("ADDRESSES", f("addresses")),
-                    ("SECURITY-GROUPS", f("securityGroups")), ("NETWORK-ACL", f("networkAcl")),
-                    ("ENFORCE", { $0["enforce"]?.boolValue == true ? "true" : "false" })]
+            return [
+                ("ID", f("id")), ("INTERFACE", f("interface")), ("ADDRESSES", f("addresses")),
+                ("SECURITY-GROUPS", f("securityGroups")), ("NETWORK-ACL", f("networkAcl")),
+                ("ENFORCE", { $0["enforce"]?.boolValue == true ? "true" : "false" }),
+            ]
         case .securityGroups:
             return [("ID", f("id")), ("RULES", count("rules")), ("DESCRIPTION", f("description"))]
         case .networkAcls:

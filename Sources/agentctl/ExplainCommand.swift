@@ -15,8 +15,9 @@ struct Explain: ParsableCommand {
 
     enum Fragment: String, ExpressibleByArgument, CaseIterable { case first, later }
 
-    @Option(name: [.customShort("f"), .long],
-            help: "The JSON document. Without it the running agent answers from its live policy (see AgentExplain).")
+    @Option(
+        name: [.customShort("f"), .long],
+        help: "The JSON document. Without it the running agent answers from its live policy (see AgentExplain).")
     var file: String?
 
     @OptionGroup var agent: AgentOptions
@@ -49,16 +50,19 @@ struct Explain: ParsableCommand {
     var output: OutputFormat = .text
 
     func validate() throws {
-        if case .failure(let p) = PacketArguments.packet(protocol: proto, src: src, dst: dst,
-                                                         laterFragment: fragment == .later, nonIP: nonIP) {
+        if case .failure(let p) = PacketArguments.packet(
+            protocol: proto, src: src, dst: dst,
+            laterFragment: fragment == .later, nonIP: nonIP)
+        {
             throw ValidationError(p.description)
         }
     }
 
     func run() throws {
         guard let file else {
-            return try AgentExplain.run(agent: agent, source: source, direction: direction, protocol: proto, src: src, dst: dst,
-                                        laterFragment: fragment == .later, nonIP: nonIP, established: established, output: output)
+            return try AgentExplain.run(
+                agent: agent, source: source, direction: direction, protocol: proto, src: src, dst: dst,
+                laterFragment: fragment == .later, nonIP: nonIP, established: established, output: output)
         }
         let packet: PacketDescription
         switch PacketArguments.packet(protocol: proto, src: src, dst: dst, laterFragment: fragment == .later, nonIP: nonIP) {
@@ -80,12 +84,14 @@ struct Explain: ParsableCommand {
         }
         guard document.sources.contains(where: { $0.id == source }) else {
             let ids = document.sources.map(\.id)
-            CLIOutput.error("Error: --source: \"\(source)\" is not a source of \(file)"
-                            + (ids.isEmpty ? " (it defines none)" : "; its sources: " + ids.joined(separator: ", ")))
+            CLIOutput.error(
+                "Error: --source: \"\(source)\" is not a source of \(file)"
+                    + (ids.isEmpty ? " (it defines none)" : "; its sources: " + ids.joined(separator: ", ")))
             throw CLIExit.usage
         }
-        let decision = Oracle.decide(document: document, source: source, direction: direction, packet: packet,
-                                     connection: established ? .established : .new)
+        let decision = Oracle.decide(
+            document: document, source: source, direction: direction, packet: packet,
+            connection: established ? .established : .new)
         switch output {
         // The decision's one JSON form (its Codable, as the agent answers with it), in its own member order.
         case .json: try CLIOutput.json(decision, sortedKeys: false)

@@ -7,9 +7,11 @@ enum InputHints {
     /// `---` or `%YAML` line, `key:` or `- item` on the first line that says anything).
     static func yaml(_ bytes: [UInt8]) -> String? {
         let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
-        guard let line = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
-            .map({ $0.drop(while: { $0 == " " || $0 == "\t" }) })
-            .first(where: { !$0.isEmpty && !$0.hasPrefix("#") }) else { return nil }
+        guard
+            let line = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+                .map({ $0.drop(while: { $0 == " " || $0 == "\t" }) })
+                .first(where: { !$0.isEmpty && !$0.hasPrefix("#") })
+        else { return nil }
         let yaml: Bool
         if line.hasPrefix("---") || line.hasPrefix("%YAML") || line == "-" || line.hasPrefix("- ") {
             yaml = true
@@ -17,7 +19,8 @@ enum InputHints {
             // `key:` then the end or a space; a JSON text starts with `{`, `[`, `"` or a value instead.
             let key = line[..<colon]
             let after = line[line.index(after: colon)...]
-            yaml = !key.isEmpty && key.allSatisfy { $0.isLetter || $0.isNumber || "_-.\"' ".contains($0) }
+            yaml =
+                !key.isEmpty && key.allSatisfy { $0.isLetter || $0.isNumber || "_-.\"' ".contains($0) }
                 && !"{[".contains(key.first!) && (after.isEmpty || after.first == " " || after.first == "\t")
         } else {
             yaml = false

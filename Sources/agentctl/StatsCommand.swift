@@ -54,14 +54,18 @@ struct Stats: ParsableCommand {
                     CLIOutput.out(String(decoding: data, as: UTF8.self))
                 case .text:
                     if redraw {
-                        print(Self.clearScreen + "Every \(Self.seconds(interval)): agentctl stats" + "    " + Self.clock(), terminator: "\n\n")
+                        print(
+                            Self.clearScreen + "Every \(Self.seconds(interval)): agentctl stats" + "    " + Self.clock(), terminator: "\n\n"
+                        )
                     } else if watch && polls > 1 {
                         CLIOutput.out("")
                     }
                     // A filter on one kind leaves the other kind out (the agent sends none of it).
                     let filtered = !sessions.isEmpty || !sources.isEmpty
-                    CLIOutput.out(StatsTables.render(stats, previous: watch ? previous : nil,
-                                                     sessions: !filtered || !sessions.isEmpty, sources: !filtered || !sources.isEmpty))
+                    CLIOutput.out(
+                        StatsTables.render(
+                            stats, previous: watch ? previous : nil,
+                            sessions: !filtered || !sessions.isEmpty, sources: !filtered || !sources.isEmpty))
                 }
                 previous = stats
             } catch {
@@ -120,8 +124,10 @@ struct Stats: ParsableCommand {
 /// The text form of `agentctl stats`. Rates are per second since `previous`.
 enum StatsTables {
     /// `sessions`, `sources`: whether to show those sections (sessions with their rules).
-    static func render(_ s: StatsResponse, previous: StatsResponse?, sessions showSessions: Bool = true,
-                       sources showSources: Bool = true) -> String {
+    static func render(
+        _ s: StatsResponse, previous: StatsResponse?, sessions showSessions: Bool = true,
+        sources showSources: Bool = true
+    ) -> String {
         var out = ["generation \(s.generation), datapath \(s.datapath)"]
         guard s.countersAvailable else {
             out.append("no counters: the \(s.datapath) datapath does not count packets")
@@ -138,8 +144,10 @@ enum StatsTables {
         var header = ["SESSION", "PACKETS", "BYTES", "COPIES-SENT", "TRUNCATED", "DROPPED"]
         if withRates { header += ["PKT/S", "BYTES/S"] }
         let sessionRows = s.sessions.map { x -> [String] in
-            var row = [x.session, String(x.packets), String(x.bytes), String(x.copiesSent),
-                       String(x.truncated.values.reduce(0, +)), String(x.dropped.values.reduce(0, +))]
+            var row = [
+                x.session, String(x.packets), String(x.bytes), String(x.copiesSent),
+                String(x.truncated.values.reduce(0, +)), String(x.dropped.values.reduce(0, +)),
+            ]
             if withRates { row += [rate(x.packets, prevSessions[x.session]?.packets), rate(x.bytes, prevSessions[x.session]?.bytes)] }
             return row
         }
@@ -157,8 +165,11 @@ enum StatsTables {
         if showSessions { out.append("\nrules:\n" + (ruleRows.isEmpty ? "none" : Table.render(header, ruleRows))) }
 
         let reasons = Array(Set(s.sources.flatMap { $0.notMirrored.keys })).sorted()
-        let prevSources = Dictionary((previous?.sources ?? []).map { ("\($0.source)/\($0.direction)", $0) }, uniquingKeysWith: { a, _ in a })
-        header = ["SOURCE", "INTERFACE", "STATE", "DIRECTION", "SEEN", "MIRRORED"] + reasons.map { $0.uppercased().replacingOccurrences(of: "_", with: "-") }
+        let prevSources = Dictionary(
+            (previous?.sources ?? []).map { ("\($0.source)/\($0.direction)", $0) }, uniquingKeysWith: { a, _ in a })
+        header =
+            ["SOURCE", "INTERFACE", "STATE", "DIRECTION", "SEEN", "MIRRORED"]
+            + reasons.map { $0.uppercased().replacingOccurrences(of: "_", with: "-") }
         if withRates { header += ["SEEN/S", "MIRRORED/S"] }
         let sourceRows = s.sources.map { x -> [String] in
             var row = [x.source, x.interface, x.state.rawValue, x.direction.rawValue, String(x.seen), String(x.mirrored)]

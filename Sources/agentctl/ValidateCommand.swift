@@ -23,7 +23,9 @@ struct Validate: ParsableCommand {
         case .failure(let e):
             // Not JSON at all (the one error at "document"): say so when it reads like YAML.
             errors = e.errors.map { error in
-                guard error.path == "document", error.message.hasPrefix("invalid JSON"), let hint = InputHints.yaml(bytes) else { return error }
+                guard error.path == "document", error.message.hasPrefix("invalid JSON"), let hint = InputHints.yaml(bytes) else {
+                    return error
+                }
                 return MirrorCore.ValidationError(path: error.path, message: error.message + "; " + hint)
             }
         }

@@ -38,17 +38,22 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    @Option(name: .customLong("tc-attach"),
-            help: "How programs sit on the TC hooks: auto (tcx links when the kernel has them, else clsact), tcx or clsact.")
+    @Option(
+        name: .customLong("tc-attach"),
+        help: "How programs sit on the TC hooks: auto (tcx links when the kernel has them, else clsact), tcx or clsact.")
     var tcAttach = "auto"
 
-    @Option(name: .customLong("tcx-links-per-apply"),
-            help: ArgumentHelp("tcx links an apply creates itself; further hooks start on clsact and move to tcx in the background.",
-                               visibility: .hidden))
+    @Option(
+        name: .customLong("tcx-links-per-apply"),
+        help: ArgumentHelp(
+            "tcx links an apply creates itself; further hooks start on clsact and move to tcx in the background.",
+            visibility: .hidden))
     var tcxLinksPerApply = 32
 
-    @Option(help: ArgumentHelp("kernel, or memory: no kernel datapath, mirrors nothing (tests). automatic is kernel.",
-                               visibility: .hidden))
+    @Option(
+        help: ArgumentHelp(
+            "kernel, or memory: no kernel datapath, mirrors nothing (tests). automatic is kernel.",
+            visibility: .hidden))
     var datapath: String = "kernel"
 
     @Option(help: ArgumentHelp("The nft binary enforcement runs (default: the installed nft; tests).", visibility: .hidden))
@@ -96,9 +101,10 @@ struct CommonOptions: ParsableArguments {
     }
 
     var datapathOptions: DatapathFactory.Options {
-        DatapathFactory.Options(bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
-                                attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply,
-                                nftCommand: nft.map { [$0] })
+        DatapathFactory.Options(
+            bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
+            attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply,
+            nftCommand: nft.map { [$0] })
     }
 }
 
@@ -147,11 +153,16 @@ struct Run: AsyncParsableCommand {
             datapath = try DatapathFactory.start(choice, options: options.datapathOptions)
         } catch {
             // Never on without it: an agent that takes applies and mirrors nothing looks healthy.
-            fail("mirror-agent: cannot start: the kernel datapath did not load, so nothing could be mirrored: \(error)\n"
-                 + "Fix that and start again (only --datapath memory runs without it, mirroring nothing, for tests).")
+            fail(
+                "mirror-agent: cannot start: the kernel datapath did not load, so nothing could be mirrored: \(error)\n"
+                    + "Fix that and start again (only --datapath memory runs without it, mirroring nothing, for tests).")
         }
-        logger.info("starting", metadata: ["version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
-                                           "socket": "\(options.socket)", "stateDir": "\(options.stateDir)"])
+        logger.info(
+            "starting",
+            metadata: [
+                "version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
+                "socket": "\(options.socket)", "stateDir": "\(options.stateDir)",
+            ])
         let agent = Agent(store: store, datapath: datapath, logger: logger)
         do { try await agent.start(resetState: resetState, holding: stateLock) } catch {
             fail("mirror-agent: cannot start: \(error)")
@@ -167,8 +178,11 @@ struct Run: AsyncParsableCommand {
             ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger),
         ]
         var configuration = ServiceGroupConfiguration(
-            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
-                                           failureTerminationBehavior: .gracefullyShutdownGroup) },
+            services: services.map {
+                .init(
+                    service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .gracefullyShutdownGroup)
+            },
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Then connections still open (a client not reading its answer) are closed.
         configuration.maximumGracefulShutdownDuration = .seconds(10)

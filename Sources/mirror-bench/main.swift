@@ -46,8 +46,9 @@ func parseOptions() -> Options {
 
 /// 64-byte UDP/IPv4 frame 198.51.100.1:40000 -> 198.51.100.2:4000.
 let frame = FrameBuilder.frame(
-    for: PacketDescription(ethertype: .ipv4, protocol: 17, source: IPAddress("198.51.100.1"),
-                           destination: IPAddress("198.51.100.2"), sourcePort: 40000, destinationPort: 4000),
+    for: PacketDescription(
+        ethertype: .ipv4, protocol: 17, source: IPAddress("198.51.100.1"),
+        destination: IPAddress("198.51.100.2"), sourcePort: 40000, destinationPort: 4000),
     options: FrameBuilder.Options(payloadBytes: 64 - 42))
 
 func cidr(_ s: String) -> CIDR {
@@ -58,9 +59,10 @@ func cidr(_ s: String) -> CIDR {
 /// A rule that does not match the frame: a port range, addresses and protocol
 /// close to it but not equal (so every field comparison is actually made).
 func missRule(_ priority: Int) -> Rule {
-    Rule(priority: priority, action: .accept, ethertype: .ipv4, protocol: .udp,
-         source: cidr("198.51.100.0/24"), destination: cidr("198.51.100.0/24"),
-         sourcePorts: PortRange(1, 39999), destinationPorts: PortRange(1, 65535))
+    Rule(
+        priority: priority, action: .accept, ethertype: .ipv4, protocol: .udp,
+        source: cidr("198.51.100.0/24"), destination: cidr("198.51.100.0/24"),
+        sourcePorts: PortRange(1, 39999), destinationPorts: PortRange(1, 65535))
 }
 
 func document(sessions: Int, rules: Int, lastMatches: Bool) -> Document {
@@ -70,9 +72,10 @@ func document(sessions: Int, rules: Int, lastMatches: Bool) -> Document {
     for s in 0..<sessions {
         var rs = (0..<rules).map { missRule($0 + 1) }
         if lastMatches && s == sessions - 1 {
-            rs[rules - 1] = Rule(priority: rules, action: .accept, ethertype: .ipv4, protocol: .udp,
-                                 source: cidr("198.51.100.0/24"), destination: cidr("198.51.100.2/32"),
-                                 sourcePorts: PortRange(40000, 40000), destinationPorts: PortRange(4000, 4000))
+            rs[rules - 1] = Rule(
+                priority: rules, action: .accept, ethertype: .ipv4, protocol: .udp,
+                source: cidr("198.51.100.0/24"), destination: cidr("198.51.100.2/32"),
+                sourcePorts: PortRange(40000, 40000), destinationPorts: PortRange(4000, 4000))
         }
         doc.filters.append(Filter(id: "f\(s)", outbound: rs))
         doc.sessions.append(Session(id: "s\(s)", priority: s + 1, filter: "f\(s)", sources: ["s"], target: "t", vni: s + 1))
@@ -93,22 +96,27 @@ func largeDocument(sessions n: Int) -> Document {
     let filters = (n + 999) / 1000
     for f in 0..<filters {
         let rules = (0..<10).map { i in
-            Rule(priority: i + 1, action: i % 3 == 2 ? .reject : .accept, ethertype: .ipv4, protocol: .tcp,
-                 source: cidr("198.18.\(i).0/24"), destination: cidr("198.19.\(f % 256).0/24"),
-                 destinationPorts: PortRange(UInt16(1000 + i), UInt16(2000 + i)))
+            Rule(
+                priority: i + 1, action: i % 3 == 2 ? .reject : .accept, ethertype: .ipv4, protocol: .tcp,
+                source: cidr("198.18.\(i).0/24"), destination: cidr("198.19.\(f % 256).0/24"),
+                destinationPorts: PortRange(UInt16(1000 + i), UInt16(2000 + i)))
         }
         doc.filters.append(Filter(id: "f\(f)", inbound: rules, outbound: rules))
     }
     let targets = (n + 199) / 200
     for t in 0..<targets {
-        doc.targets.append(Target(id: "t\(t)", type: .loadBalancer,
-                                  backends: [IPAddress.v4(0xC000_0200 | UInt32(t % 250 + 1))]))
+        doc.targets.append(
+            Target(
+                id: "t\(t)", type: .loadBalancer,
+                backends: [IPAddress.v4(0xC000_0200 | UInt32(t % 250 + 1))]))
     }
     let sources = (n + 2) / 3
     for s in 0..<sources { doc.sources.append(Source(id: "src\(s)", interface: "tap\(s)")) }
     for i in 0..<n {
-        doc.sessions.append(Session(id: "s\(i)", priority: i % 3 + 1, filter: "f\(i / 1000)", sources: ["src\(i / 3)"],
-                                    target: "t\(i / 200)", vni: i + 1))
+        doc.sessions.append(
+            Session(
+                id: "s\(i)", priority: i % 3 + 1, filter: "f\(i / 1000)", sources: ["src\(i / 3)"],
+                target: "t\(i / 200)", vni: i + 1))
     }
     return doc
 }
@@ -123,7 +131,10 @@ func writeResult(_ key: String, _ value: Any, to path: String?) throws {
     guard let path else { return }
     var root: [String: Any] = [:]
     if let data = FileManager.default.contents(atPath: path),
-       let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] { root = obj }
+        let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    {
+        root = obj
+    }
     root[key] = value
     let dir = (path as NSString).deletingLastPathComponent
     if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
@@ -150,14 +161,16 @@ if options.part == "control-plane" {
             var image = MapImage()
             let compile = try milliseconds {
                 let slots = try SlotAssignment.assign(document: valid)
-                let index = Dictionary(uniqueKeysWithValues: valid.sources.enumerated().map { ($0.element.interface, UInt32(1000 + $0.offset)) })
+                let index = Dictionary(
+                    uniqueKeysWithValues: valid.sources.enumerated().map { ($0.element.interface, UInt32(1000 + $0.offset)) })
                 image = try Compiler.compile(.init(document: valid, slots: slots, interfaceIndex: { index[$0] }))
             }
             dp.slotGracePeriod = .zero
             let swap = try milliseconds { try dp.apply(image) }
             let swapAgain = try milliseconds { try dp.apply(image) }
-            print("control plane \(n) sessions: validate \(validate) ms, compile \(compile) ms, " +
-                  "swap \(swap) ms (again \(swapAgain) ms), \(image.policies.count) policy entries")
+            print(
+                "control plane \(n) sessions: validate \(validate) ms, compile \(compile) ms, "
+                    + "swap \(swap) ms (again \(swapAgain) ms), \(image.policies.count) policy entries")
             results["sessions_\(n)"] = ["validate_ms": validate, "compile_ms": compile, "swap_ms": swap, "swap_again_ms": swapAgain]
         }
         try writeResult("control_plane", results, to: options.output)
@@ -193,14 +206,18 @@ do {
         var samples: [UInt32] = []
         for _ in 0..<options.rounds {
             // Counting like the attached program does, so the cost is the real one.
-            samples.append(try dp.testRun(.testIngress, frame: frame, mark: ifindex, cb0: MIRROR_TEST_COUNT,
-                                          repeat: options.repeatCount).durationNs)
+            samples.append(
+                try dp.testRun(
+                    .testIngress, frame: frame, mark: ifindex, cb0: MIRROR_TEST_COUNT,
+                    repeat: options.repeatCount
+                ).durationNs)
         }
         samples.sort()
         let median = Double(samples[samples.count / 2])
         results[name] = median
-        print("classifier \(name): \(median) ns/packet (median of \(options.rounds) x \(options.repeatCount); " +
-              "min \(samples.first!), max \(samples.last!)); verdict \(check)")
+        print(
+            "classifier \(name): \(median) ns/packet (median of \(options.rounds) x \(options.repeatCount); "
+                + "min \(samples.first!), max \(samples.last!)); verdict \(check)")
     }
     var nop: [UInt32] = []
     for _ in 0..<options.rounds {

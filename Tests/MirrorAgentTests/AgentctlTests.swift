@@ -14,7 +14,8 @@ struct AgentctlTests {
 
     struct Run { var status: Int32; var out: String; var err: String }
 
-    static func agentctl(_ args: [String], socket: String?, user: String? = nil, binary: String = AgentctlTests.binary) async throws -> Run {
+    static func agentctl(_ args: [String], socket: String?, user: String? = nil, binary: String = AgentctlTests.binary) async throws -> Run
+    {
         try await offThread {
             var env = ProcessInfo.processInfo.environment
             env[ControlClient.socketEnvironment] = socket
@@ -79,8 +80,11 @@ struct AgentctlTests {
         #expect(r.status == 0)
 
         // explain without -f: the agent answers from the live policy.
-        r = try await Self.agentctl(["explain", "--source", "vm1", "--direction", "inbound", "--protocol", "tcp",
-                                     "--src", "203.0.113.5:40000", "--dst", "192.0.2.10:80"], socket: sock)
+        r = try await Self.agentctl(
+            [
+                "explain", "--source", "vm1", "--direction", "inbound", "--protocol", "tcp",
+                "--src", "203.0.113.5:40000", "--dst", "192.0.2.10:80",
+            ], socket: sock)
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out.contains("oracle: mirrored by session s1"))
         #expect(r.out.contains("kernel: no decision"))
@@ -113,11 +117,17 @@ struct AgentctlTests {
 
         r = try await Self.agentctl(["create", "sources", "vm3", "--interface", "tap-vm3"], socket: sock)
         #expect(r.status == 0, "\(r.err)")
-        r = try await Self.agentctl(["create", "targets", "t2", "--type", "loadBalancer",
-                                     "--backend", "198.51.100.7", "--backend", "198.51.100.8"], socket: sock)
+        r = try await Self.agentctl(
+            [
+                "create", "targets", "t2", "--type", "loadBalancer",
+                "--backend", "198.51.100.7", "--backend", "198.51.100.8",
+            ], socket: sock)
         #expect(r.status == 0, "\(r.err)")
-        r = try await Self.agentctl(["create", "sessions", "s3", "--priority", "3", "--filter", "f1", "--source", "vm3",
-                                     "--target", "t2", "--vni", "77", "--packet-length", "96"], socket: sock)
+        r = try await Self.agentctl(
+            [
+                "create", "sessions", "s3", "--priority", "3", "--filter", "f1", "--source", "vm3",
+                "--target", "t2", "--vni", "77", "--packet-length", "96",
+            ], socket: sock)
         #expect(r.status == 0, "\(r.err)")
         var s: AnyJSON = try await t.call("GET", APIPath.object(.sessions, "s3"))
         var o = s.value["object"]
@@ -133,18 +143,23 @@ struct AgentctlTests {
 
         // Refusals: one clear line, non-zero, nothing changed.
         let before: AnyJSON = try await t.call("GET", APIPath.document)
-        for (args, says) in [(["create", "filters", "f9", "--priority", "1"], "-f FILE"),
-                             (["create", "sessions", "s9", "--interface", "tap-vm1"], "--interface does not apply to sessions"),
-                             (["create", "sessions", "-f", "/dev/null", "--priority", "1"], "not both"),
-                             (["create", "sessions"], "-f FILE or as flags"),
-                             (["create", "sessions", "s9", "--priority", "x"], "priority")] {
+        for (args, says) in [
+            (["create", "filters", "f9", "--priority", "1"], "-f FILE"),
+            (["create", "sessions", "s9", "--interface", "tap-vm1"], "--interface does not apply to sessions"),
+            (["create", "sessions", "-f", "/dev/null", "--priority", "1"], "not both"),
+            (["create", "sessions"], "-f FILE or as flags"),
+            (["create", "sessions", "s9", "--priority", "x"], "priority"),
+        ] {
             r = try await Self.agentctl(args, socket: sock)
             #expect(r.status != 0, "\(args)")
             #expect(r.err.contains(says), "\(args): \(r.err)")
         }
         // The agent's own validation still speaks for what flags cannot know.
-        r = try await Self.agentctl(["create", "sessions", "s9", "--priority", "9", "--filter", "nope", "--source", "vm1",
-                                     "--target", "t1"], socket: sock)
+        r = try await Self.agentctl(
+            [
+                "create", "sessions", "s9", "--priority", "9", "--filter", "nope", "--source", "vm1",
+                "--target", "t1",
+            ], socket: sock)
         #expect(r.status != 0)
         #expect(r.err.contains("nope"), "\(r.err)")
         let after: AnyJSON = try await t.call("GET", APIPath.document)
@@ -281,16 +296,25 @@ struct AgentctlTests {
         let before: AnyJSON = try await t.call("GET", APIPath.document)
         let next = try JSONParser.parse(Fixtures.valid).get()
             .setting("sources", .array([.object([("id", .string("vm1")), ("interface", .string("tap-vm1"))])]))
-            .setting("sessions", .array([.object([("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")),
-                                                  ("sources", .array([.string("vm1")])), ("target", .string("t1"))])]))
+            .setting(
+                "sessions",
+                .array([
+                    .object([
+                        ("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")),
+                        ("sources", .array([.string("vm1")])), ("target", .string("t1")),
+                    ])
+                ]))
         let file = try write(t.dir, "next.json", next.serialized(pretty: true))
 
         r = try await Self.agentctl(["apply", "--dry-run", "-f", file], socket: sock)
         #expect(r.status == 0, "\(r.err)")
         let lines = r.out.split(separator: "\n").map(String.init)
         #expect(lines.first == "dry run of \(file) against generation 1; nothing was applied", "\(r.out)")
-        #expect(Array(lines.dropFirst()) == ["  change  session s1", "  remove  source vm2", "  remove  session s2",
-                                             "would add 0, change 1, remove 2"], "\(r.out)")
+        #expect(
+            Array(lines.dropFirst()) == [
+                "  change  session s1", "  remove  source vm2", "  remove  session s2",
+                "would add 0, change 1, remove 2",
+            ], "\(r.out)")
         r = try await Self.agentctl(["apply", "--dry-run", "-f", file, "-o", "json"], socket: sock)
         #expect(r.status == 0, "\(r.err)")
         let plan = try JSONParser.parse(r.out).get()
@@ -325,7 +349,8 @@ struct AgentctlTests {
         defer { t.stopNow() }
         let sock = t.socketPath
         let doc = try write(t.dir, "doc.json", Fixtures.valid)
-        let empty = try write(t.dir, "empty.json", try JSONParser.parse(Fixtures.valid).get().setting("sessions", .array([])).serialized(pretty: true))
+        let empty = try write(
+            t.dir, "empty.json", try JSONParser.parse(Fixtures.valid).get().setting("sessions", .array([])).serialized(pretty: true))
         var r = try await Self.agentctl(["apply", "-f", doc], socket: sock)
         #expect(r.status == 0, "\(r.err)")
 
@@ -379,7 +404,9 @@ struct AgentctlTests {
         let outPath = dir.path + "/watch.out", errPath = dir.path + "/watch.err"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", #"exec "$0" --socket "$1" stats --watch --interval 0.2 > "$2" 2> "$3""#, Self.binary, first.socketPath, outPath, errPath]
+        p.arguments = [
+            "-c", #"exec "$0" --socket "$1" stats --watch --interval 0.2 > "$2" 2> "$3""#, Self.binary, first.socketPath, outPath, errPath,
+        ]
         try p.run()
         // SIGKILL: the child inherits this test thread's signal mask, in which SIGTERM is blocked.
         func stopWatching() { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
@@ -401,8 +428,9 @@ struct AgentctlTests {
         try await waitFor("a poll of the restarted agent") { polls() > before }
         stopWatching()
         let failed = text(errPath).split(separator: "\n")
-        #expect(!failed.isEmpty && failed.allSatisfy { $0.hasPrefix("agent not answering") && $0.hasSuffix("; retrying every 0.2s") },
-                "\(failed)")
+        #expect(
+            !failed.isEmpty && failed.allSatisfy { $0.hasPrefix("agent not answering") && $0.hasSuffix("; retrying every 0.2s") },
+            "\(failed)")
     }
 
     @Test func nonRootUserGetsPermissionDenied() async throws {

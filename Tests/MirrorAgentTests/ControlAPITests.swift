@@ -1,10 +1,11 @@
 import Foundation
 import MirrorAPI
-@testable import MirrorAgent
-import MirrorDatapath
 import MirrorCore
+import MirrorDatapath
 import MirrorTestSupport
 import Testing
+
+@testable import MirrorAgent
 
 @Suite("Control API over the unix socket")
 struct ControlAPITests {
@@ -82,12 +83,14 @@ struct ControlAPITests {
         #expect(t.errorPaths(b3) == ["id"])
 
         // update: a bad value is refused with its path, the object named by id, nothing changes
-        let (u1, ub1) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
-                                      #"{"priority": 99999, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
+        let (u1, ub1) = try await t.request(
+            "PUT", APIPath.object(.sessions, "s1"),
+            #"{"priority": 99999, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
         #expect(u1 == 422)
         #expect(t.errorPaths(ub1).contains("sessions[id=s1].priority"))
-        let (u2, _) = try await t.request("PUT", APIPath.object(.sessions, "s1"),
-                                    #"{"priority": 5, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
+        let (u2, _) = try await t.request(
+            "PUT", APIPath.object(.sessions, "s1"),
+            #"{"priority": 5, "filter": "f1", "sources": ["vm1"], "target": "t2"}"#)
         #expect(u2 == 200)
         let got: ObjectResponse = try await t.call("GET", APIPath.object(.sessions, "s1"))
         #expect(got.object.value["target"]?.stringValue == "t2")
@@ -111,21 +114,21 @@ struct ControlAPITests {
     /// A document where every kind is referred to: sessions use filters, targets and
     /// sources; sources use security groups and network ACLs.
     static let referring = """
-    {
-      "filters": [ { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] },
-                   { "id": "f2" } ],
-      "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
-      "sources": [ { "id": "vm1", "interface": "tap-vm1", "securityGroups": ["sg0", "sg1"], "networkAcl": "acl1" },
-                   { "id": "vm2", "interface": "tap-vm2", "securityGroups": ["sg1"] } ],
-      "sessions": [
-        { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1" },
-        { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1" }
-      ],
-      "securityGroups": [ { "id": "sg0", "rules": [] },
-                          { "id": "sg1", "rules": [ { "direction": "ingress", "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ],
-      "networkAcls": [ { "id": "acl1", "inbound": [ { "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ]
-    }
-    """
+        {
+          "filters": [ { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] },
+                       { "id": "f2" } ],
+          "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+          "sources": [ { "id": "vm1", "interface": "tap-vm1", "securityGroups": ["sg0", "sg1"], "networkAcl": "acl1" },
+                       { "id": "vm2", "interface": "tap-vm2", "securityGroups": ["sg1"] } ],
+          "sessions": [
+            { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1" },
+            { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1" }
+          ],
+          "securityGroups": [ { "id": "sg0", "rules": [] },
+                              { "id": "sg1", "rules": [ { "direction": "ingress", "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ],
+          "networkAcls": [ { "id": "acl1", "inbound": [ { "priority": 1, "action": "allow", "ethertype": "ipv4" } ] } ]
+        }
+        """
 
     /// Before, deleting f1 validated the document without it and answered
     /// `sessions[0].filter: filter "f1" does not exist`: true of a document the
@@ -136,13 +139,19 @@ struct ControlAPITests {
         let (s, b) = try await t.request("POST", APIPath.apply, Self.referring)
         #expect(s == 200, "\(b)")
         let cases: [(ObjectKind, String, String, [String])] = [
-            (.filters, "f1", "filter f1 is used by sessions s1, s2; delete or change them first",
-             ["sessions[id=s1].filter", "sessions[id=s2].filter"]),
-            (.targets, "t1", "target t1 is used by sessions s1, s2; delete or change them first",
-             ["sessions[id=s1].target", "sessions[id=s2].target"]),
+            (
+                .filters, "f1", "filter f1 is used by sessions s1, s2; delete or change them first",
+                ["sessions[id=s1].filter", "sessions[id=s2].filter"]
+            ),
+            (
+                .targets, "t1", "target t1 is used by sessions s1, s2; delete or change them first",
+                ["sessions[id=s1].target", "sessions[id=s2].target"]
+            ),
             (.sources, "vm2", "source vm2 is used by session s2; delete or change it first", ["sessions[id=s2].sources[1]"]),
-            (.securityGroups, "sg1", "security group sg1 is used by sources vm1, vm2; delete or change them first",
-             ["sources[id=vm1].securityGroups[1]", "sources[id=vm2].securityGroups[0]"]),
+            (
+                .securityGroups, "sg1", "security group sg1 is used by sources vm1, vm2; delete or change them first",
+                ["sources[id=vm1].securityGroups[1]", "sources[id=vm2].securityGroups[0]"]
+            ),
             (.networkAcls, "acl1", "network ACL acl1 is used by source vm1; delete or change it first", ["sources[id=vm1].networkAcl"]),
         ]
         for (kind, id, message, paths) in cases {
@@ -187,13 +196,15 @@ struct ControlAPITests {
         #expect(e?.errors.map(\.path) == ["sources[id=bad].interface"])
         #expect(e?.errors.first?.message.contains("also used by sources[id=vm1]") == true, "\(String(describing: e))")
 
-        e = try await refusal("PUT", APIPath.object(.sessions, "s2"),
-                              #"{"priority": 1, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1"}"#)
+        e = try await refusal(
+            "PUT", APIPath.object(.sessions, "s2"),
+            #"{"priority": 1, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1"}"#)
         #expect(e?.message.hasPrefix("session s2 not updated: ") == true, "\(String(describing: e))")
         #expect(e?.errors.map(\.path) == ["sessions[id=s2].priority"])
         #expect(e?.errors.first?.message.contains("(sessions[id=s1])") == true, "\(String(describing: e))")
 
-        e = try await refusal("POST", APIPath.kind(.sessions), #"{"id": "s9", "priority": 9, "filter": "nope", "sources": ["vm2"], "target": "t1"}"#)
+        e = try await refusal(
+            "POST", APIPath.kind(.sessions), #"{"id": "s9", "priority": 9, "filter": "nope", "sources": ["vm2"], "target": "t1"}"#)
         #expect(e?.errors.map(\.path) == ["sessions[id=s9].filter"])
         // No index of the merged document anywhere in the answer.
         #expect(e.map { "\($0)" }?.contains("sessions[2]") == false)
@@ -205,10 +216,11 @@ struct ControlAPITests {
 
     @Test func errorPathsNameObjectsByIdOnlyWhereAPathStarts() throws {
         let doc = try JSONParser.parse(#"{"sessions": [{"id": "s1"}, {"id": "a b"}], "sources": [{"id": "vm1"}]}"#).get()
-        let errors = ObjectPaths.namingObjects([
-            FieldError(path: "sessions[0].sources[0]", message: "also used by sessions[1] and sources[0]; sessions[7] is not there"),
-            FieldError(path: "sources[0].securityGroups[3]", message: "x.sessions[0] stays"),
-        ], in: doc)
+        let errors = ObjectPaths.namingObjects(
+            [
+                FieldError(path: "sessions[0].sources[0]", message: "also used by sessions[1] and sources[0]; sessions[7] is not there"),
+                FieldError(path: "sources[0].securityGroups[3]", message: "x.sessions[0] stays"),
+            ], in: doc)
         #expect(errors[0].path == "sessions[id=s1].sources[0]")
         #expect(errors[0].message == #"also used by sessions[id="a b"] and sources[id=vm1]; sessions[7] is not there"#)
         #expect(errors[1].path == "sources[id=vm1].securityGroups[3]")
@@ -225,15 +237,21 @@ struct ControlAPITests {
         let before: AnyJSON = try await t.call("GET", APIPath.document)
         let dpBefore = t.datapath.appliedDocument
         var next = try JSONParser.parse(Fixtures.valid).get()
-        next = next.setting("targets", .array([
-            .object([("id", .string("t1")), ("type", .string("nic")), ("address", .string("198.51.100.2"))]),
-            .object([("id", .string("t2")), ("type", .string("nic")), ("address", .string("198.51.100.3"))]),
-        ]))
+        next = next.setting(
+            "targets",
+            .array([
+                .object([("id", .string("t1")), ("type", .string("nic")), ("address", .string("198.51.100.2"))]),
+                .object([("id", .string("t2")), ("type", .string("nic")), ("address", .string("198.51.100.3"))]),
+            ]))
         next = next.setting("sources", .array([.object([("id", .string("vm1")), ("interface", .string("tap-vm1"))])]))
-        next = next.setting("sessions", .array([
-            .object([("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")), ("sources", .array([.string("vm1")])),
-                     ("target", .string("t1"))]),
-        ]))
+        next = next.setting(
+            "sessions",
+            .array([
+                .object([
+                    ("id", .string("s1")), ("priority", .int(7)), ("filter", .string("f1")), ("sources", .array([.string("vm1")])),
+                    ("target", .string("t1")),
+                ])
+            ]))
         t.datapath.failNextApply("the dry run reached the datapath")
         let plan: ApplyPlan = try await t.call("POST", APIPath.applyDryRun, body: Array(next.serialized(pretty: false).utf8))
         #expect(plan.dryRun && plan.changed && plan.generation == 1)
@@ -300,8 +318,9 @@ struct ControlAPITests {
         let t = try await TestAgent()
         defer { t.stopNow() }
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
-        let req = ExplainRequest(source: "vm1", direction: .inbound,
-                                 packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:80"))
+        let req = ExplainRequest(
+            source: "vm1", direction: .inbound,
+            packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:80"))
         let r: ExplainResponse = try await t.call("POST", APIPath.explain, json: req)
         #expect(r.oracle.mirrored)
         #expect(r.oracle.session == "s1")

@@ -68,7 +68,9 @@ struct ControlClientTests {
     func aTruncatedAnswerIsAClearError(_ answer: String) async throws {
         switch try await Self.send(answer) {
         case .success(let r):
-            Issue.record("a truncated answer was taken as whole: HTTP \(r.status), \(r.body.count) bytes: \(String(decoding: r.body, as: UTF8.self))")
+            Issue.record(
+                "a truncated answer was taken as whole: HTTP \(r.status), \(r.body.count) bytes: \(String(decoding: r.body, as: UTF8.self))"
+            )
         case .failure(let e):
             guard let e = e as? ControlClient.ClientError, case .badResponse = e else {
                 Issue.record("expected ClientError.badResponse, got \(e)"); return
@@ -83,8 +85,10 @@ struct ControlClientTests {
         try #require(FileManager.default.isExecutableFile(atPath: AgentctlTests.binary))
         let dir = try TempDir()
         let path = dir.path + "/fake.sock"
-        let status = #"{"datapath":"memory","datapathGeneration":0,"datapathLoaded":true,"enabledSessions":0,"generation":0,"sessions":0,"sources":[],"version":"0.1.0"}"#
-        _ = try Self.fakeAgent(at: path, answer: Array("HTTP/1.1 200 OK\r\nContent-Length: \(status.utf8.count + 40)\r\n\r\n\(status)".utf8))
+        let status =
+            #"{"datapath":"memory","datapathGeneration":0,"datapathLoaded":true,"enabledSessions":0,"generation":0,"sessions":0,"sources":[],"version":"0.1.0"}"#
+        _ = try Self.fakeAgent(
+            at: path, answer: Array("HTTP/1.1 200 OK\r\nContent-Length: \(status.utf8.count + 40)\r\n\r\n\(status)".utf8))
         let r = try await AgentctlTests.agentctl(["status"], socket: path)
         #expect(r.status == 1 && r.out.isEmpty, "\(r.out)")
         #expect(r.err.contains("ends early") && r.err.split(separator: "\n").count == 1, "\(r.err)")

@@ -111,11 +111,19 @@ struct ControlFuzzTests {
             case 1: return .bool(rng.chance(0.5))
             case 2: return .int(Int64(bitPattern: rng.next()))
             case 3: return .double(rng.pick([1e308, -1e-308, 0.5, -0.0, 4294967296.5, 1e20])!)
-            case 4: return .string(rng.pick(["", "x", "\u{0}", "∞", "198.51.100.2", "0.0.0.0/0", "2001:db8::/129", "80-79", "all",
-                                             String(repeating: "a", count: 5000)])!)
+            case 4:
+                return .string(
+                    rng.pick([
+                        "", "x", "\u{0}", "∞", "198.51.100.2", "0.0.0.0/0", "2001:db8::/129", "80-79", "all",
+                        String(repeating: "a", count: 5000),
+                    ])!)
             case 5: return .int(rng.pick([0, -1, 65536, 16_777_216, 32767, Int64.max, Int64.min])!)
             case 6: return .array((0..<rng.int(0...3)).map { _ in anyValue(depth: depth + 1) })
-            default: return .object((0..<rng.int(0...3)).map { i in (key: ["id", "priority", "x\(i)", "sessions"][i % 4], value: anyValue(depth: depth + 1)) })
+            default:
+                return .object(
+                    (0..<rng.int(0...3)).map { i in
+                        (key: ["id", "priority", "x\(i)", "sessions"][i % 4], value: anyValue(depth: depth + 1))
+                    })
             }
         }
 
@@ -147,8 +155,11 @@ struct ControlFuzzTests {
             case 1: for _ in 0..<rng.int(1...8) where !b.isEmpty { b[rng.int(0...(b.count - 1))] = UInt8(rng.int(0...255)) }
             case 2: if !b.isEmpty { b.remove(at: rng.int(0...(b.count - 1))) }
             case 3:
-                let t = Array(rng.pick(["null", "-1", "99999999999999999999", "\"\"", "[]", "{}", "true", "1e400", "\"\\u0000\"",
-                                        "\"\\ud800\"", ",", ":", "\"id\": \"dup\""])!.utf8)
+                let t = Array(
+                    rng.pick([
+                        "null", "-1", "99999999999999999999", "\"\"", "[]", "{}", "true", "1e400", "\"\\u0000\"",
+                        "\"\\ud800\"", ",", ":", "\"id\": \"dup\"",
+                    ])!.utf8)
                 b.insert(contentsOf: t, at: rng.int(0...b.count))
             case 4: b += b.prefix(rng.int(0...b.count))
             default:
@@ -171,7 +182,9 @@ struct ControlFuzzTests {
                 var body = base.body
                 if case .object(var m) = body, !m.isEmpty {
                     let i = rng.int(0...(m.count - 1))
-                    m[i].value = rng.chance(0.5) ? .string(String(repeating: "9", count: rng.int(1000...60000)))
+                    m[i].value =
+                        rng.chance(0.5)
+                        ? .string(String(repeating: "9", count: rng.int(1000...60000)))
                         : .array(Array(repeating: m[i].value, count: rng.int(100...2000)))
                     body = .object(m)
                 }
@@ -197,9 +210,11 @@ struct ControlFuzzTests {
             case 82..<90:
                 // Wrong methods, paths and encodings.
                 let method = rng.pick(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "FOO"])!
-                let path = rng.pick(["/", "/v1", "/v2/status", "/v1/sessions/%zz", "/v1/sessions/" + String(repeating: "s", count: 3000),
-                                     "/v1/nothing", "/v1/sessions/s1/enable/x", "/v1/sessions/%00", "/v1/status?x=%", "/v1//status",
-                                     "/v1/sessions/nope/enable", "/v1/filters/nope", "/v1/apply"])!
+                let path = rng.pick([
+                    "/", "/v1", "/v2/status", "/v1/sessions/%zz", "/v1/sessions/" + String(repeating: "s", count: 3000),
+                    "/v1/nothing", "/v1/sessions/s1/enable/x", "/v1/sessions/%00", "/v1/status?x=%", "/v1//status",
+                    "/v1/sessions/nope/enable", "/v1/filters/nope", "/v1/apply",
+                ])!
                 // (HEAD answers carry no body, by HTTP's rules.)
                 return (method == "HEAD" ? "routes-head" : "routes", Self.request(method, path, rng.chance(0.5) ? Array("{}".utf8) : nil))
             case 90..<96:
@@ -224,7 +239,9 @@ struct ControlFuzzTests {
     static func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
-        Task { box.value = await body(); done.signal() }
+        Task {
+            box.value = await body(); done.signal()
+        }
         done.wait()
         return box.value!
     }
@@ -237,12 +254,20 @@ struct ControlFuzzTests {
         defer { t.stopNow() }
         #expect(try await t.request("POST", APIPath.apply, Fixtures.valid).0 == 200)
 
-        let session: JSONValue = try JSONParser.parse(Array(
-            #"{"id": "s9", "priority": 9, "filter": "f1", "sources": ["vm2"], "target": "t1", "enabled": false}"#.utf8)).get()
-        let explain = try JSONParser.parse(Array(
-            #"{"source": "vm1", "direction": "inbound", "packet": {"protocol": "tcp", "src": "192.0.2.1:1", "dst": "192.0.2.2:80"}}"#.utf8)).get()
-        let filter = try JSONParser.parse(Array(
-            #"{"id": "f2", "inbound": [{"priority": 5, "action": "reject", "ethertype": "ipv6", "protocol": "udp", "sourcePorts": "1-1024"}]}"#.utf8)).get()
+        let session: JSONValue = try JSONParser.parse(
+            Array(
+                #"{"id": "s9", "priority": 9, "filter": "f1", "sources": ["vm2"], "target": "t1", "enabled": false}"#.utf8)
+        ).get()
+        let explain = try JSONParser.parse(
+            Array(
+                #"{"source": "vm1", "direction": "inbound", "packet": {"protocol": "tcp", "src": "192.0.2.1:1", "dst": "192.0.2.2:80"}}"#
+                    .utf8)
+        ).get()
+        let filter = try JSONParser.parse(
+            Array(
+                #"{"id": "f2", "inbound": [{"priority": 5, "action": "reject", "ethertype": "ipv6", "protocol": "udp", "sourcePorts": "1-1024"}]}"#
+                    .utf8)
+        ).get()
         let bases: [(method: String, path: String, body: JSONValue)] = [
             ("POST", APIPath.apply, try JSONParser.parse(Array(Fixtures.valid.utf8)).get()),
             ("POST", APIPath.kind(.sessions), session),
@@ -301,7 +326,9 @@ struct ControlFuzzTests {
                     }
                     let e = try? JSONDecoder().decode(APIError.self, from: Data(body))
                     if category != "routes-head", e == nil || e!.message.isEmpty {
-                        out.failures.append("#\(i) \(category): \(status) without a documented error body: \(String(decoding: body.prefix(200), as: UTF8.self)) for \(String(decoding: request.prefix(60), as: UTF8.self).debugDescription)")
+                        out.failures.append(
+                            "#\(i) \(category): \(status) without a documented error body: \(String(decoding: body.prefix(200), as: UTF8.self)) for \(String(decoding: request.prefix(60), as: UTF8.self).debugDescription)"
+                        )
                     }
                 } else if after.0 != before.0 {
                     out.accepted += 1
@@ -319,8 +346,9 @@ struct ControlFuzzTests {
         let summary = outcome.byCategory.keys.sorted().map { k in
             "\(k): " + outcome.byCategory[k]!.keys.sorted().map { "\($0)×\(outcome.byCategory[k]![$0]!)" }.joined(separator: " ")
         }
-        print("control fuzz: \(served) requests answered, \(outcome.accepted) changed the state, \(outcome.reconnects) connections; " +
-              summary.joined(separator: "; "))
+        print(
+            "control fuzz: \(served) requests answered, \(outcome.accepted) changed the state, \(outcome.reconnects) connections; "
+                + summary.joined(separator: "; "))
         #expect(outcome.failures.isEmpty, "\(outcome.failures.prefix(20).joined(separator: "\n"))")
         #expect(served == total)
         // Rejections dominate, but some generated documents and mutations are valid.

@@ -1,12 +1,13 @@
 import Foundation
 import Logging
 import MirrorAPI
-@testable import MirrorAgent
 import MirrorDatapath
+import MirrorTestSupport
 import NIOCore
 import ServiceLifecycle
-import MirrorTestSupport
 import Testing
+
+@testable import MirrorAgent
 
 @Suite("HTTP server shared by the control socket and the metrics endpoint")
 struct HTTPServerTests {
@@ -77,11 +78,15 @@ struct HTTPServerTests {
         let dir = try TempDir()
         let path = dir.path + "/big.sock"
         let size = 8 << 20
-        let server = HTTPServer(name: "test", endpoint: .unix(path: path),
-                                limits: .init(maxBodyBytes: 1024, maxConnections: 4, idleTimeout: .seconds(5)), logger: Self.logger,
-                                refusal: { status, message in .init(status: status, contentType: "text/plain", body: .bytes(ByteBuffer(string: message))) },
-                                handler: { _ in .init(status: .ok, contentType: "application/octet-stream",
-                                                      body: .bytes(ByteBuffer(repeating: 0x61, count: size))) })
+        let server = HTTPServer(
+            name: "test", endpoint: .unix(path: path),
+            limits: .init(maxBodyBytes: 1024, maxConnections: 4, idleTimeout: .seconds(5)), logger: Self.logger,
+            refusal: { status, message in .init(status: status, contentType: "text/plain", body: .bytes(ByteBuffer(string: message))) },
+            handler: { _ in
+                .init(
+                    status: .ok, contentType: "application/octet-stream",
+                    body: .bytes(ByteBuffer(repeating: 0x61, count: size)))
+            })
         try await server.start()
         let answer = try await offThread { try Self.exchange(path, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", pause: 500_000) }
         #expect(Self.bodyLength(answer) == size)
@@ -94,13 +99,14 @@ struct HTTPServerTests {
     @Test func stoppingLetsTheAnswerInProgressFinish() async throws {
         let dir = try TempDir()
         let path = dir.path + "/slow.sock"
-        let server = HTTPServer(name: "test", endpoint: .unix(path: path),
-                                limits: .init(maxBodyBytes: 1024, maxConnections: 4, idleTimeout: .seconds(5)), logger: Self.logger,
-                                refusal: { status, message in .init(status: status, contentType: "text/plain", body: .bytes(ByteBuffer(string: message))) },
-                                handler: { _ in
-                                    try? await Task.sleep(for: .seconds(1))
-                                    return .init(status: .ok, contentType: "text/plain", body: .bytes(ByteBuffer(string: "done")))
-                                })
+        let server = HTTPServer(
+            name: "test", endpoint: .unix(path: path),
+            limits: .init(maxBodyBytes: 1024, maxConnections: 4, idleTimeout: .seconds(5)), logger: Self.logger,
+            refusal: { status, message in .init(status: status, contentType: "text/plain", body: .bytes(ByteBuffer(string: message))) },
+            handler: { _ in
+                try? await Task.sleep(for: .seconds(1))
+                return .init(status: .ok, contentType: "text/plain", body: .bytes(ByteBuffer(string: "done")))
+            })
         try await server.start()
         // Keep-alive asked for: the connection closes only because the server stops.
         async let answer = offThread { try Self.exchange(path, "GET / HTTP/1.1\r\n\r\n") }
@@ -120,7 +126,9 @@ struct HTTPServerTests {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         #expect(withUnixAddress(path, { connect(fd, $0, $1) }) == 0)
-        _ = Array("GET /v1/status HTTP/1.1\r\nHost: x\r\nAcc".utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        _ = Array("GET /v1/status HTTP/1.1\r\nHost: x\r\nAcc".utf8).withUnsafeBytes {
+            Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+        }
         for _ in 0..<100 where t.server.activeConnections == 0 { try await Task.sleep(for: .milliseconds(10)) }
         await t.stop()
         var tv = timeval(tv_sec: 5, tv_usec: 0)
@@ -139,9 +147,10 @@ struct HTTPServerTests {
         try await agent.start(resetState: false)
         let socket = dir.path + "/agent.sock"
         let control = ControlServer(router: Router(agent: agent), configuration: .init(socketPath: socket), logger: Self.logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: AgentService(agent: agent, logger: Self.logger)), .init(service: control)],
-            logger: Self.logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: AgentService(agent: agent, logger: Self.logger)), .init(service: control)],
+                logger: Self.logger))
         let running = Task { try await group.run() }
         let client = ControlClient(socketPath: socket, timeout: 5)
         var status: StatusResponse?

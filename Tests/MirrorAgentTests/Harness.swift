@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import MirrorAPI
 import MirrorAgent
-import MirrorDatapath
 import MirrorCore
+import MirrorDatapath
 import MirrorTestSupport
 import NIOPosix
 
@@ -17,18 +17,22 @@ final class TestAgent {
     var socketPath: String { dir.path + "/agent.sock" }
     var stateDir: String { dir.path + "/state" }
 
-    init(dir: TempDir? = nil, interfaces: [String: Int] = [:], maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
-         resetState: Bool = false, pieceBytes: Int = 256 * 1024, ownInterfaces: Set<String> = []) async throws {
+    init(
+        dir: TempDir? = nil, interfaces: [String: Int] = [:], maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
+        resetState: Bool = false, pieceBytes: Int = 256 * 1024, ownInterfaces: Set<String> = []
+    ) async throws {
         self.dir = try dir ?? TempDir()
         datapath = InMemoryDatapath(interfaces: interfaces, ownInterfaces: ownInterfaces)
         var logger = Logger(label: "test-agent")
         logger.logLevel = .warning
         agent = Agent(store: StateStore(directory: self.dir.path + "/state"), datapath: datapath, logger: logger)
         try await agent.start(resetState: resetState)
-        server = ControlServer(router: Router(agent: agent, pieceBytes: pieceBytes),
-                               configuration: .init(socketPath: self.dir.path + "/agent.sock", maxBodyBytes: maxBodyBytes,
-                                                    maxConnections: maxConnections, idleTimeout: .seconds(5)),
-                               logger: logger)
+        server = ControlServer(
+            router: Router(agent: agent, pieceBytes: pieceBytes),
+            configuration: .init(
+                socketPath: self.dir.path + "/agent.sock", maxBodyBytes: maxBodyBytes,
+                maxConnections: maxConnections, idleTimeout: .seconds(5)),
+            logger: logger)
         try await server.start()
     }
 
@@ -58,7 +62,9 @@ final class TestAgent {
         return try await offThread { try client.call(method, path, body: body, as: T.self) }
     }
 
-    func call<T: Decodable & Sendable, B: Encodable & Sendable>(_ method: String, _ path: String, json: B, as: T.Type = T.self) async throws -> T {
+    func call<T: Decodable & Sendable, B: Encodable & Sendable>(_ method: String, _ path: String, json: B, as: T.Type = T.self) async throws
+        -> T
+    {
         let client = self.client
         return try await offThread { try client.call(method, path, json: json, as: T.self) }
     }
@@ -70,32 +76,32 @@ final class TestAgent {
 
 enum Fixtures {
     static let valid = """
-    {
-      "filters": [
-        { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "tcp",
-                                     "destinationPorts": "80" } ],
-          "outbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] }
-      ],
-      "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
-      "sources": [ { "id": "vm1", "interface": "tap-vm1" }, { "id": "vm2", "interface": "tap-vm2" } ],
-      "sessions": [
-        { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1" },
-        { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1", "vni": 4242 }
-      ]
-    }
-    """
+        {
+          "filters": [
+            { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "tcp",
+                                         "destinationPorts": "80" } ],
+              "outbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] }
+          ],
+          "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+          "sources": [ { "id": "vm1", "interface": "tap-vm1" }, { "id": "vm2", "interface": "tap-vm2" } ],
+          "sessions": [
+            { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1" },
+            { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1", "vm2"], "target": "t1", "vni": 4242 }
+          ]
+        }
+        """
 
     /// Three problems in three places.
     static let invalid = """
-    {
-      "filters": [ { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4",
-                                                "source": "10.0.0.1/24" } ] } ],
-      "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
-      "sources": [ { "id": "vm1", "interface": "tap-vm1" } ],
-      "sessions": [ { "id": "s1", "priority": 0, "filter": "f1", "sources": ["vm1"], "target": "t1" },
-                    { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1"], "target": "nope" } ]
-    }
-    """
+        {
+          "filters": [ { "id": "f1", "inbound": [ { "priority": 1, "action": "accept", "ethertype": "ipv4",
+                                                    "source": "10.0.0.1/24" } ] } ],
+          "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+          "sources": [ { "id": "vm1", "interface": "tap-vm1" } ],
+          "sessions": [ { "id": "s1", "priority": 0, "filter": "f1", "sources": ["vm1"], "target": "t1" },
+                        { "id": "s2", "priority": 2, "filter": "f1", "sources": ["vm1"], "target": "nope" } ]
+        }
+        """
 }
 
 /// `body` with a unix socket address for `path` as a sockaddr (for bind or connect).

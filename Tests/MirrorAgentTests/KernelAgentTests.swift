@@ -23,9 +23,12 @@ struct KernelAgentTests {
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             handle.seekToEndOfFile()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-            process.arguments = ["--net=\(ns.path)", KernelAgentTests.agentBinary] + extra
-                + ["--socket", dir.path + "/agent.sock", "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs",
-                   "--log-level", "debug"]
+            process.arguments =
+                ["--net=\(ns.path)", KernelAgentTests.agentBinary] + extra
+                + [
+                    "--socket", dir.path + "/agent.sock", "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs",
+                    "--log-level", "debug",
+                ]
             process.standardOutput = handle
             process.standardError = handle
             try process.run()
@@ -129,29 +132,33 @@ struct KernelAgentTests {
             try ns.ip("link", "del", "tap-vm2")
             #expect(Self.waitUntil(5) { Self.status(client)?.sources.first { $0.id == "vm2" }?.state == .pending })
             try ns.ip("link", "add", "tap-vm2", "type", "veth", "peer", "name", "peer-vm2")
-            #expect(Self.waitUntil(5) {
-                let s = Self.status(client)?.sources.first { $0.id == "vm2" }
-                return s?.state == .attached && s?.ifindex != before
-            })
+            #expect(
+                Self.waitUntil(5) {
+                    let s = Self.status(client)?.sources.first { $0.id == "vm2" }
+                    return s?.state == .attached && s?.ifindex != before
+                })
             #expect(Self.filterCount(ns, "tap-vm2", "ingress") == 1)
             #expect(Self.filterCount(ns, "tap-vm2", "egress") == 1)
         }
 
         // explain: the oracle and the loaded program agree.
-        let req = ExplainRequest(source: "vm1", direction: .inbound,
-                                 packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:80"))
+        let req = ExplainRequest(
+            source: "vm1", direction: .inbound,
+            packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:80"))
         let ex: ExplainResponse = try client.call("POST", APIPath.explain, json: req)
         #expect(ex.oracle.mirrored)
         #expect(ex.kernel?.mirrored == true)
         #expect(ex.kernel?.session == ex.oracle.session)
         #expect(ex.agree == true, "\(ex.kernelNote ?? "")")
-        let miss = ExplainRequest(source: "vm1", direction: .inbound,
-                                  packet: PacketSpec(protocol: "udp", src: "203.0.113.5:53", dst: "192.0.2.10:53"))
+        let miss = ExplainRequest(
+            source: "vm1", direction: .inbound,
+            packet: PacketSpec(protocol: "udp", src: "203.0.113.5:53", dst: "192.0.2.10:53"))
         let ex2: ExplainResponse = try client.call("POST", APIPath.explain, json: miss)
         #expect(ex2.agree == true)
         let ctl = URL(fileURLWithPath: Self.agentBinary).deletingLastPathComponent().appendingPathComponent("agentctl").path
-        let out = try Command.run(ctl, "--socket", dir.path + "/agent.sock", "explain", "--source", "vm1", "--direction", "outbound",
-                          "--protocol", "udp", "--src", "192.0.2.10:4000", "--dst", "198.51.100.7:53")
+        let out = try Command.run(
+            ctl, "--socket", dir.path + "/agent.sock", "explain", "--source", "vm1", "--direction", "outbound",
+            "--protocol", "udp", "--src", "192.0.2.10:4000", "--dst", "198.51.100.7:53")
         #expect(out.contains("kernel: kernel: mirrored") || out.contains("agree:  yes"), "\(out)")
 
         // Stop: filters stay (mirroring goes on); restart adopts them without duplicates.
@@ -167,8 +174,10 @@ struct KernelAgentTests {
         agent?.stop()
 
         // cleanup removes filters, the mirror device and the pins.
-        let cleanup = try Command.result(["nsenter", "--net=\(ns.path)", Self.agentBinary, "cleanup", "--socket", dir.path + "/agent.sock",
-                                          "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs", "--datapath", "kernel"])
+        let cleanup = try Command.result([
+            "nsenter", "--net=\(ns.path)", Self.agentBinary, "cleanup", "--socket", dir.path + "/agent.sock",
+            "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs", "--datapath", "kernel",
+        ])
         #expect(cleanup.status == 0, "\(cleanup.stderr)")
         #expect(Self.filterCount(ns, "tap-vm1", "ingress") == 0)
         #expect(Self.filterCount(ns, "tap-vm2", "egress") == 0)
@@ -227,8 +236,11 @@ struct KernelAgentTests {
         try #require(Self.waitUntil { Self.status(client) != nil }, "agent did not come up: \(agent.logText)")
 
         func explain(port: Int) throws -> ExplainResponse {
-            try client.call("POST", APIPath.explain, json: ExplainRequest(
-                source: "vm1", direction: .inbound, packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:\(port)")))
+            try client.call(
+                "POST", APIPath.explain,
+                json: ExplainRequest(
+                    source: "vm1", direction: .inbound,
+                    packet: PacketSpec(protocol: "tcp", src: "203.0.113.5:40000", dst: "192.0.2.10:\(port)")))
         }
         let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(Self.enforcedDocument(port: 80).utf8))
         #expect(try explain(port: 80).kernel?.session == "s1")
@@ -292,29 +304,36 @@ struct KernelAgentTests {
 
         let other = dir.path + "/other"
         // A second agent: its own socket, state and metrics port, the first one's bpffs.
-        let second = try Command.result(["timeout", "20", "nsenter", "--net=\(ns.path)", Self.agentBinary, "run", "--datapath", "kernel",
-                                         "--socket", other + ".sock", "--state-dir", other + "-state", "--bpffs", dir.path + "/bpffs",
-                                         "--metrics-address", "127.0.0.1:19469"])
+        let second = try Command.result([
+            "timeout", "20", "nsenter", "--net=\(ns.path)", Self.agentBinary, "run", "--datapath", "kernel",
+            "--socket", other + ".sock", "--state-dir", other + "-state", "--bpffs", dir.path + "/bpffs",
+            "--metrics-address", "127.0.0.1:19469",
+        ])
         #expect(second.status != 0 && second.status != 124, "a second agent on the same bpffs ran: \(second.stderr)")
         #expect(second.stderr.contains("in use by another mirror-agent"), "\(second.stderr)")
         // cleanup with --socket forgotten: the socket probe cannot see the agent, the locks can.
-        let cleanup = try Command.result(["nsenter", "--net=\(ns.path)", Self.agentBinary, "cleanup", "--socket", other + ".sock",
-                                          "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs"])
+        let cleanup = try Command.result([
+            "nsenter", "--net=\(ns.path)", Self.agentBinary, "cleanup", "--socket", other + ".sock",
+            "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs",
+        ])
         #expect(cleanup.status != 0, "cleanup ran from under the agent: \(cleanup.stderr)")
         #expect(cleanup.stderr.contains("in use by another mirror-agent"), "\(cleanup.stderr)")
 
         // A second agent on the first one's state directory (with --reset-state), with a
         // bpffs of its own: refused before it loads anything or moves the state aside.
-        let third = try Command.result(["timeout", "20", "nsenter", "--net=\(ns.path)", Self.agentBinary, "run", "--datapath", "kernel",
-                                        "--reset-state", "--socket", other + "3.sock", "--state-dir", dir.path + "/state",
-                                        "--bpffs", other + "-bpffs", "--metrics-address", "127.0.0.1:19470"])
+        let third = try Command.result([
+            "timeout", "20", "nsenter", "--net=\(ns.path)", Self.agentBinary, "run", "--datapath", "kernel",
+            "--reset-state", "--socket", other + "3.sock", "--state-dir", dir.path + "/state",
+            "--bpffs", other + "-bpffs", "--metrics-address", "127.0.0.1:19470",
+        ])
         #expect(third.status != 0 && third.status != 124, "a second agent on the same state ran: \(third.stderr)")
         #expect(third.stderr.contains("in use by another mirror-agent"), "\(third.stderr)")
         #expect(FileManager.default.fileExists(atPath: dir.path + "/state/state.json"))
         #expect(!FileManager.default.fileExists(atPath: other + "-bpffs"), "it went as far as the bpffs")
-        let encap = try Command.run("ip", "netns", "exec", ns.name, "python3",
-                                    URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py")
-                                        .standardized.path, "mirror0", "egress")
+        let encap = try Command.run(
+            "ip", "netns", "exec", ns.name, "python3",
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py")
+                .standardized.path, "mirror0", "egress")
         #expect(encap.split(separator: "\n").filter { $0.contains("mirror_encap") }.count == 1, "\(encap)")
 
         let st = try #require(Self.status(client))
@@ -325,7 +344,6 @@ struct KernelAgentTests {
         #expect((try? ns.ip("link", "show", "mirror0")) != nil)
     }
 
-
     /// A source's interface renamed is no longer that source: detached and pending
     /// under the old name, attached again when a link takes the name back.
     @Test func aRenamedInterfaceIsDetachedAndPendingUntilItsNameReturns() throws {
@@ -335,8 +353,9 @@ struct KernelAgentTests {
         #expect(Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .attached)
 
         try ns.ip("link", "set", "tap-vm1", "name", "tap-vm1-old")
-        #expect(Self.waitUntil(5) { Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .pending },
-                "\(String(describing: Self.status(client)?.sources))")
+        #expect(
+            Self.waitUntil(5) { Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .pending },
+            "\(String(describing: Self.status(client)?.sources))")
         #expect(Self.filterCount(ns, "tap-vm1-old", "ingress") == 0)
         #expect(Self.filterCount(ns, "tap-vm1-old", "egress") == 0)
         #expect(Self.status(client)?.sources.first { $0.id == "vm2" }?.state == .attached)
@@ -347,7 +366,6 @@ struct KernelAgentTests {
         #expect(Self.filterCount(ns, "tap-vm1", "egress") == 1)
     }
 
-
     /// Stage 2's device and program are the agent's: deleted or detached by someone
     /// else, they are put back within a second or two, counted, and status says so.
     @Test func aDeletedMirrorDeviceOrADetachedStageTwoIsRepaired() throws {
@@ -356,7 +374,8 @@ struct KernelAgentTests {
         let (ns, dir, client, agent) = (started.ns, started.dir, started.client, started.agent)
         #expect(Self.status(client)?.health == "ok")
         func stageTwo() -> Int {
-            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py").standardized.path
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py").standardized
+                .path
             let out = (try? Command.run("ip", "netns", "exec", ns.name, "python3", script, "mirror0", "egress")) ?? ""
             return out.split(separator: "\n").filter { $0.contains("mirror_encap") }.count
         }

@@ -2,12 +2,13 @@ import CMirrorABI
 import Foundation
 import Logging
 import MirrorAPI
-@testable import MirrorAgent
 import MirrorCompiler
 import MirrorCore
 import MirrorDatapath
 import NIOPosix
 import Testing
+
+@testable import MirrorAgent
 
 /// The declared families (MetricFamily.swift) against a real scrape of GET /metrics:
 /// every declared family is in it, with HELP and TYPE as declared, and everything in
@@ -62,7 +63,9 @@ struct MetricFamilyTests {
                     while i < c.count && c[i] != "\"" {
                         if c[i] == "\\" && i + 1 < c.count {
                             value.append(c[i + 1] == "n" ? "\n" : c[i + 1]); i += 2
-                        } else { value.append(c[i]); i += 1 }
+                        } else {
+                            value.append(c[i]); i += 1
+                        }
                     }
                     guard i < c.count else { return nil }
                     i += 1
@@ -82,10 +85,15 @@ struct MetricFamilyTests {
         var doc = Document()
         doc.targets = [Target(id: "t1", type: .nic, address: IPAddress("198.51.100.2"))]
         doc.sources = [Source(id: "vm1", interface: "tap-vm1"), Source(id: "vm2", interface: "tap-vm2")]
-        doc.filters = [Filter(id: "f\"1", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)],
-                              outbound: [Rule(priority: 2, action: .reject, ethertype: .ipv4, protocol: .udp)])]
-        doc.sessions = [Session(id: "s1", priority: 1, filter: "f\"1", sources: ["vm1"], target: "t1", vni: 1),
-                        Session(id: "s\n2", priority: 2, filter: "f\"1", sources: ["vm1", "vm2"], target: "t1", vni: 2)]
+        doc.filters = [
+            Filter(
+                id: "f\"1", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)],
+                outbound: [Rule(priority: 2, action: .reject, ethertype: .ipv4, protocol: .udp)])
+        ]
+        doc.sessions = [
+            Session(id: "s1", priority: 1, filter: "f\"1", sources: ["vm1"], target: "t1", vni: 1),
+            Session(id: "s\n2", priority: 2, filter: "f\"1", sources: ["vm1", "vm2"], target: "t1", vni: 2),
+        ]
         let slots = try SlotAssignment.assign(document: doc)
         let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { $0 == "tap-vm1" ? 7 : 8 }))
         var c = DatapathCounters()
@@ -138,7 +146,9 @@ struct MetricFamilyTests {
         let e = Exposition(body)
         #expect(e.problems == [])
         let declared = Set(MetricFamily.all.map(\.name))
-        #expect(Set(e.type.keys) == declared, "scraped, not declared: \(Set(e.type.keys).subtracting(declared)); declared, not scraped: \(declared.subtracting(e.type.keys))")
+        #expect(
+            Set(e.type.keys) == declared,
+            "scraped, not declared: \(Set(e.type.keys).subtracting(declared)); declared, not scraped: \(declared.subtracting(e.type.keys))")
         #expect(Set(e.help.keys) == declared)
         for f in MetricFamily.all {
             #expect(e.help[f.name] == MetricsRenderer.escapeHelp(f.help), "HELP of \(f.name)")
@@ -150,8 +160,9 @@ struct MetricFamilyTests {
             guard let f = Self.family(of: s.name) else { Issue.record("undeclared series \(s.name)"); continue }
             #expect(s.family == f.name, "\(s.name) is not under its family's header")
             let names = s.labels.map(\.0)
-            #expect(names == (s.name.hasSuffix("_bucket") && f.type == .histogram ? f.labels + ["le"] : f.labels),
-                    "labels of \(s.name): \(names)")
+            #expect(
+                names == (s.name.hasSuffix("_bucket") && f.type == .histogram ? f.labels + ["le"] : f.labels),
+                "labels of \(s.name): \(names)")
             if let r = s.labels.first(where: { $0.0 == "reason" })?.1 {
                 #expect(f.reasons.contains(r), "\(s.name): undeclared reason \(r)")
                 reasons[f.name, default: []].insert(r)

@@ -1,11 +1,12 @@
 import Foundation
 import Logging
 import MirrorAPI
-@testable import MirrorAgent
-import MirrorDatapath
 import MirrorCore
+import MirrorDatapath
 import MirrorTestSupport
 import Testing
+
+@testable import MirrorAgent
 
 /// Collects log lines (level, message, metadata) in memory.
 final class CapturedLogs: @unchecked Sendable {
@@ -14,7 +15,9 @@ final class CapturedLogs: @unchecked Sendable {
     func append(_ l: (Logger.Level, String, Logger.Metadata)) { lock.withLock { lines.append(l) } }
     var all: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] { lock.withLock { lines.map { ($0.0, $0.1, $0.2) } } }
     func take() -> [(level: Logger.Level, message: String, metadata: Logger.Metadata)] {
-        lock.withLock { defer { lines = [] }; return lines.map { ($0.0, $0.1, $0.2) } }
+        lock.withLock {
+            defer { lines = [] }; return lines.map { ($0.0, $0.1, $0.2) }
+        }
     }
 }
 
@@ -26,8 +29,10 @@ struct CapturingLogHandler: LogHandler {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-             function: String, line: UInt) {
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+        function: String, line: UInt
+    ) {
         sink.append((level, message.description, self.metadata.merging(metadata ?? [:]) { $1 }))
     }
 }
@@ -38,8 +43,9 @@ struct MetricsEventsTests {
         let logs = CapturedLogs()
         let dir = try TempDir()
         let datapath = InMemoryDatapath(interfaces: ["tap-vm1": 7])
-        let agent = Agent(store: StateStore(directory: dir.path + "/state"), datapath: datapath,
-                          logger: Logger(label: "test") { _ in CapturingLogHandler(sink: logs) })
+        let agent = Agent(
+            store: StateStore(directory: dir.path + "/state"), datapath: datapath,
+            logger: Logger(label: "test") { _ in CapturingLogHandler(sink: logs) })
         try await agent.start(resetState: false)
         _ = logs.take()
 
@@ -61,7 +67,8 @@ struct MetricsEventsTests {
         // vm2's interface appears.
         await agent.linkChanged(name: "tap-vm2", ifindex: 9, present: true)
         lines = logs.take()
-        #expect(lines.contains { $0.message == "source attached" && $0.metadata["source"] == "vm2" && $0.metadata["after"] == "link event" })
+        #expect(
+            lines.contains { $0.message == "source attached" && $0.metadata["source"] == "vm2" && $0.metadata["after"] == "link event" })
 
         // vm2 leaves the document.
         _ = try await agent.delete(.sessions, "s2")

@@ -1,11 +1,12 @@
 import Foundation
 import Logging
 import MirrorAPI
-@testable import MirrorAgent
 import MirrorCore
-import NIOPosix
 import MirrorTestSupport
+import NIOPosix
 import Testing
+
+@testable import MirrorAgent
 
 /// Parsed exposition: series (name + labels as rendered) → value.
 func parseExposition(_ text: String) -> [String: Double] {
@@ -54,7 +55,9 @@ struct MetricsEndpointTests {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard rc == 0 else { throw TestSupportError("connect: \(errno)") }
         let req = "\(method) \(path) \(version)\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         _ = req.withCString { write(fd, $0, strlen($0)) }
@@ -71,11 +74,14 @@ struct MetricsEndpointTests {
         let head = String(decoding: data[..<split.lowerBound], as: UTF8.self)
         var body = data[split.upperBound...]
         // (A response to HEAD has no body, whatever its head says.)
-        guard head.lowercased().contains("transfer-encoding: chunked"), method != "HEAD" else { return (head, String(decoding: body, as: UTF8.self)) }
+        guard head.lowercased().contains("transfer-encoding: chunked"), method != "HEAD" else {
+            return (head, String(decoding: body, as: UTF8.self))
+        }
         // Chunked: "<hex size>\r\n<data>\r\n" ... "0\r\n\r\n".
         var decoded: [UInt8] = []
         while let eol = body.firstRange(of: Array("\r\n".utf8)),
-              let size = Int(String(decoding: body[..<eol.lowerBound], as: UTF8.self), radix: 16) {
+            let size = Int(String(decoding: body[..<eol.lowerBound], as: UTF8.self), radix: 16)
+        {
             guard size > 0 else { return (head, String(decoding: decoded, as: UTF8.self)) }
             guard body.endIndex - eol.upperBound >= size + 2 else { break }
             decoded += body[eol.upperBound..<(eol.upperBound + size)]
@@ -156,7 +162,9 @@ extension MetricsEndpointTests {
                 addr.sin_family = sa_family_t(AF_INET)
                 addr.sin_port = in_port_t(UInt16(port).bigEndian)
                 addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                let rc = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
                 guard rc == 0 else { close(fd); throw TestSupportError("connect: \(errno)") }
                 _ = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
                 var buf = [UInt8](repeating: 0, count: 64)
@@ -181,30 +189,31 @@ struct MetricsKernelTests {
     static let frameLength = 100
 
     static func document(extraRule: Bool) -> String {
-        let extra = extraRule ? #"{ "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "udp", "destinationPorts": "7777" },"# : ""
+        let extra =
+            extraRule ? #"{ "priority": 1, "action": "accept", "ethertype": "ipv4", "protocol": "udp", "destinationPorts": "7777" },"# : ""
         return """
-        {
-          "filters": [
-            { "id": "f1",
-              "inbound": [ { "priority": 10, "action": "accept", "ethertype": "ipv4", "protocol": "tcp", "destinationPorts": "80" },
-                           { "priority": 20, "action": "reject", "ethertype": "ipv4", "protocol": "udp" } ],
-              "outbound": [ \(extra)
-                            { "priority": 5, "action": "reject", "ethertype": "ipv4", "protocol": "udp", "destinationPorts": "53" },
-                            { "priority": 10, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] }
-          ],
-          "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
-          "networkAcls": [
-            { "id": "acl1",
-              "inbound": [ { "priority": 1, "action": "allow", "ethertype": "ipv4" } ],
-              "outbound": [ { "priority": 1, "action": "deny", "ethertype": "ipv4", "protocol": "udp" },
-                            { "priority": 2, "action": "allow", "ethertype": "ipv4" } ] }
-          ],
-          "sources": [ { "id": "vm1", "interface": "tap-vm1" }, { "id": "vm2", "interface": "tap-vm2", "networkAcl": "acl1" } ],
-          "sessions": [ { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1", "vni": 100 },
-                        { "id": "s2", "priority": 1, "filter": "f1", "sources": ["vm2"], "target": "t1", "vni": 200,
-                          "packetLength": 64 } ]
-        }
-        """
+            {
+              "filters": [
+                { "id": "f1",
+                  "inbound": [ { "priority": 10, "action": "accept", "ethertype": "ipv4", "protocol": "tcp", "destinationPorts": "80" },
+                               { "priority": 20, "action": "reject", "ethertype": "ipv4", "protocol": "udp" } ],
+                  "outbound": [ \(extra)
+                                { "priority": 5, "action": "reject", "ethertype": "ipv4", "protocol": "udp", "destinationPorts": "53" },
+                                { "priority": 10, "action": "accept", "ethertype": "ipv4", "protocol": "all" } ] }
+              ],
+              "targets": [ { "id": "t1", "type": "nic", "address": "198.51.100.2" } ],
+              "networkAcls": [
+                { "id": "acl1",
+                  "inbound": [ { "priority": 1, "action": "allow", "ethertype": "ipv4" } ],
+                  "outbound": [ { "priority": 1, "action": "deny", "ethertype": "ipv4", "protocol": "udp" },
+                                { "priority": 2, "action": "allow", "ethertype": "ipv4" } ] }
+              ],
+              "sources": [ { "id": "vm1", "interface": "tap-vm1" }, { "id": "vm2", "interface": "tap-vm2", "networkAcl": "acl1" } ],
+              "sessions": [ { "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1", "vni": 100 },
+                            { "id": "s2", "priority": 1, "filter": "f1", "sources": ["vm2"], "target": "t1", "vni": 200,
+                              "packetLength": 64 } ]
+            }
+            """
     }
 
     /// Sends frames with an AF_PACKET socket inside the netns. Each spec:
@@ -212,36 +221,36 @@ struct MetricsKernelTests {
     /// `frameLength` bytes. On the VM-side peer a frame reaches tap-vm1's TC ingress
     /// (outbound); on tap-vm1 itself it leaves through its TC egress (inbound).
     static let sender = #"""
-    import socket, struct, sys, json
-    L = int(sys.argv[1])
-    def csum(b):
-        if len(b) % 2: b += b"\0"
-        s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-        while s >> 16: s = (s & 0xffff) + (s >> 16)
-        return (~s) & 0xffff
-    def frame(kind, dport, src, dst):
-        eth = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01"
-        if kind == "arp":
-            body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, b"\x02\0\0\0\0\1", socket.inet_aton(src), b"\0" * 6, socket.inet_aton(dst))
-            return (eth + b"\x08\x06" + body).ljust(L, b"\0")
-        proto = {"udp": 17, "tcp": 6, "icmp": 1}[kind]
-        n = L - 14 - 20
-        if kind == "udp": l4 = struct.pack("!HHHH", 40000, dport, n, 0)
-        elif kind == "tcp": l4 = struct.pack("!HHIIBBHHH", 40000, dport, 1, 0, 5 << 4, 0x10, 65535, 0, 0)
-        else: l4 = struct.pack("!BBHHH", 8, 0, 0, 1, 1)
-        l4 = l4.ljust(n, b"\0")
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + n, 1, 0, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
-        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-        return eth + b"\x08\x00" + ip + l4
-    for spec in json.loads(sys.argv[2]):
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-        s.bind((spec["iface"], 0))
-        outbound = not spec["iface"].startswith("tap-")
-        src, dst = ("192.0.2.10", "198.51.100.7") if outbound else ("203.0.113.5", "192.0.2.10")
-        f = frame(spec["kind"], spec.get("dport", 0), src, dst)
-        for _ in range(spec["count"]): s.send(f)
-        s.close()
-    """#
+        import socket, struct, sys, json
+        L = int(sys.argv[1])
+        def csum(b):
+            if len(b) % 2: b += b"\0"
+            s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+            while s >> 16: s = (s & 0xffff) + (s >> 16)
+            return (~s) & 0xffff
+        def frame(kind, dport, src, dst):
+            eth = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01"
+            if kind == "arp":
+                body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, b"\x02\0\0\0\0\1", socket.inet_aton(src), b"\0" * 6, socket.inet_aton(dst))
+                return (eth + b"\x08\x06" + body).ljust(L, b"\0")
+            proto = {"udp": 17, "tcp": 6, "icmp": 1}[kind]
+            n = L - 14 - 20
+            if kind == "udp": l4 = struct.pack("!HHHH", 40000, dport, n, 0)
+            elif kind == "tcp": l4 = struct.pack("!HHIIBBHHH", 40000, dport, 1, 0, 5 << 4, 0x10, 65535, 0, 0)
+            else: l4 = struct.pack("!BBHHH", 8, 0, 0, 1, 1)
+            l4 = l4.ljust(n, b"\0")
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + n, 1, 0, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+            ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+            return eth + b"\x08\x00" + ip + l4
+        for spec in json.loads(sys.argv[2]):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            s.bind((spec["iface"], 0))
+            outbound = not spec["iface"].startswith("tap-")
+            src, dst = ("192.0.2.10", "198.51.100.7") if outbound else ("203.0.113.5", "192.0.2.10")
+            f = frame(spec["kind"], spec.get("dport", 0), src, dst)
+            for _ in range(spec["count"]): s.send(f)
+            s.close()
+        """#
 
     final class Env {
         let ns: TestNetns
@@ -274,14 +283,18 @@ struct MetricsKernelTests {
             handle.seekToEndOfFile()
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-            p.arguments = ["--net=\(ns.path)", MetricsKernelTests.binDir.appendingPathComponent("mirror-agent").path, "run",
-                           "--datapath", "kernel", "--socket", socket, "--state-dir", dir.path + "/state",
-                           "--bpffs", dir.path + "/bpffs", "--metrics-address", "127.0.0.1:\(metricsPort)", "--log-level", "info"]
+            p.arguments = [
+                "--net=\(ns.path)", MetricsKernelTests.binDir.appendingPathComponent("mirror-agent").path, "run",
+                "--datapath", "kernel", "--socket", socket, "--state-dir", dir.path + "/state",
+                "--bpffs", dir.path + "/bpffs", "--metrics-address", "127.0.0.1:\(metricsPort)", "--log-level", "info",
+            ]
             p.standardOutput = handle
             p.standardError = handle
             try p.run()
             agent = p
-            let up = KernelAgentTests.waitUntil(15) { (try? self.scrape()) != nil && (try? self.client.send(method: "GET", path: APIPath.status)) != nil }
+            let up = KernelAgentTests.waitUntil(15) {
+                (try? self.scrape()) != nil && (try? self.client.send(method: "GET", path: APIPath.status)) != nil
+            }
             guard up else { throw TestSupportError("agent did not come up: \(logText)") }
         }
 
@@ -296,8 +309,9 @@ struct MetricsKernelTests {
 
         /// curl inside the netns: (body, content type). Throws on any HTTP or transport error.
         func scrape() throws -> (body: String, contentType: String) {
-            let out = try ns.exec("curl", "-sS", "--max-time", "10", "-w", "\n%{http_code} %{content_type}",
-                                  "http://127.0.0.1:\(metricsPort)/metrics")
+            let out = try ns.exec(
+                "curl", "-sS", "--max-time", "10", "-w", "\n%{http_code} %{content_type}",
+                "http://127.0.0.1:\(metricsPort)/metrics")
             guard let nl = out.lastIndex(of: "\n") else { throw TestSupportError("scrape: \(out)") }
             let tail = out[out.index(after: nl)...]
             guard tail.hasPrefix("200 ") else { throw TestSupportError("scrape answered \(tail)") }
@@ -310,16 +324,19 @@ struct MetricsKernelTests {
         }
 
         func apply(extraRule: Bool) throws {
-            let _: ApplyResponse = try client.call("POST", APIPath.apply, body: Array(MetricsKernelTests.document(extraRule: extraRule).utf8))
+            let _: ApplyResponse = try client.call(
+                "POST", APIPath.apply, body: Array(MetricsKernelTests.document(extraRule: extraRule).utf8))
         }
 
         func teardown() {
             if let p = prometheus, p.isRunning { p.terminate(); p.waitUntilExit() }
             stopAgent()
             // Filters, pins and the mirror device go with the netns and the bpffs mount.
-            _ = try? ns.exec([MetricsKernelTests.binDir.appendingPathComponent("mirror-agent").path, "cleanup",
-                              "--socket", socket, "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs",
-                              "--datapath", "kernel"])
+            _ = try? ns.exec([
+                MetricsKernelTests.binDir.appendingPathComponent("mirror-agent").path, "cleanup",
+                "--socket", socket, "--state-dir", dir.path + "/state", "--bpffs", dir.path + "/bpffs",
+                "--datapath", "kernel",
+            ])
             _ = try? Command.run("umount", dir.path + "/bpffs")
         }
     }
@@ -331,15 +348,17 @@ struct MetricsKernelTests {
         try env.startAgent()
         try env.apply(extraRule: false)
 
-        try env.send([["iface": "peer-vm1", "kind": "udp", "dport": 53, "count": 5],
-                      ["iface": "peer-vm1", "kind": "udp", "dport": 9999, "count": 7],
-                      ["iface": "peer-vm1", "kind": "arp", "count": 3],
-                      ["iface": "tap-vm1", "kind": "tcp", "dport": 80, "count": 4],
-                      ["iface": "tap-vm1", "kind": "udp", "dport": 5000, "count": 2],
-                      ["iface": "tap-vm1", "kind": "icmp", "count": 6],
-                      // vm2's ACL drops what it sends over UDP: not mirrored, suppressed (SPEC §5).
-                      ["iface": "peer-vm2", "kind": "udp", "dport": 9999, "count": 4],
-                      ["iface": "peer-vm2", "kind": "tcp", "dport": 80, "count": 3]])
+        try env.send([
+            ["iface": "peer-vm1", "kind": "udp", "dport": 53, "count": 5],
+            ["iface": "peer-vm1", "kind": "udp", "dport": 9999, "count": 7],
+            ["iface": "peer-vm1", "kind": "arp", "count": 3],
+            ["iface": "tap-vm1", "kind": "tcp", "dport": 80, "count": 4],
+            ["iface": "tap-vm1", "kind": "udp", "dport": 5000, "count": 2],
+            ["iface": "tap-vm1", "kind": "icmp", "count": 6],
+            // vm2's ACL drops what it sends over UDP: not mirrored, suppressed (SPEC §5).
+            ["iface": "peer-vm2", "kind": "udp", "dport": 9999, "count": 4],
+            ["iface": "peer-vm2", "kind": "tcp", "dport": 80, "count": 3],
+        ])
 
         let (body, contentType) = try env.scrape()
         #expect(contentType.hasPrefix("text/plain; version=0.0.4"))
@@ -378,7 +397,9 @@ struct MetricsKernelTests {
         // once there; s2's copies are cut to its packetLength.
         let encap = (try? env.ns.exec("tc", "filter", "show", "dev", "mirror0", "egress")) ?? ""
         if encap.contains("mirror_encap") {
-            let cloned = (src("mirror_source_packets_mirrored_total", "outbound") ?? 0) + (src("mirror_source_packets_mirrored_total", "inbound") ?? 0)
+            let cloned =
+                (src("mirror_source_packets_mirrored_total", "outbound") ?? 0)
+                + (src("mirror_source_packets_mirrored_total", "inbound") ?? 0)
             #expect(m[#"mirror_copies_sent_total{session="s1"}"#] == cloned)
             #expect(m[#"mirror_copies_sent_total{session="s2"}"#] == 3)
             #expect(m[#"mirror_copies_sent_bytes_total{session="s2"}"#] == 192)
@@ -430,8 +451,10 @@ struct MetricsKernelTests {
         """.write(toFile: promDir + "/prometheus.yml", atomically: true, encoding: .utf8)
         let prom = Process()
         prom.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        prom.arguments = ["--net=\(env.ns.path)", "/usr/bin/prometheus", "--config.file=\(promDir)/prometheus.yml",
-                          "--web.listen-address=127.0.0.1:\(promPort)", "--storage.tsdb.path=\(promDir)/data"]
+        prom.arguments = [
+            "--net=\(env.ns.path)", "/usr/bin/prometheus", "--config.file=\(promDir)/prometheus.yml",
+            "--web.listen-address=127.0.0.1:\(promPort)", "--storage.tsdb.path=\(promDir)/data",
+        ]
         prom.standardOutput = FileHandle.nullDevice
         prom.standardError = FileHandle.nullDevice
         try prom.run()
@@ -440,9 +463,10 @@ struct MetricsKernelTests {
         let answered = KernelAgentTests.waitUntil(45) {
             let q = "mirror_session_packets_total%7Bsession%3D%22s1%22%7D"
             guard let out = try? env.ns.exec("curl", "-sS", "--max-time", "2", "http://127.0.0.1:\(promPort)/api/v1/query?query=\(q)"),
-                  let obj = try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any],
-                  let data = obj["data"] as? [String: Any], let result = data["result"] as? [[String: Any]],
-                  let value = result.first?["value"] as? [Any], let v = value.last as? String else { return false }
+                let obj = try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any],
+                let data = obj["data"] as? [String: Any], let result = data["result"] as? [[String: Any]],
+                let value = result.first?["value"] as? [Any], let v = value.last as? String
+            else { return false }
             seen = v
             return true
         }
@@ -472,8 +496,10 @@ struct MetricsKernelTests {
         scrapers.forEach { $0.start() }
         for i in 0..<12 {
             try env.apply(extraRule: i % 2 == 0)
-            try env.send([["iface": "peer-vm1", "kind": "udp", "dport": i % 3 == 0 ? 7777 : 53, "count": 3],
-                          ["iface": "tap-vm1", "kind": "tcp", "dport": 80, "count": 2]])
+            try env.send([
+                ["iface": "peer-vm1", "kind": "udp", "dport": i % 3 == 0 ? 7777 : 53, "count": 3],
+                ["iface": "tap-vm1", "kind": "tcp", "dport": 80, "count": 2],
+            ])
         }
         stop.withLock { done = true }
         while !scrapers.allSatisfy(\.isFinished) { usleep(10_000) }
@@ -495,9 +521,11 @@ struct MetricsKernelTests {
             m.filter { $0.key.hasPrefix("mirror_") && !$0.key.hasPrefix("mirror_policy_apply_seconds") }
         }
         #expect(decreases([datapathSeries(before), datapathSeries(after)]) == [])
-        #expect(after.keys.filter { $0.hasPrefix("mirror_rule_hits_total") }.count
+        #expect(
+            after.keys.filter { $0.hasPrefix("mirror_rule_hits_total") }.count
                 == before.keys.filter { $0.hasPrefix("mirror_rule_hits_total") }.count)
-        #expect(after[#"mirror_session_packets_total{session="s1",source="",direction=""}"#]
+        #expect(
+            after[#"mirror_session_packets_total{session="s1",source="",direction=""}"#]
                 == before[#"mirror_session_packets_total{session="s1",source="",direction=""}"#])
     }
 }

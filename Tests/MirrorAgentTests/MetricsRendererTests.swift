@@ -1,12 +1,13 @@
+import CMirrorABI
 import Foundation
 import MirrorAPI
-@testable import MirrorAgent
-import CMirrorABI
 import MirrorCompiler
 import MirrorCore
 import MirrorDatapath
 import MirrorTestSupport
 import Testing
+
+@testable import MirrorAgent
 
 @Suite("Metrics: renderer and counter continuity (pure)")
 struct MetricsRendererTests {
@@ -15,130 +16,138 @@ struct MetricsRendererTests {
         h.observe(0.005); h.observe(0.05); h.observe(2)
         let stats = StatsResponse(
             generation: 7, datapath: "kernel", countersAvailable: true, time: 0,
-            sessions: [SessionStats(session: "s1", packets: 11, bytes: 1100, copiesSent: 10, copiesSentBytes: 900,
-                                    truncated: ["mtu": 1, "packet_length": 2],
-                                    dropped: ["no_target": 0, "session_gone": 1])],
+            sessions: [
+                SessionStats(
+                    session: "s1", packets: 11, bytes: 1100, copiesSent: 10, copiesSentBytes: 900,
+                    truncated: ["mtu": 1, "packet_length": 2],
+                    dropped: ["no_target": 0, "session_gone": 1])
+            ],
             rules: [RuleStats(session: "s1", filter: "f\"1", direction: .inbound, priority: 10, action: .accept, hits: 4)],
-            sources: [SourceStats(source: "vm1", interface: "tap-vm1", state: .attached, direction: .outbound, seen: 15,
-                                  mirrored: 7, notMirrored: ["rejected": 5, "no_match": 0, "not_ip": 3])],
+            sources: [
+                SourceStats(
+                    source: "vm1", interface: "tap-vm1", state: .attached, direction: .outbound, seen: 15,
+                    mirrored: 7, notMirrored: ["rejected": 5, "no_match": 0, "not_ip": 3])
+            ],
             mirrorDeviceForeignDropped: 2)
         var st = stats
         st.sessions[0].copiesSegmented = 12; st.sessions[0].copiesTruncatedGSO = 1
         st.sources[0].established = 6
         st.segmenterForeignDropped = 4; st.securityFlows = 3
-        return MetricsSnapshot(stats: st, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
-                               build: .init(version: "0.1.0", commit: "abc", kernel: "6.18.0"),
-                               process: .init(residentMemoryBytes: 4096, virtualMemoryBytes: 8192, cpuSeconds: 1.5,
-                                              openFDs: 9, maxFDs: 1024, startTimeSeconds: 1700000000))
+        return MetricsSnapshot(
+            stats: st, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
+            build: .init(version: "0.1.0", commit: "abc", kernel: "6.18.0"),
+            process: .init(
+                residentMemoryBytes: 4096, virtualMemoryBytes: 8192, cpuSeconds: 1.5,
+                openFDs: 9, maxFDs: 1024, startTimeSeconds: 1700000000))
     }
 
     @Test func rendersTheExactExposition() {
         let text = MetricsRenderer.render(Self.snapshot())
         let expected = #"""
-        # HELP mirror_session_packets_total Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).
-        # TYPE mirror_session_packets_total counter
-        mirror_session_packets_total{session="s1",source="",direction=""} 11
-        # HELP mirror_session_bytes_total Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).
-        # TYPE mirror_session_bytes_total counter
-        mirror_session_bytes_total{session="s1",source="",direction=""} 1100
-        # HELP mirror_copies_sent_total Copies encapsulated and sent toward their collector.
-        # TYPE mirror_copies_sent_total counter
-        mirror_copies_sent_total{session="s1"} 10
-        # HELP mirror_copies_sent_direct_total Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.
-        # TYPE mirror_copies_sent_direct_total counter
-        mirror_copies_sent_direct_total{session="s1"} 0
-        # HELP mirror_copies_sent_bytes_total Inner frame bytes of the copies sent, after truncation.
-        # TYPE mirror_copies_sent_bytes_total counter
-        mirror_copies_sent_bytes_total{session="s1"} 900
-        # HELP mirror_copies_truncated_total Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).
-        # TYPE mirror_copies_truncated_total counter
-        mirror_copies_truncated_total{session="s1",reason="mtu"} 1
-        mirror_copies_truncated_total{session="s1",reason="packet_length"} 2
-        # HELP mirror_copies_truncated_gso_total GSO copies cut as one packet because no segmenter was set up, so only their first segment was mirrored (SPEC §6 wants a copy per wire segment); each is also in mirror_copies_truncated_total, or in mirror_copies_dropped_total when the cut failed.
-        # TYPE mirror_copies_truncated_gso_total counter
-        mirror_copies_truncated_gso_total{session="s1"} 1
-        # HELP mirror_copies_segmented_total GSO copies whose segments would not fit, handed to the segmenter (SPEC §6); their wire-size segments come back and count as copies sent, and truncated when cut.
-        # TYPE mirror_copies_segmented_total counter
-        mirror_copies_segmented_total{session="s1"} 12
-        # HELP mirror_copies_dropped_total Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).
-        # TYPE mirror_copies_dropped_total counter
-        mirror_copies_dropped_total{session="s1",reason="no_target"} 0
-        mirror_copies_dropped_total{session="s1",reason="session_gone"} 1
-        # HELP mirror_rule_hits_total Packets for which the rule was the first match (SPEC §4), accept or reject.
-        # TYPE mirror_rule_hits_total counter
-        mirror_rule_hits_total{session="s1",filter="f\"1",direction="inbound",rule_priority="10",action="accept"} 4
-        # HELP mirror_source_packets_seen_total Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).
-        # TYPE mirror_source_packets_seen_total counter
-        mirror_source_packets_seen_total{source="vm1",direction="outbound"} 15
-        # HELP mirror_source_packets_mirrored_total Packets of the source and direction accepted and cloned.
-        # TYPE mirror_source_packets_mirrored_total counter
-        mirror_source_packets_mirrored_total{source="vm1",direction="outbound"} 7
-        # HELP mirror_source_packets_established_total Packets of the source and direction that its security groups let through as part of a connection they had allowed (SPEC §5, stateful); the outbound network ACL can still suppress them.
-        # TYPE mirror_source_packets_established_total counter
-        mirror_source_packets_established_total{source="vm1",direction="outbound"} 6
-        # HELP mirror_packets_not_mirrored_total Packets of the source and direction that were not mirrored, by reason.
-        # TYPE mirror_packets_not_mirrored_total counter
-        mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="no_match"} 0
-        mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="not_ip"} 3
-        mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="rejected"} 5
-        # HELP mirror_device_foreign_frames_dropped_total Frames leaving the mirror device that were not copies (dropped there).
-        # TYPE mirror_device_foreign_frames_dropped_total counter
-        mirror_device_foreign_frames_dropped_total 2
-        # HELP mirror_segmenter_foreign_frames_dropped_total Frames arriving on the segmenter that were not copies, or copies with no mirror device to go back to (dropped there).
-        # TYPE mirror_segmenter_foreign_frames_dropped_total counter
-        mirror_segmenter_foreign_frames_dropped_total 4
-        # HELP mirror_security_flows Connections the stateful security groups hold as established now: their first packet was allowed and they have not been idle past the timeout (SPEC §5).
-        # TYPE mirror_security_flows gauge
-        mirror_security_flows 3
-        # HELP mirror_datapath_counters_available 1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).
-        # TYPE mirror_datapath_counters_available gauge
-        mirror_datapath_counters_available 1
-        # HELP mirror_policy_generation Generation of the policy in force (increases with every applied change).
-        # TYPE mirror_policy_generation gauge
-        mirror_policy_generation 7
-        # HELP mirror_policy_apply_seconds Time to apply a policy to the datapath.
-        # TYPE mirror_policy_apply_seconds histogram
-        mirror_policy_apply_seconds_bucket{le="0.01"} 1
-        mirror_policy_apply_seconds_bucket{le="0.1"} 2
-        mirror_policy_apply_seconds_bucket{le="1"} 2
-        mirror_policy_apply_seconds_bucket{le="+Inf"} 3
-        mirror_policy_apply_seconds_sum 2.055
-        mirror_policy_apply_seconds_count 3
-        # HELP mirror_sources Sources by state: attached (programs on the interface) or pending (no such interface yet).
-        # TYPE mirror_sources gauge
-        mirror_sources{state="attached"} 1
-        mirror_sources{state="pending"} 2
-        # HELP mirror_tcx_pending_interfaces Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).
-        # TYPE mirror_tcx_pending_interfaces gauge
-        mirror_tcx_pending_interfaces 3
-        # HELP mirror_agent_repairs_total The agent's own devices and programs put back after they were removed (mirror_device, encap_program, segmenter).
-        # TYPE mirror_agent_repairs_total counter
-        mirror_agent_repairs_total{what="mirror_device"} 0
-        mirror_agent_repairs_total{what="encap_program"} 0
-        mirror_agent_repairs_total{what="segmenter"} 0
-        # HELP mirror_agent_build_info Agent version, source commit and running kernel; always 1.
-        # TYPE mirror_agent_build_info gauge
-        mirror_agent_build_info{version="0.1.0",commit="abc",kernel="6.18.0"} 1
-        # HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
-        # TYPE process_cpu_seconds_total counter
-        process_cpu_seconds_total 1.5
-        # HELP process_open_fds Number of open file descriptors.
-        # TYPE process_open_fds gauge
-        process_open_fds 9
-        # HELP process_max_fds Maximum number of open file descriptors.
-        # TYPE process_max_fds gauge
-        process_max_fds 1024
-        # HELP process_resident_memory_bytes Resident memory size in bytes.
-        # TYPE process_resident_memory_bytes gauge
-        process_resident_memory_bytes 4096
-        # HELP process_virtual_memory_bytes Virtual memory size in bytes.
-        # TYPE process_virtual_memory_bytes gauge
-        process_virtual_memory_bytes 8192
-        # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
-        # TYPE process_start_time_seconds gauge
-        process_start_time_seconds 1700000000
+            # HELP mirror_session_packets_total Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).
+            # TYPE mirror_session_packets_total counter
+            mirror_session_packets_total{session="s1",source="",direction=""} 11
+            # HELP mirror_session_bytes_total Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).
+            # TYPE mirror_session_bytes_total counter
+            mirror_session_bytes_total{session="s1",source="",direction=""} 1100
+            # HELP mirror_copies_sent_total Copies encapsulated and sent toward their collector.
+            # TYPE mirror_copies_sent_total counter
+            mirror_copies_sent_total{session="s1"} 10
+            # HELP mirror_copies_sent_direct_total Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.
+            # TYPE mirror_copies_sent_direct_total counter
+            mirror_copies_sent_direct_total{session="s1"} 0
+            # HELP mirror_copies_sent_bytes_total Inner frame bytes of the copies sent, after truncation.
+            # TYPE mirror_copies_sent_bytes_total counter
+            mirror_copies_sent_bytes_total{session="s1"} 900
+            # HELP mirror_copies_truncated_total Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).
+            # TYPE mirror_copies_truncated_total counter
+            mirror_copies_truncated_total{session="s1",reason="mtu"} 1
+            mirror_copies_truncated_total{session="s1",reason="packet_length"} 2
+            # HELP mirror_copies_truncated_gso_total GSO copies cut as one packet because no segmenter was set up, so only their first segment was mirrored (SPEC §6 wants a copy per wire segment); each is also in mirror_copies_truncated_total, or in mirror_copies_dropped_total when the cut failed.
+            # TYPE mirror_copies_truncated_gso_total counter
+            mirror_copies_truncated_gso_total{session="s1"} 1
+            # HELP mirror_copies_segmented_total GSO copies whose segments would not fit, handed to the segmenter (SPEC §6); their wire-size segments come back and count as copies sent, and truncated when cut.
+            # TYPE mirror_copies_segmented_total counter
+            mirror_copies_segmented_total{session="s1"} 12
+            # HELP mirror_copies_dropped_total Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).
+            # TYPE mirror_copies_dropped_total counter
+            mirror_copies_dropped_total{session="s1",reason="no_target"} 0
+            mirror_copies_dropped_total{session="s1",reason="session_gone"} 1
+            # HELP mirror_rule_hits_total Packets for which the rule was the first match (SPEC §4), accept or reject.
+            # TYPE mirror_rule_hits_total counter
+            mirror_rule_hits_total{session="s1",filter="f\"1",direction="inbound",rule_priority="10",action="accept"} 4
+            # HELP mirror_source_packets_seen_total Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).
+            # TYPE mirror_source_packets_seen_total counter
+            mirror_source_packets_seen_total{source="vm1",direction="outbound"} 15
+            # HELP mirror_source_packets_mirrored_total Packets of the source and direction accepted and cloned.
+            # TYPE mirror_source_packets_mirrored_total counter
+            mirror_source_packets_mirrored_total{source="vm1",direction="outbound"} 7
+            # HELP mirror_source_packets_established_total Packets of the source and direction that its security groups let through as part of a connection they had allowed (SPEC §5, stateful); the outbound network ACL can still suppress them.
+            # TYPE mirror_source_packets_established_total counter
+            mirror_source_packets_established_total{source="vm1",direction="outbound"} 6
+            # HELP mirror_packets_not_mirrored_total Packets of the source and direction that were not mirrored, by reason.
+            # TYPE mirror_packets_not_mirrored_total counter
+            mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="no_match"} 0
+            mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="not_ip"} 3
+            mirror_packets_not_mirrored_total{source="vm1",direction="outbound",reason="rejected"} 5
+            # HELP mirror_device_foreign_frames_dropped_total Frames leaving the mirror device that were not copies (dropped there).
+            # TYPE mirror_device_foreign_frames_dropped_total counter
+            mirror_device_foreign_frames_dropped_total 2
+            # HELP mirror_segmenter_foreign_frames_dropped_total Frames arriving on the segmenter that were not copies, or copies with no mirror device to go back to (dropped there).
+            # TYPE mirror_segmenter_foreign_frames_dropped_total counter
+            mirror_segmenter_foreign_frames_dropped_total 4
+            # HELP mirror_security_flows Connections the stateful security groups hold as established now: their first packet was allowed and they have not been idle past the timeout (SPEC §5).
+            # TYPE mirror_security_flows gauge
+            mirror_security_flows 3
+            # HELP mirror_datapath_counters_available 1 when the datapath counters were read for this scrape, 0 when not (no kernel datapath, or a read error).
+            # TYPE mirror_datapath_counters_available gauge
+            mirror_datapath_counters_available 1
+            # HELP mirror_policy_generation Generation of the policy in force (increases with every applied change).
+            # TYPE mirror_policy_generation gauge
+            mirror_policy_generation 7
+            # HELP mirror_policy_apply_seconds Time to apply a policy to the datapath.
+            # TYPE mirror_policy_apply_seconds histogram
+            mirror_policy_apply_seconds_bucket{le="0.01"} 1
+            mirror_policy_apply_seconds_bucket{le="0.1"} 2
+            mirror_policy_apply_seconds_bucket{le="1"} 2
+            mirror_policy_apply_seconds_bucket{le="+Inf"} 3
+            mirror_policy_apply_seconds_sum 2.055
+            mirror_policy_apply_seconds_count 3
+            # HELP mirror_sources Sources by state: attached (programs on the interface) or pending (no such interface yet).
+            # TYPE mirror_sources gauge
+            mirror_sources{state="attached"} 1
+            mirror_sources{state="pending"} 2
+            # HELP mirror_tcx_pending_interfaces Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).
+            # TYPE mirror_tcx_pending_interfaces gauge
+            mirror_tcx_pending_interfaces 3
+            # HELP mirror_agent_repairs_total The agent's own devices and programs put back after they were removed (mirror_device, encap_program, segmenter).
+            # TYPE mirror_agent_repairs_total counter
+            mirror_agent_repairs_total{what="mirror_device"} 0
+            mirror_agent_repairs_total{what="encap_program"} 0
+            mirror_agent_repairs_total{what="segmenter"} 0
+            # HELP mirror_agent_build_info Agent version, source commit and running kernel; always 1.
+            # TYPE mirror_agent_build_info gauge
+            mirror_agent_build_info{version="0.1.0",commit="abc",kernel="6.18.0"} 1
+            # HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+            # TYPE process_cpu_seconds_total counter
+            process_cpu_seconds_total 1.5
+            # HELP process_open_fds Number of open file descriptors.
+            # TYPE process_open_fds gauge
+            process_open_fds 9
+            # HELP process_max_fds Maximum number of open file descriptors.
+            # TYPE process_max_fds gauge
+            process_max_fds 1024
+            # HELP process_resident_memory_bytes Resident memory size in bytes.
+            # TYPE process_resident_memory_bytes gauge
+            process_resident_memory_bytes 4096
+            # HELP process_virtual_memory_bytes Virtual memory size in bytes.
+            # TYPE process_virtual_memory_bytes gauge
+            process_virtual_memory_bytes 8192
+            # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
+            # TYPE process_start_time_seconds gauge
+            process_start_time_seconds 1700000000
 
-        """#
+            """#
         #expect(text == expected)
         if text != expected {
             for (a, b) in zip(text.split(separator: "\n"), expected.split(separator: "\n")) where a != b {
@@ -172,25 +181,35 @@ struct MetricsRendererTests {
         // a deleted: its slot freed (and cleared), b takes it.
         #expect(c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 3)]).values == [3])
         // a comes back on another slot (cleared): resumes from 10.
-        let v = c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 4),
-                          Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 2)]).values
+        let v = c.adjust([
+            Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 4),
+            Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 2),
+        ]).values
         #expect(v == [4, 12])
     }
 
     @Test func aRuleMovingToAnotherPositionKeepsItsValueAndThePositionsOldHitsAreNotTheNewRules() {
         var c = MetricsContinuity()
         let r10 = "hits{prio=10}", r20 = "hits{prio=20}", r5 = "hits{prio=5}"
-        #expect(c.adjust([Sample(key: "rule/0/in/0", owner: "s", labels: r10, raw: 100),
-                          Sample(key: "rule/0/in/1", owner: "s", labels: r20, raw: 50)]).values == [100, 50])
+        #expect(
+            c.adjust([
+                Sample(key: "rule/0/in/0", owner: "s", labels: r10, raw: 100),
+                Sample(key: "rule/0/in/1", owner: "s", labels: r20, raw: 50),
+            ]).values == [100, 50])
         // A rule with priority 5 is inserted first: positions shift (counters not cleared).
-        let v = c.adjust([Sample(key: "rule/0/in/0", owner: "s", labels: r5, raw: 101),
-                          Sample(key: "rule/0/in/1", owner: "s", labels: r10, raw: 52),
-                          Sample(key: "rule/0/in/2", owner: "s", labels: r20, raw: 0)]).values
+        let v = c.adjust([
+            Sample(key: "rule/0/in/0", owner: "s", labels: r5, raw: 101),
+            Sample(key: "rule/0/in/1", owner: "s", labels: r10, raw: 52),
+            Sample(key: "rule/0/in/2", owner: "s", labels: r20, raw: 0),
+        ]).values
         #expect(v == [1, 102, 50])
         // Later reads grow from there.
-        #expect(c.adjust([Sample(key: "rule/0/in/0", owner: "s", labels: r5, raw: 105),
-                          Sample(key: "rule/0/in/1", owner: "s", labels: r10, raw: 60),
-                          Sample(key: "rule/0/in/2", owner: "s", labels: r20, raw: 3)]).values == [5, 110, 53])
+        #expect(
+            c.adjust([
+                Sample(key: "rule/0/in/0", owner: "s", labels: r5, raw: 105),
+                Sample(key: "rule/0/in/1", owner: "s", labels: r10, raw: 60),
+                Sample(key: "rule/0/in/2", owner: "s", labels: r20, raw: 3),
+            ]).values == [5, 110, 53])
     }
 
     @Test func anUnexpectedResetIsCarried() {
@@ -207,8 +226,11 @@ struct MetricsRendererTests {
         // Another rule of the same session takes position 2 (not cleared: raw still 7).
         #expect(c.adjust([Sample(key: "rule/0/in/2", owner: "s", labels: "B", raw: 9)]).values == [2])
         // And rule A comes back elsewhere, from where it stopped.
-        #expect(c.adjust([Sample(key: "rule/0/in/2", owner: "s", labels: "B", raw: 9),
-                          Sample(key: "rule/0/in/3", owner: "s", labels: "A", raw: 0)]).values == [2, 7])
+        #expect(
+            c.adjust([
+                Sample(key: "rule/0/in/2", owner: "s", labels: "B", raw: 9),
+                Sample(key: "rule/0/in/3", owner: "s", labels: "A", raw: 0),
+            ]).values == [2, 7])
     }
 
     @Test func theStateSurvivesARestartThroughItsFile() throws {
@@ -237,13 +259,16 @@ struct MetricsRendererTests {
         let dir = try TempDir()
         // As the previous version persisted it: session a showed 10 on slot 0, was
         // deleted (10 carried under its labels), and b took the slot.
-        let legacy = #"{"keys":{"session/0/packets":{"labels":"p{session=b}","owner":"b","base":0,"lastRaw":1,"live":true}},"#
+        let legacy =
+            #"{"keys":{"session/0/packets":{"labels":"p{session=b}","owner":"b","base":0,"lastRaw":1,"live":true}},"#
             + #""carried":{"p{session=a}":10}}"#
         try legacy.write(toFile: dir.path + "/c.json", atomically: true, encoding: .utf8)
         var c = try #require(MetricsContinuity.load(from: dir.path + "/c.json"))
         // a comes back on slot 1 (cleared): resumes from 10; b goes on.
-        let v = c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 2),
-                          Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 4)]).values
+        let v = c.adjust([
+            Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 2),
+            Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 4),
+        ]).values
         #expect(v == [2, 14])
     }
 
@@ -267,7 +292,9 @@ struct MetricsRendererTests {
         // a deleted, b takes its slot: a's 11 is carried, written at once (with c).
         read([(0, "b", 1), (1, "c", 6)], at: 20)
         let carried = file()
-        #expect(carried != first && carried.contains(String(MetricsContinuity.ID("mirror_session_packets_total{session=\"a\"}").value, radix: 16)))
+        #expect(
+            carried != first
+                && carried.contains(String(MetricsContinuity.ID("mirror_session_packets_total{session=\"a\"}").value, radix: 16)))
         read([(0, "b", 2), (1, "c", 7), (2, "d", 1)], at: 30)
         #expect(file() == carried)
         read([(0, "b", 3), (1, "c", 8), (2, "d", 2)], at: 20 + AgentMetrics.newCountersSaveInterval)
@@ -290,8 +317,10 @@ struct MetricsRendererTests {
         var c = try #require(MetricsContinuity.load(from: dir.path + "/c.json"))
         #expect(c.rememberedKeys == 1)
         // b's counter was reset (maps recreated): its 1 is carried; a resumes from 10.
-        let v = c.adjust([Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 0),
-                          Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 4)]).values
+        let v = c.adjust([
+            Sample(key: "session/0/packets", owner: "b", labels: "p{session=b}", raw: 0),
+            Sample(key: "session/1/packets", owner: "a", labels: "p{session=a}", raw: 4),
+        ]).values
         #expect(v == [1, 14])
     }
 
@@ -311,9 +340,11 @@ struct MetricsRendererTests {
             "mirror_device_foreign_frames_dropped_total": 15,
         ]
         // Session b counted 5 packets on slot 1 (live), which it keeps.
-        let keys = #"[""# + hex("session/1/packets") + #"",""# + hex(#"mirror_session_packets_total{session="b"}"#)
+        let keys =
+            #"[""# + hex("session/1/packets") + #"",""# + hex(#"mirror_session_packets_total{session="b"}"#)
             + #"",""# + hex("b") + #"",0,5,true]"#
-        let file = #"{"version":3,"keys":["# + keys + #"],"carried":{"#
+        let file =
+            #"{"version":3,"keys":["# + keys + #"],"carried":{"#
             + carried.map { #"""# + hex($0.key) + #"":\#($0.value)"# }.joined(separator: ",") + "}}"
         try file.write(toFile: dir.path + "/metrics-continuity.json", atomically: true, encoding: .utf8)
 
@@ -383,8 +414,9 @@ struct MetricsRendererTests {
                     old.lastRaw = s.raw
                     st = old
                 } else if let old = keys[s.key] {
-                    st = State(labels: s.labels, owner: s.owner, base: old.owner == s.owner && s.raw >= old.lastRaw ? old.lastRaw : 0,
-                               lastRaw: s.raw, live: true)
+                    st = State(
+                        labels: s.labels, owner: s.owner, base: old.owner == s.owner && s.raw >= old.lastRaw ? old.lastRaw : 0,
+                        lastRaw: s.raw, live: true)
                 } else {
                     st = State(labels: s.labels, owner: s.owner, base: 0, lastRaw: s.raw, live: true)
                 }
@@ -409,13 +441,19 @@ struct MetricsRendererTests {
             for step in 0..<30 {
                 var samples: [Sample] = []
                 for k in 0..<keyCount {
-                    if rng.chance(0.05) { raw[k] = 0 }                                 // maps recreated
-                    else if rng.chance(0.5) { raw[k] &+= UInt64(rng.int(0...5)) }        // traffic (often none)
-                    if rng.chance(0.08) { labels[k] = UInt64(rng.int(0...40)) }          // the rule at this position changed
+                    if rng.chance(0.05) {
+                        raw[k] = 0
+                    }  // maps recreated
+                    else if rng.chance(0.5) {
+                        raw[k] &+= UInt64(rng.int(0...5))
+                    }  // traffic (often none)
+                    if rng.chance(0.08) { labels[k] = UInt64(rng.int(0...40)) }  // the rule at this position changed
                     if rng.chance(0.04) { owners[k] = UInt64(rng.int(0...8)); raw[k] = 0 }  // a new owner: slot cleared
                     // A series' labels name its owner (session or source id), as the agent's do.
                     if rng.chance(0.85) {
-                        samples.append(Sample(key: UInt64(k) &* 0x9e37_79b9_7f4a_7c15, owner: owners[k], labels: owners[k] << 8 | labels[k], raw: raw[k]))
+                        samples.append(
+                            Sample(
+                                key: UInt64(k) &* 0x9e37_79b9_7f4a_7c15, owner: owners[k], labels: owners[k] << 8 | labels[k], raw: raw[k]))
                     }
                 }
                 samples.shuffle(using: &rng)
@@ -473,9 +511,10 @@ struct MetricsRendererTests {
         }
 
         // A rename (the family and its labels as the exposition shows them) keeps the ids.
-        let renamed = MetricFamily("mirror_rule_first_matches_total", .counter, "Renamed.",
-                                   labels: ["session", "filter", "dir", "priority", "action"],
-                                   continuity: MetricFamily.ruleHits.continuity)
+        let renamed = MetricFamily(
+            "mirror_rule_first_matches_total", .counter, "Renamed.",
+            labels: ["session", "filter", "dir", "priority", "action"],
+            continuity: MetricFamily.ruleHits.continuity)
         var r = SeriesID(renamed)
         for v in values { r.add(v) }
         #expect(r.value == id.value)
@@ -488,18 +527,19 @@ struct MetricsRendererTests {
     /// find its counters again.
     @Test func mapKeysAreTheOnesEarlierVersionsPersisted() {
         let fields = MetricFamily.all.compactMap { f in f.continuity.map { (f.name, $0.field) } }
-        #expect(Dictionary(uniqueKeysWithValues: fields) == [
-            "mirror_session_packets_total": "packets", "mirror_session_bytes_total": "bytes", "mirror_copies_sent_total": "sent",
-            "mirror_copies_sent_bytes_total": "sent_bytes", "mirror_copies_sent_direct_total": "sent_direct",
-            "mirror_copies_truncated_total": "truncated/", "mirror_copies_dropped_total": "dropped/",
-            "mirror_rule_hits_total": "", "mirror_source_packets_seen_total": "seen",
-            "mirror_source_packets_mirrored_total": "mirrored", "mirror_packets_not_mirrored_total": "",
-            "mirror_device_foreign_frames_dropped_total": "not_copy",
-            // Added since: frozen from their first release on.
-            "mirror_copies_truncated_gso_total": "truncated_gso", "mirror_copies_segmented_total": "segmented",
-            "mirror_source_packets_established_total": "established",
-            "mirror_segmenter_foreign_frames_dropped_total": "segmenter_not_copy",
-        ])
+        #expect(
+            Dictionary(uniqueKeysWithValues: fields) == [
+                "mirror_session_packets_total": "packets", "mirror_session_bytes_total": "bytes", "mirror_copies_sent_total": "sent",
+                "mirror_copies_sent_bytes_total": "sent_bytes", "mirror_copies_sent_direct_total": "sent_direct",
+                "mirror_copies_truncated_total": "truncated/", "mirror_copies_dropped_total": "dropped/",
+                "mirror_rule_hits_total": "", "mirror_source_packets_seen_total": "seen",
+                "mirror_source_packets_mirrored_total": "mirrored", "mirror_packets_not_mirrored_total": "",
+                "mirror_device_foreign_frames_dropped_total": "not_copy",
+                // Added since: frozen from their first release on.
+                "mirror_copies_truncated_gso_total": "truncated_gso", "mirror_copies_segmented_total": "segmented",
+                "mirror_source_packets_established_total": "established",
+                "mirror_segmenter_foreign_frames_dropped_total": "segmenter_not_copy",
+            ])
     }
 
     /// Identities must not collide, or two series would share one carried amount.
@@ -537,7 +577,9 @@ struct MetricsRendererTests {
         // A datapath without security counters: no established count.
         var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
         src.seen = 1
-        #expect(m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: [:]).sources.first?.established == nil)
+        #expect(
+            m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: [:]).sources.first?.established
+                == nil)
     }
 
     @Test func statsCarryEveryReasonAndState() {
@@ -545,8 +587,12 @@ struct MetricsRendererTests {
         var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
         src.seen = 9; src.mirrored = 1; src.noMatch = 2; src.rejected = 3; src.notIP = 4; src.cloneErrors = 5
         let s = m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: ["vm1": .attached])
-        #expect(s.sources == [SourceStats(source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 9,
-                                          mirrored: 1, notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5])])
+        #expect(
+            s.sources == [
+                SourceStats(
+                    source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 9,
+                    mirrored: 1, notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5])
+            ])
     }
 
     /// The rule counters are a view of the image's rule table and the hits array read
@@ -558,11 +604,16 @@ struct MetricsRendererTests {
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
         doc.sources = [Source(id: "eni", interface: "tap0"), Source(id: "eni2", interface: "tap1")]
         doc.filters = [
-            Filter(id: "fa", inbound: [Rule(priority: 9, action: .accept, ethertype: .ipv4),
-                                       Rule(priority: 2, action: .reject, ethertype: .ipv4, protocol: .tcp)],
-                   outbound: [Rule(priority: 5, action: .accept, ethertype: .ipv6)]),
-            Filter(id: "fb", inbound: (1...10).map { Rule(priority: 11 - $0, action: .accept, ethertype: .ipv4) },
-                   outbound: (1...10).map { Rule(priority: $0, action: $0 % 2 == 0 ? .reject : .accept, ethertype: .ipv4) }),
+            Filter(
+                id: "fa",
+                inbound: [
+                    Rule(priority: 9, action: .accept, ethertype: .ipv4),
+                    Rule(priority: 2, action: .reject, ethertype: .ipv4, protocol: .tcp),
+                ],
+                outbound: [Rule(priority: 5, action: .accept, ethertype: .ipv6)]),
+            Filter(
+                id: "fb", inbound: (1...10).map { Rule(priority: 11 - $0, action: .accept, ethertype: .ipv4) },
+                outbound: (1...10).map { Rule(priority: $0, action: $0 % 2 == 0 ? .reject : .accept, ethertype: .ipv4) }),
         ]
         doc.sessions = [
             Session(id: "s1", priority: 1, filter: "fa", sources: ["eni"], target: "t", vni: 1),
@@ -600,12 +651,16 @@ struct MetricsRendererTests {
         // A rule beyond the hits read (the map smaller than the image) reads 0, not a crash.
         #expect(DatapathCounters.Rules(table: image.rules, hits: Array(hits.prefix(1))).allSatisfy { $0.hits == 0 || $0.ruleIndex == 0 })
 
-        let stats = AgentMetrics(stateDirectory: nil).stats(DatapathCounters(rules: rules), generation: 1, datapath: "kernel",
-                                                            sourceStates: [:])
-        #expect(stats.rules == expected.map {
-            RuleStats(session: $0.session, filter: $0.filter, direction: $0.d, priority: $0.rule.priority,
-                      action: $0.rule.action, hits: mark($0.slot, $0.d, $0.i))
-        })
+        let stats = AgentMetrics(stateDirectory: nil).stats(
+            DatapathCounters(rules: rules), generation: 1, datapath: "kernel",
+            sourceStates: [:])
+        #expect(
+            stats.rules
+                == expected.map {
+                    RuleStats(
+                        session: $0.session, filter: $0.filter, direction: $0.d, priority: $0.rule.priority,
+                        action: $0.rule.action, hits: mark($0.slot, $0.d, $0.i))
+                })
 
         // A scrape renders the rules from the view, without the list: the same text.
         let (viewed, series) = AgentMetrics(stateDirectory: nil).statsAndRules(
@@ -614,9 +669,11 @@ struct MetricsRendererTests {
         #expect(Array(series) == stats.rules)
         func text(_ st: StatsResponse, _ rules: MetricsSnapshot.RuleSeries?) -> String {
             var st = st; st.time = 0
-            return MetricsRenderer.render(MetricsSnapshot(stats: st, rules: rules, sourcesAttached: 0, sourcesPending: 0,
-                                                          applySeconds: .init(bounds: [1]), build: .init(version: "v", commit: "c", kernel: "k"),
-                                                          process: nil))
+            return MetricsRenderer.render(
+                MetricsSnapshot(
+                    stats: st, rules: rules, sourcesAttached: 0, sourcesPending: 0,
+                    applySeconds: .init(bounds: [1]), build: .init(version: "v", commit: "c", kernel: "k"),
+                    process: nil))
         }
         let rendered = text(viewed, series)
         #expect(rendered == text(stats, nil))

@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import MirrorAPI
 import MirrorAgent
-import MirrorDatapath
 import MirrorCore
+import MirrorDatapath
 import MirrorTestSupport
 import Testing
 
@@ -87,8 +87,9 @@ struct NetlinkTests {
     /// segmenter would drop them and count them as foreign frames.
     @Test func theAgentsDevicesSendNothingOfTheirOwn() throws {
         let ns = try TestNetns()
-        try Command.run("ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1",
-                "net.ipv6.conf.default.forwarding=1", "net.ipv4.ip_forward=1")
+        try Command.run(
+            "ip", "netns", "exec", ns.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.conf.default.forwarding=1", "net.ipv4.ip_forward=1")
         try ns.ip("link", "set", "lo", "up")
         let pcap = FileManager.default.temporaryDirectory.appendingPathComponent("\(ns.name).pcap").path
         defer { try? FileManager.default.removeItem(atPath: pcap) }

@@ -21,7 +21,8 @@ struct PrivilegesTests {
         #expect(m[0].contains("not running as root"))
         #expect(m[1].contains("CAP_NET_ADMIN"))
         #expect(m[2].contains("CAP_BPF") && m[2].contains("CAP_SYS_ADMIN"))
-        #expect(Privileges.missing(statusText: Self.status(1 << 39), euid: 0) == ["missing CAP_NET_ADMIN (needed for tc filters and netlink)"])
+        #expect(
+            Privileges.missing(statusText: Self.status(1 << 39), euid: 0) == ["missing CAP_NET_ADMIN (needed for tc filters and netlink)"])
         #expect(Privileges.missing(statusText: "garbage", euid: 0).first?.contains("cannot read") == true)
     }
 }

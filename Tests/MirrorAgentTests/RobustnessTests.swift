@@ -27,9 +27,10 @@ struct RobustnessTests {
         case 0: b = Array(b.prefix(rng.int(b.count + 1)))  // truncate
         case 1: for _ in 0..<1 + rng.int(8) where !b.isEmpty { b[rng.int(b.count)] = UInt8(rng.int(256)) }
         case 2: if !b.isEmpty { b.remove(at: rng.int(b.count)) }
-        case 3: let tokens = ["null", "-1", "99999999999999999999", "\"\"", "[]", "{}", "true", "1e400", "\"\\u0000\""]
-                let t = Array(tokens[rng.int(tokens.count)].utf8)
-                b.insert(contentsOf: t, at: rng.int(b.count + 1))
+        case 3:
+            let tokens = ["null", "-1", "99999999999999999999", "\"\"", "[]", "{}", "true", "1e400", "\"\\u0000\""]
+            let t = Array(tokens[rng.int(tokens.count)].utf8)
+            b.insert(contentsOf: t, at: rng.int(b.count + 1))
         default: b += b.prefix(rng.int(b.count + 1))
         }
         return String(decoding: b, as: UTF8.self)
@@ -45,7 +46,10 @@ struct RobustnessTests {
             ("POST", APIPath.apply, Fixtures.valid),
             ("POST", APIPath.kind(.sessions), session),
             ("PUT", APIPath.object(.sessions, "s1"), session.replacingOccurrences(of: "s9", with: "s1")),
-            ("POST", APIPath.explain, #"{"source": "vm1", "direction": "inbound", "packet": {"protocol": "tcp", "src": "192.0.2.1:1", "dst": "192.0.2.2:80"}}"#),
+            (
+                "POST", APIPath.explain,
+                #"{"source": "vm1", "direction": "inbound", "packet": {"protocol": "tcp", "src": "192.0.2.1:1", "dst": "192.0.2.2:80"}}"#
+            ),
         ]
         let cases = 400
         let results = try await offThread { () -> [Int] in
@@ -82,8 +86,10 @@ struct RobustnessTests {
     @Test func rawProtocolGarbageGetsAnErrorOrAClose() async throws {
         let t = try await TestAgent()
         defer { t.stopNow() }
-        let garbage = ["GARBAGE\r\n\r\n", "GET /v1/status HTTP/9.9\r\n\r\n", "POST /v1/apply HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-                       "POST /v1/apply HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", String(repeating: "A", count: 100_000)]
+        let garbage = [
+            "GARBAGE\r\n\r\n", "GET /v1/status HTTP/9.9\r\n\r\n", "POST /v1/apply HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+            "POST /v1/apply HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n", String(repeating: "A", count: 100_000),
+        ]
         let path = t.socketPath
         for g in garbage {
             try await offThread {

@@ -81,11 +81,14 @@ struct StateStoreTests {
         for _ in 0..<2 {
             do {
                 let t = try await TestAgent(dir: dir)
-                _ = try? await t.request("POST", APIPath.kind(.filters), #"{"id":"f9","inbound":[{"priority":1,"action":"accept","ethertype":"ipv4"}]}"#)
+                _ = try? await t.request(
+                    "POST", APIPath.kind(.filters), #"{"id":"f9","inbound":[{"priority":1,"action":"accept","ethertype":"ipv4"}]}"#)
                 await t.stop()
                 Issue.record("\(kind): the agent started on a corrupt state file")
             } catch let e as StateError {
-                #expect(e.message.contains(path) && e.message.contains("corrupt") && e.message.contains("line 1, column"), "\(kind): \(e.message)")
+                #expect(
+                    e.message.contains(path) && e.message.contains("corrupt") && e.message.contains("line 1, column"),
+                    "\(kind): \(e.message)")
             }
             #expect(FileManager.default.contents(atPath: path).map(Array.init) == bytes, "\(kind): the state file changed")
         }

@@ -1,31 +1,36 @@
 import Foundation
 import MirrorAPI
-@testable import MirrorAgent
 import MirrorCore
 import Testing
+
+@testable import MirrorAgent
 
 /// GET /v1/stats is written by hand, in pieces (StatsJSON.swift), not by JSONEncoder:
 /// at the quotas JSONEncoder took the agent from 42 to 372 MiB for every `agentctl stats`.
 @Suite("Stats JSON: written in pieces, the same as JSONEncoder's")
 struct StatsJSONTests {
     static func sample() -> StatsResponse {
-        var s1 = SessionStats(session: "s\"1\\/é", packets: 11, bytes: 1100, copiesSent: 10, copiesSentBytes: 900,
-                              truncated: ["mtu": 2, "packet_length": 1],
-                              dropped: ["session_gone": 0, "no_target": 3, "truncate_failed": 4, "encapsulation_failed": 5])
+        var s1 = SessionStats(
+            session: "s\"1\\/é", packets: 11, bytes: 1100, copiesSent: 10, copiesSentBytes: 900,
+            truncated: ["mtu": 2, "packet_length": 1],
+            dropped: ["session_gone": 0, "no_target": 3, "truncate_failed": 4, "encapsulation_failed": 5])
         s1.copiesSentDirect = 7; s1.copiesSegmented = 8; s1.copiesTruncatedGSO = 9
         let s2 = SessionStats(session: "s2\n\t\u{1}")
         let rules = (0..<300).map {
-            RuleStats(session: $0 % 2 == 0 ? "s\"1\\/é" : "s2\n\t\u{1}", filter: "f/\($0 % 7)", direction: $0 % 3 == 0 ? .inbound : .outbound,
-                      priority: $0, action: $0 % 5 == 0 ? .reject : .accept, hits: UInt64($0) * 1_000_000_007)
+            RuleStats(
+                session: $0 % 2 == 0 ? "s\"1\\/é" : "s2\n\t\u{1}", filter: "f/\($0 % 7)", direction: $0 % 3 == 0 ? .inbound : .outbound,
+                priority: $0, action: $0 % 5 == 0 ? .reject : .accept, hits: UInt64($0) * 1_000_000_007)
         }
         var sources = [
-            SourceStats(source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 9, mirrored: 1,
-                        notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5, "suppressed_by_acl": 6]),
+            SourceStats(
+                source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 9, mirrored: 1,
+                notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5, "suppressed_by_acl": 6]),
             SourceStats(source: "vm\u{7f}2", interface: "tap-vm2", state: .pending, direction: .outbound),
         ]
         sources[0].established = 10
-        var st = StatsResponse(generation: 42, datapath: "kernel", countersAvailable: true, time: 1_764_320_000.25,
-                               sessions: [s1, s2], rules: rules, sources: sources, mirrorDeviceForeignDropped: UInt64.max)
+        var st = StatsResponse(
+            generation: 42, datapath: "kernel", countersAvailable: true, time: 1_764_320_000.25,
+            sessions: [s1, s2], rules: rules, sources: sources, mirrorDeviceForeignDropped: UInt64.max)
         st.segmenterForeignDropped = 11; st.securityFlows = 12
         return st
     }
@@ -109,7 +114,8 @@ struct StatsStreamingTests {
         _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
         let expected = await t.agent.stats()
         let got: StatsResponse = try await t.call("GET", StatsPath.stats)
-        #expect(got.generation == expected.generation && got.datapath == expected.datapath
+        #expect(
+            got.generation == expected.generation && got.datapath == expected.datapath
                 && got.countersAvailable == expected.countersAvailable)
 
         for version in ["1.1", "1.0"] {

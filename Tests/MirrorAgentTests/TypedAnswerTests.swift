@@ -19,28 +19,35 @@ struct TypedAnswerTests {
         try JSONParser.parse(Array(agentEncoder.encode(v))).get()
     }
 
-    static let suppressed = Decision(mirrored: false, session: nil, rule: nil, reason: .suppressedBySecurityGroup, tried: [],
-                                     suppression: .init(kind: "securityGroup", id: "web,ops", rulePriority: nil),
-                                     explanation: "not mirrored: dropped by security group web,ops (no rule matched: default deny)")
-    static let mirrored = Decision(mirrored: true, session: "s1",
-                                   rule: .init(filter: "f1", direction: .inbound, priority: 3, action: .accept),
-                                   reason: .accepted, tried: ["s0", "s1"], explanation: "mirrored by session s1")
+    static let suppressed = Decision(
+        mirrored: false, session: nil, rule: nil, reason: .suppressedBySecurityGroup, tried: [],
+        suppression: .init(kind: "securityGroup", id: "web,ops", rulePriority: nil),
+        explanation: "not mirrored: dropped by security group web,ops (no rule matched: default deny)")
+    static let mirrored = Decision(
+        mirrored: true, session: "s1",
+        rule: .init(filter: "f1", direction: .inbound, priority: 3, action: .accept),
+        reason: .accepted, tried: ["s0", "s1"], explanation: "mirrored by session s1")
 
     @Test func theSortedEncodingIsTheAgentsJSON() throws {
         let status = StatusResponse(
             version: "0.1.0", datapath: "kernel", datapathLoaded: true, generation: 7, datapathGeneration: 6, sessions: 3,
             enabledSessions: 2,
-            sources: [.init(id: "vm1", interface: "tap-vm1", ifindex: 3, state: .attached, sessions: ["a", "b"]),
-                      .init(id: "vm2", interface: "tap-vm2", ifindex: nil, state: .pending, sessions: [])],
+            sources: [
+                .init(id: "vm1", interface: "tap-vm1", ifindex: 3, state: .attached, sessions: ["a", "b"]),
+                .init(id: "vm2", interface: "tap-vm2", ifindex: nil, state: .pending, sessions: []),
+            ],
             mirrorDevice: "mirror0", tcAttach: "tcx", tcxPending: 4)
-        let bare = StatusResponse(version: "0.1.0", datapath: "memory", datapathLoaded: false, generation: 0, datapathGeneration: 0,
-                                  sessions: 0, enabledSessions: 0, sources: [], mirrorDevice: nil)
+        let bare = StatusResponse(
+            version: "0.1.0", datapath: "memory", datapathLoaded: false, generation: 0, datapathGeneration: 0,
+            sessions: 0, enabledSessions: 0, sources: [], mirrorDevice: nil)
         let apply = ApplyResponse(generation: 12, changed: true, vnis: ["b": 2, "B": 3, "a-1": 4, "a_1": 5, "a.1": 6, "Z9": 7, "z10": 8])
         let explains = [
-            ExplainResponse(source: "vm1", direction: .inbound, packet: "ipv4 tcp 203.0.113.5:1 -> 192.0.2.10:80",
-                            oracle: Self.mirrored, kernel: Self.mirrored, agree: true, kernelNote: nil, generation: 3),
-            ExplainResponse(source: "vm1", direction: .outbound, packet: "non-IP", oracle: Self.suppressed, kernel: nil,
-                            agree: nil, kernelNote: "no kernel", generation: 3),
+            ExplainResponse(
+                source: "vm1", direction: .inbound, packet: "ipv4 tcp 203.0.113.5:1 -> 192.0.2.10:80",
+                oracle: Self.mirrored, kernel: Self.mirrored, agree: true, kernelNote: nil, generation: 3),
+            ExplainResponse(
+                source: "vm1", direction: .outbound, packet: "non-IP", oracle: Self.suppressed, kernel: nil,
+                agree: nil, kernelNote: "no kernel", generation: 3),
         ]
         let sorted = JSONValueEncoder(sortedKeys: true)
         #expect(try sorted.encode(status) == Self.asTheAgentSendsIt(status))

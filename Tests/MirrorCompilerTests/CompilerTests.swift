@@ -1,8 +1,9 @@
 import CMirrorABI
-@testable import MirrorCompiler
 import MirrorCore
 import MirrorTestSupport
 import Testing
+
+@testable import MirrorCompiler
 
 @Suite struct CompilerTests {
     @Test func abiConstantsEqualTheQuotas() {
@@ -31,12 +32,22 @@ import Testing
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
         doc.sources = [Source(id: "eni", interface: "tap0")]
         doc.filters = [
-            Filter(id: "fa", inbound: [Rule(priority: 9, action: .reject, ethertype: .ipv4),
-                                       Rule(priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp,
-                                            source: Self.cidr("172.16.0.0/24"), destination: Self.cidr("10.0.0.3/32"),
-                                            sourcePorts: PortRange(10000, 10001), destinationPorts: PortRange(80, 80))]),
-            Filter(id: "fb", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv6, protocol: .all,
-                                            source: Self.cidr("2001:db8::/33"))]),
+            Filter(
+                id: "fa",
+                inbound: [
+                    Rule(priority: 9, action: .reject, ethertype: .ipv4),
+                    Rule(
+                        priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp,
+                        source: Self.cidr("172.16.0.0/24"), destination: Self.cidr("10.0.0.3/32"),
+                        sourcePorts: PortRange(10000, 10001), destinationPorts: PortRange(80, 80)),
+                ]),
+            Filter(
+                id: "fb",
+                inbound: [
+                    Rule(
+                        priority: 1, action: .accept, ethertype: .ipv6, protocol: .all,
+                        source: Self.cidr("2001:db8::/33"))
+                ]),
             Filter(id: "fc", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)]),
         ]
         doc.sessions = [
@@ -56,7 +67,8 @@ import Testing
         // The seed's example rule, byte for byte.
         let r = rules[0]
         #expect(r.flags == UInt8(MIRROR_RULE_ACCEPT.rawValue))
-        #expect(r.match_mask == UInt16(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6 | MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PROTOCOL | MIRROR_KEY_PORTS))
+        #expect(
+            r.match_mask == UInt16(MIRROR_KEY_IPV4 | MIRROR_KEY_IPV6 | MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PROTOCOL | MIRROR_KEY_PORTS))
         #expect(r.match_value == UInt16(MIRROR_KEY_IPV4 | MIRROR_KEY_PROTOCOL_KNOWN | MIRROR_KEY_PORTS | 6))
         #expect(withUnsafeBytes(of: r.src_addr_be) { Array($0) } == [172, 16, 0, 0])
         #expect(withUnsafeBytes(of: r.src_mask_be) { Array($0) } == [255, 255, 255, 0])
@@ -86,20 +98,27 @@ import Testing
             doc.sources = [Source(id: "eni", interface: "tap0")]
             doc.filters = [Filter(id: "f", outbound: rules)]
             doc.sessions = [Session(id: "s", priority: 1, filter: "f", sources: ["eni"], target: "t", vni: 1)]
-            let image = try Compiler.compile(.init(document: doc, slots: try SlotAssignment.assign(document: doc),
-                                                   interfaceIndex: { _ in 7 }))
+            let image = try Compiler.compile(
+                .init(
+                    document: doc, slots: try SlotAssignment.assign(document: doc),
+                    interfaceIndex: { _ in 7 }))
             return try #require(image.policy(ifindex: 7, direction: .outbound)).value
         }
-        let udp = (1...10).map { Rule(priority: $0, action: .accept, ethertype: .ipv4, protocol: .udp,
-                                      destinationPorts: PortRange(UInt16(6000 + $0), UInt16(6000 + $0))) }
+        let udp = (1...10).map {
+            Rule(
+                priority: $0, action: .accept, ethertype: .ipv4, protocol: .udp,
+                destinationPorts: PortRange(UInt16(6000 + $0), UInt16(6000 + $0)))
+        }
         let p = try policy(udp)
         #expect(p.needs_ports == 1)
         #expect((p.dst_port_lo, p.dst_port_hi, p.src_port_lo, p.src_port_hi) == (6001, 6010, 0, 65535))
         let open = try policy(udp.prefix(9) + [Rule(priority: 31, action: .reject, ethertype: .ipv6)])
         #expect(open.needs_ports == 0)
         #expect((open.dst_port_lo, open.dst_port_hi) == (0, 65535))
-        let bySource = try policy([Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .tcp, sourcePorts: PortRange(443, 443)),
-                                   Rule(priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp, sourcePorts: PortRange(80, 80))])
+        let bySource = try policy([
+            Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .tcp, sourcePorts: PortRange(443, 443)),
+            Rule(priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp, sourcePorts: PortRange(80, 80)),
+        ])
         #expect(bySource.needs_ports == 1)
         #expect((bySource.src_port_lo, bySource.src_port_hi, bySource.dst_port_lo, bySource.dst_port_hi) == (80, 443, 0, 65535))
     }
@@ -107,8 +126,10 @@ import Testing
     @Test func targetsCarryBackendsAndTheMTULimit() throws {
         var doc = Document()
         doc.targets = [Target(id: "lb", type: .loadBalancer, backends: [IPAddress("192.0.2.1")!, IPAddress("2001:db8::9")!])]
-        let image = try Compiler.compile(.init(document: doc, slots: SlotAssignment(), interfaceIndex: { _ in nil },
-                                               pathMTU: { _ in 1500 }))
+        let image = try Compiler.compile(
+            .init(
+                document: doc, slots: SlotAssignment(), interfaceIndex: { _ in nil },
+                pathMTU: { _ in 1500 }))
         let t = try #require(image.targets[0])
         #expect(t.kind == UInt8(MIRROR_TARGET_LOAD_BALANCER.rawValue))
         #expect(t.backend_count == 2 && t.family == 0 && t.backend_v6_mask == 2)
@@ -123,8 +144,10 @@ import Testing
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
         doc.filters = [Filter(id: "f")]
         doc.sources = [Source(id: "a", interface: "tap0"), Source(id: "b", interface: "tap1")]
-        doc.sessions = [Session(id: "x", priority: 1, filter: "f", sources: ["a"], target: "t", vni: 1),
-                        Session(id: "y", priority: 2, filter: "f", sources: ["b"], target: "t", vni: 2)]
+        doc.sessions = [
+            Session(id: "x", priority: 1, filter: "f", sources: ["a"], target: "t", vni: 1),
+            Session(id: "y", priority: 2, filter: "f", sources: ["b"], target: "t", vni: 2),
+        ]
         let first = try SlotAssignment.assign(document: doc)
         #expect(first.sessions == ["x": 0, "y": 1])
         doc.sessions.removeFirst()

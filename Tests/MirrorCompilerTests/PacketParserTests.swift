@@ -5,10 +5,12 @@ import Testing
 
 /// The Swift twin of bpf/parse.h: the semantics written in parse.h's header.
 @Suite struct PacketParserTests {
-    static let tcp = PacketDescription(ethertype: .ipv4, protocol: 6, source: IPAddress("198.51.100.1"),
-                                       destination: IPAddress("198.51.100.2"), sourcePort: 40000, destinationPort: 80)
-    static let udp6 = PacketDescription(ethertype: .ipv6, protocol: 17, source: IPAddress("2001:db8::1"),
-                                        destination: IPAddress("2001:db8::2"), sourcePort: 53, destinationPort: 5353)
+    static let tcp = PacketDescription(
+        ethertype: .ipv4, protocol: 6, source: IPAddress("198.51.100.1"),
+        destination: IPAddress("198.51.100.2"), sourcePort: 40000, destinationPort: 80)
+    static let udp6 = PacketDescription(
+        ethertype: .ipv6, protocol: 17, source: IPAddress("2001:db8::1"),
+        destination: IPAddress("2001:db8::2"), sourcePort: 53, destinationPort: 5353)
 
     @Test func arpAndOtherEthertypesAreNotIP() {
         #expect(PacketParser.describe(frame: FrameBuilder.arp()) == .notIP)
@@ -56,8 +58,10 @@ import Testing
     }
 
     @Test func ipv6ExtensionHeadersAreWalkedUpToTheBound() {
-        let exts: [FrameBuilder.IPv6Extension] = [.hopByHop(units: 1), .routing(), .fragment(offset: 0, more: true),
-                                                   .authentication(n: 2), .destinationOptions(units: 2)]
+        let exts: [FrameBuilder.IPv6Extension] = [
+            .hopByHop(units: 1), .routing(), .fragment(offset: 0, more: true),
+            .authentication(n: 2), .destinationOptions(units: 2),
+        ]
         #expect(PacketParser.describe(frame: FrameBuilder.frame(for: Self.udp6, options: .init(ipv6Extensions: exts))) == Self.udp6)
         let atBound = [FrameBuilder.IPv6Extension](repeating: .destinationOptions(), count: PacketParser.maxIPv6ExtensionHeaders)
         #expect(PacketParser.describe(frame: FrameBuilder.frame(for: Self.udp6, options: .init(ipv6Extensions: atBound))) == Self.udp6)

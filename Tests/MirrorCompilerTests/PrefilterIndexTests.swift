@@ -14,15 +14,22 @@ import Testing
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
         doc.sources = ifindexes.indices.map { Source(id: "eni\($0)", interface: "tap\($0)") }
         doc.filters = ifindexes.indices.map {
-            Filter(id: "f\($0)", outbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .udp,
-                                                 destinationPorts: PortRange(UInt16(6000 + $0), UInt16(6000 + $0)))])
+            Filter(
+                id: "f\($0)",
+                outbound: [
+                    Rule(
+                        priority: 1, action: .accept, ethertype: .ipv4, protocol: .udp,
+                        destinationPorts: PortRange(UInt16(6000 + $0), UInt16(6000 + $0)))
+                ])
         }
         doc.sessions = ifindexes.indices.map {
             Session(id: "s\($0)", priority: 1, filter: "f\($0)", sources: ["eni\($0)"], target: "t", vni: 1 + $0)
         }
         let byName = Dictionary(uniqueKeysWithValues: ifindexes.enumerated().map { ("tap\($0.offset)", $0.element) })
-        return try Compiler.compile(.init(document: doc, slots: try SlotAssignment.assign(document: doc),
-                                          interfaceIndex: { byName[$0] }))
+        return try Compiler.compile(
+            .init(
+                document: doc, slots: try SlotAssignment.assign(document: doc),
+                interfaceIndex: { byName[$0] }))
     }
 
     @Test func bucketIsOneCacheLine() {
@@ -39,7 +46,8 @@ import Testing
         #expect(buckets.count == 2)
         let b7 = try #require(buckets[7])
         let slot = try #require(image.policy(ifindex: 7, direction: .outbound)).value.source_slot
-        #expect(PrefilterIndex.read(b7, ifindex: 7, direction: .outbound)
+        #expect(
+            PrefilterIndex.read(b7, ifindex: 7, direction: .outbound)
                 == .prefilter(sourceSlot: slot, needsPorts: true, src: 0...65535, dst: 6000...6000))
         #expect(PrefilterIndex.read(b7, ifindex: 7, direction: .inbound) == .noPolicy)
         #expect(PrefilterIndex.read(b7, ifindex: 7 + UInt32(PrefilterIndex.bucketCount), direction: .outbound) == .noPolicy)
@@ -61,8 +69,11 @@ import Testing
             let reading = PrefilterIndex.read(bucket, ifindex: ifindex, direction: .outbound)
             if ifindex < 5 + 2 * n {
                 let p = try #require(image.policy(ifindex: ifindex, direction: .outbound)).value
-                #expect(reading == .prefilter(sourceSlot: p.source_slot, needsPorts: true, src: 0...65535,
-                                              dst: UInt16(6000 + i)...UInt16(6000 + i)))
+                #expect(
+                    reading
+                        == .prefilter(
+                            sourceSlot: p.source_slot, needsPorts: true, src: 0...65535,
+                            dst: UInt16(6000 + i)...UInt16(6000 + i)))
             } else {
                 #expect(reading == .policyMap)
             }

@@ -17,21 +17,33 @@ import Testing
     static var document: Document {
         var doc = Document()
         doc.securityGroups = [
-            SecurityGroup(id: "a", rules: [
-                SecurityGroupRule(direction: .ingress, priority: 7, action: .deny, ethertype: .ipv4, protocol: .tcp,
-                                  remote: cidr("198.18.0.0", 16), ports: PortRange(80, 80)),
-                SecurityGroupRule(direction: .egress, priority: 3, action: .allow, ethertype: .ipv6, protocol: .udp,
-                                  remote: cidr("2001:db8::", 32)),
-            ]),
-            SecurityGroup(id: "b", rules: [
-                SecurityGroupRule(direction: .ingress, priority: 7, action: .allow, ethertype: .ipv4),
-                SecurityGroupRule(direction: .ingress, priority: 2, action: .allow, ethertype: .ipv4, protocol: .icmp),
-            ]),
+            SecurityGroup(
+                id: "a",
+                rules: [
+                    SecurityGroupRule(
+                        direction: .ingress, priority: 7, action: .deny, ethertype: .ipv4, protocol: .tcp,
+                        remote: cidr("198.18.0.0", 16), ports: PortRange(80, 80)),
+                    SecurityGroupRule(
+                        direction: .egress, priority: 3, action: .allow, ethertype: .ipv6, protocol: .udp,
+                        remote: cidr("2001:db8::", 32)),
+                ]),
+            SecurityGroup(
+                id: "b",
+                rules: [
+                    SecurityGroupRule(direction: .ingress, priority: 7, action: .allow, ethertype: .ipv4),
+                    SecurityGroupRule(direction: .ingress, priority: 2, action: .allow, ethertype: .ipv4, protocol: .icmp),
+                ]),
         ]
-        doc.networkAcls = [NetworkAcl(id: "n",
-            inbound: [AclRule(priority: 9, action: .allow, ethertype: .ipv4),
-                      AclRule(priority: 1, action: .deny, ethertype: .ipv4, protocol: .tcp, source: cidr("198.18.1.0", 24),
-                              sourcePorts: PortRange(1000, 2000))])]
+        doc.networkAcls = [
+            NetworkAcl(
+                id: "n",
+                inbound: [
+                    AclRule(priority: 9, action: .allow, ethertype: .ipv4),
+                    AclRule(
+                        priority: 1, action: .deny, ethertype: .ipv4, protocol: .tcp, source: cidr("198.18.1.0", 24),
+                        sourcePorts: PortRange(1000, 2000)),
+                ])
+        ]
         doc.sources = [
             Source(id: "with", interface: "tap0", securityGroups: ["b", "a"], networkAcl: "n"),
             Source(id: "without", interface: "tap1"),
@@ -83,11 +95,14 @@ import Testing
 
     @Test func suppressionNamesTheGroupAndRuleOrEveryGroupForTheDefaultDeny() throws {
         let inbound = try #require(try Self.entries().first { $0.direction == .inbound })
-        #expect(inbound.suppression(bySecurityGroup: true, priority: 7, groupIndex: 1)
+        #expect(
+            inbound.suppression(bySecurityGroup: true, priority: 7, groupIndex: 1)
                 == .init(kind: "securityGroup", id: "a", rulePriority: 7))
-        #expect(inbound.suppression(bySecurityGroup: true, priority: 0, groupIndex: 0)
+        #expect(
+            inbound.suppression(bySecurityGroup: true, priority: 0, groupIndex: 0)
                 == .init(kind: "securityGroup", id: "b,a", rulePriority: nil))
-        #expect(inbound.suppression(bySecurityGroup: false, priority: 0, groupIndex: 0)
+        #expect(
+            inbound.suppression(bySecurityGroup: false, priority: 0, groupIndex: 0)
                 == .init(kind: "networkAcl", id: "n", rulePriority: nil))
     }
 

@@ -1,7 +1,7 @@
-import Testing
 import Foundation
 import MirrorCore
 import MirrorTestSupport
+import Testing
 
 // Runs the built `agentctl` (it sits next to the test bundle in the build products
 // directory) on the examples and on bad files and bad command-line values.
@@ -69,8 +69,10 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
 }
 
 @Test func agentctlExplainPrintsTheDecisionJSON() throws {
-    let r = try agentctl(["explain", "-f", "examples/two-sessions.json", "--source", "web-eni", "--direction", "inbound",
-                          "--protocol", "tcp", "--src", "[2001:db8::7]:5555", "--dst", "[2001:db8:1::10]:80", "-o", "json"])
+    let r = try agentctl([
+        "explain", "-f", "examples/two-sessions.json", "--source", "web-eni", "--direction", "inbound",
+        "--protocol", "tcp", "--src", "[2001:db8::7]:5555", "--dst", "[2001:db8:1::10]:80", "-o", "json",
+    ])
     #expect(r.status == 0, "\(r.stderr)")
     let v = try JSONParser.parse(r.stdout).get()
     #expect(v["mirrored"] == .bool(true))
@@ -79,18 +81,24 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
     #expect(v["tried"] == .array([.string("session-a"), .string("session-b")]))
     #expect(v["rule"]?["priority"] == .int(2))
 
-    let seed = try agentctl(["explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "outbound",
-                             "--protocol", "udp", "--src", "192.168.0.5:53", "--dst", "10.2.0.9:53"])
+    let seed = try agentctl([
+        "explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "outbound",
+        "--protocol", "udp", "--src", "192.168.0.5:53", "--dst", "10.2.0.9:53",
+    ])
     #expect(seed.status == 0)
     #expect(seed.stdout.contains("rejects"))
 
-    let arp = try agentctl(["explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "inbound",
-                            "--non-ip", "-o", "json"])
+    let arp = try agentctl([
+        "explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "inbound",
+        "--non-ip", "-o", "json",
+    ])
     #expect(arp.status == 0)
     #expect(try JSONParser.parse(arp.stdout).get()["reason"] == .string("not_ip"))
 
-    let frag = try agentctl(["explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "inbound",
-                             "--protocol", "6", "--src", "172.16.0.1", "--dst", "10.0.0.3", "--fragment", "later", "-o", "json"])
+    let frag = try agentctl([
+        "explain", "-f", "examples/seed-filter.json", "--source", "web-eni", "--direction", "inbound",
+        "--protocol", "6", "--src", "172.16.0.1", "--dst", "10.0.0.3", "--fragment", "later", "-o", "json",
+    ])
     #expect(frag.status == 0)
     #expect(try JSONParser.parse(frag.stdout).get()["reason"] == .string("no_match"))
 }
@@ -137,15 +145,19 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
 
     var r = try agentctl(["validate", "-f", yaml])
     #expect(r.status == 1)
-    #expect(r.stderr.contains("document: invalid JSON") && r.stderr.contains("this looks like YAML: agentctl reads JSON only"), "\(r.stderr)")
+    #expect(
+        r.stderr.contains("document: invalid JSON") && r.stderr.contains("this looks like YAML: agentctl reads JSON only"), "\(r.stderr)")
     r = try agentctl(["validate", "-f", yaml, "-o", "json"])
     #expect(r.status == 1)
     guard case .array(let errors)? = try JSONParser.parse(r.stdout).get()["errors"], errors.count == 1,
-          case .string(let path)? = errors[0]["path"], case .string(let message)? = errors[0]["message"] else {
+        case .string(let path)? = errors[0]["path"], case .string(let message)? = errors[0]["message"]
+    else {
         Issue.record("not one error: \(r.stdout)"); return
     }
-    #expect(path == "document" && message.hasPrefix("invalid JSON at line 1") && message.hasSuffix("; this looks like YAML: agentctl reads JSON only (convert it first)"),
-            "\(r.stdout)")
+    #expect(
+        path == "document" && message.hasPrefix("invalid JSON at line 1")
+            && message.hasSuffix("; this looks like YAML: agentctl reads JSON only (convert it first)"),
+        "\(r.stdout)")
     r = try agentctl(["apply", "-f", yaml] + noAgent)
     #expect(r.status == 1 && r.stderr.contains("this looks like YAML"), "\(r.stderr)")
     r = try agentctl(["create", "sessions", "-f", yaml] + noAgent)
@@ -156,7 +168,9 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
     for command in [["create", "sessions"], ["update", "sessions", "s1"]] {
         r = try agentctl(command + ["-f", "examples/demo.json"] + noAgent)
         #expect(r.status == 1, "\(command)")
-        #expect(r.stderr.contains("examples/demo.json is a whole document (it has \"filters\", \"targets\", \"sources\", \"sessions\"), not one session")
+        #expect(
+            r.stderr.contains(
+                "examples/demo.json is a whole document (it has \"filters\", \"targets\", \"sources\", \"sessions\"), not one session")
                 && r.stderr.contains("use agentctl apply -f examples/demo.json"), "\(command): \(r.stderr)")
         #expect(!r.stderr.contains("cannot reach"), "\(r.stderr)")
     }
@@ -172,5 +186,7 @@ func agentctlValidateAcceptsTheExamples(_ name: String) throws {
 @Test func agentctlVersionPrintsTheRelease() throws {
     let r = try agentctl(["--version"])
     #expect(r.status == 0, "\(r.stderr)")
-    #expect(r.stdout.range(of: #"^agentctl [0-9]+\.[0-9]+\.[0-9]+ \(control API v[0-9]+\)\n$"#, options: .regularExpression) != nil, "\(r.stdout)")
+    #expect(
+        r.stdout.range(of: #"^agentctl [0-9]+\.[0-9]+\.[0-9]+ \(control API v[0-9]+\)\n$"#, options: .regularExpression) != nil,
+        "\(r.stdout)")
 }

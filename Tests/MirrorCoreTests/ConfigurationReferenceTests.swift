@@ -221,9 +221,12 @@ private func elements(_ v: JSONValue, _ pattern: String) -> [JSONValue] {
 
 @Test func theReferenceHasATableForEveryObject() throws {
     let paths = Set(fieldTables(try reference()).flatMap(\.paths))
-    #expect(paths == ["filters[]", "filters[].inbound[]", "filters[].outbound[]", "targets[]", "sources[]", "sessions[]",
-                      "securityGroups[]", "securityGroups[].rules[]", "networkAcls[]", "networkAcls[].inbound[]",
-                      "networkAcls[].outbound[]"])
+    #expect(
+        paths == [
+            "filters[]", "filters[].inbound[]", "filters[].outbound[]", "targets[]", "sources[]", "sessions[]",
+            "securityGroups[]", "securityGroups[].rules[]", "networkAcls[]", "networkAcls[].inbound[]",
+            "networkAcls[].outbound[]",
+        ])
     let base = try JSONParser.parse(fullDocument).get()
     try expectAccepted(base, "the test's full document")
     // Every field the validator knows appears in the reference: the full document
@@ -267,8 +270,9 @@ private func elements(_ v: JSONValue, _ pattern: String) -> [JSONValue] {
                         Issue.record("\(listPath) has the range \(limit) but no row of the Quotas table applies to it")
                         continue
                     }
-                    #expect(q.limit.upper == limit.upper && (q.limit.lower ?? 0) == (limit.lower ?? 0),
-                            "\(listPath): the field table says \(limit), the Quotas table \(q.limit)")
+                    #expect(
+                        q.limit.upper == limit.upper && (q.limit.lower ?? 0) == (limit.lower ?? 0),
+                        "\(listPath): the field table says \(limit), the Quotas table \(q.limit)")
                 }
                 checked += 1
             }
@@ -307,7 +311,9 @@ private func checkValueRange(_ r: FieldRange, _ base: JSONValue) throws {
 /// A string whose length is bounded (an id, a description, an interface name).
 /// Ids are changed together with the references to them.
 private func checkLengthRange(_ r: FieldRange, _ base: JSONValue) throws {
-    guard case .string(let old)? = base.value(at: r.path) else { Issue.record("\(r.path) is not a string in the test's full document"); return }
+    guard case .string(let old)? = base.value(at: r.path) else {
+        Issue.record("\(r.path) is not a string in the test's full document"); return
+    }
     func with(_ n: Int) -> JSONValue {
         let s = String(repeating: "x", count: n)
         return r.path.hasSuffix(".id") ? base.replacingStrings(old, with: s) : base.setting(r.path, .string(s))
@@ -327,7 +333,8 @@ private struct QuotaRow { var name: String; var limit: Limit; var appliesTo: Str
 
 private func quotaRows(_ text: String) -> [QuotaRow] {
     guard let t = markdownTables(text).first(where: { $0.heading == "Quotas" }),
-          let q = t.column("quota"), let l = t.column("limit"), let a = t.column("applies to") else { return [] }
+        let q = t.column("quota"), let l = t.column("limit"), let a = t.column("applies to")
+    else { return [] }
     return t.rows.compactMap { row in
         guard let limit = parseLimit(row[l]) else { Issue.record("quota \(row[q]): cannot read the limit \(row[l])"); return nil }
         return QuotaRow(name: row[q].replacingOccurrences(of: "`", with: ""), limit: limit, appliesTo: row[a])
@@ -352,13 +359,19 @@ private func source(_ i: Int, groups: [String]? = nil) -> JSONValue {
     if let groups { m.append(("securityGroups", .array(groups.map(s)))) }
     return .object(m)
 }
-private func session(_ id: String, priority: Int = 1, filter: JSONValue = s("f0"), sources: [String], target: JSONValue = s("t0")) -> JSONValue {
+private func session(_ id: String, priority: Int = 1, filter: JSONValue = s("f0"), sources: [String], target: JSONValue = s("t0"))
+    -> JSONValue
+{
     obj(["id": s(id), "priority": n(priority), "filter": filter, "sources": .array(sources.map(s)), "target": target])
 }
-private func document(filters: [JSONValue] = [filter("f0")], targets: [JSONValue] = [nic("t0")], sources: [JSONValue] = [source(0)],
-                      sessions: [JSONValue] = [], securityGroups: [JSONValue] = [], networkAcls: [JSONValue] = []) -> JSONValue {
-    obj(["filters": .array(filters), "targets": .array(targets), "sources": .array(sources), "sessions": .array(sessions),
-         "securityGroups": .array(securityGroups), "networkAcls": .array(networkAcls)])
+private func document(
+    filters: [JSONValue] = [filter("f0")], targets: [JSONValue] = [nic("t0")], sources: [JSONValue] = [source(0)],
+    sessions: [JSONValue] = [], securityGroups: [JSONValue] = [], networkAcls: [JSONValue] = []
+) -> JSONValue {
+    obj([
+        "filters": .array(filters), "targets": .array(targets), "sources": .array(sources), "sessions": .array(sessions),
+        "securityGroups": .array(securityGroups), "networkAcls": .array(networkAcls),
+    ])
 }
 private func address(_ i: Int) -> String { "198.18.\(i / 256).\(i % 256)" }
 private func ceilDiv(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }
@@ -373,45 +386,56 @@ private let quotaDocuments: [String: (Int) -> JSONValue] = [
         document(sessions: (0..<c).map { session("s\($0)", priority: $0 + 1, sources: ["vm0"]) })
     },
     "targets per session": { c in
-        document(targets: (0..<c).map { nic("t\($0)") },
-                 sessions: [session("s", sources: ["vm0"], target: c == 1 ? s("t0") : .array((0..<c).map { s("t\($0)") }))])
+        document(
+            targets: (0..<c).map { nic("t\($0)") },
+            sessions: [session("s", sources: ["vm0"], target: c == 1 ? s("t0") : .array((0..<c).map { s("t\($0)") }))])
     },
     "filters per session": { c in
-        document(filters: (0..<c).map { filter("f\($0)") },
-                 sessions: [session("s", filter: c == 1 ? s("f0") : .array((0..<c).map { s("f\($0)") }), sources: ["vm0"])])
+        document(
+            filters: (0..<c).map { filter("f\($0)") },
+            sessions: [session("s", filter: c == 1 ? s("f0") : .array((0..<c).map { s("f\($0)") }), sources: ["vm0"])])
     },
     "sessions per nic target": { c in
         document(sources: (0..<c).map { source($0) }, sessions: (0..<c).map { session("s\($0)", sources: ["vm\($0)"]) })
     },
     "sessions per loadBalancer target": { c in
-        document(targets: [loadBalancer("t0")], sources: (0..<c).map { source($0) },
-                 sessions: (0..<c).map { session("s\($0)", sources: ["vm\($0)"]) })
+        document(
+            targets: [loadBalancer("t0")], sources: (0..<c).map { source($0) },
+            sessions: (0..<c).map { session("s\($0)", sources: ["vm\($0)"]) })
     },
     "sessions per filter": { c in
-        document(targets: (0..<ceilDiv(c, 200)).map { loadBalancer("t\($0)") }, sources: (0..<c).map { source($0) },
-                 sessions: (0..<c).map { session("s\($0)", sources: ["vm\($0)"], target: s("t\($0 / 200)")) })
+        document(
+            targets: (0..<ceilDiv(c, 200)).map { loadBalancer("t\($0)") }, sources: (0..<c).map { source($0) },
+            sessions: (0..<c).map { session("s\($0)", sources: ["vm\($0)"], target: s("t\($0 / 200)")) })
     },
     "rules per filter direction": { c in
         let rules = JSONValue.array((0..<c).map { obj(["priority": n($0 + 1), "action": s("accept"), "ethertype": s("ipv4")]) })
         return document(filters: [obj(["id": s("f0"), "inbound": rules, "outbound": rules])])
     },
     "sessions per agent": { c in
-        document(filters: (0..<ceilDiv(c, 1000)).map { filter("f\($0)") }, targets: (0..<ceilDiv(c, 200)).map { loadBalancer("t\($0)") },
-                 sources: (0..<ceilDiv(c, 3)).map { source($0) },
-                 sessions: (0..<c).map { session("s\($0)", priority: $0 % 3 + 1, filter: s("f\($0 / 1000)"), sources: ["vm\($0 / 3)"],
-                                                 target: s("t\($0 / 200)")) })
+        document(
+            filters: (0..<ceilDiv(c, 1000)).map { filter("f\($0)") }, targets: (0..<ceilDiv(c, 200)).map { loadBalancer("t\($0)") },
+            sources: (0..<ceilDiv(c, 3)).map { source($0) },
+            sessions: (0..<c).map {
+                session(
+                    "s\($0)", priority: $0 % 3 + 1, filter: s("f\($0 / 1000)"), sources: ["vm\($0 / 3)"],
+                    target: s("t\($0 / 200)"))
+            })
     },
     "backends per load balancer": { c in
         document(targets: [loadBalancer("t0", (0..<c).map { address($0 + 1) })])
     },
     "security groups per source": { c in
-        document(sources: [source(0, groups: (0..<c).map { "sg\($0)" })],
-                 securityGroups: (0..<c).map { obj(["id": s("sg\($0)")]) })
+        document(
+            sources: [source(0, groups: (0..<c).map { "sg\($0)" })],
+            securityGroups: (0..<c).map { obj(["id": s("sg\($0)")]) })
     },
     "rules per security group": { c in
         // Both directions, so priorities (1–100 per direction) stay in range past the quota.
         let rules = (0..<c).map {
-            obj(["direction": s($0 % 2 == 0 ? "ingress" : "egress"), "priority": n($0 / 2 + 1), "action": s("allow"), "ethertype": s("ipv4")])
+            obj([
+                "direction": s($0 % 2 == 0 ? "ingress" : "egress"), "priority": n($0 / 2 + 1), "action": s("allow"), "ethertype": s("ipv4"),
+            ])
         }
         return document(securityGroups: [obj(["id": s("sg0"), "rules": .array(rules)])])
     },
@@ -468,7 +492,8 @@ private func helpSurface(_ program: String, _ command: [String] = []) throws -> 
     for line in r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
         if line.isEmpty || (line.hasSuffix(":") && !line.hasPrefix(" ")) { inSubcommands = line == "SUBCOMMANDS:" }
         if inSubcommands, line.hasPrefix("  "), !line.hasPrefix("   "),
-           let name = line.split(separator: " ").first, name.allSatisfy({ $0.isLetter || $0 == "-" }) {
+            let name = line.split(separator: " ").first, name.allSatisfy({ $0.isLetter || $0 == "-" })
+        {
             commands.append(command + [String(name)])
         }
         var rest = Substring(line)
@@ -507,8 +532,9 @@ private func helpSurface(_ program: String, _ command: [String] = []) throws -> 
         for command in surface.commands {
             let words = command.joined(separator: " ")
             let named = body.contains("`\(words)") || body.contains("\(program) \(words)")
-            #expect(named,
-                    "\(program) \(words) is not in \(referencePath)")
+            #expect(
+                named,
+                "\(program) \(words) is not in \(referencePath)")
         }
     }
 }

@@ -1,6 +1,6 @@
-import Testing
 import MirrorCore
 import MirrorTestSupport
+import Testing
 
 // ≥10,000 mutated and truncated documents through the decoder and validator: each one
 // gets a model or errors (with paths), never a crash.
@@ -19,13 +19,20 @@ private func randomJSON(_ rng: inout SeededRandom, depth: Int = 0) -> JSONValue 
     case 1: return .bool(rng.chance(0.5))
     case 2: return .int(rng.pick([0, -1, 1, 65535, 65536, 16_777_216, Int64.max, Int64.min, 32767])!)
     case 3: return .double(rng.pick([0.5, -0.0, 1e300, 80.0])!)
-    case 4: return .string(rng.pick(["", "all", "tcp", "10.0.0.1/8", "2001:db8::/129", "80-70", "a b", "x", "ipv6", "nic",
-                                     String(repeating: "z", count: 70)])!)
+    case 4:
+        return .string(
+            rng.pick([
+                "", "all", "tcp", "10.0.0.1/8", "2001:db8::/129", "80-70", "a b", "x", "ipv6", "nic",
+                String(repeating: "z", count: 70),
+            ])!)
     case 5: return .string(String(rng.int(0...70000)))
     case 6: return .array((0..<rng.int(0...3)).map { _ in randomJSON(&rng, depth: depth + 1) })
-    default: return .object((0..<rng.int(0...3)).map { _ in
-        (key: rng.pick(["id", "priority", "sources", "x", "inbound", "type"])!, value: randomJSON(&rng, depth: depth + 1))
-    }.reduce(into: [(key: String, value: JSONValue)]()) { acc, m in if !acc.contains(where: { $0.key == m.key }) { acc.append(m) } })
+    default:
+        return .object(
+            (0..<rng.int(0...3)).map { _ in
+                (key: rng.pick(["id", "priority", "sources", "x", "inbound", "type"])!, value: randomJSON(&rng, depth: depth + 1))
+            }.reduce(into: [(key: String, value: JSONValue)]()) { acc, m in if !acc.contains(where: { $0.key == m.key }) { acc.append(m) } }
+        )
     }
 }
 
@@ -45,7 +52,9 @@ private func mutate(_ v: JSONValue, _ rng: inout SeededRandom, depth: Int = 0) -
             members.remove(at: k)
         } else if rng.chance(0.1) {
             let newKey = members[k].key + (rng.chance(0.5) ? "s" : "")
-            if !members.contains(where: { $0.key == newKey }) { members[k].key = newKey.uppercased() == newKey ? newKey : String(newKey.dropLast()) + "X" }
+            if !members.contains(where: { $0.key == newKey }) {
+                members[k].key = newKey.uppercased() == newKey ? newKey : String(newKey.dropLast()) + "X"
+            }
         } else {
             members[k].value = mutate(members[k].value, &rng, depth: depth + 1)
         }
@@ -70,9 +79,12 @@ private func check(_ bytes: [UInt8], _ label: String) {
     var accepted = 0, refused = 0
     var count = 0
     for round in 0..<700 {
-        let doc = RandomDocuments.document(using: &rng, options: .init(securityPolicy: round % 2 == 0,
-                                                                       explicitVNIProbability: 0.5, maxSessions: 4, maxSources: 3,
-                                                                       maxRulesPerDirection: 4))
+        let doc = RandomDocuments.document(
+            using: &rng,
+            options: .init(
+                securityPolicy: round % 2 == 0,
+                explicitVNIProbability: 0.5, maxSessions: 4, maxSources: 3,
+                maxRulesPerDirection: 4))
         let json = DocumentEncoding.encode(doc)
         let text = Array(json.serialized(pretty: round % 3 == 0).utf8)
         // Structural mutations (still JSON): exercise the validator's paths.

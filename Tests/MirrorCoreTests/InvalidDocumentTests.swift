@@ -1,5 +1,5 @@
-import Testing
 import MirrorCore
+import Testing
 
 /// One invalid document: the base document with one change, and the error paths it must report.
 struct InvalidCase: Sendable, CustomStringConvertible {
@@ -61,10 +61,12 @@ let invalidCases: [InvalidCase] = [
     InvalidCase("port 65536", "filters[0].inbound[0].sourcePorts", str("65536"), mentions: "65535"),
     InvalidCase("port range garbage", "filters[0].inbound[0].sourcePorts", str("http"), mentions: "N-M"),
     InvalidCase("ports on icmpv6", "filters[0].inbound[1].destinationPorts", str("80"), mentions: "tcp or udp"),
-    InvalidCase("ports on protocol all", "filters[0].inbound[0].protocol", str("all"),
-                expect: ["filters[0].inbound[0].destinationPorts"], mentions: "tcp or udp"),
-    InvalidCase("ports on protocol number 47", "filters[0].outbound[0].protocol", num(47),
-                expect: ["filters[0].outbound[0].sourcePorts"]),
+    InvalidCase(
+        "ports on protocol all", "filters[0].inbound[0].protocol", str("all"),
+        expect: ["filters[0].inbound[0].destinationPorts"], mentions: "tcp or udp"),
+    InvalidCase(
+        "ports on protocol number 47", "filters[0].outbound[0].protocol", num(47),
+        expect: ["filters[0].outbound[0].sourcePorts"]),
     InvalidCase("rules is not an array", "filters[1].inbound", str("none"), mentions: "array"),
     // targets
     InvalidCase("target type vm", "targets[0].type", str("vm"), mentions: "\"nic\" or \"loadBalancer\""),
@@ -74,10 +76,12 @@ let invalidCases: [InvalidCase] = [
     InvalidCase("load balancer with no backends", "targets[1].backends", .array([]), mentions: "1–16"),
     InvalidCase("load balancer with a duplicate backend", "targets[1].backends[1]", str("203.0.113.1"), mentions: "twice"),
     InvalidCase("load balancer with an address", "targets[1].address", str("192.0.2.99"), mentions: "backends"),
-    InvalidCase("target address equal to a source address", "targets[0].address", str("198.18.0.10"),
-                mentions: "cannot be a mirror target"),
-    InvalidCase("backend equal to a source address", "targets[1].backends[0]", str("198.18.0.10"),
-                mentions: "cannot be a mirror target"),
+    InvalidCase(
+        "target address equal to a source address", "targets[0].address", str("198.18.0.10"),
+        mentions: "cannot be a mirror target"),
+    InvalidCase(
+        "backend equal to a source address", "targets[1].backends[0]", str("198.18.0.10"),
+        mentions: "cannot be a mirror target"),
     // sources
     InvalidCase("interface name of 16 bytes", "sources[0].interface", str("abcdefghijklmnop"), mentions: "1–15"),
     InvalidCase("interface name with a slash", "sources[0].interface", str("tap/0")),
@@ -107,29 +111,35 @@ let invalidCases: [InvalidCase] = [
     InvalidCase("description too long", "sessions[0].description", str(String(repeating: "d", count: 256)), mentions: "255"),
     // security groups and ACLs (SPEC §5)
     InvalidCase("security group rule priority 101", "securityGroups[0].rules[0].priority", num(101), mentions: "1–100"),
-    InvalidCase("security group rule direction inbound", "securityGroups[0].rules[0].direction", str("inbound"),
-                mentions: "\"ingress\" or \"egress\""),
-    InvalidCase("security group rule action accept", "securityGroups[0].rules[0].action", str("accept"),
-                mentions: "\"allow\" or \"deny\""),
-    InvalidCase("security group ports on protocol all", "securityGroups[0].rules[0].protocol", str("all"),
-                expect: ["securityGroups[0].rules[0].ports"]),
+    InvalidCase(
+        "security group rule direction inbound", "securityGroups[0].rules[0].direction", str("inbound"),
+        mentions: "\"ingress\" or \"egress\""),
+    InvalidCase(
+        "security group rule action accept", "securityGroups[0].rules[0].action", str("accept"),
+        mentions: "\"allow\" or \"deny\""),
+    InvalidCase(
+        "security group ports on protocol all", "securityGroups[0].rules[0].protocol", str("all"),
+        expect: ["securityGroups[0].rules[0].ports"]),
     InvalidCase("security group remote family mismatch", "securityGroups[0].rules[0].remote", str("2001:db8::/32")),
-    InvalidCase("duplicate security group rule priority", "securityGroups[0].rules[2]",
-                obj([("direction", str("ingress")), ("priority", num(1)), ("action", str("deny")), ("ethertype", str("ipv4"))]),
-                expect: ["securityGroups[0].rules[2].priority"]),
+    InvalidCase(
+        "duplicate security group rule priority", "securityGroups[0].rules[2]",
+        obj([("direction", str("ingress")), ("priority", num(1)), ("action", str("deny")), ("ethertype", str("ipv4"))]),
+        expect: ["securityGroups[0].rules[2].priority"]),
     InvalidCase("ACL rule priority 0", "networkAcls[0].inbound[0].priority", num(0)),
     InvalidCase("ACL rule with host bits", "networkAcls[0].outbound[0].source", str("198.18.0.1/16")),
     InvalidCase("ACL rule unknown field", "networkAcls[0].outbound[0].remote", str("198.18.0.0/16"), mentions: "unknown field"),
-    InvalidCase("duplicate ACL rule priority", "networkAcls[0].inbound[1]", v4Rule.setting("priority", num(1)).setting("action", str("allow")),
-                expect: ["networkAcls[0].inbound[1].priority"]),
+    InvalidCase(
+        "duplicate ACL rule priority", "networkAcls[0].inbound[1]", v4Rule.setting("priority", num(1)).setting("action", str("allow")),
+        expect: ["networkAcls[0].inbound[1].priority"]),
     // document shape
     InvalidCase("document is an array", json: .array([]), expect: ["document"], mentions: "object"),
     InvalidCase("filters is an object", "filters", obj([]), mentions: "array"),
     InvalidCase("a session that is a string", "sessions[1]", str("b"), mentions: "object"),
     // A session broken in one field still has its references checked: every error at once.
-    InvalidCase("bad priority and a dangling filter in one session",
-                json: baseJSON().setting("sessions[0].priority", num(0)).setting("sessions[0].filter", str("nope")),
-                expect: ["sessions[0].priority", "sessions[0].filter"], mentions: "does not exist"),
+    InvalidCase(
+        "bad priority and a dangling filter in one session",
+        json: baseJSON().setting("sessions[0].priority", num(0)).setting("sessions[0].filter", str("nope")),
+        expect: ["sessions[0].priority", "sessions[0].filter"], mentions: "does not exist"),
 ]
 
 @Test(arguments: invalidCases)
@@ -140,8 +150,9 @@ func invalidDocumentReportsItsPaths(_ c: InvalidCase) {
         #expect(errs.contains { $0.path == p }, "\(c.name): expected an error at \(p), got \(errs)")
     }
     if let word = c.mentions {
-        #expect(errs.contains { c.paths.contains($0.path) && $0.message.contains(word) },
-                "\(c.name): expected a message mentioning \(word), got \(errs)")
+        #expect(
+            errs.contains { c.paths.contains($0.path) && $0.message.contains(word) },
+            "\(c.name): expected a message mentioning \(word), got \(errs)")
     }
 }
 
@@ -163,10 +174,11 @@ func invalidDocumentReportsItsPaths(_ c: InvalidCase) {
         .setting("sources[1].interfac", str("tap1"))
         .setting("securityGroups[0].rules[0].priority", num(0))
     let paths = Set(errorPaths(json))
-    #expect(paths.isSuperset(of: [
-        "filters[0].inbound[0].source", "targets[0].address", "sessions[0].vni", "sessions[1].filter",
-        "sources[1].interfac", "securityGroups[0].rules[0].priority",
-    ]), "\(paths)")
+    #expect(
+        paths.isSuperset(of: [
+            "filters[0].inbound[0].source", "targets[0].address", "sessions[0].vni", "sessions[1].filter",
+            "sources[1].interfac", "securityGroups[0].rules[0].priority",
+        ]), "\(paths)")
 }
 
 @Test func invalidJSONSyntaxIsAnErrorWithItsPosition() {

@@ -1,5 +1,5 @@
-import Testing
 import MirrorCore
+import Testing
 
 @Test func integersDoublesAndBooleansStayDistinct() throws {
     let v = try JSONParser.parse("[1, 1.0, true, -0, 1e2, 9223372036854775807, 9223372036854775808]").get()

@@ -1,6 +1,6 @@
-import Testing
 import MirrorCore
 import MirrorTestSupport
+import Testing
 
 // Property tests over random valid documents and random packets.
 // Each failure message carries the seed, so it can be replayed.
@@ -8,8 +8,10 @@ import MirrorTestSupport
 private let documentCount = 300
 private let packetsPerDocument = 40
 
-private func randomCases(seed: UInt64, options: RandomDocuments.Options = .default,
-                         _ body: (Document, [PacketDescription], inout SeededRandom, UInt64) -> Void) {
+private func randomCases(
+    seed: UInt64, options: RandomDocuments.Options = .default,
+    _ body: (Document, [PacketDescription], inout SeededRandom, UInt64) -> Void
+) {
     for k in 0..<UInt64(documentCount) {
         var rng = SeededRandom(seed: seed &+ k)
         let doc = RandomDocuments.document(using: &rng, options: options)
@@ -88,14 +90,20 @@ private func everyDecision(_ doc: Document, _ packets: [PacketDescription]) -> [
 @Test func rejectBeforeAcceptWithSameConditionsIsNeverMirrored() {
     randomCases(seed: 2000) { doc, packets, rng, seed in
         let candidates = doc.filters.indices.flatMap { f in
-            Direction.allCases.flatMap { dir in doc.filters[f].rules(dir).indices.compactMap { r in
-                doc.filters[f].rules(dir)[r].action == .accept ? (f, dir, r) : nil
-            } }
+            Direction.allCases.flatMap { dir in
+                doc.filters[f].rules(dir).indices.compactMap { r in
+                    doc.filters[f].rules(dir)[r].action == .accept ? (f, dir, r) : nil
+                }
+            }
         }
         guard let (f, dir, r) = rng.pick(candidates) else { return }
         var changed = doc
         // Double every priority so a free slot exists just before the chosen rule.
-        func doubled(_ rules: [Rule]) -> [Rule] { rules.map { var x = $0; x.priority *= 2; return x } }
+        func doubled(_ rules: [Rule]) -> [Rule] {
+            rules.map {
+                var x = $0; x.priority *= 2; return x
+            }
+        }
         changed.filters[f].inbound = doubled(changed.filters[f].inbound)
         changed.filters[f].outbound = doubled(changed.filters[f].outbound)
         var reject = changed.filters[f].rules(dir)[r]

@@ -1,5 +1,5 @@
-import Testing
 import MirrorCore
+import Testing
 
 // SPEC §3: for each quota, a document exactly at the limit validates and one over the
 // limit fails, naming the quota and the path of the first element over it.
@@ -9,17 +9,21 @@ private func ip4(_ n: Int) -> IPAddress { .v4(UInt32(198) << 24 | UInt32(18) << 
 /// `n` sources named s0…, on tap0…
 private func sources(_ n: Int) -> [Source] { (0..<n).map { Source(id: "s\($0)", interface: "tap\($0)") } }
 
-private func expectQuota(_ atLimit: Document, _ over: Document, path: String, quota: String,
-                         sourceLocation: SourceLocation = #_sourceLocation) {
+private func expectQuota(
+    _ atLimit: Document, _ over: Document, path: String, quota: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     #expect(DocumentParser.validate(atLimit) == [], "at the limit must validate", sourceLocation: sourceLocation)
     let errs = DocumentParser.validate(over)
-    #expect(errs.contains { $0.path == path && $0.message.contains(quota) },
-            "expected \(path) naming \(quota), got \(errs.prefix(5))", sourceLocation: sourceLocation)
+    #expect(
+        errs.contains { $0.path == path && $0.message.contains(quota) },
+        "expected \(path) naming \(quota), got \(errs.prefix(5))", sourceLocation: sourceLocation)
 }
 
 @Test func quotaSourcesPerSessionIsTen() {
-    var doc = Document(filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
-                       sources: sources(11))
+    var doc = Document(
+        filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
+        sources: sources(11))
     doc.sessions = [Session(id: "x", priority: 1, filter: "f", sources: (0..<10).map { "s\($0)" }, target: "t")]
     var over = doc
     over.sessions[0].sources.append("s10")
@@ -27,8 +31,9 @@ private func expectQuota(_ atLimit: Document, _ over: Document, path: String, qu
 }
 
 @Test func quotaSessionsPerSourceIsThree() {
-    var doc = Document(filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
-                       sources: sources(1))
+    var doc = Document(
+        filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
+        sources: sources(1))
     doc.sessions = (1...3).map { Session(id: "x\($0)", priority: $0, filter: "f", sources: ["s0"], target: "t") }
     var over = doc
     over.sessions.append(Session(id: "x4", priority: 4, filter: "f", sources: ["s0"], target: "t"))
@@ -46,8 +51,9 @@ private func expectQuota(_ atLimit: Document, _ over: Document, path: String, qu
 }
 
 private func sessionsOnTarget(_ n: Int, _ target: Target) -> Document {
-    Document(filters: [Filter(id: "f")], targets: [target], sources: sources(n),
-             sessions: (0..<n).map { Session(id: "x\($0)", priority: 1, filter: "f", sources: ["s\($0)"], target: target.id) })
+    Document(
+        filters: [Filter(id: "f")], targets: [target], sources: sources(n),
+        sessions: (0..<n).map { Session(id: "x\($0)", priority: 1, filter: "f", sources: ["s\($0)"], target: target.id) })
 }
 
 @Test func quotaSessionsPerNicTargetIsTen() {
@@ -93,23 +99,27 @@ private func rules(_ n: Int) -> [Rule] { (1...n).map { Rule(priority: $0, action
 
 @Test func quotaRulesPerFilterIsTenInboundPlusTenOutbound() {
     let atLimit = Document(filters: [Filter(id: "f", inbound: rules(10), outbound: rules(10))])
-    expectQuota(atLimit, Document(filters: [Filter(id: "f", inbound: rules(11), outbound: rules(10))]),
-                path: "filters[0].inbound[10]", quota: "rules per filter")
-    expectQuota(atLimit, Document(filters: [Filter(id: "f", inbound: rules(10), outbound: rules(11))]),
-                path: "filters[0].outbound[10]", quota: "rules per filter")
+    expectQuota(
+        atLimit, Document(filters: [Filter(id: "f", inbound: rules(11), outbound: rules(10))]),
+        path: "filters[0].inbound[10]", quota: "rules per filter")
+    expectQuota(
+        atLimit, Document(filters: [Filter(id: "f", inbound: rules(10), outbound: rules(11))]),
+        path: "filters[0].outbound[10]", quota: "rules per filter")
 }
 
 @Test func quotaBackendsPerLoadBalancerIsSixteen() {
     let b = (1...17).map { IPAddress.v4(UInt32(192) << 24 | UInt32(2) << 8 | UInt32($0)) }
-    expectQuota(Document(targets: [Target(id: "t", type: .loadBalancer, backends: Array(b.prefix(16)))]),
-                Document(targets: [Target(id: "t", type: .loadBalancer, backends: b)]),
-                path: "targets[0].backends[16]", quota: "backends per load balancer")
+    expectQuota(
+        Document(targets: [Target(id: "t", type: .loadBalancer, backends: Array(b.prefix(16)))]),
+        Document(targets: [Target(id: "t", type: .loadBalancer, backends: b)]),
+        path: "targets[0].backends[16]", quota: "backends per load balancer")
 }
 
 @Test func chosenQuotaSecurityGroupsPerSourceIsFive() {
     let groups = (0..<6).map { SecurityGroup(id: "g\($0)") }
-    let atLimit = Document(sources: [Source(id: "s", interface: "tap0", securityGroups: (0..<5).map { "g\($0)" })],
-                           securityGroups: groups)
+    let atLimit = Document(
+        sources: [Source(id: "s", interface: "tap0", securityGroups: (0..<5).map { "g\($0)" })],
+        securityGroups: groups)
     var over = atLimit
     over.sources[0].securityGroups?.append("g5")
     expectQuota(atLimit, over, path: "sources[0].securityGroups[5]", quota: "security groups per source")
@@ -126,16 +136,19 @@ private func rules(_ n: Int) -> [Rule] { (1...n).map { Rule(priority: $0, action
 @Test func chosenQuotaRulesPerAclDirectionIsTwenty() {
     let r = (1...21).map { AclRule(priority: $0, action: .allow, ethertype: .ipv4) }
     let atLimit = Document(networkAcls: [NetworkAcl(id: "a", inbound: Array(r.prefix(20)), outbound: Array(r.prefix(20)))])
-    expectQuota(atLimit, Document(networkAcls: [NetworkAcl(id: "a", inbound: r, outbound: Array(r.prefix(20)))]),
-                path: "networkAcls[0].inbound[20]", quota: "rules per network ACL direction")
-    expectQuota(atLimit, Document(networkAcls: [NetworkAcl(id: "a", inbound: Array(r.prefix(20)), outbound: r)]),
-                path: "networkAcls[0].outbound[20]", quota: "rules per network ACL direction")
+    expectQuota(
+        atLimit, Document(networkAcls: [NetworkAcl(id: "a", inbound: r, outbound: Array(r.prefix(20)))]),
+        path: "networkAcls[0].inbound[20]", quota: "rules per network ACL direction")
+    expectQuota(
+        atLimit, Document(networkAcls: [NetworkAcl(id: "a", inbound: Array(r.prefix(20)), outbound: r)]),
+        path: "networkAcls[0].outbound[20]", quota: "rules per network ACL direction")
 }
 
 @Test func chosenQuotaSourcesPerAgent() {
     let n = Quota.sourcesPerAgent
-    expectQuota(Document(sources: sources(n)), Document(sources: sources(n + 1)),
-                path: "sources[\(n)]", quota: "sources per agent")
+    expectQuota(
+        Document(sources: sources(n)), Document(sources: sources(n + 1)),
+        path: "sources[\(n)]", quota: "sources per agent")
 }
 
 @Test func chosenQuotaFiltersPerAgent() {

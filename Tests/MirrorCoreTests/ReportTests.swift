@@ -16,8 +16,9 @@ func decisionJSON(_ d: Decision) throws -> JSONValue {
     #expect(j["reason"] == .string("no_match"))
     #expect(j["tried"] == .array([.string("a"), .string("b")]))
     #expect(j["suppression"] == nil)
-    let m = Decision(mirrored: true, session: "s", rule: .init(filter: "f", direction: .outbound, priority: 3, action: .accept),
-                     reason: .accepted, tried: ["s"], explanation: "y")
+    let m = Decision(
+        mirrored: true, session: "s", rule: .init(filter: "f", direction: .outbound, priority: 3, action: .accept),
+        reason: .accepted, tried: ["s"], explanation: "y")
     let r = try decisionJSON(m)["rule"]
     #expect(r?["direction"] == .string("outbound") && r?["priority"] == .int(3) && r?["action"] == .string("accept"))
     #expect(try JSONDecoder().decode(Decision.self, from: JSONEncoder().encode(m)) == m)
@@ -25,8 +26,9 @@ func decisionJSON(_ d: Decision) throws -> JSONValue {
 
 /// A security group's default deny has no rule: `rulePriority` is there, null.
 @Test func aSuppressionWithoutARuleSaysSoWithNull() throws {
-    let d = Decision(mirrored: false, session: nil, rule: nil, reason: .suppressedBySecurityGroup, tried: [],
-                     suppression: .init(kind: "securityGroup", id: "web,ops", rulePriority: nil), explanation: "x")
+    let d = Decision(
+        mirrored: false, session: nil, rule: nil, reason: .suppressedBySecurityGroup, tried: [],
+        suppression: .init(kind: "securityGroup", id: "web,ops", rulePriority: nil), explanation: "x")
     let s = try decisionJSON(d)["suppression"]
     #expect(s?["kind"] == .string("securityGroup") && s?["id"] == .string("web,ops") && s?["rulePriority"] == .null)
     #expect(try JSONDecoder().decode(Decision.self, from: JSONEncoder().encode(d)) == d)
@@ -34,12 +36,18 @@ func decisionJSON(_ d: Decision) throws -> JSONValue {
 
 @Test func validateJSONHasTheIssuesShape() {
     let j = Reports.validationJSON([ValidationError(path: "sessions[0].vni", message: "m")])
-    #expect(j == .object([("valid", .bool(false)), ("errors", .array([.object([("path", .string("sessions[0].vni")), ("message", .string("m"))])]))]))
+    #expect(
+        j
+            == .object([
+                ("valid", .bool(false)), ("errors", .array([.object([("path", .string("sessions[0].vni")), ("message", .string("m"))])])),
+            ]))
     #expect(Reports.validationJSON([])["valid"] == .bool(true))
 }
 
 @Test func explainPacketArgumentsAcceptEveryForm() throws {
-    let v6 = try PacketArguments.packet(protocol: "tcp", src: "[2001:db8::1]:443", dst: "[2001:db8::2]:80", laterFragment: false, nonIP: false).get()
+    let v6 = try PacketArguments.packet(
+        protocol: "tcp", src: "[2001:db8::1]:443", dst: "[2001:db8::2]:80", laterFragment: false, nonIP: false
+    ).get()
     #expect(v6.ethertype == .ipv6 && v6.sourcePort == 443 && v6.destinationPort == 80 && v6.protocol == 6)
     let n = try PacketArguments.packet(protocol: "17", src: "192.0.2.1:53", dst: "192.0.2.2:53", laterFragment: false, nonIP: false).get()
     #expect(n.protocol == 17 && n.ethertype == .ipv4)

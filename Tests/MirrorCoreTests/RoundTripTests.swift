@@ -1,6 +1,6 @@
-import Testing
 import MirrorCore
 import MirrorTestSupport
+import Testing
 
 @Test func encodeThenParseGivesAnEqualDocument() throws {
     for k in 0..<UInt64(200) {

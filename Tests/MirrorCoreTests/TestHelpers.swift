@@ -4,14 +4,18 @@ import MirrorCore
 func baseDocument() -> Document {
     Document(
         filters: [
-            Filter(id: "f1", inbound: [
-                Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .tcp,
-                     source: CIDR(address: IPAddress("198.51.100.0")!, prefixLength: 24),
-                     destinationPorts: PortRange(80, 80)),
-                Rule(priority: 2, action: .reject, ethertype: .ipv6, protocol: .icmpv6),
-            ], outbound: [
-                Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .udp, sourcePorts: PortRange(53, 53)),
-            ]),
+            Filter(
+                id: "f1",
+                inbound: [
+                    Rule(
+                        priority: 1, action: .accept, ethertype: .ipv4, protocol: .tcp,
+                        source: CIDR(address: IPAddress("198.51.100.0")!, prefixLength: 24),
+                        destinationPorts: PortRange(80, 80)),
+                    Rule(priority: 2, action: .reject, ethertype: .ipv6, protocol: .icmpv6),
+                ],
+                outbound: [
+                    Rule(priority: 1, action: .accept, ethertype: .ipv4, protocol: .udp, sourcePorts: PortRange(53, 53))
+                ]),
             Filter(id: "f2"),
         ],
         targets: [
@@ -19,8 +23,9 @@ func baseDocument() -> Document {
             Target(id: "lb", type: .loadBalancer, backends: [IPAddress("203.0.113.1")!, IPAddress("203.0.113.2")!]),
         ],
         sources: [
-            Source(id: "s1", interface: "tap0", addresses: [IPAddress("198.18.0.10")!], securityGroups: ["sg1"],
-                   networkAcl: "acl1"),
+            Source(
+                id: "s1", interface: "tap0", addresses: [IPAddress("198.18.0.10")!], securityGroups: ["sg1"],
+                networkAcl: "acl1"),
             Source(id: "s2", interface: "tap1"),
         ],
         sessions: [
@@ -28,15 +33,19 @@ func baseDocument() -> Document {
             Session(id: "b", priority: 2, filter: "f2", sources: ["s1"], target: "lb"),
         ],
         securityGroups: [
-            SecurityGroup(id: "sg1", rules: [
-                SecurityGroupRule(direction: .ingress, priority: 1, action: .allow, ethertype: .ipv4, protocol: .tcp,
-                                  remote: CIDR(address: IPAddress("198.51.100.0")!, prefixLength: 24), ports: PortRange(80, 80)),
-                SecurityGroupRule(direction: .egress, priority: 1, action: .allow, ethertype: .ipv4),
-            ]),
+            SecurityGroup(
+                id: "sg1",
+                rules: [
+                    SecurityGroupRule(
+                        direction: .ingress, priority: 1, action: .allow, ethertype: .ipv4, protocol: .tcp,
+                        remote: CIDR(address: IPAddress("198.51.100.0")!, prefixLength: 24), ports: PortRange(80, 80)),
+                    SecurityGroupRule(direction: .egress, priority: 1, action: .allow, ethertype: .ipv4),
+                ])
         ],
         networkAcls: [
-            NetworkAcl(id: "acl1", inbound: [AclRule(priority: 1, action: .allow, ethertype: .ipv4)],
-                       outbound: [AclRule(priority: 1, action: .allow, ethertype: .ipv4)]),
+            NetworkAcl(
+                id: "acl1", inbound: [AclRule(priority: 1, action: .allow, ethertype: .ipv4)],
+                outbound: [AclRule(priority: 1, action: .allow, ethertype: .ipv4)])
         ])
 }
 
@@ -101,7 +110,13 @@ extension JSONValue {
             }
             return .object(members)
         case (.array(var items), .index(let i)):
-            if i == items.count { if let value { items.append(JSONValue.null.set(rest, value)) } } else if rest.isEmpty && value == nil { items.remove(at: i) } else { items[i] = items[i].set(rest, value) }
+            if i == items.count {
+                if let value { items.append(JSONValue.null.set(rest, value)) }
+            } else if rest.isEmpty && value == nil {
+                items.remove(at: i)
+            } else {
+                items[i] = items[i].set(rest, value)
+            }
             return .array(items)
         case (.null, .key(let k)):
             return JSONValue.object([]).set(path, value).withKey(k)

@@ -1,6 +1,6 @@
-import Testing
 import MirrorCore
 import MirrorTestSupport
+import Testing
 
 private func withoutVNIs(_ seed: UInt64) -> Document {
     var rng = SeededRandom(seed: seed)
@@ -32,15 +32,17 @@ private func withoutVNIs(_ seed: UInt64) -> Document {
 }
 
 @Test func addingSessionsNeverChangesAnAssignedVNI() {
-    var doc = Document(filters: [Filter(id: "f")], targets: [Target(id: "t", type: .loadBalancer, backends: [IPAddress("192.0.2.1")!])],
-                       sources: (0..<60).map { Source(id: "s\($0)", interface: "tap\($0)") })
+    var doc = Document(
+        filters: [Filter(id: "f")], targets: [Target(id: "t", type: .loadBalancer, backends: [IPAddress("192.0.2.1")!])],
+        sources: (0..<60).map { Source(id: "s\($0)", interface: "tap\($0)") })
     doc.sessions = (0..<30).map { Session(id: "x\($0)", priority: 1, filter: "f", sources: ["s\($0)"], target: "t") }
     let first = VNIAssigner.assign(doc)
     var grown = doc
     // New sessions, some with explicit VNIs that are free, inserted before the old ones.
-    grown.sessions.insert(contentsOf: (30..<60).map {
-        Session(id: "x\($0)", priority: 1, filter: "f", sources: ["s\($0)"], target: "t", vni: $0 % 2 == 0 ? $0 : nil)
-    }, at: 0)
+    grown.sessions.insert(
+        contentsOf: (30..<60).map {
+            Session(id: "x\($0)", priority: 1, filter: "f", sources: ["s\($0)"], target: "t", vni: $0 % 2 == 0 ? $0 : nil)
+        }, at: 0)
     let second = VNIAssigner.assign(grown, previous: first.assigned)
     for (id, vni) in first.assigned { #expect(second.assigned[id] == vni, "\(id)") }
     let all = second.document.sessions.compactMap(\.vni)
@@ -59,18 +61,22 @@ private func withoutVNIs(_ seed: UInt64) -> Document {
     // An explicit VNI taking the hash slot of another session pushes it to the next one.
     let id = "collide"
     let slot = VNIAssigner.candidate(for: id)
-    let doc = Document(filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
-                       sources: [Source(id: "a", interface: "a"), Source(id: "b", interface: "b")],
-                       sessions: [Session(id: "explicit", priority: 1, filter: "f", sources: ["a"], target: "t", vni: slot),
-                                  Session(id: id, priority: 1, filter: "f", sources: ["b"], target: "t")])
+    let doc = Document(
+        filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
+        sources: [Source(id: "a", interface: "a"), Source(id: "b", interface: "b")],
+        sessions: [
+            Session(id: "explicit", priority: 1, filter: "f", sources: ["a"], target: "t", vni: slot),
+            Session(id: id, priority: 1, filter: "f", sources: ["b"], target: "t"),
+        ])
     let r = VNIAssigner.assign(doc)
     #expect(r.assigned[id] == (slot == VNIAssigner.range.upperBound ? VNIAssigner.range.lowerBound : slot + 1))
 }
 
 @Test func anExplicitVNIWinsOverAPreviousAssignment() {
-    let doc = Document(filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
-                       sources: [Source(id: "a", interface: "a"), Source(id: "b", interface: "b")],
-                       sessions: [Session(id: "auto", priority: 1, filter: "f", sources: ["a"], target: "t")])
+    let doc = Document(
+        filters: [Filter(id: "f")], targets: [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1")!)],
+        sources: [Source(id: "a", interface: "a"), Source(id: "b", interface: "b")],
+        sessions: [Session(id: "auto", priority: 1, filter: "f", sources: ["a"], target: "t")])
     let first = VNIAssigner.assign(doc)
     let taken = first.assigned["auto"]!
     var next = doc

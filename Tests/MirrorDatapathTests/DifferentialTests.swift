@@ -32,9 +32,10 @@ enum Differential {
     /// both of its ways and its overflow (the policy-map path) are compared.
     static func interfaceIndexes(_ doc: Document) -> [String: UInt32] {
         let buckets = UInt32(PrefilterIndex.bucketCount)
-        return Dictionary(doc.sources.enumerated().map {
-            ($0.element.interface, 100 + UInt32($0.offset / 3) + UInt32($0.offset % 3) * buckets)
-        }, uniquingKeysWith: { a, _ in a })
+        return Dictionary(
+            doc.sources.enumerated().map {
+                ($0.element.interface, 100 + UInt32($0.offset / 3) + UInt32($0.offset % 3) * buckets)
+            }, uniquingKeysWith: { a, _ in a })
     }
 
     /// BPF_PROG_TEST_RUN (6.18) refuses untagged IPv4 frames shorter than 34 bytes and
@@ -48,15 +49,19 @@ enum Differential {
 
     /// Whether kernel and oracle disagree on `frame` under `doc`, its interfaces on
     /// `ifindexes` (the run's, so that sources keep sharing their prefilter buckets).
-    static func disagrees(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: BPFDatapath,
-                          ifindexes: [String: UInt32]) throws -> Bool {
+    static func disagrees(
+        _ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: BPFDatapath,
+        ifindexes: [String: UInt32]
+    ) throws -> Bool {
         let slots = try SlotAssignment.assign(document: doc, previous: SlotAssignment())
         let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { ifindexes[$0] }))
         try dp.apply(image)
         guard let ifindex = doc.sources.first(where: { $0.id == source }).flatMap({ ifindexes[$0.interface] }) else { return false }
         let kernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: ifindex).retval)
-        var want = expected(Oracle.decide(document: doc, source: source, direction: direction,
-                                          packet: PacketParser.describe(frame: frame)))
+        var want = expected(
+            Oracle.decide(
+                document: doc, source: source, direction: direction,
+                packet: PacketParser.describe(frame: frame)))
         if image.policy(ifindex: ifindex, direction: direction) == nil && want.0 != .accept && want.0 != .reject {
             want = (.noPolicy, nil, nil)
         }
@@ -84,8 +89,10 @@ enum Differential {
     /// The smallest document (greedily) that still disagrees: other sources, then
     /// rules and sessions, removed one by one. Other sources stay when the
     /// disagreement needs them (sources sharing a bucket of the prefilter index).
-    static func minimize(_ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: BPFDatapath,
-                         ifindexes: [String: UInt32]) throws -> Document {
+    static func minimize(
+        _ doc: Document, source: String, direction: Direction, frame: [UInt8], dp: BPFDatapath,
+        ifindexes: [String: UInt32]
+    ) throws -> Document {
         func fails(_ d: Document) throws -> Bool {
             try disagrees(d, source: source, direction: direction, frame: frame, dp: dp, ifindexes: ifindexes)
         }
@@ -106,7 +113,9 @@ enum Differential {
                         if dir == .inbound { trial.filters[fi].inbound.remove(at: ri) } else { trial.filters[fi].outbound.remove(at: ri) }
                         if try fails(trial) {
                             d = trial; changed = true
-                        } else { ri += 1 }
+                        } else {
+                            ri += 1
+                        }
                     }
                 }
             }
@@ -118,105 +127,119 @@ enum Differential {
                 trial.targets = trial.targets.filter { t in trial.sessions.contains { $0.target == t.id } }
                 if try fails(trial) {
                     d = trial; changed = true
-                } else { si += 1 }
+                } else {
+                    si += 1
+                }
             }
         }
         return d
     }
 
-    static func reproducer(_ doc: Document, source: String, direction: Direction, frame: [UInt8],
-                           oracle: Decision, kernel: Verdict, image: MapImage, ifindexes: [String: UInt32]) -> String {
+    static func reproducer(
+        _ doc: Document, source: String, direction: Direction, frame: [UInt8],
+        oracle: Decision, kernel: Verdict, image: MapImage, ifindexes: [String: UInt32]
+    ) -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let json = (try? enc.encode(doc)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
-        let k = kernel.decided
-            ? "\(kernel.outcome) session \(image.sessionID(slot: kernel.sessionSlot) ?? "?") rule priority " +
-              "\(image.rules[RuleKey(sessionSlot: kernel.sessionSlot, direction: direction, ruleIndex: kernel.ruleIndex)]?.priority ?? -1)"
+        let k =
+            kernel.decided
+            ? "\(kernel.outcome) session \(image.sessionID(slot: kernel.sessionSlot) ?? "?") rule priority "
+                + "\(image.rules[RuleKey(sessionSlot: kernel.sessionSlot, direction: direction, ruleIndex: kernel.ruleIndex)]?.priority ?? -1)"
             : "\(kernel.outcome)"
         return """
-        DISAGREEMENT source \(source) \(direction)
-          parsed:  \(PacketParser.describe(frame: frame))
-          oracle:  \(oracle.explanation)
-          kernel:  \(k)
-          frame:   \(frame.hex)
-          ifindexes: \(doc.sources.map { "\($0.interface)=\(ifindexes[$0.interface] ?? 0)" }.joined(separator: " "))
-          document: \(json)
-        """
+            DISAGREEMENT source \(source) \(direction)
+              parsed:  \(PacketParser.describe(frame: frame))
+              oracle:  \(oracle.explanation)
+              kernel:  \(k)
+              frame:   \(frame.hex)
+              ifindexes: \(doc.sources.map { "\($0.interface)=\(ifindexes[$0.interface] ?? 0)" }.joined(separator: " "))
+              document: \(json)
+            """
     }
 }
 
 extension KernelTests {
-@Suite struct DifferentialTests {
-    @Test func kernelClassifierAgreesWithTheOracleOnRandomDocumentsAndFrames() throws {
-        let documents = 220, packetsPerDocument = 500
-        try Kernel.withBPFFS { dir in
-            let dp = try BPFDatapath(pinDirectory: dir)
-            defer { dp.unpinMaps(); dp.close() }
-            dp.slotGracePeriod = .zero  // nothing runs concurrently with this test
-            var rng = SeededRandom(seed: 0x5eed_d1ff)
-            var slots = SlotAssignment()
-            var stats = RandomFrames.Stats()
-            var outcomes: [String: Int] = [:]
-            var failures = 0
-            var compared = 0
-            var refused = 0
-            for _ in 0..<documents {
-                let doc = Differential.withoutSecurityPolicy(RandomDocuments.document(using: &rng))
-                slots = try SlotAssignment.assign(document: doc, previous: slots)
-                let ifindexes = Differential.interfaceIndexes(doc)
-                let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { ifindexes[$0] }))
-                try dp.apply(image)
-                for _ in 0..<packetsPerDocument {
-                    guard let source = rng.pick(doc.sources) else { break }
-                    let direction: Direction = rng.chance(0.5) ? .inbound : .outbound
-                    let frame = RandomFrames.frame(for: doc, using: &rng, stats: &stats)
-                    let parsed = PacketParser.describe(frame: frame)
-                    let oracle = Oracle.decide(document: doc, source: source.id, direction: direction, packet: parsed)
-                    let raw: BPFDatapath.TestRunResult
-                    do {
-                        raw = try dp.testRun(.test(direction), frame: frame, mark: ifindexes[source.interface]!)
-                    } catch let e as DatapathError where e.errno == EINVAL && Differential.kernelRefuses(frame) {
-                        refused += 1
-                        continue
-                    } catch {
-                        print("test run failed on frame \(frame.hex) (\(frame.count) bytes): \(error)")
-                        throw error
-                    }
-                    let kernel = Verdict(raw.retval)
-                    var want = Differential.expected(oracle)
-                    // A source and direction without rules has no policy entry at all.
-                    if image.policy(ifindex: ifindexes[source.interface]!, direction: direction) == nil && want.0 != .accept && want.0 != .reject {
-                        want = (.noPolicy, nil, nil)
-                    }
-                    var same = kernel.outcome == want.0
-                    if same && kernel.decided {
-                        let info = image.rules[RuleKey(sessionSlot: kernel.sessionSlot, direction: direction, ruleIndex: kernel.ruleIndex)]
-                        same = info?.sessionID == want.session && info?.priority == want.priority && info?.direction == direction
-                    }
-                    compared += 1
-                    outcomes["\(kernel.outcome)", default: 0] += 1
-                    if !same {
-                        failures += 1
-                        if failures <= 3 {
-                            let small = try Differential.minimize(doc, source: source.id, direction: direction, frame: frame, dp: dp,
-                                                                  ifindexes: ifindexes)
-                            let smallSlots = try SlotAssignment.assign(document: small, previous: SlotAssignment())
-                            let smallImage = try Compiler.compile(.init(document: small, slots: smallSlots, interfaceIndex: { ifindexes[$0] }))
-                            try dp.apply(smallImage)
-                            let smallKernel = Verdict(try dp.testRun(.test(direction), frame: frame, mark: ifindexes[source.interface]!).retval)
-                            let smallOracle = Oracle.decide(document: small, source: source.id, direction: direction, packet: parsed)
-                            print(Differential.reproducer(small, source: source.id, direction: direction, frame: frame,
-                                                          oracle: smallOracle, kernel: smallKernel, image: smallImage, ifindexes: ifindexes))
-                            try dp.apply(image)
+    @Suite struct DifferentialTests {
+        @Test func kernelClassifierAgreesWithTheOracleOnRandomDocumentsAndFrames() throws {
+            let documents = 220, packetsPerDocument = 500
+            try Kernel.withBPFFS { dir in
+                let dp = try BPFDatapath(pinDirectory: dir)
+                defer { dp.unpinMaps(); dp.close() }
+                dp.slotGracePeriod = .zero  // nothing runs concurrently with this test
+                var rng = SeededRandom(seed: 0x5eed_d1ff)
+                var slots = SlotAssignment()
+                var stats = RandomFrames.Stats()
+                var outcomes: [String: Int] = [:]
+                var failures = 0
+                var compared = 0
+                var refused = 0
+                for _ in 0..<documents {
+                    let doc = Differential.withoutSecurityPolicy(RandomDocuments.document(using: &rng))
+                    slots = try SlotAssignment.assign(document: doc, previous: slots)
+                    let ifindexes = Differential.interfaceIndexes(doc)
+                    let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { ifindexes[$0] }))
+                    try dp.apply(image)
+                    for _ in 0..<packetsPerDocument {
+                        guard let source = rng.pick(doc.sources) else { break }
+                        let direction: Direction = rng.chance(0.5) ? .inbound : .outbound
+                        let frame = RandomFrames.frame(for: doc, using: &rng, stats: &stats)
+                        let parsed = PacketParser.describe(frame: frame)
+                        let oracle = Oracle.decide(document: doc, source: source.id, direction: direction, packet: parsed)
+                        let raw: BPFDatapath.TestRunResult
+                        do {
+                            raw = try dp.testRun(.test(direction), frame: frame, mark: ifindexes[source.interface]!)
+                        } catch let e as DatapathError where e.errno == EINVAL && Differential.kernelRefuses(frame) {
+                            refused += 1
+                            continue
+                        } catch {
+                            print("test run failed on frame \(frame.hex) (\(frame.count) bytes): \(error)")
+                            throw error
+                        }
+                        let kernel = Verdict(raw.retval)
+                        var want = Differential.expected(oracle)
+                        // A source and direction without rules has no policy entry at all.
+                        if image.policy(ifindex: ifindexes[source.interface]!, direction: direction) == nil && want.0 != .accept
+                            && want.0 != .reject
+                        {
+                            want = (.noPolicy, nil, nil)
+                        }
+                        var same = kernel.outcome == want.0
+                        if same && kernel.decided {
+                            let info = image.rules[
+                                RuleKey(sessionSlot: kernel.sessionSlot, direction: direction, ruleIndex: kernel.ruleIndex)]
+                            same = info?.sessionID == want.session && info?.priority == want.priority && info?.direction == direction
+                        }
+                        compared += 1
+                        outcomes["\(kernel.outcome)", default: 0] += 1
+                        if !same {
+                            failures += 1
+                            if failures <= 3 {
+                                let small = try Differential.minimize(
+                                    doc, source: source.id, direction: direction, frame: frame, dp: dp,
+                                    ifindexes: ifindexes)
+                                let smallSlots = try SlotAssignment.assign(document: small, previous: SlotAssignment())
+                                let smallImage = try Compiler.compile(
+                                    .init(document: small, slots: smallSlots, interfaceIndex: { ifindexes[$0] }))
+                                try dp.apply(smallImage)
+                                let smallKernel = Verdict(
+                                    try dp.testRun(.test(direction), frame: frame, mark: ifindexes[source.interface]!).retval)
+                                let smallOracle = Oracle.decide(document: small, source: source.id, direction: direction, packet: parsed)
+                                print(
+                                    Differential.reproducer(
+                                        small, source: source.id, direction: direction, frame: frame,
+                                        oracle: smallOracle, kernel: smallKernel, image: smallImage, ifindexes: ifindexes))
+                                try dp.apply(image)
+                            }
                         }
                     }
                 }
+                print(
+                    "differential: \(compared) packets over \(documents) documents, \(failures) disagreements, \(refused) short frames the kernel refuses to test-run; "
+                        + "kernel outcomes \(outcomes.sorted { $0.key < $1.key }); \(stats)")
+                #expect(compared >= 100_000)
+                #expect(failures == 0)
             }
-            print("differential: \(compared) packets over \(documents) documents, \(failures) disagreements, \(refused) short frames the kernel refuses to test-run; " +
-                  "kernel outcomes \(outcomes.sorted { $0.key < $1.key }); \(stats)")
-            #expect(compared >= 100_000)
-            #expect(failures == 0)
         }
     }
-}
 }

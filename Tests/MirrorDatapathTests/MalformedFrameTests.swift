@@ -27,8 +27,11 @@ enum MalformedFrames {
     static func ip(_ s: String) -> IPAddress { IPAddress(s)! }
 
     static func base(_ name: String, _ proto: UInt8, _ src: String, _ dst: String, _ sp: UInt16? = nil, _ dp: UInt16? = nil) -> Base {
-        Base(name: name, packet: PacketDescription(ethertype: ip(src).ethertype, protocol: proto, source: ip(src),
-                                                   destination: ip(dst), sourcePort: sp, destinationPort: dp))
+        Base(
+            name: name,
+            packet: PacketDescription(
+                ethertype: ip(src).ethertype, protocol: proto, source: ip(src),
+                destination: ip(dst), sourcePort: sp, destinationPort: dp))
     }
 
     /// One packet per rule of `document` below (and a few that only the catch-alls take).
@@ -58,13 +61,15 @@ enum MalformedFrames {
         func cidr(_ a: String, _ p: Int) -> CIDR { CIDR(address: ip(a), prefixLength: p) }
         let ports: [Rule] = [
             Rule(priority: 1, action: .reject, ethertype: .ipv4, protocol: .tcp, destinationPorts: PortRange(22, 22)),
-            Rule(priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp, source: cidr("198.18.0.0", 15),
-                 destinationPorts: PortRange(80, 443)),
+            Rule(
+                priority: 2, action: .accept, ethertype: .ipv4, protocol: .tcp, source: cidr("198.18.0.0", 15),
+                destinationPorts: PortRange(80, 443)),
             Rule(priority: 3, action: .accept, ethertype: .ipv4, protocol: .udp, destinationPorts: PortRange(53, 53)),
             Rule(priority: 4, action: .reject, ethertype: .ipv4, protocol: .udp, sourcePorts: PortRange(1000, 2000)),
             Rule(priority: 5, action: .accept, ethertype: .ipv4, protocol: .icmp, destination: cidr("198.51.100.0", 24)),
-            Rule(priority: 6, action: .accept, ethertype: .ipv6, protocol: .tcp, source: cidr("2001:db8::", 32),
-                 destinationPorts: PortRange(80, 443)),
+            Rule(
+                priority: 6, action: .accept, ethertype: .ipv6, protocol: .tcp, source: cidr("2001:db8::", 32),
+                destinationPorts: PortRange(80, 443)),
             Rule(priority: 7, action: .reject, ethertype: .ipv6, protocol: .udp, destinationPorts: PortRange(53, 53)),
             Rule(priority: 8, action: .accept, ethertype: .ipv6, protocol: .icmpv6),
             Rule(priority: 9, action: .accept, ethertype: .ipv6, protocol: .udp, sourcePorts: PortRange(1000, 2000)),
@@ -81,9 +86,11 @@ enum MalformedFrames {
         var doc = Document()
         doc.targets = [Target(id: "collector", type: .nic, address: ip("192.0.2.10"))]
         doc.sources = [Source(id: "eni", interface: interface)]
-        doc.filters = [Filter(id: "ports", inbound: ports, outbound: ports),
-                       Filter(id: "v6", inbound: v6, outbound: v6),
-                       Filter(id: "everything", inbound: everything, outbound: everything)]
+        doc.filters = [
+            Filter(id: "ports", inbound: ports, outbound: ports),
+            Filter(id: "v6", inbound: v6, outbound: v6),
+            Filter(id: "everything", inbound: everything, outbound: everything),
+        ]
         doc.sessions = [
             Session(id: "ports", priority: 1, filter: "ports", sources: ["eni"], target: "collector", vni: 11),
             Session(id: "v6", priority: 2, filter: "v6", sources: ["eni"], target: "collector", vni: 12),
@@ -103,14 +110,19 @@ enum MalformedFrames {
         }
     }
 
-    static func frame(_ b: Base, _ d: Dressing = .plain, payload: Int = 4, _ tweak: (inout FrameBuilder.Options) -> Void = { _ in }) -> [UInt8] {
+    static func frame(_ b: Base, _ d: Dressing = .plain, payload: Int = 4, _ tweak: (inout FrameBuilder.Options) -> Void = { _ in })
+        -> [UInt8]
+    {
         var o = FrameBuilder.Options(payloadBytes: payload)
         switch d {
         case .plain: break
         case .vlan: o.vlan = 100
         case .headerOptions:
-            if b.packet.ethertype == .ipv4 { o.ipv4OptionBytes = 12 }
-            else { o.ipv6Extensions = [.hopByHop(units: 1), .destinationOptions(units: 0), .routing(units: 0)] }
+            if b.packet.ethertype == .ipv4 {
+                o.ipv4OptionBytes = 12
+            } else {
+                o.ipv6Extensions = [.hopByHop(units: 1), .destinationOptions(units: 0), .routing(units: 0)]
+            }
         }
         tweak(&o)
         return FrameBuilder.frame(for: b.packet, options: o)
@@ -184,7 +196,9 @@ enum MalformedFrames {
         for b in v4 {
             for (offset, more) in [(8191, false), (8191, true), (1, false), (8190, true), (0, true)] as [(UInt16, Bool)] {
                 for vlan in [false, true] {
-                    let f = frame(b, vlan ? .vlan : .plain) { $0.ipv4FragmentOffset = offset; $0.ipv4MoreFragments = more }
+                    let f = frame(b, vlan ? .vlan : .plain) {
+                        $0.ipv4FragmentOffset = offset; $0.ipv4MoreFragments = more
+                    }
                     add("ipv4-fragment", "\(b.name) \(vlan ? "vlan " : "")offset \(offset) mf \(more)", f)
                 }
             }
@@ -200,8 +214,10 @@ enum MalformedFrames {
 
         // IPv6 extension chains cut at every offset (hop-by-hop, destination options,
         // routing, AH, a first fragment), into the transport header.
-        let chain: [FrameBuilder.IPv6Extension] = [.hopByHop(units: 1), .destinationOptions(units: 2), .routing(units: 0),
-                                                  .authentication(n: 4), .fragment(offset: 0, more: true)]
+        let chain: [FrameBuilder.IPv6Extension] = [
+            .hopByHop(units: 1), .destinationOptions(units: 2), .routing(units: 0),
+            .authentication(n: 4), .fragment(offset: 0, more: true),
+        ]
         for (i, b) in v6.enumerated() {
             for vlan in i < 3 ? [false, true] : [false] {
                 let f = frame(b, vlan ? .vlan : .plain) { $0.ipv6Extensions = chain }
@@ -227,8 +243,12 @@ enum MalformedFrames {
                 }
             }
             // A chain that runs past the parse window, and a header whose length does.
-            add("ipv6-ext-long", "\(b.name) 8 x hop-by-hop(3)", frame(b) { $0.ipv6Extensions = Array(repeating: .hopByHop(units: 3), count: 8) })
-            add("ipv6-ext-long", "\(b.name) hop-by-hop(30) + dest-opts", frame(b) { $0.ipv6Extensions = [.hopByHop(units: 30), .destinationOptions(units: 0)] })
+            add(
+                "ipv6-ext-long", "\(b.name) 8 x hop-by-hop(3)",
+                frame(b) { $0.ipv6Extensions = Array(repeating: .hopByHop(units: 3), count: 8) })
+            add(
+                "ipv6-ext-long", "\(b.name) hop-by-hop(30) + dest-opts",
+                frame(b) { $0.ipv6Extensions = [.hopByHop(units: 30), .destinationOptions(units: 0)] })
             // A length byte of 255 (2048 bytes) in a frame that ends long before.
             var huge = frame(b) { $0.ipv6Extensions = [.hopByHop(units: 0), .destinationOptions(units: 0)] }
             huge[14 + 40 + 1] = 255
@@ -241,7 +261,8 @@ enum MalformedFrames {
             for (offset, more) in [(8191, false), (8191, true), (1, false), (0, true), (0, false)] as [(UInt16, Bool)] {
                 for before in [0, 3, PacketParser.maxIPv6ExtensionHeaders - 1, PacketParser.maxIPv6ExtensionHeaders] {
                     let f = frame(b) {
-                        $0.ipv6Extensions = Array(repeating: .destinationOptions(units: 0), count: before) + [.fragment(offset: offset, more: more)]
+                        $0.ipv6Extensions =
+                            Array(repeating: .destinationOptions(units: 0), count: before) + [.fragment(offset: offset, more: more)]
                     }
                     add("ipv6-fragment", "\(b.name) \(before) headers then fragment offset \(offset) mf \(more)", f)
                 }
@@ -282,8 +303,10 @@ enum MalformedFrames {
         // Jumbo frames on a 9000-byte MTU: up to the largest the veth forwards (9014,
         // 9018 with a tag), and a few larger ones the packet socket refuses.
         for b in all {
-            for (d, size) in [(Dressing.plain, 1514), (.plain, 4096), (.plain, 9014), (.vlan, 9018), (.headerOptions, 9014),
-                              (.plain, 9015), (.plain, 9100)] {
+            for (d, size) in [
+                (Dressing.plain, 1514), (.plain, 4096), (.plain, 9014), (.vlan, 9018), (.headerOptions, 9014),
+                (.plain, 9015), (.plain, 9100),
+            ] {
                 let header = frame(b, d, payload: 0).count
                 add("jumbo", "\(b.name) \(d.name) \(size) bytes", frame(b, d, payload: size - header))
             }
@@ -294,8 +317,11 @@ enum MalformedFrames {
         for b in all {
             let f = frame(b)
             for (outer, inner) in tags {
-                let g = Array(f.prefix(12)) + [UInt8(outer >> 8), UInt8(outer & 0xff), 0x00, 0x0a,
-                                               UInt8(inner >> 8), UInt8(inner & 0xff), 0x00, 0x14] + Array(f.dropFirst(12))
+                let g =
+                    Array(f.prefix(12)) + [
+                        UInt8(outer >> 8), UInt8(outer & 0xff), 0x00, 0x0a,
+                        UInt8(inner >> 8), UInt8(inner & 0xff), 0x00, 0x14,
+                    ] + Array(f.dropFirst(12))
                 add("qinq", "\(b.name) \(String(outer, radix: 16))/\(String(inner, radix: 16))", g)
                 if outer == 0x88a8 && inner == 0x8100 {
                     for n in [20, 22, 23, 26, 30, 42, 50] { add("qinq", "\(b.name) 88a8/8100 cut \(n)", Array(g.prefix(n))) }
@@ -324,10 +350,14 @@ enum MalformedFrames {
         for b in v6 {
             for vlan in [false, true] {
                 for units in 17...25 {
-                    add("window", "\(b.name) \(vlan ? "vlan " : "")hop-by-hop(\(units))",
+                    add(
+                        "window", "\(b.name) \(vlan ? "vlan " : "")hop-by-hop(\(units))",
                         frame(b, vlan ? .vlan : .plain, payload: 24) { $0.ipv6Extensions = [.hopByHop(units: UInt8(units))] })
-                    add("window", "\(b.name) \(vlan ? "vlan " : "")hop-by-hop(\(units)) + dest-opts",
-                        frame(b, vlan ? .vlan : .plain, payload: 24) { $0.ipv6Extensions = [.hopByHop(units: UInt8(units)), .destinationOptions(units: 0)] })
+                    add(
+                        "window", "\(b.name) \(vlan ? "vlan " : "")hop-by-hop(\(units)) + dest-opts",
+                        frame(b, vlan ? .vlan : .plain, payload: 24) {
+                            $0.ipv6Extensions = [.hopByHop(units: UInt8(units)), .destinationOptions(units: 0)]
+                        })
                 }
             }
         }
@@ -382,12 +412,16 @@ enum MalformedFrames {
     /// reject it, where the oracle (the frame as sent, no ports) finds no rule.
     /// Likewise an ICMPv6 frame whose last extension header sat at bytes 256..257.
     static let regressions: [(String, String)] = [
-        ("vlan ipv6 udp ports at window end (ingress)",
-         "0200000000020200000000018100006486dd6000000000e0004020010db800000000000000000000000520010db8000200000000000000000007111701bc"
-         + String(repeating: "00", count: 188) + "14e9003500200000" + String(repeating: "ab", count: 24)),
-        ("vlan ipv6 icmpv6 ext header at window end (ingress)",
-         "0200000000020200000000018100006486dd6000000000f0004020010db800000000000000000000000520010db80002000000000000000000073c1801c4"
-         + String(repeating: "00", count: 196) + "3a00010400000000" + "0800000000010001" + String(repeating: "ab", count: 24)),
+        (
+            "vlan ipv6 udp ports at window end (ingress)",
+            "0200000000020200000000018100006486dd6000000000e0004020010db800000000000000000000000520010db8000200000000000000000007111701bc"
+                + String(repeating: "00", count: 188) + "14e9003500200000" + String(repeating: "ab", count: 24)
+        ),
+        (
+            "vlan ipv6 icmpv6 ext header at window end (ingress)",
+            "0200000000020200000000018100006486dd6000000000f0004020010db800000000000000000000000520010db80002000000000000000000073c1801c4"
+                + String(repeating: "00", count: 196) + "3a00010400000000" + "0800000000010001" + String(repeating: "ab", count: 24)
+        ),
     ]
 
     static func bytes(hex: String) -> [UInt8] {
@@ -419,7 +453,7 @@ final class KernelLog {
         while true {
             let n = read(fd, &buf, buf.count)
             if n < 0 && errno == EPIPE { continue }  // overwritten records: go on with the next
-            if n < 0 && errno == EAGAIN { break }    // no newer record
+            if n < 0 && errno == EAGAIN { break }  // no newer record
             if n < 0 { throw TestFailure("read /dev/kmsg: \(String(cString: strerror(errno)))") }
             if n == 0 { break }
             let record = String(decoding: buf.prefix(n), as: UTF8.self)
@@ -432,8 +466,8 @@ final class KernelLog {
 
     static func suspicious(_ line: String) -> Bool {
         let lower = line.lowercased()
-        return line.contains("WARNING") || line.contains("BUG") || line.contains("Call Trace") ||
-            lower.contains("bpf") || lower.contains("verifier") || lower.contains("general protection")
+        return line.contains("WARNING") || line.contains("BUG") || line.contains("Call Trace") || lower.contains("bpf")
+            || lower.contains("verifier") || lower.contains("general protection")
     }
 }
 
@@ -473,181 +507,209 @@ struct PacketSender {
 }
 
 extension KernelTests {
-/// Malformed frames through the real attached TC programs (not test-run): sent on
-/// packet sockets into the ENI's host-side device (TC ingress, the VM's outbound)
-/// and out of it (TC egress, inbound), decided by the counters the agent's metrics
-/// read, compared with `PacketParser.describe` + `Oracle.decide`.
-@Suite struct MalformedFrameTests {
-    struct Tally {
-        var frames = 0, notSent = 0, notDelivered = 0, compared = 0, disagreements = 0
-    }
+    /// Malformed frames through the real attached TC programs (not test-run): sent on
+    /// packet sockets into the ENI's host-side device (TC ingress, the VM's outbound)
+    /// and out of it (TC egress, inbound), decided by the counters the agent's metrics
+    /// read, compared with `PacketParser.describe` + `Oracle.decide`.
+    @Suite struct MalformedFrameTests {
+        struct Tally {
+            var frames = 0, notSent = 0, notDelivered = 0, compared = 0, disagreements = 0
+        }
 
-    enum Live {
-        case notSent(Int32)
-        case notDelivered
-        case noisy(String)
-        case decided(Verdict.Outcome, RuleInfo?)
-    }
+        enum Live {
+            case notSent(Int32)
+            case notDelivered
+            case noisy(String)
+            case decided(Verdict.Outcome, RuleInfo?)
+        }
 
-    @Test func malformedFramesThroughTheAttachedProgramsAgreeWithTheOracleAndWarnNothing() throws {
-        let clock = ContinuousClock()
-        let started = clock.now
-        let log = try KernelLog()
-        let corpus = MalformedFrames.corpus(seed: 0x6d61_6c66_6f72_6d64)
-        var tallies: [String: Tally] = [:]
-        var outcomes: [String: Int] = [:]
-        var failures: [String] = []
-        var mirrored = 0, copies = 0, cloneErrors: UInt64 = 0
+        @Test func malformedFramesThroughTheAttachedProgramsAgreeWithTheOracleAndWarnNothing() throws {
+            let clock = ContinuousClock()
+            let started = clock.now
+            let log = try KernelLog()
+            let corpus = MalformedFrames.corpus(seed: 0x6d61_6c66_6f72_6d64)
+            var tallies: [String: Tally] = [:]
+            var outcomes: [String: Int] = [:]
+            var failures: [String] = []
+            var mirrored = 0, copies = 0, cloneErrors: UInt64 = 0
 
-        try Kernel.withBPFFS { dir in
-            let dp = try BPFDatapath(pinDirectory: dir)
-            defer { dp.unpinMaps(); dp.close() }
-            try Kernel.withNetns { host in
-                try Kernel.withNetns { vm in
-                    for ns in [host, vm] {
-                        // No router solicitations, ND or MLD: only our frames reach the hooks.
-                        try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-                        try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
-                    }
-                    // The ENI dptA0 (host side) <-> dptA1 (VM); the mirror device dptM0 -> dptM1.
-                    // No addresses: the stacks drop every frame (other-host MAC) without answering.
-                    try Kernel.run(["ip", "-n", host, "link", "add", "dptA0", "mtu", "9000", "type", "veth",
-                                    "peer", "name", "dptA1", "mtu", "9000", "netns", vm])
-                    try Kernel.run(["ip", "-n", host, "link", "add", "dptM0", "mtu", "9000", "type", "veth",
-                                    "peer", "name", "dptM1", "mtu", "9000"])
-                    for (ns, dev) in [(host, "dptA0"), (vm, "dptA1"), (host, "dptM0"), (host, "dptM1")] {
-                        try Kernel.run(["ip", "-n", ns, "link", "set", dev, "up"])
-                    }
-
-                    let doc = MalformedFrames.document(interface: "dptA0")
-                    let slots = try SlotAssignment.assign(document: doc)
-                    let (indexes, attachments) = try Kernel.inNetns(host) { () throws -> ([String: UInt32], [BPFDatapath.Attachment]) in
-                        var idx: [String: UInt32] = [:]
-                        for dev in ["dptA0", "dptM0"] { idx[dev] = UInt32(try BPFDatapath.ifindex(of: dev)) }
-                        return (idx, [try dp.attach(interface: "dptA0", hook: .ingress),
-                                      try dp.attach(interface: "dptA0", hook: .egress)])
-                    }
-                    defer { _ = try? Kernel.inNetns(host) { () throws -> Void in for a in attachments { try dp.detach(a, destroyHookIfCreated: true) } } }
-                    let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { indexes[$0] }))
-                    try dp.apply(image, mirrorIfindex: indexes["dptM0"]!)
-                    let sourceSlot = slots.sources["eni"]!
-
-                    let vmSide = try PacketSender.open(netns: vm, interface: "dptA1")
-                    defer { vmSide.close() }
-                    let hostSide = try PacketSender.open(netns: host, interface: "dptA0")
-                    defer { hostSide.close() }
-
-                    var hits: [RuleKey: UInt64] = [:]
-                    for key in image.rules.keys { hits[key] = try dp.ruleHits(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex) }
-                    /// The rule whose counter moved (there is exactly one for a decided frame).
-                    func movedRule(_ direction: Direction) throws -> [RuleKey] {
-                        var moved: [RuleKey] = []
-                        for key in image.rules.keys where key.direction == direction {
-                            let h = try dp.ruleHits(sessionSlot: key.sessionSlot, direction: direction, ruleIndex: key.ruleIndex)
-                            if h != hits[key] { moved.append(key); hits[key] = h }
+            try Kernel.withBPFFS { dir in
+                let dp = try BPFDatapath(pinDirectory: dir)
+                defer { dp.unpinMaps(); dp.close() }
+                try Kernel.withNetns { host in
+                    try Kernel.withNetns { vm in
+                        for ns in [host, vm] {
+                            // No router solicitations, ND or MLD: only our frames reach the hooks.
+                            try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+                            try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
                         }
-                        return moved
-                    }
-
-                    /// Sends one frame and reads what the attached program decided.
-                    func live(_ frame: [UInt8], _ direction: Direction) throws -> Live {
-                        guard frame.count >= 14 else { return .notSent(EINVAL) }
-                        let before = try dp.sourceCounters(sourceSlot: sourceSlot, direction: direction)
-                        let err = (direction == .outbound ? vmSide : hostSide).send(frame)
-                        if err != 0 { return .notSent(err) }
-                        // TC egress runs inside sendto; TC ingress in the softirq that
-                        // usually follows it at once. Wait a little for the counters to
-                        // settle: `seen` and one outcome counter, nothing else.
-                        let deadline = clock.now + .milliseconds(40)
-                        var after = before
-                        while true {
-                            after = try dp.sourceCounters(sourceSlot: sourceSlot, direction: direction)
-                            let outcomes = (after.mirrored + after.rejected + after.noMatch + after.notIP + after.cloneErrors) -
-                                (before.mirrored + before.rejected + before.noMatch + before.notIP + before.cloneErrors)
-                            if after.seen != before.seen && outcomes == after.seen - before.seen { break }
-                            if clock.now > deadline { break }
-                            usleep(100)
+                        // The ENI dptA0 (host side) <-> dptA1 (VM); the mirror device dptM0 -> dptM1.
+                        // No addresses: the stacks drop every frame (other-host MAC) without answering.
+                        try Kernel.run([
+                            "ip", "-n", host, "link", "add", "dptA0", "mtu", "9000", "type", "veth",
+                            "peer", "name", "dptA1", "mtu", "9000", "netns", vm,
+                        ])
+                        try Kernel.run([
+                            "ip", "-n", host, "link", "add", "dptM0", "mtu", "9000", "type", "veth",
+                            "peer", "name", "dptM1", "mtu", "9000",
+                        ])
+                        for (ns, dev) in [(host, "dptA0"), (vm, "dptA1"), (host, "dptM0"), (host, "dptM1")] {
+                            try Kernel.run(["ip", "-n", ns, "link", "set", dev, "up"])
                         }
-                        if after.seen == before.seen { return .notDelivered }
-                        if after.seen - before.seen != 1 { return .noisy("seen +\(after.seen - before.seen)") }
-                        cloneErrors += after.cloneErrors - before.cloneErrors
-                        let outcome: Verdict.Outcome
-                        if after.notIP != before.notIP { outcome = .notIP }
-                        else if after.noMatch != before.noMatch { outcome = .noMatch }
-                        else if after.rejected != before.rejected { outcome = .reject }
-                        else if after.mirrored != before.mirrored || after.cloneErrors != before.cloneErrors { outcome = .accept }
-                        else { return .noisy("no outcome counter moved") }
-                        guard outcome == .accept || outcome == .reject else { return .decided(outcome, nil) }
-                        if outcome == .accept { mirrored += 1 }
-                        let moved = try movedRule(direction)
-                        guard moved.count == 1 else { return .noisy("\(moved.count) rule counters moved") }
-                        return .decided(outcome, image.rules[moved[0]])
-                    }
 
-                    let copiesBefore = try TrafficTests.rxPackets(host, "dptM1")
-                    for frame in corpus {
-                        var t = tallies[frame.category, default: Tally()]
-                        t.frames += 1
-                        let parsed = PacketParser.describe(frame: frame.bytes)
-                        for direction in [Direction.outbound, .inbound] {
-                            let want = Differential.expected(Oracle.decide(document: doc, source: "eni", direction: direction, packet: parsed))
-                            switch try live(frame.bytes, direction) {
-                            case .notSent: t.notSent += 1
-                            case .notDelivered: t.notDelivered += 1
-                            case .noisy(let why):
-                                t.disagreements += 1
-                                failures.append("NOISE \(frame.category) \(frame.label) \(direction): \(why)\n  frame: \(frame.bytes.hex)")
-                            case .decided(let outcome, let rule):
-                                t.compared += 1
-                                outcomes["\(outcome)", default: 0] += 1
-                                let same = outcome == want.0 && rule?.sessionID == want.session && rule?.priority == want.priority
-                                if !same {
-                                    t.disagreements += 1
-                                    let kernel = rule.map { "\(outcome) session \($0.sessionID) rule \($0.priority)" } ?? "\(outcome)"
-                                    let oracle = want.session.map { "\(want.0) session \($0) rule \(want.priority ?? -1)" } ?? "\(want.0)"
-                                    failures.append("""
-                                    DISAGREEMENT \(frame.category) \(frame.label) \(direction) (\(frame.bytes.count) bytes)
-                                      parsed: \(parsed)
-                                      oracle: \(oracle)
-                                      kernel: \(kernel)
-                                      frame:  \(frame.bytes.hex)
-                                    """)
-                                }
+                        let doc = MalformedFrames.document(interface: "dptA0")
+                        let slots = try SlotAssignment.assign(document: doc)
+                        let (indexes, attachments) = try Kernel.inNetns(host) { () throws -> ([String: UInt32], [BPFDatapath.Attachment]) in
+                            var idx: [String: UInt32] = [:]
+                            for dev in ["dptA0", "dptM0"] { idx[dev] = UInt32(try BPFDatapath.ifindex(of: dev)) }
+                            return (
+                                idx,
+                                [
+                                    try dp.attach(interface: "dptA0", hook: .ingress),
+                                    try dp.attach(interface: "dptA0", hook: .egress),
+                                ]
+                            )
+                        }
+                        defer {
+                            _ = try? Kernel.inNetns(host) { () throws -> Void in
+                                for a in attachments { try dp.detach(a, destroyHookIfCreated: true) }
                             }
                         }
-                        tallies[frame.category] = t
+                        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { indexes[$0] }))
+                        try dp.apply(image, mirrorIfindex: indexes["dptM0"]!)
+                        let sourceSlot = slots.sources["eni"]!
+
+                        let vmSide = try PacketSender.open(netns: vm, interface: "dptA1")
+                        defer { vmSide.close() }
+                        let hostSide = try PacketSender.open(netns: host, interface: "dptA0")
+                        defer { hostSide.close() }
+
+                        var hits: [RuleKey: UInt64] = [:]
+                        for key in image.rules.keys {
+                            hits[key] = try dp.ruleHits(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex)
+                        }
+                        /// The rule whose counter moved (there is exactly one for a decided frame).
+                        func movedRule(_ direction: Direction) throws -> [RuleKey] {
+                            var moved: [RuleKey] = []
+                            for key in image.rules.keys where key.direction == direction {
+                                let h = try dp.ruleHits(sessionSlot: key.sessionSlot, direction: direction, ruleIndex: key.ruleIndex)
+                                if h != hits[key] { moved.append(key); hits[key] = h }
+                            }
+                            return moved
+                        }
+
+                        /// Sends one frame and reads what the attached program decided.
+                        func live(_ frame: [UInt8], _ direction: Direction) throws -> Live {
+                            guard frame.count >= 14 else { return .notSent(EINVAL) }
+                            let before = try dp.sourceCounters(sourceSlot: sourceSlot, direction: direction)
+                            let err = (direction == .outbound ? vmSide : hostSide).send(frame)
+                            if err != 0 { return .notSent(err) }
+                            // TC egress runs inside sendto; TC ingress in the softirq that
+                            // usually follows it at once. Wait a little for the counters to
+                            // settle: `seen` and one outcome counter, nothing else.
+                            let deadline = clock.now + .milliseconds(40)
+                            var after = before
+                            while true {
+                                after = try dp.sourceCounters(sourceSlot: sourceSlot, direction: direction)
+                                let outcomes =
+                                    (after.mirrored + after.rejected + after.noMatch + after.notIP + after.cloneErrors)
+                                    - (before.mirrored + before.rejected + before.noMatch + before.notIP + before.cloneErrors)
+                                if after.seen != before.seen && outcomes == after.seen - before.seen { break }
+                                if clock.now > deadline { break }
+                                usleep(100)
+                            }
+                            if after.seen == before.seen { return .notDelivered }
+                            if after.seen - before.seen != 1 { return .noisy("seen +\(after.seen - before.seen)") }
+                            cloneErrors += after.cloneErrors - before.cloneErrors
+                            let outcome: Verdict.Outcome
+                            if after.notIP != before.notIP {
+                                outcome = .notIP
+                            } else if after.noMatch != before.noMatch {
+                                outcome = .noMatch
+                            } else if after.rejected != before.rejected {
+                                outcome = .reject
+                            } else if after.mirrored != before.mirrored || after.cloneErrors != before.cloneErrors {
+                                outcome = .accept
+                            } else {
+                                return .noisy("no outcome counter moved")
+                            }
+                            guard outcome == .accept || outcome == .reject else { return .decided(outcome, nil) }
+                            if outcome == .accept { mirrored += 1 }
+                            let moved = try movedRule(direction)
+                            guard moved.count == 1 else { return .noisy("\(moved.count) rule counters moved") }
+                            return .decided(outcome, image.rules[moved[0]])
+                        }
+
+                        let copiesBefore = try TrafficTests.rxPackets(host, "dptM1")
+                        for frame in corpus {
+                            var t = tallies[frame.category, default: Tally()]
+                            t.frames += 1
+                            let parsed = PacketParser.describe(frame: frame.bytes)
+                            for direction in [Direction.outbound, .inbound] {
+                                let want = Differential.expected(
+                                    Oracle.decide(document: doc, source: "eni", direction: direction, packet: parsed))
+                                switch try live(frame.bytes, direction) {
+                                case .notSent: t.notSent += 1
+                                case .notDelivered: t.notDelivered += 1
+                                case .noisy(let why):
+                                    t.disagreements += 1
+                                    failures.append(
+                                        "NOISE \(frame.category) \(frame.label) \(direction): \(why)\n  frame: \(frame.bytes.hex)")
+                                case .decided(let outcome, let rule):
+                                    t.compared += 1
+                                    outcomes["\(outcome)", default: 0] += 1
+                                    let same = outcome == want.0 && rule?.sessionID == want.session && rule?.priority == want.priority
+                                    if !same {
+                                        t.disagreements += 1
+                                        let kernel = rule.map { "\(outcome) session \($0.sessionID) rule \($0.priority)" } ?? "\(outcome)"
+                                        let oracle =
+                                            want.session.map { "\(want.0) session \($0) rule \(want.priority ?? -1)" } ?? "\(want.0)"
+                                        failures.append(
+                                            """
+                                            DISAGREEMENT \(frame.category) \(frame.label) \(direction) (\(frame.bytes.count) bytes)
+                                              parsed: \(parsed)
+                                              oracle: \(oracle)
+                                              kernel: \(kernel)
+                                              frame:  \(frame.bytes.hex)
+                                            """)
+                                    }
+                                }
+                            }
+                            tallies[frame.category] = t
+                        }
+                        Thread.sleep(forTimeInterval: 0.3)
+                        copies = try TrafficTests.rxPackets(host, "dptM1") - copiesBefore
                     }
-                    Thread.sleep(forTimeInterval: 0.3)
-                    copies = try TrafficTests.rxPackets(host, "dptM1") - copiesBefore
                 }
             }
-        }
-        let warnings = try log.newLines().filter(KernelLog.suspicious)
-        let elapsed = clock.now - started
+            let warnings = try log.newLines().filter(KernelLog.suspicious)
+            let elapsed = clock.now - started
 
-        let total = tallies.values.reduce(Tally()) { a, t in
-            Tally(frames: a.frames + t.frames, notSent: a.notSent + t.notSent, notDelivered: a.notDelivered + t.notDelivered,
-                  compared: a.compared + t.compared, disagreements: a.disagreements + t.disagreements)
-        }
-        let perCategory = tallies.sorted { $0.key < $1.key }.map { c, t in
-            "\(c) \(t.frames) (compared \(t.compared), not sent \(t.notSent), not delivered \(t.notDelivered), disagree \(t.disagreements))"
-        }
-        print("malformed: \(total.frames) frames x 2 directions = \(2 * total.frames) sends; compared \(total.compared), " +
-              "not sent \(total.notSent), not delivered \(total.notDelivered), disagreements \(total.disagreements); " +
-              "kernel outcomes \(outcomes.sorted { $0.key < $1.key }); \(copies) copies on the mirror device for \(mirrored) accepts; " +
-              "\(warnings.count) kernel log warnings; \(elapsed)")
-        print("malformed categories: " + perCategory.joined(separator: "; "))
-        for f in failures.prefix(8) { print(f) }
-        for w in warnings.prefix(20) { print("kernel log: \(w)") }
+            let total = tallies.values.reduce(Tally()) { a, t in
+                Tally(
+                    frames: a.frames + t.frames, notSent: a.notSent + t.notSent, notDelivered: a.notDelivered + t.notDelivered,
+                    compared: a.compared + t.compared, disagreements: a.disagreements + t.disagreements)
+            }
+            let perCategory = tallies.sorted { $0.key < $1.key }.map { c, t in
+                "\(c) \(t.frames) (compared \(t.compared), not sent \(t.notSent), not delivered \(t.notDelivered), disagree \(t.disagreements))"
+            }
+            print(
+                "malformed: \(total.frames) frames x 2 directions = \(2 * total.frames) sends; compared \(total.compared), "
+                    + "not sent \(total.notSent), not delivered \(total.notDelivered), disagreements \(total.disagreements); "
+                    + "kernel outcomes \(outcomes.sorted { $0.key < $1.key }); \(copies) copies on the mirror device for \(mirrored) accepts; "
+                    + "\(warnings.count) kernel log warnings; \(elapsed)")
+            print("malformed categories: " + perCategory.joined(separator: "; "))
+            for f in failures.prefix(8) { print(f) }
+            for w in warnings.prefix(20) { print("kernel log: \(w)") }
 
-        #expect(total.frames >= 5000)
-        #expect(total.disagreements == 0, "\(total.disagreements) frames where the live datapath and the oracle disagree")
-        // Runts and oversize jumbo frames cannot be sent; VLAN frames too short for
-        // their tag are dropped by the stack before TC ingress (skb_vlan_untag).
-        #expect(total.compared * 100 >= 2 * total.frames * 97, "most frames reach the hooks")
-        #expect(cloneErrors == 0)
-        #expect(copies == mirrored, "one copy on the mirror device per accepted frame")
-        #expect(warnings.isEmpty, "kernel log: \(warnings.prefix(5))")
+            #expect(total.frames >= 5000)
+            #expect(total.disagreements == 0, "\(total.disagreements) frames where the live datapath and the oracle disagree")
+            // Runts and oversize jumbo frames cannot be sent; VLAN frames too short for
+            // their tag are dropped by the stack before TC ingress (skb_vlan_untag).
+            #expect(total.compared * 100 >= 2 * total.frames * 97, "most frames reach the hooks")
+            #expect(cloneErrors == 0)
+            #expect(copies == mirrored, "one copy on the mirror device per accepted frame")
+            #expect(warnings.isEmpty, "kernel log: \(warnings.prefix(5))")
+        }
     }
-}
 }

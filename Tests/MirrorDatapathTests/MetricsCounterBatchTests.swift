@@ -1,9 +1,10 @@
 import CLibbpf
 import CMirrorABI
 import Foundation
-@testable import MirrorDatapath
 import MirrorCore
 import Testing
+
+@testable import MirrorDatapath
 
 /// The batched counter reads (CounterBatch.swift) return what per-key lookups return,
 /// across chunk boundaries, with every CPU summed.
@@ -94,8 +95,9 @@ struct MetricsCounterBatchTests {
         defer { dp.close() }
         #expect(try dp.establishedFlowCount() == 0)
         func flow(_ i: Int) -> BPFDatapath.Flow {
-            BPFDatapath.Flow(ifindex: 7, local: IPAddress("192.0.2.10")!, remote: IPAddress("198.51.100.\(i % 250 + 1)")!,
-                             protocol: 6, localPort: UInt16(1024 + i), remotePort: 80)
+            BPFDatapath.Flow(
+                ifindex: 7, local: IPAddress("192.0.2.10")!, remote: IPAddress("198.51.100.\(i % 250 + 1)")!,
+                protocol: 6, localPort: UInt16(1024 + i), remotePort: 80)
         }
         for i in 0..<5000 { try dp.recordFlow(flow(i)) }
         for i in 5000..<5003 { try dp.recordFlow(flow(i), idleFor: UInt64(MIRROR_FLOW_IDLE_NS) + 1_000_000_000) }

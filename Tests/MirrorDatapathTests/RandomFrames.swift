@@ -10,9 +10,9 @@ enum RandomFrames {
         var total = 0, vlan = 0, ipv4Options = 0, ipv4FirstFragment = 0, laterFragment = 0
         var ipv6Extensions = 0, malformed = 0, nonIP = 0, garbage = 0
         var description: String {
-            "frames \(total): vlan \(vlan), ipv4 options \(ipv4Options), ipv4 first fragments \(ipv4FirstFragment), " +
-            "later fragments \(laterFragment), ipv6 ext headers \(ipv6Extensions), malformed/truncated \(malformed), " +
-            "non-IP \(nonIP), garbage \(garbage)"
+            "frames \(total): vlan \(vlan), ipv4 options \(ipv4Options), ipv4 first fragments \(ipv4FirstFragment), "
+                + "later fragments \(laterFragment), ipv6 ext headers \(ipv6Extensions), malformed/truncated \(malformed), "
+                + "non-IP \(nonIP), garbage \(garbage)"
         }
     }
 

@@ -30,7 +30,8 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
         var v: UInt32 = 0
         for p in parts {
             guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  !(p.count > 1 && p.first == "0"), let n = UInt32(p), n <= 255 else { return nil }
+                !(p.count > 1 && p.first == "0"), let n = UInt32(p), n <= 255
+            else { return nil }
             v = v << 8 | n
         }
         return v
@@ -44,7 +45,9 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
         if let i = chars.indices.first(where: { $0 + 1 < chars.count && chars[$0] == ":" && chars[$0 + 1] == ":" }) {
             halves = [String(chars[..<i]), String(chars[(i + 2)...])]
             if halves[1].contains("::") { return nil }
-        } else { halves = [s] }
+        } else {
+            halves = [s]
+        }
         guard halves.count <= 2 else { return nil }
         func groups(_ part: String, allowV4Tail: Bool) -> [UInt16]? {
             if part.isEmpty { return [] }
@@ -56,7 +59,8 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
                     out.append(UInt16(v4 >> 16)); out.append(UInt16(v4 & 0xffff))
                 } else {
                     guard !item.isEmpty, item.count <= 4, item.allSatisfy({ $0.isHexDigit }),
-                          let g = UInt16(item, radix: 16) else { return nil }
+                        let g = UInt16(item, radix: 16)
+                    else { return nil }
                     out.append(g)
                 }
             }
@@ -64,7 +68,8 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
         }
         if halves.count == 2 {
             guard let h = groups(halves[0], allowV4Tail: false), let t = groups(halves[1], allowV4Tail: true),
-                  h.count + t.count <= 7 else { return nil }
+                h.count + t.count <= 7
+            else { return nil }
             head = h; tail = t
             head += Array(repeating: 0, count: 8 - h.count - t.count)
         } else {
@@ -91,7 +96,9 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
                     while j < 8 && g[j] == 0 { j += 1 }
                     if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
                     i = j
-                } else { i += 1 }
+                } else {
+                    i += 1
+                }
             }
             let hex = { (x: UInt16) in String(x, radix: 16) }
             if bestStart < 0 { return g.map(hex).joined(separator: ":") }
@@ -122,8 +129,9 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     }
 
     public static func all(_ e: Ethertype) -> CIDR {
-        e == .ipv4 ? CIDR(address: .v4(0), prefixLength: 0)
-                   : CIDR(address: .v6(Array(repeating: 0, count: 16)), prefixLength: 0)
+        e == .ipv4
+            ? CIDR(address: .v4(0), prefixLength: 0)
+            : CIDR(address: .v6(Array(repeating: 0, count: 16)), prefixLength: 0)
     }
 
     public var ethertype: Ethertype { address.ethertype }

@@ -91,9 +91,11 @@ public struct MatchRule<Action: Hashable & Sendable & Encodable>: Hashable, Send
     public var sourcePorts: PortRange?
     public var destinationPorts: PortRange?
 
-    public init(priority: Int, action: Action, ethertype: Ethertype, protocol: ProtocolSpec = .all,
-                source: CIDR? = nil, destination: CIDR? = nil,
-                sourcePorts: PortRange? = nil, destinationPorts: PortRange? = nil) {
+    public init(
+        priority: Int, action: Action, ethertype: Ethertype, protocol: ProtocolSpec = .all,
+        source: CIDR? = nil, destination: CIDR? = nil,
+        sourcePorts: PortRange? = nil, destinationPorts: PortRange? = nil
+    ) {
         self.priority = priority; self.action = action; self.ethertype = ethertype
         self.protocol = `protocol`; self.source = source; self.destination = destination
         self.sourcePorts = sourcePorts; self.destinationPorts = destinationPorts
@@ -124,8 +126,10 @@ public struct Target: Hashable, Sendable, Encodable {
     public var backends: [IPAddress]?
     public var description: String?
 
-    public init(id: String, type: TargetType, address: IPAddress? = nil, backends: [IPAddress]? = nil,
-                description: String? = nil) {
+    public init(
+        id: String, type: TargetType, address: IPAddress? = nil, backends: [IPAddress]? = nil,
+        description: String? = nil
+    ) {
         self.id = id; self.type = type; self.address = address; self.backends = backends
         self.description = description
     }
@@ -145,8 +149,10 @@ public struct Source: Hashable, Sendable, Encodable {
     public var enforce: Bool?
     public var description: String?
 
-    public init(id: String, interface: String, addresses: [IPAddress]? = nil, securityGroups: [String]? = nil,
-                networkAcl: String? = nil, enforce: Bool? = nil, description: String? = nil) {
+    public init(
+        id: String, interface: String, addresses: [IPAddress]? = nil, securityGroups: [String]? = nil,
+        networkAcl: String? = nil, enforce: Bool? = nil, description: String? = nil
+    ) {
         self.id = id; self.interface = interface; self.addresses = addresses
         self.securityGroups = securityGroups; self.networkAcl = networkAcl; self.enforce = enforce
         self.description = description
@@ -166,8 +172,10 @@ public struct Session: Hashable, Sendable, Encodable {
     public var packetLength: Int?
     public var description: String?
 
-    public init(id: String, priority: Int, filter: String, sources: [String], target: String,
-                vni: Int? = nil, enabled: Bool? = nil, packetLength: Int? = nil, description: String? = nil) {
+    public init(
+        id: String, priority: Int, filter: String, sources: [String], target: String,
+        vni: Int? = nil, enabled: Bool? = nil, packetLength: Int? = nil, description: String? = nil
+    ) {
         self.id = id; self.priority = priority; self.filter = filter; self.sources = sources
         self.target = target; self.vni = vni; self.enabled = enabled; self.packetLength = packetLength
         self.description = description
@@ -185,8 +193,10 @@ public struct SecurityGroupRule: Hashable, Sendable, Encodable {
     public var remote: CIDR?
     public var ports: PortRange?
 
-    public init(direction: SecurityGroupDirection, priority: Int, action: AllowDeny, ethertype: Ethertype,
-                protocol: ProtocolSpec = .all, remote: CIDR? = nil, ports: PortRange? = nil) {
+    public init(
+        direction: SecurityGroupDirection, priority: Int, action: AllowDeny, ethertype: Ethertype,
+        protocol: ProtocolSpec = .all, remote: CIDR? = nil, ports: PortRange? = nil
+    ) {
         self.direction = direction; self.priority = priority; self.action = action
         self.ethertype = ethertype; self.protocol = `protocol`; self.remote = remote; self.ports = ports
     }
@@ -220,8 +230,10 @@ public struct Document: Hashable, Sendable, Encodable {
     public var securityGroups: [SecurityGroup]
     public var networkAcls: [NetworkAcl]
 
-    public init(filters: [Filter] = [], targets: [Target] = [], sources: [Source] = [],
-                sessions: [Session] = [], securityGroups: [SecurityGroup] = [], networkAcls: [NetworkAcl] = []) {
+    public init(
+        filters: [Filter] = [], targets: [Target] = [], sources: [Source] = [],
+        sessions: [Session] = [], securityGroups: [SecurityGroup] = [], networkAcls: [NetworkAcl] = []
+    ) {
         self.filters = filters; self.targets = targets; self.sources = sources
         self.sessions = sessions; self.securityGroups = securityGroups; self.networkAcls = networkAcls
     }

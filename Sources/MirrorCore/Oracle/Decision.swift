@@ -56,8 +56,10 @@ public struct Decision: Hashable, Sendable, Codable {
     /// One line a person can read.
     public var explanation: String
 
-    public init(mirrored: Bool, session: String?, rule: RuleRef?, reason: Reason, tried: [String],
-                suppression: Suppression? = nil, explanation: String) {
+    public init(
+        mirrored: Bool, session: String?, rule: RuleRef?, reason: Reason, tried: [String],
+        suppression: Suppression? = nil, explanation: String
+    ) {
         self.mirrored = mirrored; self.session = session; self.rule = rule; self.reason = reason
         self.tried = tried; self.suppression = suppression; self.explanation = explanation
     }

@@ -5,21 +5,27 @@ public enum Oracle {
     /// The decision for one packet seen on `source` in `direction`, under `document`
     /// (a validated document). Security groups and network ACLs are applied first
     /// (SPEC §5) when the source has them, see `SecurityPolicy`.
-    public static func decide(document: Document, source: String, direction: Direction,
-                              packet: PacketDescription,
-                              connection: ConnectionState = .new) -> Decision {
+    public static func decide(
+        document: Document, source: String, direction: Direction,
+        packet: PacketDescription,
+        connection: ConnectionState = .new
+    ) -> Decision {
         guard packet.ethertype != nil else {
-            return Decision(mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [],
-                            explanation: "not mirrored: not an IP packet (ARP and other non-IP frames match no rule)")
+            return Decision(
+                mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [],
+                explanation: "not mirrored: not an IP packet (ARP and other non-IP frames match no rule)")
         }
         if let src = document.sources.first(where: { $0.id == source }),
-           let s = SecurityPolicy.suppression(document: document, source: src, direction: direction,
-                                              packet: packet, connection: connection) {
+            let s = SecurityPolicy.suppression(
+                document: document, source: src, direction: direction,
+                packet: packet, connection: connection)
+        {
             let reason: Decision.Reason = s.kind == "securityGroup" ? .suppressedBySecurityGroup : .suppressedByAcl
             let what = s.kind == "securityGroup" ? "security group" : "network ACL"
             let which = (s.id.map { " \($0)" } ?? "") + (s.rulePriority.map { " rule \($0)" } ?? " (no rule matched: default deny)")
-            return Decision(mirrored: false, session: nil, rule: nil, reason: reason, tried: [], suppression: s,
-                            explanation: "not mirrored: dropped by \(what)\(which)")
+            return Decision(
+                mirrored: false, session: nil, rule: nil, reason: reason, tried: [], suppression: s,
+                explanation: "not mirrored: dropped by \(what)\(which)")
         }
 
         let sessions = sessionsInOrder(document: document, source: source)
@@ -39,20 +45,24 @@ public enum Oracle {
             let ref = Decision.RuleRef(filter: filter.id, direction: direction, priority: rule.priority, action: rule.action)
             // SPEC §4: the first matching rule decides and evaluation stops across sessions.
             if rule.action == .accept {
-                return Decision(mirrored: true, session: session.id, rule: ref, reason: .accepted, tried: tried,
-                                explanation: "mirrored by session \(session.id) via \(direction) rule \(rule.priority) of filter \(filter.id) (accept)")
+                return Decision(
+                    mirrored: true, session: session.id, rule: ref, reason: .accepted, tried: tried,
+                    explanation: "mirrored by session \(session.id) via \(direction) rule \(rule.priority) of filter \(filter.id) (accept)")
             }
-            return Decision(mirrored: false, session: session.id, rule: ref, reason: .rejectedByRule, tried: tried,
-                            explanation: "not mirrored: \(direction) rule \(rule.priority) of filter \(filter.id) in session \(session.id) rejects it")
+            return Decision(
+                mirrored: false, session: session.id, rule: ref, reason: .rejectedByRule, tried: tried,
+                explanation: "not mirrored: \(direction) rule \(rule.priority) of filter \(filter.id) in session \(session.id) rejects it")
         }
         if let (session, rule) = disabledWouldDecide, rule.action == .accept {
             let ref = Decision.RuleRef(filter: session.filter, direction: direction, priority: rule.priority, action: rule.action)
-            return Decision(mirrored: false, session: session.id, rule: ref, reason: .sessionDisabled, tried: tried,
-                            explanation: "not mirrored: session \(session.id) would mirror it via \(direction) rule \(rule.priority) but is disabled")
+            return Decision(
+                mirrored: false, session: session.id, rule: ref, reason: .sessionDisabled, tried: tried,
+                explanation: "not mirrored: session \(session.id) would mirror it via \(direction) rule \(rule.priority) but is disabled")
         }
         let list = tried.isEmpty ? "no enabled session on this source" : "tried " + tried.joined(separator: ", ")
-        return Decision(mirrored: false, session: nil, rule: nil, reason: .noMatch, tried: tried,
-                        explanation: "not mirrored: no rule matched (\(list))")
+        return Decision(
+            mirrored: false, session: nil, rule: nil, reason: .noMatch, tried: tried,
+            explanation: "not mirrored: no rule matched (\(list))")
     }
 
     /// The sessions that include `source`, in ascending priority (ties, which
@@ -82,14 +92,17 @@ public enum Oracle {
     }
 
     public static func ruleMatches(_ r: Rule, _ p: PacketDescription) -> Bool {
-        conditionsHold(ethertype: r.ethertype, protocol: r.protocol, source: r.source, destination: r.destination,
-                       sourcePorts: r.sourcePorts, destinationPorts: r.destinationPorts, packet: p)
+        conditionsHold(
+            ethertype: r.ethertype, protocol: r.protocol, source: r.source, destination: r.destination,
+            sourcePorts: r.sourcePorts, destinationPorts: r.destinationPorts, packet: p)
     }
 
     /// Shared by filter rules, ACL rules and security-group rules.
-    public static func conditionsHold(ethertype: Ethertype, protocol proto: ProtocolSpec, source: CIDR?,
-                                      destination: CIDR?, sourcePorts: PortRange?, destinationPorts: PortRange?,
-                                      packet p: PacketDescription) -> Bool {
+    public static func conditionsHold(
+        ethertype: Ethertype, protocol proto: ProtocolSpec, source: CIDR?,
+        destination: CIDR?, sourcePorts: PortRange?, destinationPorts: PortRange?,
+        packet p: PacketDescription
+    ) -> Bool {
         guard p.ethertype == ethertype, proto.matches(p.protocol) else { return false }
         guard addressMatches(source, p.source), addressMatches(destination, p.destination) else { return false }
         // SPEC §4: a later fragment carries no ports, whatever the description says.

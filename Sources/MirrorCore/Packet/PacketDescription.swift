@@ -17,9 +17,11 @@ public struct PacketDescription: Hashable, Sendable, CustomStringConvertible {
     /// An IPv4/IPv6 fragment with a non-zero offset.
     public var laterFragment: Bool
 
-    public init(ethertype: Ethertype?, protocol: UInt8? = nil, source: IPAddress? = nil,
-                destination: IPAddress? = nil, sourcePort: UInt16? = nil, destinationPort: UInt16? = nil,
-                laterFragment: Bool = false) {
+    public init(
+        ethertype: Ethertype?, protocol: UInt8? = nil, source: IPAddress? = nil,
+        destination: IPAddress? = nil, sourcePort: UInt16? = nil, destinationPort: UInt16? = nil,
+        laterFragment: Bool = false
+    ) {
         self.ethertype = ethertype; self.protocol = `protocol`; self.source = source
         self.destination = destination; self.sourcePort = sourcePort
         self.destinationPort = destinationPort; self.laterFragment = laterFragment

@@ -45,8 +45,10 @@ public enum DocumentEncoding {
 
     /// A filter rule or a network ACL rule: the same fields, their own action.
     public static func encode<Action: RawRepresentable>(_ r: MatchRule<Action>) -> JSONValue where Action.RawValue == String {
-        var m: Members = [("priority", .int(Int64(r.priority))), ("action", .string(r.action.rawValue)),
-                          ("ethertype", .string(r.ethertype.rawValue)), ("protocol", proto(r.protocol))]
+        var m: Members = [
+            ("priority", .int(Int64(r.priority))), ("action", .string(r.action.rawValue)),
+            ("ethertype", .string(r.ethertype.rawValue)), ("protocol", proto(r.protocol)),
+        ]
         opt(&m, "source", str(r.source))
         opt(&m, "destination", str(r.destination))
         opt(&m, "sourcePorts", str(r.sourcePorts))
@@ -73,8 +75,10 @@ public enum DocumentEncoding {
     }
 
     public static func encode(_ s: Session) -> JSONValue {
-        var m: Members = [("id", .string(s.id)), ("priority", .int(Int64(s.priority))), ("filter", .string(s.filter)),
-                          ("sources", .array(s.sources.map(JSONValue.string))), ("target", .string(s.target))]
+        var m: Members = [
+            ("id", .string(s.id)), ("priority", .int(Int64(s.priority))), ("filter", .string(s.filter)),
+            ("sources", .array(s.sources.map(JSONValue.string))), ("target", .string(s.target)),
+        ]
         opt(&m, "vni", s.vni.map { .int(Int64($0)) })
         opt(&m, "enabled", s.enabled.map(JSONValue.bool))
         opt(&m, "packetLength", s.packetLength.map { .int(Int64($0)) })
@@ -85,14 +89,21 @@ public enum DocumentEncoding {
     public static func encode(_ g: SecurityGroup) -> JSONValue {
         var m: Members = [("id", .string(g.id))]
         opt(&m, "description", g.description.map(JSONValue.string))
-        m.append(("rules", .array(g.rules.map { r in
-            var rm: Members = [("direction", .string(r.direction.rawValue)), ("priority", .int(Int64(r.priority))),
-                               ("action", .string(r.action.rawValue)), ("ethertype", .string(r.ethertype.rawValue)),
-                               ("protocol", proto(r.protocol))]
-            opt(&rm, "remote", str(r.remote))
-            opt(&rm, "ports", str(r.ports))
-            return .object(rm)
-        })))
+        m.append(
+            (
+                "rules",
+                .array(
+                    g.rules.map { r in
+                        var rm: Members = [
+                            ("direction", .string(r.direction.rawValue)), ("priority", .int(Int64(r.priority))),
+                            ("action", .string(r.action.rawValue)), ("ethertype", .string(r.ethertype.rawValue)),
+                            ("protocol", proto(r.protocol)),
+                        ]
+                        opt(&rm, "remote", str(r.remote))
+                        opt(&rm, "ports", str(r.ports))
+                        return .object(rm)
+                    })
+            ))
         return .object(m)
     }
 

@@ -52,9 +52,10 @@ struct DecodedDocument {
     var brokenIds: [String: Set<String>] = [:]
 
     var model: Document {
-        Document(filters: filters.map(\.value), targets: targets.map(\.value), sources: sources.map(\.value),
-                 sessions: sessions.map(\.value), securityGroups: securityGroups.map(\.value),
-                 networkAcls: networkAcls.map(\.value))
+        Document(
+            filters: filters.map(\.value), targets: targets.map(\.value), sources: sources.map(\.value),
+            sessions: sessions.map(\.value), securityGroups: securityGroups.map(\.value),
+            networkAcls: networkAcls.map(\.value))
     }
 }
 
@@ -81,8 +82,10 @@ struct Decoder {
 
     /// The object's members, after reporting unknown fields (with a did-you-mean hint)
     /// and missing required ones. nil when `v` is not an object.
-    mutating func members(_ v: JSONValue, _ path: String, kind: String, allowed: [String],
-                          required: [String]) -> [String: JSONValue]? {
+    mutating func members(
+        _ v: JSONValue, _ path: String, kind: String, allowed: [String],
+        required: [String]
+    ) -> [String: JSONValue]? {
         guard case .object(let list) = v else {
             add(path.isEmpty ? "document" : path, "must be an object (\(kind)), found \(v.kindName)")
             return nil
@@ -156,8 +159,10 @@ struct Decoder {
         return s
     }
 
-    mutating func enumValue<E: RawRepresentable & CaseIterable>(_ v: JSONValue?, _ path: String, _ what: String,
-                                                                 _: E.Type) -> E? where E.RawValue == String {
+    mutating func enumValue<E: RawRepresentable & CaseIterable>(
+        _ v: JSONValue?, _ path: String, _ what: String,
+        _: E.Type
+    ) -> E? where E.RawValue == String {
         guard let v else { return nil }
         if case .string(let s) = v, let e = E(rawValue: s) { return e }
         let names = E.allCases.map(\.rawValue)
@@ -211,18 +216,24 @@ struct Decoder {
         if parts.count == 2 {
             let p = parts[1]
             guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), !(p.count > 1 && p.first == "0"),
-                  let n = Int(p) else {
+                let n = Int(p)
+            else {
                 add(path, "\"\(s)\" has an invalid prefix length: \(form)"); return nil
             }
             guard n <= maxPrefix else {
-                add(path, "prefix length /\(n) is out of range: an \(address.ethertype == .ipv4 ? "IPv4" : "IPv6") prefix is 0–\(maxPrefix)")
+                add(
+                    path, "prefix length /\(n) is out of range: an \(address.ethertype == .ipv4 ? "IPv4" : "IPv6") prefix is 0–\(maxPrefix)"
+                )
                 return nil
             }
             prefix = n
         }
         let c = CIDR(address: address, prefixLength: prefix)
         if let ethertype, address.ethertype != ethertype {
-            add(path, "\(s) is an \(address.ethertype == .ipv4 ? "IPv4" : "IPv6") CIDR but the ethertype is \(ethertype): the family must match the ethertype")
+            add(
+                path,
+                "\(s) is an \(address.ethertype == .ipv4 ? "IPv4" : "IPv6") CIDR but the ethertype is \(ethertype): the family must match the ethertype"
+            )
             return nil
         }
         guard c.hostBitsZero else {
@@ -243,11 +254,17 @@ struct Decoder {
             guard (0...255).contains(n) else { add(path, "\(n) is out of range: \(allowed)"); return nil }
             p = .number(UInt8(n))
         case .string(let s):
-            if s == "all" { p = .all } else if let n = ProtocolSpec.names[s] { p = .number(n) } else if let n = UInt8(s), String(n) == s {
+            if s == "all" {
+                p = .all
+            } else if let n = ProtocolSpec.names[s] {
+                p = .number(n)
+            } else if let n = UInt8(s), String(n) == s {
                 p = .number(n)
             } else {
                 var msg = "\"\(s)\" is not allowed: \(allowed)"
-                if let h = EditDistance.suggestion(for: s, among: ["all"] + ProtocolSpec.names.keys.sorted()) { msg += "; did you mean \"\(h)\"?" }
+                if let h = EditDistance.suggestion(for: s, among: ["all"] + ProtocolSpec.names.keys.sorted()) {
+                    msg += "; did you mean \"\(h)\"?"
+                }
                 add(path, msg); return nil
             }
         default:
@@ -273,7 +290,8 @@ struct Decoder {
             let parts = s.split(separator: "-", omittingEmptySubsequences: false)
             func num(_ t: Substring) -> UInt16? {
                 guard !t.isEmpty, t.count <= 5, t.allSatisfy({ $0.isASCII && $0.isNumber }), !(t.count > 1 && t.first == "0"),
-                      let n = Int(t), n <= 65535 else { return nil }
+                    let n = Int(t), n <= 65535
+                else { return nil }
                 return UInt16(n)
             }
             guard parts.count <= 2, let lo = num(parts[0]), let hi = parts.count == 2 ? num(parts[1]) : lo else {
@@ -297,15 +315,18 @@ struct Decoder {
         let rule = "an interface name is 1–15 bytes, without '/', ':', whitespace or control characters, and not \".\" or \"..\""
         if s.isEmpty || s.utf8.count > 15 { add(path, "\"\(s)\" is \(s.utf8.count) bytes long: \(rule)"); return nil }
         if s == "." || s == ".." { add(path, "\"\(s)\" is not allowed: \(rule)"); return nil }
-        if s.unicodeScalars.contains(where: { $0 == "/" || $0 == ":" || $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
+        if s.unicodeScalars.contains(where: { $0 == "/" || $0 == ":" || $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F })
+        {
             add(path, "\"\(s)\" contains a forbidden character: \(rule)"); return nil
         }
         return s
     }
 
     /// Reads an array of elements with `read`; nil elements (with errors) are dropped.
-    mutating func list<T>(_ v: JSONValue?, _ path: String, _ what: String, max: Int? = nil, quota: String? = nil,
-                          _ read: (inout Decoder, JSONValue, String) -> T?) -> [Located<T>]? {
+    mutating func list<T>(
+        _ v: JSONValue?, _ path: String, _ what: String, max: Int? = nil, quota: String? = nil,
+        _ read: (inout Decoder, JSONValue, String) -> T?
+    ) -> [Located<T>]? {
         guard let items = array(v, path, what) else { return nil }
         var out: [Located<T>] = []
         for (i, item) in items.enumerated() {
@@ -330,18 +351,22 @@ struct Decoder {
             guard case .array(let items)? = m[kind] else { continue }
             for item in items { if case .string(let id)? = item["id"] { d.brokenIds[kind, default: []].insert(id) } }
         }
-        d.filters = list(m["filters"], "filters", "filters", max: Quota.filtersPerAgent, quota: "filters per agent") {
-            $0.filter($1, $2)
-        } ?? []
-        d.targets = list(m["targets"], "targets", "targets", max: Quota.targetsPerAgent, quota: "targets per agent") {
-            $0.target($1, $2)
-        } ?? []
-        d.sources = list(m["sources"], "sources", "sources", max: Quota.sourcesPerAgent, quota: "sources per agent") {
-            $0.source($1, $2)
-        } ?? []
-        d.sessions = list(m["sessions"], "sessions", "sessions", max: Quota.sessionsPerAgent, quota: "sessions per agent") {
-            $0.session($1, $2)
-        } ?? []
+        d.filters =
+            list(m["filters"], "filters", "filters", max: Quota.filtersPerAgent, quota: "filters per agent") {
+                $0.filter($1, $2)
+            } ?? []
+        d.targets =
+            list(m["targets"], "targets", "targets", max: Quota.targetsPerAgent, quota: "targets per agent") {
+                $0.target($1, $2)
+            } ?? []
+        d.sources =
+            list(m["sources"], "sources", "sources", max: Quota.sourcesPerAgent, quota: "sources per agent") {
+                $0.source($1, $2)
+            } ?? []
+        d.sessions =
+            list(m["sessions"], "sessions", "sessions", max: Quota.sessionsPerAgent, quota: "sessions per agent") {
+                $0.session($1, $2)
+            } ?? []
         d.securityGroups = list(m["securityGroups"], "securityGroups", "security groups") { $0.securityGroup($1, $2) } ?? []
         d.networkAcls = list(m["networkAcls"], "networkAcls", "network ACLs") { $0.networkAcl($1, $2) } ?? []
         // brokenIds keeps only ids whose element failed to decode.
@@ -358,8 +383,11 @@ struct Decoder {
     }
 
     mutating func filter(_ v: JSONValue, _ path: String) -> Filter? {
-        guard let m = members(v, path, kind: "a filter", allowed: ["id", "description", "inbound", "outbound"],
-                              required: ["id"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a filter", allowed: ["id", "description", "inbound", "outbound"],
+                required: ["id"])
+        else { return nil }
         let id = self.id(m["id"], path + ".id", "a filter id")
         let desc = description(m["description"], path + ".description")
         var ok = id != nil && (m["description"] == nil || desc != nil)
@@ -367,8 +395,10 @@ struct Decoder {
         for dir in Direction.allCases {
             let p = path + ".\(dir)"
             let before = errors.count
-            let r = list(m[dir.rawValue], p, "\(dir) rules", max: Quota.rulesPerFilterDirection,
-                         quota: "rules per filter: \(Quota.rulesPerFilterDirection) inbound + \(Quota.rulesPerFilterDirection) outbound") {
+            let r = list(
+                m[dir.rawValue], p, "\(dir) rules", max: Quota.rulesPerFilterDirection,
+                quota: "rules per filter: \(Quota.rulesPerFilterDirection) inbound + \(Quota.rulesPerFilterDirection) outbound"
+            ) {
                 $0.rule($1, $2)
             }
             if m[dir.rawValue] != nil && r == nil { ok = false }
@@ -378,21 +408,32 @@ struct Decoder {
             var seen: [Int: String] = [:]
             for rule in rules[dir] ?? [] {
                 if let other = seen[rule.value.priority] {
-                    add(rule.path + ".priority", "priority \(rule.value.priority) is also used by \(other): rule priorities must be unique within a filter direction")
+                    add(
+                        rule.path + ".priority",
+                        "priority \(rule.value.priority) is also used by \(other): rule priorities must be unique within a filter direction"
+                    )
                     ok = false
-                } else { seen[rule.value.priority] = rule.path }
+                } else {
+                    seen[rule.value.priority] = rule.path
+                }
             }
         }
         guard ok, let id else { return nil }
-        return Filter(id: id, description: desc, inbound: (rules[.inbound] ?? []).map(\.value),
-                      outbound: (rules[.outbound] ?? []).map(\.value))
+        return Filter(
+            id: id, description: desc, inbound: (rules[.inbound] ?? []).map(\.value),
+            outbound: (rules[.outbound] ?? []).map(\.value))
     }
 
     mutating func rule(_ v: JSONValue, _ path: String) -> Rule? {
-        guard let m = members(v, path, kind: "a filter rule",
-                              allowed: ["priority", "action", "ethertype", "protocol", "source", "destination",
-                                        "sourcePorts", "destinationPorts"],
-                              required: ["priority", "action", "ethertype"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a filter rule",
+                allowed: [
+                    "priority", "action", "ethertype", "protocol", "source", "destination",
+                    "sourcePorts", "destinationPorts",
+                ],
+                required: ["priority", "action", "ethertype"])
+        else { return nil }
         let before = errors.count
         let priority = int(m["priority"], path + ".priority", Quota.rulePriority, "a rule priority")
         let action = enumValue(m["action"], path + ".action", "action", RuleAction.self)
@@ -404,13 +445,17 @@ struct Decoder {
         let sp = ports(m["sourcePorts"], path + ".sourcePorts", protocol: protocolKnown ? (p ?? .all) : nil)
         let dp = ports(m["destinationPorts"], path + ".destinationPorts", protocol: protocolKnown ? (p ?? .all) : nil)
         guard errors.count == before, let priority, let action, let e else { return nil }
-        return Rule(priority: priority, action: action, ethertype: e, protocol: p ?? .all, source: src, destination: dst,
-                    sourcePorts: sp, destinationPorts: dp)
+        return Rule(
+            priority: priority, action: action, ethertype: e, protocol: p ?? .all, source: src, destination: dst,
+            sourcePorts: sp, destinationPorts: dp)
     }
 
     mutating func target(_ v: JSONValue, _ path: String) -> Target? {
-        guard let m = members(v, path, kind: "a target", allowed: ["id", "type", "address", "backends", "description"],
-                              required: ["id", "type"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a target", allowed: ["id", "type", "address", "backends", "description"],
+                required: ["id", "type"])
+        else { return nil }
         let before = errors.count
         let id = self.id(m["id"], path + ".id", "a target id")
         let type = enumValue(m["type"], path + ".type", "type", TargetType.self)
@@ -419,14 +464,26 @@ struct Decoder {
         var backends: [IPAddress]?
         switch type {
         case .nic?:
-            if m["backends"] != nil { add(path + ".backends", "a nic target has one \"address\", not backends (those are for type loadBalancer)") }
-            if m["address"] == nil { add(path + ".address", "missing required field \"address\": a nic target needs the collector's address") }
+            if m["backends"] != nil {
+                add(path + ".backends", "a nic target has one \"address\", not backends (those are for type loadBalancer)")
+            }
+            if m["address"] == nil {
+                add(path + ".address", "missing required field \"address\": a nic target needs the collector's address")
+            }
             address = collectorAddress(m["address"], path + ".address")
         case .loadBalancer?:
-            if m["address"] != nil { add(path + ".address", "a loadBalancer target has \"backends\", not an address (that is for type nic)") }
-            if m["backends"] == nil { add(path + ".backends", "missing required field \"backends\": a loadBalancer target needs 1–\(Quota.backendsPerLoadBalancer) backend addresses") }
-            if let list = list(m["backends"], path + ".backends", "backends", max: Quota.backendsPerLoadBalancer,
-                               quota: "backends per load balancer", { $0.collectorAddress($1, $2) }) {
+            if m["address"] != nil {
+                add(path + ".address", "a loadBalancer target has \"backends\", not an address (that is for type nic)")
+            }
+            if m["backends"] == nil {
+                add(
+                    path + ".backends",
+                    "missing required field \"backends\": a loadBalancer target needs 1–\(Quota.backendsPerLoadBalancer) backend addresses")
+            }
+            if let list = list(
+                m["backends"], path + ".backends", "backends", max: Quota.backendsPerLoadBalancer,
+                quota: "backends per load balancer", { $0.collectorAddress($1, $2) })
+            {
                 if list.isEmpty, case .array? = m["backends"] {
                     add(path + ".backends", "empty: a loadBalancer target needs 1–\(Quota.backendsPerLoadBalancer) backend addresses")
                 }
@@ -443,9 +500,12 @@ struct Decoder {
     }
 
     mutating func source(_ v: JSONValue, _ path: String) -> Source? {
-        guard let m = members(v, path, kind: "a source",
-                              allowed: ["id", "interface", "addresses", "securityGroups", "networkAcl", "enforce", "description"],
-                              required: ["id", "interface"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a source",
+                allowed: ["id", "interface", "addresses", "securityGroups", "networkAcl", "enforce", "description"],
+                required: ["id", "interface"])
+        else { return nil }
         let before = errors.count
         let id = self.id(m["id"], path + ".id", "a source id")
         let interface = interfaceName(m["interface"], path + ".interface")
@@ -459,8 +519,10 @@ struct Decoder {
         for a in addresses ?? [] where !seen.insert(a.value).inserted {
             add(a.path, "address \(a.value) is listed twice: addresses must be distinct")
         }
-        let groups = list(m["securityGroups"], path + ".securityGroups", "security groups", max: Quota.securityGroupsPerSource,
-                          quota: "security groups per source") { $0.id($1, $2, "a security group id") }
+        let groups = list(
+            m["securityGroups"], path + ".securityGroups", "security groups", max: Quota.securityGroupsPerSource,
+            quota: "security groups per source"
+        ) { $0.id($1, $2, "a security group id") }
         var seenGroups = Set<String>()
         for g in groups ?? [] where !seenGroups.insert(g.value).inserted {
             add(g.path, "security group \"\(g.value)\" is listed twice: security groups must be distinct")
@@ -469,26 +531,36 @@ struct Decoder {
         let enforce = bool(m["enforce"], path + ".enforce", "enforce")
         let desc = description(m["description"], path + ".description")
         guard errors.count == before, let id, let interface else { return nil }
-        return Source(id: id, interface: interface, addresses: addresses?.map(\.value), securityGroups: groups?.map(\.value),
-                      networkAcl: acl, enforce: enforce, description: desc)
+        return Source(
+            id: id, interface: interface, addresses: addresses?.map(\.value), securityGroups: groups?.map(\.value),
+            networkAcl: acl, enforce: enforce, description: desc)
     }
 
     mutating func session(_ v: JSONValue, _ path: String) -> Session? {
-        guard let m = members(v, path, kind: "a session",
-                              allowed: ["id", "priority", "filter", "sources", "target", "vni", "enabled", "packetLength", "description"],
-                              required: ["id", "priority", "filter", "sources", "target"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a session",
+                allowed: ["id", "priority", "filter", "sources", "target", "vni", "enabled", "packetLength", "description"],
+                required: ["id", "priority", "filter", "sources", "target"])
+        else { return nil }
         let before = errors.count
         let id = self.id(m["id"], path + ".id", "a session id")
         let priority = int(m["priority"], path + ".priority", Quota.sessionPriority, "a session priority")
         var filter: String?, target: String?
         if case .array? = m["filter"] {
             add(path + ".filter", "a session has exactly one filter (quota: filters per session = 1): give one filter id string")
-        } else { filter = self.id(m["filter"], path + ".filter", "a filter id") }
+        } else {
+            filter = self.id(m["filter"], path + ".filter", "a filter id")
+        }
         if case .array? = m["target"] {
             add(path + ".target", "a session has exactly one target (quota: targets per session = 1): give one target id string")
-        } else { target = self.id(m["target"], path + ".target", "a target id") }
-        let sources = list(m["sources"], path + ".sources", "sources", max: Quota.sourcesPerSession,
-                           quota: "sources per session") { $0.id($1, $2, "a source id") }
+        } else {
+            target = self.id(m["target"], path + ".target", "a target id")
+        }
+        let sources = list(
+            m["sources"], path + ".sources", "sources", max: Quota.sourcesPerSession,
+            quota: "sources per session"
+        ) { $0.id($1, $2, "a source id") }
         if let sources, sources.isEmpty, case .array(let raw)? = m["sources"], raw.isEmpty {
             add(path + ".sources", "empty: a session needs 1–\(Quota.sourcesPerSession) source ids")
         }
@@ -504,33 +576,48 @@ struct Decoder {
             brokenSessionReferences.append((path, filter, target, sources ?? []))
             return nil
         }
-        return Session(id: id, priority: priority, filter: filter, sources: sources.map(\.value), target: target,
-                       vni: vni, enabled: enabled, packetLength: packetLength, description: desc)
+        return Session(
+            id: id, priority: priority, filter: filter, sources: sources.map(\.value), target: target,
+            vni: vni, enabled: enabled, packetLength: packetLength, description: desc)
     }
 
     mutating func securityGroup(_ v: JSONValue, _ path: String) -> SecurityGroup? {
-        guard let m = members(v, path, kind: "a security group", allowed: ["id", "description", "rules"],
-                              required: ["id"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a security group", allowed: ["id", "description", "rules"],
+                required: ["id"])
+        else { return nil }
         let before = errors.count
         let id = self.id(m["id"], path + ".id", "a security group id")
         let desc = description(m["description"], path + ".description")
-        let rules = list(m["rules"], path + ".rules", "security group rules", max: Quota.rulesPerSecurityGroup,
-                         quota: "rules per security group") { $0.securityGroupRule($1, $2) } ?? []
+        let rules =
+            list(
+                m["rules"], path + ".rules", "security group rules", max: Quota.rulesPerSecurityGroup,
+                quota: "rules per security group"
+            ) { $0.securityGroupRule($1, $2) } ?? []
         var seen: [String: String] = [:]
         for r in rules {
             let key = "\(r.value.direction) \(r.value.priority)"
             if let other = seen[key] {
-                add(r.path + ".priority", "\(r.value.direction) priority \(r.value.priority) is also used by \(other): priorities must be unique within a security group and direction")
-            } else { seen[key] = r.path }
+                add(
+                    r.path + ".priority",
+                    "\(r.value.direction) priority \(r.value.priority) is also used by \(other): priorities must be unique within a security group and direction"
+                )
+            } else {
+                seen[key] = r.path
+            }
         }
         guard errors.count == before, let id else { return nil }
         return SecurityGroup(id: id, description: desc, rules: rules.map(\.value))
     }
 
     mutating func securityGroupRule(_ v: JSONValue, _ path: String) -> SecurityGroupRule? {
-        guard let m = members(v, path, kind: "a security group rule",
-                              allowed: ["direction", "priority", "action", "ethertype", "protocol", "remote", "ports"],
-                              required: ["direction", "priority", "action", "ethertype"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a security group rule",
+                allowed: ["direction", "priority", "action", "ethertype", "protocol", "remote", "ports"],
+                required: ["direction", "priority", "action", "ethertype"])
+        else { return nil }
         let before = errors.count
         let dir = enumValue(m["direction"], path + ".direction", "direction", SecurityGroupDirection.self)
         let priority = int(m["priority"], path + ".priority", Quota.securityGroupRulePriority, "a security group rule priority")
@@ -540,25 +627,36 @@ struct Decoder {
         let remote = cidr(m["remote"], path + ".remote", ethertype: e)
         let ports = self.ports(m["ports"], path + ".ports", protocol: m["protocol"] == nil || p != nil ? (p ?? .all) : nil)
         guard errors.count == before, let dir, let priority, let action, let e else { return nil }
-        return SecurityGroupRule(direction: dir, priority: priority, action: action, ethertype: e, protocol: p ?? .all,
-                                 remote: remote, ports: ports)
+        return SecurityGroupRule(
+            direction: dir, priority: priority, action: action, ethertype: e, protocol: p ?? .all,
+            remote: remote, ports: ports)
     }
 
     mutating func networkAcl(_ v: JSONValue, _ path: String) -> NetworkAcl? {
-        guard let m = members(v, path, kind: "a network ACL", allowed: ["id", "description", "inbound", "outbound"],
-                              required: ["id"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a network ACL", allowed: ["id", "description", "inbound", "outbound"],
+                required: ["id"])
+        else { return nil }
         let before = errors.count
         let id = self.id(m["id"], path + ".id", "a network ACL id")
         let desc = description(m["description"], path + ".description")
         var rules: [Direction: [AclRule]] = [:]
         for dir in Direction.allCases {
-            let list = self.list(m[dir.rawValue], path + ".\(dir)", "\(dir) ACL rules", max: Quota.rulesPerAclDirection,
-                                 quota: "rules per network ACL direction") { $0.aclRule($1, $2) } ?? []
+            let list =
+                self.list(
+                    m[dir.rawValue], path + ".\(dir)", "\(dir) ACL rules", max: Quota.rulesPerAclDirection,
+                    quota: "rules per network ACL direction"
+                ) { $0.aclRule($1, $2) } ?? []
             var seen: [Int: String] = [:]
             for r in list {
                 if let other = seen[r.value.priority] {
-                    add(r.path + ".priority", "priority \(r.value.priority) is also used by \(other): ACL rule priorities must be unique within a direction")
-                } else { seen[r.value.priority] = r.path }
+                    add(
+                        r.path + ".priority",
+                        "priority \(r.value.priority) is also used by \(other): ACL rule priorities must be unique within a direction")
+                } else {
+                    seen[r.value.priority] = r.path
+                }
             }
             rules[dir] = list.map(\.value)
         }
@@ -567,10 +665,15 @@ struct Decoder {
     }
 
     mutating func aclRule(_ v: JSONValue, _ path: String) -> AclRule? {
-        guard let m = members(v, path, kind: "a network ACL rule",
-                              allowed: ["priority", "action", "ethertype", "protocol", "source", "destination",
-                                        "sourcePorts", "destinationPorts"],
-                              required: ["priority", "action", "ethertype"]) else { return nil }
+        guard
+            let m = members(
+                v, path, kind: "a network ACL rule",
+                allowed: [
+                    "priority", "action", "ethertype", "protocol", "source", "destination",
+                    "sourcePorts", "destinationPorts",
+                ],
+                required: ["priority", "action", "ethertype"])
+        else { return nil }
         let before = errors.count
         let priority = int(m["priority"], path + ".priority", Quota.aclRulePriority, "an ACL rule priority")
         let action = enumValue(m["action"], path + ".action", "action", AllowDeny.self)
@@ -582,8 +685,9 @@ struct Decoder {
         let sp = ports(m["sourcePorts"], path + ".sourcePorts", protocol: known)
         let dp = ports(m["destinationPorts"], path + ".destinationPorts", protocol: known)
         guard errors.count == before, let priority, let action, let e else { return nil }
-        return AclRule(priority: priority, action: action, ethertype: e, protocol: p ?? .all, source: src, destination: dst,
-                       sourcePorts: sp, destinationPorts: dp)
+        return AclRule(
+            priority: priority, action: action, ethertype: e, protocol: p ?? .all, source: src, destination: dst,
+            sourcePorts: sp, destinationPorts: dp)
     }
 
     // MARK: cross-object checks (SPEC §2, §3)
@@ -595,7 +699,9 @@ struct Decoder {
                 let i = id(item.value)
                 if let other = first[i] {
                     add(item.path + ".id", "duplicate \(kind) id \"\(i)\" (also \(other.path)): ids must be unique per kind")
-                } else { first[i] = item }
+                } else {
+                    first[i] = item
+                }
             }
             return first
         }
@@ -627,7 +733,9 @@ struct Decoder {
         for s in d.sources {
             if let other = interfaces[s.value.interface] {
                 add(s.path + ".interface", "interface \"\(s.value.interface)\" is also used by \(other): each source has its own interface")
-            } else { interfaces[s.value.interface] = s.path }
+            } else {
+                interfaces[s.value.interface] = s.path
+            }
             for (i, g) in (s.value.securityGroups ?? []).enumerated() {
                 dangling(g, "security group", "securityGroups", "\(s.path).securityGroups[\(i)]")
             }
@@ -663,14 +771,20 @@ struct Decoder {
             if filters[v.filter] != nil {
                 perFilter[v.filter, default: 0] += 1
                 if perFilter[v.filter] == Quota.sessionsPerFilter + 1 {
-                    add(s.path + ".filter", "filter \"\(v.filter)\" is used by more than \(Quota.sessionsPerFilter) sessions (quota: sessions per filter = \(Quota.sessionsPerFilter))")
+                    add(
+                        s.path + ".filter",
+                        "filter \"\(v.filter)\" is used by more than \(Quota.sessionsPerFilter) sessions (quota: sessions per filter = \(Quota.sessionsPerFilter))"
+                    )
                 }
             }
             if let t = targets[v.target]?.value {
                 perTarget[v.target, default: 0] += 1
                 let limit = t.type == .nic ? Quota.sessionsPerNicTarget : Quota.sessionsPerLoadBalancerTarget
                 if perTarget[v.target] == limit + 1 {
-                    add(s.path + ".target", "target \"\(v.target)\" is used by more than \(limit) sessions (quota: sessions per target = \(limit) for type \(t.type))")
+                    add(
+                        s.path + ".target",
+                        "target \"\(v.target)\" is used by more than \(limit) sessions (quota: sessions per target = \(limit) for type \(t.type))"
+                    )
                 }
             }
             var priorityClashReported = false
@@ -681,17 +795,25 @@ struct Decoder {
                 let earlier = perSource[src, default: []]
                 if !priorityClashReported, let clash = earlier.first(where: { $0.value.priority == v.priority }) {
                     priorityClashReported = true
-                    add(s.path + ".priority", "priority \(v.priority) is also used by session \"\(clash.value.id)\" (\(clash.path)), which shares source \"\(src)\": sessions sharing a source need distinct priorities")
+                    add(
+                        s.path + ".priority",
+                        "priority \(v.priority) is also used by session \"\(clash.value.id)\" (\(clash.path)), which shares source \"\(src)\": sessions sharing a source need distinct priorities"
+                    )
                 }
                 perSource[src, default: []].append(s)
                 if earlier.count == Quota.sessionsPerSource {
-                    add(p, "source \"\(src)\" is already in \(Quota.sessionsPerSource) sessions (quota: sessions per source = \(Quota.sessionsPerSource))")
+                    add(
+                        p,
+                        "source \"\(src)\" is already in \(Quota.sessionsPerSource) sessions (quota: sessions per source = \(Quota.sessionsPerSource))"
+                    )
                 }
             }
             if let vni = v.vni {
                 if let other = vnis[vni] {
                     add(s.path + ".vni", "vni \(vni) is also used by \(other): each session needs its own vni")
-                } else { vnis[vni] = "session \"\(v.id)\" (\(s.path))" }
+                } else {
+                    vnis[vni] = "session \"\(v.id)\" (\(s.path))"
+                }
             }
         }
     }

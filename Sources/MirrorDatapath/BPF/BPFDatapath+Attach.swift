@@ -68,7 +68,8 @@ extension BPFDatapath {
         return try attach(ifindex: ifindex, name: name, hook: hook, programFD: programFD(prog), newLink: newLink)
     }
 
-    func attach(ifindex: Int32, name: String?, hook: TCHook, programFD fd: Int32, newLink: Bool = true) throws(DatapathError) -> Attachment {
+    func attach(ifindex: Int32, name: String?, hook: TCHook, programFD fd: Int32, newLink: Bool = true) throws(DatapathError) -> Attachment
+    {
         let label = name ?? "ifindex \(ifindex)"
         switch attachMode {
         case .tcx: return try attachTCX(ifindex: ifindex, label: label, hook: hook, programFD: fd, newLink: newLink)
@@ -96,7 +97,11 @@ extension BPFDatapath {
     private func attachClsact(ifindex: Int32, label: String, hook: TCHook, programFD fd: Int32) throws(DatapathError) -> Attachment {
         let rc = clibbpf_tc_hook_create(ifindex)
         let created: Bool
-        if rc == 0 { created = true; createdHooks.insert(ifindex) } else if rc == -EEXIST { created = false } else {
+        if rc == 0 {
+            created = true; createdHooks.insert(ifindex)
+        } else if rc == -EEXIST {
+            created = false
+        } else {
             throw DatapathError("create clsact on \(label)", errno: -rc)
         }
         var id: UInt32 = 0
@@ -117,7 +122,6 @@ extension BPFDatapath {
     func linkPin(ifindex: Int32, hook: TCHook) -> String? {
         pinDirectory.map { "\($0)/links/tcx-\(ifindex)-\(hook.rawValue)" }
     }
-
 
     func programID(ofFD fd: Int32) -> UInt32 {
         if let id = programIDs[fd] { return id }
@@ -151,8 +155,10 @@ extension BPFDatapath {
         return (ifindex, type == UInt32(CLIBBPF_TCX_EGRESS), prog)
     }
 
-    private func attachTCX(ifindex: Int32, label: String, hook: TCHook, programFD fd: Int32,
-                           newLink: Bool) throws(DatapathError) -> Attachment {
+    private func attachTCX(
+        ifindex: Int32, label: String, hook: TCHook, programFD fd: Int32,
+        newLink: Bool
+    ) throws(DatapathError) -> Attachment {
         let wanted = programID(ofFD: fd)
         if let (link, current) = ourLink(ifindex: ifindex, hook: hook) {
             defer { Glibc.close(link) }
@@ -182,8 +188,9 @@ extension BPFDatapath {
         // removed only now, after the link runs, so that no packet goes unmirrored
         // (for that instant a packet may be copied twice).
         _ = clibbpf_tc_detach(ifindex, hook.isEgress, Self.filterHandle, Self.filterPriority)
-        return Attachment(interface: label, ifindex: ifindex, hook: hook, createdHook: false, programID: wanted, mode: .tcx,
-                          createdLink: true)
+        return Attachment(
+            interface: label, ifindex: ifindex, hook: hook, createdHook: false, programID: wanted, mode: .tcx,
+            createdLink: true)
     }
 
     /// Removes our filter (and only ours) from `hook` of `interface`. The clsact qdisc
@@ -194,7 +201,8 @@ extension BPFDatapath {
     public func detach(_ a: Attachment, destroyHookIfCreated: Bool = false) throws(DatapathError) {
         try detach(ifindex: a.ifindex, name: a.interface, hook: a.hook)
         if destroyHookIfCreated && createdHooks.contains(a.ifindex)
-            && !isAttached(ifindex: a.ifindex, hook: .ingress) && !isAttached(ifindex: a.ifindex, hook: .egress) {
+            && !isAttached(ifindex: a.ifindex, hook: .ingress) && !isAttached(ifindex: a.ifindex, hook: .egress)
+        {
             _ = clibbpf_tc_hook_destroy(a.ifindex)
             createdHooks.remove(a.ifindex)
         }

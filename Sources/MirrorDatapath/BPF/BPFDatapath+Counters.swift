@@ -71,16 +71,18 @@ extension BPFDatapath {
             try zero(.encapStats, UInt32(s), valueSize: MemoryLayout<mirror_encap_stats>.size)
             for d in Direction.allCases {
                 for r in 0..<UInt32(MAX_RULES_PER_DIRECTION) {
-                    try zero(.ruleStats, mirror_rule_stats_key(UInt32(s), UInt32(d.abi), r),
-                             valueSize: MemoryLayout<mirror_rule_stats>.size)
+                    try zero(
+                        .ruleStats, mirror_rule_stats_key(UInt32(s), UInt32(d.abi), r),
+                        valueSize: MemoryLayout<mirror_rule_stats>.size)
                 }
             }
         }
         try clearSecurityCounters(sourceSlots: sourceSlots)
         for s in sourceSlots {
             for d in Direction.allCases {
-                try zero(.sourceStats, mirror_source_stats_key(UInt32(s), UInt32(d.abi)),
-                         valueSize: MemoryLayout<mirror_source_stats>.size)
+                try zero(
+                    .sourceStats, mirror_source_stats_key(UInt32(s), UInt32(d.abi)),
+                    valueSize: MemoryLayout<mirror_source_stats>.size)
             }
         }
     }

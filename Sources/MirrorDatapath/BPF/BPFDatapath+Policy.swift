@@ -28,7 +28,8 @@ extension BPFDatapath {
         let slot: UInt8 = current.slot == 0 && current.generation == 0 ? 1 : 1 - current.slot
         // Let readers of the slot we are about to overwrite finish.
         let now = DispatchTime.now().uptimeNanoseconds
-        let grace = UInt64(slotGracePeriod.components.seconds) * 1_000_000_000
+        let grace =
+            UInt64(slotGracePeriod.components.seconds) * 1_000_000_000
             + UInt64(slotGracePeriod.components.attoseconds / 1_000_000_000)
         if lastFlip != 0 && now - lastFlip < grace {
             usleep(UInt32((grace - (now - lastFlip)) / 1000))
@@ -43,16 +44,19 @@ extension BPFDatapath {
         }
 
         // Targets (hash, keyed by slot * MAX_TARGETS + index).
-        try replaceSlot(try mapFD(.target), image.targets.lazy.map { (index, value) in
-            (UInt32(slot) * UInt32(MAX_TARGETS) + index, value)
-        }, what: { "write mirror_target[\($0 % UInt32(MAX_TARGETS))]" },
-           inSlot: { $0 / UInt32(MAX_TARGETS) == UInt32(slot) }, id: { UInt64($0) })
+        try replaceSlot(
+            try mapFD(.target),
+            image.targets.lazy.map { (index, value) in
+                (UInt32(slot) * UInt32(MAX_TARGETS) + index, value)
+            }, what: { "write mirror_target[\($0 % UInt32(MAX_TARGETS))]" },
+            inSlot: { $0 / UInt32(MAX_TARGETS) == UInt32(slot) }, id: { UInt64($0) })
 
         // Policies (lazily: a 20,000-session image holds about 40 MB of them; no copy).
         let sourceOfIfindex = { (k: mirror_policy_key) in image.policies.first { $0.ifindex == k.ifindex }?.sourceID ?? "?" }
-        try replaceSlot(try mapFD(.policy), image.policies.lazy.map { entry in (entry.key(slot: slot), entry.value) },
-                        what: { "write policy of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
-                        inSlot: { $0.slot == slot }, id: Self.policyKeyID)
+        try replaceSlot(
+            try mapFD(.policy), image.policies.lazy.map { entry in (entry.key(slot: slot), entry.value) },
+            what: { "write policy of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
+            inSlot: { $0.slot == slot }, id: Self.policyKeyID)
 
         // The index the classifier reads before the policies, same slot.
         try writePrefilter(image, slot: slot)
@@ -68,8 +72,9 @@ extension BPFDatapath {
         var zero: UInt32 = 0
         var replaced = mirror_active()
         try DatapathError.check(bpf_map_lookup_elem(try mapFD(.active), &zero, &replaced), "read mirror_active")
-        try DatapathError.check(bpf_map_update_elem(try mapFD(.active), &zero, &active, UInt64(BPF_ANY)),
-                                "flip mirror_active to slot \(slot)")
+        try DatapathError.check(
+            bpf_map_update_elem(try mapFD(.active), &zero, &active, UInt64(BPF_ANY)),
+            "flip mirror_active to slot \(slot)")
         lastFlip = DispatchTime.now().uptimeNanoseconds
         replacedActive = replaced
         return active.generation
@@ -83,8 +88,9 @@ extension BPFDatapath {
     public func revertApply() throws(DatapathError) {
         guard var previous = replacedActive else { throw DatapathError("flip back", detail: "no apply to undo") }
         var zero: UInt32 = 0
-        try DatapathError.check(bpf_map_update_elem(try mapFD(.active), &zero, &previous, UInt64(BPF_ANY)),
-                                "flip mirror_active back to slot \(previous.slot & 1)")
+        try DatapathError.check(
+            bpf_map_update_elem(try mapFD(.active), &zero, &previous, UInt64(BPF_ANY)),
+            "flip mirror_active back to slot \(previous.slot & 1)")
         lastFlip = DispatchTime.now().uptimeNanoseconds
         replacedActive = nil
     }
@@ -121,8 +127,10 @@ extension BPFDatapath {
     /// The double buffer's write (SPEC §8): put every entry of generation `slot`
     /// into a hash map, then delete that slot's keys the image no longer has. The
     /// other slot, the one in force, is never touched. `id` makes keys hashable.
-    func replaceSlot<K, V, S: Sequence>(_ fd: Int32, _ entries: S, what: (K) -> String,
-                                        inSlot: (K) -> Bool, id: (K) -> UInt64) throws(DatapathError) where S.Element == (K, V) {
+    func replaceSlot<K, V, S: Sequence>(
+        _ fd: Int32, _ entries: S, what: (K) -> String,
+        inSlot: (K) -> Bool, id: (K) -> UInt64
+    ) throws(DatapathError) where S.Element == (K, V) {
         var wanted = Set<UInt64>()
         for (k, v) in entries {
             var key = k

@@ -19,8 +19,10 @@ extension BPFDatapath {
     /// on (1 = lo works without a real device); the test programs take the source
     /// device from `mark` when it is non-zero.
     /// `cb0` is skb->cb[0] (MIRROR_COPY_MAGIC makes the frame look like a copy).
-    public func testRun(_ program: ClassifierProgram, frame: [UInt8], ifindex: UInt32 = 1, mark: UInt32 = 0,
-                        cb0: UInt32 = 0, repeat count: UInt32 = 1) throws(DatapathError) -> TestRunResult {
+    public func testRun(
+        _ program: ClassifierProgram, frame: [UInt8], ifindex: UInt32 = 1, mark: UInt32 = 0,
+        cb0: UInt32 = 0, repeat count: UInt32 = 1
+    ) throws(DatapathError) -> TestRunResult {
         var retval: UInt32 = 0, duration: UInt32 = 0
         let fd = programFD(program)
         let rc = frame.withUnsafeBytes { raw in

@@ -130,7 +130,8 @@ public final class BPFDatapath: @unchecked Sendable {
         while let m = map {
             _ = bpf_map__set_pin_path(m, nil)
             if let name = bpf_map__name(m).map({ String(cString: $0) }), let shared = ClassifierMap(rawValue: name),
-               let fd = mapFDs[shared] {
+                let fd = mapFDs[shared]
+            {
                 let rc = bpf_map__reuse_fd(m, fd)
                 if rc != 0 { bpf_object__close(obj); throw DatapathError("share map \(name) with encap", errno: -rc) }
             }

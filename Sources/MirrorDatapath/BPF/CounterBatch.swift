@@ -11,8 +11,10 @@ import MirrorCore
 extension BPFDatapath {
     /// Per key in 0..<n of PERCPU_ARRAY `map`, the CPUs' values summed by `sum`.
     /// Falls back to one lookup per key when the kernel has no batch lookups.
-    func perCPURange<T, S>(_ map: ClassifierMap, count n: UInt32, as: T.Type, zero: S,
-                           sum: (inout S, T) -> Void) throws(DatapathError) -> [S] {
+    func perCPURange<T, S>(
+        _ map: ClassifierMap, count n: UInt32, as: T.Type, zero: S,
+        sum: (inout S, T) -> Void
+    ) throws(DatapathError) -> [S] {
         guard n > 0 else { return [] }
         let cpus = Int(libbpf_num_possible_cpus())
         guard cpus > 0 else { throw DatapathError("count possible CPUs", errno: -Int32(cpus)) }
@@ -22,7 +24,7 @@ extension BPFDatapath {
         let chunk = UInt32(max(1, min(Int(n), (1 << 22) / max(1, stride * cpus))))  // ~4 MiB of values per call
         var keys = [UInt32](repeating: 0, count: Int(chunk))
         var values = [UInt8](repeating: 0, count: Int(chunk) * stride * cpus)
-        var next: UInt32 = 0    // first key not read yet
+        var next: UInt32 = 0  // first key not read yet
         var cursor: UInt32 = 0  // the batch cursor: the last key read
         while next < n {
             var got = min(chunk, n - next)
@@ -30,8 +32,9 @@ extension BPFDatapath {
                 values.withUnsafeMutableBytes { v in
                     withUnsafeMutablePointer(to: &cursor) { c in
                         // The kernel continues after *in_batch (array maps); NULL = from key 0.
-                        bpf_map_lookup_batch(fd, next == 0 ? nil : UnsafeMutableRawPointer(c), UnsafeMutableRawPointer(c),
-                                             k.baseAddress, v.baseAddress, &got, nil)
+                        bpf_map_lookup_batch(
+                            fd, next == 0 ? nil : UnsafeMutableRawPointer(c), UnsafeMutableRawPointer(c),
+                            k.baseAddress, v.baseAddress, &got, nil)
                     }
                 }
             }
@@ -59,8 +62,10 @@ extension BPFDatapath {
         return out
     }
 
-    private func perCPUEach<T, S>(_ map: ClassifierMap, count n: UInt32, as: T.Type, zero: S,
-                                  sum: (inout S, T) -> Void) throws(DatapathError) -> [S] {
+    private func perCPUEach<T, S>(
+        _ map: ClassifierMap, count n: UInt32, as: T.Type, zero: S,
+        sum: (inout S, T) -> Void
+    ) throws(DatapathError) -> [S] {
         var out: [S] = []
         out.reserveCapacity(Int(n))
         for key in 0..<n {
@@ -96,8 +101,10 @@ extension BPFDatapath {
 
     /// source_stats of source slots 0..<sourceSlots, indexed by mirror_source_stats_key.
     public func allSourceCounters(sourceSlots: Int) throws(DatapathError) -> [SourceCounters] {
-        try perCPURange(.sourceStats, count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_source_stats.self,
-                        zero: SourceCounters()) {
+        try perCPURange(
+            .sourceStats, count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_source_stats.self,
+            zero: SourceCounters()
+        ) {
             $0.seen &+= $1.seen; $0.mirrored &+= $1.mirrored; $0.rejected &+= $1.rejected
             $0.noMatch &+= $1.no_match; $0.notIP &+= $1.not_ip; $0.cloneErrors &+= $1.clone_errors
         }
@@ -105,8 +112,10 @@ extension BPFDatapath {
 
     /// security_stats of source slots 0..<sourceSlots, indexed by mirror_source_stats_key.
     public func allSecurityCounters(sourceSlots: Int) throws(DatapathError) -> [SecurityCounters] {
-        try perCPURange(.securityStats, count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_security_stats.self,
-                        zero: SecurityCounters()) {
+        try perCPURange(
+            .securityStats, count: UInt32(sourceSlots * Int(MIRROR_DIRECTIONS)), as: mirror_security_stats.self,
+            zero: SecurityCounters()
+        ) {
             $0.suppressedBySecurityGroup &+= $1.suppressed_by_security_group
             $0.suppressedByAcl &+= $1.suppressed_by_acl
             $0.established &+= $1.established

@@ -68,9 +68,10 @@ extension BPFDatapath {
     /// the addresses no longer present deleted.
     public func setEncapTemplates(_ templates: [EncapTemplate]) throws(DatapathError) {
         let fd = try mapFD(.encapTemplates)
-        try replaceSlot(fd, templates.lazy.map { ($0.collectorKey, $0.abi) },
-                        what: { "write the encapsulation template for collector key \($0)" },
-                        inSlot: { _ in true }, id: { UInt64($0) })
+        try replaceSlot(
+            fd, templates.lazy.map { ($0.collectorKey, $0.abi) },
+            what: { "write the encapsulation template for collector key \($0)" },
+            inSlot: { _ in true }, id: { UInt64($0) })
     }
 
     /// The counters of no session (key MIRROR_ENCAP_STATS_NOT_COPY): frames dropped on

@@ -13,9 +13,10 @@ extension BPFDatapath {
     /// slot's stale entries. Called by `apply` before the flip, like the policies.
     func writeSecurity(_ image: MapImage, slot: UInt8) throws(DatapathError) {
         let sourceOfIfindex = { (k: mirror_security_key) in image.security.first { $0.ifindex == k.ifindex }?.sourceID ?? "?" }
-        try replaceSlot(try mapFD(.security), image.security.lazy.map { entry in (entry.key(slot: slot), entry.value) },
-                        what: { "write security groups/ACL of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
-                        inSlot: { $0.slot == slot }, id: Self.securityKeyID)
+        try replaceSlot(
+            try mapFD(.security), image.security.lazy.map { entry in (entry.key(slot: slot), entry.value) },
+            what: { "write security groups/ACL of source \(sourceOfIfindex($0)) (ifindex \($0.ifindex), direction \($0.direction))" },
+            inSlot: { $0.slot == slot }, id: Self.securityKeyID)
     }
 
     static func securityKeyID(_ k: mirror_security_key) -> UInt64 {
@@ -66,8 +67,10 @@ extension BPFDatapath {
         public var `protocol`: UInt8
         public var localPort: UInt16
         public var remotePort: UInt16
-        public init(ifindex: UInt32, local: IPAddress, remote: IPAddress, protocol: UInt8,
-                    localPort: UInt16 = 0, remotePort: UInt16 = 0) {
+        public init(
+            ifindex: UInt32, local: IPAddress, remote: IPAddress, protocol: UInt8,
+            localPort: UInt16 = 0, remotePort: UInt16 = 0
+        ) {
             self.ifindex = ifindex; self.local = local; self.remote = remote; self.protocol = `protocol`
             self.localPort = localPort; self.remotePort = remotePort
         }
@@ -133,8 +136,9 @@ extension BPFDatapath {
             let rc = keys.withUnsafeMutableBytes { k in
                 values.withUnsafeMutableBytes { v in
                     withUnsafeMutablePointer(to: &cursor) { c in
-                        bpf_map_lookup_batch(fd, first ? nil : UnsafeMutableRawPointer(c), UnsafeMutableRawPointer(c),
-                                             k.baseAddress, v.baseAddress, &got, nil)
+                        bpf_map_lookup_batch(
+                            fd, first ? nil : UnsafeMutableRawPointer(c), UnsafeMutableRawPointer(c),
+                            k.baseAddress, v.baseAddress, &got, nil)
                     }
                 }
             }
@@ -189,8 +193,10 @@ public struct SecurityVerdict: Hashable, Sendable {
     /// nil when `raw` is not a suppression.
     public init?(raw: UInt32) {
         let outcome = mirror_verdict_outcome(raw)
-        guard outcome == MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP.rawValue
-                || outcome == MIRROR_OUTCOME_SUPPRESSED_BY_ACL.rawValue else { return nil }
+        guard
+            outcome == MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP.rawValue
+                || outcome == MIRROR_OUTCOME_SUPPRESSED_BY_ACL.rawValue
+        else { return nil }
         bySecurityGroup = outcome == MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP.rawValue
         // The priority rides in the session slot bits, the group index in the rule index bits.
         priority = UInt16(mirror_verdict_session_slot(raw))

@@ -88,8 +88,10 @@ public struct DatapathStatus: Hashable, Sendable {
     public var repairs: [String: UInt64] = [:]
     /// What is broken and not yet repaired, each "what: why"; empty when healthy.
     public var problems: [String] = []
-    public init(loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?, tcAttach: String? = nil,
-                onClsact: Int = 0) {
+    public init(
+        loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?, tcAttach: String? = nil,
+        onClsact: Int = 0
+    ) {
         self.loaded = loaded; self.generation = generation; self.attached = attached; self.mirrorDevice = mirrorDevice
         self.tcAttach = tcAttach; self.onClsact = onClsact
     }

@@ -36,8 +36,10 @@ public struct DatapathCounters: Sendable {
         public var priority: Int
         public var action: RuleAction
         public var hits: UInt64
-        public init(sessionSlot: UInt16, direction: Direction, ruleIndex: UInt8, session: String, filter: String,
-                    priority: Int, action: RuleAction, hits: UInt64) {
+        public init(
+            sessionSlot: UInt16, direction: Direction, ruleIndex: UInt8, session: String, filter: String,
+            priority: Int, action: RuleAction, hits: UInt64
+        ) {
             self.sessionSlot = sessionSlot; self.direction = direction; self.ruleIndex = ruleIndex
             self.session = session; self.filter = filter; self.priority = priority; self.action = action; self.hits = hits
         }
@@ -83,11 +85,13 @@ public struct DatapathCounters: Sendable {
 
         public subscript(i: Int) -> Rule {
             let (key, info) = table.entry(at: i, positions)
-            let k = BPFDatapath.ruleStatsKey(sessionSlot: key.sessionSlot, direction: key.direction,
-                                                         ruleIndex: key.ruleIndex)
-            return Rule(sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex,
-                        session: info.sessionID, filter: info.filterID, priority: info.priority,
-                        action: info.action, hits: k < hits.count ? hits[k] : 0)
+            let k = BPFDatapath.ruleStatsKey(
+                sessionSlot: key.sessionSlot, direction: key.direction,
+                ruleIndex: key.ruleIndex)
+            return Rule(
+                sessionSlot: key.sessionSlot, direction: key.direction, ruleIndex: key.ruleIndex,
+                session: info.sessionID, filter: info.filterID, priority: info.priority,
+                action: info.action, hits: k < hits.count ? hits[k] : 0)
         }
     }
 

@@ -28,9 +28,11 @@ public enum DatapathFactory {
         /// What the datapath reports that does not fail a call (an interface that
         /// vanished before its attach, a template that did not resolve).
         public var logger: Logger
-        public init(bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil,
-                    attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32, nftCommand: [String]? = nil,
-                    logger: Logger = Logger(label: "mirror-agent.datapath")) {
+        public init(
+            bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil,
+            attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32, nftCommand: [String]? = nil,
+            logger: Logger = Logger(label: "mirror-agent.datapath")
+        ) {
             self.bpffs = bpffs; self.mirrorDevice = mirrorDevice; self.stateDirectory = stateDirectory
             self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply
             self.nftCommand = nftCommand; self.logger = logger

@@ -18,9 +18,12 @@ public struct Enforcement: Sendable {
 
     public init(command: [String]? = nil, logger: Logger = Logger(label: "mirror-agent.enforcement")) {
         self.logger = logger
-        self.command = command ?? [["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].first {
-            FileManager.default.isExecutableFile(atPath: $0)
-        } ?? "/usr/sbin/nft"]
+        self.command =
+            command ?? [
+                ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].first {
+                    FileManager.default.isExecutableFile(atPath: $0)
+                } ?? "/usr/sbin/nft"
+            ]
     }
 
     var installed: Bool { command.count > 1 || FileManager.default.isExecutableFile(atPath: command[0]) }
@@ -75,7 +78,8 @@ public struct Enforcement: Sendable {
         let exited = DispatchSemaphore(value: 0)
         p.terminationHandler = { _ in exited.signal() }
         do { try p.run() } catch {
-            throw Failure(message: "\(what): cannot run \(command.joined(separator: " ")) (install nftables): \(error.localizedDescription)")
+            throw Failure(
+                message: "\(what): cannot run \(command.joined(separator: " ")) (install nftables): \(error.localizedDescription)")
         }
         // The throwing write: nft may exit before it has read everything (a bad rule
         // set, a missing kernel feature), and FileHandle.write(_:) traps on EPIPE. Its

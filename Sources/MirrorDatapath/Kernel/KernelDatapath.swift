@@ -132,9 +132,11 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         let mtus = pathMTUs(doc, nl)
         let compiled: MapImage
         do {
-            compiled = try Compiler.compile(Compiler.Input(document: doc, slots: newSlots,
-                                                           interfaceIndex: { present[$0].map(UInt32.init) },
-                                                           pathMTU: { mtus[$0] ?? Self.defaultMTU }))
+            compiled = try Compiler.compile(
+                Compiler.Input(
+                    document: doc, slots: newSlots,
+                    interfaceIndex: { present[$0].map(UInt32.init) },
+                    pathMTU: { mtus[$0] ?? Self.defaultMTU }))
         } catch { throw DatapathError("compile the policy: \(error)") }
         let freed = newSlots.freed(comparedTo: slots)
         // SPEC §5 enforcement (Enforcement.swift): refused before anything changes, replaced after the flip.
@@ -188,7 +190,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 nowAttached[name] = index
             } catch {
                 // Vanished between lookup and attach: pending until its link event.
-                logger.warning("attach failed; the source is pending until its interface changes", metadata: ["interface": "\(name)", "error": "\(error)"])
+                logger.warning(
+                    "attach failed; the source is pending until its interface changes",
+                    metadata: ["interface": "\(name)", "error": "\(error)"])
             }
         }
         // Detached by ifindex unless that ifindex is now a source's (a reused index):
@@ -240,10 +244,11 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         for t in document.targets {
             for a in t.collectorAddresses where a.ethertype == .ipv4 && templates[a.bytes] == nil {
                 guard let p = nl.encapPath(to: a) else { continue }
-                templates[a.bytes] = EncapTemplate(collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0) },
-                                                   sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
-                                                   nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
-                                                   ifindex: UInt32(p.oif), port: MirrorDevice.vxlanPort)
+                templates[a.bytes] = EncapTemplate(
+                    collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0) },
+                    sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
+                    nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
+                    ifindex: UInt32(p.oif), port: MirrorDevice.vxlanPort)
             }
         }
         do { try dp.setEncapTemplates(Array(templates.values)) } catch {
@@ -401,8 +406,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 onClsact[old] = nil
                 try? dp.detach(ifindex: Int32(ifindex), name: old, hook: .ingress)
                 try? dp.detach(ifindex: Int32(ifindex), name: old, hook: .egress)
-                logger.notice("source interface renamed; detached until its name exists again",
-                              metadata: ["interface": "\(old)", "now": "\(name)"])
+                logger.notice(
+                    "source interface renamed; detached until its name exists again",
+                    metadata: ["interface": "\(old)", "now": "\(name)"])
                 do { try reconcile(document, generation: generation) } catch {
                     logger.error("re-apply after an interface was renamed", metadata: ["interface": "\(old)", "error": "\(error)"])
                 }
@@ -442,9 +448,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                     live[name] = index
                 }
             }
-            var st = DatapathStatus(loaded: datapath != nil, generation: generation, attached: live,
-                                    mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice,
-                                    tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
+            var st = DatapathStatus(
+                loaded: datapath != nil, generation: generation, attached: live,
+                mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice,
+                tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
             st.repairs = repairs
             st.problems = problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
             return st
@@ -473,11 +480,13 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         let ref = info.map { Decision.RuleRef(filter: $0.filterID, direction: direction, priority: $0.priority, action: $0.action) }
         switch v.outcome {
         case .accept:
-            return Decision(mirrored: true, session: info?.sessionID, rule: ref, reason: .accepted, tried: [],
-                            explanation: "kernel: mirrored by session \(info?.sessionID ?? "?") via \(direction) rule \(info?.priority ?? 0)")
+            return Decision(
+                mirrored: true, session: info?.sessionID, rule: ref, reason: .accepted, tried: [],
+                explanation: "kernel: mirrored by session \(info?.sessionID ?? "?") via \(direction) rule \(info?.priority ?? 0)")
         case .reject:
-            return Decision(mirrored: false, session: info?.sessionID, rule: ref, reason: .rejectedByRule, tried: [],
-                            explanation: "kernel: rejected by session \(info?.sessionID ?? "?") \(direction) rule \(info?.priority ?? 0)")
+            return Decision(
+                mirrored: false, session: info?.sessionID, rule: ref, reason: .rejectedByRule, tried: [],
+                explanation: "kernel: rejected by session \(info?.sessionID ?? "?") \(direction) rule \(info?.priority ?? 0)")
         case .notIP:
             return Decision(mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [], explanation: "kernel: not IP")
         case .suppressedBySecurityGroup, .suppressedByAcl:
@@ -485,12 +494,14 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             let s = v.security?.suppression(in: image, ifindex: ifindex, direction: direction)
             let sg = v.outcome == .suppressedBySecurityGroup
             let which = (s?.id.map { " \($0)" } ?? "") + (s?.rulePriority.map { " rule \($0)" } ?? " (no rule matched: default deny)")
-            return Decision(mirrored: false, session: nil, rule: nil, reason: sg ? .suppressedBySecurityGroup : .suppressedByAcl,
-                            tried: [], suppression: s,
-                            explanation: "kernel: not mirrored: dropped by \(sg ? "security group" : "network ACL")\(which)")
+            return Decision(
+                mirrored: false, session: nil, rule: nil, reason: sg ? .suppressedBySecurityGroup : .suppressedByAcl,
+                tried: [], suppression: s,
+                explanation: "kernel: not mirrored: dropped by \(sg ? "security group" : "network ACL")\(which)")
         case .noMatch, .noPolicy, .copy, .unknown:
-            return Decision(mirrored: false, session: nil, rule: nil, reason: .noMatch, tried: [],
-                            explanation: "kernel: not mirrored (\(v.outcome))")
+            return Decision(
+                mirrored: false, session: nil, rule: nil, reason: .noMatch, tried: [],
+                explanation: "kernel: not mirrored (\(v.outcome))")
         }
     }
 
@@ -551,7 +562,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                     logger.info("removed mirror device", metadata: ["device": "\(options.mirrorDevice)"])
                 }
                 if try SegmenterDevice.remove(nl, mirrorDevice: options.mirrorDevice) {
-                    logger.info("removed segmenter", metadata: ["device": "\(SegmenterDevice.names(forMirrorDevice: options.mirrorDevice).tx)"])
+                    logger.info(
+                        "removed segmenter", metadata: ["device": "\(SegmenterDevice.names(forMirrorDevice: options.mirrorDevice).tx)"])
                 }
             } catch {
                 problems.append("devices of \(options.mirrorDevice): \(error)")

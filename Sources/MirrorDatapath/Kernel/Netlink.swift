@@ -120,7 +120,9 @@ public enum MirrorDevice {
     public static func ensure(_ nl: NetlinkContext, name: String = defaultName) throws -> Int {
         if let info = try nl.vxlanInfo(name) {
             guard info.external, info.port == vxlanPort else {
-                throw NetlinkError("\(name) exists but is not a VXLAN external device on port \(vxlanPort) (found external=\(info.external) port=\(info.port)); remove it or choose another name", -EEXIST)
+                throw NetlinkError(
+                    "\(name) exists but is not a VXLAN external device on port \(vxlanPort) (found external=\(info.external) port=\(info.port)); remove it or choose another name",
+                    -EEXIST)
             }
             try? nl.disableIPv6(name)  // best effort, as at creation: no IPv6, nothing to silence
         } else {
@@ -179,8 +181,10 @@ public final class LinkMonitor: @unchecked Sendable {
 
     /// Calls `handler` on the monitor's thread for every event. `onError` gets receive
     /// errors (events may have been lost, e.g. ENOBUFS): the owner should resync.
-    public func start(_ handler: @escaping @Sendable (LinkEvent) -> Void,
-                      onError: @escaping @Sendable (NetlinkError) -> Void = { _ in }) {
+    public func start(
+        _ handler: @escaping @Sendable (LinkEvent) -> Void,
+        onError: @escaping @Sendable (NetlinkError) -> Void = { _ in }
+    ) {
         let alreadyRunning = self.flag.lock.withLock { () -> Bool in
             defer { self.flag.running = true }
             return self.flag.running

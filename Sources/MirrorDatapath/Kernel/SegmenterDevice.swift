@@ -22,9 +22,10 @@ public enum SegmenterDevice {
         var txi: Int32 = 0, rxi: Int32 = 0
         let rc = cnl_segmenter_ensure(nl.ctx, tx, rx, &txi, &rxi)
         guard rc == 0 else {
-            throw NetlinkError(rc == -EEXIST
-                ? "segmenter \(tx)/\(rx): a name is taken by something that is not our veth pair; remove it or choose another mirror device name"
-                : "create the segmenter veth pair \(tx)/\(rx)", rc)
+            throw NetlinkError(
+                rc == -EEXIST
+                    ? "segmenter \(tx)/\(rx): a name is taken by something that is not our veth pair; remove it or choose another mirror device name"
+                    : "create the segmenter veth pair \(tx)/\(rx)", rc)
         }
         return (Int(txi), Int(rxi))
     }
