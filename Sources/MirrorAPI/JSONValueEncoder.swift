@@ -167,7 +167,13 @@ public struct JSONValueEncoder {
         }
     }
 
-    struct Unkeyed: UnkeyedEncodingContainer {
+    /// The primitive `encode`s of the unkeyed and the single-value container, written
+    /// once: each value goes through the container's `put`, as any Encodable does.
+    protocol PutsValues {
+        func put<T: Encodable>(_ value: T) throws
+    }
+
+    struct Unkeyed: UnkeyedEncodingContainer, PutsValues {
         let node: Node
         let codingPath: [CodingKey]
         var count: Int { node.items.count }
@@ -175,24 +181,10 @@ public struct JSONValueEncoder {
 
         mutating func encodeNil() throws { node.append().setValue(.null) }
         mutating func encode<T: Encodable>(_ value: T) throws { try put(value) }
-        private func put<T: Encodable>(_ value: T) throws {
+        func put<T: Encodable>(_ value: T) throws {
             let path = codingPath + [nextKey]
             try node.append().set(value, codingPath: path)
         }
-        mutating func encode(_ value: Bool) throws { try put(value) }
-        mutating func encode(_ value: String) throws { try put(value) }
-        mutating func encode(_ value: Double) throws { try put(value) }
-        mutating func encode(_ value: Float) throws { try put(value) }
-        mutating func encode(_ value: Int) throws { try put(value) }
-        mutating func encode(_ value: Int8) throws { try put(value) }
-        mutating func encode(_ value: Int16) throws { try put(value) }
-        mutating func encode(_ value: Int32) throws { try put(value) }
-        mutating func encode(_ value: Int64) throws { try put(value) }
-        mutating func encode(_ value: UInt) throws { try put(value) }
-        mutating func encode(_ value: UInt8) throws { try put(value) }
-        mutating func encode(_ value: UInt16) throws { try put(value) }
-        mutating func encode(_ value: UInt32) throws { try put(value) }
-        mutating func encode(_ value: UInt64) throws { try put(value) }
 
         mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type) -> KeyedEncodingContainer<N> {
             let path = codingPath + [nextKey]
@@ -208,26 +200,29 @@ public struct JSONValueEncoder {
         }
     }
 
-    struct Single: SingleValueEncodingContainer {
+    struct Single: SingleValueEncodingContainer, PutsValues {
         let node: Node
         let codingPath: [CodingKey]
 
         mutating func encodeNil() throws { node.setValue(.null) }
         mutating func encode<T: Encodable>(_ value: T) throws { try put(value) }
-        private func put<T: Encodable>(_ value: T) throws { try node.set(value, codingPath: codingPath) }
-        mutating func encode(_ value: Bool) throws { try put(value) }
-        mutating func encode(_ value: String) throws { try put(value) }
-        mutating func encode(_ value: Double) throws { try put(value) }
-        mutating func encode(_ value: Float) throws { try put(value) }
-        mutating func encode(_ value: Int) throws { try put(value) }
-        mutating func encode(_ value: Int8) throws { try put(value) }
-        mutating func encode(_ value: Int16) throws { try put(value) }
-        mutating func encode(_ value: Int32) throws { try put(value) }
-        mutating func encode(_ value: Int64) throws { try put(value) }
-        mutating func encode(_ value: UInt) throws { try put(value) }
-        mutating func encode(_ value: UInt8) throws { try put(value) }
-        mutating func encode(_ value: UInt16) throws { try put(value) }
-        mutating func encode(_ value: UInt32) throws { try put(value) }
-        mutating func encode(_ value: UInt64) throws { try put(value) }
+        func put<T: Encodable>(_ value: T) throws { try node.set(value, codingPath: codingPath) }
     }
+}
+
+extension JSONValueEncoder.PutsValues {
+    mutating func encode(_ value: Bool) throws { try put(value) }
+    mutating func encode(_ value: String) throws { try put(value) }
+    mutating func encode(_ value: Double) throws { try put(value) }
+    mutating func encode(_ value: Float) throws { try put(value) }
+    mutating func encode(_ value: Int) throws { try put(value) }
+    mutating func encode(_ value: Int8) throws { try put(value) }
+    mutating func encode(_ value: Int16) throws { try put(value) }
+    mutating func encode(_ value: Int32) throws { try put(value) }
+    mutating func encode(_ value: Int64) throws { try put(value) }
+    mutating func encode(_ value: UInt) throws { try put(value) }
+    mutating func encode(_ value: UInt8) throws { try put(value) }
+    mutating func encode(_ value: UInt16) throws { try put(value) }
+    mutating func encode(_ value: UInt32) throws { try put(value) }
+    mutating func encode(_ value: UInt64) throws { try put(value) }
 }

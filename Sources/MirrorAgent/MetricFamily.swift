@@ -56,6 +56,23 @@ public struct MetricFamily: Hashable, Sendable {
     }
 }
 
+extension MetricFamily {
+    /// A datapath counter labelled `by` (a session, or a source and direction): its
+    /// continuity identity is its name and those labels, its counter `field` of the key.
+    static func counter(_ name: String, _ help: String, by labels: [String], field: String) -> MetricFamily {
+        MetricFamily(name, .counter, help, labels: labels, continuity: .init(name, labels: labels, field: field))
+    }
+
+    /// As `counter(by:)`, by reason too: one series per value of `Reason`.
+    static func counter<Reason: CaseIterable & RawRepresentable>(
+        _ name: String, _ help: String, by labels: [String], reasons: Reason.Type, field: String
+    ) -> MetricFamily where Reason.RawValue == String {
+        MetricFamily(
+            name, .counter, help, labels: labels + ["reason"], reasons: Reason.allCases.map(\.rawValue),
+            continuity: .init(name, labels: labels + ["reason"], field: field))
+    }
+}
+
 // MARK: reasons
 
 extension MetricFamily {
@@ -112,34 +129,29 @@ extension MetricFamily {
         "mirror_session_bytes_total", .counter,
         "Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).",
         labels: sessionLabels, continuity: .init("mirror_session_bytes_total", labels: ["session"], field: "bytes"))
-    public static let copiesSent = MetricFamily(
-        "mirror_copies_sent_total", .counter, "Copies encapsulated and sent toward their collector.",
-        labels: ["session"], continuity: .init("mirror_copies_sent_total", labels: ["session"], field: "sent"))
-    public static let copiesSentDirect = MetricFamily(
-        "mirror_copies_sent_direct_total", .counter,
+    public static let copiesSent = counter(
+        "mirror_copies_sent_total", "Copies encapsulated and sent toward their collector.", by: ["session"], field: "sent")
+    public static let copiesSentDirect = counter(
+        "mirror_copies_sent_direct_total",
         "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.",
-        labels: ["session"], continuity: .init("mirror_copies_sent_direct_total", labels: ["session"], field: "sent_direct"))
-    public static let copiesSentBytes = MetricFamily(
-        "mirror_copies_sent_bytes_total", .counter, "Inner frame bytes of the copies sent, after truncation.",
-        labels: ["session"], continuity: .init("mirror_copies_sent_bytes_total", labels: ["session"], field: "sent_bytes"))
-    public static let copiesTruncated = MetricFamily(
-        "mirror_copies_truncated_total", .counter,
-        "Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).",
-        labels: ["session", "reason"], reasons: TruncationReason.allCases.map(\.rawValue),
-        continuity: .init("mirror_copies_truncated_total", labels: ["session", "reason"], field: "truncated/"))
-    public static let copiesTruncatedGSO = MetricFamily(
-        "mirror_copies_truncated_gso_total", .counter,
+        by: ["session"], field: "sent_direct")
+    public static let copiesSentBytes = counter(
+        "mirror_copies_sent_bytes_total", "Inner frame bytes of the copies sent, after truncation.", by: ["session"], field: "sent_bytes")
+    public static let copiesTruncated = counter(
+        "mirror_copies_truncated_total", "Copies cut to the session's packetLength or to fit the path MTU (SPEC §6).",
+        by: ["session"], reasons: TruncationReason.self, field: "truncated/")
+    public static let copiesTruncatedGSO = counter(
+        "mirror_copies_truncated_gso_total",
         "GSO copies cut as one packet because no segmenter was set up, so only their first segment was mirrored (SPEC §6 wants a copy per wire segment); each is also in mirror_copies_truncated_total, or in mirror_copies_dropped_total when the cut failed.",
-        labels: ["session"], continuity: .init("mirror_copies_truncated_gso_total", labels: ["session"], field: "truncated_gso"))
-    public static let copiesSegmented = MetricFamily(
-        "mirror_copies_segmented_total", .counter,
+        by: ["session"], field: "truncated_gso")
+    public static let copiesSegmented = counter(
+        "mirror_copies_segmented_total",
         "GSO copies whose segments would not fit, handed to the segmenter (SPEC §6); their wire-size segments come back and count as copies sent, and truncated when cut.",
-        labels: ["session"], continuity: .init("mirror_copies_segmented_total", labels: ["session"], field: "segmented"))
-    public static let copiesDropped = MetricFamily(
-        "mirror_copies_dropped_total", .counter,
+        by: ["session"], field: "segmented")
+    public static let copiesDropped = counter(
+        "mirror_copies_dropped_total",
         "Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).",
-        labels: ["session", "reason"], reasons: CopyDropReason.allCases.map(\.rawValue),
-        continuity: .init("mirror_copies_dropped_total", labels: ["session", "reason"], field: "dropped/"))
+        by: ["session"], reasons: CopyDropReason.self, field: "dropped/")
 
     // Per rule (bpf rule_stats; the key is the rule's position, no field).
     public static let ruleHits = MetricFamily(
@@ -150,24 +162,20 @@ extension MetricFamily {
             field: ""))
 
     // Per source and direction (bpf source_stats, security_stats).
-    public static let sourcePacketsSeen = MetricFamily(
-        "mirror_source_packets_seen_total", .counter,
+    public static let sourcePacketsSeen = counter(
+        "mirror_source_packets_seen_total",
         "Packets classified on the source and direction (not those its security groups or network ACL dropped: see mirror_packets_not_mirrored_total).",
-        labels: ["source", "direction"],
-        continuity: .init("mirror_source_packets_seen_total", labels: ["source", "direction"], field: "seen"))
-    public static let sourcePacketsMirrored = MetricFamily(
-        "mirror_source_packets_mirrored_total", .counter, "Packets of the source and direction accepted and cloned.",
-        labels: ["source", "direction"],
-        continuity: .init("mirror_source_packets_mirrored_total", labels: ["source", "direction"], field: "mirrored"))
-    public static let sourcePacketsEstablished = MetricFamily(
-        "mirror_source_packets_established_total", .counter,
+        by: ["source", "direction"], field: "seen")
+    public static let sourcePacketsMirrored = counter(
+        "mirror_source_packets_mirrored_total", "Packets of the source and direction accepted and cloned.", by: ["source", "direction"],
+        field: "mirrored")
+    public static let sourcePacketsEstablished = counter(
+        "mirror_source_packets_established_total",
         "Packets of the source and direction that its security groups let through as part of a connection they had allowed (SPEC §5, stateful); the outbound network ACL can still suppress them.",
-        labels: ["source", "direction"],
-        continuity: .init("mirror_source_packets_established_total", labels: ["source", "direction"], field: "established"))
-    public static let packetsNotMirrored = MetricFamily(
-        "mirror_packets_not_mirrored_total", .counter, "Packets of the source and direction that were not mirrored, by reason.",
-        labels: ["source", "direction", "reason"], reasons: NotMirroredReason.allCases.map(\.rawValue),
-        continuity: .init("mirror_packets_not_mirrored_total", labels: ["source", "direction", "reason"], field: ""))
+        by: ["source", "direction"], field: "established")
+    public static let packetsNotMirrored = counter(
+        "mirror_packets_not_mirrored_total", "Packets of the source and direction that were not mirrored, by reason.",
+        by: ["source", "direction"], reasons: NotMirroredReason.self, field: "")
 
     // Of the whole datapath (bpf encap_stats[MIRROR_ENCAP_STATS_NOT_COPY]).
     public static let deviceForeignFramesDropped = MetricFamily(

@@ -75,33 +75,24 @@ public enum MetricsRenderer {
             family(F.sessionBytes, count: sessions.count) { i, o in
                 o.sample(F.sessionBytes, sessionLabels(sessions[i].session), sessions[i].bytes)
             }
-            family(F.copiesSent, count: sessions.count) { i, o in
-                o.sample(F.copiesSent, [sessions[i].session], sessions[i].copiesSent)
+            // One sample per session, labelled by it; by reason for the two with one.
+            func perSession(_ f: MetricFamily, _ value: @escaping @Sendable (SessionStats) -> UInt64) {
+                family(f, count: sessions.count) { i, o in o.sample(f, [sessions[i].session], value(sessions[i])) }
             }
-            family(F.copiesSentDirect, count: sessions.count) { i, o in
-                o.sample(F.copiesSentDirect, [sessions[i].session], sessions[i].copiesSentDirect)
-            }
-            family(F.copiesSentBytes, count: sessions.count) { i, o in
-                o.sample(F.copiesSentBytes, [sessions[i].session], sessions[i].copiesSentBytes)
-            }
-            family(F.copiesTruncated, count: sessions.count) { i, o in
-                let s = sessions[i]
-                for (reason, v) in s.truncated.sorted(by: { $0.key < $1.key }) {
-                    o.sample(F.copiesTruncated, [s.session, reason], v)
+            func perSessionByReason(_ f: MetricFamily, _ values: @escaping @Sendable (SessionStats) -> [String: UInt64]) {
+                family(f, count: sessions.count) { i, o in
+                    for (reason, v) in values(sessions[i]).sorted(by: { $0.key < $1.key }) {
+                        o.sample(f, [sessions[i].session, reason], v)
+                    }
                 }
             }
-            family(F.copiesTruncatedGSO, count: sessions.count) { i, o in
-                o.sample(F.copiesTruncatedGSO, [sessions[i].session], sessions[i].copiesTruncatedGSO)
-            }
-            family(F.copiesSegmented, count: sessions.count) { i, o in
-                o.sample(F.copiesSegmented, [sessions[i].session], sessions[i].copiesSegmented)
-            }
-            family(F.copiesDropped, count: sessions.count) { i, o in
-                let s = sessions[i]
-                for (reason, v) in s.dropped.sorted(by: { $0.key < $1.key }) {
-                    o.sample(F.copiesDropped, [s.session, reason], v)
-                }
-            }
+            perSession(F.copiesSent) { $0.copiesSent }
+            perSession(F.copiesSentDirect) { $0.copiesSentDirect }
+            perSession(F.copiesSentBytes) { $0.copiesSentBytes }
+            perSessionByReason(F.copiesTruncated) { $0.truncated }
+            perSession(F.copiesTruncatedGSO) { $0.copiesTruncatedGSO }
+            perSession(F.copiesSegmented) { $0.copiesSegmented }
+            perSessionByReason(F.copiesDropped) { $0.dropped }
             family(F.ruleHits, count: rules.count) { i, o in
                 let r = rules[i]
                 o.sample(F.ruleHits, [r.session, r.filter, r.direction.rawValue, String(r.priority), r.action.rawValue], r.hits)

@@ -263,24 +263,29 @@ struct SessionCommand: ParsableCommand {
         commandName: "session", abstract: "Enable or disable a session.",
         subcommands: [Enable.self, Disable.self])
 
-    struct Enable: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start mirroring for a session.")
+    /// What both subcommands take: the agent, the session id and the output format.
+    struct Target: ParsableArguments {
         @OptionGroup var agent: AgentOptions
         @Argument(help: "The session id.") var id: String
         @Option(name: [.customShort("o"), .long], help: "Output format: text or json.") var output: OutputFormat = .text
-        func run() throws {
-            ObjectOutput.print(try agent.call("POST", APIPath.session(id, enable: true)), .sessions, verb: "enabled", output)
+
+        func set(enabled: Bool) throws {
+            ObjectOutput.print(
+                try agent.call("POST", APIPath.session(id, enable: enabled)), .sessions, verb: enabled ? "enabled" : "disabled",
+                output)
         }
+    }
+
+    struct Enable: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start mirroring for a session.")
+        @OptionGroup var session: Target
+        func run() throws { try session.set(enabled: true) }
     }
 
     struct Disable: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop mirroring for a session (it stays defined).")
-        @OptionGroup var agent: AgentOptions
-        @Argument(help: "The session id.") var id: String
-        @Option(name: [.customShort("o"), .long], help: "Output format: text or json.") var output: OutputFormat = .text
-        func run() throws {
-            ObjectOutput.print(try agent.call("POST", APIPath.session(id, enable: false)), .sessions, verb: "disabled", output)
-        }
+        @OptionGroup var session: Target
+        func run() throws { try session.set(enabled: false) }
     }
 }
 

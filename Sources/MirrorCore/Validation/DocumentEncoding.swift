@@ -35,11 +35,16 @@ public enum DocumentEncoding {
 
     static func str(_ s: CustomStringConvertible?) -> JSONValue? { s.map { .string($0.description) } }
 
-    public static func encode(_ f: Filter) -> JSONValue {
-        var m: Members = [("id", .string(f.id))]
-        opt(&m, "description", f.description.map(JSONValue.string))
-        m.append(("inbound", .array(f.inbound.map(encode))))
-        m.append(("outbound", .array(f.outbound.map(encode))))
+    public static func encode(_ f: Filter) -> JSONValue { ruleLists(f.id, f.description, f.inbound, f.outbound) }
+
+    /// A filter or a network ACL: an id, a description and two rule lists.
+    static func ruleLists<Action: RawRepresentable>(
+        _ id: String, _ description: String?, _ inbound: [MatchRule<Action>], _ outbound: [MatchRule<Action>]
+    ) -> JSONValue where Action.RawValue == String {
+        var m: Members = [("id", .string(id))]
+        opt(&m, "description", description.map(JSONValue.string))
+        m.append(("inbound", .array(inbound.map(encode))))
+        m.append(("outbound", .array(outbound.map(encode))))
         return .object(m)
     }
 
@@ -107,11 +112,5 @@ public enum DocumentEncoding {
         return .object(m)
     }
 
-    public static func encode(_ a: NetworkAcl) -> JSONValue {
-        var m: Members = [("id", .string(a.id))]
-        opt(&m, "description", a.description.map(JSONValue.string))
-        m.append(("inbound", .array(a.inbound.map(encode))))
-        m.append(("outbound", .array(a.outbound.map(encode))))
-        return .object(m)
-    }
+    public static func encode(_ a: NetworkAcl) -> JSONValue { ruleLists(a.id, a.description, a.inbound, a.outbound) }
 }

@@ -352,21 +352,14 @@ struct Decoder {
             for item in items { if case .string(let id)? = item["id"] { d.brokenIds[kind, default: []].insert(id) } }
         }
         d.filters =
-            list(m["filters"], "filters", "filters", max: Quota.filtersPerAgent, quota: "filters per agent") {
-                $0.filter($1, $2)
-            } ?? []
+            list(m["filters"], "filters", "filters", max: Quota.filtersPerAgent, quota: "filters per agent") { $0.filter($1, $2) } ?? []
         d.targets =
-            list(m["targets"], "targets", "targets", max: Quota.targetsPerAgent, quota: "targets per agent") {
-                $0.target($1, $2)
-            } ?? []
+            list(m["targets"], "targets", "targets", max: Quota.targetsPerAgent, quota: "targets per agent") { $0.target($1, $2) } ?? []
         d.sources =
-            list(m["sources"], "sources", "sources", max: Quota.sourcesPerAgent, quota: "sources per agent") {
-                $0.source($1, $2)
-            } ?? []
+            list(m["sources"], "sources", "sources", max: Quota.sourcesPerAgent, quota: "sources per agent") { $0.source($1, $2) } ?? []
         d.sessions =
-            list(m["sessions"], "sessions", "sessions", max: Quota.sessionsPerAgent, quota: "sessions per agent") {
-                $0.session($1, $2)
-            } ?? []
+            list(m["sessions"], "sessions", "sessions", max: Quota.sessionsPerAgent, quota: "sessions per agent") { $0.session($1, $2) }
+            ?? []
         d.securityGroups = list(m["securityGroups"], "securityGroups", "security groups") { $0.securityGroup($1, $2) } ?? []
         d.networkAcls = list(m["networkAcls"], "networkAcls", "network ACLs") { $0.networkAcl($1, $2) } ?? []
         // brokenIds keeps only ids whose element failed to decode.
@@ -425,9 +418,17 @@ struct Decoder {
     }
 
     mutating func rule(_ v: JSONValue, _ path: String) -> Rule? {
+        matchRule(v, path, kind: "a filter rule", priorities: Quota.rulePriority, "a rule priority")
+    }
+
+    /// A filter rule or a network ACL rule (SPEC §2, §5): the same fields and checks;
+    /// the action's values, the priority range and the words differ.
+    mutating func matchRule<Action: RawRepresentable & CaseIterable & Hashable & Sendable & Encodable>(
+        _ v: JSONValue, _ path: String, kind: String, priorities: ClosedRange<Int>, _ priorityName: String
+    ) -> MatchRule<Action>? where Action.RawValue == String {
         guard
             let m = members(
-                v, path, kind: "a filter rule",
+                v, path, kind: kind,
                 allowed: [
                     "priority", "action", "ethertype", "protocol", "source", "destination",
                     "sourcePorts", "destinationPorts",
@@ -435,17 +436,18 @@ struct Decoder {
                 required: ["priority", "action", "ethertype"])
         else { return nil }
         let before = errors.count
-        let priority = int(m["priority"], path + ".priority", Quota.rulePriority, "a rule priority")
-        let action = enumValue(m["action"], path + ".action", "action", RuleAction.self)
+        let priority = int(m["priority"], path + ".priority", priorities, priorityName)
+        let action = enumValue(m["action"], path + ".action", "action", Action.self)
         let e = enumValue(m["ethertype"], path + ".ethertype", "ethertype", Ethertype.self)
         let p = proto(m["protocol"], path + ".protocol", ethertype: e)
-        let protocolKnown = m["protocol"] == nil || p != nil
+        // Ports are checked against the protocol only when it is known (all when absent).
+        let known: ProtocolSpec? = m["protocol"] == nil || p != nil ? (p ?? .all) : nil
         let src = cidr(m["source"], path + ".source", ethertype: e)
         let dst = cidr(m["destination"], path + ".destination", ethertype: e)
-        let sp = ports(m["sourcePorts"], path + ".sourcePorts", protocol: protocolKnown ? (p ?? .all) : nil)
-        let dp = ports(m["destinationPorts"], path + ".destinationPorts", protocol: protocolKnown ? (p ?? .all) : nil)
+        let sp = ports(m["sourcePorts"], path + ".sourcePorts", protocol: known)
+        let dp = ports(m["destinationPorts"], path + ".destinationPorts", protocol: known)
         guard errors.count == before, let priority, let action, let e else { return nil }
-        return Rule(
+        return MatchRule(
             priority: priority, action: action, ethertype: e, protocol: p ?? .all, source: src, destination: dst,
             sourcePorts: sp, destinationPorts: dp)
     }
@@ -665,29 +667,7 @@ struct Decoder {
     }
 
     mutating func aclRule(_ v: JSONValue, _ path: String) -> AclRule? {
-        guard
-            let m = members(
-                v, path, kind: "a network ACL rule",
-                allowed: [
-                    "priority", "action", "ethertype", "protocol", "source", "destination",
-                    "sourcePorts", "destinationPorts",
-                ],
-                required: ["priority", "action", "ethertype"])
-        else { return nil }
-        let before = errors.count
-        let priority = int(m["priority"], path + ".priority", Quota.aclRulePriority, "an ACL rule priority")
-        let action = enumValue(m["action"], path + ".action", "action", AllowDeny.self)
-        let e = enumValue(m["ethertype"], path + ".ethertype", "ethertype", Ethertype.self)
-        let p = proto(m["protocol"], path + ".protocol", ethertype: e)
-        let known: ProtocolSpec? = m["protocol"] == nil || p != nil ? (p ?? .all) : nil
-        let src = cidr(m["source"], path + ".source", ethertype: e)
-        let dst = cidr(m["destination"], path + ".destination", ethertype: e)
-        let sp = ports(m["sourcePorts"], path + ".sourcePorts", protocol: known)
-        let dp = ports(m["destinationPorts"], path + ".destinationPorts", protocol: known)
-        guard errors.count == before, let priority, let action, let e else { return nil }
-        return AclRule(
-            priority: priority, action: action, ethertype: e, protocol: p ?? .all, source: src, destination: dst,
-            sourcePorts: sp, destinationPorts: dp)
+        matchRule(v, path, kind: "a network ACL rule", priorities: Quota.aclRulePriority, "an ACL rule priority")
     }
 
     // MARK: cross-object checks (SPEC §2, §3)
