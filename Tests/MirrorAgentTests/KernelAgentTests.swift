@@ -336,6 +336,22 @@ struct KernelAgentTests {
                 .standardized.path, "mirror0", "egress")
         #expect(encap.split(separator: "\n").filter { $0.contains("mirror_encap") }.count == 1, "\(encap)")
 
+        // A second agent with directories of its own in the same namespace, on the same
+        // mirror device: refused before it puts a second stage 2 there.
+        let fourth = try Command.result([
+            "timeout", "20", "nsenter", "--net=\(ns.path)", Self.agentBinary, "run", "--datapath", "kernel",
+            "--socket", other + "4.sock", "--state-dir", other + "4-state", "--bpffs", other + "4-bpffs",
+            "--metrics-address", "127.0.0.1:19471",
+        ])
+        defer { _ = try? Command.run("umount", other + "4-bpffs") }
+        #expect(fourth.status != 0 && fourth.status != 124, "a second agent on the same mirror device ran: \(fourth.stderr)")
+        #expect(fourth.stderr.contains("already carries another agent's stage 2"), "\(fourth.stderr)")
+        let encapAfter = try Command.run(
+            "ip", "netns", "exec", ns.name, "python3",
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py").standardized.path,
+            "mirror0", "egress")
+        #expect(encapAfter.split(separator: "\n").filter { $0.contains("mirror_encap") }.count == 1, "\(encapAfter)")
+
         let st = try #require(Self.status(client))
         #expect(st.generation == 1)
         #expect(st.sources.first { $0.id == "vm1" }?.state == .attached)

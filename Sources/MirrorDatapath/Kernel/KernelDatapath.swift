@@ -84,6 +84,16 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             let nl = try NetlinkContext()
             netlink = nl
             let index = try MirrorDevice.ensure(nl, name: options.mirrorDevice)
+            // A mirror device carrying a stage 2 whose link is not pinned under our bpffs
+            // is another agent's (same netns, other pins): sharing it would put two
+            // stage 2s and two segmenter programs on one path. Refused before either.
+            let stageTwos = BPFDatapath.tcxPrograms(ifindex: Int32(index), hook: .egress).filter { $0 == EncapProgram.encap.rawValue }
+            let ours = datapath?.isAttached(ifindex: Int32(index), hook: .egress, mode: .tcx) == true ? 1 : 0
+            if stageTwos.count > ours {
+                throw DatapathError(
+                    "\(options.mirrorDevice) already carries another agent's stage 2 (its link is not pinned under \(options.bpffs));"
+                        + " give this agent its own --mirror-device, or stop the other one")
+            }
             mirrorIfindex = index
             do { try datapath?.setMirrorDevice(ifindex: UInt32(index)) } catch {
                 throw DatapathError("point the classifier at \(options.mirrorDevice): \(error)")
