@@ -15,6 +15,12 @@ public typealias AgentError = APIError
 /// the whole next document, validates it with the core, assigns VNIs, persists it and
 /// only then hands it to the datapath; on any failure nothing changes (SPEC §7).
 /// Being an actor serialises mutations, so two clients cannot interleave.
+/// The datapath did not start (`Agent.start`): nothing can be mirrored.
+public struct DatapathStartFailure: Error, CustomStringConvertible {
+    public var underlying: Error
+    public var description: String { "\(underlying)" }
+}
+
 public actor Agent {
     private let store: StateStore
     let datapath: Datapath  // internal: MetricsAgent.swift reads counters outside the actor
@@ -87,7 +93,10 @@ public actor Agent {
             }
             logger.info("restored state", metadata: ["generation": "\(generation)", "sessions": "\(document.sessions.count)"])
         }
-        try datapath.start()
+        do { try datapath.start() } catch {
+            datapath.shutdown()
+            throw DatapathStartFailure(underlying: error)
+        }
         try timedApply(effective, generation)
         Self.returnFreedMemory()
         logSourceChanges(after: "start")

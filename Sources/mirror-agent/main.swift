@@ -147,15 +147,12 @@ struct Run: AsyncParsableCommand {
             fail("mirror-agent: cannot start: \(error)")
         }
 
+        // Made, not started: the agent starts it after reading and checking its state,
+        // so a state file that no longer validates stops it before the kernel is touched.
         let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .kernel
         let datapath: Datapath
-        do {
-            datapath = try DatapathFactory.start(choice, options: options.datapathOptions)
-        } catch {
-            // Never on without it: an agent that takes applies and mirrors nothing looks healthy.
-            fail(
-                "mirror-agent: cannot start: the kernel datapath did not load, so nothing could be mirrored: \(error)\n"
-                    + "Fix that and start again (only --datapath memory runs without it, mirroring nothing, for tests).")
+        do { datapath = try DatapathFactory.make(choice, options: options.datapathOptions) } catch {
+            fail("mirror-agent: cannot start: \(error)")
         }
         logger.info(
             "starting",
@@ -164,7 +161,12 @@ struct Run: AsyncParsableCommand {
                 "socket": "\(options.socket)", "stateDir": "\(options.stateDir)",
             ])
         let agent = Agent(store: store, datapath: datapath, logger: logger)
-        do { try await agent.start(resetState: resetState, holding: stateLock) } catch {
+        do { try await agent.start(resetState: resetState, holding: stateLock) } catch let error as DatapathStartFailure {
+            // Never on without it: an agent that takes applies and mirrors nothing looks healthy.
+            fail(
+                "mirror-agent: cannot start: the kernel datapath did not load, so nothing could be mirrored: \(error)\n"
+                    + "Fix that and start again (only --datapath memory runs without it, mirroring nothing, for tests).")
+        } catch {
             fail("mirror-agent: cannot start: \(error)")
         }
 

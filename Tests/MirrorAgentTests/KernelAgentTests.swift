@@ -416,4 +416,26 @@ struct KernelAgentTests {
         #expect(metrics.contains(#"mirror_agent_repairs_total{what="mirror_device"} 1"#), "\(metrics.prefix(300))")
     }
 
+    /// A state file that no longer validates stops the agent before it touches the
+    /// kernel: on a fresh host no mirror device, segmenter or pins are left behind.
+    @Test func aStateThatDoesNotValidateStopsTheAgentBeforeTheKernelIsTouched() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.agentBinary))
+        let ns = try TestNetns()
+        let dir = try TempDir()
+        defer { _ = try? Command.run("umount", dir.path + "/bpffs") }
+        try ns.ip("link", "set", "lo", "up")
+        try FileManager.default.createDirectory(atPath: dir.path + "/state", withIntermediateDirectories: true)
+        let broken =
+            #"{"document":{"sessions":[{"id":"s1","priority":1,"filter":"nope","sources":["vm1"],"target":"t1"}]},"#
+            + #""formatVersion":1,"generation":3,"vnis":{}}"#
+        try Data(broken.utf8).write(to: URL(fileURLWithPath: dir.path + "/state/state.json"))
+        let agent = try RunningAgent(ns: ns, dir: dir, extra: ["run", "--datapath", "kernel"])
+        defer { agent.stop() }
+        #expect(Self.waitUntil(20) { !agent.process.isRunning }, "the agent ran on a state that does not validate")
+        #expect(agent.logText.contains("no longer validates"), "\(agent.logText)")
+        #expect((try? ns.ip("link", "show", "mirror0")) == nil, "mirror0 was made: \(agent.logText)")
+        #expect((try? ns.ip("link", "show", "mirseg0")) == nil)
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/bpffs/mirror_active"))
+    }
+
 }

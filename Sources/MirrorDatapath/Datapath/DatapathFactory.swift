@@ -45,15 +45,4 @@ public enum DatapathFactory {
         case .kernel, .automatic: return KernelDatapath(options: options)
         }
     }
-
-    /// Makes and starts the datapath; one that does not start is an error, never
-    /// replaced by another.
-    public static func start(_ choice: Choice, options: Options) throws -> Datapath {
-        let dp = try make(choice, options: options)
-        do { try dp.start() } catch {
-            dp.shutdown()
-            throw error
-        }
-        return dp
-    }
 }
