@@ -212,9 +212,9 @@ extension MetricFamily {
     /// the segmenter pair); each is a series from the start, at 0 until it happens.
     public static let agentRepairs = MetricFamily(
         "mirror_agent_repairs_total", .counter,
-        "The agent's own devices and programs put back after they were removed (mirror_device, encap_program, segmenter).",
+        "The agent's own devices, programs and pins put back after they were removed (mirror_device, encap_program, pins, segmenter).",
         labels: ["what"])
-    public static let repairKinds = ["mirror_device", "encap_program", "segmenter"]
+    public static let repairKinds = ["mirror_device", "encap_program", "pins", "segmenter"]
     public static let agentBuildInfo = MetricFamily(
         "mirror_agent_build_info", .gauge, "Agent version, source commit and running kernel; always 1.",
         labels: ["version", "commit", "kernel"])

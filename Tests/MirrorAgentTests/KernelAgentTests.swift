@@ -411,6 +411,10 @@ struct KernelAgentTests {
             #expect(Self.waitUntil(3) { Self.status(client)?.repairs?["encap_program"] == 1 }, "\(agent.logText)")
             #expect(Self.waitUntil(2) { stageTwo() == 1 })
         }
+        // A map's pin removed: pinned again, so that the next agent adopts the same map.
+        try FileManager.default.removeItem(atPath: dir.path + "/bpffs/mirror_policy")
+        #expect(Self.waitUntil(3) { Self.status(client)?.repairs?["pins"] == 1 }, "\(agent.logText)")
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/bpffs/mirror_policy"))
         #expect(Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .attached)
         let metrics = try ns.exec("curl", "-sS", "--max-time", "5", "http://127.0.0.1:9469/metrics")
         #expect(metrics.contains(#"mirror_agent_repairs_total{what="mirror_device"} 1"#), "\(metrics.prefix(300))")

@@ -120,10 +120,11 @@ struct MetricsRendererTests {
             # HELP mirror_tcx_pending_interfaces Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).
             # TYPE mirror_tcx_pending_interfaces gauge
             mirror_tcx_pending_interfaces 3
-            # HELP mirror_agent_repairs_total The agent's own devices and programs put back after they were removed (mirror_device, encap_program, segmenter).
+            # HELP mirror_agent_repairs_total The agent's own devices, programs and pins put back after they were removed (mirror_device, encap_program, pins, segmenter).
             # TYPE mirror_agent_repairs_total counter
             mirror_agent_repairs_total{what="mirror_device"} 0
             mirror_agent_repairs_total{what="encap_program"} 0
+            mirror_agent_repairs_total{what="pins"} 0
             mirror_agent_repairs_total{what="segmenter"} 0
             # HELP mirror_agent_build_info Agent version, source commit and running kernel; always 1.
             # TYPE mirror_agent_build_info gauge

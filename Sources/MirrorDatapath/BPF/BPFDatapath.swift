@@ -183,6 +183,20 @@ public final class BPFDatapath: @unchecked Sendable {
         return fd
     }
 
+    /// Pins again the maps whose pin someone removed (the maps themselves live on
+    /// through this instance's fds): without their pins, the next agent would start
+    /// from empty maps. Returns the names pinned again.
+    public func repinMissingMaps() -> [String] {
+        guard let pinDirectory else { return [] }
+        var repinned: [String] = []
+        for m in ClassifierMap.allCases {
+            let path = pinDirectory + "/" + m.rawValue
+            guard access(path, F_OK) != 0, let fd = mapFDs[m], fd >= 0 else { continue }
+            if clibbpf_obj_pin(fd, path) == 0 { repinned.append(m.rawValue) }
+        }
+        return repinned
+    }
+
     /// Removes our pinned maps from the pin directory (the maps live on while
     /// programs use them). For tests and for `agent --reset`.
     public func unpinMaps() {

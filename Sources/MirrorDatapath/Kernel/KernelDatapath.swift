@@ -311,7 +311,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     /// Puts back the devices and programs stage 2 needs when someone removed them: the
     /// mirror device (deleted: every copy would be lost as clone_failed), stage 2 on its
-    /// egress (detached or unpinned) and the segmenter pair. Each repair is logged and
+    /// egress (detached or unpinned), the maps' pins and the segmenter pair. Each repair is logged and
     /// counted; what cannot be put back is a problem `status` reports until it can.
     /// Called under `lock`, every second and on a link event of one of these devices.
     private func repairOwnDevices() {
@@ -343,6 +343,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             problems["mirror_device"] = nil
             problems["encap_program"] = nil
         }
+        let repinned = dp.repinMissingMaps()
+        if !repinned.isEmpty { repaired("pins", "pinned again: \(repinned.joined(separator: ", "))") }
         let seg = SegmenterDevice.names(forMirrorDevice: options.mirrorDevice)
         if segmenterUp && (if_nametoindex(seg.tx) == 0 || if_nametoindex(seg.rx) == 0) {
             if Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: dp, logger: logger) {
