@@ -3,7 +3,8 @@
 # forgotten, are refused and change nothing; the agent's own mirror device is
 # refused as a source; a deleted mirror device is put back within 2 s and
 # counted as a repair; a renamed source interface is not mirrored as the source
-# until its name returns. The collector keeps receiving throughout. Then a
+# until its name returns; failed starts (a port in use, a state directory that
+# is a file) leave nothing. The collector keeps receiving throughout. Then a
 # stop, a cleanup and a start: the session's counter does not go back.
 source "$(dirname "$0")/../lib.sh"
 topo_up
@@ -37,6 +38,22 @@ fi
 grep -q "in use by another mirror-agent" "$TOPO_DIR/cleanup.log" || fail "cleanup: $(cat "$TOPO_DIR/cleanup.log")"
 in_ns "$NS_HOST" ip link show mirror0 >/dev/null || fail "mirror0 went away"
 expect_eq "$(health)" "ok 0 1" "status after the refused second agent and cleanup"
+# Failed starts leave nothing: an agent of its own (mirror1, its own directories)
+# whose metrics port is taken, and one whose state directory is a file.
+: > "$TOPO_DIR/state-file"
+failed_start() {   # $1: what the log must say; the rest: the agent's own flags
+  local says=$1; shift
+  if timeout 20 nsenter --net="/run/netns/$NS_HOST" "$BIN_DIR/mirror-agent" --socket "$TOPO_DIR/third.sock" \
+      --bpffs "$TOPO_DIR/third-bpffs" --mirror-device mirror1 "$@" >"$TOPO_DIR/third.log" 2>&1; then
+    fail "an agent started with $*"
+  fi
+  grep -q "cannot start.*$says" "$TOPO_DIR/third.log" || fail "expected '$says' for $*: $(cat "$TOPO_DIR/third.log")"
+  ! grep -q "bind(descriptor" "$TOPO_DIR/third.log" || fail "NIO's words, not an operator's: $(cat "$TOPO_DIR/third.log")"
+  ! in_ns "$NS_HOST" ip link show mirror1 >/dev/null 2>&1 || fail "a failed start ($*) left mirror1"
+  ! mountpoint -q "$TOPO_DIR/third-bpffs" 2>/dev/null || fail "a failed start ($*) mounted a bpffs"
+}
+failed_start "address already in use" --state-dir "$TOPO_DIR/third-state" --metrics-address 127.0.0.1:9469
+failed_start "is not a directory" --state-dir "$TOPO_DIR/state-file" --metrics-address 127.0.0.1:19470
 sleep 1.5
 
 # 2) The agent's own device as a source: refused with its path, nothing applied.
