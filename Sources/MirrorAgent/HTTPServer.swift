@@ -110,6 +110,8 @@ public final class HTTPServer: Sendable {
         var stopping = false
         /// The accept loop (`start`).
         var serving: Task<Void, Error>?
+        /// Bound by `bindNow`, served by the next `start`.
+        var prebound: Listener?
     }
     private let state = NIOLockedValueBox(State())
 
@@ -154,10 +156,35 @@ public final class HTTPServer: Sendable {
     /// channels ends it just as well.
     @discardableResult
     public func start() async throws -> Task<Void, Error> {
-        let listener = try await bind()
+        let prebound = state.withLockedValue { s in
+            defer { s.prebound = nil }
+            return s.prebound
+        }
+        let listener: Listener
+        if let prebound { listener = prebound } else { listener = try await bind() }
         let task = Task { try await self.serve(listener) }
         state.withLockedValue { $0.serving = task }
         return task
+    }
+
+    /// Binds now and serves from the next `start` or `run`: the agent binds its socket
+    /// and port before it loads the datapath, so one it cannot have stops it before
+    /// the kernel is touched. Connections made in between wait in the backlog.
+    public func bindNow() async throws {
+        let listener = try await bind()
+        state.withLockedValue { $0.prebound = listener }
+    }
+
+    /// Lets go of what `bindNow` bound when it will never be served (a start that
+    /// failed after it): the listener closes and a socket file goes with it.
+    public func unbind() async {
+        let prebound = state.withLockedValue { s in
+            defer { s.prebound = nil; s.listener = nil }
+            return s.prebound
+        }
+        guard let prebound else { return }
+        try? await prebound.channel.close()
+        if case .unix(let path) = endpoint { unlink(path) }
     }
 
     /// Stops accepting, lets answers in progress finish and waits for every connection.
@@ -236,26 +263,6 @@ public final class HTTPServer: Sendable {
         }
         logger.info("\(name) listening", metadata: ["address": "\(address)"])
         return listener
-    }
-
-    /// Whether `endpoint` can be served, before the agent loads anything: a control
-    /// socket another agent answers on, or a port in use, is refused here rather than
-    /// after the datapath work (which a failed start would then leave behind). A stale
-    /// socket file is removed; a port is bound and let go at once.
-    public static func checkAvailable(_ endpoint: Endpoint) async throws {
-        switch endpoint {
-        case .unix(let path):
-            try SocketPath.prepare(path)
-        case .tcp(let host, let port):
-            do {
-                let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                    .bind(host: host, port: port).get()
-                try await channel.close()
-            } catch {
-                throw ServerError("cannot listen on \(endpoint): \(Self.describe(error))")
-            }
-        }
     }
 
     /// An error of bind or listen as an operator reads it ("address already in use"),

@@ -63,6 +63,10 @@ public final class MetricsServer: Service {
     /// `run` for callers without a ServiceGroup (tests), until `stop`.
     public func start() async throws { try await server.start() }
     public func stop() async { await server.stop() }
+    /// Binds before the agent loads its datapath; `run` then serves (HTTPServer.bindNow).
+    public func bindNow() async throws { try await server.bindNow() }
+    /// A start that failed after `bindNow`: let go of the socket or port.
+    public func unbind() async { await server.unbind() }
     public func stopWithoutWaiting() { server.stopWithoutWaiting() }
 
     private static func handle(

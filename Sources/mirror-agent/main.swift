@@ -133,16 +133,12 @@ struct Run: AsyncParsableCommand {
         // A write to nft's pipe after it exited must be an error, not the end of the agent.
         signal(SIGPIPE, SIG_IGN)
 
-        // Before anything touches the kernel or the state: the state directory's lock,
-        // then the control socket and the metrics port. A second agent, a state
-        // directory that is a file or a port in use is refused here and leaves nothing.
+        // Before anything touches the kernel or the state: the state directory's lock.
         let store = StateStore(directory: options.stateDir)
         let stateLock: OwnerLock
         do {
             try store.prepare()
             stateLock = try store.lock()
-            try await HTTPServer.checkAvailable(.unix(path: options.socket))
-            try await HTTPServer.checkAvailable(.tcp(host: metricsHost, port: metricsPort))
         } catch {
             fail("mirror-agent: cannot start: \(error)")
         }
@@ -154,19 +150,38 @@ struct Run: AsyncParsableCommand {
         do { datapath = try DatapathFactory.make(choice, options: options.datapathOptions) } catch {
             fail("mirror-agent: cannot start: \(error)")
         }
+        let agent = Agent(store: store, datapath: datapath, logger: logger)
+        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger)
+        let controlServer = ControlServer(
+            router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger)
+
+        // Then the control socket and the metrics port, bound and held: another agent
+        // answering, or a port in use, stops this one before the kernel is touched.
+        do {
+            try await controlServer.bindNow()
+            try await metricsServer.bindNow()
+        } catch {
+            await controlServer.unbind()
+            fail("mirror-agent: cannot start: \(error)")
+        }
+
         logger.info(
             "starting",
             metadata: [
                 "version": "\(MirrorAgentInfo.version)", "datapath": "\(datapath.kind)",
                 "socket": "\(options.socket)", "stateDir": "\(options.stateDir)",
             ])
-        let agent = Agent(store: store, datapath: datapath, logger: logger)
-        do { try await agent.start(resetState: resetState, holding: stateLock) } catch let error as DatapathStartFailure {
-            // Never on without it: an agent that takes applies and mirrors nothing looks healthy.
-            fail(
-                "mirror-agent: cannot start: the kernel datapath did not load, so nothing could be mirrored: \(error)\n"
-                    + "Fix that and start again (only --datapath memory runs without it, mirroring nothing, for tests).")
+        do {
+            try await agent.start(resetState: resetState, holding: stateLock)
         } catch {
+            await controlServer.unbind()
+            await metricsServer.unbind()
+            if let error = error as? DatapathStartFailure {
+                // Never on without it: an agent that takes applies and mirrors nothing looks healthy.
+                fail(
+                    "mirror-agent: cannot start: the kernel datapath did not load, so nothing could be mirrored: \(error)\n"
+                        + "Fix that and start again (only --datapath memory runs without it, mirroring nothing, for tests).")
+            }
             fail("mirror-agent: cannot start: \(error)")
         }
 
@@ -176,8 +191,8 @@ struct Run: AsyncParsableCommand {
         let services: [Service] = [
             AgentService(agent: agent, logger: logger),
             LinkEventService(agent: agent, logger: logger),
-            MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger),
-            ControlServer(router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger),
+            metricsServer,
+            controlServer,
         ]
         var configuration = ServiceGroupConfiguration(
             services: services.map {

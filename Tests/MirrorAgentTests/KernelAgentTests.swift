@@ -440,6 +440,8 @@ struct KernelAgentTests {
         #expect((try? ns.ip("link", "show", "mirror0")) == nil, "mirror0 was made: \(agent.logText)")
         #expect((try? ns.ip("link", "show", "mirseg0")) == nil)
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/bpffs/mirror_active"))
+        // The socket it had bound before reading its state is gone with it.
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/agent.sock"))
     }
 
 }
