@@ -14,7 +14,7 @@ import MirrorCore
 //   POST   /v1/explain                    body: ExplainRequest             -> ExplainResponse
 //   GET    /v1/document                                                    -> the applied document (as applied)
 //   GET    /v1/stats                                                       -> StatsResponse (Stats.swift)
-// {kind} is one of ObjectKind's raw values. Errors: APIError (Errors.swift) with 4xx/5xx.
+// {kind} is one of ObjectKind's raw values. Errors: APIError (APIError.swift) with 4xx/5xx.
 
 public enum APIPath {
     public static let prefix = "/v1"
