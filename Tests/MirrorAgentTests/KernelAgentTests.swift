@@ -54,12 +54,16 @@ struct KernelAgentTests {
 
     /// Our programs on one hook, tcx links and clsact filters together (Tests/e2e/hooks.py
     /// asks the kernel: BPF_PROG_QUERY and `tc filter show`).
-    static func filterCount(_ ns: TestNetns, _ dev: String, _ hook: String) -> Int {
+    /// `program`: which of ours (the classifier's mirror_tc_*, stage 2's mirror_encap).
+    static func filterCount(_ ns: TestNetns, _ dev: String, _ hook: String, program: String = " mirror_tc") -> Int {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../e2e/hooks.py").standardized.path
         let out = (try? Command.run("ip", "netns", "exec", ns.name, "python3", script, dev, hook)) ?? ""
-        return out.split(separator: "\n").filter { $0.contains(" mirror_tc") }.count
+        return out.split(separator: "\n").filter { $0.contains(program) }.count
     }
+
+    /// Stage 2 programs on the mirror device's egress.
+    static func stageTwoCount(_ ns: TestNetns) -> Int { filterCount(ns, "mirror0", "egress", program: "mirror_encap") }
 
     /// A namespace with `interfaces` (veth, up), the built agent on the kernel datapath
     /// in it, `Fixtures.valid` applied. `stop()` stops the agent and unmounts its bpffs.
@@ -330,11 +334,7 @@ struct KernelAgentTests {
         #expect(third.stderr.contains("in use by another mirror-agent"), "\(third.stderr)")
         #expect(FileManager.default.fileExists(atPath: dir.path + "/state/state.json"))
         #expect(!FileManager.default.fileExists(atPath: other + "-bpffs"), "it went as far as the bpffs")
-        let encap = try Command.run(
-            "ip", "netns", "exec", ns.name, "python3",
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py")
-                .standardized.path, "mirror0", "egress")
-        #expect(encap.split(separator: "\n").filter { $0.contains("mirror_encap") }.count == 1, "\(encap)")
+        #expect(Self.stageTwoCount(ns) == 1)
 
         // A second agent with directories of its own in the same namespace, on the same
         // mirror device: refused before it puts a second stage 2 there.
@@ -346,11 +346,7 @@ struct KernelAgentTests {
         defer { _ = try? Command.run("umount", other + "4-bpffs") }
         #expect(fourth.status != 0 && fourth.status != 124, "a second agent on the same mirror device ran: \(fourth.stderr)")
         #expect(fourth.stderr.contains("already carries another agent's stage 2"), "\(fourth.stderr)")
-        let encapAfter = try Command.run(
-            "ip", "netns", "exec", ns.name, "python3",
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py").standardized.path,
-            "mirror0", "egress")
-        #expect(encapAfter.split(separator: "\n").filter { $0.contains("mirror_encap") }.count == 1, "\(encapAfter)")
+        #expect(Self.stageTwoCount(ns) == 1)
 
         let st = try #require(Self.status(client))
         #expect(st.generation == 1)
@@ -389,12 +385,7 @@ struct KernelAgentTests {
         defer { started.stop() }
         let (ns, dir, client, agent) = (started.ns, started.dir, started.client, started.agent)
         #expect(Self.status(client)?.health == "ok")
-        func stageTwo() -> Int {
-            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../e2e/hooks.py").standardized
-                .path
-            let out = (try? Command.run("ip", "netns", "exec", ns.name, "python3", script, "mirror0", "egress")) ?? ""
-            return out.split(separator: "\n").filter { $0.contains("mirror_encap") }.count
-        }
+        func stageTwo() -> Int { Self.stageTwoCount(ns) }
         #expect(stageTwo() == 1)
 
         try ns.ip("link", "del", "mirror0")
