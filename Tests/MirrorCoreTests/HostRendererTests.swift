@@ -79,6 +79,9 @@ private func sortedByID(_ d: Document) -> Bool {
         #expect(RegionParser.validate(region) == [], "seed \(seed)")
         let rendered = HostRenderer.render(region)
         #expect(Set(rendered.keys) == Set(region.hosts.values), "seed \(seed)")
+        // The controller's fast path writes exactly the canonical encoding of these documents.
+        let encoded = HostRenderer.renderEncoded(region)
+        #expect(encoded == rendered.mapValues(HostRenderer.encode), "seed \(seed)")
         for (host, doc) in rendered {
             hostsSeen += 1
             let expected = simpleShare(region, host)

@@ -722,14 +722,17 @@ struct Decoder {
     // MARK: cross-object checks (SPEC §2, §3)
 
     mutating func crossChecks(_ d: DecodedDocument) {
-        func duplicates<T>(_ items: [Located<T>], _ kind: String, _ id: (T) -> String) -> [String: Located<T>] {
-            var first: [String: Located<T>] = [:]
-            for item in items {
+        // Id -> index of its first element. Indices, not copies of the elements: a
+        // region has 100,000 sources (SPEC §9), and these maps live through the checks.
+        func duplicates<T>(_ items: [Located<T>], _ kind: String, _ id: (T) -> String) -> [String: Int] {
+            var first: [String: Int] = [:]
+            first.reserveCapacity(items.count)
+            for (k, item) in items.enumerated() {
                 let i = id(item.value)
                 if let other = first[i] {
-                    add(item.path + ".id", "duplicate \(kind) id \"\(i)\" (also \(other.path)): ids must be unique per kind")
+                    add(item.path + ".id", "duplicate \(kind) id \"\(i)\" (also \(items[other].path)): ids must be unique per kind")
                 } else {
-                    first[i] = item
+                    first[i] = k
                 }
             }
             return first
@@ -745,7 +748,8 @@ struct Decoder {
             "filters": Set(filters.keys), "targets": Set(targets.keys), "sources": Set(sources.keys),
             "securityGroups": Set(groups.keys), "networkAcls": Set(acls.keys),
         ]
-        func dangling(_ id: String, _ kind: String, _ brokenKind: String, _ path: String) {
+        // The path is built only for an error: a region names 200,000 sources in sessions.
+        func dangling(_ id: String, _ kind: String, _ brokenKind: String, _ path: @autoclosure () -> String) {
             let known = knownIds[brokenKind] ?? []
             guard !known.contains(id), !(d.brokenIds[brokenKind]?.contains(id) ?? false) else { return }
             var msg = "\(kind) \"\(id)\" does not exist: it must be the id of one of the document's \(brokenKind)"
@@ -754,7 +758,7 @@ struct Decoder {
             if known.count <= 2000, let s = EditDistance.suggestion(for: id, among: known.sorted()) {
                 msg += "; did you mean \"\(s)\"?"
             }
-            add(path, msg)
+            add(path(), msg)
         }
 
         // Interfaces: one source per host device (in a region, per device of its host).
@@ -805,11 +809,11 @@ struct Decoder {
         }
 
         // Sessions: references, quotas, priorities among sessions sharing a source, vnis.
-        var perSource: [String: [Located<Session>]] = [:]
+        var perSource: [String: [Int]] = [:]  // indices into d.sessions
         var perTarget: [String: Int] = [:]
         var perFilter: [String: Int] = [:]
         var vnis: [Int: String] = [:]
-        for s in d.sessions {
+        for (sessionIndex, s) in d.sessions.enumerated() {
             let v = s.value
             dangling(v.filter, "filter", "filters", s.path + ".filter")
             dangling(v.target, "target", "targets", s.path + ".target")
@@ -822,7 +826,7 @@ struct Decoder {
                     )
                 }
             }
-            if let t = targets[v.target]?.value {
+            if let t = targets[v.target].map({ d.targets[$0].value }) {
                 perTarget[v.target, default: 0] += 1
                 let limit = t.type == .nic ? Quota.sessionsPerNicTarget : Quota.sessionsPerLoadBalancerTarget
                 if perTarget[v.target] == limit + 1 {
@@ -834,21 +838,23 @@ struct Decoder {
             }
             var priorityClashReported = false
             for (i, src) in v.sources.enumerated() {
-                let p = "\(s.path).sources[\(i)]"
-                dangling(src, "source", "sources", p)
+                func p() -> String { "\(s.path).sources[\(i)]" }
+                dangling(src, "source", "sources", p())
                 guard sources[src] != nil else { continue }
                 let earlier = perSource[src, default: []]
-                if !priorityClashReported, let clash = earlier.first(where: { $0.value.priority == v.priority }) {
+                if !priorityClashReported,
+                    let clash = earlier.lazy.map({ d.sessions[$0] }).first(where: { $0.value.priority == v.priority })
+                {
                     priorityClashReported = true
                     add(
                         s.path + ".priority",
                         "priority \(v.priority) is also used by session \"\(clash.value.id)\" (\(clash.path)), which shares source \"\(src)\": sessions sharing a source need distinct priorities"
                     )
                 }
-                perSource[src, default: []].append(s)
+                perSource[src, default: []].append(sessionIndex)
                 if earlier.count == Quota.sessionsPerSource {
                     add(
-                        p,
+                        p(),
                         "source \"\(src)\" is already in \(Quota.sessionsPerSource) sessions (quota: sessions per source = \(Quota.sessionsPerSource))"
                     )
                 }
