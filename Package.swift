@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "mirror-agent",
             dependencies: [
-                "MirrorAgent", "MirrorFleet", "EtcdClient",
+                "MirrorAgent", "MirrorFleet", "EtcdClient", "MirrorCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -9,8 +9,20 @@ import ServiceLifecycle
 /// `{"region": REVISION, "document": {…}}`, `region` being the region document's
 /// revision it was rendered from.
 public enum DesiredValue {
-    public static func encode(region: Int64, document: JSONValue) -> [UInt8] {
-        Array("{\"region\":\(region),\"document\":".utf8) + Array(document.serialized(pretty: false).utf8) + [UInt8(ascii: "}")]
+    /// `document`: a host's document as `HostRenderer.encode` writes it.
+    public static func encode(region: Int64, document: [UInt8]) -> [UInt8] {
+        Array("{\"region\":\(region),\"document\":".utf8) + document + [UInt8(ascii: "}")]
+    }
+
+    /// The document's bytes as `encode` put them (what the controller compares with a
+    /// new rendering), or nil when the value is not of that shape.
+    public static func documentBytes(_ value: [UInt8]) -> ArraySlice<UInt8>? {
+        let marker = Array(",\"document\":".utf8)
+        guard value.first == UInt8(ascii: "{"), value.last == UInt8(ascii: "}"), value.count > marker.count + 2 else { return nil }
+        for i in 1..<(value.count - marker.count) where value[i] == marker[0] {
+            if Array(value[i..<(i + marker.count)]) == marker { return value[(i + marker.count)..<(value.count - 1)] }
+        }
+        return nil
     }
 
     /// The region revision and the document, or nil when the value is not one.
@@ -165,8 +177,8 @@ actor HostWriter {
     let etcd: EtcdClient
     let leaderRevision: Int64
     let logger: Logger
-    /// Host → the document text it holds in etcd.
-    var written: [String: String] = [:]
+    /// Host → the document bytes it holds in etcd.
+    var written: [String: ArraySlice<UInt8>] = [:]
 
     init(etcd: EtcdClient, leaderRevision: Int64, logger: Logger) {
         self.etcd = etcd; self.leaderRevision = leaderRevision; self.logger = logger
@@ -179,7 +191,7 @@ actor HostWriter {
         written = [:]
         for kv in existing.kvs {
             guard let (host, leaf) = FleetKeys.parseHostKey(kv.key), leaf == "desired" else { continue }
-            written[host] = DesiredValue.decode(kv.value).map { $0.document.serialized(pretty: false) } ?? ""
+            written[host] = DesiredValue.documentBytes(kv.value) ?? []
         }
         try await render()
         return existing.revision
@@ -191,14 +203,13 @@ actor HostWriter {
         let started = ContinuousClock.now
         let loaded = try await RegionStore(etcd: etcd).loadRegion()
         var ops: [TxnOperation] = []
-        var next: [String: String] = [:]
+        var next: [String: ArraySlice<UInt8>] = [:]
         if let (region, meta) = loaded {
-            for host in region.hosts {
-                let doc = region.render(host: host)
-                let text = doc.serialized(pretty: false)
-                next[host] = text
-                if written[host] != text {
-                    ops.append(.put(key: FleetKeys.desired(host), value: DesiredValue.encode(region: meta.revision, document: doc)))
+            // MirrorCore's renderer: canonical bytes, so an unchanged host compares equal.
+            for (host, document) in HostRenderer.renderEncoded(region) {
+                next[host] = document[...]
+                if written[host] != document[...] {
+                    ops.append(.put(key: FleetKeys.desired(host), value: DesiredValue.encode(region: meta.revision, document: document)))
                 }
             }
         }

@@ -1,3 +1,5 @@
+import MirrorCore
+
 /// The fleet's key layout in etcd (SPEC §9). One prefix, versioned, so that a later
 /// layout can live beside this one during an upgrade:
 ///
@@ -37,12 +39,7 @@ public enum FleetKeys {
         return (host, leaf)
     }
 
-    /// Host names are etcd key parts: the region document's `host` fields must be this.
-    public static func isValidHostName(_ name: String) -> Bool {
-        (1...253).contains(name.utf8.count)
-            && name.utf8.allSatisfy { c in
-                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x2e
-                    || c == 0x5f
-            }
-    }
+    /// Host names are etcd key parts: MirrorCore's rule for a source's `host` (an RFC
+    /// 1123 name, as a Kubernetes node is named) keeps them free of '/'.
+    public static func isValidHostName(_ name: String) -> Bool { HostName.isValid(name) }
 }

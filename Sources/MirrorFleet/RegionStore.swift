@@ -84,18 +84,14 @@ public struct RegionStore: Sendable {
         throw EtcdError.refused("the region document's chunks are incomplete")
     }
 
-    /// The current region, parsed and validated (as `agentctl --etcd get` and the
-    /// controller read it).
-    public func loadRegion() async throws -> (FleetRegion, Loaded)? {
+    /// The current region, parsed and validated (MirrorCore's RegionParser), as the
+    /// controller reads it.
+    public func loadRegion() async throws -> (RegionDocument, Loaded)? {
         guard let loaded = try await load() else { return nil }
-        switch JSONParser.parse(loaded.text) {
-        case .failure(let e): throw EtcdError.refused("the stored region document is not JSON: \(e)")
-        case .success(let json):
-            switch FleetRegion.parse(json) {
-            case .failure(let e):
-                throw EtcdError.refused("the stored region document no longer validates: \(e.errors.first.map { "\($0)" } ?? "")")
-            case .success(let region): return (region, loaded)
-            }
+        switch RegionParser.parse(loaded.text) {
+        case .failure(let e):
+            throw EtcdError.refused("the stored region document no longer validates: \(e.errors.first.map { "\($0)" } ?? "")")
+        case .success(let region): return (region, loaded)
         }
     }
 }

@@ -46,7 +46,7 @@ enum FleetApply {
     /// anything is wrong.
     static func run(_ agent: AgentOptions, file: String, output: OutputFormat) async throws {
         let (bytes, value) = try agent.readJSON(file, errors: output)
-        switch FleetRegion.parse(value) {
+        switch RegionParser.parse(json: value) {
         case .failure(let e):
             let errors = e.errors.map { FieldError(path: $0.path, message: $0.message) }
             CLIOutput.failure(
@@ -58,9 +58,9 @@ enum FleetApply {
             switch output {
             case .json:
                 CLIOutput.out(
-                    JSONValue.object([("revision", .int(revision)), ("hosts", .int(Int64(region.hosts.count)))]).serialized(
+                    JSONValue.object([("revision", .int(revision)), ("hosts", .int(Int64(region.hostNames.count)))]).serialized(
                         pretty: true))
-            case .text: CLIOutput.out("stored \(file) as the region document: revision \(revision), \(region.hosts.count) hosts")
+            case .text: CLIOutput.out("stored \(file) as the region document: revision \(revision), \(region.hostNames.count) hosts")
             }
         }
     }

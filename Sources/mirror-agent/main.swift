@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import MirrorAPI
 import MirrorAgent
+import MirrorCore
 import MirrorDatapath
 import MirrorFleet
 import ServiceLifecycle
@@ -255,9 +256,7 @@ struct FleetOptions: ParsableArguments {
     func validate() throws {
         if etcd != nil {
             guard let host else { throw ValidationError("--etcd needs --host NAME (this host's name in the region document)") }
-            guard FleetKeys.isValidHostName(host) else {
-                throw ValidationError("--host: '\(host)' is not a host name (letters, digits, '.', '-', '_')")
-            }
+            if let problem = HostName.problem(host) { throw ValidationError("--host: '\(host)' \(problem)") }
         } else if host != nil || etcdCACert != nil || etcdCert != nil || etcdKey != nil {
             throw ValidationError("--host and --etcd-cacert/--etcd-cert/--etcd-key need --etcd")
         }

@@ -26,7 +26,8 @@ struct TxnBatcherTests {
         #expect(FleetKeys.parseHostKey("/mirror/v1/region") == nil)
         #expect(!(FleetKeys.isValidHostName("a/b")))
         #expect(!(FleetKeys.isValidHostName("")))
-        #expect(FleetKeys.isValidHostName("hv-1.rack_2"))
+        #expect(FleetKeys.isValidHostName("hv-1.rack2"))
+        #expect(!(FleetKeys.isValidHostName("hv_1")))
     }
 }
 
