@@ -157,16 +157,58 @@ static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 #define CSUM_CHUNK 256
 #define CSUM_MAX_CHUNKS 256
 
+/* Summing the copy for udp6_csum, one chunk per bpf_loop iteration (the
+ * callback is verified once, not once per iteration as an unrolled loop is, and
+ * its buffer is on its own frame: the program's and its stack share 512 bytes). */
+struct csum_walk {
+	struct __sk_buff *skb;
+	__u32 off;
+	__u32 left;
+	__u32 sum;
+	__u32 failed;
+};
+
+static long csum_chunk(__u32 i, void *data)
+{
+	struct csum_walk *w = data;
+	__u8 buf[CSUM_CHUNK];
+	__u32 n = w->left;
+	if (n == 0)
+		return 1;
+	if (n >= CSUM_CHUNK) {
+		if (bpf_skb_load_bytes(w->skb, w->off, buf, CSUM_CHUNK)) {
+			w->failed = 1;
+			return 1;
+		}
+		w->sum = (__u32)bpf_csum_diff(0, 0, (__be32 *)buf, CSUM_CHUNK, w->sum);
+		w->off += CSUM_CHUNK;
+		w->left -= CSUM_CHUNK;
+		return 0;
+	}
+	/* The tail, zero-padded to a multiple of 4 (padding adds nothing to the sum). */
+	__builtin_memset(buf, 0, sizeof(buf));
+	n &= CSUM_CHUNK - 1;
+	if (n == 0 || bpf_skb_load_bytes(w->skb, w->off, buf, n)) {
+		w->failed = 1;
+		return 1;
+	}
+	__u32 words = ((n + 3) & ~3u) & (CSUM_CHUNK - 1);
+	if (n > CSUM_CHUNK - 4)
+		words = CSUM_CHUNK;
+	w->sum = (__u32)bpf_csum_diff(0, 0, (__be32 *)buf, words, w->sum);
+	w->left = 0;
+	return 1;
+}
+
 /*
  * The UDP checksum of an IPv6 copy (RFC 8200 §8.1: mandatory; RFC 6935 lets
  * tunnels send 0 only where the receiver was told to accept it, and Linux does
  * not by default). Summed over the packet with bpf_csum_diff in chunks read by
  * bpf_skb_load_bytes (the copy need not be linear). Returns the value to store
- * as is in udph->check, or 0 when the copy is too long.
+ * as is in udph->check, or 0 when the copy is too long or cannot be read.
  */
 static __always_inline __u16 udp6_csum(struct __sk_buff *skb, __u32 udp_off, __u32 udp_len, const struct ipv6hdr *ip6)
 {
-	__u8 buf[CSUM_CHUNK];
 	struct {
 		__be32 len;
 		__be32 nexthdr;
@@ -175,30 +217,11 @@ static __always_inline __u16 udp6_csum(struct __sk_buff *skb, __u32 udp_off, __u
 	__builtin_memcpy(addrs, &ip6->saddr, sizeof(addrs));
 	__s64 sum = bpf_csum_diff(0, 0, addrs, sizeof(addrs), 0);
 	sum = bpf_csum_diff(0, 0, (__be32 *)&pseudo, sizeof(pseudo), (__u32)sum);
-	__u32 off = udp_off, left = udp_len;
-	for (int i = 0; i < CSUM_MAX_CHUNKS; i++) {
-		if (left < CSUM_CHUNK)
-			break;
-		if (bpf_skb_load_bytes(skb, off, buf, CSUM_CHUNK))
-			return 0;
-		sum = bpf_csum_diff(0, 0, (__be32 *)buf, CSUM_CHUNK, (__u32)sum);
-		off += CSUM_CHUNK;
-		left -= CSUM_CHUNK;
-	}
-	if (left >= CSUM_CHUNK)
+	struct csum_walk w = { .skb = skb, .off = udp_off, .left = udp_len, .sum = (__u32)sum };
+	bpf_loop(CSUM_MAX_CHUNKS + 1, csum_chunk, &w, 0);
+	if (w.failed || w.left)
 		return 0;
-	/* The tail, zero-padded to a multiple of 4 (padding adds nothing to the sum). */
-	__builtin_memset(buf, 0, sizeof(buf));
-	__u32 n = left & (CSUM_CHUNK - 1);
-	if (n) {
-		if (bpf_skb_load_bytes(skb, off, buf, n))
-			return 0;
-		__u32 words = ((n + 3) & ~3u) & (CSUM_CHUNK - 1);
-		if (n > CSUM_CHUNK - 4)
-			words = CSUM_CHUNK;
-		sum = bpf_csum_diff(0, 0, (__be32 *)buf, words, (__u32)sum);
-	}
-	__u32 s = (__u32)sum;
+	__u32 s = w.sum;
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	__u16 c = (__u16)~s;
