@@ -177,7 +177,7 @@ def goals(tp):
         if c["layout"] == "tcp":
             out.append(dict(cell=f"tcp, {c['streams']} stream(s)", goal=f"Gbit/s >= {GOALS['tcp_vs_best_peer']} x better peer",
                             value=c.get("vs_best_peer"), holds=(c.get("vs_best_peer") or 0) >= GOALS["tcp_vs_best_peer"]))
-            out.append(dict(cell=f"tcp, {c['streams']} stream(s)", goal="every segment's copy at the collector",
+            out.append(dict(cell=f"tcp, {c['streams']} stream(s)", goal="every segment's copy at the collector (segments without one)",
                             value=c["lost"], holds=c["lost"] == 0 and c["copies"] > 0))
         elif c["matching"]:
             out.append(dict(cell=f"{c['layout']}, {c['rules_shape']}, {c['frame_bytes']} B, mirrored",
@@ -239,7 +239,7 @@ def throughput_tables(res):
                "segments GSO copies in software, as a NIC without VXLAN TSO would).", "",
                "| streams | mode | Gbit/s | x none | x peer | segments at the peer | copies | lost |",
                "|---|---|---|---|---|---|---|---|"]
-        for c in tcp:
+        for c in sorted(tcp, key=lambda c: (c["streams"], MODE_ORDER.get(c["mode"], 9))):
             md.append(f"| {c['streams']} | {c['mode']} | {fmt(c.get('gbps_median'), '.2f')} | {fmt(c.get('vs_none'), '.3f')} | "
                       f"{fmt(c.get('vs_best_peer'), '.2f')} | {c['segments']} | {c['copies']} | {c['lost']} |")
         md.append("")
@@ -288,8 +288,8 @@ def plot(res, out):
             ax.set_xticklabels([f"{s}\n{'last' if mt else 'none'}" for s, mt in keys], fontsize=7)
             ax.set_ylabel("kpps forwarded (median)")
             ax.set_title(f"{layout}, {size} B, 30 rules (black: no mirroring)", fontsize=9)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
+            if not keys:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
     if tcp:
         ax = axes[0][ncols - 1]
         streams = sorted({c["streams"] for c in tcp})
@@ -302,10 +302,11 @@ def plot(res, out):
         ax.set_xticks(range(len(streams)))
         ax.set_xticklabels([f"{s} stream(s)" for s in streams])
         ax.set_ylabel("Gbit/s (median)")
-        ax.set_title("TCP, iperf3, every segment mirrored", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title("TCP, iperf3, every segment mirrored (grey: no mirroring)", fontsize=9)
         for i in range(1, nrows):
             axes[i][ncols - 1].axis("off")
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=c, label=m) for m, c in colors.items()], loc="upper right", fontsize=8)
     title = "Mirroring throughput matrix" + (" (--quick smoke: not a measurement)" if res.get("throughput_run", {}).get("quick") else "")
     fig.suptitle(title)
     fig.tight_layout()

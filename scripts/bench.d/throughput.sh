@@ -35,7 +35,7 @@ QUICK=${BENCH_QUICK:-0}
 # minutes on a 2-core VM; the profile of the unmatched path is `scripts/bench
 # profile` (its phase runs here only when BENCH_PROFILE_CYCLES asks for it).
 if [ "$QUICK" = 1 ]; then q_rounds=1 q_secs=1 q_tcp=1 q_alt=2 q_brk=2 q_prof=0 q_prof_s=1
-else q_rounds=3 q_secs=1.5 q_tcp=3 q_alt=30 q_brk=30 q_prof=0 q_prof_s=3; fi
+else q_rounds=3 q_secs=1.5 q_tcp=2 q_alt=20 q_brk=20 q_prof=0 q_prof_s=3; fi
 ROUNDS=${BENCH_ROUNDS:-$q_rounds}
 SECONDS_PER_ROUND=${BENCH_SECONDS:-$q_secs}
 TCP_SECONDS=${BENCH_TCP_SECONDS:-$q_tcp}
@@ -49,11 +49,11 @@ MODES=${BENCH_MODES:-"none agent tcxhook u32 nftdup"}
 RULES=30
 WARM=0.3   # seconds between the sender's start and the measured window
 # Seconds a cell costs beyond its measured window (policy up and down, the sender's
-# start and stop, counters), and a mode's start and end per group (the agent's
-# start, cleanup): measured on a quiet run of this VM; the budget's only guesses.
+# start and stop, counters), and the agent's one start and cleanup: the budget's
+# only guesses (each cell records its `wall` time to check them).
 CELL_OVERHEAD=${BENCH_CELL_OVERHEAD:-1.2}
 TCP_OVERHEAD=2
-GROUP_OVERHEAD=4
+AGENT_OVERHEAD=12   # the agent's one start and its cleanup at the end
 ALT_CYCLES=${BENCH_ALT_CYCLES:-$q_alt}
 ALT_SECONDS=${BENCH_ALT_SECONDS:-0.5}
 BREAKDOWN_CYCLES=${BENCH_BREAKDOWN_CYCLES:-$q_brk}
@@ -84,8 +84,8 @@ groups, per_group, tcp_modes, streams = map(int, sys.argv[1:])
 rounds, secs, tcp_s = $ROUNDS, $SECONDS_PER_ROUND, $TCP_SECONDS
 udp_cells = groups * per_group
 tcp_cells = tcp_modes * streams
-udp = rounds * (udp_cells * ($WARM + secs + $CELL_OVERHEAD) + groups * $GROUP_OVERHEAD)
-tcp = rounds * (tcp_cells * (tcp_s + $TCP_OVERHEAD) + (tcp_modes * $GROUP_OVERHEAD if tcp_cells else 0))
+udp = rounds * udp_cells * ($WARM + secs + $CELL_OVERHEAD) + $AGENT_OVERHEAD
+tcp = rounds * tcp_cells * (tcp_s + $TCP_OVERHEAD)
 alt = $ALT_CYCLES * 3 * ($ALT_SECONDS + 0.4) + 10 if $ALT_CYCLES else 0
 brk = $BREAKDOWN_CYCLES * 4 * ($BREAKDOWN_SECONDS + 0.2) + 15 if $BREAKDOWN_CYCLES else 0
 prof = $PROFILE_CYCLES * 3 * ($PROFILE_SECONDS + 1.5) + 10 if $PROFILE_CYCLES else 0
@@ -93,6 +93,7 @@ total = udp + tcp + alt + brk + prof
 print(f"throughput budget: {udp_cells} UDP cells x {rounds} rounds x ({secs} s + {$WARM + $CELL_OVERHEAD:.1f} s) = {udp / 60:.1f} min; "
       f"{tcp_cells} TCP cells x {rounds} x ({tcp_s} s + {$TCP_OVERHEAD} s) = {tcp / 60:.1f} min; "
       f"alternating {alt / 60:.1f} + breakdown {brk / 60:.1f} + profile {prof / 60:.1f} min; total {total / 60:.1f} min")
+print(f"budget_seconds={total:.0f}", file=sys.stderr)
 PY
 }
 budget
@@ -157,7 +158,7 @@ table netdev sink {
   counter vxlan { }
   chain rx {
     type filter hook ingress device "eth0" priority 0; policy drop;
-    udp dport 4789 counter name vxlan
+    udp dport { 4789, 4790 } counter name vxlan
   }
 }
 NFT
@@ -202,20 +203,25 @@ sender_stop() {
   return 0
 }
 
+# The peers' static VXLAN device. Its UDP port is 4790, not 4789: a VXLAN device
+# binds its port, and the agent's own device (external, 4789) cannot share a socket
+# with it; on another port both stay up for the whole run, so the agent is started
+# once (its start and cleanup load the classifier, seconds each) instead of around
+# every group. The port is a constant in the header: the encapsulation's cost is the
+# same. The collector counts both ports.
 static_vxlan_up() {
   in_ns "$NS_HOST" ip link show vxs$TOPO_ID >/dev/null 2>&1 && return 0
   in_ns "$NS_HOST" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
-  in_ns "$NS_HOST" ip link add vxs$TOPO_ID type vxlan id $VNI remote $COL_IP local $HOST_UL_IP dstport 4789 dev "$UL"
+  in_ns "$NS_HOST" ip link add vxs$TOPO_ID type vxlan id $VNI remote $COL_IP local $HOST_UL_IP dstport 4790 dev "$UL"
   in_ns "$NS_HOST" sysctl -qw net.ipv6.conf.default.disable_ipv6=0
   in_ns "$NS_HOST" sysctl -qw net.ipv6.conf.vxs$TOPO_ID.disable_ipv6=1 2>/dev/null || true
   in_ns "$NS_HOST" ip link set vxs$TOPO_ID up
 }
 static_vxlan_down() { in_ns "$NS_HOST" ip link del vxs$TOPO_ID 2>/dev/null || true; }
 
-# Every mode: MODE_up SHAPE RULES MATCHING, MODE_down, and optionally MODE_end
-# after its last cell of a group. The peers' static VXLAN device stays up across
-# their cells and goes with their _end (the agent's own VXLAN device, port 4789,
-# external, cannot exist beside it).
+static_vxlan_up
+
+# Every mode: MODE_up SHAPE RULES MATCHING and MODE_down around each cell.
 u32_up() {
   static_vxlan_up
   in_ns "$NS_HOST" tc qdisc add dev "$TAP" clsact
@@ -223,7 +229,6 @@ u32_up() {
   in_ns "$NS_HOST" tc -batch "$TOPO_DIR/u32.batch"
 }
 u32_down() { in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || true; }
-u32_end() { static_vxlan_down; }
 
 nftdup_up() {
   static_vxlan_up
@@ -231,7 +236,6 @@ nftdup_up() {
   in_ns "$NS_HOST" nft -f "$TOPO_DIR/mirror.nft"
 }
 nftdup_down() { in_ns "$NS_HOST" nft delete table netdev mirror 2>/dev/null || true; }
-nftdup_end() { static_vxlan_down; }
 
 # agent_doc SHAPE RULES MATCHING: the same rules for the agent.
 agent_doc() { python3 scripts/bench.d/rules.py agent "${1:-port}" "${2:-30}" "${3:-0}"; }
@@ -248,8 +252,7 @@ agent_down() {
   ctl apply -f <(echo '{}') >/dev/null 2>&1 || true
   in_ns "$NS_HOST" tc qdisc del dev "$TAP" clsact 2>/dev/null || true
 }
-# After the agent's cells: stop it and clean up, so that its VXLAN device does not
-# keep the peers' static device from carrying copies.
+# After the matrix (the phases start their own): stop it and clean up.
 agent_end() { agent_stop; agent_cleanup || true; agent_running=0; }
 
 none_up() { :; }
@@ -284,7 +287,7 @@ tcxhook_down() { rm -f "$TOPO_DIR/bpffs/tcx0" "$TOPO_DIR/bpffs/tcx1"; }
 # cell MODE SHAPE RULES MATCHING LAYOUT FRAME_BYTES FAMILY ROUND
 cell() {
   local mode=$1 shape=$2 rules=$3 matching=$4 layout=$5 size=$6 fam=$7 r=$8
-  local p0 c0 s0 p1 c1 s1 pps
+  local p0 c0 s0 p1 c1 s1 pps t0=$EPOCHREALTIME
   if ! "${mode}_up" "$shape" "$rules" "$matching"; then
     echo "bench: $mode ($shape) unavailable, skipped" >&2; "${mode}_down"; return 0
   fi
@@ -301,10 +304,14 @@ cell() {
   local lost=$((expected - copies)); [ $lost -lt 0 ] && lost=0
   [ "$fwd" -gt 0 ] || echo "bench: $mode $layout $size $fam ${shape:-}: nothing forwarded (sender log: $(tr '\n' ' ' < "$TOPO_DIR/sender.log"))" >&2
   local shape_json=null; [ -n "$shape" ] && shape_json="\"$shape\""
-  printf '{"layout": "%s", "rules_shape": %s, "frame_bytes": %s, "family": "%s", "mode": "%s", "rules": %s, "matching": %s, "round": %s, "seconds": %s, "sent": %s, "forwarded": %s, "pps": %s, "copies": %s, "lost": %s}\n' \
+  printf '{"layout": "%s", "rules_shape": %s, "frame_bytes": %s, "family": "%s", "mode": "%s", "rules": %s, "matching": %s, "round": %s, "seconds": %s, "sent": %s, "forwarded": %s, "pps": %s, "copies": %s, "lost": %s, "wall": %.2f}\n' \
     "$layout" "$shape_json" "$size" "$fam" "$mode" "$rules" "$([ "$matching" = 1 ] && echo true || echo false)" \
-    "$r" "$SECONDS_PER_ROUND" "$sent" "$fwd" "$pps" "$copies" "$lost" | tee -a "$out"
+    "$r" "$SECONDS_PER_ROUND" "$sent" "$fwd" "$pps" "$copies" "$lost" "$(wall_since "$t0")" | tee -a "$out"
 }
+
+# Seconds since $1 (an $EPOCHREALTIME): each cell records its wall time (`wall`),
+# which calibrates the budget's per-cell overhead.
+wall_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
 
 # One group: every cell of one layout and frame size, `none` first.
 group() {
@@ -318,7 +325,6 @@ group() {
            for m in $MATCHING; do cell "$mode" "$shape" "$RULES" "$m" "$layout" "$size" "$fam" "$r"; done
          done ;;
     esac
-    if declare -F "${mode}_end" >/dev/null; then "${mode}_end"; fi
   done
 }
 
@@ -333,7 +339,7 @@ iperf_server_up() {
   echo "bench: iperf3 server did not start" >&2; return 1
 }
 tcp_cell() {
-  local mode=$1 streams=$2 r=$3 rules=1 matching=1 g0 c0 g1 c1 gbps
+  local mode=$1 streams=$2 r=$3 rules=1 matching=1 g0 c0 g1 c1 gbps t0=$EPOCHREALTIME
   [ "$mode" = none ] && { rules=0; matching=0; }
   if ! "${mode}_up" all "$rules" "$matching"; then
     echo "bench: $mode (tcp) unavailable, skipped" >&2; "${mode}_down"; return 0
@@ -351,9 +357,9 @@ except Exception:
   [ "$gbps" = null ] && echo "bench: iperf3 failed under $mode: $(head -c 300 "$TOPO_DIR/iperf3.json")" >&2
   local segs=$((g1 - g0)) copies=$((c1 - c0)) lost=0
   [ "$matching" = 1 ] && lost=$((segs - copies)) && [ $lost -lt 0 ] && lost=0
-  printf '{"layout": "tcp", "rules_shape": "all", "frame_bytes": null, "family": "ipv4", "mode": "%s", "rules": %s, "matching": %s, "streams": %s, "round": %s, "seconds": %s, "gbps": %s, "segments": %s, "pps": %s, "copies": %s, "lost": %s}\n' \
+  printf '{"layout": "tcp", "rules_shape": "all", "frame_bytes": null, "family": "ipv4", "mode": "%s", "rules": %s, "matching": %s, "streams": %s, "round": %s, "seconds": %s, "gbps": %s, "segments": %s, "pps": %s, "copies": %s, "lost": %s, "wall": %.2f}\n' \
     "$mode" "$rules" "$([ "$matching" = 1 ] && echo true || echo false)" "$streams" "$r" "$TCP_SECONDS" "$gbps" \
-    "$segs" "$((segs / TCP_SECONDS))" "$copies" "$lost" | tee -a "$out"
+    "$segs" "$((segs / TCP_SECONDS))" "$copies" "$lost" "$(wall_since "$t0")" | tee -a "$out"
 }
 tcp_group() {
   local r=$1 mode st
@@ -362,7 +368,6 @@ tcp_group() {
   for mode in $MODES; do
     case $mode in hook|tcxhook) continue ;; esac
     for st in $TCP_STREAMS; do tcp_cell "$mode" "$st" "$r"; done
-    if declare -F "${mode}_end" >/dev/null; then "${mode}_end"; fi
   done
 }
 
@@ -375,6 +380,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   tcp_group "$r"
   echo "bench: round $r of $ROUNDS done after $(($(date +%s) - started)) s" >&2
 done
+[ $agent_running = 1 ] && agent_end
 [ -f "$TOPO_DIR/iperf3.pid" ] && { kill "$(cat "$TOPO_DIR/iperf3.pid")" 2>/dev/null || true; rm -f "$TOPO_DIR/iperf3.pid"; }
 
 # The phases below run one sender without a break for their whole length
