@@ -51,8 +51,8 @@ WARM=0.3   # seconds between the sender's start and the measured window
 # Seconds a cell costs beyond its measured window (policy up and down, the sender's
 # start and stop, counters), and the agent's one start and cleanup: the budget's
 # only guesses (each cell records its `wall` time to check them).
-CELL_OVERHEAD=${BENCH_CELL_OVERHEAD:-1.2}
-TCP_OVERHEAD=2
+CELL_OVERHEAD=${BENCH_CELL_OVERHEAD:-1.0}
+TCP_OVERHEAD=1.5
 AGENT_OVERHEAD=12   # the agent's one start and its cleanup at the end
 ALT_CYCLES=${BENCH_ALT_CYCLES:-$q_alt}
 ALT_SECONDS=${BENCH_ALT_SECONDS:-0.5}
@@ -84,7 +84,7 @@ groups, per_group, tcp_modes, streams = map(int, sys.argv[1:])
 rounds, secs, tcp_s = $ROUNDS, $SECONDS_PER_ROUND, $TCP_SECONDS
 udp_cells = groups * per_group
 tcp_cells = tcp_modes * streams
-udp = rounds * udp_cells * ($WARM + secs + $CELL_OVERHEAD) + $AGENT_OVERHEAD
+udp = rounds * udp_cells * ($WARM + secs + $CELL_OVERHEAD) + ($AGENT_OVERHEAD if rounds and udp_cells else 0)
 tcp = rounds * tcp_cells * (tcp_s + $TCP_OVERHEAD)
 alt = $ALT_CYCLES * 3 * ($ALT_SECONDS + 0.4) + 10 if $ALT_CYCLES else 0
 brk = $BREAKDOWN_CYCLES * 4 * ($BREAKDOWN_SECONDS + 0.2) + 15 if $BREAKDOWN_CYCLES else 0
@@ -93,7 +93,8 @@ total = udp + tcp + alt + brk + prof
 print(f"throughput budget: {udp_cells} UDP cells x {rounds} rounds x ({secs} s + {$WARM + $CELL_OVERHEAD:.1f} s) = {udp / 60:.1f} min; "
       f"{tcp_cells} TCP cells x {rounds} x ({tcp_s} s + {$TCP_OVERHEAD} s) = {tcp / 60:.1f} min; "
       f"alternating {alt / 60:.1f} + breakdown {brk / 60:.1f} + profile {prof / 60:.1f} min; total {total / 60:.1f} min")
-print(f"budget_seconds={total:.0f}", file=sys.stderr)
+if "${BENCH_BUDGET_ONLY:-0}" == "1":
+    print(f"budget_seconds={total:.0f}", file=sys.stderr)
 PY
 }
 budget
