@@ -202,8 +202,8 @@ def throughput_tables(res):
     if run.get("quick"):
         md += ["**`--quick`: one short round of each cell, a smoke run that shows the matrix runs; "
                "its figures are not a measurement.**", ""]
-    md += [f"Rounds: {run.get('rounds', '?')} of {run.get('seconds', '?')} s per cell, interleaved. "
-           "pps forwarded by the host (median over rounds); `x none` and `x peer` are the agent's "
+    rounds = f"Rounds: {run['rounds']} of {run['seconds']} s per cell, interleaved. " if run else ""
+    md += [rounds + "pps forwarded by the host (median over rounds); `x none` and `x peer` are the agent's "
            "pps over none's and over the better peer's in the same round (median over rounds). "
            "Copies counted at the collector; `lost / stray` (agent / u32 / nft): in a mirrored row the "
            "forwarded packets without a copy, in an unmatched row the copies made (both must be 0).", ""]
