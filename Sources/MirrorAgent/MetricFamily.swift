@@ -88,11 +88,11 @@ extension MetricFamily {
     }
 
     /// Why a packet of a source was not mirrored (bpf source_stats, security_stats).
-    /// The datapath does not count session_disabled (a disabled session has no rules in
-    /// the policy: its packets fall through to the next session or to no_match), so
-    /// that reason is not declared rather than rendered as an invented zero.
+    /// session_disabled: no enabled session's rule matched, and the first disabled
+    /// session with a matching rule would have mirrored it (as `explain` says).
     public enum NotMirroredReason: String, CaseIterable, Sendable {
         case noMatch = "no_match", rejected, notIP = "not_ip", cloneFailed = "clone_failed"
+        case sessionDisabled = "session_disabled"
         case suppressedBySecurityGroup = "suppressed_by_security_group", suppressedByAcl = "suppressed_by_acl"
     }
 }

@@ -614,13 +614,15 @@ struct MetricsRendererTests {
     @Test func statsCarryEveryReasonAndState() {
         let m = AgentMetrics(stateDirectory: nil)
         var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
-        src.seen = 9; src.mirrored = 1; src.noMatch = 2; src.rejected = 3; src.notIP = 4; src.cloneErrors = 5
+        src.seen = 15; src.mirrored = 1; src.noMatch = 2; src.rejected = 3; src.notIP = 4; src.cloneErrors = 5
+        src.sessionDisabled = 6
         let s = m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: ["vm1": .attached])
         #expect(
             s.sources == [
                 SourceStats(
-                    source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 9,
-                    mirrored: 1, notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5])
+                    source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 15,
+                    mirrored: 1,
+                    notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5, "session_disabled": 6])
             ])
     }
 

@@ -526,6 +526,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 explanation: "kernel: rejected by session \(info?.sessionID ?? "?") \(direction) rule \(info?.priority ?? 0)")
         case .notIP:
             return Decision(mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [], explanation: "kernel: not IP")
+        case .sessionDisabled:
+            return Decision(
+                mirrored: false, session: info?.sessionID, rule: ref, reason: .sessionDisabled, tried: [],
+                explanation:
+                    "kernel: not mirrored: session \(info?.sessionID ?? "?") would mirror it via \(direction) rule \(info?.priority ?? 0) but is disabled"
+            )
         case .suppressedBySecurityGroup, .suppressedByAcl:
             // SPEC §5: the group/ACL and rule, as the oracle says it.
             let s = v.security?.suppression(in: image, ifindex: ifindex, direction: direction)
