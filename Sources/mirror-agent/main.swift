@@ -125,6 +125,13 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .customLong("reset-state"), help: "Start empty; the previous state file is kept aside, renamed.")
     var resetState = false
 
+    @Option(
+        name: .customLong("metrics-rules"),
+        help: ArgumentHelp(
+            "Which mirror_rule_hits_total series /metrics carries: none, counted (rules that have counted a packet) or all.",
+            valueName: "none|counted|all"))
+    var metricsRules: MetricsSnapshot.RuleSeriesShown = .counted
+
     @OptionGroup var fleet: FleetOptions
 
     func run() async throws {
@@ -156,7 +163,7 @@ struct Run: AsyncParsableCommand {
             fail("mirror-agent: cannot start: \(error)")
         }
         let agent = Agent(store: store, datapath: datapath, logger: logger)
-        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger)
+        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger, rules: metricsRules)
         // Fleet mode: the document comes from etcd; local changes are refused.
         var etcd: EtcdClient?
         if let endpoints = fleet.etcd {
@@ -286,3 +293,5 @@ struct Cleanup: AsyncParsableCommand {
         logger.info("cleanup done")
     }
 }
+
+extension MetricsSnapshot.RuleSeriesShown: ExpressibleByArgument {}
