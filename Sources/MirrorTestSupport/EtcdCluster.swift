@@ -51,6 +51,12 @@ public final class EtcdCluster: @unchecked Sendable {
     /// Starts member `n` again with its data.
     public func start(member n: Int) throws { try Command.run(["bash", Self.script, "start", directory, "\(n)"]) }
 
+    /// Stops member `n` with SIGSTOP: its connections stay open and answer nothing.
+    public func pause(member n: Int) throws { try Command.run(["bash", Self.script, "pause", directory, "\(n)"]) }
+
+    /// Lets a paused member go on.
+    public func resume(member n: Int) throws { try Command.run(["bash", Self.script, "resume", directory, "\(n)"]) }
+
     /// The leader's member number (1-3).
     public func leader() throws -> Int {
         Int(try Command.run(["bash", Self.script, "leader", directory]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0

@@ -198,6 +198,38 @@ struct EtcdClientTests {
         let last = try await etcd.get(key).0?.value
         #expect(last == [6])
     }
+
+    @Test func aWatchOnAMemberThatStopsAnsweringIsGivenUpAndTheClientMovesOn() async throws {
+        // A cluster of its own: a paused member would slow the other suites' requests.
+        let c = try EtcdCluster()
+        defer { c.shutdown() }
+        let etcd = try client(c)
+        defer { etcd.close() }
+        let key = "/test/silent-\(UInt32.random(in: 0...UInt32.max))"
+        let rev = try await etcd.put(key, [1])
+        let before = etcd.currentEndpoint
+        let n = Int(before.split(separator: ":")[0].split(separator: ".").last ?? "1") ?? 1
+        let started = ContinuousClock.now
+        let watch = Task {
+            try await etcd.watch(
+                key, prefix: false, fromRevision: rev + 1, progressInterval: .milliseconds(300), silenceTimeout: .seconds(2)
+            ) {
+                _ in
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        // SIGSTOP: the TCP connection stays up, the member says nothing (no error at all).
+        try c.pause(member: n)
+        defer { try? c.resume(member: n) }
+        do {
+            try await watch.value
+            Issue.record("the watch ended without an error")
+        } catch EtcdError.silentWatch {
+            let took = ContinuousClock.now - started
+            #expect(took < .seconds(8), "a silent watch was found out after \(took)")
+        }
+        #expect(etcd.currentEndpoint != before, "the client stays on the silent member")
+    }
 }
 
 /// A value shared with @Sendable closures in tests.

@@ -9,6 +9,8 @@
 #   scripts/lib/etcd-cluster.sh down DIR       stop the members, remove the namespace
 #   scripts/lib/etcd-cluster.sh stop DIR N     kill member N (1-3), SIGKILL
 #   scripts/lib/etcd-cluster.sh start DIR N    start member N again (its data is kept)
+#   scripts/lib/etcd-cluster.sh pause DIR N    SIGSTOP member N: its connections stay open, silent
+#   scripts/lib/etcd-cluster.sh resume DIR N   SIGCONT member N
 #   scripts/lib/etcd-cluster.sh leader DIR     print the number (1-3) of the leader
 #
 # DIR/env holds ETCD_ENDPOINTS (https://A1:2379,https://A2:2379,https://A3:2379),
@@ -143,7 +145,10 @@ etcd_down() {
   [ -f "$dir/env" ] || return 0
   # shellcheck disable=SC1091
   source "$dir/env"
-  for n in 1 2 3; do etcd_stop_member "$dir" "$n"; done
+  for n in 1 2 3; do
+    kill -CONT "$(cat "$dir/m$n.pid" 2>/dev/null)" 2>/dev/null || true
+    etcd_stop_member "$dir" "$n"
+  done
   ip netns del "$ETCD_NETNS" 2>/dev/null || true
   ip link del "$ETCD_HOST_IF" 2>/dev/null || true
   rm -rf "$dir/m1" "$dir/m2" "$dir/m3"
@@ -157,6 +162,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     stop) etcd_stop_member "$2" "$3" ;;
     start) etcd_start_member "$2" "$3" ;;
     leader) etcd_leader "$2" ;;
-    *) echo "usage: $0 up DIR ID | down DIR | stop DIR N | start DIR N | leader DIR" >&2; exit 2 ;;
+    pause) kill -STOP "$(cat "$2/m$3.pid")" ;;
+    resume) kill -CONT "$(cat "$2/m$3.pid")" ;;
+    *) echo "usage: $0 up DIR ID | down DIR | stop|start|pause|resume DIR N | leader DIR" >&2; exit 2 ;;
   esac
 fi
