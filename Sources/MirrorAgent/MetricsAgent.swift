@@ -214,6 +214,7 @@ public final class AgentMetrics: @unchecked Sendable {
         [
             (.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
             (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation),
+            (.noRoute, s.droppedNoRoute),
         ]
     }
 
@@ -222,7 +223,7 @@ public final class AgentMetrics: @unchecked Sendable {
     static func notMirroredReasons(_ s: DatapathCounters.Source) -> [(MetricFamily.NotMirroredReason, UInt64)] {
         var r: [(MetricFamily.NotMirroredReason, UInt64)] = [
             (.noMatch, s.noMatch), (.rejected, s.rejected), (.notIP, s.notIP),
-            (.cloneFailed, s.cloneErrors),
+            (.cloneFailed, s.cloneErrors), (.sessionDisabled, s.sessionDisabled),
         ]
         if let v = s.suppressedBySecurityGroup { r.append((.suppressedBySecurityGroup, v)) }
         if let v = s.suppressedByAcl { r.append((.suppressedByAcl, v)) }

@@ -252,7 +252,9 @@ public enum Compiler {
         }
 
         // Policies: per source interface and direction, the enabled sessions' rules
-        // flattened in evaluation order (SPEC §4), sessions as Oracle orders them.
+        // flattened in evaluation order (SPEC §4), sessions as Oracle orders them; then
+        // the disabled sessions' rules, in the same order, flagged: they decide nothing
+        // and only say why a packet was not mirrored (session_disabled).
         let sessionsOfSource = Oracle.sessionsBySource(document: doc)
         var seenIfindex: [UInt32: String] = [:]
         for src in doc.sources {
@@ -265,19 +267,20 @@ public enum Compiler {
             }
             seenIfindex[ifindex] = src.id
             guard let sourceSlot = input.slots.sources[src.id] else { throw CompileError("source \(src.id): no slot assigned") }
-            let sessions = (sessionsOfSource[src.id] ?? []).filter(\.isEnabled)
+            let ofSource = sessionsOfSource[src.id] ?? []
+            let sessions = ofSource.filter(\.isEnabled) + ofSource.filter { !$0.isEnabled }
             guard sessions.count <= Int(MAX_SESSIONS_PER_SOURCE) else {
                 throw CompileError("source \(src.id): more than \(MAX_SESSIONS_PER_SOURCE) sessions")
             }
             for d in Direction.allCases {
-                var parts: [(list: Int32, sessionSlot: UInt16)] = []
+                var parts: [(list: Int32, sessionSlot: UInt16, disabled: Bool)] = []
                 for s in sessions {
                     guard let f = filters[s.filter], let slot = input.slots.sessions[s.id] else { continue }
                     let c = compiled(f, d)
                     guard c.rules.count <= Int(MAX_RULES_PER_DIRECTION) else {
                         throw CompileError("filter \(f.id): more than \(MAX_RULES_PER_DIRECTION) \(d) rules")
                     }
-                    parts.append((c.list, slot))
+                    parts.append((c.list, slot, !s.isEnabled))
                 }
                 // No rules for this direction: no entry at all (PolicyList.append).
                 try image.policies.append(sourceID: src.id, ifindex: ifindex, direction: d, sourceSlot: sourceSlot, sessions: parts)
@@ -361,6 +364,24 @@ public enum Compiler {
         return (w(0), w(4), w(8), w(12))
     }
 
+    /// SPEC §6, §11: what a copy adds to the path (outer IP, tunnel headers, the
+    /// inner Ethernet header), by encapsulation and outer family.
+    public static func overhead(_ e: Encapsulation, ipv6: Bool) -> Int {
+        switch e {
+        case .vxlan: return Int(ipv6 ? MIRROR_VXLAN_OVERHEAD_IPV6 : MIRROR_VXLAN_OVERHEAD_IPV4)
+        case .geneve: return Int(ipv6 ? MIRROR_GENEVE_OVERHEAD_IPV6 : MIRROR_GENEVE_OVERHEAD_IPV4)
+        case .erspan: return Int(ipv6 ? MIRROR_ERSPAN_OVERHEAD_IPV6 : MIRROR_ERSPAN_OVERHEAD_IPV4)
+        }
+    }
+
+    static func encapsulationABI(_ e: Encapsulation) -> mirror_encapsulation {
+        switch e {
+        case .vxlan: return MIRROR_ENCAP_VXLAN
+        case .geneve: return MIRROR_ENCAP_GENEVE
+        case .erspan: return MIRROR_ENCAP_ERSPAN
+        }
+    }
+
     static func target(_ t: Target, pathMTU: (IPAddress) -> Int) throws(CompileError) -> mirror_target {
         let addresses = t.collectorAddresses
         guard !addresses.isEmpty, addresses.count <= Int(MAX_BACKENDS) else {
@@ -375,7 +396,8 @@ public enum Compiler {
         v.backend_count = UInt8(addresses.count)
         let mtu = addresses.map(pathMTU).min() ?? 1500
         v.path_mtu = UInt16(clamping: mtu)
-        let overhead = Int(anyV6 ? MIRROR_VXLAN_OVERHEAD_IPV6 : MIRROR_VXLAN_OVERHEAD_IPV4)
+        v.encapsulation = UInt8(encapsulationABI(t.effectiveEncapsulation).rawValue)
+        let overhead = Self.overhead(t.effectiveEncapsulation, ipv6: anyV6)
         // SPEC §6: the overhead counts the inner Ethernet header, so the inner frame
         // (from its Ethernet header) may be mtu - overhead + 14 bytes.
         v.max_inner_len = UInt16(clamping: max(0, mtu - overhead + 14))

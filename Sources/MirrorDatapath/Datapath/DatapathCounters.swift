@@ -17,6 +17,8 @@ public struct DatapathCounters: Sendable {
         public var truncatedPacketLength: UInt64 = 0, truncatedMTU: UInt64 = 0
         public var droppedSessionGone: UInt64 = 0, droppedNoTarget: UInt64 = 0
         public var droppedTruncate: UInt64 = 0, droppedEncapsulation: UInt64 = 0
+        /// No route toward the collector: nothing could leave (SPEC §11: never counted as sent).
+        public var droppedNoRoute: UInt64 = 0
         /// GSO copies whose segments would not fit, handed to the segmenter; their
         /// segments come back and count as sent (and truncated when cut) like any copy.
         public var segmented: UInt64 = 0
@@ -52,6 +54,8 @@ public struct DatapathCounters: Sendable {
         public var direction: Direction
         public var seen: UInt64 = 0, mirrored: UInt64 = 0
         public var noMatch: UInt64 = 0, rejected: UInt64 = 0, notIP: UInt64 = 0, cloneErrors: UInt64 = 0
+        /// Packets no enabled session's rule matched that a disabled session's would accept.
+        public var sessionDisabled: UInt64 = 0
         /// bpf security_stats (SPEC §5); nil when the datapath has no such counters.
         /// Suppressed packets are not in `seen`: they stop before classification.
         public var suppressedBySecurityGroup: UInt64?, suppressedByAcl: UInt64?

@@ -34,6 +34,7 @@ extension KernelDatapath {
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
                     s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey &+ e.droppedEncapDirect
+                    s.droppedNoRoute = e.droppedNoRoute
                     s.segmented = e.segmented; s.truncatedGSO = e.truncatedGSO
                     out.sessions.append(s)
                 }
@@ -48,6 +49,7 @@ extension KernelDatapath {
                         let c = sourceStats[k]
                         s.seen = c.seen; s.mirrored = c.mirrored; s.noMatch = c.noMatch
                         s.rejected = c.rejected; s.notIP = c.notIP; s.cloneErrors = c.cloneErrors
+                        s.sessionDisabled = c.sessionDisabled
                         if let sec = securityStats?[k] {
                             s.suppressedBySecurityGroup = sec.suppressedBySecurityGroup
                             s.suppressedByAcl = sec.suppressedByAcl

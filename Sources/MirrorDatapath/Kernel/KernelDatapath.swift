@@ -1,3 +1,4 @@
+import CNetlink
 import Foundation
 import Logging
 import MirrorCompiler
@@ -63,6 +64,27 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     public var ownInterfaces: Set<String> {
         let seg = SegmenterDevice.names(forMirrorDevice: options.mirrorDevice)
         return [options.mirrorDevice, seg.tx, seg.rx]
+    }
+
+    public func underlayInterfaces(for document: Document) -> [String: String] {
+        lock.withLock { underlayLocked(for: document) }
+    }
+
+    /// Under `lock`. A netlink context of its own before `start` (validation of the
+    /// state document at start may come first).
+    private func underlayLocked(for document: Document) -> [String: String] {
+        guard let nl = netlink ?? (try? NetlinkContext()) else { return [:] }
+        var out: [String: String] = [:]
+        for t in document.targets {
+            for a in t.collectorAddresses {
+                guard let oif = nl.outputInterface(to: a) else { continue }
+                var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+                guard if_indextoname(UInt32(oif), &name) != nil else { continue }
+                let device = String(cString: name)
+                if out[device] == nil { out[device] = "\(a)" }
+            }
+        }
+        return out
     }
 
     var slotsPath: String? { options.stateDirectory.map { $0 + "/datapath-slots.json" } }
@@ -195,11 +217,15 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         var nowAttached: [String: Int] = [:]
         var linkBudget = options.tcxLinksPerApply
         let own = ownInterfaces
+        let underlay = underlayLocked(for: doc)
         for (name, index) in present {
             // The agent validates this away; a datapath driven another way still never
-            // puts a classifier where stage 2 or the segmenter sits.
-            if own.contains(name) {
-                logger.error("refusing to attach a classifier to the agent's own device", metadata: ["interface": "\(name)"])
+            // puts a classifier where stage 2 or the segmenter sits, nor on the device
+            // its copies leave through.
+            if own.contains(name) || underlay[name] != nil {
+                logger.error(
+                    "refusing to attach a classifier to the agent's own device or its underlay",
+                    metadata: ["interface": "\(name)"])
                 continue
             }
             // Already ours on this very link (same ifindex): the filters read the
@@ -262,21 +288,33 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         if let inForceDespite { throw PolicyInForceError(inForceDespite) }
     }
 
-    /// Writes an encapsulation template (bpf/mirror_abi.h) for every IPv4 collector
-    /// whose route and next hop resolve now, and removes the others: their copies
-    /// go through the VXLAN device, which also gets the next hop resolved. Called
-    /// under `lock`, after each apply and every second.
+    /// Writes an encapsulation template (bpf/mirror_abi.h) for every collector, of
+    /// either family: its route and next hop (resolved or not yet: then the kernel
+    /// resolves it per copy), or that it has no route, so that stage 2 drops and
+    /// counts its copies instead of counting them as sent (SPEC §11: the counters
+    /// tell the truth). A collector whose route the template cannot describe gets
+    /// none: vxlan copies take the VXLAN device, the others are dropped and counted.
+    /// Called under `lock`, after each apply and every second.
     private func refreshEncapTemplates() {
         guard let dp = datapath, let nl = netlink else { return }
         var templates: [[UInt8]: EncapTemplate] = [:]
         for t in document.targets {
-            for a in t.collectorAddresses where a.ethertype == .ipv4 && templates[a.bytes] == nil {
-                guard let p = nl.encapPath(to: a) else { continue }
-                templates[a.bytes] = EncapTemplate(
-                    collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0) },
-                    sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
-                    nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
-                    ifindex: UInt32(p.oif), port: MirrorDevice.vxlanPort)
+            for a in t.collectorAddresses where templates[a.bytes] == nil {
+                let n = a.bytes.count
+                func template(_ p: cnl_encap_path, _ state: EncapTemplate.State) -> EncapTemplate {
+                    EncapTemplate(
+                        collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0.prefix(n)) },
+                        nextHop: withUnsafeBytes(of: p.nexthop) { Array($0.prefix(n)) },
+                        sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
+                        nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
+                        ifindex: UInt32(p.oif), state: state)
+                }
+                switch nl.encapPath(to: a) {
+                case .resolved(let p): templates[a.bytes] = template(p, .resolved)
+                case .unresolved(let p): templates[a.bytes] = template(p, .unresolved)
+                case .noRoute: templates[a.bytes] = EncapTemplate(collector: a.bytes, state: .noRoute)
+                case .unknown: continue
+                }
             }
         }
         do { try dp.setEncapTemplates(Array(templates.values)) } catch {
@@ -520,6 +558,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 explanation: "kernel: rejected by session \(info?.sessionID ?? "?") \(direction) rule \(info?.priority ?? 0)")
         case .notIP:
             return Decision(mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [], explanation: "kernel: not IP")
+        case .sessionDisabled:
+            return Decision(
+                mirrored: false, session: info?.sessionID, rule: ref, reason: .sessionDisabled, tried: [],
+                explanation:
+                    "kernel: not mirrored: session \(info?.sessionID ?? "?") would mirror it via \(direction) rule \(info?.priority ?? 0) but is disabled"
+            )
         case .suppressedBySecurityGroup, .suppressedByAcl:
             // SPEC §5: the group/ACL and rule, as the oracle says it.
             let s = v.security?.suppression(in: image, ifindex: ifindex, direction: direction)
