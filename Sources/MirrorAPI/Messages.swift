@@ -183,6 +183,12 @@ public struct StatusResponse: Hashable, Sendable, Codable {
     /// The datapath's own devices and programs it put back after someone removed them,
     /// by what, since the agent started.
     public var repairs: [String: UInt64]?
+    /// Issue 18: "persistent" when the pins outlive the agent (its bpffs is mounted in
+    /// the host's mount namespace), "ephemeral" when started with --ephemeral-pins on
+    /// pins that die with it, "unknown" when PID 1's mount table cannot be read; absent
+    /// without a kernel datapath. `pinsDetail` says why.
+    public var pins: String?
+    public var pinsDetail: String?
     public init(
         version: String, datapath: String, datapathLoaded: Bool, generation: UInt64, datapathGeneration: UInt64,
         sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?, tcAttach: String? = nil,
@@ -201,6 +207,13 @@ extension StatusResponse {
         r.health = problems.isEmpty ? "ok" : "degraded"
         r.problems = problems
         r.repairs = repairs
+        return r
+    }
+
+    public func withPins(_ pins: (state: String, detail: String)?) -> StatusResponse {
+        var r = self
+        r.pins = pins?.state
+        r.pinsDetail = pins?.detail
         return r
     }
 }

@@ -401,6 +401,7 @@ public actor Agent {
             tcxPending: dp.tcAttach == "tcx" ? dp.onClsact : nil
         )
         .withHealth(problems: dp.problems, repairs: dp.repairs)
+        .withPins(dp.pins.map { ($0.state, $0.reason) })
     }
 
     public func explain(_ request: ExplainRequest) throws -> ExplainResponse {

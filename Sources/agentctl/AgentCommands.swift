@@ -319,6 +319,9 @@ struct Status: ParsableCommand {
             "sessions:    \(r.sessions) (\(r.enabledSessions) enabled)",
         ]
         if let dev = r.mirrorDevice { lines.append("mirror device: \(dev)") }
+        if let pins = r.pins {
+            lines.append("pins:        \(pins)" + (r.pinsDetail.map { " (\($0))" } ?? ""))
+        }
         if let health = r.health {
             let repaired = (r.repairs ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             lines.append("health:      \(health)" + (repaired.isEmpty ? "" : " (repaired: \(repaired.joined(separator: ", ")))"))

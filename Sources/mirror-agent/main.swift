@@ -62,6 +62,13 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The nft binary enforcement runs (default: the installed nft; tests).", visibility: .hidden))
     var nft: String?
 
+    @Flag(
+        name: .customLong("ephemeral-pins"),
+        help:
+            "Start even when the --bpffs pins would die with the agent (a bpffs only this process's mount namespace has, as under `ip netns exec`): mirroring then stops on every restart until the new agent has rebuilt it."
+    )
+    var ephemeralPins = false
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
@@ -107,7 +114,7 @@ struct CommonOptions: ParsableArguments {
         DatapathFactory.Options(
             bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
             attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply,
-            nftCommand: nft.map { [$0] })
+            nftCommand: nft.map { [$0] }, ephemeralPins: ephemeralPins)
     }
 }
 
@@ -200,6 +207,9 @@ struct Run: AsyncParsableCommand {
         } catch {
             await controlServer.unbind()
             await metricsServer.unbind()
+            if let refusal = (error as? DatapathStartFailure)?.underlying as? EphemeralPinsError {
+                fail("mirror-agent: cannot start: \(refusal)")
+            }
             if let error = error as? DatapathStartFailure {
                 // Never on without it: an agent that takes applies and mirrors nothing looks healthy.
                 fail(

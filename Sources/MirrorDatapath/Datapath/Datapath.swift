@@ -95,6 +95,8 @@ public struct DatapathStatus: Hashable, Sendable {
     public var repairs: [String: UInt64] = [:]
     /// What is broken and not yet repaired, each "what: why"; empty when healthy.
     public var problems: [String] = []
+    /// Whether the pins outlive the agent (kernel datapath; nil elsewhere).
+    public var pins: PinPersistence?
     public init(
         loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?, tcAttach: String? = nil,
         onClsact: Int = 0

@@ -25,14 +25,17 @@ public enum DatapathFactory {
         public var tcxLinksPerApply: Int
         /// The nft command of enforcement (`Enforcement.command`); nil: the installed nft.
         public var nftCommand: [String]?
+        /// Start even when the pins would die with the agent (`PinPersistence`).
+        public var ephemeralPins: Bool
         /// What the datapath reports that does not fail a call (an interface that
         /// vanished before its attach, a template that did not resolve).
         public var logger: Logger
         public init(
             bpffs: String, mirrorDevice: String = "mirror0", stateDirectory: String? = nil,
             attachMode: TCAttachMode? = nil, tcxLinksPerApply: Int = 32, nftCommand: [String]? = nil,
-            logger: Logger = Logger(label: "mirror-agent.datapath")
+            ephemeralPins: Bool = false, logger: Logger = Logger(label: "mirror-agent.datapath")
         ) {
+            self.ephemeralPins = ephemeralPins
             self.bpffs = bpffs; self.mirrorDevice = mirrorDevice; self.stateDirectory = stateDirectory
             self.attachMode = attachMode; self.tcxLinksPerApply = tcxLinksPerApply
             self.nftCommand = nftCommand; self.logger = logger

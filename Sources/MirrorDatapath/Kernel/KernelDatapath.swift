@@ -55,6 +55,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var problems: [String: String] = [:]
     /// Held from `start` (or `cleanup`) until `shutdown`.
     private var bpffsLock: OwnerLock?
+    /// Judged at `start`, after the mount.
+    private var pins: PinPersistence?
     private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
 
     public init(options: DatapathFactory.Options) { self.options = options }
@@ -94,6 +96,22 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         try lock.withLock {
             if datapath != nil { return }
             try BPFFS.ensureMounted(options.bpffs)
+            // Before anything is pinned: pins that die with the agent stop mirroring on
+            // every restart or crash (issue 18), so only on request.
+            let persistence = BPFFS.persistence(of: options.bpffs)
+            guard persistence.outlivesAgent || !persistence.known || options.ephemeralPins else {
+                throw EphemeralPinsError(persistence: persistence)
+            }
+            pins = persistence
+            if !persistence.known {
+                options.logger.warning("pins may not outlive the agent", metadata: ["why": "\(persistence.reason)"])
+            } else if persistence.outlivesAgent {
+                options.logger.info("pins outlive the agent", metadata: ["why": "\(persistence.reason)"])
+            } else {
+                options.logger.warning(
+                    "--ephemeral-pins: pins die with the agent; mirroring stops on every restart until it has rebuilt them",
+                    metadata: ["why": "\(persistence.reason)"])
+            }
             // The pins are one owner's: a second agent on this bpffs would replace the
             // first one's programs and policy. Locked after the mount: the lock must be on
             // the bpffs every agent sees at this path, not on the directory beneath it.
@@ -503,6 +521,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 mirrorDevice: mirrorIfindex == nil ? nil : options.mirrorDevice,
                 tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
             st.repairs = repairs
+            st.pins = pins
             st.problems = problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
             return st
         }
