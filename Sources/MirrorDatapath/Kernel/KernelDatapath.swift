@@ -11,7 +11,8 @@ import MirrorCore
 /// `start()`, after the segmenter.
 public final class KernelDatapath: Datapath, @unchecked Sendable {
     public let kind = "kernel"
-    private let options: DatapathFactory.Options
+    // Not private: KernelDatapath+Capture.swift logs with its logger.
+    let options: DatapathFactory.Options
     // Not private: KernelDatapath+Counters.swift reads counters under the same lock.
     let lock = NSLock()
     var datapath: BPFDatapath?
@@ -55,6 +56,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// Held from `start` (or `cleanup`) until `shutdown`.
     private var bpffsLock: OwnerLock?
     private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
+    /// `agentctl capture` (SPEC §11): KernelDatapath+Capture.swift.
+    let capture = KernelCapture()
 
     public init(options: DatapathFactory.Options) { self.options = options }
 
@@ -81,6 +84,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             // Links whose device went away while no agent ran (defunct, still pinned).
             datapath?.pruneLinks()
+            clearCapturesAtStart()
             let nl = try NetlinkContext()
             netlink = nl
             let index = try MirrorDevice.ensure(nl, name: options.mirrorDevice)
@@ -241,6 +245,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             slotsOnDisk = (try? DurableFile.write(data, to: path)) != nil ? newSlots : nil
         }
         refreshEncapTemplates()
+        refreshCaptures()
         if let inForceDespite { throw PolicyInForceError(inForceDespite) }
     }
 
@@ -523,6 +528,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             // clsact and the next agent moves them (and removes the unused links it finds).
             onClsact = [:]
             toDetach = [:]
+            stopCaptures()
             // Programs stay attached and maps pinned (SPEC §7: mirroring goes on).
             datapath?.close()
             datapath = nil

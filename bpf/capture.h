@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * agentctl capture (SPEC §11): the classifier hands what it mirrors to the agent
+ * through a BPF ring buffer, only while a capture runs.
+ *
+ * Cost: with no capture, one array read (mirror_capture_want of the packet's source
+ * and direction, all zero) and a branch per mirrored packet; unmatched traffic never
+ * gets here. The agent sets the entry of a source and direction only while a capture
+ * wants them.
+ *
+ * Why a ring buffer written with bpf_ringbuf_output from a per-CPU scratch buffer:
+ *  - bpf_ringbuf_reserve takes only a constant size, so every record would take the
+ *    largest snaplen in the ring (16 KiB for a 64-byte packet);
+ *    bpf_ringbuf_output copies a bounded variable length.
+ *  - bpf_skb_output / bpf_perf_event_output copy from the skb without the scratch
+ *    step, but into one perf buffer per CPU: the agent would merge them by time, and
+ *    a flood on one CPU fills that CPU's buffer alone. One ring keeps the packets of
+ *    every CPU in the order they were written and has one place to lose them.
+ *  - Either way the copy never touches the skb (bpf_skb_load_bytes reads it), so the
+ *    clone already sent to stage 2 and the original are what they would be without
+ *    the capture, and a full ring is a counted loss, never a wait (the datapath never
+ *    blocks on a reader).
+ *
+ * The maps are declared here, not in mirror_maps.h: only the classifier writes them
+ * (stage 2 never captures and must not create a ring of its own). They are pinned
+ * like every other map, so a restarted agent reads the same ring and clears the
+ * wants a dead agent left behind (BPFDatapath+Capture.swift).
+ */
+#ifndef MIRROR_CAPTURE_H
+#define MIRROR_CAPTURE_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "mirror_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MIRROR_SOURCE_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mirror_capture_want);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_capture_want SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, struct mirror_capture_session);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_capture_session SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MIRROR_CAPTURE_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_capture_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mirror_capture_scratch);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_capture_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MIRROR_MAX_CAPTURES);
+	__type(key, __u32);
+	__type(value, struct mirror_capture_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} capture_stats SEC(".maps");
+
+static __always_inline void capture_count(__u32 captures, int written)
+{
+	for (__u32 i = 0; i < MIRROR_MAX_CAPTURES; i++) {
+		if (!(captures & (1u << i)))
+			continue;
+		__u32 key = i;
+		struct mirror_capture_stats *s = bpf_map_lookup_elem(&capture_stats, &key);
+		if (!s)
+			continue;
+		if (written)
+			s->records++;
+		else
+			s->lost++;
+	}
+}
+
+/*
+ * A packet the classifier mirrors (SPEC §11: what the session or the source and
+ * direction mirrors). `rule` packs the accepting rule: index in bits 16..23,
+ * priority in bits 0..15.
+ */
+static __always_inline void capture_mirrored(struct __sk_buff *skb, __u32 source_slot, __u32 direction,
+					     __u32 session_slot, __u32 rule)
+{
+#ifdef MIRROR_BENCH_NO_CAPTURE /* only the benchmark's baseline builds without it (scripts/bench-classifier) */
+	return;
+#endif
+	__u32 key = mirror_source_stats_key(source_slot, direction);
+	const struct mirror_capture_want *want = bpf_map_lookup_elem(&mirror_capture_want, &key);
+	if (!want || !(want->sources | want->sessions))
+		return;
+
+	__u32 captures = want->sources;
+	if (want->sessions) {
+		__u32 skey = session_slot;
+		const struct mirror_capture_session *s = bpf_map_lookup_elem(&mirror_capture_session, &skey);
+		if (s)
+			captures |= want->sessions & s->captures;
+	}
+	if (!captures)
+		return;
+	__u32 zero = 0;
+	struct mirror_capture_scratch *buf = bpf_map_lookup_elem(&mirror_capture_scratch, &zero);
+	if (!buf)
+		return;
+	__u32 len = skb->len;
+	__u32 snaplen = want->snaplen;
+	if (len > snaplen)
+		len = snaplen;
+	if (len > MIRROR_CAPTURE_MAX_SNAPLEN)
+		len = MIRROR_CAPTURE_MAX_SNAPLEN;
+	if (len == 0)
+		return;
+	buf->record.ktime_ns = bpf_ktime_get_ns();
+	buf->record.captures = captures;
+	buf->record.len = skb->len;
+	buf->record.ifindex = skb->ifindex;
+	buf->record.session_slot = session_slot;
+	buf->record.source_slot = source_slot;
+	buf->record.rule_priority = rule & 0xffff;
+	buf->record.rule_index = (rule >> 16) & 0xff;
+	buf->record.direction = direction;
+	buf->record.cap_len = len;
+	if (bpf_skb_load_bytes(skb, 0, buf->data, len) != 0 ||
+	    bpf_ringbuf_output(&mirror_capture_ring, buf, sizeof(buf->record) + len, 0) != 0) {
+		capture_count(captures, 0);
+		return;
+	}
+	capture_count(captures, 1);
+}
+
+#endif /* MIRROR_CAPTURE_H */
