@@ -71,6 +71,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "MirrorCoreTests", dependencies: ["MirrorCore", "MirrorTestSupport"]),
+        .testTarget(name: "MirrorAPITests", dependencies: ["MirrorAPI", "MirrorCore"]),
         .testTarget(name: "MirrorCompilerTests", dependencies: ["MirrorCompiler", "MirrorCore", "MirrorTestSupport", "CMirrorABI"]),
         .testTarget(
             name: "MirrorDatapathTests",

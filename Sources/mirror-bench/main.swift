@@ -9,7 +9,12 @@
 // the copy, not to classification). Writes `classifier_ns` into a results JSON file,
 // keeping the other keys there.
 //
-// Usage: mirror-bench [classifier] [--output FILE] [--repeat N] [--rounds N]
+// With --baseline-object FILE (another build of bpf/classify.bpf.c, e.g. without the
+// capture gate: scripts/bench-classifier builds it with -DMIRROR_BENCH_NO_CAPTURE),
+// both objects are measured round by round in the same run, side by side, and
+// `classifier_baseline_ns` is written too.
+//
+// Usage: mirror-bench [classifier] [--output FILE] [--repeat N] [--rounds N] [--baseline-object FILE]
 import CMirrorABI
 import Foundation
 import MirrorCompiler
@@ -21,6 +26,7 @@ struct Options {
     var repeatCount: UInt32 = 200_000
     var rounds = 7
     var part = "classifier"
+    var baselineObject: String? = nil
 }
 
 func parseOptions() -> Options {
@@ -33,8 +39,9 @@ func parseOptions() -> Options {
         case "--output": o.output = args.popFirst()
         case "--repeat": o.repeatCount = args.popFirst().flatMap { UInt32($0) } ?? o.repeatCount
         case "--rounds": o.rounds = args.popFirst().flatMap { Int($0) } ?? o.rounds
+        case "--baseline-object": o.baselineObject = args.popFirst()
         case "-h", "--help":
-            print("usage: mirror-bench [classifier|control-plane] [--output FILE] [--repeat N] [--rounds N]")
+            print("usage: mirror-bench [classifier|control-plane] [--output FILE] [--repeat N] [--rounds N] [--baseline-object FILE]")
             exit(0)
         default:
             FileHandle.standardError.write("mirror-bench: unknown argument \(a)\n".data(using: .utf8)!)
@@ -184,6 +191,16 @@ if options.part == "control-plane" {
 do {
     let dp = try BPFDatapath(pinDirectory: nil)
     dp.slotGracePeriod = .zero
+    var baseline: BPFDatapath?
+    if let path = options.baselineObject {
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            FileHandle.standardError.write("mirror-bench: cannot read \(path)\n".data(using: .utf8)!)
+            exit(1)
+        }
+        baseline = try BPFDatapath(pinDirectory: nil, object: [UInt8](bytes))
+        baseline?.slotGracePeriod = .zero
+    }
+    var baselineResults: [String: Double] = [:]
     let cases: [(String, Document?)] = [
         ("none", nil),
         ("1x1", document(sessions: 1, rules: 1, lastMatches: true)),
@@ -201,9 +218,18 @@ do {
             image = MapImage()
         }
         try dp.apply(image)
+        _ = try baseline?.apply(image)
         // The ENI's outbound = TC ingress.
         let check = Verdict(try dp.testRun(.testIngress, frame: frame, mark: ifindex).retval)
+        if let baseline {
+            let other = Verdict(try baseline.testRun(.testIngress, frame: frame, mark: ifindex).retval)
+            guard other.outcome == check.outcome else {
+                FileHandle.standardError.write("mirror-bench: the baseline decides \(other), the classifier \(check)\n".data(using: .utf8)!)
+                exit(1)
+            }
+        }
         var samples: [UInt32] = []
+        var baseSamples: [UInt32] = []
         for _ in 0..<options.rounds {
             // Counting like the attached program does, so the cost is the real one.
             samples.append(
@@ -211,6 +237,13 @@ do {
                     .testIngress, frame: frame, mark: ifindex, cb0: MIRROR_TEST_COUNT,
                     repeat: options.repeatCount
                 ).durationNs)
+            // Round by round, so that both see the same load (other engineers share the machine).
+            if let baseline {
+                baseSamples.append(
+                    try baseline.testRun(
+                        .testIngress, frame: frame, mark: ifindex, cb0: MIRROR_TEST_COUNT, repeat: options.repeatCount
+                    ).durationNs)
+            }
         }
         samples.sort()
         let median = Double(samples[samples.count / 2])
@@ -218,6 +251,14 @@ do {
         print(
             "classifier \(name): \(median) ns/packet (median of \(options.rounds) x \(options.repeatCount); "
                 + "min \(samples.first!), max \(samples.last!)); verdict \(check)")
+        if !baseSamples.isEmpty {
+            baseSamples.sort()
+            let baseMedian = Double(baseSamples[baseSamples.count / 2])
+            baselineResults[name] = baseMedian
+            print(
+                "  baseline \(name): \(baseMedian) ns/packet (min \(baseSamples.first!), max \(baseSamples.last!)); "
+                    + "classifier - baseline: \(median - baseMedian) ns")
+        }
     }
     var nop: [UInt32] = []
     for _ in 0..<options.rounds {
@@ -226,6 +267,7 @@ do {
     nop.sort()
     print("test-run baseline (empty program): \(nop[nop.count / 2]) ns/packet")
     try writeResult("classifier_ns", results, to: options.output)
+    if !baselineResults.isEmpty { try writeResult("classifier_baseline_ns", baselineResults, to: options.output) }
 } catch {
     FileHandle.standardError.write("mirror-bench: \(error)\n".data(using: .utf8)!)
     exit(1)

@@ -57,13 +57,16 @@ public final class BPFDatapath: @unchecked Sendable {
     /// when already pinned there, which is how a restarted agent keeps its policy
     /// and counters, and how the encap object shares them. With nil nothing is
     /// pinned (benchmarks, tests that need no sharing). `attach`: nil chooses by
-    /// probing the kernel (`AttachMode.probe()`).
-    public init(pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false) throws(DatapathError) {
+    /// probing the kernel (`AttachMode.probe()`). `object`: another build of the
+    /// classifier instead of the embedded one (the benchmark's baselines).
+    public init(
+        pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false, object: [UInt8]? = nil
+    ) throws(DatapathError) {
         self.pinDirectory = pinDirectory
         self.attachMode = attach ?? .probe()
         clibbpf_capture_log(verboseLog)
         _ = clibbpf_take_log()
-        let bytes = EmbeddedBPF.classifyObject
+        let bytes = object ?? EmbeddedBPF.classifyObject
         guard !bytes.isEmpty else { throw DatapathError("open BPF object classify", detail: "embedded object is empty") }
         if let pinDirectory {
             let rc = clibbpf_is_bpffs(pinDirectory)
