@@ -189,7 +189,8 @@ if options.part == "control-plane" {
 }
 
 do {
-    let dp = try BPFDatapath(pinDirectory: nil)
+    var dp: BPFDatapath!
+    let loadMs = try milliseconds { dp = try BPFDatapath(pinDirectory: nil) }
     dp.slotGracePeriod = .zero
     var baseline: BPFDatapath?
     if let path = options.baselineObject {
@@ -197,8 +198,9 @@ do {
             FileHandle.standardError.write("mirror-bench: cannot read \(path)\n".data(using: .utf8)!)
             exit(1)
         }
-        baseline = try BPFDatapath(pinDirectory: nil, object: [UInt8](bytes))
+        let baseLoadMs = try milliseconds { baseline = try BPFDatapath(pinDirectory: nil, object: [UInt8](bytes)) }
         baseline?.slotGracePeriod = .zero
+        print("load (open, verify, maps): classifier \(Int(loadMs)) ms, baseline \(Int(baseLoadMs)) ms")
     }
     var baselineResults: [String: Double] = [:]
     let cases: [(String, Document?)] = [
