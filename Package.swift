@@ -35,7 +35,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             plugins: ["BPFObjectPlugin"]),
-        .executableTarget(name: "mirror-bench", dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI"]),
+        .executableTarget(name: "mirror-bench", dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI", "CLibbpf"]),
         // Seeded RNG and random valid documents/packets, shared by several test targets.
         .target(name: "MirrorTestSupport", dependencies: ["MirrorCore"]),
         // libnl-route-3 (Debian libnl-route-3-dev) behind plain C functions: its macros

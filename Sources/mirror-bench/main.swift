@@ -15,6 +15,7 @@
 // `classifier_baseline_ns` is written too.
 //
 // Usage: mirror-bench [classifier] [--output FILE] [--repeat N] [--rounds N] [--baseline-object FILE]
+import CLibbpf
 import CMirrorABI
 import Foundation
 import MirrorCompiler
@@ -201,6 +202,15 @@ do {
         let baseLoadMs = try milliseconds { baseline = try BPFDatapath(pinDirectory: nil, object: [UInt8](bytes)) }
         baseline?.slotGracePeriod = .zero
         print("load (open, verify, maps): classifier \(Int(loadMs)) ms, baseline \(Int(baseLoadMs)) ms")
+        // What the verifier walked: independent of the machine's load, unlike the times.
+        func verified(_ d: BPFDatapath, _ p: ClassifierProgram) -> UInt32 {
+            var info = bpf_prog_info()
+            var len = UInt32(MemoryLayout<bpf_prog_info>.size)
+            return bpf_obj_get_info_by_fd(d.programFD(p), &info, &len) == 0 ? info.verified_insns : 0
+        }
+        for p in [ClassifierProgram.tcIngress, .testIngress] {
+            print("verified instructions \(p.rawValue): classifier \(verified(dp, p)), baseline \(verified(baseline!, p))")
+        }
     }
     var baselineResults: [String: Double] = [:]
     let cases: [(String, Document?)] = [
