@@ -88,15 +88,24 @@ struct Capture: ParsableCommand {
         var summary: CaptureSummary?
         var stopSent = false
         var failure: String?
+        /// The output cannot be written (a reader that went away): the capture is stopped,
+        /// and its summary still read and reported.
+        var outputFailed = false
+        var stopDeadline: ContinuousClock.Instant?
         func stop() {
             guard !stopSent, let id = started?.id else { return }
             stopSent = true
             // Its own connection; the stream then ends with the summary.
             _ = try? ControlClient(socketPath: agent.socketPath, timeout: 5).send(method: "DELETE", path: APIPath.capture(id))
         }
-        reading: while summary == nil {
+        while summary == nil {
             if captureSignals >= 2 { break }
             if captureSignals == 1 { stop() }
+            if stopSent && stopDeadline == nil { stopDeadline = .now + .seconds(10) }
+            if let stopDeadline, ContinuousClock.now > stopDeadline {
+                failure = failure ?? "the agent did not end the capture within 10 s of being asked"
+                break
+            }
             let bytes: [UInt8]?
             do { bytes = try stream.read(timeoutMs: 200) } catch {
                 failure = "\(error)"
@@ -127,11 +136,11 @@ struct Capture: ParsableCommand {
                     summary = s
                 }
             }
-            if !chunk.isEmpty {
+            if !chunk.isEmpty && !outputFailed {
                 do { try out.write(chunk) } catch {
                     failure = "\(error)"
+                    outputFailed = true
                     stop()
-                    break reading
                 }
             }
         }
