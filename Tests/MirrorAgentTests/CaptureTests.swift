@@ -170,6 +170,22 @@ import Testing
         await t.stop()
     }
 
+    /// A capture never holds the agent's stop up: the control server ends each with its
+    /// summary when it stops.
+    @Test func stoppingTheServerEndsCapturesWithTheirSummaries() async throws {
+        let t = try await CaptureAgent()
+        let r = try await t.open(CaptureRequest(source: "vm2"))
+        try await t.waitForCaptures(1)
+        let started = ContinuousClock.now
+        await t.server.stop()
+        #expect(ContinuousClock.now - started < .seconds(5))
+        let frames = try await r.readAll()
+        guard case .summary(let s)? = frames.last else { throw TestSupportError("no summary: \(frames)") }
+        #expect(s.ended == "agent_stopping" && s.packets == 0)
+        try await t.waitForCaptures(0)
+        await t.agent.shutdown()
+    }
+
     @Test func aClientTooSlowToReadLosesCountedPacketsAndNeverBlocksTheDatapath() async throws {
         let t = try await CaptureAgent()
         let r = try await t.open(CaptureRequest(session: "s1"))

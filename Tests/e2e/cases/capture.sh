@@ -182,4 +182,16 @@ out=$("${AGENTCTL[@]}" capture --source vm1 --direction sideways -w "$TOPO_DIR/x
 set -e
 expect_eq "$rc" 2 "bad direction exit code"
 echo "$out" | grep -q "inbound" || fail "bad direction: $out"
+
+# The agent stops (SIGTERM) during a capture: the capture ends with its summary and
+# does not hold the stop up.
+"${AGENTCTL[@]}" capture --session audit -w "$TOPO_DIR/stop.pcapng" 2>"$TOPO_DIR/stop.err" &
+stop_pid=$!
+wait_capturing "$TOPO_DIR/stop.err"
+t_stop=$(date +%s)
+agent_stop
+wait "$stop_pid" || { cat "$TOPO_DIR/stop.err"; fail "capture during an agent stop did not exit 0"; }
+cat "$TOPO_DIR/stop.err"
+grep -q "ended: agent stopping" "$TOPO_DIR/stop.err" || fail "agent stop: no summary"
+[ $(( $(date +%s) - t_stop )) -lt 5 ] || fail "the capture held the agent's stop up"
 echo "capture: all checks passed"
