@@ -158,7 +158,7 @@ struct Capture: ParsableCommand {
             throw ExitCode(130)
         }
         CLIOutput.error(
-            "Error: \(failure ?? "the capture ended without its summary (did the agent stop?)")"
+            "Error: the capture ended without its summary (did the agent stop?): \(failure ?? "the agent closed the stream")"
                 + (started == nil ? "" : "; \(file == "-" ? "the output" : file) holds what came before"))
         throw CLIExit.invalidInput
     }
