@@ -3,7 +3,9 @@
 # directions, the session and rule in each comment, wall-clock timestamps), three
 # captures at once (one of them `-w -` piped into `tshark -r -`), while the collector
 # receives every copy as without a capture. Then Ctrl-C, a reader too slow to keep
-# up (its losses counted, the collector still complete) and the refusals.
+# up (its losses counted, the collector still complete), the refusals, an agent
+# stopping during a capture (the summary still comes) and one killed during it (the
+# next agent clears what it left in the classifier's maps).
 source "$(dirname "$0")/../lib.sh"
 topo_up
 agent_start
