@@ -170,6 +170,22 @@ import Testing
         await t.stop()
     }
 
+    @Test func aNinthCaptureAtOnceIsRefused() async throws {
+        let t = try await CaptureAgent()
+        var readers: [Reader] = []
+        for _ in 0..<CaptureSelector.maxCaptures { readers.append(try await t.open(CaptureRequest(session: "s1"))) }
+        try await t.waitForCaptures(CaptureSelector.maxCaptures)
+        #expect(Set(t.datapath.selectors.keys) == Set(0..<CaptureSelector.maxCaptures))
+        let refused = try await offThread { [client = t.client] in
+            try client.send(method: "POST", path: APIPath.captures, body: Array(#"{"session":"s1"}"#.utf8))
+        }
+        #expect(refused.status == 429)
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("8 captures are running already"))
+        await t.server.stop()
+        for r in readers { _ = try await r.readAll() }
+        await t.agent.shutdown()
+    }
+
     /// A capture never holds the agent's stop up: the control server ends each with its
     /// summary when it stops.
     @Test func stoppingTheServerEndsCapturesWithTheirSummaries() async throws {
