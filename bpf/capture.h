@@ -3,10 +3,10 @@
  * agentctl capture (SPEC §11): the classifier hands what it mirrors to the agent
  * through a BPF ring buffer, only while a capture runs.
  *
- * Cost: with no capture, one array read (mirror_capture_want of the packet's source
- * and direction, all zero) and a branch per mirrored packet; unmatched traffic never
- * gets here. The agent sets the entry of a source and direction only while a capture
- * wants them.
+ * Cost: with no capture, one load of a global (mirror_capture_running, zero) and a
+ * branch per mirrored packet; unmatched traffic never gets here. While captures run,
+ * one array read more (mirror_capture_want of the packet's source and direction,
+ * nonzero only where a capture wants it) for every mirrored packet.
  *
  * Why a ring buffer written with bpf_ringbuf_output from a per-CPU scratch buffer:
  *  - bpf_ringbuf_reserve takes only a constant size, so every record would take the
@@ -24,7 +24,8 @@
  * The maps are declared here, not in mirror_maps.h: only the classifier writes them
  * (stage 2 never captures and must not create a ring of its own). They are pinned
  * like every other map, so a restarted agent reads the same ring and clears the
- * wants a dead agent left behind (BPFDatapath+Capture.swift).
+ * wants a dead agent left behind (BPFDatapath+Capture.swift). The global switch is
+ * not: each load of the classifier starts with it off.
  */
 #ifndef MIRROR_CAPTURE_H
 #define MIRROR_CAPTURE_H
@@ -32,6 +33,12 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "mirror_abi.h"
+
+/* Nonzero while any capture runs; the agent writes it (BPFDatapath+Capture.swift). In a
+ * section of its own, so that it is the whole value of its map (libbpf's internal map
+ * ".bss.capture"). Not pinned: each load starts at zero, and the agent loads the
+ * classifier (and puts it on every hook) before it takes any capture. */
+volatile __u32 mirror_capture_running SEC(".bss.capture");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -140,7 +147,7 @@ __noinline int mirror_capture_packet(struct __sk_buff *skb, __u32 source_key, __
 
 /*
  * A packet the classifier mirrors (SPEC §11: what the session or the source and
- * direction mirrors): with no capture, one array read and a branch.
+ * direction mirrors): with no capture, one load and a branch.
  */
 static __always_inline void capture_mirrored(struct __sk_buff *skb, __u32 source_slot, __u32 direction,
 					     __u32 session_slot, __u32 rule)
@@ -148,6 +155,8 @@ static __always_inline void capture_mirrored(struct __sk_buff *skb, __u32 source
 #ifdef MIRROR_BENCH_NO_CAPTURE /* only the benchmark's baseline builds without it (scripts/bench-classifier) */
 	return;
 #endif
+	if (!mirror_capture_running)
+		return;
 	__u32 key = mirror_source_stats_key(source_slot, direction);
 	const struct mirror_capture_want *want = bpf_map_lookup_elem(&mirror_capture_want, &key);
 	if (want && (want->sources | want->sessions))

@@ -276,7 +276,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		} else if (src) {
 			src->mirrored++;
 		}
-		/* SPEC §11: agentctl capture (bpf/capture.h); one array read when none runs. */
+		/* SPEC §11: agentctl capture (bpf/capture.h); one load when none runs. */
 		if (counting)
 			capture_mirrored(skb, source_slot, direction, session_slot, (rule_index << 16) | r->priority);
 		return mirror_verdict(MIRROR_OUTCOME_ACCEPT, session_slot, rule_index, slot);

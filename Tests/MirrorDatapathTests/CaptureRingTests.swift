@@ -52,6 +52,9 @@ extension KernelTests {
             var selectors: [Int: CaptureSelector] = [0: CaptureSelector(session: "a", directions: [.outbound], snaplen: 20)]
             var (wants, sessions) = KernelCapture.wants(selectors, document: doc, slots: slots)
             try dp.setCaptureWants(wants, sessions: sessions, clearing: ([], []))
+            try send(toA)
+            #expect(ring.consume().isEmpty, "wants without the global switch: nothing in the ring")
+            try dp.setCaptureRunning(true)
             let before = try dp.captureStats()
             try send(toA)
             try send(toB)

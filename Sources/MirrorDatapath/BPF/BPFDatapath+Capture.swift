@@ -49,6 +49,15 @@ extension BPFDatapath {
         }
     }
 
+    /// `mirror_capture_running`: whether the classifier looks at the wants at all. Set
+    /// after the wants of a first capture are written, cleared before the last ones go.
+    public func setCaptureRunning(_ running: Bool) throws(DatapathError) {
+        let fd = captureRunningFD
+        guard fd >= 0 else { throw DatapathError("write mirror_capture_running", detail: "the classifier has no .bss.capture map") }
+        var key: UInt32 = 0, value: UInt32 = running ? 1 : 0
+        try DatapathError.check(bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY)), "write mirror_capture_running")
+    }
+
     /// Zeroes every want: what an agent that died during a capture left behind must not
     /// keep the classifier writing to a ring nobody reads.
     public func clearCaptureWants() throws(DatapathError) {

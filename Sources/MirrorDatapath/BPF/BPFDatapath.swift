@@ -33,6 +33,9 @@ public final class BPFDatapath: @unchecked Sendable {
     private var object: OpaquePointer?
     private var programFDs: [ClassifierProgram: Int32] = [:]
     private var mapFDs: [ClassifierMap: Int32] = [:]
+    /// The classifier's `mirror_capture_running` (bpf/capture.h): the value of its own
+    /// internal map, `.bss.capture`.
+    var captureRunningFD: Int32 = -1
     /// When the last flip happened (BPFDatapath+Policy.swift waits out its grace period).
     var lastFlip: UInt64 = 0
     /// The `mirror_active` value the last `apply` replaced, for `revertApply`.
@@ -109,6 +112,7 @@ public final class BPFDatapath: @unchecked Sendable {
             }
             mapFDs[m] = bpf_map__fd(map)
         }
+        captureRunningFD = bpf_object__find_map_by_name(obj, ".bss.capture").map { bpf_map__fd($0) } ?? -1
     }
 
     deinit { close() }
@@ -177,6 +181,7 @@ public final class BPFDatapath: @unchecked Sendable {
         object = nil
         programFDs = [:]
         mapFDs = [:]
+        captureRunningFD = -1
     }
 
     public func programFD(_ p: ClassifierProgram) -> Int32 { programFDs[p] ?? -1 }

@@ -158,7 +158,10 @@ extension KernelDatapath {
         c.state.unlock()
         let slots = image?.slots ?? SlotAssignment()
         let (wants, sessions) = KernelCapture.wants(selectors, document: document, slots: slots)
+        // The global switch on after the wants are there, off before they go.
+        if selectors.isEmpty { try dp.setCaptureRunning(false) }
         try dp.setCaptureWants(wants, sessions: sessions, clearing: written)
+        if !selectors.isEmpty { try dp.setCaptureRunning(true) }
         var names = KernelCapture.Names()
         let interfaces = Dictionary(document.sources.map { ($0.id, $0.interface) }, uniquingKeysWith: { a, _ in a })
         for (id, slot) in slots.sources { names.sources[slot] = (id, interfaces[id] ?? "?") }

@@ -216,4 +216,12 @@ grep -q "ended without its summary" "$TOPO_DIR/kill.err" || { cat "$TOPO_DIR/kil
 expect_eq "$(wants)" 2 "want entries a killed agent left"
 agent_start
 expect_eq "$(wants)" 0 "want entries after the next agent started"
+# And the restarted agent's captures get packets (its programs replaced the dead one's).
+"${AGENTCTL[@]}" capture --source vm1 -c 2 -w "$TOPO_DIR/again.pcapng" 2>"$TOPO_DIR/again.err" &
+again_pid=$!
+wait_capturing "$TOPO_DIR/again.err"
+echo '{"family":4,"proto":"udp","src":"192.0.2.10","dst":"203.0.113.10","sport":4003,"dport":5001,"payload":100,"count":2}' \
+  | send_frames "$NS_VM" eth0 "$host_tap"
+wait "$again_pid" || { cat "$TOPO_DIR/again.err"; fail "capture after a restart failed"; }
+grep -q "^2 packets captured" "$TOPO_DIR/again.err" || { cat "$TOPO_DIR/again.err"; fail "capture after a restart: no packets"; }
 echo "capture: all checks passed"
