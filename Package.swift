@@ -71,7 +71,8 @@ let package = Package(
             ],
             plugins: ["BPFObjectPlugin"]),
         .executableTarget(
-            name: "mirror-bench", dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI", "MirrorTestSupport"]),
+            name: "mirror-bench",
+            dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI", "CLibbpf", "MirrorTestSupport"]),
         // Seeded RNG and random valid documents/packets, shared by several test targets.
         .target(name: "MirrorTestSupport", dependencies: ["MirrorCore", "EtcdClient"]),
         // libnl-route-3 (Debian libnl-route-3-dev) behind plain C functions: its macros
@@ -112,6 +113,7 @@ let package = Package(
             name: "MirrorFleetTests",
             dependencies: ["MirrorFleet", "EtcdClient", "MirrorCore", "MirrorTestSupport"]),
         .testTarget(name: "MirrorCoreTests", dependencies: ["MirrorCore", "MirrorTestSupport"]),
+        .testTarget(name: "MirrorAPITests", dependencies: ["MirrorAPI", "MirrorCore"]),
         .testTarget(name: "MirrorCompilerTests", dependencies: ["MirrorCompiler", "MirrorCore", "MirrorTestSupport", "CMirrorABI"]),
         .testTarget(
             name: "MirrorDatapathTests",

@@ -15,6 +15,7 @@
 #include "mirror_maps.h"
 #include "parse.h"
 #include "security.h"
+#include "capture.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -275,6 +276,9 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		} else if (src) {
 			src->mirrored++;
 		}
+		/* SPEC §11: agentctl capture (bpf/capture.h); one load when none runs. */
+		if (counting)
+			capture_mirrored(skb, source_slot, direction, session_slot, (rule_index << 16) | r->priority);
 		return mirror_verdict(MIRROR_OUTCOME_ACCEPT, session_slot, rule_index, slot);
 	}
 	if (counting)

@@ -210,4 +210,14 @@ static inline __u32 mirror_verdict_slot(__u32 v) { return (v >> 24) & 0x1; }
 static inline __u32 mirror_verdict_rule_index(__u32 v) { return (v >> 16) & 0xff; }
 static inline __u32 mirror_verdict_session_slot(__u32 v) { return v & 0xffff; }
 
+/* ---- agentctl capture (SPEC §11, bpf/capture.h) ---- */
+/* Captures at once: one bit each in mirror_capture_want and mirror_capture_session. */
+#define MIRROR_MAX_CAPTURES 8
+/* The most bytes of one packet a capture takes: the per-CPU scratch buffer's size
+ * (a per-CPU map value may not exceed 32 KiB). */
+#define MIRROR_CAPTURE_MAX_SNAPLEN 16384
+/* The ring the classifier writes captured packets to, shared by every capture (a
+ * power of two of pages). */
+#define MIRROR_CAPTURE_RING_BYTES 4194304
+
 #endif /* MIRROR_CONSTS_H */

@@ -369,4 +369,57 @@ struct mirror_fragment {
 	__u32 pad;
 };
 
+/*
+ * ==== agentctl capture (SPEC §11, bpf/capture.h) ====
+ * Only while a capture runs does the classifier copy what it mirrors into the ring
+ * mirror_capture_ring. Captures are numbered 0..MIRROR_MAX_CAPTURES-1 by the agent,
+ * one bit each.
+ */
+
+/* ---- Map: mirror_capture_want (ARRAY, key mirror_source_stats_key(source_slot,
+ * direction)): which captures want what this source mirrors in this direction.
+ * All zero = no capture here: the classifier's only cost. ---- */
+struct mirror_capture_want {
+	__u32 sources;         /* captures taking every packet mirrored here (--source) */
+	__u32 sessions;        /* captures of one session that has this source (--session):
+	                        * mirror_capture_session decides */
+	__u32 snaplen;         /* the largest snaplen of those captures,
+	                        * 1..MIRROR_CAPTURE_MAX_SNAPLEN */
+	__u32 pad;
+};
+
+/* ---- Map: mirror_capture_session (ARRAY, key session_slot) ---- */
+struct mirror_capture_session {
+	__u32 captures;        /* captures of this session (--session) */
+};
+
+/* One record of mirror_capture_ring, followed by cap_len bytes of the packet from
+ * its Ethernet header. */
+struct mirror_capture_record {
+	__u64 ktime_ns;        /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 captures;        /* the captures that want this packet */
+	__u32 len;             /* the packet's length (skb->len) */
+	__u32 ifindex;         /* the source device */
+	__u16 session_slot;
+	__u16 source_slot;
+	__u16 rule_priority;   /* the accepting rule's priority */
+	__u8 rule_index;
+	__u8 direction;        /* enum mirror_direction */
+	__u32 cap_len;         /* bytes of the packet that follow */
+};
+
+/* ---- Map: mirror_capture_scratch (PERCPU_ARRAY, 1 entry): a record is built here,
+ * then copied into the ring with its actual length (bpf_ringbuf_reserve takes only
+ * constant sizes). ---- */
+struct mirror_capture_scratch {
+	struct mirror_capture_record record;
+	__u8 data[MIRROR_CAPTURE_MAX_SNAPLEN];
+};
+
+/* ---- capture_stats (PERCPU_ARRAY, key: capture number) ---- */
+struct mirror_capture_stats {
+	__u64 records;         /* written to the ring for this capture */
+	__u64 lost;            /* wanted but not written: the ring was full (a slow reader) */
+};
+
 #endif /* MIRROR_STRUCTS_H */

@@ -52,38 +52,9 @@ public struct ControlClient: Sendable {
 
     /// Sends one request; any HTTP status is returned (the caller decides).
     public func send(method: String, path: String, body: [UInt8]? = nil) throws -> Response {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
+        let fd = try connected()
         defer { close(fd) }
-        var tv = timeval(tv_sec: timeout, tv_usec: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(socketPath.utf8)
-        guard pathBytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            throw ClientError.io("socket path \(socketPath) is too long")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: pathBytes)
-            raw[pathBytes.count] = 0
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if rc != 0 {
-            let e = errno
-            if e == EACCES || e == EPERM { throw ClientError.permissionDenied(socketPath) }
-            throw ClientError.unreachable(socketPath, e)
-        }
-
-        var request = "\(method) \(path) HTTP/1.1\r\nHost: mirror-agent\r\nConnection: close\r\nAccept: application/json\r\n"
-        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
-        request += "\r\n"
-        var bytes = Array(request.utf8)
-        if let body { bytes += body }
-        try writeAll(fd, bytes)
+        try writeAll(fd, Self.request(method: method, path: path, body: body))
 
         var received: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -102,7 +73,47 @@ public struct ControlClient: Sendable {
         return try Self.parse(received)
     }
 
-    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    static func request(method: String, path: String, body: [UInt8]?) -> [UInt8] {
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: mirror-agent\r\nConnection: close\r\nAccept: application/json\r\n"
+        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        request += "\r\n"
+        var bytes = Array(request.utf8)
+        if let body { bytes += body }
+        return bytes
+    }
+
+    /// A socket connected to the agent, with `timeout` on sends and receives.
+    func connected() throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(socketPath.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            close(fd)
+            throw ClientError.io("socket path \(socketPath) is too long")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let e = errno
+            close(fd)
+            if e == EACCES || e == EPERM { throw ClientError.permissionDenied(socketPath) }
+            throw ClientError.unreachable(socketPath, e)
+        }
+        return fd
+    }
+
+    func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var off = 0
         while off < bytes.count {
             // MSG_NOSIGNAL: an agent that closed early must not kill agentctl with SIGPIPE.

@@ -26,6 +26,8 @@ public actor Agent {
     let datapath: Datapath  // internal: MetricsAgent.swift reads counters outside the actor
     /// Apply durations and counter continuity.
     public let metrics: AgentMetrics
+    /// `agentctl capture` (SPEC §11): the running captures.
+    public nonisolated let captures: CaptureHub
     private let checker: DocumentChecking
     /// The state directory's owner lock, from `start` on.
     private var stateLock: OwnerLock?
@@ -71,6 +73,38 @@ public actor Agent {
     ) {
         self.store = store; self.datapath = datapath; self.checker = checker; self.logger = logger
         self.metrics = AgentMetrics(stateDirectory: store.directory, logger: logger)
+        self.captures = CaptureHub(datapath: datapath, logger: logger)
+    }
+
+    /// What a capture request takes under the policy in force, and the sources and
+    /// directions it covers now (SPEC §11). Unknown ids are refused by name.
+    public func captureSelector(_ r: CaptureRequest) throws -> (CaptureSelector, [CaptureInterface]) {
+        let problems = r.problems
+        if !problems.isEmpty {
+            throw AgentError.badRequest(problems.map(\.message).joined(separator: "; "), problems)
+        }
+        let directions = r.direction.map { [$0] } ?? Direction.allCases
+        let sourceIDs: [String]
+        if let id = r.session {
+            guard let session = effective.sessions.first(where: { $0.id == id }) else {
+                throw AgentError.notFound("no session '\(id)' in the policy in force")
+            }
+            sourceIDs = session.sources
+        } else {
+            let id = r.source ?? ""
+            guard effective.sources.contains(where: { $0.id == id }) else {
+                throw AgentError.notFound("no source '\(id)' in the policy in force")
+            }
+            sourceIDs = [id]
+        }
+        let interfaces = Dictionary(effective.sources.map { ($0.id, $0.interface) }, uniquingKeysWith: { a, _ in a })
+        let covered = sourceIDs.flatMap { id in
+            directions.map { CaptureInterface(source: id, interface: interfaces[id] ?? "?", direction: $0) }
+        }
+        let selector = CaptureSelector(
+            session: r.session, source: r.session == nil ? r.source : nil, directions: Set(directions),
+            snaplen: r.snaplen ?? CaptureRequest.maxSnaplen)
+        return (selector, covered)
     }
 
     /// Restores the persisted state (or starts empty with `resetState`) and reconciles.

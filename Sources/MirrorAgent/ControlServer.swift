@@ -67,6 +67,17 @@ public final class ControlServer: Service {
 
     private static func answer(_ r: Router.Response) -> HTTPServer.Response {
         let type = "application/json"
+        if let stream = r.stream {
+            // MirrorAPI/CaptureMessages.swift's frames.
+            var answer = HTTPServer.Response(
+                status: HTTPResponseStatus(statusCode: r.status), contentType: "application/octet-stream",
+                body: .stream(
+                    .init(
+                        next: { await stream.next().map { ByteBuffer(bytes: $0) } },
+                        drop: { serverStopping in stream.drop(serverStopping) })))
+            answer.close = true
+            return answer
+        }
         if let pieces = r.pieces {
             var answer = HTTPServer.Response(
                 status: HTTPResponseStatus(statusCode: r.status), contentType: type,

@@ -69,6 +69,9 @@ public final class HTTPServer: Sendable {
             case bytes(ByteBuffer)
             /// Made piece by piece as the client takes them (see `Pieces`).
             case pieces(Pieces)
+            /// Pieces that come when they come (a capture's packets), each written as
+            /// soon as it is there; chunked, and the connection closes after it.
+            case stream(Stream)
         }
 
         public init(status: HTTPResponseStatus, contentType: String, body: Body) {
@@ -84,6 +87,21 @@ public final class HTTPServer: Sendable {
         /// The rest is not wanted (the client went away): release what makes it.
         public var drop: @Sendable () -> Void
         public init(next: @escaping @Sendable () -> String?, drop: @escaping @Sendable () -> Void = {}) {
+            self.next = next; self.drop = drop
+        }
+    }
+
+    /// A body whose pieces the server waits for (`Body.stream`): `next` returns the next
+    /// piece when there is one, nil at the end. The server asks for the next piece only
+    /// once the one before is on its way to the client, so a slow client makes the
+    /// producer queue (or drop) rather than the server buffer. `drop` is called once
+    /// when the rest is not wanted (the client went away, or the server stops): it
+    /// must make `next` return nil soon.
+    public struct Stream: Sendable {
+        public var next: @Sendable () async -> ByteBuffer?
+        /// true: the server stops; false: the client went away.
+        public var drop: @Sendable (_ serverStopping: Bool) -> Void
+        public init(next: @escaping @Sendable () async -> ByteBuffer?, drop: @escaping @Sendable (_ serverStopping: Bool) -> Void) {
             self.next = next; self.drop = drop
         }
     }
@@ -112,6 +130,9 @@ public final class HTTPServer: Sendable {
         var serving: Task<Void, Error>?
         /// Bound by `bindNow`, served by the next `start`.
         var prebound: Listener?
+        /// Streamed answers in progress, dropped when the server stops (they would
+        /// otherwise keep a graceful shutdown waiting for their end).
+        var streams: [ObjectIdentifier: Stream] = [:]
     }
     private let state = NIOLockedValueBox(State())
 
@@ -202,11 +223,12 @@ public final class HTTPServer: Sendable {
     /// pipeline handler does this on `ChannelShouldQuiesceEvent`).
     private func quiesce() {
         // Once: the pipeline handler takes one such event per connection.
-        let (listener, connections) = state.withLockedValue { s -> (Channel?, [Channel]) in
-            guard !s.stopping else { return (nil, []) }
+        let (listener, connections, streams) = state.withLockedValue { s -> (Channel?, [Channel], [Stream]) in
+            guard !s.stopping else { return (nil, [], []) }
             s.stopping = true
-            return (s.listener, Array(s.connections.values))
+            return (s.listener, Array(s.connections.values), Array(s.streams.values))
         }
+        for stream in streams { stream.drop(true) }
         listener?.close(promise: nil)
         for c in connections { c.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
     }
@@ -392,9 +414,13 @@ public final class HTTPServer: Sendable {
         let version = head.version
         let withBody = head.method != .HEAD
 
+        if case .stream(let stream) = response.body {
+            return try await writeStream(stream, response, headers, head, outbound, channel)
+        }
         // A body made in pieces that fits in one goes out with a Content-Length.
         let first: ByteBuffer, second: String?, rest: Pieces?
         switch response.body {
+        case .stream: preconditionFailure("written above")
         case .bytes(let bytes):
             (first, second, rest) = (bytes, nil, nil)
         case .pieces(let pieces):
@@ -433,6 +459,41 @@ public final class HTTPServer: Sendable {
         // still queued (the async writer says only that the channel took it).
         try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
         return keepAlive
+    }
+
+    /// A `Body.stream` answer: the head at once (the client learns the request was
+    /// taken), then each piece as it comes; chunked from HTTP/1.1 on, until the close
+    /// before it; the connection closes after it. The stream is dropped when the
+    /// connection closes under it (the client went away while nothing was to be
+    /// written, so no write would fail to tell) or the server stops.
+    private func writeStream(
+        _ stream: Stream, _ response: Response, _ headersIn: HTTPHeaders, _ head: HTTPRequestHead,
+        _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, _ channel: Channel
+    ) async throws -> Bool {
+        var headers = headersIn
+        headers.add(name: "Connection", value: "close")
+        channel.closeFuture.whenComplete { _ in stream.drop(false) }
+        let stopping = state.withLockedValue { s -> Bool in
+            if !s.stopping { s.streams[ObjectIdentifier(channel)] = stream }
+            return s.stopping
+        }
+        defer { _ = state.withLockedValue { $0.streams.removeValue(forKey: ObjectIdentifier(channel)) } }
+        if stopping { stream.drop(true) }
+        do {
+            try await outbound.write(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers)))
+            if head.method != .HEAD {
+                while let piece = await stream.next() {
+                    try await outbound.write(.body(.byteBuffer(piece)))
+                }
+            } else {
+                stream.drop(false)
+            }
+        } catch {
+            stream.drop(false)
+            throw error
+        }
+        try await channel.writeAndFlush(HTTPServerResponsePart.end(nil)).get()
+        return false
     }
 }
 

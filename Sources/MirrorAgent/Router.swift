@@ -14,6 +14,9 @@ public struct Router: Sendable {
         /// Answering made and freed much more than the answer holds (a counter read at
         /// the quotas is tens of MB, even for a filtered answer): the server trims the heap after it.
         public var trimAfter = false
+        /// A binary body that comes when it comes (a capture, `ByteStream`), sent
+        /// instead of `body`; the connection closes after it.
+        public var stream: ByteStream?
 
         public init(status: Int, body: Data, pieces: Pieces? = nil, trimAfter: Bool = false) {
             self.status = status; self.body = body; self.pieces = pieces; self.trimAfter = trimAfter
@@ -32,6 +35,16 @@ public struct Router: Sendable {
         }
         /// The rest is not wanted (the client went away): release what makes it.
         public func drop() { next = nil }
+    }
+
+    /// A streamed binary answer (POST /v1/captures): `next` waits for the next bytes (nil
+    /// at the end); `drop` says the rest is not wanted (true: because the server stops).
+    public struct ByteStream: Sendable {
+        public var next: @Sendable () async -> [UInt8]?
+        public var drop: @Sendable (_ serverStopping: Bool) -> Void
+        public init(next: @escaping @Sendable () async -> [UInt8]?, drop: @escaping @Sendable (_ serverStopping: Bool) -> Void) {
+            self.next = next; self.drop = drop
+        }
     }
 
     let agent: Agent
@@ -167,6 +180,18 @@ public struct Router: Sendable {
         case 1 where rest[0] == "document":
             try allow("GET")
             return Self.ok(await agent.appliedDocument())
+        case 1 where rest[0] == "captures":
+            try allow("POST")
+            let request = try decode(CaptureRequest.self, body)
+            let (selector, interfaces) = try await agent.captureSelector(request)
+            let stream = try await agent.captures.start(
+                selector, count: request.count, duration: request.duration, interfaces: interfaces)
+            var r = Response(status: 200, body: Data())
+            r.stream = stream
+            return r
+        case 2 where rest[0] == "captures":
+            try allow("DELETE")
+            return try Self.ok(try await agent.captures.stop(id: rest[1]))
         case 1 where rest[0] == "explain":
             try allow("POST")
             return try Self.ok(try await agent.explain(try decode(ExplainRequest.self, body)))

@@ -22,6 +22,8 @@ public struct AgentService: Service {
             try await gracefulShutdown()
         }
         logger.info("stopping: the datapath stays loaded, pinned and attached")
+        // Captures end with their summaries (the control server dropped its streams already).
+        await agent.captures.stopAll(ended: "agent_stopping")
         await agent.shutdown()
     }
 }

@@ -16,8 +16,14 @@
 // generated region; `--input FILE` measures a stored one (so the peak RSS is the
 // controller's alone, without the generator's).
 //
+// With --baseline-object FILE (another build of bpf/classify.bpf.c, e.g. without the
+// capture gate: scripts/bench-classifier builds it with -DMIRROR_BENCH_NO_CAPTURE),
+// both objects are measured round by round in the same run, side by side, and
+// `classifier_baseline_ns` is written too.
+//
 // Usage: mirror-bench [classifier|control-plane|region] [--output FILE] [--repeat N] [--rounds N]
-//                     [--input FILE] [--write FILE] [--rules N]
+//                     [--input FILE] [--write FILE] [--rules N] [--baseline-object FILE]
+import CLibbpf
 import CMirrorABI
 import Foundation
 import MirrorCompiler
@@ -32,6 +38,7 @@ struct Options {
     var input: String? = nil
     var write: String? = nil
     var rules = 2
+    var baselineObject: String? = nil
 }
 
 func parseOptions() -> Options {
@@ -48,10 +55,11 @@ func parseOptions() -> Options {
         case "--output": o.output = args.popFirst()
         case "--repeat": o.repeatCount = args.popFirst().flatMap { UInt32($0) } ?? o.repeatCount
         case "--rounds": o.rounds = args.popFirst().flatMap { Int($0) } ?? o.rounds
+        case "--baseline-object": o.baselineObject = args.popFirst()
         case "-h", "--help":
             print(
                 "usage: mirror-bench [classifier|control-plane|region] [--output FILE] [--repeat N] [--rounds N] "
-                    + "[--input FILE] [--write FILE] [--rules N]")
+                    + "[--input FILE] [--write FILE] [--rules N] [--baseline-object FILE]")
             exit(0)
         default:
             FileHandle.standardError.write("mirror-bench: unknown argument \(a)\n".data(using: .utf8)!)
@@ -202,8 +210,29 @@ if options.part == "control-plane" {
 }
 
 do {
-    let dp = try BPFDatapath(pinDirectory: nil)
+    var dp: BPFDatapath!
+    let loadMs = try milliseconds { dp = try BPFDatapath(pinDirectory: nil) }
     dp.slotGracePeriod = .zero
+    var baseline: BPFDatapath?
+    if let path = options.baselineObject {
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            FileHandle.standardError.write("mirror-bench: cannot read \(path)\n".data(using: .utf8)!)
+            exit(1)
+        }
+        let baseLoadMs = try milliseconds { baseline = try BPFDatapath(pinDirectory: nil, object: [UInt8](bytes)) }
+        baseline?.slotGracePeriod = .zero
+        print("load (open, verify, maps): classifier \(Int(loadMs)) ms, baseline \(Int(baseLoadMs)) ms")
+        // What the verifier walked: independent of the machine's load, unlike the times.
+        func verified(_ d: BPFDatapath, _ p: ClassifierProgram) -> UInt32 {
+            var info = bpf_prog_info()
+            var len = UInt32(MemoryLayout<bpf_prog_info>.size)
+            return bpf_obj_get_info_by_fd(d.programFD(p), &info, &len) == 0 ? info.verified_insns : 0
+        }
+        for p in [ClassifierProgram.tcIngress, .testIngress] {
+            print("verified instructions \(p.rawValue): classifier \(verified(dp, p)), baseline \(verified(baseline!, p))")
+        }
+    }
+    var baselineResults: [String: Double] = [:]
     let cases: [(String, Document?)] = [
         ("none", nil),
         ("1x1", document(sessions: 1, rules: 1, lastMatches: true)),
@@ -221,9 +250,18 @@ do {
             image = MapImage()
         }
         try dp.apply(image)
+        _ = try baseline?.apply(image)
         // The ENI's outbound = TC ingress.
         let check = Verdict(try dp.testRun(.testIngress, frame: frame, mark: ifindex).retval)
+        if let baseline {
+            let other = Verdict(try baseline.testRun(.testIngress, frame: frame, mark: ifindex).retval)
+            guard other.outcome == check.outcome else {
+                FileHandle.standardError.write("mirror-bench: the baseline decides \(other), the classifier \(check)\n".data(using: .utf8)!)
+                exit(1)
+            }
+        }
         var samples: [UInt32] = []
+        var baseSamples: [UInt32] = []
         for _ in 0..<options.rounds {
             // Counting like the attached program does, so the cost is the real one.
             samples.append(
@@ -231,6 +269,13 @@ do {
                     .testIngress, frame: frame, mark: ifindex, cb0: MIRROR_TEST_COUNT,
                     repeat: options.repeatCount
                 ).durationNs)
+            // Round by round, so that both see the same load (other engineers share the machine).
+            if let baseline {
+                baseSamples.append(
+                    try baseline.testRun(
+                        .testIngress, frame: frame, mark: ifindex, cb0: MIRROR_TEST_COUNT, repeat: options.repeatCount
+                    ).durationNs)
+            }
         }
         samples.sort()
         let median = Double(samples[samples.count / 2])
@@ -238,6 +283,14 @@ do {
         print(
             "classifier \(name): \(median) ns/packet (median of \(options.rounds) x \(options.repeatCount); "
                 + "min \(samples.first!), max \(samples.last!)); verdict \(check)")
+        if !baseSamples.isEmpty {
+            baseSamples.sort()
+            let baseMedian = Double(baseSamples[baseSamples.count / 2])
+            baselineResults[name] = baseMedian
+            print(
+                "  baseline \(name): \(baseMedian) ns/packet (min \(baseSamples.first!), max \(baseSamples.last!)); "
+                    + "classifier - baseline: \(median - baseMedian) ns")
+        }
     }
     var nop: [UInt32] = []
     for _ in 0..<options.rounds {
@@ -246,6 +299,7 @@ do {
     nop.sort()
     print("test-run baseline (empty program): \(nop[nop.count / 2]) ns/packet")
     try writeResult("classifier_ns", results, to: options.output)
+    if !baselineResults.isEmpty { try writeResult("classifier_baseline_ns", baselineResults, to: options.output) }
 } catch {
     FileHandle.standardError.write("mirror-bench: \(error)\n".data(using: .utf8)!)
     exit(1)

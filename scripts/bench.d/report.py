@@ -328,6 +328,8 @@ def main():
     cl = load(os.path.join(a.work, "classifier.json"), None)
     if cl is not None:
         res["classifier_ns"] = cl.get("classifier_ns", cl)
+        if "classifier_baseline_ns" in cl:  # the build without the capture gate, same run
+            res["classifier_baseline_ns"] = cl["classifier_baseline_ns"]
         res["measured_at"]["classifier"] = now
     cp = load(os.path.join(a.work, "control-plane.json"), None)
     cpa = load(os.path.join(a.work, "control-plane-agent.json"), None)

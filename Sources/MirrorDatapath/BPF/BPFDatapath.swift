@@ -33,6 +33,9 @@ public final class BPFDatapath: @unchecked Sendable {
     private var object: OpaquePointer?
     private var programFDs: [ClassifierProgram: Int32] = [:]
     private var mapFDs: [ClassifierMap: Int32] = [:]
+    /// The classifier's `mirror_capture_running` (bpf/capture.h): the value of its own
+    /// internal map, `.bss.capture`.
+    var captureRunningFD: Int32 = -1
     /// When the last flip happened (BPFDatapath+Policy.swift waits out its grace period).
     var lastFlip: UInt64 = 0
     /// The `mirror_active` value the last `apply` replaced, for `revertApply`.
@@ -57,13 +60,16 @@ public final class BPFDatapath: @unchecked Sendable {
     /// when already pinned there, which is how a restarted agent keeps its policy
     /// and counters, and how the encap object shares them. With nil nothing is
     /// pinned (benchmarks, tests that need no sharing). `attach`: nil chooses by
-    /// probing the kernel (`AttachMode.probe()`).
-    public init(pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false) throws(DatapathError) {
+    /// probing the kernel (`AttachMode.probe()`). `object`: another build of the
+    /// classifier instead of the embedded one (the benchmark's baselines).
+    public init(
+        pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false, object: [UInt8]? = nil
+    ) throws(DatapathError) {
         self.pinDirectory = pinDirectory
         self.attachMode = attach ?? .probe()
         clibbpf_capture_log(verboseLog)
         _ = clibbpf_take_log()
-        let bytes = EmbeddedBPF.classifyObject
+        let bytes = object ?? EmbeddedBPF.classifyObject
         guard !bytes.isEmpty else { throw DatapathError("open BPF object classify", detail: "embedded object is empty") }
         if let pinDirectory {
             let rc = clibbpf_is_bpffs(pinDirectory)
@@ -106,6 +112,7 @@ public final class BPFDatapath: @unchecked Sendable {
             }
             mapFDs[m] = bpf_map__fd(map)
         }
+        captureRunningFD = bpf_object__find_map_by_name(obj, ".bss.capture").map { bpf_map__fd($0) } ?? -1
     }
 
     deinit { close() }
@@ -174,6 +181,7 @@ public final class BPFDatapath: @unchecked Sendable {
         object = nil
         programFDs = [:]
         mapFDs = [:]
+        captureRunningFD = -1
     }
 
     public func programFD(_ p: ClassifierProgram) -> Int32 { programFDs[p] ?? -1 }

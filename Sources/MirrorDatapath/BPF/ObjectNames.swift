@@ -19,6 +19,9 @@ public enum ClassifierMap: String, CaseIterable, Sendable {
     // SPEC §5 (bpf/security.h).
     case security = "mirror_security", flows = "mirror_flows", securityStats = "security_stats"
     case fragments = "mirror_fragments"
+    // agentctl capture (SPEC §11, bpf/capture.h): the classifier's only.
+    case captureWant = "mirror_capture_want", captureSession = "mirror_capture_session"
+    case captureRing = "mirror_capture_ring", captureScratch = "mirror_capture_scratch", captureStats = "capture_stats"
 }
 
 /// The programs of bpf/classify.bpf.c. TC ingress of a source device is the ENI's

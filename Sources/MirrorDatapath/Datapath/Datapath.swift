@@ -71,6 +71,17 @@ public protocol Datapath: AnyObject, Sendable {
     /// consistently with it (slots cleared by an apply are never shown under the old
     /// labels); nil when this datapath counts nothing. See MetricsSnapshot.swift.
     func counters() throws -> DatapathCounters?
+
+    /// SPEC §11 (`agentctl capture`, CaptureSelector.swift): the classifier hands over what
+    /// `captures` (capture number 0..<MIRROR_MAX_CAPTURES → what it takes) mirror,
+    /// replacing the set before; an empty set stops all. The packets go to `sink` in
+    /// batches, on the datapath's reader thread; a capture number that left the set
+    /// gets what was still in the ring before this returns. Throws
+    /// `CaptureUnavailable` where nothing is mirrored (the memory datapath).
+    func setCaptures(_ captures: [Int: CaptureSelector], sink: @escaping @Sendable ([CapturedPacket]) -> Void) throws
+
+    /// Per capture number, what the kernel handed over and lost (a full ring).
+    func captureCounters() throws -> [CaptureCounters]
 }
 
 extension Datapath {

@@ -12,7 +12,8 @@ import MirrorCore
 /// `start()`, after the segmenter.
 public final class KernelDatapath: Datapath, @unchecked Sendable {
     public let kind = "kernel"
-    private let options: DatapathFactory.Options
+    // Not private: KernelDatapath+Capture.swift logs with its logger.
+    let options: DatapathFactory.Options
     // Not private: KernelDatapath+Counters.swift reads counters under the same lock.
     let lock = NSLock()
     var datapath: BPFDatapath?
@@ -58,6 +59,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// Judged at `start`, after the mount.
     private var pins: PinPersistence?
     private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
+    /// `agentctl capture` (SPEC §11): KernelDatapath+Capture.swift.
+    let capture = KernelCapture()
 
     public init(options: DatapathFactory.Options) { self.options = options }
 
@@ -121,6 +124,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             // Links whose device went away while no agent ran (defunct, still pinned).
             datapath?.pruneLinks()
+            clearCapturesAtStart()
             let nl = try NetlinkContext()
             netlink = nl
             let index = try MirrorDevice.ensure(nl, name: options.mirrorDevice)
@@ -285,6 +289,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             slotsOnDisk = (try? DurableFile.write(data, to: path)) != nil ? newSlots : nil
         }
         refreshEncapTemplates()
+        refreshCaptures()
         if let inForceDespite { throw PolicyInForceError(inForceDespite) }
     }
 
@@ -586,6 +591,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             // clsact and the next agent moves them (and removes the unused links it finds).
             onClsact = [:]
             toDetach = [:]
+            stopCaptures()
             // Programs stay attached and maps pinned (SPEC §7: mirroring goes on).
             datapath?.close()
             datapath = nil
