@@ -4,8 +4,9 @@
  * `external` (collect_md) device. Stage 1 (classify.bpf.c) clones each accepted
  * packet to this device with the copy metadata in skb->cb (mirror_consts.h). Here
  * the copy is truncated (SPEC §6: packetLength, then the path MTU) and sent to
- * the target or the load-balancer backend picked by the symmetric flow hash, with
- * the session's VNI, in that backend's family (SPEC §11): to an IPv4 backend with
+ * the target or the healthy load-balancer backend the symmetric flow hash picks
+ * (mirror_backend.h), with the session's VNI, in that backend's family (SPEC
+ * §11): to an IPv4 backend with
  * a template, the outer headers are written here and the copy is redirected to
  * the underlay (encap_direct); otherwise it gets a tunnel key and the VXLAN
  * device adds the outer headers and routes it.
@@ -215,13 +216,18 @@ int mirror_encap(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 
-	/* SPEC §2: every copy of one flow (both directions) goes to one backend. */
-	__u32 backend = 0;
-	if (tgt->backend_count > 1)
-		backend = flow_hash % tgt->backend_count;
-	/* backend_count <= MAX_BACKENDS, a power of two: the mask changes nothing
-	 * but gives the verifier its bound. */
-	backend &= MAX_BACKENDS - 1;
+	/* SPEC §2, §10: every copy of one flow (both directions) goes to one healthy
+	 * backend (mirror_backend.h); with none healthy the copy is dropped. */
+	struct mirror_target_health *health = bpf_map_lookup_elem(&mirror_target_health, &tkey);
+	int picked = mirror_pick_backend(tgt, health ? health->down_mask : 0, flow_hash);
+	if (picked < 0) {
+		if (st)
+			st->dropped_target_unhealthy++;
+		return TC_ACT_SHOT;
+	}
+	/* picked < backend_count <= MAX_BACKENDS, a power of two: the mask changes
+	 * nothing but gives the verifier its bound. */
+	__u32 backend = (__u32)picked & (MAX_BACKENDS - 1);
 
 	/* SPEC §6: packetLength first, then the path MTU (overhead included). */
 	__u32 limit = tgt->max_inner_len;

@@ -41,6 +41,8 @@ extension BPFDatapath {
         public var segmented: UInt64 = 0, droppedSegmenterNotCopy: UInt64 = 0
         /// Of `sent`: encapsulated by stage 2 from a template (the direct path); its failures.
         public var sentDirect: UInt64 = 0, droppedEncapDirect: UInt64 = 0
+        /// SPEC §10: dropped because no collector of the target was healthy.
+        public var droppedTargetUnhealthy: UInt64 = 0
         public init() {}
 
         /// Adds one CPU's values (the only place that maps the ABI fields).
@@ -53,6 +55,7 @@ extension BPFDatapath {
             droppedNotCopy &+= v.dropped_not_copy
             segmented &+= v.segmented; droppedSegmenterNotCopy &+= v.dropped_segmenter_not_copy
             sentDirect &+= v.sent_direct; droppedEncapDirect &+= v.dropped_encap_direct
+            droppedTargetUnhealthy &+= v.dropped_target_unhealthy
         }
     }
 
