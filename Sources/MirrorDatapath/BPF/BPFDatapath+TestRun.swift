@@ -33,6 +33,28 @@ extension BPFDatapath {
     }
 }
 
+extension BPFDatapath {
+    /// BPF_PROG_TEST_RUN of stage 2 (`mirror_encap`, loaded with `loadEncap`) on a
+    /// copy with metadata `cb` (bpf/mirror_consts.h: magic, word 1, flow hash, source
+    /// slot, 0): the program's return code and the frame as it left it (outer headers
+    /// pushed when it took the direct path). Counts in encap_stats like a real copy.
+    public func testRunEncap(frame: [UInt8], cb: [UInt32]) throws(DatapathError) -> (retval: UInt32, frame: [UInt8]) {
+        try loadEncap()
+        var words = Array(cb.prefix(5)) + [UInt32](repeating: 0, count: max(0, 5 - cb.count))
+        var out = [UInt8](repeating: 0, count: frame.count + 256)
+        var outSize = UInt32(out.count)
+        var retval: UInt32 = 0
+        let fd = encapProgramFD
+        let rc = frame.withUnsafeBytes { raw in
+            out.withUnsafeMutableBytes { o in
+                clibbpf_test_run_skb_cb(fd, raw.baseAddress, UInt32(raw.count), 1, &words, o.baseAddress, &outSize, &retval)
+            }
+        }
+        if rc != 0 { throw DatapathError("test run \(EncapProgram.encap.rawValue)", errno: -rc) }
+        return (retval, Array(out.prefix(Int(outSize))))
+    }
+}
+
 /// A decoded verdict of the test programs (bpf/mirror_abi.h, mirror_verdict).
 public struct Verdict: Hashable, Sendable, CustomStringConvertible {
     public enum Outcome: Sendable {

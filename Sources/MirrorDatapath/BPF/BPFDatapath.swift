@@ -177,6 +177,8 @@ public final class BPFDatapath: @unchecked Sendable {
     }
 
     public func programFD(_ p: ClassifierProgram) -> Int32 { programFDs[p] ?? -1 }
+    /// Stage 2's program (-1 before `loadEncap`).
+    var encapProgramFD: Int32 { encapFD }
 
     func mapFD(_ map: ClassifierMap) throws(DatapathError) -> Int32 {
         guard let fd = mapFDs[map], fd >= 0 else { throw DatapathError("map \(map.rawValue)", detail: "datapath closed") }
