@@ -214,6 +214,7 @@ public final class AgentMetrics: @unchecked Sendable {
         [
             (.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
             (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation),
+            (.targetUnhealthy, s.droppedTargetUnhealthy),
         ]
     }
 
@@ -254,6 +255,9 @@ extension Agent {
             tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
             process: ProcessMetricsReader.read())
         snapshot.repairs = status.repairs ?? [:]
+        snapshot.backends = (status.targets ?? []).flatMap { t in
+            t.collectors.map { (t.id, $0.address, $0.health != CollectorState.unhealthy.rawValue) }
+        }
         return snapshot
     }
 

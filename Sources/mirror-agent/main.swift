@@ -191,6 +191,8 @@ struct Run: AsyncParsableCommand {
         let services: [Service] = [
             AgentService(agent: agent, logger: logger),
             LinkEventService(agent: agent, logger: logger),
+            // SPEC §10: probes the collectors of targets with a healthCheck.
+            HealthCheckService(agent: agent, logger: logger),
             metricsServer,
             controlServer,
         ]
