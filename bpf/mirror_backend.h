@@ -43,26 +43,26 @@ static inline __u32 mirror_backend_score(__u32 flow_hash, const __be32 addr_be[4
 }
 
 /* The index in t->backends_be of the flow's backend, or -1 when every backend is
- * down. down_mask bit i: backend i is unhealthy (mirror_target_health). Equal
- * scores (distinct addresses rarely tie) go to the lower index. */
+ * down. down_mask bit i: backend i is unhealthy (mirror_target_health). The best
+ * so far is kept as one number, (score << 8) | (index + 1), 0 for none: one
+ * comparison per backend, and no branch on a value the verifier knows, so it
+ * does not walk the loop once per possible winner. Equal scores (distinct
+ * addresses rarely tie) go to the higher index. */
 static inline int mirror_pick_backend(const struct mirror_target *t, __u32 down_mask, __u32 flow_hash)
 {
 	if (t->backend_count <= 1)
 		return t->backend_count == 1 && !(down_mask & 1) ? 0 : -1;
-	int best = -1;
-	__u32 best_score = 0;
+	__u64 best = 0;
 	for (__u32 i = 0; i < MAX_BACKENDS; i++) {
 		if (i >= t->backend_count)
 			break;
 		if ((down_mask >> i) & 1)
 			continue;
-		__u32 score = mirror_backend_score(flow_hash, t->backends_be[i]);
-		if (best < 0 || score > best_score) {
-			best = (int)i;
-			best_score = score;
-		}
+		__u64 key = ((__u64)mirror_backend_score(flow_hash, t->backends_be[i]) << 8) | (i + 1);
+		if (key > best)
+			best = key;
 	}
-	return best;
+	return (int)(best & 0xff) - 1;
 }
 
 #endif /* MIRROR_BACKEND_H */
