@@ -386,6 +386,24 @@ public enum Compiler {
         return out
     }
 
+    /// SPEC §6, §11: what a copy adds to the path (outer IP, tunnel headers, the
+    /// inner Ethernet header), by encapsulation and outer family.
+    public static func overhead(_ e: Encapsulation, ipv6: Bool) -> Int {
+        switch e {
+        case .vxlan: return Int(ipv6 ? MIRROR_VXLAN_OVERHEAD_IPV6 : MIRROR_VXLAN_OVERHEAD_IPV4)
+        case .geneve: return Int(ipv6 ? MIRROR_GENEVE_OVERHEAD_IPV6 : MIRROR_GENEVE_OVERHEAD_IPV4)
+        case .erspan: return Int(ipv6 ? MIRROR_ERSPAN_OVERHEAD_IPV6 : MIRROR_ERSPAN_OVERHEAD_IPV4)
+        }
+    }
+
+    static func encapsulationABI(_ e: Encapsulation) -> mirror_encapsulation {
+        switch e {
+        case .vxlan: return MIRROR_ENCAP_VXLAN
+        case .geneve: return MIRROR_ENCAP_GENEVE
+        case .erspan: return MIRROR_ENCAP_ERSPAN
+        }
+    }
+
     static func target(_ t: Target, pathMTU: (IPAddress) -> Int) throws(CompileError) -> mirror_target {
         let addresses = t.collectorAddresses
         guard !addresses.isEmpty, addresses.count <= Int(MAX_BACKENDS) else {
@@ -400,7 +418,8 @@ public enum Compiler {
         v.backend_count = UInt8(addresses.count)
         let mtu = addresses.map(pathMTU).min() ?? 1500
         v.path_mtu = UInt16(clamping: mtu)
-        let overhead = Int(anyV6 ? MIRROR_VXLAN_OVERHEAD_IPV6 : MIRROR_VXLAN_OVERHEAD_IPV4)
+        v.encapsulation = UInt8(encapsulationABI(t.effectiveEncapsulation).rawValue)
+        let overhead = Self.overhead(t.effectiveEncapsulation, ipv6: anyV6)
         // SPEC §6: the overhead counts the inner Ethernet header, so the inner frame
         // (from its Ethernet header) may be mtu - overhead + 14 bytes.
         v.max_inner_len = UInt16(clamping: max(0, mtu - overhead + 14))

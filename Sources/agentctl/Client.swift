@@ -150,6 +150,7 @@ enum Table {
             return [
                 ("ID", f("id")), ("TYPE", f("type")),
                 ("ADDRESSES", { ($0["address"] ?? $0["backends"])?.displayText ?? "-" }),
+                ("ENCAPSULATION", { $0["encapsulation"]?.displayText ?? "vxlan" }),
                 // SPEC §10: not a field of the target; `get` adds it from the status.
                 ("HEALTH", f("health")), ("DESCRIPTION", f("description")),
             ]

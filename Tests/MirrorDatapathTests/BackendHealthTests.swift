@@ -24,12 +24,12 @@ extension KernelTests {
             var dp: BPFDatapath
             var doc: Document
             var slots: SlotAssignment
-            var cb1: UInt32 { mirror_meta_word1(UInt32(slots.sessions["s"]!), UInt32(slot), 0) }
             var slot: UInt8 { (try? dp.activeGeneration().slot) ?? 0 }
 
             /// The backend stage 2 sent the copy of `flowHash` to, nil when it dropped it.
             func backend(_ flowHash: UInt32) throws -> Int? {
-                let r = try dp.testRunEncap(frame: BackendHealthTests.copy, cb: [MIRROR_COPY_MAGIC, cb1, flowHash, 0, 0])
+                let r = try dp.testRunEncap(
+                    frame: BackendHealthTests.copy, sessionSlot: slots.sessions["s"]!, slot: slot, flowHash: flowHash)
                 if r.retval == BackendHealthTests.tcActShot { return nil }
                 #expect(r.retval == BackendHealthTests.tcActRedirect, "stage 2 returned \(r.retval)")
                 // Outer Ethernet (14) then IPv4: the destination at 16..<20.
@@ -59,8 +59,8 @@ extension KernelTests {
                 try dp.setEncapTemplates(
                     Self.backends.map {
                         EncapTemplate(
-                            collector: $0.bytes, source: [198, 51, 100, 1], sourceMAC: [2, 0, 0, 0, 0, 1],
-                            nextHopMAC: [2, 0, 0, 0, 0, 2], ifindex: 1, port: UInt16(MIRROR_VXLAN_PORT))
+                            collector: $0.bytes, source: [198, 51, 100, 1], nextHop: $0.bytes, sourceMAC: [2, 0, 0, 0, 0, 1],
+                            nextHopMAC: [2, 0, 0, 0, 0, 2], ifindex: 1, state: .resolved)
                     })
                 try body(Setup(dp: dp, doc: doc, slots: slots))
             }

@@ -151,6 +151,16 @@ public struct HealthCheck: Hashable, Sendable, Encodable {
     public var timeoutMs: Int { min(intervalMs / 2, 1000) }
 }
 
+/// What the collector receives (SPEC §11): VXLAN (RFC 7348, UDP 4789), GENEVE
+/// (RFC 8926, UDP 6081, no options) or ERSPAN type II over GRE, each with the
+/// session's `vni` as its VNI or session ID.
+public enum Encapsulation: String, Codable, Sendable, CaseIterable {
+    case vxlan, geneve, erspan
+
+    /// ERSPAN's session ID has 10 bits: sessions at an erspan target have a vni in it.
+    public static let erspanSessionIDs = 0...1023
+}
+
 public struct Target: Hashable, Sendable, Encodable {
     public var id: String
     public var type: TargetType
@@ -161,14 +171,19 @@ public struct Target: Hashable, Sendable, Encodable {
     /// SPEC §10: nil = no probing, every collector healthy.
     public var healthCheck: HealthCheck?
     public var description: String?
+    /// nil means vxlan (as a document without the field).
+    public var encapsulation: Encapsulation?
 
     public init(
         id: String, type: TargetType, address: IPAddress? = nil, backends: [IPAddress]? = nil,
-        healthCheck: HealthCheck? = nil, description: String? = nil
+        healthCheck: HealthCheck? = nil, description: String? = nil, encapsulation: Encapsulation? = nil
     ) {
         self.id = id; self.type = type; self.address = address; self.backends = backends
-        self.healthCheck = healthCheck; self.description = description
+        self.healthCheck = healthCheck; self.description = description; self.encapsulation = encapsulation
     }
+
+    /// `encapsulation`, vxlan when not given.
+    public var effectiveEncapsulation: Encapsulation { encapsulation ?? .vxlan }
 
     /// Every collector address this target may send to.
     public var collectorAddresses: [IPAddress] {

@@ -66,6 +66,7 @@ public enum DocumentEncoding {
         opt(&m, "address", str(t.address))
         opt(&m, "backends", t.backends.map { .array($0.map { .string($0.description) }) })
         opt(&m, "healthCheck", t.healthCheck.map(encode))
+        opt(&m, "encapsulation", t.encapsulation.map { .string($0.rawValue) })
         opt(&m, "description", t.description.map(JSONValue.string))
         return .object(m)
     }

@@ -113,7 +113,7 @@ public final class BPFDatapath: @unchecked Sendable {
     // MARK: encapsulation stage
 
     var encapObject: OpaquePointer?
-    private var encapFD: Int32 = -1
+    var encapFD: Int32 = -1  // internal: BPFDatapath+TestRun.swift runs it
 
     /// Loads stage 2 (bpf/encap.bpf.c, program `mirror_encap`) sharing this
     /// instance's maps (the same fds, pinned or not). Idempotent.
@@ -177,8 +177,6 @@ public final class BPFDatapath: @unchecked Sendable {
     }
 
     public func programFD(_ p: ClassifierProgram) -> Int32 { programFDs[p] ?? -1 }
-    /// Stage 2's program (-1 before `loadEncap`).
-    var encapProgramFD: Int32 { encapFD }
 
     func mapFD(_ map: ClassifierMap) throws(DatapathError) -> Int32 {
         guard let fd = mapFDs[map], fd >= 0 else { throw DatapathError("map \(map.rawValue)", detail: "datapath closed") }

@@ -34,6 +34,7 @@ extension KernelDatapath {
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
                     s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey &+ e.droppedEncapDirect
+                    s.droppedNoRoute = e.droppedNoRoute
                     s.droppedTargetUnhealthy = e.droppedTargetUnhealthy
                     s.segmented = e.segmented; s.truncatedGSO = e.truncatedGSO
                     out.sessions.append(s)
