@@ -4,7 +4,8 @@
  * `external` (collect_md) device. Stage 1 (classify.bpf.c) clones each accepted
  * packet to this device with the copy metadata in skb->cb (mirror_consts.h). Here
  * the copy is truncated (SPEC §6: packetLength, then the path MTU) and sent to
- * the target or the load-balancer backend picked by the symmetric flow hash, with
+ * the target or the healthy load-balancer backend the symmetric flow hash picks
+ * (mirror_backend.h), with
  * the session's VNI (or ERSPAN session ID), in that backend's family and in the
  * target's encapsulation (SPEC §11): to a collector with a template, the outer
  * headers are written here and the copy is redirected to the underlay
@@ -357,6 +358,20 @@ static __always_inline long encap_direct(struct __sk_buff *skb, const struct mir
 	return bpf_redirect(t->ifindex, 0);
 }
 
+/*
+ * The backend of a copy (mirror_backend.h), or -1 when none is healthy. A global
+ * function: the verifier checks it once on its own and the caller sees an unknown
+ * result, so the rest of stage 2 is not verified again for every backend index
+ * the scoring loop could have picked (that multiplied its verified instructions
+ * by ~30).
+ */
+__noinline int pick_backend(const struct mirror_target *t, __u32 down_mask, __u32 flow_hash)
+{
+	if (!t)
+		return -1;
+	return mirror_pick_backend(t, down_mask, flow_hash);
+}
+
 SEC("tc")
 int mirror_encap(struct __sk_buff *skb)
 {
@@ -396,12 +411,21 @@ int mirror_encap(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 
-	/* SPEC §2: every copy of one flow (both directions) goes to one backend. */
-	__u32 backend = 0;
-	if (tgt->backend_count > 1)
-		backend = flow_hash % tgt->backend_count;
-	/* backend_count <= MAX_BACKENDS, a power of two: the mask changes nothing
-	 * but gives the verifier its bound. */
+	/* SPEC §2, §10: every copy of one flow (both directions) goes to one healthy
+	 * backend (mirror_backend.h); with none healthy the copy is dropped. */
+	struct mirror_target_health *health = bpf_map_lookup_elem(&mirror_target_health, &tkey);
+	int picked = pick_backend(tgt, health ? health->down_mask : 0, flow_hash);
+	if (picked < 0) {
+		if (st)
+			st->dropped_target_unhealthy++;
+		return TC_ACT_SHOT;
+	}
+	/* picked < backend_count <= MAX_BACKENDS, a power of two: the mask changes
+	 * nothing but gives the verifier its bound (to it pick_backend's result is
+	 * any number). The empty asm keeps clang, which can see the function's range,
+	 * from dropping the mask. */
+	__u32 backend = (__u32)picked;
+	asm volatile("" : "+r"(backend));
 	backend &= MAX_BACKENDS - 1;
 
 	/* SPEC §11: only vxlan has a device to fall back on (mirror0); geneve and

@@ -7,6 +7,8 @@
  *   mirror_consts.h   quotas, map sizes, flag bits, skb->cb words, verdicts,
  *                     the VXLAN port and overheads
  *   mirror_structs.h  every map key and value
+ *   mirror_backend.h  the load-balancer backend choice (rendezvous hashing), the
+ *                     same code in stage 2 and in Swift
  *   mirror_maps.h     the map definitions (BPF objects only, not part of this)
  *
  * Byte order: fields ending in `_be` hold network order; every other field is
@@ -23,5 +25,6 @@
 
 #include "mirror_consts.h"
 #include "mirror_structs.h"
+#include "mirror_backend.h"
 
 #endif /* MIRROR_ABI_H */

@@ -48,6 +48,8 @@ enum mirror_direction {
 #define MIRROR_ENCAP_STATS_NOT_COPY MAX_SESSIONS
 #define MIRROR_ENCAP_STATS_ENTRIES 20001 /* MAX_SESSIONS + 1 */
 #define MIRROR_MAX_ENCAP_TEMPLATES (MAX_TARGETS * MAX_BACKENDS)
+/* mirror_target_health: keyed like mirror_target (slot * MAX_TARGETS + index). */
+#define MIRROR_TARGET_HEALTH_ENTRIES 40000 /* MIRROR_GENERATION_SLOTS * MAX_TARGETS */
 #define MIRROR_FLOW_ENTRIES 65536
 /* A flow idle this long is forgotten (conntrack keeps UDP 120 s, TCP longer). */
 #define MIRROR_FLOW_IDLE_NS 300000000000ULL
@@ -152,7 +154,8 @@ enum mirror_path_state {
  *   cb[0] = MIRROR_COPY_MAGIC (a copy is never classified again, SPEC §6)
  *   cb[1] = mirror_meta_word1(session_slot, generation slot, direction)
  *   cb[2] = symmetric inner flow hash (same for both directions of a 5-tuple):
- *           pick backend = hash % backend_count; also the UDP source port entropy
+ *           picks the backend (mirror_pick_backend, mirror_backend.h); also the
+ *           UDP source port entropy
  *   cb[3] = source_slot
  *   cb[4] = 0; MIRROR_META_SEGMENTED on a segment back from the segmenter
  */

@@ -57,6 +57,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mirror_target SEC(".maps");
 
+/* SPEC §10: written by the agent's health checks, read by stage 2. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MIRROR_TARGET_HEALTH_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mirror_target_health);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mirror_target_health SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_SESSIONS);

@@ -142,6 +142,21 @@ struct mirror_target {
 	__be32 backends_be[MAX_BACKENDS][4]; /* nic: [0]; IPv4 in word 0 */
 };
 
+/*
+ * ---- Map: mirror_target_health (ARRAY, key slot * MAX_TARGETS + target_index, as
+ * mirror_target) ----
+ * SPEC §10: which collectors of a target the agent's health checks found down.
+ * Bit i of down_mask: backends_be[i] of the same key's mirror_target gets no
+ * copies (a nic target's one collector is bit 0). All zero (the default, and every
+ * target without a healthCheck) = all healthy. The agent writes the slot it is
+ * about to put in force with the image, and the slot in force whenever a
+ * collector changes state (one 32-bit word, so a reader sees the old or the new).
+ */
+struct mirror_target_health {
+	__u32 down_mask;
+	__u32 pad;
+};
+
 /* ---- Counters (PERCPU_ARRAY; userspace sums the CPUs) ---- */
 
 /* session_stats: key session_slot (stable across applies). */
@@ -209,6 +224,8 @@ struct mirror_encap_stats {
 	/* Of sent_direct: handed to bpf_redirect_neigh because the next hop's MAC was
 	 * not known yet (the kernel resolves it and queues the copy meanwhile). */
 	__u64 sent_resolving;
+	/* SPEC §10: no healthy collector (mirror_target_health): the copy is dropped. */
+	__u64 dropped_target_unhealthy;
 };
 
 /*

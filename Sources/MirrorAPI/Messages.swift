@@ -189,6 +189,31 @@ public struct StatusResponse: Hashable, Sendable, Codable {
     /// without a kernel datapath. `pinsDetail` says why.
     public var pins: String?
     public var pinsDetail: String?
+    /// SPEC §10: every target and the health of each of its collectors.
+    public var targets: [TargetStatus]?
+
+    public struct TargetStatus: Hashable, Sendable, Codable {
+        public var id: String
+        public var type: String
+        /// The target's health check as "icmp every 1000 ms" (nil: none).
+        public var healthCheck: String?
+        public var collectors: [CollectorStatus]
+        public init(id: String, type: String, healthCheck: String?, collectors: [CollectorStatus]) {
+            self.id = id; self.type = type; self.healthCheck = healthCheck; self.collectors = collectors
+        }
+    }
+
+    public struct CollectorStatus: Hashable, Sendable, Codable {
+        public var address: String
+        /// `healthy` or `unhealthy` (SPEC §10), or `unchecked`: the target has no
+        /// health check, so the collector always gets copies.
+        public var health: String
+        /// Why the last probe failed (nil after a success, or before the first probe).
+        public var lastError: String?
+        public init(address: String, health: String, lastError: String? = nil) {
+            self.address = address; self.health = health; self.lastError = lastError
+        }
+    }
     public init(
         version: String, datapath: String, datapathLoaded: Bool, generation: UInt64, datapathGeneration: UInt64,
         sessions: Int, enabledSessions: Int, sources: [SourceStatus], mirrorDevice: String?, tcAttach: String? = nil,
@@ -202,6 +227,12 @@ public struct StatusResponse: Hashable, Sendable, Codable {
 }
 
 extension StatusResponse {
+    public func withTargets(_ targets: [TargetStatus]) -> StatusResponse {
+        var r = self
+        r.targets = targets
+        return r
+    }
+
     public func withHealth(problems: [String], repairs: [String: UInt64]) -> StatusResponse {
         var r = self
         r.health = problems.isEmpty ? "ok" : "degraded"

@@ -31,7 +31,7 @@ public actor Agent {
     private let checker: DocumentChecking
     /// The state directory's owner lock, from `start` on.
     private var stateLock: OwnerLock?
-    private let logger: Logger
+    let logger: Logger
 
     /// The document as the user applied it (sessions may lack `vni`).
     /// Held as compact JSON text rather than a tree: at 20,000 sessions the tree is
@@ -58,9 +58,13 @@ public actor Agent {
     }
     private var document = Document()
     /// The document with every session's effective VNI, as the datapath sees it.
-    private var effective = Document()
+    var effective = Document()
     private var vnis: [String: Int] = [:]
     private var generation: UInt64 = 0
+    /// SPEC §10: each probed collector's state (HealthChecks.swift).
+    var health = HealthBook()
+    /// Changes whenever the set of probes may have changed (HealthCheckService).
+    var healthPlanVersion: UInt64 = 0
     /// `start` finished: the restored (or empty) policy is in the datapath.
     private var started = false
     /// Conditions other services hold against readiness (fleet mode: "no document
@@ -136,6 +140,7 @@ public actor Agent {
             datapath.shutdown()
             throw DatapathStartFailure(underlying: error)
         }
+        healthFollowsDocument()
         try timedApply(effective, generation)
         Self.returnFreedMemory()
         started = true
@@ -328,6 +333,7 @@ public actor Agent {
             // The datapath runs the new policy and could not go back: the state is the
             // new one (the state file has it already), and the answer says so.
             appliedText = nextText; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
+            healthFollowsDocument()
             logger.error(
                 "apply failed after the new policy was in force; it stays in force",
                 metadata: ["generation": "\(nextGeneration)", "error": "\(error)"])
@@ -348,6 +354,7 @@ public actor Agent {
             throw AgentError(status: 500, "the datapath refused the change, nothing was changed: \(error)")
         }
         appliedText = nextText; document = doc; vnis = nextVNIs; effective = nextEffective; generation = nextGeneration
+        healthFollowsDocument()
         Self.returnFreedMemory()
         logger.info(
             "applied",
@@ -436,6 +443,7 @@ public actor Agent {
         )
         .withHealth(problems: dp.problems, repairs: dp.repairs)
         .withPins(dp.pins.map { ($0.state, $0.reason) })
+        .withTargets(targetStatuses())
     }
 
     public func explain(_ request: ExplainRequest) throws -> ExplainResponse {

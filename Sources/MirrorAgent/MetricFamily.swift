@@ -85,6 +85,8 @@ extension MetricFamily {
     public enum CopyDropReason: String, CaseIterable, Sendable {
         case sessionGone = "session_gone", noTarget = "no_target", truncateFailed = "truncate_failed"
         case encapsulationFailed = "encapsulation_failed", noRoute = "no_route"
+        /// SPEC §10: no collector of the target was healthy.
+        case targetUnhealthy = "target_unhealthy"
     }
 
     /// Why a packet of a source was not mirrored (bpf source_stats, security_stats).
@@ -110,8 +112,8 @@ extension MetricFamily {
         packetsNotMirrored, deviceForeignFramesDropped, segmenterForeignFramesDropped, securityFlows,
     ]
     public static let agent: [MetricFamily] = [
-        datapathCountersAvailable, policyGeneration, policyApplySeconds, sources, tcxPendingInterfaces, agentRepairs,
-        agentBuildInfo,
+        datapathCountersAvailable, policyGeneration, policyApplySeconds, sources, tcxPendingInterfaces, targetBackendUp,
+        agentRepairs, agentBuildInfo,
     ]
     /// As the Prometheus client libraries name them (Linux /proc).
     public static let process: [MetricFamily] = [
@@ -207,6 +209,12 @@ extension MetricFamily {
         "mirror_tcx_pending_interfaces", .gauge,
         "Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first)."
     )
+    /// SPEC §10: one series per collector of every target (a nic target's address is
+    /// its one backend).
+    public static let targetBackendUp = MetricFamily(
+        "mirror_target_backend_up", .gauge,
+        "1 when the collector gets copies: healthy by its target's healthCheck, or its target has none (never probed); 0 when unhealthy.",
+        labels: ["target", "backend"])
     /// What the datapath puts back when someone removes it (its mirror device, stage 2,
     /// the segmenter pair); each is a series from the start, at 0 until it happens.
     public static let agentRepairs = MetricFamily(

@@ -215,6 +215,7 @@ public final class AgentMetrics: @unchecked Sendable {
             (.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
             (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation),
             (.noRoute, s.droppedNoRoute),
+            (.targetUnhealthy, s.droppedTargetUnhealthy),
         ]
     }
 
@@ -255,6 +256,9 @@ extension Agent {
             tcxPending: status.tcxPending ?? 0, applySeconds: metrics.applyHistogram, build: metrics.build,
             process: ProcessMetricsReader.read())
         snapshot.repairs = status.repairs ?? [:]
+        snapshot.backends = (status.targets ?? []).flatMap { t in
+            t.collectors.map { (t.id, $0.address, $0.health != CollectorState.unhealthy.rawValue) }
+        }
         return snapshot
     }
 

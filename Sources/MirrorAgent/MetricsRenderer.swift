@@ -152,6 +152,9 @@ public enum MetricsRenderer {
             o.sample(F.sources, ["pending"], UInt64(m.sourcesPending))
         }
         family(F.tcxPendingInterfaces) { _, o in o.sample(F.tcxPendingInterfaces, [], UInt64(m.tcxPending)) }
+        family(F.targetBackendUp, count: m.backends.count) { i, o in
+            o.sample(F.targetBackendUp, [m.backends[i].target, m.backends[i].backend], m.backends[i].up ? 1 : 0)
+        }
         family(F.agentRepairs) { _, o in
             for what in F.repairKinds { o.sample(F.agentRepairs, [what], m.repairs[what] ?? 0) }
         }

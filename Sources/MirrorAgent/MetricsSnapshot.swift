@@ -19,6 +19,8 @@ public struct MetricsSnapshot: Sendable {
     public var tcxPending: Int
     /// The datapath's repairs by what (`MetricFamily.repairKinds`).
     public var repairs: [String: UInt64] = [:]
+    /// SPEC §10: every collector of every target, with whether it gets copies.
+    public var backends: [(target: String, backend: String, up: Bool)] = []
     public var applySeconds: Histogram
     public var build: BuildInfo
     public var process: ProcessMetrics?

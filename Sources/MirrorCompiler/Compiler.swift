@@ -163,6 +163,9 @@ public struct MapImage: @unchecked Sendable {
     public var unresolvedSources: [String] = []
     /// Security groups and network ACLs (SPEC §5): SecurityCompiler.swift.
     public var security: [SecurityEntry] = []
+    /// SPEC §10: mirror_target_health's down_mask by target index, for the targets
+    /// with a collector down (every other index is written 0: all healthy).
+    public var targetHealth: [UInt32: UInt32] = [:]
 
     public init() {}
 
@@ -191,13 +194,16 @@ public enum Compiler {
         public var interfaceIndex: (String) -> UInt32?
         /// Underlay path MTU toward a collector (SPEC §6).
         public var pathMTU: (IPAddress) -> Int
+        /// SPEC §10: the collectors of a target (by id) its health check found down.
+        public var unhealthy: (String) -> Set<IPAddress>
 
         public init(
             document: Document, slots: SlotAssignment, interfaceIndex: @escaping (String) -> UInt32?,
-            pathMTU: @escaping (IPAddress) -> Int = { _ in 1500 }
+            pathMTU: @escaping (IPAddress) -> Int = { _ in 1500 },
+            unhealthy: @escaping (String) -> Set<IPAddress> = { _ in [] }
         ) {
             self.document = document; self.slots = slots
-            self.interfaceIndex = interfaceIndex; self.pathMTU = pathMTU
+            self.interfaceIndex = interfaceIndex; self.pathMTU = pathMTU; self.unhealthy = unhealthy
         }
     }
 
@@ -214,6 +220,7 @@ public enum Compiler {
         for (i, t) in doc.targets.enumerated() {
             image.targets[UInt32(i)] = try target(t, pathMTU: input.pathMTU)
         }
+        image.targetHealth = targetHealth(doc, unhealthy: input.unhealthy)
 
         // Each filter direction sorted and compiled once; a policy copies these and
         // sets each rule's session slot.
@@ -362,6 +369,21 @@ public enum Compiler {
             (UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])).bigEndian
         }
         return (w(0), w(4), w(8), w(12))
+    }
+
+    /// SPEC §10: mirror_target_health's down_mask of each target with a collector
+    /// down, by target index: bit i for the i-th collector address. Only targets with
+    /// a healthCheck can have one (the others are never probed).
+    public static func targetHealth(_ doc: Document, unhealthy: (String) -> Set<IPAddress>) -> [UInt32: UInt32] {
+        var out: [UInt32: UInt32] = [:]
+        for (i, t) in doc.targets.enumerated() where t.healthCheck != nil {
+            let down = unhealthy(t.id)
+            guard !down.isEmpty else { continue }
+            var mask: UInt32 = 0
+            for (b, a) in t.collectorAddresses.enumerated() where down.contains(a) { mask |= 1 << UInt32(b) }
+            if mask != 0 { out[UInt32(i)] = mask }
+        }
+        return out
     }
 
     /// SPEC §6, §11: what a copy adds to the path (outer IP, tunnel headers, the

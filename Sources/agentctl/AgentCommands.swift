@@ -91,14 +91,26 @@ struct Get: AsyncParsableCommand {
             let object = try agent.call("GET", APIPath.object(kind, id), as: ObjectResponse.self).object.value
             switch output {
             case .json: CLIOutput.out(object.serialized(pretty: true))
-            case .text: CLIOutput.out(Table.objects(kind, [object]) + Table.rules(object))
+            case .text: CLIOutput.out(Table.objects(kind, try withHealth([object])) + Table.rules(object))
             }
         } else {
             let items = try agent.call("GET", APIPath.kind(kind), as: ListResponse.self).items.map(\.value)
             switch output {
             case .json: CLIOutput.out(JSONValue.array(items).serialized(pretty: true))
-            case .text: CLIOutput.out(items.isEmpty ? "no \(kind.rawValue)" : Table.objects(kind, items))
+            case .text: CLIOutput.out(items.isEmpty ? "no \(kind.rawValue)" : Table.objects(kind, try withHealth(items)))
             }
+        }
+    }
+
+    /// Targets in the table get their collectors' health (SPEC §10) from the status;
+    /// the JSON form stays the objects as applied, so it can be applied again.
+    func withHealth(_ items: [JSONValue]) throws -> [JSONValue] {
+        guard kind == .targets else { return items }
+        let status = try agent.call("GET", APIPath.status, as: StatusResponse.self)
+        let health = Dictionary((status.targets ?? []).map { ($0.id, Table.health($0)) }, uniquingKeysWith: { a, _ in a })
+        return items.map { t in
+            guard let id = t["id"]?.stringValue, let h = health[id] else { return t }
+            return t.setting("health", .string(h))
         }
     }
 }
@@ -339,6 +351,17 @@ struct Status: ParsableCommand {
                             s.id, s.interface, s.ifindex.map(String.init) ?? "-", s.state.rawValue,
                             s.sessions.isEmpty ? "-" : s.sessions.joined(separator: ","),
                         ]
+                    }))
+        }
+        // SPEC §10: each collector of each target with a health check.
+        let checked = (r.targets ?? []).filter { $0.healthCheck != nil }
+        if !checked.isEmpty {
+            lines.append("")
+            lines.append(
+                Table.render(
+                    ["TARGET", "HEALTH-CHECK", "COLLECTOR", "HEALTH", "LAST-ERROR"],
+                    checked.flatMap { t in
+                        t.collectors.map { c in [t.id, t.healthCheck ?? "-", c.address, c.health, c.lastError ?? "-"] }
                     }))
         }
         CLIOutput.out(lines.joined(separator: "\n"))

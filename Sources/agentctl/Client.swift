@@ -178,7 +178,9 @@ enum Table {
             return [
                 ("ID", f("id")), ("TYPE", f("type")),
                 ("ADDRESSES", { ($0["address"] ?? $0["backends"])?.displayText ?? "-" }),
-                ("ENCAPSULATION", { $0["encapsulation"]?.displayText ?? "vxlan" }), ("DESCRIPTION", f("description")),
+                ("ENCAPSULATION", { $0["encapsulation"]?.displayText ?? "vxlan" }),
+                // SPEC §10: not a field of the target; `get` adds it from the status.
+                ("HEALTH", f("health")), ("DESCRIPTION", f("description")),
             ]
         case .sources:
             return [
@@ -191,6 +193,16 @@ enum Table {
         case .networkAcls:
             return [("ID", f("id")), ("INBOUND", count("inbound")), ("OUTBOUND", count("outbound")), ("DESCRIPTION", f("description"))]
         }
+    }
+
+    /// SPEC §10, one cell of `get targets`: "-" without a health check, else
+    /// "healthy", or how many collectors are healthy and which are not.
+    static func health(_ t: StatusResponse.TargetStatus) -> String {
+        guard t.healthCheck != nil else { return "-" }
+        let down = t.collectors.filter { $0.health == "unhealthy" }.map(\.address)
+        if down.isEmpty { return "healthy" }
+        if t.collectors.count == 1 { return "unhealthy" }
+        return "\(t.collectors.count - down.count)/\(t.collectors.count) healthy (unhealthy: \(down.joined(separator: ",")))"
     }
 
     static func objects(_ kind: ObjectKind, _ items: [JSONValue]) -> String {

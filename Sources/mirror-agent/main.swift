@@ -225,6 +225,8 @@ struct Run: AsyncParsableCommand {
         var services: [Service] = [
             AgentService(agent: agent, logger: logger),
             LinkEventService(agent: agent, logger: logger),
+            // SPEC §10: probes the collectors of targets with a healthCheck.
+            HealthCheckService(agent: agent, logger: logger),
         ]
         // After the agent has started from its state directory: while etcd is down the
         // cached document is in force, and the sync converges once etcd answers.

@@ -33,12 +33,14 @@ struct MetricsRendererTests {
         st.sessions[0].copiesSegmented = 12; st.sessions[0].copiesTruncatedGSO = 1
         st.sources[0].established = 6
         st.segmenterForeignDropped = 4; st.securityFlows = 3
-        return MetricsSnapshot(
+        var m = MetricsSnapshot(
             stats: st, sourcesAttached: 1, sourcesPending: 2, tcxPending: 3, applySeconds: h,
             build: .init(version: "0.1.0", commit: "abc", kernel: "6.18.0"),
             process: .init(
                 residentMemoryBytes: 4096, virtualMemoryBytes: 8192, cpuSeconds: 1.5,
                 openFDs: 9, maxFDs: 1024, startTimeSeconds: 1700000000))
+        m.backends = [("lb", "198.51.100.2", true), ("lb", "2001:db8::3", false)]
+        return m
     }
 
     @Test func rendersTheExactExposition() {
@@ -120,6 +122,10 @@ struct MetricsRendererTests {
             # HELP mirror_tcx_pending_interfaces Attached source interfaces still on clsact filters until the background mover gives them tcx links (a large apply attaches that way first).
             # TYPE mirror_tcx_pending_interfaces gauge
             mirror_tcx_pending_interfaces 3
+            # HELP mirror_target_backend_up 1 when the collector gets copies: healthy by its target's healthCheck, or its target has none (never probed); 0 when unhealthy.
+            # TYPE mirror_target_backend_up gauge
+            mirror_target_backend_up{target="lb",backend="198.51.100.2"} 1
+            mirror_target_backend_up{target="lb",backend="2001:db8::3"} 0
             # HELP mirror_agent_repairs_total The agent's own devices, programs and pins put back after they were removed (mirror_device, encap_program, pins, segmenter).
             # TYPE mirror_agent_repairs_total counter
             mirror_agent_repairs_total{what="mirror_device"} 0

@@ -160,7 +160,8 @@ private let fullDocument = """
         "outbound": [{ "priority": 1, "action": "reject", "ethertype": "ipv4", "protocol": "udp",
           "source": "192.0.2.0/24", "destination": "198.51.100.0/24", "sourcePorts": "53", "destinationPorts": "all" }] }],
       "targets": [
-        { "id": "t1", "type": "nic", "address": "198.51.100.2", "encapsulation": "vxlan", "description": "d" },
+        { "id": "t1", "type": "nic", "address": "198.51.100.2", "encapsulation": "vxlan", "description": "d",
+          "healthCheck": { "protocol": "tcp", "port": 4790, "intervalMs": 500, "unhealthyThreshold": 3, "healthyThreshold": 2 } },
         { "id": "lb1", "type": "loadBalancer", "backends": ["203.0.113.20", "203.0.113.21"], "encapsulation": "geneve",
           "description": "d" }],
       "sources": [{ "id": "vm1", "interface": "tap-vm1", "addresses": ["192.0.2.10"], "securityGroups": ["sg1"],
@@ -202,21 +203,25 @@ private struct FieldRange {
 private func fieldTables(_ text: String) -> [(paths: [String], table: MarkdownTable)] {
     markdownTables(text).compactMap { t in
         guard t.column("field") != nil, t.column("type") != nil, t.column("range") != nil else { return nil }
-        let paths = codeSpans(t.heading).filter { $0.hasSuffix("[]") }
+        // `targets[]`, and an object inside one: `targets[].healthCheck`.
+        let paths = codeSpans(t.heading).filter { $0.contains("[]") }
         return (paths, t)
     }
 }
 
 private func concrete(_ path: String) -> String { path.replacingOccurrences(of: "[]", with: "[0]") }
 
-/// Every element at `pattern` (`filters[].inbound[]`): all indices of each array.
+/// Every element at `pattern` (`filters[].inbound[]`): all indices of each array;
+/// a pattern ending in a plain key (`targets[].healthCheck`) gives that object of each.
 private func elements(_ v: JSONValue, _ pattern: String) -> [JSONValue] {
+    let endsInArray = pattern.hasSuffix("[]")
     func walk(_ v: JSONValue, _ keys: ArraySlice<Substring>) -> [JSONValue] {
         guard let key = keys.first else { return [v] }
+        if keys.count == 1 && !endsInArray { return v[String(key)].map { [$0] } ?? [] }
         guard case .array(let items)? = v[String(key)] else { return [] }
         return items.flatMap { walk($0, keys.dropFirst()) }
     }
-    let keys = pattern.dropLast(2).components(separatedBy: "[].").map { Substring($0) }
+    let keys = (endsInArray ? String(pattern.dropLast(2)) : pattern).components(separatedBy: "[].").map { Substring($0) }
     return walk(v, keys[...])
 }
 
@@ -224,7 +229,8 @@ private func elements(_ v: JSONValue, _ pattern: String) -> [JSONValue] {
     let paths = Set(fieldTables(try reference()).flatMap(\.paths))
     #expect(
         paths == [
-            "filters[]", "filters[].inbound[]", "filters[].outbound[]", "targets[]", "sources[]", "sessions[]",
+            "filters[]", "filters[].inbound[]", "filters[].outbound[]", "targets[]", "targets[].healthCheck", "sources[]",
+            "sessions[]",
             "securityGroups[]", "securityGroups[].rules[]", "networkAcls[]", "networkAcls[].inbound[]",
             "networkAcls[].outbound[]",
         ])

@@ -139,6 +139,37 @@ let invalidCases: [InvalidCase] = [
     InvalidCase(
         "duplicate ACL rule priority", "networkAcls[0].inbound[1]", v4Rule.setting("priority", num(1)).setting("action", str("allow")),
         expect: ["networkAcls[0].inbound[1].priority"]),
+    // target healthCheck (SPEC §10)
+    InvalidCase(
+        "health check without protocol", "targets[0].healthCheck", obj([("intervalMs", num(500))]),
+        expect: ["targets[0].healthCheck.protocol"], mentions: "missing"),
+    InvalidCase(
+        "health check protocol udp", "targets[0].healthCheck", obj([("protocol", str("udp"))]),
+        expect: ["targets[0].healthCheck.protocol"], mentions: "\"icmp\" or \"tcp\""),
+    InvalidCase(
+        "tcp health check without port", "targets[1].healthCheck", obj([("protocol", str("tcp"))]),
+        expect: ["targets[1].healthCheck.port"], mentions: "port"),
+    InvalidCase(
+        "icmp health check with a port", "targets[1].healthCheck", obj([("protocol", str("icmp")), ("port", num(80))]),
+        expect: ["targets[1].healthCheck.port"], mentions: "tcp"),
+    InvalidCase(
+        "health check port 0", "targets[0].healthCheck", obj([("protocol", str("tcp")), ("port", num(0))]),
+        expect: ["targets[0].healthCheck.port"], mentions: "1–65535"),
+    InvalidCase(
+        "health check interval too short", "targets[0].healthCheck", obj([("protocol", str("icmp")), ("intervalMs", num(99))]),
+        expect: ["targets[0].healthCheck.intervalMs"], mentions: "100–60000"),
+    InvalidCase(
+        "health check threshold 0", "targets[1].healthCheck", obj([("protocol", str("icmp")), ("unhealthyThreshold", num(0))]),
+        expect: ["targets[1].healthCheck.unhealthyThreshold"], mentions: "1–10"),
+    InvalidCase(
+        "health check threshold 11", "targets[1].healthCheck", obj([("protocol", str("icmp")), ("healthyThreshold", num(11))]),
+        expect: ["targets[1].healthCheck.healthyThreshold"], mentions: "1–10"),
+    InvalidCase(
+        "health check unknown field", "targets[0].healthCheck", obj([("protocol", str("icmp")), ("timeoutMs", num(5))]),
+        expect: ["targets[0].healthCheck.timeoutMs"], mentions: "unknown field"),
+    InvalidCase(
+        "health check that is a string", "targets[0].healthCheck", str("icmp"),
+        expect: ["targets[0].healthCheck"], mentions: "object"),
     // document shape
     InvalidCase("document is an array", json: .array([]), expect: ["document"], mentions: "object"),
     InvalidCase("filters is an object", "filters", obj([]), mentions: "array"),

@@ -34,3 +34,23 @@ import Testing
     #expect(doc.filters.isEmpty && doc.sessions.isEmpty)
     #expect(DocumentEncoding.encode(doc).value(at: "sources[0]") == obj([("id", str("s")), ("interface", str("eth0"))]))
 }
+
+@Test func aHealthCheckRoundTripsWithItsDefaultsWritten() throws {
+    let json = baseJSON().setting("targets[1].healthCheck", obj([("protocol", str("tcp")), ("port", num(4790))]))
+    let doc = try DocumentParser.parse(json: json).get()
+    #expect(
+        doc.targets[1].healthCheck == HealthCheck(protocol: .tcp, port: 4790, intervalMs: 1000, unhealthyThreshold: 3, healthyThreshold: 2))
+    #expect(doc.targets[0].healthCheck == nil)
+    let encoded = DocumentEncoding.encode(doc)
+    #expect(
+        encoded.value(at: "targets[1].healthCheck")
+            == obj([
+                ("protocol", str("tcp")), ("port", num(4790)), ("intervalMs", num(1000)), ("unhealthyThreshold", num(3)),
+                ("healthyThreshold", num(2)),
+            ]))
+    #expect(encoded.value(at: "targets[0].healthCheck") == nil)
+    #expect(try DocumentParser.parse(json: encoded).get() == doc)
+    var icmp = baseDocument()
+    icmp.targets[0].healthCheck = HealthCheck(protocol: .icmp, intervalMs: 200, unhealthyThreshold: 1, healthyThreshold: 10)
+    #expect(try DocumentParser.parse(DocumentEncoding.text(icmp)).get() == icmp)
+}

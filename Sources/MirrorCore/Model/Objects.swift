@@ -117,6 +117,40 @@ public struct Filter: Hashable, Sendable, Encodable {
 
 public enum TargetType: String, Codable, Sendable, CaseIterable { case nic, loadBalancer }
 
+public enum HealthCheckProtocol: String, Codable, Sendable, CaseIterable { case icmp, tcp }
+
+/// SPEC §10: how the agent probes each collector of a target. An unhealthy backend
+/// gets no copies; with none healthy, copies are dropped (`target_unhealthy`).
+/// Absent on a target: nothing is probed and every collector counts as healthy.
+public struct HealthCheck: Hashable, Sendable, Encodable {
+    public var `protocol`: HealthCheckProtocol
+    /// TCP only (required there): the port a connect is tried on.
+    public var port: Int?
+    public var intervalMs: Int
+    /// Consecutive failed probes that make a healthy backend unhealthy.
+    public var unhealthyThreshold: Int
+    /// Consecutive successful probes that make an unhealthy backend healthy.
+    public var healthyThreshold: Int
+
+    public static let defaultIntervalMs = 1000
+    public static let defaultUnhealthyThreshold = 3
+    public static let defaultHealthyThreshold = 2
+
+    public init(
+        protocol: HealthCheckProtocol, port: Int? = nil, intervalMs: Int = HealthCheck.defaultIntervalMs,
+        unhealthyThreshold: Int = HealthCheck.defaultUnhealthyThreshold,
+        healthyThreshold: Int = HealthCheck.defaultHealthyThreshold
+    ) {
+        self.protocol = `protocol`; self.port = port; self.intervalMs = intervalMs
+        self.unhealthyThreshold = unhealthyThreshold; self.healthyThreshold = healthyThreshold
+    }
+
+    /// How long one probe waits for its answer: half the interval, at most 1 s, so
+    /// that `unhealthyThreshold` failures are known within
+    /// intervalMs × unhealthyThreshold + 1 s of a collector going away (SPEC §10).
+    public var timeoutMs: Int { min(intervalMs / 2, 1000) }
+}
+
 /// What the collector receives (SPEC §11): VXLAN (RFC 7348, UDP 4789), GENEVE
 /// (RFC 8926, UDP 6081, no options) or ERSPAN type II over GRE, each with the
 /// session's `vni` as its VNI or session ID.
@@ -134,16 +168,18 @@ public struct Target: Hashable, Sendable, Encodable {
     public var address: IPAddress?
     /// Set for `loadBalancer` (1–16).
     public var backends: [IPAddress]?
+    /// SPEC §10: nil = no probing, every collector healthy.
+    public var healthCheck: HealthCheck?
     public var description: String?
     /// nil means vxlan (as a document without the field).
     public var encapsulation: Encapsulation?
 
     public init(
         id: String, type: TargetType, address: IPAddress? = nil, backends: [IPAddress]? = nil,
-        description: String? = nil, encapsulation: Encapsulation? = nil
+        healthCheck: HealthCheck? = nil, description: String? = nil, encapsulation: Encapsulation? = nil
     ) {
         self.id = id; self.type = type; self.address = address; self.backends = backends
-        self.description = description; self.encapsulation = encapsulation
+        self.healthCheck = healthCheck; self.description = description; self.encapsulation = encapsulation
     }
 
     /// `encapsulation`, vxlan when not given.

@@ -35,4 +35,8 @@ public enum Quota {
     public static let aclRulePriority = 1...65535
     public static let vni = 0...16_777_215
     public static let packetLength = 64...9216
+    // SPEC §10 healthCheck (ranges chosen here: documented in docs/configuration.md).
+    public static let healthCheckPort = 1...65535
+    public static let healthCheckIntervalMs = 100...60000
+    public static let healthCheckThreshold = 1...10
 }

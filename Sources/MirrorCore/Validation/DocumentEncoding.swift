@@ -65,8 +65,19 @@ public enum DocumentEncoding {
         var m: Members = [("id", .string(t.id)), ("type", .string(t.type.rawValue))]
         opt(&m, "address", str(t.address))
         opt(&m, "backends", t.backends.map { .array($0.map { .string($0.description) }) })
+        opt(&m, "healthCheck", t.healthCheck.map(encode))
         opt(&m, "encapsulation", t.encapsulation.map { .string($0.rawValue) })
         opt(&m, "description", t.description.map(JSONValue.string))
+        return .object(m)
+    }
+
+    /// Every field, defaults included: what the agent probes with is visible as it is.
+    public static func encode(_ h: HealthCheck) -> JSONValue {
+        var m: Members = [("protocol", .string(h.protocol.rawValue))]
+        opt(&m, "port", h.port.map { .int(Int64($0)) })
+        m.append(("intervalMs", .int(Int64(h.intervalMs))))
+        m.append(("unhealthyThreshold", .int(Int64(h.unhealthyThreshold))))
+        m.append(("healthyThreshold", .int(Int64(h.healthyThreshold))))
         return .object(m)
     }
 

@@ -498,7 +498,8 @@ struct Decoder {
     mutating func target(_ v: JSONValue, _ path: String) -> Target? {
         guard
             let m = members(
-                v, path, kind: "a target", allowed: ["id", "type", "address", "backends", "encapsulation", "description"],
+                v, path, kind: "a target",
+                allowed: ["id", "type", "address", "backends", "healthCheck", "encapsulation", "description"],
                 required: ["id", "type"])
         else { return nil }
         let before = errors.count
@@ -541,9 +542,40 @@ struct Decoder {
             }
         case nil: break
         }
+        let check = m["healthCheck"].flatMap { healthCheck($0, path + ".healthCheck") }
         guard errors.count == before, let id, let type else { return nil }
         return Target(
-            id: id, type: type, address: address, backends: backends, description: desc, encapsulation: encapsulation)
+            id: id, type: type, address: address, backends: backends, healthCheck: check, description: desc,
+            encapsulation: encapsulation)
+    }
+
+    /// SPEC §10: `protocol` icmp or tcp (then `port` is required), the interval and
+    /// both thresholds with their defaults.
+    mutating func healthCheck(_ v: JSONValue, _ path: String) -> HealthCheck? {
+        guard
+            let m = members(
+                v, path, kind: "a health check",
+                allowed: ["protocol", "port", "intervalMs", "unhealthyThreshold", "healthyThreshold"],
+                required: ["protocol"])
+        else { return nil }
+        let before = errors.count
+        let proto = enumValue(m["protocol"], path + ".protocol", "protocol", HealthCheckProtocol.self)
+        let port = int(m["port"], path + ".port", Quota.healthCheckPort, "port")
+        switch proto {
+        case .tcp? where m["port"] == nil:
+            add(path + ".port", "missing required field \"port\": a tcp health check connects to this port")
+        case .icmp? where m["port"] != nil:
+            add(path + ".port", "an icmp health check has no port (ports are for protocol tcp)")
+        default: break
+        }
+        let interval = int(m["intervalMs"], path + ".intervalMs", Quota.healthCheckIntervalMs, "intervalMs (milliseconds)")
+        let down = int(m["unhealthyThreshold"], path + ".unhealthyThreshold", Quota.healthCheckThreshold, "unhealthyThreshold")
+        let up = int(m["healthyThreshold"], path + ".healthyThreshold", Quota.healthCheckThreshold, "healthyThreshold")
+        guard errors.count == before, let proto else { return nil }
+        return HealthCheck(
+            protocol: proto, port: port, intervalMs: interval ?? HealthCheck.defaultIntervalMs,
+            unhealthyThreshold: down ?? HealthCheck.defaultUnhealthyThreshold,
+            healthyThreshold: up ?? HealthCheck.defaultHealthyThreshold)
     }
 
     static let sourceFields = ["id", "interface", "addresses", "securityGroups", "networkAcl", "enforce", "description"]

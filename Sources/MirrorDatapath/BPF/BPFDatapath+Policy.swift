@@ -51,6 +51,9 @@ extension BPFDatapath {
             }, what: { "write mirror_target[\($0 % UInt32(MAX_TARGETS))]" },
             inSlot: { $0 / UInt32(MAX_TARGETS) == UInt32(slot) }, id: { UInt64($0) })
 
+        // Collector health (SPEC §10), keyed like the targets.
+        try writeTargetHealth(image.targetHealth, slot: slot)
+
         // Policies (lazily: a 20,000-session image holds about 40 MB of them; no copy).
         let sourceOfIfindex = { (k: mirror_policy_key) in image.policies.first { $0.ifindex == k.ifindex }?.sourceID ?? "?" }
         try replaceSlot(
@@ -118,6 +121,24 @@ extension BPFDatapath {
             values.withUnsafeMutableBytes { v in bpf_map_update_batch(fd, k.baseAddress, v.baseAddress, &count, nil) }
         }
         try DatapathError.check(rc, "write mirror_prefilter (slot \(slot), \(count) of \(n) buckets written)")
+    }
+
+    /// SPEC §10: every entry of `slot` in mirror_target_health (the targets not in
+    /// `downMasks` healthy: 0), one batch of 160 KiB, so nothing of an older
+    /// generation's targets stays. Written for the slot an apply is about to put in
+    /// force, and for the slot in force when a collector changes state: each entry is
+    /// one word, so stage 2 reads the old mask or the new one.
+    public func writeTargetHealth(_ downMasks: [UInt32: UInt32], slot: UInt8) throws(DatapathError) {
+        let n = Int(MAX_TARGETS)
+        var values = [mirror_target_health](repeating: mirror_target_health(), count: n)
+        for (index, mask) in downMasks where index < UInt32(n) { values[Int(index)].down_mask = mask }
+        var keys = (0..<n).map { UInt32(slot) * UInt32(n) + UInt32($0) }
+        var count = UInt32(n)
+        let fd = try mapFD(.targetHealth)
+        let rc = keys.withUnsafeMutableBytes { k in
+            values.withUnsafeMutableBytes { v in bpf_map_update_batch(fd, k.baseAddress, v.baseAddress, &count, nil) }
+        }
+        try DatapathError.check(rc, "write mirror_target_health (slot \(slot), \(count) of \(n) targets written)")
     }
 
     static func policyKeyID(_ k: mirror_policy_key) -> UInt64 {

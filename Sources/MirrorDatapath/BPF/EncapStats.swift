@@ -66,6 +66,8 @@ extension BPFDatapath {
         /// No route toward the collector (nothing left); of `sentDirect`: handed to the
         /// neighbour subsystem to resolve the next hop.
         public var droppedNoRoute: UInt64 = 0, sentResolving: UInt64 = 0
+        /// SPEC §10: dropped because no collector of the target was healthy.
+        public var droppedTargetUnhealthy: UInt64 = 0
         public init() {}
 
         /// Adds one CPU's values (the only place that maps the ABI fields).
@@ -79,6 +81,7 @@ extension BPFDatapath {
             segmented &+= v.segmented; droppedSegmenterNotCopy &+= v.dropped_segmenter_not_copy
             sentDirect &+= v.sent_direct; droppedEncapDirect &+= v.dropped_encap_direct
             droppedNoRoute &+= v.dropped_no_route; sentResolving &+= v.sent_resolving
+            droppedTargetUnhealthy &+= v.dropped_target_unhealthy
         }
     }
 

@@ -16,6 +16,8 @@ public enum ClassifierMap: String, CaseIterable, Sendable {
     case encapStats = "encap_stats"
     // Written by the agent, read by stage 2's direct path.
     case encapTemplates = "mirror_encap_templates"
+    // Written by the agent's health checks, read by stage 2 (SPEC §10).
+    case targetHealth = "mirror_target_health"
     // SPEC §5 (bpf/security.h).
     case security = "mirror_security", flows = "mirror_flows", securityStats = "security_stats"
     case fragments = "mirror_fragments"

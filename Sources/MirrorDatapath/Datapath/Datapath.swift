@@ -67,6 +67,11 @@ public protocol Datapath: AnyObject, Sendable {
     /// `mirror-agent cleanup`: remove everything the agent ever put in the kernel.
     func cleanup() throws
 
+    /// SPEC §10: the collectors the health checks found down, by target id (a target
+    /// absent: all its collectors healthy). Stage 2 sends them no copies from now on,
+    /// and every later apply keeps them out until they are reported healthy.
+    func setUnhealthyCollectors(_ down: [String: Set<IPAddress>])
+
     /// The datapath's counters with the labels of the policy in force, read
     /// consistently with it (slots cleared by an apply are never shown under the old
     /// labels); nil when this datapath counts nothing. See MetricsSnapshot.swift.
@@ -87,6 +92,7 @@ public protocol Datapath: AnyObject, Sendable {
 extension Datapath {
     public func counters() throws -> DatapathCounters? { nil }
     public var ownInterfaces: Set<String> { [] }
+    public func setUnhealthyCollectors(_ down: [String: Set<IPAddress>]) {}
     public func underlayInterfaces(for document: Document) -> [String: String] { [:] }
     public func runBackgroundWork() async {}
 }

@@ -57,6 +57,11 @@ public final class InMemoryDatapath: Datapath, @unchecked Sendable {
         }
     }
 
+    /// SPEC §10: kept so that tests can see what the agent handed over.
+    private var unhealthy: [String: Set<IPAddress>] = [:]
+    public func setUnhealthyCollectors(_ down: [String: Set<IPAddress>]) { lock.withLock { unhealthy = down } }
+    public var unhealthyCollectors: [String: Set<IPAddress>] { lock.withLock { unhealthy } }
+
     public func linkChanged(name: String, ifindex: Int, present isPresent: Bool) {
         lock.withLock { present[name] = isPresent ? ifindex : nil }
     }

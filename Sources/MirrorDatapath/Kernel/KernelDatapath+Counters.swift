@@ -35,6 +35,7 @@ extension KernelDatapath {
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
                     s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey &+ e.droppedEncapDirect
                     s.droppedNoRoute = e.droppedNoRoute
+                    s.droppedTargetUnhealthy = e.droppedTargetUnhealthy
                     s.segmented = e.segmented; s.truncatedGSO = e.truncatedGSO
                     out.sessions.append(s)
                 }

@@ -40,6 +40,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var generation: UInt64 = 0
     /// Path MTU toward each collector address when the image was compiled (SPEC §6).
     private var pathMTUs: [IPAddress: Int] = [:]
+    /// SPEC §10: the collectors the health checks found down, by target id.
+    private var unhealthy: [String: Set<IPAddress>] = [:]
     /// Used when there is no route toward a collector (yet).
     static let defaultMTU = 1500
 
@@ -190,7 +192,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 Compiler.Input(
                     document: doc, slots: newSlots,
                     interfaceIndex: { present[$0].map(UInt32.init) },
-                    pathMTU: { mtus[$0] ?? Self.defaultMTU }))
+                    pathMTU: { mtus[$0] ?? Self.defaultMTU },
+                    unhealthy: { [unhealthy] in unhealthy[$0] ?? [] }))
         } catch { throw DatapathError("compile the policy: \(error)") }
         let freed = newSlots.freed(comparedTo: slots)
         // SPEC §5 enforcement (Enforcement.swift): refused before anything changes, replaced after the flip.
@@ -291,6 +294,23 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         refreshEncapTemplates()
         refreshCaptures()
         if let inForceDespite { throw PolicyInForceError(inForceDespite) }
+    }
+
+    /// SPEC §10: kept for every later apply, and written at once into the slot in
+    /// force (the document it holds is `document`, so the target indexes agree).
+    public func setUnhealthyCollectors(_ down: [String: Set<IPAddress>]) {
+        lock.withLock {
+            guard down != unhealthy else { return }
+            unhealthy = down
+            guard let dp = datapath, image != nil else { return }
+            do {
+                let active = try dp.activeGeneration()
+                guard active.generation > 0 else { return }
+                try dp.writeTargetHealth(Compiler.targetHealth(document, unhealthy: { down[$0] ?? [] }), slot: active.slot)
+            } catch {
+                logger.error("write the collectors' health", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// Writes an encapsulation template (bpf/mirror_abi.h) for every collector, of

@@ -66,6 +66,25 @@ def flow_hash(src, dst, sport, dport, proto):
     h ^= h >> 16
     return h
 
+def mix32(h):
+    h ^= h >> 16; h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13; h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+def backend_of(h):
+    """bpf/mirror_backend.h mirror_pick_backend (all healthy), written again here:
+    rendezvous hashing, each backend scored from the flow hash and its address
+    words (as stage 2 loads them), the highest (score << 8 | index + 1) wins."""
+    if len(backends) == 1:
+        return backends[0]
+    def key(i, b):
+        w = struct.unpack("<4I", ipaddress.ip_address(b).packed.ljust(16, b"\0"))
+        seed = mix32(w[0] ^ 0x9E3779B9)
+        for x in w[1:]:
+            seed = mix32(seed ^ x)
+        return (mix32(h ^ seed) << 8) | (i + 1)
+    return max((key(i, b), b) for i, b in enumerate(backends))[1]
+
 # Every copy (the peers' ICMP errors about the closed UDP ports are mirrored too)
 # goes to the backend its flow hashes to; ICMP has no ports, its hash none.
 all_copies = list(vd.copies(pcap))
@@ -76,7 +95,7 @@ for x in all_copies:
         key = tuple(sorted([(x["inner_src"], x["inner_sport"]), (x["inner_dst"], x["inner_dport"])]))
         flows[key].add(x["outer_dst"])
     h = flow_hash(x["inner_src"], x["inner_dst"], x["inner_sport"] or 0, x["inner_dport"] or 0, x["inner_proto"])
-    want = backends[h % len(backends)]
+    want = backend_of(h)
     family = ipaddress.ip_address(want).version
     if x["outer_dst"] != want or x["outer_family"] != family or x["vni"] != 200 or not x["i_flag"]:
         wrong.append((x["inner_src"], x["inner_dst"], x["inner_proto"], x["outer_family"], x["outer_dst"], x["vni"], "want", want))
@@ -90,7 +109,7 @@ for p in range(20000, 20040): expected[p] = ("192.0.2.10", "203.0.113.10")
 for p in range(21000, 21020): expected[p] = ("2001:db8:1::10", "2001:db8:3::10")
 missing = collections.Counter()
 for p, (a, b) in expected.items():
-    want = backends[flow_hash(a, b, p, 5001, 17) % len(backends)]
+    want = backend_of(flow_hash(a, b, p, 5001, 17))
     key = tuple(sorted([(a, p), (b, 5001)]))
     if key not in flows: missing[want] += 1
 if missing: print(f"flows without any copy, by the backend they hash to: {dict(missing)}")
