@@ -165,7 +165,8 @@ private let fullDocument = """
       "sources": [{ "id": "vm1", "interface": "tap-vm1", "addresses": ["192.0.2.10"], "securityGroups": ["sg1"],
         "networkAcl": "acl1", "enforce": false, "description": "d" }],
       "sessions": [{ "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1", "vni": 100,
-        "enabled": true, "packetLength": 128, "description": "d" }],
+        "enabled": true, "packetLength": 128, "rateLimit": { "packetsPerSecond": 1000, "bitsPerSecond": 50000000 },
+        "sampleOneIn": 2, "description": "d" }],
       "securityGroups": [{ "id": "sg1", "description": "d", "rules": [
         { "direction": "ingress", "priority": 1, "action": "allow", "ethertype": "ipv4", "protocol": "tcp",
           "remote": "198.51.100.0/24", "ports": "80" }] }],
@@ -196,27 +197,32 @@ private struct FieldRange {
     var limit: Limit
 }
 
-/// The object tables: a heading naming its JSON paths (`filters[].inbound[]`) and
-/// columns field, type, range.
+/// The object tables: a heading naming its JSON paths (`filters[].inbound[]`, or an
+/// object inside one, `sessions[].rateLimit`) and columns field, type, range.
 private func fieldTables(_ text: String) -> [(paths: [String], table: MarkdownTable)] {
     markdownTables(text).compactMap { t in
         guard t.column("field") != nil, t.column("type") != nil, t.column("range") != nil else { return nil }
-        let paths = codeSpans(t.heading).filter { $0.hasSuffix("[]") }
+        let paths = codeSpans(t.heading).filter { $0.hasSuffix("[]") || $0.contains("[].") }
         return (paths, t)
     }
 }
 
 private func concrete(_ path: String) -> String { path.replacingOccurrences(of: "[]", with: "[0]") }
 
-/// Every element at `pattern` (`filters[].inbound[]`): all indices of each array.
+/// Every element at `pattern` (`filters[].inbound[]`): all indices of each array; a
+/// last part without `[]` is an object member of each (`sessions[].rateLimit`).
 private func elements(_ v: JSONValue, _ pattern: String) -> [JSONValue] {
     func walk(_ v: JSONValue, _ keys: ArraySlice<Substring>) -> [JSONValue] {
         guard let key = keys.first else { return [v] }
         guard case .array(let items)? = v[String(key)] else { return [] }
         return items.flatMap { walk($0, keys.dropFirst()) }
     }
-    let keys = pattern.dropLast(2).components(separatedBy: "[].").map { Substring($0) }
-    return walk(v, keys[...])
+    guard !pattern.hasSuffix("[]"), let dot = pattern.range(of: "[].", options: .backwards) else {
+        let keys = pattern.dropLast(2).components(separatedBy: "[].").map { Substring($0) }
+        return walk(v, keys[...])
+    }
+    let member = String(pattern[dot.upperBound...])
+    return elements(v, String(pattern[..<dot.lowerBound]) + "[]").compactMap { $0[member] }
 }
 
 @Test func theReferenceHasATableForEveryObject() throws {
@@ -224,7 +230,7 @@ private func elements(_ v: JSONValue, _ pattern: String) -> [JSONValue] {
     #expect(
         paths == [
             "filters[]", "filters[].inbound[]", "filters[].outbound[]", "targets[]", "sources[]", "sessions[]",
-            "securityGroups[]", "securityGroups[].rules[]", "networkAcls[]", "networkAcls[].inbound[]",
+            "sessions[].rateLimit", "securityGroups[]", "securityGroups[].rules[]", "networkAcls[]", "networkAcls[].inbound[]",
             "networkAcls[].outbound[]",
         ])
     let base = try JSONParser.parse(fullDocument).get()

@@ -29,4 +29,10 @@ public enum Quota {
     public static let aclRulePriority = 1...65535
     public static let vni = 0...16_777_215
     public static let packetLength = 64...9216
+    /// SPEC §10.
+    public static let sampleOneIn = 1...65535
+    /// Chosen here: up to a billion packets and a terabit a second, far above what a
+    /// host mirrors, and low enough that the datapath's arithmetic cannot overflow.
+    public static let packetsPerSecond = 1...1_000_000_000
+    public static let bitsPerSecond = 1...1_000_000_000_000
 }
