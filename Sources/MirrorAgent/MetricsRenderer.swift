@@ -93,6 +93,7 @@ public enum MetricsRenderer {
             perSession(F.copiesTruncatedGSO) { $0.copiesTruncatedGSO }
             perSession(F.copiesSegmented) { $0.copiesSegmented }
             perSessionByReason(F.copiesDropped) { $0.dropped }
+            perSessionByReason(F.copiesSkipped) { $0.skipped }
             family(F.ruleHits, count: rules.count) { i, o in
                 let r = rules[i]
                 o.sample(F.ruleHits, [r.session, r.filter, r.direction.rawValue, String(r.priority), r.action.rawValue], r.hits)

@@ -243,6 +243,7 @@ public enum Compiler {
             v.target_index = ti
             v.packet_length = UInt16(clamping: s.packetLength ?? 0)
             v.enabled = s.isEnabled ? 1 : 0
+            if let t = image.targets[ti] { limits(s, target: t, into: &v) }
             image.sessions[slot] = v
             // Rule table for every session (also disabled ones: counters, explain).
             guard let f = filters[s.filter] else { throw CompileError("session \(s.id): unknown filter \(s.filter)") }
@@ -285,6 +286,20 @@ public enum Compiler {
         }
         image.security = try SecurityCompiler.entries(doc, slots: input.slots, interfaceIndex: input.interfaceIndex)
         return image
+    }
+
+    /// SPEC §10 (bpf/limits.h): the session's sampling and rate limit, and what one of
+    /// its copies puts on the wire for the bit limits (its session's and the host's):
+    /// the inner frame cut as stage 2 will cut it, plus the outer headers of the
+    /// target's family (the IPv6 ones for a target that mixes families: stage 1 does
+    /// not know the backend, so it charges the larger).
+    static func limits(_ s: Session, target t: mirror_target, into v: inout mirror_session) {
+        v.sample_one_in = UInt16(clamping: s.sampleOneIn ?? 1)
+        v.packets_per_second = UInt64(clamping: s.rateLimit?.packetsPerSecond ?? 0)
+        v.bits_per_second = UInt64(clamping: s.rateLimit?.bitsPerSecond ?? 0)
+        v.copy_overhead = UInt8(t.family == 4 ? MIRROR_VXLAN_OVERHEAD_IPV4 : MIRROR_VXLAN_OVERHEAD_IPV6)
+        let lengths = [s.packetLength ?? 0, Int(t.max_inner_len)].filter { $0 > 0 }
+        v.copy_max_len = UInt16(clamping: lengths.min() ?? 0)
     }
 
     /// Ascending priority; ties (refused by validation) keep document order, as the oracle does.

@@ -122,6 +122,19 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .customLong("reset-state"), help: "Start empty; the previous state file is kept aside, renamed.")
     var resetState = false
 
+    @Option(
+        name: .customLong("max-mirror-bps"),
+        help: ArgumentHelp(
+            "Host mirroring budget: bits a second of all copies together, outer headers included; copies over it are skipped (SPEC §10). Default: none.",
+            valueName: "N"))
+    var maxMirrorBps: Int?
+
+    func validate() throws {
+        if let n = maxMirrorBps, !(1...1_000_000_000_000).contains(n) {
+            throw ValidationError("--max-mirror-bps: \(n) is out of range: bits a second, 1–1000000000000")
+        }
+    }
+
     func run() async throws {
         let logger = options.makeLogger()
         try options.requirePrivileges("start")
@@ -147,7 +160,9 @@ struct Run: AsyncParsableCommand {
         // so a state file that no longer validates stops it before the kernel is touched.
         let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .kernel
         let datapath: Datapath
-        do { datapath = try DatapathFactory.make(choice, options: options.datapathOptions) } catch {
+        var datapathOptions = options.datapathOptions
+        datapathOptions.maxMirrorBitsPerSecond = maxMirrorBps.map { UInt64($0) }
+        do { datapath = try DatapathFactory.make(choice, options: datapathOptions) } catch {
             fail("mirror-agent: cannot start: \(error)")
         }
         let agent = Agent(store: store, datapath: datapath, logger: logger)

@@ -19,6 +19,8 @@ public enum ClassifierMap: String, CaseIterable, Sendable {
     // SPEC §5 (bpf/security.h).
     case security = "mirror_security", flows = "mirror_flows", securityStats = "security_stats"
     case fragments = "mirror_fragments"
+    // SPEC §10 (bpf/limits.h): the rate limits' buckets and the host budget.
+    case limiter = "mirror_limiter"
 }
 
 /// The programs of bpf/classify.bpf.c. TC ingress of a source device is the ENI's

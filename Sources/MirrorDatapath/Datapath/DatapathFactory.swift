@@ -25,6 +25,9 @@ public enum DatapathFactory {
         public var tcxLinksPerApply: Int
         /// The nft command of enforcement (`Enforcement.command`); nil: the installed nft.
         public var nftCommand: [String]?
+        /// SPEC §10: the host's mirroring budget in bits a second (`--max-mirror-bps`);
+        /// nil: none.
+        public var maxMirrorBitsPerSecond: UInt64?
         /// What the datapath reports that does not fail a call (an interface that
         /// vanished before its attach, a template that did not resolve).
         public var logger: Logger
