@@ -23,7 +23,9 @@
  * for sessions that have a limit (sessions without a limit never take it). A
  * bucket admits a copy while it is at most MIRROR_LIMIT_BURST_NS in debt, then
  * charges it: a copy larger than the burst still goes out and the debt delays the
- * next ones, so the long-run rate is exact for any copy size.
+ * next ones, so the long-run rate is exact for any copy size. A unit's cost comes
+ * precomputed (mirror_session.packet_cost_ns, bit_cost_fs), so a copy costs two
+ * multiplications, not two 64-bit divisions; time is bpf_ktime_get_coarse_ns.
  *
  * Bits count the copy as it will be sent (SPEC §10), outer headers included, as a
  * qdisc on the underlay counts it (skb->len: Ethernet header, no FCS): the inner
@@ -43,13 +45,7 @@
 #include "mirror_abi.h"
 #include "parse.h"
 
-#define MIRROR_NSEC_PER_SEC 1000000000ULL
-
-/* The time `units` take at `per_second`; 0 when there is no such limit. */
-static __always_inline __u64 limiter_cost_ns(__u64 units, __u64 per_second)
-{
-	return per_second ? units * MIRROR_NSEC_PER_SEC / per_second : 0;
-}
+#define MIRROR_FS_PER_NS 1000000ULL
 
 /* GCRA on both of a bucket's clocks at once: admitted only when neither is more
  * than the burst ahead of now, and then both are charged. */
@@ -116,20 +112,28 @@ static __always_inline __u32 mirror_limits(const struct __sk_buff *skb, const st
 	__u32 hkey = MIRROR_LIMITER_HOST;
 	struct mirror_limiter *host = bpf_map_lookup_elem(&mirror_limiter, &hkey);
 	/* Read without the lock: one aligned word the agent writes whole. */
-	__u64 budget = host ? host->budget_bps : 0;
-	__u64 pps = sess->packets_per_second, bps = sess->bits_per_second;
-	if (!pps && !bps && !budget)
+	__u64 budget_fs = host ? host->budget_bit_cost_fs : 0;
+	__u64 packet_ns = sess->packet_cost_ns, bit_fs = sess->bit_cost_fs;
+	if (!packet_ns && !bit_fs && !budget_fs)
 		return MIRROR_SKIP_NONE;
 
-	__u64 bits = (bps || budget) ? copy_wire_bytes(skb, sess, pkt, segs) * 8 : 0;
-	__u64 now = bpf_ktime_get_ns();
-	if (pps || bps) {
+	__u64 bits = 0;
+	if (bit_fs || budget_fs) {
+		bits = copy_wire_bytes(skb, sess, pkt, segs) * 8;
+		if (bits > MIRROR_LIMIT_MAX_COPY_BITS)
+			bits = MIRROR_LIMIT_MAX_COPY_BITS;
+	}
+	/* The coarse clock (the last tick's time) costs a load where bpf_ktime_get_ns
+	 * reads the clock source; a tick (1-4 ms) is well inside the burst, and the
+	 * long-run rate does not depend on the clock's resolution. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (packet_ns || bit_fs) {
 		__u32 lkey = session_slot;
 		struct mirror_limiter *l = bpf_map_lookup_elem(&mirror_limiter, &lkey);
-		if (l && !limiter_admit(l, now, limiter_cost_ns(segs, pps), limiter_cost_ns(bits, bps)))
+		if (l && !limiter_admit(l, now, segs * packet_ns, bits * bit_fs / MIRROR_FS_PER_NS))
 			return MIRROR_SKIP_RATE_LIMIT;
 	}
-	if (budget && host && !limiter_admit(host, now, 0, limiter_cost_ns(bits, budget)))
+	if (budget_fs && host && !limiter_admit(host, now, 0, bits * budget_fs / MIRROR_FS_PER_NS))
 		return MIRROR_SKIP_HOST_BUDGET;
 	return MIRROR_SKIP_NONE;
 }

@@ -62,6 +62,10 @@ enum mirror_direction {
  * most this much in debt. 10 ms of the rate can go out at once after a quiet spell
  * (at 1,000 pps: 10 packets), as a Linux policer's burst of rate/HZ would. */
 #define MIRROR_LIMIT_BURST_NS 10000000ULL
+/* A copy is charged at most this many bits (2^24: 2 MB, far above any GSO copy),
+ * so that bits x mirror_session.bit_cost_fs cannot overflow (bitsPerSecond >= 1000:
+ * bit_cost_fs <= 10^12). */
+#define MIRROR_LIMIT_MAX_COPY_BITS 16777216ULL
 /* Why an accepted packet got no copy (session_stats skipped_*). */
 enum mirror_skip_reason {
 	MIRROR_SKIP_NONE = 0,

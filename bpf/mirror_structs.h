@@ -133,8 +133,12 @@ struct mirror_session {
 	__u8 copy_overhead;
 	__u16 sample_one_in;   /* sampleOneIn: one accepted packet in N is mirrored; 0 or 1 = all */
 	__u16 copy_max_len;
-	__u64 packets_per_second; /* rateLimit.packetsPerSecond; 0 = no limit */
-	__u64 bits_per_second;    /* rateLimit.bitsPerSecond; 0 = no limit */
+	/* The rate limit as what one unit costs, so that the classifier multiplies
+	 * instead of dividing (a 64-bit division per limit was most of the limiter's
+	 * cost): 10^9 / packetsPerSecond nanoseconds a packet and 10^15 /
+	 * bitsPerSecond femtoseconds a bit, rounded; 0 = no such limit. */
+	__u64 packet_cost_ns;
+	__u64 bit_cost_fs;
 };
 
 /*
@@ -142,11 +146,11 @@ struct mirror_session {
  * host budget) ----
  * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs under
  * the lock: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
- * the theoretical arrival time of the next copy in bpf_ktime_get_ns time; a copy
+ * the theoretical arrival time of the next copy in bpf_ktime_get_coarse_ns time; a copy
  * is admitted when it is at most MIRROR_LIMIT_BURST_NS ahead of now. Not
  * double-buffered: it is state, not policy. The limits themselves are in
  * mirror_session (per session, double-buffered with the policy) and, for the host,
- * in budget_bps of the host entry (the agent's --max-mirror-bps; writing it
+ * in budget_bit_cost_fs of the host entry (the agent's --max-mirror-bps; writing it
  * restarts that bucket full). A freed session slot's entry is zeroed with its counters.
  */
 struct mirror_limiter {
@@ -158,7 +162,7 @@ struct mirror_limiter {
 	__u32 pad;
 	__u64 packets_tat_ns;
 	__u64 bits_tat_ns;
-	__u64 budget_bps;      /* MIRROR_LIMITER_HOST only: the host budget, bits/s; 0 = none */
+	__u64 budget_bit_cost_fs; /* MIRROR_LIMITER_HOST only: 10^15 / the host budget in bits/s; 0 = none */
 };
 
 /* ---- Map: mirror_target (HASH, BPF_F_NO_PREALLOC, key slot * MAX_TARGETS + target_index) ---- */

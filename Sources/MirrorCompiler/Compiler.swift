@@ -295,11 +295,19 @@ public enum Compiler {
     /// not know the backend, so it charges the larger).
     static func limits(_ s: Session, target t: mirror_target, into v: inout mirror_session) {
         v.sample_one_in = UInt16(clamping: s.sampleOneIn ?? 1)
-        v.packets_per_second = UInt64(clamping: s.rateLimit?.packetsPerSecond ?? 0)
-        v.bits_per_second = UInt64(clamping: s.rateLimit?.bitsPerSecond ?? 0)
+        v.packet_cost_ns = cost(per: 1_000_000_000, s.rateLimit?.packetsPerSecond)
+        v.bit_cost_fs = cost(per: 1_000_000_000_000_000, s.rateLimit?.bitsPerSecond)
         v.copy_overhead = UInt8(t.family == 4 ? MIRROR_VXLAN_OVERHEAD_IPV4 : MIRROR_VXLAN_OVERHEAD_IPV6)
         let lengths = [s.packetLength ?? 0, Int(t.max_inner_len)].filter { $0 > 0 }
         v.copy_max_len = UInt16(clamping: lengths.min() ?? 0)
+    }
+
+    /// What one unit costs at `rate` units a second, in 1/`per` s, rounded (bpf
+    /// mirror_session.packet_cost_ns, bit_cost_fs); 0 for no limit.
+    public static func cost(per: UInt64, _ rate: Int?) -> UInt64 {
+        guard let rate, rate > 0 else { return 0 }
+        let r = UInt64(rate)
+        return max(1, (per + r / 2) / r)
     }
 
     /// Ascending priority; ties (refused by validation) keep document order, as the oracle does.

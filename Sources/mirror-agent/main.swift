@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MirrorAPI
 import MirrorAgent
+import MirrorCore
 import MirrorDatapath
 import ServiceLifecycle
 
@@ -130,8 +131,8 @@ struct Run: AsyncParsableCommand {
     var maxMirrorBps: Int?
 
     func validate() throws {
-        if let n = maxMirrorBps, !(1...1_000_000_000_000).contains(n) {
-            throw ValidationError("--max-mirror-bps: \(n) is out of range: bits a second, 1–1000000000000")
+        if let n = maxMirrorBps, !Quota.bitsPerSecond.contains(n) {
+            throw ValidationError("--max-mirror-bps: \(n) is out of range: bits a second, 1000–1000000000000")
         }
     }
 

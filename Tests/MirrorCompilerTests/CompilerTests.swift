@@ -161,13 +161,15 @@ import Testing
         let slots = try SlotAssignment.assign(document: doc, previous: SlotAssignment())
         let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in 7 }, pathMTU: { _ in 1500 }))
         let plain = try #require(image.sessions[slots.sessions["plain"]!])
-        #expect(plain.sample_one_in == 1 && plain.packets_per_second == 0 && plain.bits_per_second == 0)
+        #expect(plain.sample_one_in == 1 && plain.packet_cost_ns == 0 && plain.bit_cost_fs == 0)
         #expect(plain.copy_overhead == 50 && plain.copy_max_len == 1500 - 50 + 14)
         let limited = try #require(image.sessions[slots.sessions["limited"]!])
-        #expect(limited.sample_one_in == 10 && limited.packets_per_second == 1000 && limited.bits_per_second == 50_000_000)
+        #expect(limited.sample_one_in == 10 && limited.packet_cost_ns == 1_000_000 && limited.bit_cost_fs == 20_000_000)
         #expect(limited.copy_overhead == 50 && limited.copy_max_len == 200)
         let mixed = try #require(image.sessions[slots.sessions["mixed"]!])
-        #expect(mixed.copy_overhead == 70 && mixed.copy_max_len == 1500 - 70 + 14 && mixed.bits_per_second == 8000)
+        #expect(mixed.copy_overhead == 70 && mixed.copy_max_len == 1500 - 70 + 14 && mixed.bit_cost_fs == 125_000_000_000)
+        // Rounded to the nearest unit, never 0 (0 means no limit).
+        #expect(Compiler.cost(per: 1_000_000_000, 3) == 333_333_333 && Compiler.cost(per: 1_000_000_000, 2_000_000_000) == 1)
     }
 
     @Test func slotsAreStableAcrossAppliesAndReused() throws {

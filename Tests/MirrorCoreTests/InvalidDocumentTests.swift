@@ -116,7 +116,7 @@ let invalidCases: [InvalidCase] = [
         expect: ["sessions[0].rateLimit.bitsPerSecond"], mentions: "integer"),
     InvalidCase(
         "bitsPerSecond over a terabit", "sessions[0].rateLimit", obj([("bitsPerSecond", num(1_000_000_000_001))]),
-        expect: ["sessions[0].rateLimit.bitsPerSecond"], mentions: "1–1000000000000"),
+        expect: ["sessions[0].rateLimit.bitsPerSecond"], mentions: "1000–1000000000000"),
     InvalidCase(
         "misspelled rate limit field", "sessions[0].rateLimit", obj([("packetPerSecond", num(10))]),
         expect: ["sessions[0].rateLimit.packetPerSecond"], mentions: "did you mean \"packetsPerSecond\""),

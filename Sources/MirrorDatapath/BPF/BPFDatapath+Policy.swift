@@ -111,7 +111,7 @@ extension BPFDatapath {
     public func setHostBudget(bitsPerSecond: UInt64) throws(DatapathError) {
         var key = UInt32(MIRROR_LIMITER_HOST)
         var v = mirror_limiter()
-        v.budget_bps = bitsPerSecond
+        v.budget_bit_cost_fs = Compiler.cost(per: 1_000_000_000_000_000, bitsPerSecond > 0 ? Int(clamping: bitsPerSecond) : nil)
         try DatapathError.check(
             bpf_map_update_elem(try mapFD(.limiter), &key, &v, UInt64(BPF_ANY)), "write the host budget (mirror_limiter)")
     }
