@@ -16,8 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: limits.sh OUT.jsonl}
-CYCLES=${LIMITS_CYCLES:-30}
-SECONDS_PER_SAMPLE=${LIMITS_SECONDS:-1}
+CYCLES=${LIMITS_CYCLES:-80}
+SECONDS_PER_SAMPLE=${LIMITS_SECONDS:-0.4}
 source scripts/lib/topology.sh
 source scripts/lib/agent.sh
 topo_up
@@ -82,7 +82,7 @@ for ((c = 1; c <= CYCLES; c++)); do
   for i in 0 1; do
     if ((c % 2)); then m=${modes[i]}; else m=${modes[1 - i]}; fi
     ctl apply -f "$TOPO_DIR/$m.json" >/dev/null
-    sleep 0.3
+    sleep 0.2
     read -r pps copies < <(sample)
     echo "{\"phase\": \"session\", \"mode\": \"$m\", \"cycle\": $c, \"pps\": $pps, \"copies\": $copies}" | tee -a "$out" >&2
   done
