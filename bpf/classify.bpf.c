@@ -71,6 +71,8 @@ static __always_inline void count_source(__u32 source_slot, __u32 direction, __u
 		s->no_match++;
 	else if (outcome == MIRROR_OUTCOME_REJECT)
 		s->rejected++;
+	else if (outcome == MIRROR_OUTCOME_SESSION_DISABLED)
+		s->session_disabled++;
 }
 
 static __always_inline void count_rule(__u32 session_slot, __u32 direction, __u32 rule_index)
@@ -220,6 +222,15 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		/* SPEC §4: the first matching rule decides, across sessions. */
 		__u32 session_slot = r->session_slot;
 		__u32 rule_index = r->rule_index;
+		if (r->flags & MIRROR_RULE_DISABLED) {
+			/* Only disabled sessions' rules are left: nothing is mirrored,
+			 * and the reason is told (mirror_consts.h). */
+			__u32 outcome = (r->flags & MIRROR_RULE_ACCEPT) ? MIRROR_OUTCOME_SESSION_DISABLED : MIRROR_OUTCOME_NO_MATCH;
+			if (counting)
+				count_source(source_slot, direction, outcome);
+			return outcome == MIRROR_OUTCOME_NO_MATCH ? mirror_verdict(outcome, 0, 0, slot)
+								  : mirror_verdict(outcome, session_slot, rule_index, slot);
+		}
 		if (counting)
 			count_rule(session_slot, direction, rule_index);
 		if (!(r->flags & MIRROR_RULE_ACCEPT)) {

@@ -82,6 +82,12 @@ enum mirror_skip_reason {
 enum mirror_rule_flags {
 	MIRROR_RULE_ACCEPT = 1 << 0,      /* else reject */
 	MIRROR_RULE_IPV6 = 1 << 1,        /* ethertype ipv6, else ipv4 */
+	/* A rule of a disabled session. A policy lists them after every enabled
+	 * session's rules (sessions in priority order, as the enabled ones): they
+	 * decide nothing (SPEC §4 skips disabled sessions), but the first of them to
+	 * match a packet no enabled rule took says whether a disabled session would
+	 * have mirrored it (MIRROR_OUTCOME_SESSION_DISABLED) or not (NO_MATCH). */
+	MIRROR_RULE_DISABLED = 1 << 2,
 };
 
 /*
@@ -180,6 +186,9 @@ enum mirror_outcome {
 	MIRROR_OUTCOME_ACCEPT = 6,
 	MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP = 7,  /* SPEC §5 */
 	MIRROR_OUTCOME_SUPPRESSED_BY_ACL = 8,
+	/* Not mirrored: no enabled session's rule matched, and the first rule of a
+	 * disabled session that matched accepts (MIRROR_RULE_DISABLED). */
+	MIRROR_OUTCOME_SESSION_DISABLED = 9,
 };
 /* skb->cb[0] of a test run that should update the counters like the attached
  * programs do (by default a test run, e.g. an explain, counts nothing). */

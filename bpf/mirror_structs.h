@@ -215,6 +215,7 @@ struct mirror_source_stats {
 	__u64 no_match;       /* no rule matched */
 	__u64 not_ip;         /* ARP, other ethertypes, malformed IP */
 	__u64 clone_errors;   /* bpf_clone_redirect failed, or no mirror device set */
+	__u64 session_disabled; /* no enabled rule matched; a disabled session's rule would accept */
 };
 
 /*

@@ -236,10 +236,22 @@ public actor Agent {
         case .failure(let e): errors = e.errors
         case .success(let doc):
             let own = datapath.ownInterfaces
-            errors = doc.sources.enumerated().filter { own.contains($0.element.interface) }.map { i, s in
-                FieldError(
-                    path: "sources[\(i)].interface",
-                    message: "\(s.interface) is one of the agent's own devices (its mirror device or segmenter); it cannot be a source")
+            let underlay = datapath.underlayInterfaces(for: doc)
+            errors = doc.sources.enumerated().compactMap { i, s in
+                let path = "sources[\(i)].interface"
+                if own.contains(s.interface) {
+                    return FieldError(
+                        path: path,
+                        message: "\(s.interface) is one of the agent's own devices (its mirror device or segmenter); it cannot be a source")
+                }
+                if let collector = underlay[s.interface] {
+                    return FieldError(
+                        path: path,
+                        message:
+                            "\(s.interface) is the underlay device that copies to collector \(collector) leave through; it cannot be a source (mirror a device behind it instead, such as a bridge port)"
+                    )
+                }
+                return nil
             }
             if errors.isEmpty { return doc }
         }

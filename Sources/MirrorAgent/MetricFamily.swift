@@ -93,11 +93,11 @@ extension MetricFamily {
     }
 
     /// Why a packet of a source was not mirrored (bpf source_stats, security_stats).
-    /// The datapath does not count session_disabled (a disabled session has no rules in
-    /// the policy: its packets fall through to the next session or to no_match), so
-    /// that reason is not declared rather than rendered as an invented zero.
+    /// session_disabled: no enabled session's rule matched, and the first disabled
+    /// session with a matching rule would have mirrored it (as `explain` says).
     public enum NotMirroredReason: String, CaseIterable, Sendable {
         case noMatch = "no_match", rejected, notIP = "not_ip", cloneFailed = "clone_failed"
+        case sessionDisabled = "session_disabled"
         case suppressedBySecurityGroup = "suppressed_by_security_group", suppressedByAcl = "suppressed_by_acl"
     }
 }
@@ -123,17 +123,16 @@ extension MetricFamily {
         processCPUSeconds, processOpenFDs, processMaxFDs, processResidentMemory, processVirtualMemory, processStartTime,
     ]
 
-    // Per session (bpf session_stats, encap_stats).
-    static let sessionLabels = ["session", "source", "direction"]
-
-    public static let sessionPackets = MetricFamily(
-        "mirror_session_packets_total", .counter,
-        "Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).",
-        labels: sessionLabels, continuity: .init("mirror_session_packets_total", labels: ["session"], field: "packets"))
-    public static let sessionBytes = MetricFamily(
-        "mirror_session_bytes_total", .counter,
-        "Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).",
-        labels: sessionLabels, continuity: .init("mirror_session_bytes_total", labels: ["session"], field: "bytes"))
+    // Per session (bpf session_stats, encap_stats). The datapath counts per session
+    // (all its sources and directions); per source and direction, see the
+    // mirror_source_* families.
+    public static let sessionPackets = counter(
+        "mirror_session_packets_total", "Packets accepted by a rule of the session, on all its sources and directions.",
+        by: ["session"], field: "packets")
+    public static let sessionBytes = counter(
+        "mirror_session_bytes_total",
+        "Bytes of the packets accepted by a rule of the session, on all its sources and directions (whole frames, before truncation).",
+        by: ["session"], field: "bytes")
     public static let copiesSent = counter(
         "mirror_copies_sent_total", "Copies encapsulated and sent toward their collector.", by: ["session"], field: "sent")
     public static let copiesSentDirect = counter(

@@ -231,7 +231,7 @@ public final class AgentMetrics: @unchecked Sendable {
     static func notMirroredReasons(_ s: DatapathCounters.Source) -> [(MetricFamily.NotMirroredReason, UInt64)] {
         var r: [(MetricFamily.NotMirroredReason, UInt64)] = [
             (.noMatch, s.noMatch), (.rejected, s.rejected), (.notIP, s.notIP),
-            (.cloneFailed, s.cloneErrors),
+            (.cloneFailed, s.cloneErrors), (.sessionDisabled, s.sessionDisabled),
         ]
         if let v = s.suppressedBySecurityGroup { r.append((.suppressedBySecurityGroup, v)) }
         if let v = s.suppressedByAcl { r.append((.suppressedByAcl, v)) }

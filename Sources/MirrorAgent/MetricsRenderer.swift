@@ -70,10 +70,10 @@ public enum MetricsRenderer {
         if st.countersAvailable {
             let sessions = st.sessions, rules = m.rules, sources = st.sources
             family(F.sessionPackets, count: sessions.count) { i, o in
-                o.sample(F.sessionPackets, sessionLabels(sessions[i].session), sessions[i].packets)
+                o.sample(F.sessionPackets, [sessions[i].session], sessions[i].packets)
             }
             family(F.sessionBytes, count: sessions.count) { i, o in
-                o.sample(F.sessionBytes, sessionLabels(sessions[i].session), sessions[i].bytes)
+                o.sample(F.sessionBytes, [sessions[i].session], sessions[i].bytes)
             }
             // One sample per session, labelled by it; by reason for the two with one.
             func perSession(_ f: MetricFamily, _ value: @escaping @Sendable (SessionStats) -> UInt64) {
@@ -94,8 +94,15 @@ public enum MetricsRenderer {
             perSession(F.copiesSegmented) { $0.copiesSegmented }
             perSessionByReason(F.copiesDropped) { $0.dropped }
             perSessionByReason(F.copiesSkipped) { $0.skipped }
-            family(F.ruleHits, count: rules.count) { i, o in
-                let r = rules[i]
+            // Which rules get a series: indexes into `rules` (nil: all of them).
+            let shown: [Int]? =
+                switch m.rulesShown {
+                case .all: nil
+                case .none: []
+                case .counted: rules.indices.filter { rules.hits(at: $0) > 0 }
+                }
+            family(F.ruleHits, count: shown?.count ?? rules.count) { i, o in
+                let r = rules[shown?[i] ?? i]
                 o.sample(F.ruleHits, [r.session, r.filter, r.direction.rawValue, String(r.priority), r.action.rawValue], r.hits)
             }
             family(F.sourcePacketsSeen, count: sources.count) { i, o in
@@ -165,11 +172,6 @@ public enum MetricsRenderer {
         }
         return parts
     }
-
-    /// The label values for session packets/bytes: source and direction are
-    /// labels but empty, because bpf session_stats is keyed by session slot only (a
-    /// per-source split would need a new map; see the per-source counters instead).
-    static func sessionLabels(_ session: String) -> [String] { [session, "", ""] }
 
     /// `name{a="x",b="y"}` (or `name`), values escaped: the identity of a series.
     public static func series(_ name: String, _ labels: [(String, String)]) -> String {

@@ -32,13 +32,18 @@ public final class MetricsServer: Service {
             handler: { request in await Self.handle(request, render: render, finished: finished) })
     }
 
+    /// `rules`: which per-rule series a scrape carries (`--metrics-rules`).
     public convenience init(
         agent: Agent, host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
-        chunkBytes: Int = 1 << 18
+        chunkBytes: Int = 1 << 18, rules: MetricsSnapshot.RuleSeriesShown = .counted
     ) {
         self.init(
             host: host, port: port, group: group, logger: logger,
-            render: { MetricsRenderer.Chunks(await agent.metricsSnapshot(), chunkBytes: chunkBytes) },
+            render: {
+                var snapshot = await agent.metricsSnapshot()
+                snapshot.rulesShown = rules
+                return MetricsRenderer.Chunks(snapshot, chunkBytes: chunkBytes)
+            },
             // A scrape of hundreds of thousands of series frees as much as an apply.
             finished: { Agent.returnFreedMemory() })
     }

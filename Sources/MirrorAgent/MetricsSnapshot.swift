@@ -10,6 +10,9 @@ public struct MetricsSnapshot: Sendable {
     /// `stats.rules` is not read: the rule series are `rules`.
     public var stats: StatsResponse
     public var rules: RuleSeries
+    /// Which of `rules` a scrape renders (issue 21: a fleet cannot hold 400,000 rule
+    /// series per host, most of them zeros).
+    public var rulesShown: RuleSeriesShown = .all
     public var sourcesAttached: Int
     public var sourcesPending: Int
     /// Attached interfaces still on clsact filters, waiting for their tcx links.
@@ -56,6 +59,14 @@ public struct MetricsSnapshot: Sendable {
             }
         }
 
+        /// Rule i's hits, without building its `RuleStats`.
+        public func hits(at i: Int) -> UInt64 {
+            switch storage {
+            case .list(let l): l[i].hits
+            case .view(_, let values, let offset): values[offset + i]
+            }
+        }
+
         public subscript(i: Int) -> RuleStats {
             switch storage {
             case .list(let l):
@@ -67,6 +78,17 @@ public struct MetricsSnapshot: Sendable {
                     action: r.action, hits: values[offset + i])
             }
         }
+    }
+
+    /// `mirror-agent --metrics-rules`.
+    public enum RuleSeriesShown: String, CaseIterable, Sendable {
+        /// No `mirror_rule_hits_total` series (per-session and per-source series stay).
+        case none
+        /// Only rules that have counted something since their session's slot was
+        /// assigned: a rule appears with its first hit (the agent's default).
+        case counted
+        /// Every rule of the policy, zeros included.
+        case all
     }
 
     public struct BuildInfo: Hashable, Sendable {

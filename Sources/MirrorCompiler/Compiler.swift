@@ -253,7 +253,9 @@ public enum Compiler {
         }
 
         // Policies: per source interface and direction, the enabled sessions' rules
-        // flattened in evaluation order (SPEC §4), sessions as Oracle orders them.
+        // flattened in evaluation order (SPEC §4), sessions as Oracle orders them; then
+        // the disabled sessions' rules, in the same order, flagged: they decide nothing
+        // and only say why a packet was not mirrored (session_disabled).
         let sessionsOfSource = Oracle.sessionsBySource(document: doc)
         var seenIfindex: [UInt32: String] = [:]
         for src in doc.sources {
@@ -266,19 +268,20 @@ public enum Compiler {
             }
             seenIfindex[ifindex] = src.id
             guard let sourceSlot = input.slots.sources[src.id] else { throw CompileError("source \(src.id): no slot assigned") }
-            let sessions = (sessionsOfSource[src.id] ?? []).filter(\.isEnabled)
+            let ofSource = sessionsOfSource[src.id] ?? []
+            let sessions = ofSource.filter(\.isEnabled) + ofSource.filter { !$0.isEnabled }
             guard sessions.count <= Int(MAX_SESSIONS_PER_SOURCE) else {
                 throw CompileError("source \(src.id): more than \(MAX_SESSIONS_PER_SOURCE) sessions")
             }
             for d in Direction.allCases {
-                var parts: [(list: Int32, sessionSlot: UInt16)] = []
+                var parts: [(list: Int32, sessionSlot: UInt16, disabled: Bool)] = []
                 for s in sessions {
                     guard let f = filters[s.filter], let slot = input.slots.sessions[s.id] else { continue }
                     let c = compiled(f, d)
                     guard c.rules.count <= Int(MAX_RULES_PER_DIRECTION) else {
                         throw CompileError("filter \(f.id): more than \(MAX_RULES_PER_DIRECTION) \(d) rules")
                     }
-                    parts.append((c.list, slot))
+                    parts.append((c.list, slot, !s.isEnabled))
                 }
                 // No rules for this direction: no entry at all (PolicyList.append).
                 try image.policies.append(sourceID: src.id, ifindex: ifindex, direction: d, sourceSlot: sourceSlot, sessions: parts)

@@ -19,6 +19,8 @@ public struct PolicyList: RandomAccessCollection, @unchecked Sendable {
     struct Part {
         var list: Int32
         var sessionSlot: UInt16
+        /// A disabled session's rules: flagged MIRROR_RULE_DISABLED (bpf/mirror_consts.h).
+        var disabled: Bool
     }
     struct Entry {
         var sourceID: String
@@ -54,6 +56,7 @@ public struct PolicyList: RandomAccessCollection, @unchecked Sendable {
             for p in parts[e.parts] {
                 for var r in lists[Int(p.list)].rules {
                     r.session_slot = p.sessionSlot
+                    if p.disabled { r.flags |= UInt8(MIRROR_RULE_DISABLED.rawValue) }
                     buf[n] = r
                     n += 1
                 }
@@ -79,7 +82,7 @@ public struct PolicyList: RandomAccessCollection, @unchecked Sendable {
     /// stops at the lookup (SPEC §8: unmatched traffic pays almost nothing).
     mutating func append(
         sourceID: String, ifindex: UInt32, direction: Direction, sourceSlot: UInt16,
-        sessions: [(list: Int32, sessionSlot: UInt16)]
+        sessions: [(list: Int32, sessionSlot: UInt16, disabled: Bool)]
     ) throws(CompileError) {
         let used = sessions.filter { !lists[Int($0.list)].rules.isEmpty }
         guard !used.isEmpty else { return }
@@ -90,7 +93,7 @@ public struct PolicyList: RandomAccessCollection, @unchecked Sendable {
         // The prefilter: a necessary condition for any of the rules to match.
         let ls = used.map { lists[Int($0.list)] }
         let start = parts.count
-        parts.append(contentsOf: used.map { Part(list: $0.list, sessionSlot: $0.sessionSlot) })
+        parts.append(contentsOf: used.map { Part(list: $0.list, sessionSlot: $0.sessionSlot, disabled: $0.disabled) })
         entries.append(
             Entry(
                 sourceID: sourceID, ifindex: ifindex, direction: direction, sourceSlot: sourceSlot,

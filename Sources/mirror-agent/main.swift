@@ -136,6 +136,13 @@ struct Run: AsyncParsableCommand {
         }
     }
 
+    @Option(
+        name: .customLong("metrics-rules"),
+        help: ArgumentHelp(
+            "Which mirror_rule_hits_total series /metrics carries: none, counted (rules that have counted a packet) or all.",
+            valueName: "none|counted|all"))
+    var metricsRules: MetricsSnapshot.RuleSeriesShown = .counted
+
     func run() async throws {
         let logger = options.makeLogger()
         try options.requirePrivileges("start")
@@ -167,7 +174,7 @@ struct Run: AsyncParsableCommand {
             fail("mirror-agent: cannot start: \(error)")
         }
         let agent = Agent(store: store, datapath: datapath, logger: logger)
-        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger)
+        let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger, rules: metricsRules)
         let controlServer = ControlServer(
             router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger)
 
@@ -250,3 +257,5 @@ struct Cleanup: AsyncParsableCommand {
         logger.info("cleanup done")
     }
 }
+
+extension MetricsSnapshot.RuleSeriesShown: ExpressibleByArgument {}

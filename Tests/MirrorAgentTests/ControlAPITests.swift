@@ -455,6 +455,26 @@ struct ControlAPITests {
         #expect(t.datapath.appliedDocument.sources.map(\.interface).sorted() == ["tap-vm1", "tap-vm2"])
     }
 
+    /// The device copies leave through (issue 22): every copy would cross the source
+    /// it came from. Refused with the path and the collector that routes there.
+    @Test func theUnderlayDeviceIsRefusedAsASource() async throws {
+        let t = try await TestAgent(underlayRoutes: ["198.51.100.2": "underlay0"])
+        defer { t.stopNow() }
+        _ = try await t.request("POST", APIPath.apply, Fixtures.valid)
+        let onUnderlay = Fixtures.valid.replacingOccurrences(of: #""interface": "tap-vm2""#, with: #""interface": "underlay0""#)
+        let (status, body) = try await t.request("POST", APIPath.apply, onUnderlay)
+        #expect(status == 422, "\(body)")
+        #expect(t.errorPaths(body) == ["sources[1].interface"], "\(body)")
+        #expect(body.contains("underlay0") && body.contains("198.51.100.2"), "\(body)")
+        let (createStatus, createBody) = try await t.request("POST", APIPath.kind(.sources), #"{"id": "ul", "interface": "underlay0"}"#)
+        #expect(createStatus == 422, "\(createBody)")
+        #expect(t.errorPaths(createBody) == ["sources[id=ul].interface"], "\(createBody)")
+        // Another device (a bridge port behind it, say) is fine.
+        let (okStatus, okBody) = try await t.request("POST", APIPath.kind(.sources), #"{"id": "port", "interface": "ul-port"}"#)
+        #expect(okStatus == 201 || okStatus == 200, "\(okBody)")
+        #expect(t.datapath.appliedDocument.sources.map(\.interface).sorted() == ["tap-vm1", "tap-vm2", "ul-port"])
+    }
+
     @Test func oversizedBodyGets413() async throws {
         let t = try await TestAgent(maxBodyBytes: 1024)
         defer { t.stopNow() }

@@ -19,10 +19,11 @@ final class TestAgent {
 
     init(
         dir: TempDir? = nil, interfaces: [String: Int] = [:], maxBodyBytes: Int = 4 << 20, maxConnections: Int = 64,
-        resetState: Bool = false, pieceBytes: Int = 256 * 1024, ownInterfaces: Set<String> = []
+        resetState: Bool = false, pieceBytes: Int = 256 * 1024, ownInterfaces: Set<String> = [],
+        underlayRoutes: [String: String] = [:]
     ) async throws {
         self.dir = try dir ?? TempDir()
-        datapath = InMemoryDatapath(interfaces: interfaces, ownInterfaces: ownInterfaces)
+        datapath = InMemoryDatapath(interfaces: interfaces, ownInterfaces: ownInterfaces, underlayRoutes: underlayRoutes)
         var logger = Logger(label: "test-agent")
         logger.logLevel = .warning
         agent = Agent(store: StateStore(directory: self.dir.path + "/state"), datapath: datapath, logger: logger)

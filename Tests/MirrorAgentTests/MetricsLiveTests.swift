@@ -364,8 +364,8 @@ struct MetricsKernelTests {
         #expect(contentType.hasPrefix("text/plain; version=0.0.4"))
         let m = parseExposition(body)
         let L = Double(Self.frameLength)
-        #expect(m[#"mirror_session_packets_total{session="s1",source="",direction=""}"#] == 11, "\(body)")
-        #expect(m[#"mirror_session_bytes_total{session="s1",source="",direction=""}"#] == 11 * L)
+        #expect(m[#"mirror_session_packets_total{session="s1"}"#] == 11, "\(body)")
+        #expect(m[#"mirror_session_bytes_total{session="s1"}"#] == 11 * L)
         func rule(_ d: String, _ p: Int, _ a: String) -> Double? {
             m["mirror_rule_hits_total{session=\"s1\",filter=\"f1\",direction=\"\(d)\",rule_priority=\"\(p)\",action=\"\(a)\"}"]
         }
@@ -388,7 +388,7 @@ struct MetricsKernelTests {
         // No security groups or ACL on vm1: nothing suppressed (SPEC §5).
         #expect(src(notMirrored, "outbound", "suppressed_by_security_group") == 0)
         #expect(src(notMirrored, "inbound", "suppressed_by_acl") == 0)
-        #expect(m[#"mirror_session_packets_total{session="s2",source="",direction=""}"#] == 3)
+        #expect(m[#"mirror_session_packets_total{session="s2"}"#] == 3)
         #expect(m[#"mirror_packets_not_mirrored_total{source="vm2",direction="outbound",reason="suppressed_by_acl"}"#] == 4)
         #expect(m[#"mirror_source_packets_seen_total{source="vm2",direction="outbound"}"#] == 3)
         #expect(m[#"mirror_rule_hits_total{session="s2",filter="f1",direction="outbound",rule_priority="10",action="accept"}"#] == 3)
@@ -508,7 +508,7 @@ struct MetricsKernelTests {
         #expect(scrapes.allSatisfy { decreases($0) == [] }, "\(scrapes.map { decreases($0) })")
         // And nothing was over-counted: 11 before, then 4 x 3 UDP/7777 and 12 x 2 TCP/80 accepted.
         let final = parseExposition(try env.scrape().body)
-        #expect(final[#"mirror_session_packets_total{session="s1",source="",direction=""}"#] == Double(11 + 12 + 24))
+        #expect(final[#"mirror_session_packets_total{session="s1"}"#] == Double(11 + 12 + 24))
 
         // An agent restart keeps every series where it was (pinned maps + persisted continuity).
         let before = parseExposition(try env.scrape().body)
@@ -525,7 +525,7 @@ struct MetricsKernelTests {
             after.keys.filter { $0.hasPrefix("mirror_rule_hits_total") }.count
                 == before.keys.filter { $0.hasPrefix("mirror_rule_hits_total") }.count)
         #expect(
-            after[#"mirror_session_packets_total{session="s1",source="",direction=""}"#]
-                == before[#"mirror_session_packets_total{session="s1",source="",direction=""}"#])
+            after[#"mirror_session_packets_total{session="s1"}"#]
+                == before[#"mirror_session_packets_total{session="s1"}"#])
     }
 }

@@ -45,12 +45,12 @@ struct MetricsRendererTests {
     @Test func rendersTheExactExposition() {
         let text = MetricsRenderer.render(Self.snapshot())
         let expected = #"""
-            # HELP mirror_session_packets_total Packets accepted by a rule of the session (all its sources and directions: the datapath counts per session, so source and direction are empty).
+            # HELP mirror_session_packets_total Packets accepted by a rule of the session, on all its sources and directions.
             # TYPE mirror_session_packets_total counter
-            mirror_session_packets_total{session="s1",source="",direction=""} 11
-            # HELP mirror_session_bytes_total Bytes of the packets accepted by a rule of the session (whole frames, before truncation; source and direction empty as for packets).
+            mirror_session_packets_total{session="s1"} 11
+            # HELP mirror_session_bytes_total Bytes of the packets accepted by a rule of the session, on all its sources and directions (whole frames, before truncation).
             # TYPE mirror_session_bytes_total counter
-            mirror_session_bytes_total{session="s1",source="",direction=""} 1100
+            mirror_session_bytes_total{session="s1"} 1100
             # HELP mirror_copies_sent_total Copies encapsulated and sent toward their collector.
             # TYPE mirror_copies_sent_total counter
             mirror_copies_sent_total{session="s1"} 10
@@ -161,6 +161,34 @@ struct MetricsRendererTests {
                 Issue.record("first difference:\n got: \(a)\nwant: \(b)")
                 break
             }
+        }
+    }
+
+    /// `--metrics-rules`: a fleet cannot hold a series per rule of every host, most
+    /// of them zeros. `counted` keeps the rules that counted something; `none` keeps
+    /// none; per-session and per-source series stay in every case.
+    @Test func ruleSeriesFollowMetricsRules() {
+        var s = Self.snapshot()
+        s.rules = .init([
+            RuleStats(session: "s1", filter: "f", direction: .inbound, priority: 1, action: .accept, hits: 0),
+            RuleStats(session: "s1", filter: "f", direction: .inbound, priority: 2, action: .reject, hits: 3),
+            RuleStats(session: "s1", filter: "f", direction: .outbound, priority: 1, action: .accept, hits: 0),
+        ])
+        func rules(_ shown: MetricsSnapshot.RuleSeriesShown) -> [String] {
+            s.rulesShown = shown
+            return MetricsRenderer.render(s).split(separator: "\n").filter { $0.hasPrefix("mirror_rule_hits_total{") }.map(String.init)
+        }
+        #expect(rules(.all).count == 3)
+        #expect(
+            rules(.counted) == [#"mirror_rule_hits_total{session="s1",filter="f",direction="inbound",rule_priority="2",action="reject"} 3"#]
+        )
+        #expect(rules(.none).isEmpty)
+        for shown in MetricsSnapshot.RuleSeriesShown.allCases {
+            s.rulesShown = shown
+            let text = MetricsRenderer.render(s)
+            #expect(text.contains("# TYPE mirror_rule_hits_total counter"), "\(shown): the family is declared even without series")
+            #expect(text.contains(#"mirror_session_packets_total{session="s1"} 11"#), "\(shown)")
+            #expect(text.contains(#"mirror_source_packets_seen_total{source="vm1",direction="outbound"} 15"#), "\(shown)")
         }
     }
 
@@ -598,13 +626,15 @@ struct MetricsRendererTests {
     @Test func statsCarryEveryReasonAndState() {
         let m = AgentMetrics(stateDirectory: nil)
         var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
-        src.seen = 9; src.mirrored = 1; src.noMatch = 2; src.rejected = 3; src.notIP = 4; src.cloneErrors = 5
+        src.seen = 15; src.mirrored = 1; src.noMatch = 2; src.rejected = 3; src.notIP = 4; src.cloneErrors = 5
+        src.sessionDisabled = 6
         let s = m.stats(DatapathCounters(sources: [src]), generation: 1, datapath: "kernel", sourceStates: ["vm1": .attached])
         #expect(
             s.sources == [
                 SourceStats(
-                    source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 9,
-                    mirrored: 1, notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5])
+                    source: "vm1", interface: "tap-vm1", state: .attached, direction: .inbound, seen: 15,
+                    mirrored: 1,
+                    notMirrored: ["no_match": 2, "rejected": 3, "not_ip": 4, "clone_failed": 5, "session_disabled": 6])
             ])
     }
 

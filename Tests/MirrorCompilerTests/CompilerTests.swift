@@ -27,7 +27,7 @@ import Testing
 
     /// SPEC §4 seed example 3: sessions A (priority 1) and B (2) on one source. Disabled
     /// sessions are left out; the list is A's rules by priority, then B's.
-    @Test func policyFlattensEnabledSessionsInPriorityOrder() throws {
+    @Test func policyFlattensEnabledSessionsInPriorityOrderThenDisabledOnes() throws {
         var doc = Document()
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]
         doc.sources = [Source(id: "eni", interface: "tap0")]
@@ -61,9 +61,13 @@ import Testing
         let p = try #require(image.policy(ifindex: 7, direction: .inbound))
         #expect(p.key(slot: 1).slot == 1 && p.key(slot: 1).ifindex == 7 && p.key(slot: 1).direction == 0)
         let rules = p.rules
-        #expect(rules.map(\.priority) == [2, 9, 1])
-        #expect(rules.map(\.session_slot) == [slots.sessions["A"]!, slots.sessions["A"]!, slots.sessions["B"]!])
-        #expect(rules.map(\.rule_index) == [0, 1, 0])
+        // A, B, then the disabled C, flagged: it decides nothing, only names session_disabled.
+        #expect(rules.map(\.priority) == [2, 9, 1, 1])
+        #expect(
+            rules.map(\.session_slot) == [slots.sessions["A"]!, slots.sessions["A"]!, slots.sessions["B"]!, slots.sessions["C"]!])
+        #expect(rules.map(\.rule_index) == [0, 1, 0, 0])
+        let disabled = UInt8(MIRROR_RULE_DISABLED.rawValue)
+        #expect(rules.map { $0.flags & disabled != 0 } == [false, false, false, true])
         // The seed's example rule, byte for byte.
         let r = rules[0]
         #expect(r.flags == UInt8(MIRROR_RULE_ACCEPT.rawValue))
@@ -230,11 +234,15 @@ import Testing
             for src in doc.sources {
                 guard let ifindex = present[src.interface] else { continue }
                 for d in Direction.allCases {
+                    // The enabled sessions' rules in order, then the disabled ones', flagged.
                     var want: [mirror_rule] = []
-                    for s in (bySource[src.id] ?? []) where s.isEnabled {
+                    let sessions = bySource[src.id] ?? []
+                    for s in sessions.filter(\.isEnabled) + sessions.filter({ !$0.isEnabled }) {
                         let rules = Compiler.orderedRules(filters[s.filter]!.rules(d))
                         for (i, r) in rules.enumerated() {
-                            want.append(Compiler.rule(r, sessionSlot: slots.sessions[s.id]!, ruleIndex: UInt8(i)))
+                            var m = Compiler.rule(r, sessionSlot: slots.sessions[s.id]!, ruleIndex: UInt8(i))
+                            if !s.isEnabled { m.flags |= UInt8(MIRROR_RULE_DISABLED.rawValue) }
+                            want.append(m)
                         }
                     }
                     let entry = image.policy(ifindex: ifindex, direction: d)

@@ -15,6 +15,7 @@ enum Differential {
         case .accepted: return (.accept, d.session, d.rule?.priority)
         case .rejectedByRule: return (.reject, d.session, d.rule?.priority)
         case .notIP: return (.notIP, nil, nil)
+        case .sessionDisabled: return (.sessionDisabled, d.session, d.rule?.priority)
         default: return (.noMatch, nil, nil)
         }
     }

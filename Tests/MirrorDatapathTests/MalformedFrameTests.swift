@@ -612,8 +612,10 @@ extension KernelTests {
                             while true {
                                 after = try dp.sourceCounters(sourceSlot: sourceSlot, direction: direction)
                                 let outcomes =
-                                    (after.mirrored + after.rejected + after.noMatch + after.notIP + after.cloneErrors)
-                                    - (before.mirrored + before.rejected + before.noMatch + before.notIP + before.cloneErrors)
+                                    (after.mirrored + after.rejected + after.noMatch + after.notIP + after.cloneErrors
+                                        + after.sessionDisabled)
+                                    - (before.mirrored + before.rejected + before.noMatch + before.notIP + before.cloneErrors
+                                        + before.sessionDisabled)
                                 if after.seen != before.seen && outcomes == after.seen - before.seen { break }
                                 if clock.now > deadline { break }
                                 usleep(100)
@@ -626,6 +628,8 @@ extension KernelTests {
                                 outcome = .notIP
                             } else if after.noMatch != before.noMatch {
                                 outcome = .noMatch
+                            } else if after.sessionDisabled != before.sessionDisabled {
+                                outcome = .sessionDisabled
                             } else if after.rejected != before.rejected {
                                 outcome = .reject
                             } else if after.mirrored != before.mirrored || after.cloneErrors != before.cloneErrors {
@@ -658,7 +662,11 @@ extension KernelTests {
                                 case .decided(let outcome, let rule):
                                     t.compared += 1
                                     outcomes["\(outcome)", default: 0] += 1
-                                    let same = outcome == want.0 && rule?.sessionID == want.session && rule?.priority == want.priority
+                                    // A disabled session's rule counts no hit: the live counters name no rule then.
+                                    let same =
+                                        outcome == want.0
+                                        && (outcome == .sessionDisabled
+                                            || (rule?.sessionID == want.session && rule?.priority == want.priority))
                                     if !same {
                                         t.disagreements += 1
                                         let kernel = rule.map { "\(outcome) session \($0.sessionID) rule \($0.priority)" } ?? "\(outcome)"

@@ -11,7 +11,14 @@ id=$(printf '%06d' $((RANDOM * RANDOM % 1000000)))
 ns=mcp-$id
 dir=$(mktemp -d /tmp/mirror-cp.XXXXXX)
 cleanup() {
-  [ -f "$dir/agent.pid" ] && { kill "$(cat "$dir/agent.pid")" 2>/dev/null || true; sleep 0.5; kill -9 "$(cat "$dir/agent.pid")" 2>/dev/null || true; }
+  if [ -f "$dir/agent.pid" ]; then
+    local pid; pid=$(cat "$dir/agent.pid")
+    kill "$pid" 2>/dev/null || true
+    # A graceful stop at this scale writes its counters first: give it time, then insist.
+    for _ in $(seq 1 100); do case "$(ps -o stat= -p "$pid" 2>/dev/null)" in "" | Z*) break ;; esac; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true  # reaped: its bpffs mount is no longer busy
+  fi
   ip netns del "$ns" 2>/dev/null || true
   mountpoint -q "$dir/bpffs" && umount "$dir/bpffs"
   rm -rf "$dir"
@@ -29,12 +36,17 @@ for i in range(0, int(sys.argv[1]), 2): print(f"link add eni{i} type veth peer n
 # The agent needs a route toward the targets' addresses for their path MTU.
 ip -n "$ns" link add ul0 type veth peer name ul1; ip -n "$ns" link set ul0 up; ip -n "$ns" link set ul1 up
 ip -n "$ns" addr add 198.18.255.1/15 dev ul0
-nsenter --net="/run/netns/$ns" "$BIN_DIR/mirror-agent" --socket "$dir/agent.sock" --state-dir "$dir/state" \
-  --bpffs "$dir/bpffs" --metrics-address 127.0.0.1:9469 >"$dir/agent.log" 2>&1 &
-echo $! > "$dir/agent.pid"
-up=0
-for _ in $(seq 1 300); do "$BIN_DIR/agentctl" --socket "$dir/agent.sock" status >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
-[ $up = 1 ] || { echo "control plane: the agent did not come up:" >&2; cat "$dir/agent.log" >&2; exit 1; }
+# $@: extra flags. The first run renders every rule series (--metrics-rules all):
+# the scrape at the quotas' worst case; the restart at the end measures the default.
+agent_up() {
+  nsenter --net="/run/netns/$ns" "$BIN_DIR/mirror-agent" --socket "$dir/agent.sock" --state-dir "$dir/state" \
+    --bpffs "$dir/bpffs" --metrics-address 127.0.0.1:9469 "$@" >>"$dir/agent.log" 2>&1 &
+  echo $! > "$dir/agent.pid"
+  local up=0
+  for _ in $(seq 1 600); do "$BIN_DIR/agentctl" --socket "$dir/agent.sock" status >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
+  [ $up = 1 ] || { echo "control plane: the agent did not come up:" >&2; cat "$dir/agent.log" >&2; exit 1; }
+}
+agent_up --metrics-rules all
 rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$(cat "$dir/agent.pid")/status"; }
 apply() {
   local t0 t1
@@ -82,6 +94,12 @@ st_lines=$("$BIN_DIR/agentctl" --socket "$dir/agent.sock" stats | wc -l)
 st=$(python3 -c "print(round($(date +%s.%N) - $t0, 3))"); r5=$(rss); p_stats=$(hwm)
 peak=$(python3 -c "print(max($run_peak, $p_stats))")
 attached=$("$BIN_DIR/agentctl" --socket "$dir/agent.sock" status -o json | python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["sources"] if s["state"] == "attached"))')
-echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached, all on tcx links after ${settle}s; swap of all 20000 ${a3}s (median of $s1 $s2 $s3; RSS ${r3} MiB); a /metrics scrape ${sc}s, ${sb} bytes (RSS after ${r4} MiB); agentctl stats ${st}s, ${st_lines} lines (RSS after ${r5} MiB); peak RSS: swaps ${p_swap}, scrapes ${p_scrape}, stats ${p_stats}, whole run ${peak} MiB" >&2
-printf '{"apply_1000_s": %s, "apply_20000_s": %s, "swap_20000_s": %s, "swap_20000_samples_s": [%s, %s, %s], "rss_mib_1000": %s, "rss_mib_20000": %s, "rss_mib_20000_swap": %s, "sources_attached_20000": %s, "tcx_settled_20000_s": %s, "scrape_20000_s": %s, "scrape_20000_bytes": %s, "rss_mib_20000_scraped": %s, "stats_20000_s": %s, "stats_20000_lines": %s, "rss_mib_20000_stats": %s, "rss_peak_mib_swap": %s, "rss_peak_mib_scrape": %s, "rss_peak_mib_stats": %s, "rss_peak_mib": %s}\n' \
-  "$a1" "$a2" "$a3" "$s1" "$s2" "$s3" "$r1" "$r2" "$r3" "$attached" "$settle" "$sc" "$sb" "$r4" "$st" "$st_lines" "$r5" "$p_swap" "$p_scrape" "$p_stats" "$peak"
+# The same policy under the default --metrics-rules counted: a restart (the pins
+# are adopted), then a scrape; no traffic crossed the sources, so no rule has
+# counted and the scrape is the per-session and per-source series only.
+kill "$(cat "$dir/agent.pid")"; wait "$(cat "$dir/agent.pid")" || true
+t0=$(date +%s.%N); agent_up; restart=$(python3 -c "print(round($(date +%s.%N) - $t0, 2))")
+scrape >/dev/null; read -r dsc dsb <<<"$(scrape)"
+echo "control plane via the agent: apply 1000 sessions ${a1}s (RSS ${r1} MiB), 20000 sessions ${a2}s (RSS ${r2} MiB), ${attached} sources attached, all on tcx links after ${settle}s; swap of all 20000 ${a3}s (median of $s1 $s2 $s3; RSS ${r3} MiB); a /metrics scrape ${sc}s, ${sb} bytes (RSS after ${r4} MiB); agentctl stats ${st}s, ${st_lines} lines (RSS after ${r5} MiB); after a restart (${restart}s) under the default --metrics-rules counted, a scrape ${dsc}s, ${dsb} bytes; peak RSS: swaps ${p_swap}, scrapes ${p_scrape}, stats ${p_stats}, whole run ${peak} MiB" >&2
+printf '{"apply_1000_s": %s, "apply_20000_s": %s, "swap_20000_s": %s, "swap_20000_samples_s": [%s, %s, %s], "rss_mib_1000": %s, "rss_mib_20000": %s, "rss_mib_20000_swap": %s, "sources_attached_20000": %s, "tcx_settled_20000_s": %s, "scrape_20000_s": %s, "scrape_20000_bytes": %s, "rss_mib_20000_scraped": %s, "stats_20000_s": %s, "stats_20000_lines": %s, "rss_mib_20000_stats": %s, "rss_peak_mib_swap": %s, "rss_peak_mib_scrape": %s, "rss_peak_mib_stats": %s, "rss_peak_mib": %s, "restart_20000_s": %s, "scrape_20000_default_s": %s, "scrape_20000_default_bytes": %s}\n' \
+  "$a1" "$a2" "$a3" "$s1" "$s2" "$s3" "$r1" "$r2" "$r3" "$attached" "$settle" "$sc" "$sb" "$r4" "$st" "$st_lines" "$r5" "$p_swap" "$p_scrape" "$p_stats" "$peak" "$restart" "$dsc" "$dsb"

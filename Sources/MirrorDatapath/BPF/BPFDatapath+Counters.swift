@@ -12,6 +12,7 @@ extension BPFDatapath {
     public struct SourceCounters: Hashable, Sendable {
         public var seen: UInt64 = 0, mirrored: UInt64 = 0, rejected: UInt64 = 0
         public var noMatch: UInt64 = 0, notIP: UInt64 = 0, cloneErrors: UInt64 = 0
+        public var sessionDisabled: UInt64 = 0
     }
 
     public struct SessionCounters: Hashable, Sendable {
@@ -58,6 +59,7 @@ extension BPFDatapath {
         for v in try perCPU(.sourceStats, key: key, as: mirror_source_stats.self) {
             c.seen &+= v.seen; c.mirrored &+= v.mirrored; c.rejected &+= v.rejected
             c.noMatch &+= v.no_match; c.notIP &+= v.not_ip; c.cloneErrors &+= v.clone_errors
+            c.sessionDisabled &+= v.session_disabled
         }
         return c
     }

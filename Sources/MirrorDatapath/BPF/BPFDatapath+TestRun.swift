@@ -37,6 +37,8 @@ extension BPFDatapath {
 public struct Verdict: Hashable, Sendable, CustomStringConvertible {
     public enum Outcome: Sendable {
         case noPolicy, copy, notIP, noMatch, reject, accept, unknown
+        /// No enabled rule matched; a disabled session's rule would accept (`sessionSlot`, `ruleIndex`).
+        case sessionDisabled
         /// SPEC §5 (bpf/security.h): see `security`.
         case suppressedBySecurityGroup, suppressedByAcl
 
@@ -51,6 +53,7 @@ public struct Verdict: Hashable, Sendable, CustomStringConvertible {
             case MIRROR_OUTCOME_ACCEPT.rawValue: self = .accept
             case MIRROR_OUTCOME_SUPPRESSED_BY_SECURITY_GROUP.rawValue: self = .suppressedBySecurityGroup
             case MIRROR_OUTCOME_SUPPRESSED_BY_ACL.rawValue: self = .suppressedByAcl
+            case MIRROR_OUTCOME_SESSION_DISABLED.rawValue: self = .sessionDisabled
             default: self = .unknown
             }
         }

@@ -107,6 +107,7 @@ extension BPFDatapath {
         ) {
             $0.seen &+= $1.seen; $0.mirrored &+= $1.mirrored; $0.rejected &+= $1.rejected
             $0.noMatch &+= $1.no_match; $0.notIP &+= $1.not_ip; $0.cloneErrors &+= $1.clone_errors
+            $0.sessionDisabled &+= $1.session_disabled
         }
     }
 

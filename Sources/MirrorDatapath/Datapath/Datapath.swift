@@ -13,9 +13,15 @@ public protocol Datapath: AnyObject, Sendable {
 
     /// The devices the datapath made and hooks itself (the mirror device, the
     /// segmenter pair): never a source, since a classifier link there would take the
-    /// place of stage 2 or of the segmenter. (The underlay is not among them: an
-    /// operator may mirror it, and copies crossing it are never classified again.)
+    /// place of stage 2 or of the segmenter.
     var ownInterfaces: Set<String> { get }
+
+    /// The underlay devices copies for `document`'s collectors leave through now (the
+    /// route's output device), by name → the collector that routes there. Never a
+    /// source (issue 22): every copy would cross the source it came from. A device
+    /// behind them (a bridge port, a collector VM's tap) may still be mirrored; copies
+    /// crossing it are never classified again (SPEC §6).
+    func underlayInterfaces(for document: Document) -> [String: String]
 
     /// Load or adopt pinned programs and maps, create the mirror device. Called once
     /// at start, before the first `apply`.
@@ -70,6 +76,7 @@ public protocol Datapath: AnyObject, Sendable {
 extension Datapath {
     public func counters() throws -> DatapathCounters? { nil }
     public var ownInterfaces: Set<String> { [] }
+    public func underlayInterfaces(for document: Document) -> [String: String] { [:] }
     public func runBackgroundWork() async {}
 }
 

@@ -55,6 +55,8 @@ public struct DatapathCounters: Sendable {
         public var direction: Direction
         public var seen: UInt64 = 0, mirrored: UInt64 = 0
         public var noMatch: UInt64 = 0, rejected: UInt64 = 0, notIP: UInt64 = 0, cloneErrors: UInt64 = 0
+        /// Packets no enabled session's rule matched that a disabled session's would accept.
+        public var sessionDisabled: UInt64 = 0
         /// bpf security_stats (SPEC §5); nil when the datapath has no such counters.
         /// Suppressed packets are not in `seen`: they stop before classification.
         public var suppressedBySecurityGroup: UInt64?, suppressedByAcl: UInt64?

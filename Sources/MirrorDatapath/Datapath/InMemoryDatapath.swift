@@ -18,10 +18,21 @@ public final class InMemoryDatapath: Datapath, @unchecked Sendable {
 
     public let kind = "memory"
 
-    public let ownInterfaces: Set<String>
+    public func underlayInterfaces(for document: Document) -> [String: String] {
+        var out: [String: String] = [:]
+        for t in document.targets {
+            for a in t.collectorAddresses { if let dev = underlayRoutes["\(a)"] { out[dev] = "\(a)" } }
+        }
+        return out
+    }
 
-    public init(interfaces: [String: Int]? = nil, ownInterfaces: Set<String> = []) {
+    public let ownInterfaces: Set<String>
+    /// Collector address (as written) → the device its copies would leave through.
+    private let underlayRoutes: [String: String]
+
+    public init(interfaces: [String: Int]? = nil, ownInterfaces: Set<String> = [], underlayRoutes: [String: String] = [:]) {
         self.ownInterfaces = ownInterfaces
+        self.underlayRoutes = underlayRoutes
         present = interfaces ?? [:]
         if interfaces != nil {
             resolve = { _ in nil }

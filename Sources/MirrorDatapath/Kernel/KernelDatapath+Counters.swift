@@ -50,6 +50,7 @@ extension KernelDatapath {
                         let c = sourceStats[k]
                         s.seen = c.seen; s.mirrored = c.mirrored; s.noMatch = c.noMatch
                         s.rejected = c.rejected; s.notIP = c.notIP; s.cloneErrors = c.cloneErrors
+                        s.sessionDisabled = c.sessionDisabled
                         if let sec = securityStats?[k] {
                             s.suppressedBySecurityGroup = sec.suppressedBySecurityGroup
                             s.suppressedByAcl = sec.suppressedByAcl

@@ -63,6 +63,27 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         return [options.mirrorDevice, seg.tx, seg.rx]
     }
 
+    public func underlayInterfaces(for document: Document) -> [String: String] {
+        lock.withLock { underlayLocked(for: document) }
+    }
+
+    /// Under `lock`. A netlink context of its own before `start` (validation of the
+    /// state document at start may come first).
+    private func underlayLocked(for document: Document) -> [String: String] {
+        guard let nl = netlink ?? (try? NetlinkContext()) else { return [:] }
+        var out: [String: String] = [:]
+        for t in document.targets {
+            for a in t.collectorAddresses {
+                guard let oif = nl.outputInterface(to: a) else { continue }
+                var name = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+                guard if_indextoname(UInt32(oif), &name) != nil else { continue }
+                let device = String(cString: name)
+                if out[device] == nil { out[device] = "\(a)" }
+            }
+        }
+        return out
+    }
+
     var slotsPath: String? { options.stateDirectory.map { $0 + "/datapath-slots.json" } }
     /// What the slot file holds (nil: unknown or not written yet).
     private var slotsOnDisk: SlotAssignment?
@@ -181,11 +202,15 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         var nowAttached: [String: Int] = [:]
         var linkBudget = options.tcxLinksPerApply
         let own = ownInterfaces
+        let underlay = underlayLocked(for: doc)
         for (name, index) in present {
             // The agent validates this away; a datapath driven another way still never
-            // puts a classifier where stage 2 or the segmenter sits.
-            if own.contains(name) {
-                logger.error("refusing to attach a classifier to the agent's own device", metadata: ["interface": "\(name)"])
+            // puts a classifier where stage 2 or the segmenter sits, nor on the device
+            // its copies leave through.
+            if own.contains(name) || underlay[name] != nil {
+                logger.error(
+                    "refusing to attach a classifier to the agent's own device or its underlay",
+                    metadata: ["interface": "\(name)"])
                 continue
             }
             // Already ours on this very link (same ifindex): the filters read the
@@ -505,6 +530,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 explanation: "kernel: rejected by session \(info?.sessionID ?? "?") \(direction) rule \(info?.priority ?? 0)")
         case .notIP:
             return Decision(mirrored: false, session: nil, rule: nil, reason: .notIP, tried: [], explanation: "kernel: not IP")
+        case .sessionDisabled:
+            return Decision(
+                mirrored: false, session: info?.sessionID, rule: ref, reason: .sessionDisabled, tried: [],
+                explanation:
+                    "kernel: not mirrored: session \(info?.sessionID ?? "?") would mirror it via \(direction) rule \(info?.priority ?? 0) but is disabled"
+            )
         case .suppressedBySecurityGroup, .suppressedByAcl:
             // SPEC §5: the group/ACL and rule, as the oracle says it.
             let s = v.security?.suppression(in: image, ifindex: ifindex, direction: direction)

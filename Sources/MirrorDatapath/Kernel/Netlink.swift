@@ -83,6 +83,16 @@ public final class NetlinkContext {
         return Int(mtu)
     }
 
+    /// The ifindex of the device the route toward `address` leaves through; nil when
+    /// there is no route.
+    public func outputInterface(to address: IPAddress) -> Int? {
+        var mtu: Int32 = 0, oif: Int32 = 0
+        let bytes = address.bytes
+        let family = address.ethertype == .ipv4 ? AF_INET : AF_INET6
+        let rc = bytes.withUnsafeBufferPointer { cnl_route_mtu(ctx, family, $0.baseAddress, &mtu, &oif) }
+        return rc == 0 && oif > 0 ? Int(oif) : nil
+    }
+
     /// What the datapath needs to push outer headers toward an IPv4 collector itself
     /// (bpf/mirror_abi.h, "Encapsulation templates"), or nil while there is none:
     /// an IPv6 address, no unicast route out of an Ethernet device, or a next hop

@@ -16,7 +16,11 @@ echo $! > "$TOPO_DIR/sender.pid"
 sleep 1.5
 t_disable=$(date +%s.%N); ctl session disable audit
 sleep 2
+# What the disabled session would have mirrored is counted as such (not no_match).
+disabled=$(ctl stats -o json | python3 -c 'import json,sys; print(sum(s["notMirrored"].get("session_disabled", 0) for s in json.load(sys.stdin)["sources"] if s["source"] == "vm1" and s["direction"] == "outbound"))')
 t_enable=$(date +%s.%N); ctl session enable audit
+[ "$disabled" -ge 100 ] || fail "about 200 packets of the disabled session audit: counted session_disabled $disabled"
+echo "session_disabled while audit was disabled: $disabled"
 sleep 1.5
 python3 - "$TOPO_DIR/doc2.json" <<'PY'
 import json, sys

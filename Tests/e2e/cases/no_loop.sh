@@ -1,8 +1,29 @@
-# SPEC §6: a copy is never mirrored again, even when the underlay interface the
-# copies leave through is itself a source with an accept-everything filter.
+# SPEC §6: a copy is never mirrored again, even when a device the copies cross is
+# itself a source with an accept-everything filter. The device the route sends them
+# out of cannot be a source (issue 22); here it is a bridge, as on a host whose
+# collector VM sits behind the host bridge, and its port underlay0, which every copy
+# crosses on its way out, is the loop bait.
 source "$(dirname "$0")/../lib.sh"
 topo_up
+ul_mac=$(in_ns "$NS_HOST" cat /sys/class/net/underlay0/address)
+in_ns "$NS_HOST" ip addr del $HOST_UL_IP/24 dev underlay0
+in_ns "$NS_HOST" ip link add br-ul address "$ul_mac" type bridge
+in_ns "$NS_HOST" ip link set underlay0 master br-ul
+in_ns "$NS_HOST" ip addr add $HOST_UL_IP/24 dev br-ul
+in_ns "$NS_HOST" ip link set br-ul up
+in_ns "$NS_HOST" ip neigh replace $COL_IP lladdr "$(mac_of "$NS_COL" eth0)" dev br-ul nud permanent
 agent_start
+# The bridge itself, the device copies leave through, is refused with its path.
+python3 - "$TOPO_DIR/bad.json" <<'PY'
+import json, sys
+d = json.load(open("examples/demo.json"))
+d["sources"].append({"id": "bridge", "interface": "br-ul"})
+d["sessions"][0]["sources"].append("bridge")
+json.dump(d, open(sys.argv[1], "w"))
+PY
+if out=$(ctl apply -f "$TOPO_DIR/bad.json" -o json 2>&1); then fail "a source on the underlay device br-ul was accepted: $out"; fi
+echo "$out" | grep -q 'sources\[[0-9]*\].interface' || fail "no path in the refusal: $out"
+echo "$out" | grep -q "br-ul is the underlay device" || fail "the refusal does not say why: $out"
 python3 - "$TOPO_DIR/doc.json" <<'PY'
 import json, sys
 d = json.load(open("examples/demo.json"))
