@@ -5,10 +5,14 @@
  * packet to this device with the copy metadata in skb->cb (mirror_consts.h). Here
  * the copy is truncated (SPEC §6: packetLength, then the path MTU) and sent to
  * the target or the load-balancer backend picked by the symmetric flow hash, with
- * the session's VNI, in that backend's family (SPEC §11): to an IPv4 backend with
- * a template, the outer headers are written here and the copy is redirected to
- * the underlay (encap_direct); otherwise it gets a tunnel key and the VXLAN
- * device adds the outer headers and routes it.
+ * the session's VNI (or ERSPAN session ID), in that backend's family and in the
+ * target's encapsulation (SPEC §11): to a collector with a template, the outer
+ * headers are written here and the copy is redirected to the underlay
+ * (encap_direct); a vxlan copy the direct path cannot take (GSO, no template yet)
+ * gets a tunnel key and the VXLAN device adds the outer headers and routes it.
+ * geneve and erspan copies have no device to fall back on: GSO ones are segmented
+ * first (the segmenter), and without a path they are dropped and counted. A
+ * collector without a route never has its copies counted as sent.
  *
  * Anything else leaving the device is dropped and counted: a collect_md device
  * drops key-less frames anyway. The agent turns IPv6 off on the device (its
@@ -92,18 +96,50 @@ static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
 	return l4 + thl + skb->gso_size;
 }
 
-/* RFC 7348 §5 (as the kernel's struct vxlanhdr, which is not uapi). */
-struct vxlanhdr {
-	__be32 vx_flags;       /* VXLAN_FLAG_I: the VNI is valid; the rest reserved */
-	__be32 vx_vni;         /* VNI << 8 */
-};
+/*
+ * The tunnel headers after the outer IP header: MIRROR_TUNNEL_HEADER_LEN bytes for
+ * every kind (mirror_consts.h), so the outer layout depends only on the family.
+ *   vxlan  (RFC 7348 §5):  UDP 4789, flags I (the VNI is valid), VNI << 8
+ *   geneve (RFC 8926 §3):  UDP 6081, version 0, no options, protocol 0x6558
+ *                          (Ethernet), VNI << 8
+ *   erspan (type II):      GRE with the S bit and protocol 0x88BE, the sequence
+ *                          number, then ver 1 | vlan | cos | en | t | session ID,
+ *                          and reserved | index
+ */
 #define VXLAN_FLAG_I 0x08000000
+#define GENEVE_PROTO_ETHERNET 0x6558
+#define GRE_FLAG_S 0x1000
+#define GRE_PROTO_ERSPAN 0x88BE
+#define ERSPAN_VERSION_II 1
+/* ERSPAN `en`: the inner frame carries its VLAN tag itself (else 0: untagged). */
+#define ERSPAN_EN_INFRAME 3
+#ifndef IPPROTO_GRE
+#define IPPROTO_GRE 47
+#endif
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 
-/* The room the direct path opens behind the copy's Ethernet header: the outer
- * IPv4, UDP and VXLAN headers and the inner Ethernet header, which is exactly
- * what SPEC §6 counts as the overhead. */
-_Static_assert(sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct vxlanhdr) + sizeof(struct ethhdr) ==
-	       MIRROR_VXLAN_OVERHEAD_IPV4, "the direct path pushes the SPEC §6 overhead");
+_Static_assert(sizeof(struct iphdr) + MIRROR_TUNNEL_HEADER_LEN + sizeof(struct ethhdr) == MIRROR_VXLAN_OVERHEAD_IPV4 &&
+	       MIRROR_VXLAN_OVERHEAD_IPV4 == MIRROR_GENEVE_OVERHEAD_IPV4 &&
+	       MIRROR_VXLAN_OVERHEAD_IPV4 == MIRROR_ERSPAN_OVERHEAD_IPV4,
+	       "the direct path pushes the SPEC §6 overhead (IPv4 underlay)");
+_Static_assert(sizeof(struct ipv6hdr) + MIRROR_TUNNEL_HEADER_LEN + sizeof(struct ethhdr) == MIRROR_VXLAN_OVERHEAD_IPV6 &&
+	       MIRROR_VXLAN_OVERHEAD_IPV6 == MIRROR_GENEVE_OVERHEAD_IPV6 &&
+	       MIRROR_VXLAN_OVERHEAD_IPV6 == MIRROR_ERSPAN_OVERHEAD_IPV6,
+	       "the direct path pushes the SPEC §6 overhead (IPv6 underlay)");
+
+/* ERSPAN sequence numbers, one per session slot (SPEC §11). Private to this
+ * object: a reload starts them again at 0, which a collector sees as a restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SESSIONS);
+	__type(key, __u32);
+	__type(value, __u32);
+} mirror_erspan_seq SEC(".maps");
 
 static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 {
@@ -116,63 +152,208 @@ static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 	return (__u16)~sum;
 }
 
+/* Copies longer than this get no IPv6 UDP checksum and are dropped (a 64 KiB
+ * path MTU is the most a device has). */
+#define CSUM_CHUNK 256
+#define CSUM_MAX_CHUNKS 256
+
+/* Summing the copy for udp6_csum, one chunk per bpf_loop iteration (the
+ * callback is verified once, not once per iteration as an unrolled loop is, and
+ * its buffer is on its own frame: the program's and its stack share 512 bytes). */
+struct csum_walk {
+	struct __sk_buff *skb;
+	__u32 off;
+	__u32 left;
+	__u32 sum;
+	__u32 failed;
+};
+
+static long csum_chunk(__u32 i, void *data)
+{
+	struct csum_walk *w = data;
+	__u8 buf[CSUM_CHUNK];
+	__u32 n = w->left;
+	if (n == 0)
+		return 1;
+	if (n >= CSUM_CHUNK) {
+		if (bpf_skb_load_bytes(w->skb, w->off, buf, CSUM_CHUNK)) {
+			w->failed = 1;
+			return 1;
+		}
+		w->sum = (__u32)bpf_csum_diff(0, 0, (__be32 *)buf, CSUM_CHUNK, w->sum);
+		w->off += CSUM_CHUNK;
+		w->left -= CSUM_CHUNK;
+		return 0;
+	}
+	/* The tail, zero-padded to a multiple of 4 (padding adds nothing to the sum). */
+	__builtin_memset(buf, 0, sizeof(buf));
+	n &= CSUM_CHUNK - 1;
+	if (n == 0 || bpf_skb_load_bytes(w->skb, w->off, buf, n)) {
+		w->failed = 1;
+		return 1;
+	}
+	__u32 words = ((n + 3) & ~3u) & (CSUM_CHUNK - 1);
+	if (n > CSUM_CHUNK - 4)
+		words = CSUM_CHUNK;
+	w->sum = (__u32)bpf_csum_diff(0, 0, (__be32 *)buf, words, w->sum);
+	w->left = 0;
+	return 1;
+}
+
 /*
- * The direct path (mirror_structs.h, "Encapsulation templates"): pushes outer
- * Ethernet, IPv4, UDP and VXLAN headers from the collector's template and returns
- * the redirect to the underlay device. Returns -1 when the copy is unchanged and
- * should take the VXLAN device path instead, -2 when it was changed and failed.
- * The headers are written in place, as katran's encapsulation helpers do: the
- * room opens behind the copy's Ethernet header, which moves to the end of it (the
- * inner header) and is then overwritten as the outer one.
+ * The UDP checksum of an IPv6 copy (RFC 8200 §8.1: mandatory; RFC 6935 lets
+ * tunnels send 0 only where the receiver was told to accept it, and Linux does
+ * not by default). Summed over the packet with bpf_csum_diff in chunks read by
+ * bpf_skb_load_bytes (the copy need not be linear). Returns the value to store
+ * as is in udph->check, or 0 when the copy is too long or cannot be read.
+ */
+static __always_inline __u16 udp6_csum(struct __sk_buff *skb, __u32 udp_off, __u32 udp_len, const struct ipv6hdr *ip6)
+{
+	struct {
+		__be32 len;
+		__be32 nexthdr;
+	} pseudo = { bpf_htonl(udp_len), bpf_htonl(IPPROTO_UDP) };
+	__u32 addrs[8];
+	__builtin_memcpy(addrs, &ip6->saddr, sizeof(addrs));
+	__s64 sum = bpf_csum_diff(0, 0, addrs, sizeof(addrs), 0);
+	sum = bpf_csum_diff(0, 0, (__be32 *)&pseudo, sizeof(pseudo), (__u32)sum);
+	struct csum_walk w = { .skb = skb, .off = udp_off, .left = udp_len, .sum = (__u32)sum };
+	bpf_loop(CSUM_MAX_CHUNKS + 1, csum_chunk, &w, 0);
+	if (w.failed || w.left)
+		return 0;
+	__u32 s = w.sum;
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	__u16 c = (__u16)~s;
+	return c ? c : 0xffff; /* RFC 768: a computed 0 is sent as all ones */
+}
+
+/* Writes the 16 tunnel header bytes at `l4` (bounds checked by the caller). */
+static __always_inline void write_tunnel(__be32 *l4, __u8 kind, __u32 vni, __u32 flow_hash, __u32 inner_len,
+					 __u32 session_slot, __be16 inner_proto, int truncated)
+{
+	if (kind == MIRROR_ENCAP_ERSPAN) {
+		__u32 seq = 0;
+		__u32 *s = bpf_map_lookup_elem(&mirror_erspan_seq, &session_slot);
+		if (s)
+			seq = __sync_fetch_and_add(s, 1);
+		__u32 en = inner_proto == bpf_htons(ETH_P_8021Q) || inner_proto == bpf_htons(ETH_P_8021AD)
+			? ERSPAN_EN_INFRAME : 0;
+		l4[0] = bpf_htonl(GRE_FLAG_S << 16 | GRE_PROTO_ERSPAN);
+		l4[1] = bpf_htonl(seq);
+		l4[2] = bpf_htonl(ERSPAN_VERSION_II << 28 | en << 11 | (truncated ? 1u : 0u) << 10 |
+				  (vni & MIRROR_ERSPAN_MAX_SESSION_ID));
+		l4[3] = 0;
+		return;
+	}
+	struct udphdr *udp = (void *)l4;
+	/* Source port from the inner flow (RFC 7348 §5, RFC 8926 §3.3): entropy for
+	 * the collector side's RSS and ECMP. */
+	udp->source = bpf_htons(0xc000 | ((flow_hash ^ (flow_hash >> 16)) & 0x3fff));
+	udp->dest = bpf_htons(kind == MIRROR_ENCAP_GENEVE ? MIRROR_GENEVE_PORT : MIRROR_VXLAN_PORT);
+	udp->len = bpf_htons((__u16)(MIRROR_TUNNEL_HEADER_LEN + inner_len));
+	udp->check = 0; /* allowed on IPv4; the IPv6 path fills it in afterwards */
+	l4[2] = bpf_htonl(kind == MIRROR_ENCAP_GENEVE ? GENEVE_PROTO_ETHERNET : VXLAN_FLAG_I);
+	l4[3] = bpf_htonl(vni << 8);
+}
+
+/*
+ * The direct path (mirror_structs.h, "Encapsulation templates"): pushes the outer
+ * Ethernet and IPv4 or IPv6 header and the tunnel headers of `kind` from the
+ * collector's template and returns the redirect to the underlay device. Returns
+ * -1 when the copy is unchanged (the caller decides where else it goes), -2 when
+ * it was changed and failed. The headers are written in place, as katran's
+ * encapsulation helpers do: the room opens behind the copy's Ethernet header,
+ * which moves to the end of it (the inner header) and is then overwritten as the
+ * outer one.
  */
 static __always_inline long encap_direct(struct __sk_buff *skb, const struct mirror_encap_template *t,
-					 __be32 daddr_be, __u32 vni, __u32 flow_hash)
+					 const struct mirror_encap_template_key *daddr, __u8 kind, __u32 vni,
+					 __u32 flow_hash, __u32 session_slot, int truncated)
 {
 	__u32 inner_len = skb->len;
 	if (inner_len < sizeof(struct ethhdr))
 		return -1;
-	if (bpf_skb_adjust_room(skb, MIRROR_VXLAN_OVERHEAD_IPV4, BPF_ADJ_ROOM_MAC,
-				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-				BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr))))
+	int v6 = t->family == 6;
+	__u32 l3 = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr));
+	flags |= v6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4;
+	flags |= kind == MIRROR_ENCAP_ERSPAN ? BPF_F_ADJ_ROOM_ENCAP_L4_GRE : BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+	if (bpf_skb_adjust_room(skb, l3 + MIRROR_TUNNEL_HEADER_LEN + sizeof(struct ethhdr), BPF_ADJ_ROOM_MAC, flags))
 		return -1;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct udphdr *udp = (void *)(ip + 1);
-	struct vxlanhdr *vx = (void *)(udp + 1);
-	struct ethhdr *inner = (void *)(vx + 1);
-	if ((void *)(inner + 1) > data_end)
-		return -2;
-	/* The room is not zeroed: every field below is written. */
-	__builtin_memcpy(inner, eth, sizeof(*inner));
-
+	__u8 l4proto = kind == MIRROR_ENCAP_ERSPAN ? IPPROTO_GRE : IPPROTO_UDP;
+	__u32 l4len = MIRROR_TUNNEL_HEADER_LEN + inner_len;
+	__be32 *l4;
+	if (v6) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		l4 = (void *)(ip6 + 1);
+		struct ethhdr *inner = (void *)l4 + MIRROR_TUNNEL_HEADER_LEN;
+		if ((void *)(inner + 1) > data_end)
+			return -2;
+		/* The room is not zeroed: every field below is written. */
+		__builtin_memcpy(inner, eth, sizeof(*inner));
+		/* RFC 8200: flow label from the inner flow (RFC 6438), hop limit 64. */
+		__u32 label = flow_hash & 0xfffff;
+		*(__be32 *)ip6 = bpf_htonl(6u << 28 | label);
+		ip6->payload_len = bpf_htons((__u16)l4len);
+		ip6->nexthdr = l4proto;
+		ip6->hop_limit = 64;
+		__builtin_memcpy(&ip6->saddr, t->src_be, 16);
+		__builtin_memcpy(&ip6->daddr, daddr->addr_be, 16);
+		write_tunnel(l4, kind, vni, flow_hash, inner_len, session_slot, inner->h_proto, truncated);
+	} else {
+		struct iphdr *ip = (void *)(eth + 1);
+		l4 = (void *)(ip + 1);
+		struct ethhdr *inner = (void *)l4 + MIRROR_TUNNEL_HEADER_LEN;
+		if ((void *)(inner + 1) > data_end)
+			return -2;
+		__builtin_memcpy(inner, eth, sizeof(*inner));
+		/* IPv4: no options, not fragmented (copies are cut to fit the path), TTL 64. */
+		ip->version = 4;
+		ip->ihl = sizeof(*ip) / 4;
+		ip->tos = 0;
+		ip->tot_len = bpf_htons((__u16)(sizeof(*ip) + l4len));
+		ip->id = 0;
+		ip->frag_off = 0;
+		ip->ttl = 64;
+		ip->protocol = l4proto;
+		ip->check = 0;
+		ip->saddr = t->src_be[0];
+		ip->daddr = daddr->addr_be[0];
+		ip->check = ipv4_csum(ip);
+		write_tunnel(l4, kind, vni, flow_hash, inner_len, session_slot, inner->h_proto, truncated);
+	}
 	__builtin_memcpy(eth->h_dest, t->dst_mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, t->src_mac, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
+	eth->h_proto = bpf_htons(v6 ? ETH_P_IPV6 : ETH_P_IP);
 
-	/* IPv4: no options, not fragmented (copies are cut to fit the path), TTL 64. */
-	ip->version = 4;
-	ip->ihl = sizeof(*ip) / 4;
-	ip->tos = 0;
-	ip->tot_len = bpf_htons((__u16)(sizeof(*ip) + sizeof(*udp) + sizeof(*vx) + inner_len));
-	ip->id = 0;
-	ip->frag_off = 0;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_UDP;
-	ip->check = 0;
-	ip->saddr = t->src_ipv4_be;
-	ip->daddr = daddr_be;
-	ip->check = ipv4_csum(ip);
-
-	/* UDP: source port from the inner flow (RFC 7348), checksum 0 (allowed on IPv4). */
-	udp->source = bpf_htons(0xc000 | ((flow_hash ^ (flow_hash >> 16)) & 0x3fff));
-	udp->dest = bpf_htons(t->dst_port);
-	udp->len = bpf_htons((__u16)(sizeof(*udp) + sizeof(*vx) + inner_len));
-	udp->check = 0;
-
-	vx->vx_flags = bpf_htonl(VXLAN_FLAG_I);
-	vx->vx_vni = bpf_htonl(vni << 8);
+	if (v6 && kind != MIRROR_ENCAP_ERSPAN) {
+		__u32 udp_off = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+		if ((void *)(ip6 + 1) > data_end)
+			return -2;
+		__u16 c = udp6_csum(skb, udp_off, l4len, ip6);
+		if (!c)
+			return -2;
+		if (bpf_skb_store_bytes(skb, udp_off + __builtin_offsetof(struct udphdr, check), &c, sizeof(c), 0))
+			return -2;
+	}
+	if (t->state == MIRROR_PATH_UNRESOLVED) {
+		/* The neighbour subsystem fills in the next hop's MAC, resolving it first
+		 * (the copy waits in its queue), as the kernel's own output does. */
+		struct bpf_redir_neigh nh = {};
+		nh.nh_family = v6 ? AF_INET6 : AF_INET;
+		if (v6)
+			__builtin_memcpy(nh.ipv6_nh, t->nexthop_be, 16);
+		else
+			nh.ipv4_nh = t->nexthop_be[0];
+		return bpf_redirect_neigh(t->ifindex, &nh, sizeof(nh), 0);
+	}
 	return bpf_redirect(t->ifindex, 0);
 }
 
@@ -223,9 +404,15 @@ int mirror_encap(struct __sk_buff *skb)
 	 * but gives the verifier its bound. */
 	backend &= MAX_BACKENDS - 1;
 
+	/* SPEC §11: only vxlan has a device to fall back on (mirror0); geneve and
+	 * erspan copies leave by the direct path or not at all. */
+	__u8 kind = tgt->encapsulation;
+	int device_ok = kind == MIRROR_ENCAP_VXLAN;
+
 	/* SPEC §6: packetLength first, then the path MTU (overhead included). */
 	__u32 limit = tgt->max_inner_len;
 	__u32 why_packet_length = 0;
+	int truncated = 0;
 	if (sess->packet_length && (limit == 0 || sess->packet_length < limit)) {
 		limit = sess->packet_length;
 		why_packet_length = 1;
@@ -239,7 +426,9 @@ int mirror_encap(struct __sk_buff *skb)
 			 * already fit when one full segment does (the seed's advice: source
 			 * MTU at least 64 bytes under the underlay's). */
 			__u32 seg = gso_segment_len(skb);
-			if (seg && seg <= limit) {
+			if (seg && seg <= limit && device_ok) {
+				/* The VXLAN device segments it. Without a device (geneve,
+				 * erspan) every GSO copy goes to the segmenter below. */
 				len = 0;
 			} else {
 				/* SPEC §6: one copy per wire segment, each truncated. Cutting the
@@ -262,6 +451,7 @@ int mirror_encap(struct __sk_buff *skb)
 			}
 		}
 		if (len > limit) {
+			truncated = 1;
 			if (bpf_skb_change_tail(skb, limit, 0)) {
 				if (st)
 					st->dropped_truncate++;
@@ -277,29 +467,49 @@ int mirror_encap(struct __sk_buff *skb)
 	}
 
 	int ipv6 = backend_is_ipv6(tgt, backend);
-	/* IPv4 collectors with a resolved next hop: outer headers pushed here. GSO
-	 * copies keep the VXLAN device, which segments them correctly; so do IPv6
-	 * collectors (the templates are IPv4 only). */
-	if (!ipv6 && !skb->gso_size) {
-		__be32 daddr = tgt->backends_be[backend][0];
-		struct mirror_encap_template *t = bpf_map_lookup_elem(&mirror_encap_templates, &daddr);
-		if (t && t->ifindex) {
-			__u32 inner_len = skb->len;
-			long r = encap_direct(skb, t, daddr, sess->vni, flow_hash);
-			if (r == -2) {
-				if (st)
-					st->dropped_encap_direct++;
-				return TC_ACT_SHOT;
-			}
-			if (r != -1) {
-				if (st) {
-					st->sent++;
-					st->sent_direct++;
-					st->sent_bytes += inner_len;
-				}
-				return r;
-			}
+	/* Every collector the agent has looked at has a template (its path, or that
+	 * there is none). Non-GSO copies with a path get their outer headers here, in
+	 * the collector's family; GSO copies of vxlan targets keep the VXLAN device,
+	 * which segments them. */
+	struct mirror_encap_template_key daddr = {};
+	__builtin_memcpy(daddr.addr_be, tgt->backends_be[backend], sizeof(daddr.addr_be));
+	struct mirror_encap_template *t = bpf_map_lookup_elem(&mirror_encap_templates, &daddr);
+	if (t && t->state == MIRROR_PATH_NONE) {
+		/* No route: nothing would leave (the device would drop it too), so it is
+		 * never counted as sent. */
+		if (st)
+			st->dropped_no_route++;
+		return TC_ACT_SHOT;
+	}
+	int direct_ok = t && t->ifindex && t->family == (ipv6 ? 6 : 4) &&
+		(t->state == MIRROR_PATH_RESOLVED || t->state == MIRROR_PATH_UNRESOLVED);
+	if (direct_ok && !skb->gso_size) {
+		__u32 inner_len = skb->len;
+		long r = encap_direct(skb, t, &daddr, kind, sess->vni, flow_hash, session_slot, truncated);
+		if (r == -2 || (r == -1 && !device_ok)) {
+			if (st)
+				st->dropped_encap_direct++;
+			return TC_ACT_SHOT;
 		}
+		if (r != -1) {
+			if (st) {
+				st->sent++;
+				st->sent_direct++;
+				if (t->state == MIRROR_PATH_UNRESOLVED)
+					st->sent_resolving++;
+				st->sent_bytes += inner_len;
+			}
+			return r;
+		}
+	}
+	if (!device_ok) {
+		if (st) {
+			if (direct_ok)
+				st->dropped_encap_direct++; /* a GSO copy no segmenter cut */
+			else
+				st->dropped_no_route++;
+		}
+		return TC_ACT_SHOT;
 	}
 
 	/* The VXLAN device (collect_md, so it has an IPv4 and an IPv6 socket) adds

@@ -130,13 +130,39 @@ enum mirror_security_flags {
  * options, AH) before the transport protocol counts as unknown. */
 #define MAX_IPV6_EXT_HEADERS 6
 
-/* ---- Encapsulation (SPEC §6) ---- */
+/* ---- Encapsulation (SPEC §6, §11) ---- */
+/* A target's `encapsulation` (mirror_target.encapsulation); 0 is the default. */
+enum mirror_encapsulation {
+	MIRROR_ENCAP_VXLAN = 0,        /* RFC 7348, UDP 4789 */
+	MIRROR_ENCAP_GENEVE = 1,       /* RFC 8926, UDP 6081, no options */
+	MIRROR_ENCAP_ERSPAN = 2,       /* ERSPAN type II over GRE (0x88BE, sequence numbers) */
+};
 #define MIRROR_VXLAN_PORT 4789
-/* What a copy adds to the path, counted as SPEC §6 counts it: outer IP + UDP 8 +
- * VXLAN 8 + the inner Ethernet header 14. The longest inner frame (from its
- * Ethernet header) that fits a path MTU is MTU - overhead + 14. */
+#define MIRROR_GENEVE_PORT 6081
+/* ERSPAN's session ID has 10 bits: a session at an erspan target has vni 0-1023. */
+#define MIRROR_ERSPAN_MAX_SESSION_ID 1023
+/*
+ * What a copy adds to the path, counted as SPEC §6 counts it: outer IP + the
+ * tunnel headers + the inner Ethernet header 14. The tunnel headers are 16 bytes
+ * for every kind: UDP 8 + VXLAN 8, UDP 8 + GENEVE 8 (no options), or GRE 8 (with
+ * its sequence number) + ERSPAN type II 8. So the overhead depends only on the
+ * outer family. The longest inner frame (from its Ethernet header) that fits a
+ * path MTU is MTU - overhead + 14.
+ */
+#define MIRROR_TUNNEL_HEADER_LEN 16
 #define MIRROR_VXLAN_OVERHEAD_IPV4 50
 #define MIRROR_VXLAN_OVERHEAD_IPV6 70
+#define MIRROR_GENEVE_OVERHEAD_IPV4 50
+#define MIRROR_GENEVE_OVERHEAD_IPV6 70
+#define MIRROR_ERSPAN_OVERHEAD_IPV4 50
+#define MIRROR_ERSPAN_OVERHEAD_IPV6 70
+
+/* mirror_encap_template.state: what the agent found toward one collector. */
+enum mirror_path_state {
+	MIRROR_PATH_RESOLVED = 1,      /* route and next-hop MAC known: bpf_redirect */
+	MIRROR_PATH_UNRESOLVED = 2,    /* route known, next hop not yet: bpf_redirect_neigh resolves it */
+	MIRROR_PATH_NONE = 3,          /* no route (or not out of an Ethernet device): nothing can leave */
+};
 
 /*
  * ---- Copy metadata, carried in skb->cb[0..4] from classify to encap ----

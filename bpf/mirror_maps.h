@@ -93,7 +93,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MIRROR_MAX_ENCAP_TEMPLATES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __be32);
+	__type(key, struct mirror_encap_template_key);
 	__type(value, struct mirror_encap_template);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mirror_encap_templates SEC(".maps");

@@ -128,8 +128,8 @@ struct mirror_session {
 	 * on the wire, as the classifier estimates it for the bit limits: its inner
 	 * frame, cut to copy_max_len (the session's packetLength or its target's
 	 * max_inner_len, whichever is shorter; 0 = whole), plus copy_overhead (outer
-	 * Ethernet, IP, UDP and VXLAN headers: MIRROR_VXLAN_OVERHEAD_IPV4 or _IPV6, the
-	 * IPv6 one for a target that mixes families). */
+	 * Ethernet, IP and tunnel headers: the MIRROR_*_OVERHEAD_IPV4 or _IPV6 of its
+	 * encapsulation, the IPv6 one for a target that mixes families). */
 	__u8 copy_overhead;
 	__u16 sample_one_in;   /* sampleOneIn: one accepted packet in N is mirrored; 0 or 1 = all */
 	__u16 copy_max_len;
@@ -170,7 +170,7 @@ struct mirror_target {
 	__u8 kind;             /* enum mirror_target_kind */
 	__u8 family;           /* 4 or 6: all backends of this family; 0 = mixed (see backend_v6_mask) */
 	__u8 backend_count;    /* 1 for nic; 1..MAX_BACKENDS for loadBalancer */
-	__u8 pad;
+	__u8 encapsulation;    /* enum mirror_encapsulation (SPEC §11); 0 = vxlan */
 	__u16 path_mtu;        /* underlay path MTU toward the collectors */
 	__u16 max_inner_len;   /* SPEC §6: longest inner frame (from its Ethernet header)
 	                        * that fits: path_mtu - overhead + 14; copies are truncated to it */
@@ -245,27 +245,45 @@ struct mirror_encap_stats {
 	__u64 sent_direct;
 	/* Pushing the outer headers failed half way (the copy was already changed). */
 	__u64 dropped_encap_direct;
+	/* The collector has no route (mirror_encap_templates says MIRROR_PATH_NONE), or
+	 * a geneve/erspan copy has no template at all: nothing could leave. */
+	__u64 dropped_no_route;
+	/* Of sent_direct: handed to bpf_redirect_neigh because the next hop's MAC was
+	 * not known yet (the kernel resolves it and queues the copy meanwhile). */
+	__u64 sent_resolving;
 };
 
 /*
- * ---- Map: mirror_encap_templates (HASH, key: IPv4 collector address, network order) ----
- * Encapsulation templates. For an IPv4 collector whose next hop is resolved, the
- * agent writes what the outer headers need (netlink route and neighbour lookups,
- * refreshed every second and on each apply). Stage 2 then pushes outer Ethernet,
- * IPv4, UDP and VXLAN headers itself (bpf_skb_adjust_room) and redirects the copy
- * to the underlay device: no per-copy route lookup, no VXLAN device transmit, no
- * netfilter OUTPUT (shared/NOTES.md measured ~1.3x the VXLAN device path). GSO
- * copies, IPv6 collectors and collectors without an entry go through the VXLAN
- * device as before. Not double-buffered: an entry describes the network, not the
- * policy, and each is written in one update.
+ * ---- Map: mirror_encap_templates (HASH, key: the collector address as in
+ * mirror_target.backends_be, IPv4 in word 0 and the rest 0) ----
+ * Encapsulation templates. For each collector the agent writes what the outer
+ * headers need (netlink route and neighbour lookups, refreshed every second and
+ * on each apply). Stage 2 then pushes the outer Ethernet, IPv4 or IPv6 header and
+ * the tunnel headers of the target's encapsulation itself (bpf_skb_adjust_room)
+ * and redirects the copy to the underlay device: no per-copy route lookup, no
+ * tunnel device transmit, no netfilter OUTPUT (shared/NOTES.md measured ~1.3x the
+ * VXLAN device path). `state` says how: MIRROR_PATH_RESOLVED (bpf_redirect),
+ * MIRROR_PATH_UNRESOLVED (bpf_redirect_neigh to `nexthop_be`: the kernel resolves
+ * the neighbour), MIRROR_PATH_NONE (no route: the copy is dropped and counted,
+ * never counted as sent). GSO copies of vxlan targets and collectors without an
+ * entry (the agent has not looked yet) go through the VXLAN device as before;
+ * geneve and erspan have no device (SPEC §11: erspan is direct only). Not
+ * double-buffered: an entry describes the network, not the policy, and each is
+ * written in one update.
  */
+struct mirror_encap_template_key {
+	__be32 addr_be[4];     /* IPv4 in word 0, words 1..3 zero */
+};
+
 struct mirror_encap_template {
 	__u32 ifindex;         /* the underlay device the route leaves by */
-	__be32 src_ipv4_be;    /* the route's preferred source address */
-	__u8 dst_mac[6];       /* the next hop */
-	__u8 src_mac[6];       /* the underlay device */
-	__u16 dst_port;        /* host order: the VXLAN port (MIRROR_VXLAN_PORT) */
+	__u8 family;           /* the collector's: 4 or 6 */
+	__u8 state;            /* enum mirror_path_state */
 	__u16 pad;
+	__be32 src_be[4];      /* the route's preferred source address (IPv4 in word 0) */
+	__be32 nexthop_be[4];  /* the gateway, or the collector itself when on link */
+	__u8 dst_mac[6];       /* the next hop (MIRROR_PATH_RESOLVED) */
+	__u8 src_mac[6];       /* the underlay device */
 };
 
 /*

@@ -265,14 +265,15 @@ int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_ou
     return 0;
 }
 
-int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *out) {
+int cnl_encap_path_lookup(cnl_context *ctx, int family, const uint8_t *dst, cnl_encap_path *out) {
     memset(out, 0, sizeof(*out));
+    if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
+    const int alen = family == AF_INET ? 4 : 16;
     unsigned char *buf = NULL;
-    int n = route_get(ctx, AF_INET, dst, &buf);
+    int n = route_get(ctx, family, dst, &buf);
     if (n < 0) return n;
     int rc = -ENOENT, have_src = 0;
-    uint8_t hop[4];
-    memcpy(hop, dst, 4);
+    memcpy(out->nexthop, dst, alen);
     for (struct nlmsghdr *hdr = (struct nlmsghdr *)buf; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
         if (hdr->nlmsg_type == NLMSG_ERROR) {
             struct nlmsgerr *e = nlmsg_data(hdr);
@@ -286,8 +287,8 @@ int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *
         // Local, broadcast or multicast destinations are not sent out of a device.
         if (rtm->rtm_type != RTN_UNICAST || !tb[RTA_OIF]) { rc = -EHOSTUNREACH; break; }
         out->oif = (int)nla_get_u32(tb[RTA_OIF]);
-        if (tb[RTA_PREFSRC] && nla_len(tb[RTA_PREFSRC]) == 4) { memcpy(out->src_ip, nla_data(tb[RTA_PREFSRC]), 4); have_src = 1; }
-        if (tb[RTA_GATEWAY] && nla_len(tb[RTA_GATEWAY]) == 4) memcpy(hop, nla_data(tb[RTA_GATEWAY]), 4);
+        if (tb[RTA_PREFSRC] && nla_len(tb[RTA_PREFSRC]) == alen) { memcpy(out->src_ip, nla_data(tb[RTA_PREFSRC]), alen); have_src = 1; }
+        if (tb[RTA_GATEWAY] && nla_len(tb[RTA_GATEWAY]) == alen) memcpy(out->nexthop, nla_data(tb[RTA_GATEWAY]), alen);
         rc = 0;
         break;
     }
@@ -308,9 +309,9 @@ int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *
     // `ip neigh get HOP dev OIF`: the next hop's MAC, when the entry is usable.
     struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETNEIGH, NLM_F_REQUEST);
     if (!msg) return -ENOMEM;
-    struct ndmsg ndm = { .ndm_family = AF_INET, .ndm_ifindex = out->oif };
+    struct ndmsg ndm = { .ndm_family = (unsigned char)family, .ndm_ifindex = out->oif };
     int err = nlmsg_append(msg, &ndm, sizeof(ndm), NLMSG_ALIGNTO);
-    if (err == 0) err = nla_put(msg, NDA_DST, 4, hop);
+    if (err == 0) err = nla_put(msg, NDA_DST, alen, out->nexthop);
     if (err < 0) { nlmsg_free(msg); return from_nle(err); }
     n = raw_query(ctx, msg, &buf);
     if (n < 0) return n == -ENOENT ? -EAGAIN : n;

@@ -68,7 +68,7 @@ public struct SessionStats: Hashable, Sendable, Codable {
     /// GSO copies cut as one packet for want of a segmenter, keeping their first
     /// segment only; each is also in `truncated` (or `dropped`, truncate_failed).
     public var copiesTruncatedGSO: UInt64 = 0
-    /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed") → copies dropped.
+    /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed", "no_route") → copies dropped.
     public var dropped: [String: UInt64]
     /// SPEC §10: reason ("sampled_out", "rate_limit", "host_budget") → packets of
     /// `packets` no copy was made of.

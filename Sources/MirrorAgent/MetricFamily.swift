@@ -84,7 +84,7 @@ extension MetricFamily {
     /// Why stage 2 dropped a copy (bpf encap_stats).
     public enum CopyDropReason: String, CaseIterable, Sendable {
         case sessionGone = "session_gone", noTarget = "no_target", truncateFailed = "truncate_failed"
-        case encapsulationFailed = "encapsulation_failed"
+        case encapsulationFailed = "encapsulation_failed", noRoute = "no_route"
     }
 
     /// Why no copy was made of a packet the session accepted (bpf session_stats, SPEC §10).
@@ -137,7 +137,7 @@ extension MetricFamily {
         "mirror_copies_sent_total", "Copies encapsulated and sent toward their collector.", by: ["session"], field: "sent")
     public static let copiesSentDirect = counter(
         "mirror_copies_sent_direct_total",
-        "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.",
+        "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (every non-GSO copy to a collector with a route); the rest went through the VXLAN device.",
         by: ["session"], field: "sent_direct")
     public static let copiesSentBytes = counter(
         "mirror_copies_sent_bytes_total", "Inner frame bytes of the copies sent, after truncation.", by: ["session"], field: "sent_bytes")

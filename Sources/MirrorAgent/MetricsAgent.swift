@@ -218,6 +218,7 @@ public final class AgentMetrics: @unchecked Sendable {
         [
             (.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
             (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation),
+            (.noRoute, s.droppedNoRoute),
         ]
     }
 

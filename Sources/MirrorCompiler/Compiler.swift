@@ -243,7 +243,9 @@ public enum Compiler {
             v.target_index = ti
             v.packet_length = UInt16(clamping: s.packetLength ?? 0)
             v.enabled = s.isEnabled ? 1 : 0
-            if let t = image.targets[ti] { limits(s, target: t, into: &v) }
+            if let t = image.targets[ti] {
+                limits(s, target: t, encapsulation: doc.targets[Int(ti)].effectiveEncapsulation, into: &v)
+            }
             image.sessions[slot] = v
             // Rule table for every session (also disabled ones: counters, explain).
             guard let f = filters[s.filter] else { throw CompileError("session \(s.id): unknown filter \(s.filter)") }
@@ -296,11 +298,13 @@ public enum Compiler {
     /// the inner frame cut as stage 2 will cut it, plus the outer headers of the
     /// target's family (the IPv6 ones for a target that mixes families: stage 1 does
     /// not know the backend, so it charges the larger).
-    static func limits(_ s: Session, target t: mirror_target, into v: inout mirror_session) {
+    static func limits(
+        _ s: Session, target t: mirror_target, encapsulation: Encapsulation, into v: inout mirror_session
+    ) {
         v.sample_one_in = UInt16(clamping: s.sampleOneIn ?? 1)
         v.packet_cost_ns = cost(per: 1_000_000_000, s.rateLimit?.packetsPerSecond)
         v.bit_cost_fs = cost(per: 1_000_000_000_000_000, s.rateLimit?.bitsPerSecond)
-        v.copy_overhead = UInt8(t.family == 4 ? MIRROR_VXLAN_OVERHEAD_IPV4 : MIRROR_VXLAN_OVERHEAD_IPV6)
+        v.copy_overhead = UInt8(overhead(encapsulation, ipv6: t.family != 4))
         let lengths = [s.packetLength ?? 0, Int(t.max_inner_len)].filter { $0 > 0 }
         v.copy_max_len = UInt16(clamping: lengths.min() ?? 0)
     }
@@ -387,6 +391,24 @@ public enum Compiler {
         return (w(0), w(4), w(8), w(12))
     }
 
+    /// SPEC §6, §11: what a copy adds to the path (outer IP, tunnel headers, the
+    /// inner Ethernet header), by encapsulation and outer family.
+    public static func overhead(_ e: Encapsulation, ipv6: Bool) -> Int {
+        switch e {
+        case .vxlan: return Int(ipv6 ? MIRROR_VXLAN_OVERHEAD_IPV6 : MIRROR_VXLAN_OVERHEAD_IPV4)
+        case .geneve: return Int(ipv6 ? MIRROR_GENEVE_OVERHEAD_IPV6 : MIRROR_GENEVE_OVERHEAD_IPV4)
+        case .erspan: return Int(ipv6 ? MIRROR_ERSPAN_OVERHEAD_IPV6 : MIRROR_ERSPAN_OVERHEAD_IPV4)
+        }
+    }
+
+    static func encapsulationABI(_ e: Encapsulation) -> mirror_encapsulation {
+        switch e {
+        case .vxlan: return MIRROR_ENCAP_VXLAN
+        case .geneve: return MIRROR_ENCAP_GENEVE
+        case .erspan: return MIRROR_ENCAP_ERSPAN
+        }
+    }
+
     static func target(_ t: Target, pathMTU: (IPAddress) -> Int) throws(CompileError) -> mirror_target {
         let addresses = t.collectorAddresses
         guard !addresses.isEmpty, addresses.count <= Int(MAX_BACKENDS) else {
@@ -401,7 +423,8 @@ public enum Compiler {
         v.backend_count = UInt8(addresses.count)
         let mtu = addresses.map(pathMTU).min() ?? 1500
         v.path_mtu = UInt16(clamping: mtu)
-        let overhead = Int(anyV6 ? MIRROR_VXLAN_OVERHEAD_IPV6 : MIRROR_VXLAN_OVERHEAD_IPV4)
+        v.encapsulation = UInt8(encapsulationABI(t.effectiveEncapsulation).rawValue)
+        let overhead = Self.overhead(t.effectiveEncapsulation, ipv6: anyV6)
         // SPEC §6: the overhead counts the inner Ethernet header, so the inner frame
         // (from its Ethernet header) may be mtu - overhead + 14 bytes.
         v.max_inner_len = UInt16(clamping: max(0, mtu - overhead + 14))

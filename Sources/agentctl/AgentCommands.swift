@@ -110,6 +110,7 @@ struct ObjectFlags: ParsableArguments {
     @Option(help: "targets (nic): the collector's address.") var address: String?
     @Option(name: .customLong("backend"), help: "targets (loadBalancer): a backend address (repeat for several).") var backends: [String] =
         []
+    @Option(help: "targets: what collectors receive: vxlan (default), geneve or erspan.") var encapsulation: String?
     @Option(name: .customLong("interface"), help: "sources: the host-side interface.") var interface: String?
     @Option(name: .customLong("security-group"), help: "sources: a security group id (repeat for several).") var securityGroups: [String] =
         []
@@ -133,6 +134,7 @@ struct ObjectFlags: ParsableArguments {
         add("--type", [.targets], "type", type.map { .string($0) })
         add("--address", [.targets], "address", address.map { .string($0) })
         add("--backend", [.targets], "backends", backends.isEmpty ? nil : .array(backends.map { .string($0) }))
+        add("--encapsulation", [.targets], "encapsulation", encapsulation.map { .string($0) })
         add("--interface", [.sources], "interface", interface.map { .string($0) })
         add("--security-group", [.sources], "securityGroups", securityGroups.isEmpty ? nil : .array(securityGroups.map { .string($0) }))
         add("--network-acl", [.sources], "networkAcl", networkAcl.map { .string($0) })

@@ -149,7 +149,8 @@ enum Table {
         case .targets:
             return [
                 ("ID", f("id")), ("TYPE", f("type")),
-                ("ADDRESSES", { ($0["address"] ?? $0["backends"])?.displayText ?? "-" }), ("DESCRIPTION", f("description")),
+                ("ADDRESSES", { ($0["address"] ?? $0["backends"])?.displayText ?? "-" }),
+                ("ENCAPSULATION", { $0["encapsulation"]?.displayText ?? "vxlan" }), ("DESCRIPTION", f("description")),
             ]
         case .sources:
             return [

@@ -120,9 +120,11 @@ struct AgentctlTests {
         r = try await Self.agentctl(
             [
                 "create", "targets", "t2", "--type", "loadBalancer",
-                "--backend", "198.51.100.7", "--backend", "198.51.100.8",
+                "--backend", "198.51.100.7", "--backend", "198.51.100.8", "--encapsulation", "geneve",
             ], socket: sock)
         #expect(r.status == 0, "\(r.err)")
+        let target: AnyJSON = try await t.call("GET", APIPath.object(.targets, "t2"))
+        #expect(target.value["object"]?["encapsulation"] == .string("geneve"))
         r = try await Self.agentctl(
             [
                 "create", "sessions", "s3", "--priority", "3", "--filter", "f1", "--source", "vm3",

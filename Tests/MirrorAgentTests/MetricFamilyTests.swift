@@ -103,7 +103,7 @@ struct MetricFamilyTests {
             x.packets = b + 1; x.bytes = b + 2; x.copiesSent = b + 3; x.copiesSentBytes = b + 4; x.copiesSentDirect = b + 5
             x.truncatedPacketLength = b + 6; x.truncatedMTU = b + 7
             x.droppedSessionGone = b + 8; x.droppedNoTarget = b + 9; x.droppedTruncate = b + 10; x.droppedEncapsulation = b + 11
-            x.segmented = b + 12; x.truncatedGSO = b + 13
+            x.segmented = b + 12; x.truncatedGSO = b + 13; x.droppedNoRoute = b + 14
             c.sessions.append(x)
         }
         c.rules = .init(table: image.rules, hits: Array(1...UInt64(4 * Int(MAX_RULES_PER_DIRECTION))))

@@ -54,7 +54,7 @@ struct MetricsRendererTests {
             # HELP mirror_copies_sent_total Copies encapsulated and sent toward their collector.
             # TYPE mirror_copies_sent_total counter
             mirror_copies_sent_total{session="s1"} 10
-            # HELP mirror_copies_sent_direct_total Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (IPv4 collectors with a resolved next hop); the rest went through the VXLAN device.
+            # HELP mirror_copies_sent_direct_total Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (every non-GSO copy to a collector with a route); the rest went through the VXLAN device.
             # TYPE mirror_copies_sent_direct_total counter
             mirror_copies_sent_direct_total{session="s1"} 0
             # HELP mirror_copies_sent_bytes_total Inner frame bytes of the copies sent, after truncation.

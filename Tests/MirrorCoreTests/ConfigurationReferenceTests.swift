@@ -160,8 +160,9 @@ private let fullDocument = """
         "outbound": [{ "priority": 1, "action": "reject", "ethertype": "ipv4", "protocol": "udp",
           "source": "192.0.2.0/24", "destination": "198.51.100.0/24", "sourcePorts": "53", "destinationPorts": "all" }] }],
       "targets": [
-        { "id": "t1", "type": "nic", "address": "198.51.100.2", "description": "d" },
-        { "id": "lb1", "type": "loadBalancer", "backends": ["203.0.113.20", "203.0.113.21"], "description": "d" }],
+        { "id": "t1", "type": "nic", "address": "198.51.100.2", "encapsulation": "vxlan", "description": "d" },
+        { "id": "lb1", "type": "loadBalancer", "backends": ["203.0.113.20", "203.0.113.21"], "encapsulation": "geneve",
+          "description": "d" }],
       "sources": [{ "id": "vm1", "interface": "tap-vm1", "addresses": ["192.0.2.10"], "securityGroups": ["sg1"],
         "networkAcl": "acl1", "enforce": false, "description": "d" }],
       "sessions": [{ "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1", "vni": 100,

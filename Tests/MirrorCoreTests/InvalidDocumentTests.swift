@@ -71,6 +71,14 @@ let invalidCases: [InvalidCase] = [
     // targets
     InvalidCase("target type vm", "targets[0].type", str("vm"), mentions: "\"nic\" or \"loadBalancer\""),
     InvalidCase("nic target without address", "targets[0].address", nil),
+    // SPEC §11: encapsulations
+    InvalidCase(
+        "encapsulation gre", "targets[0].encapsulation", str("gre"), mentions: "\"vxlan\" or \"geneve\" or \"erspan\""),
+    InvalidCase("encapsulation that is a number", "targets[1].encapsulation", num(1), mentions: "encapsulation"),
+    InvalidCase(
+        "vni 1024 at an erspan target",
+        json: baseJSON().setting("targets[0].encapsulation", str("erspan")).setting("sessions[0].vni", num(1024)),
+        expect: ["sessions[0].vni"], mentions: "0–1023"),
     InvalidCase("nic target with a bad address", "targets[0].address", str("192.0.2.256"), mentions: "IP address"),
     InvalidCase("nic target with a multicast address", "targets[0].address", str("224.0.0.1"), mentions: "unicast"),
     InvalidCase("load balancer with no backends", "targets[1].backends", .array([]), mentions: "1–16"),

@@ -15,30 +15,100 @@ def load(path, default):
         return default
 
 
+MODE_ORDER = {"none": 0, "hook": 1, "tcxhook": 2, "u32": 3, "nftdup": 4, "agent": 5}
+LAYOUT_ORDER = {"paged": 0, "linear": 1, "tcp": 2}
+SHAPE_ORDER = {s: i for i, s in enumerate(("port", "src32", "src24", "dst32", "dst24", "proto", "ipv6", "all"))}
+PEERS = ("u32", "nftdup")
+
+
+def normalise(r):
+    """A cell's identity. Rows from before the matrix (issue 20) were paged trafgen
+    frames of 60 bytes with rules differing by port."""
+    r = dict(r)
+    r.setdefault("layout", "paged")
+    r.setdefault("rules_shape", "port" if r.get("rules") else None)
+    r.setdefault("frame_bytes", 60)
+    r.setdefault("family", "ipv4")
+    return r
+
+
+def cell_key(r):
+    return (r["layout"], r["rules_shape"], r["frame_bytes"], r["family"], r["mode"], r["rules"], r["matching"],
+            r.get("streams"))
+
+
+def baseline_key(r):
+    """What a cell is compared with in its round: none's cell of the same layout,
+    frame size and address family (TCP: of the same number of streams)."""
+    return (r["layout"], r["frame_bytes"], r["family"], r.get("streams"), r["round"])
+
+
+def rate(r):
+    """The cell's figure of merit: forwarded pps, or for TCP the workload's Gbit/s."""
+    return r.get("gbps") if r["layout"] == "tcp" else r["pps"]
+
+
+def paired_none(rows, r_cells):
+    """Median over rounds of (cell's rate / none's rate in the same round and group):
+    the two are measured seconds to a minute apart (throughput.sh runs a group's
+    cells together, none first), so drift of the shared machine between rounds
+    cancels out."""
+    none = {baseline_key(r): rate(r) for r in rows if r["mode"] == "none"}
+    rs = sorted(rate(r) / none[baseline_key(r)] for r in r_cells
+                if rate(r) and none.get(baseline_key(r)))
+    return statistics.median(rs) if rs else None
+
+
+def paired_peer(rows, r_cells):
+    """Median over rounds of (cell's rate / the better peer's rate in the same round,
+    same layout, shape, frame size and matching)."""
+    def k(r):
+        return (r["layout"], r["rules_shape"], r["frame_bytes"], r["matching"], r.get("streams"), r["round"])
+    best = {}
+    for r in rows:
+        if r["mode"] in PEERS and rate(r):
+            best[k(r)] = max(best.get(k(r), 0), rate(r))
+    rs = sorted(rate(r) / best[k(r)] for r in r_cells if rate(r) and best.get(k(r)))
+    return statistics.median(rs) if rs else None
+
+
 def throughput_summary(rows):
+    """One entry per cell of the matrix (keys of issue 20: layout, rules_shape,
+    frame_bytes, mode, rules, matching, pps_median, copies, lost; TCP cells: layout
+    "tcp", rules_shape "all", frame_bytes null, plus streams, gbps_median and the
+    segments the peer received), with its ratios to none and to the better peer."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["mode"], r["rules"], r["matching"]), []).append(r)
+        groups.setdefault(cell_key(r), []).append(r)
     out = []
-    for (mode, rules, matching), rs in groups.items():
+    for key, rs in groups.items():
+        r0 = rs[0]
         pps = [r["pps"] for r in rs]
-        out.append(dict(mode=mode, rules=rules, matching=matching,
-                        pps_min=min(pps), pps_median=statistics.median(pps), pps_max=max(pps),
-                        copies=sum(r["copies"] for r in rs), lost=sum(r["lost"] for r in rs),
-                        rounds=len(rs)))
-    order = {"none": 0, "hook": 1, "tcxhook": 2, "u32": 3, "nftdup": 4, "agent": 5}
-    out.sort(key=lambda x: (order.get(x["mode"], 9), not x["matching"], x["rules"]))
+        e = dict(layout=r0["layout"], rules_shape=r0["rules_shape"], frame_bytes=r0["frame_bytes"],
+                 family=r0["family"], mode=r0["mode"], rules=r0["rules"], matching=r0["matching"],
+                 pps_min=min(pps), pps_median=statistics.median(pps), pps_max=max(pps),
+                 copies=sum(r["copies"] for r in rs), lost=sum(r["lost"] for r in rs), rounds=len(rs))
+        if r0["layout"] == "tcp":
+            g = [r["gbps"] for r in rs if r.get("gbps") is not None]
+            e.update(streams=r0["streams"], segments=sum(r["segments"] for r in rs),
+                     gbps_median=statistics.median(g) if g else None, gbps_min=min(g) if g else None,
+                     gbps_max=max(g) if g else None)
+        if e["mode"] != "none":
+            e["vs_none"] = paired_none(rows, rs)
+            if e["mode"] == "agent" and e["matching"]:
+                e["vs_best_peer"] = paired_peer(rows, rs)
+        out.append(e)
+    out.sort(key=lambda x: (LAYOUT_ORDER.get(x["layout"], 9), x["frame_bytes"] or 0, x.get("streams") or 0,
+                            SHAPE_ORDER.get(x["rules_shape"], -1), not x["matching"], x["rules"],
+                            MODE_ORDER.get(x["mode"], 9), x["family"]))
     return out
 
 
-def paired(rows, mode, rules, matching):
-    """Median over rounds of (mode's pps / none's pps in the same round): the two are
-    measured seconds apart (throughput.sh runs them next to each other), so drift
-    of the shared machine between rounds cancels out."""
-    none = {r["round"]: r["pps"] for r in rows if r["mode"] == "none"}
-    rs = sorted(r["pps"] / none[r["round"]] for r in rows
-                if r["mode"] == mode and r["rules"] == rules and r["matching"] == matching and none.get(r["round"]))
-    return statistics.median(rs) if rs else None
+def find(tp, **kw):
+    for r in tp:
+        if all(r.get(k) == v for k, v in kw.items()):
+            return r
+    return None
 
 
 def alternating(alt, key="mode"):
@@ -79,30 +149,168 @@ def profile_summary(prof):
 
 
 def ratios(tp, rows):
-    def med(mode, rules, matching):
-        for r in tp:
-            if r["mode"] == mode and r["rules"] == rules and r["matching"] == matching:
-                return r["pps_median"]
-        return None
+    """The headline ratios of earlier runs (paged trafgen frames, 64 bytes, rules
+    differing by port), kept under their names so runs compare across sessions."""
     res = {}
-    agent_m = med("agent", 30, True)
-    peers = [p for p in (med("u32", 30, True), med("nftdup", 30, True)) if p]
-    if agent_m and peers:
-        res["agent_vs_best_peer_30_matching"] = agent_m / max(peers)
-    agent_n, none = med("agent", 30, False), med("none", 0, False)
-    # Against "no mirroring": paired per round (see `paired`); the ratio of the two
-    # medians is kept beside it for comparison with earlier runs.
-    for key, mode, rules in (("agent_unmatched_vs_none_30", "agent", 30), ("hook_floor_vs_none", "hook", 0),
-                             ("tcx_floor_vs_none", "tcxhook", 0)):
-        v = paired(rows, mode, rules, False)
-        if v:
-            res[key] = v
-    if agent_n and none:
-        res["agent_unmatched_vs_none_30_of_medians"] = agent_n / none
-    tcx = med("tcxhook", 0, False)
-    if agent_n and tcx:
-        res["agent_unmatched_vs_tcx_floor_30"] = agent_n / tcx
+    size = 64 if find(tp, layout="paged", frame_bytes=64) else 60
+    base = dict(layout="paged", frame_bytes=size)
+    m = find(tp, mode="agent", rules_shape="port", rules=30, matching=True, **base)
+    if m and m.get("vs_best_peer"):
+        res["agent_vs_best_peer_30_matching"] = m["vs_best_peer"]
+    for key, kw in (("agent_unmatched_vs_none_30", dict(mode="agent", rules_shape="port", rules=30, matching=False)),
+                    ("hook_floor_vs_none", dict(mode="hook")), ("tcx_floor_vs_none", dict(mode="tcxhook"))):
+        c = find(tp, **kw, **base)
+        if c and c.get("vs_none"):
+            res[key] = c["vs_none"]
     return res
+
+
+GOALS = dict(unmatched_vs_none=0.97, mirrored_vs_best_peer=1.4, tcp_vs_best_peer=1.3)
+
+
+def goals(tp):
+    """Issue 20's goals, cell by cell: what the run measured against each."""
+    out = []
+    for c in tp:
+        if c["mode"] != "agent":
+            continue
+        if c["layout"] == "tcp":
+            out.append(dict(cell=f"tcp, {c['streams']} stream(s)", goal=f"Gbit/s >= {GOALS['tcp_vs_best_peer']} x better peer",
+                            value=c.get("vs_best_peer"), holds=(c.get("vs_best_peer") or 0) >= GOALS["tcp_vs_best_peer"]))
+            out.append(dict(cell=f"tcp, {c['streams']} stream(s)", goal="every segment's copy at the collector (segments without one)",
+                            value=c["lost"], holds=c["lost"] == 0 and c["copies"] > 0))
+        elif c["matching"]:
+            out.append(dict(cell=f"{c['layout']}, {c['rules_shape']}, {c['frame_bytes']} B, mirrored",
+                            goal=f">= {GOALS['mirrored_vs_best_peer']} x better peer", value=c.get("vs_best_peer"),
+                            holds=(c.get("vs_best_peer") or 0) >= GOALS["mirrored_vs_best_peer"]))
+        else:
+            out.append(dict(cell=f"{c['layout']}, {c['rules_shape']}, {c['frame_bytes']} B, unmatched",
+                            goal=f">= {GOALS['unmatched_vs_none']:.0%} of none", value=c.get("vs_none"),
+                            holds=(c.get("vs_none") or 0) >= GOALS["unmatched_vs_none"]))
+    return out
+
+
+def fmt(v, spec=".0f"):
+    return "" if v is None else format(v, spec)
+
+
+def throughput_tables(res):
+    """A table per layout: one row per (frame size, rule shape, matching), the modes
+    side by side; then the TCP cells and the goals."""
+    tp, run = res["throughput"], res.get("throughput_run", {})
+    md = ["## Throughput matrix", ""]
+    if run.get("quick"):
+        md += ["**`--quick`: one short round of each cell, a smoke run that shows the matrix runs; "
+               "its figures are not a measurement.**", ""]
+    rounds = f"Rounds: {run['rounds']} of {run['seconds']} s per cell, interleaved. " if run else ""
+    md += [rounds + "pps forwarded by the host (median over rounds); `x none` and `x peer` are the agent's "
+           "pps over none's and over the better peer's in the same round (median over rounds). "
+           "Copies counted at the collector; `lost / stray` (agent / u32 / nft): in a mirrored row the "
+           "forwarded packets without a copy, in an unmatched row the copies made (both must be 0).", ""]
+    for layout in [l for l in ("paged", "linear") if any(c["layout"] == l for c in tp)]:
+        what = {"paged": "trafgen, AF_PACKET TX ring: all but the Ethernet header in a page fragment",
+                "linear": "lsend, AF_PACKET sendmmsg without a ring: the whole frame in the skb head"}[layout]
+        md += [f"### Layout `{layout}` ({what})", "",
+               "| bytes | rules | last matches | none | tcx floor | u32 | nft dup | agent | x none | x peer | lost / stray |",
+               "|---|---|---|---|---|---|---|---|---|---|---|"]
+        cells = [c for c in tp if c["layout"] == layout]
+        rows = sorted({(c["frame_bytes"], c["rules_shape"], c["rules"], c["matching"]) for c in cells if c["rules_shape"]},
+                      key=lambda k: (k[0], SHAPE_ORDER.get(k[1], 99), k[2], not k[3]))
+        for size, shape, rules, matching in rows:
+            fam = "ipv6" if shape == "ipv6" else "ipv4"
+            none = find(cells, mode="none", frame_bytes=size, family=fam)
+            floor = find(cells, mode="tcxhook", frame_bytes=size, family=fam)
+            by = {m: find(cells, mode=m, frame_bytes=size, rules_shape=shape, rules=rules, matching=matching)
+                  for m in ("u32", "nftdup", "agent")}
+            ag = by["agent"] or {}
+            # mirrored: packets without a copy; unmatched: stray copies (must be 0)
+            lost = " / ".join(fmt(by[m]["lost" if matching else "copies"], "d") if by[m] else "-"
+                              for m in ("agent", "u32", "nftdup"))
+            md.append(f"| {size} | {rules} by {shape} | {'yes' if matching else 'no'} | {fmt(none and none['pps_median'])} | "
+                      f"{fmt(floor and floor['pps_median'])} | " +
+                      " | ".join(fmt(by[m] and by[m]["pps_median"]) for m in ("u32", "nftdup", "agent")) +
+                      f" | {fmt(ag.get('vs_none'), '.3f')} | {fmt(ag.get('vs_best_peer'), '.2f')} | {lost} |")
+        md.append("")
+    tcp = [c for c in tp if c["layout"] == "tcp"]
+    if tcp:
+        md += ["### TCP (iperf3 from the VM to the peer, GSO/TSO as the kernel does it, one accept-all rule)", "",
+               "Gbit/s received by the peer (median over rounds); segments the peer received (its IP layer's per-ECN counters, which count a GSO packet as its segments; "
+               "summed over rounds) against the copies at the collector, which sees segments (the underlay "
+               "segments GSO copies in software, as a NIC without VXLAN TSO would).", "",
+               "| streams | mode | Gbit/s | x none | x peer | segments at the peer | copies | lost |",
+               "|---|---|---|---|---|---|---|---|"]
+        for c in sorted(tcp, key=lambda c: (c["streams"], MODE_ORDER.get(c["mode"], 9))):
+            md.append(f"| {c['streams']} | {c['mode']} | {fmt(c.get('gbps_median'), '.2f')} | {fmt(c.get('vs_none'), '.3f')} | "
+                      f"{fmt(c.get('vs_best_peer'), '.2f')} | {c['segments']} | {c['copies']} | {c['lost']} |")
+        md.append("")
+    g = res.get("throughput_goals")
+    if g:
+        md += ["### Issue 20's goals, cell by cell", "", "| cell | goal | measured | holds |", "|---|---|---|---|"]
+        for x in g:
+            v = x["value"]
+            md.append(f"| {x['cell']} | {x['goal']} | {fmt(v, 'd' if isinstance(v, int) else '.3f')} | "
+                      f"{'yes' if x['holds'] else '**no**'} |")
+        md.append("")
+    return md
+
+
+def plot(res, out):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # the table and JSON still stand without the plot
+        print(f"bench: no plot (matplotlib unavailable: {e}; Debian: python3-matplotlib)")
+        return
+    tp = res["throughput"]
+    layouts = [l for l in ("paged", "linear") if any(c["layout"] == l for c in tp)]
+    sizes = sorted({c["frame_bytes"] for c in tp if c["layout"] in layouts})
+    tcp = [c for c in tp if c["layout"] == "tcp"]
+    ncols = len(sizes) + (1 if tcp else 0)
+    nrows = max(1, len(layouts))
+    fig, axes = plt.subplots(nrows, max(1, ncols), figsize=(7 * max(1, ncols), 4 * nrows), squeeze=False)
+    colors = {"u32": "tab:blue", "nftdup": "tab:orange", "agent": "tab:green"}
+    for i, layout in enumerate(layouts):
+        for j, size in enumerate(sizes):
+            ax = axes[i][j]
+            cells = [c for c in tp if c["layout"] == layout and c["frame_bytes"] == size]
+            keys = sorted({(c["rules_shape"], c["matching"]) for c in cells if c["rules_shape"]},
+                          key=lambda k: (SHAPE_ORDER.get(k[0], 99), not k[1]))
+            w = 0.27
+            for k, m in enumerate(("u32", "nftdup", "agent")):
+                ys = [(find(cells, mode=m, rules_shape=s, matching=mt) or {}).get("pps_median", 0) / 1000 for s, mt in keys]
+                ax.bar([x + (k - 1) * w for x in range(len(keys))], ys, w, color=colors[m], label=m)
+            for x, (s, mt) in enumerate(keys):  # none of the same family: a black bar across the group
+                n = find(cells, mode="none", family="ipv6" if s == "ipv6" else "ipv4")
+                if n:
+                    ax.hlines(n["pps_median"] / 1000, x - 1.5 * w, x + 1.5 * w, colors="k")
+            ax.set_xticks(range(len(keys)))
+            ax.set_xticklabels([f"{s}\n{'last' if mt else 'none'}" for s, mt in keys], fontsize=7)
+            ax.set_ylabel("kpps forwarded (median)")
+            ax.set_title(f"{layout}, {size} B, 30 rules (black: no mirroring)", fontsize=9)
+            if not keys:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    if tcp:
+        ax = axes[0][ncols - 1]
+        streams = sorted({c["streams"] for c in tcp})
+        modes = [m for m in ("none", "u32", "nftdup", "agent") if any(c["mode"] == m for c in tcp)]
+        w = 0.8 / max(1, len(modes))
+        for k, m in enumerate(modes):
+            ys = [(find(tcp, mode=m, streams=s) or {}).get("gbps_median") or 0 for s in streams]
+            ax.bar([x + (k - (len(modes) - 1) / 2) * w for x in range(len(streams))], ys, w,
+                   color=colors.get(m, "grey"), label=m)
+        ax.set_xticks(range(len(streams)))
+        ax.set_xticklabels([f"{s} stream(s)" for s in streams])
+        ax.set_ylabel("Gbit/s (median)")
+        ax.set_title("TCP, iperf3, every segment mirrored (grey: no mirroring)", fontsize=9)
+        for i in range(1, nrows):
+            axes[i][ncols - 1].axis("off")
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(color=c, label=m) for m, c in colors.items()], loc="upper right", fontsize=8)
+    title = "Mirroring throughput matrix" + (" (--quick smoke: not a measurement)" if res.get("throughput_run", {}).get("quick") else "")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "throughput.png"), dpi=90)
 
 
 def main():
@@ -110,6 +318,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--command", required=True)
+    ap.add_argument("--quick", action="store_true", help="the throughput part ran as a smoke (--quick)")
     a = ap.parse_args()
     path = os.path.join(a.out, "results.json")
     res = load(path, {})
@@ -136,12 +345,15 @@ def main():
         alt = [r for r in rows if r.get("phase") == "alternating"]
         brk = [r for r in rows if r.get("phase") == "breakdown"]
         prof = [r for r in rows if r.get("phase") == "profile"]
-        rows = [r for r in rows if r.get("phase") is None]
+        rows = [normalise(r) for r in rows if r.get("phase") is None]
         # `scripts/bench profile` runs only the profile phase: the other
         # sections keep their numbers from the last throughput run.
         if rows:
             res["throughput"] = throughput_summary(rows)
             res["throughput_ratios"] = ratios(res["throughput"], rows)
+            res["throughput_goals"] = goals(res["throughput"])
+            res["throughput_run"] = dict(quick=a.quick, rounds=max(r["round"] for r in rows),
+                                         seconds=rows[0]["seconds"])
             res.pop("throughput_alternating", None)
             res.pop("unmatched_breakdown", None)
             res["measured_at"]["throughput"] = now
@@ -205,12 +417,8 @@ def main():
         md += [f"| {k} | {v:.1f} |" for k, v in res["classifier_ns"].items() if isinstance(v, (int, float))]
         md.append("")
     if "throughput" in res:
-        md += ["## Throughput (64-byte UDP frames, pps forwarded by the host)", "",
-               "| mode | rules | last matches | pps min | pps median | pps max | copies | lost |",
-               "|---|---|---|---|---|---|---|---|"]
-        for r in res["throughput"]:
-            md.append(f"| {r['mode']} | {r['rules']} | {'yes' if r['matching'] else 'no'} | {r['pps_min']:.0f} | "
-                      f"{r['pps_median']:.0f} | {r['pps_max']:.0f} | {r['copies']} | {r['lost']} |")
+        res["throughput"] = [normalise(r) for r in res["throughput"]]
+        md += throughput_tables(res)
         md.append("")
         for k, v in res.get("throughput_ratios", {}).items():
             md.append(f"- {k}: {v:.3f}")
@@ -279,33 +487,7 @@ def main():
         f.write("\n".join(md))
 
     if "throughput" in res:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            try:
-                subprocess.run(["pip", "install", "-q", "matplotlib"], check=True)
-                import matplotlib
-                matplotlib.use("Agg")
-                import matplotlib.pyplot as plt
-            except Exception as e:  # the table and JSON still stand without the plot
-                print(f"bench: no plot (matplotlib unavailable: {e})")
-                return
-        rows = res["throughput"]
-        labels = [f"{r['mode']}\n{r['rules']}{'' if r['matching'] else ' none'}" for r in rows]
-        med = [r["pps_median"] / 1000 for r in rows]
-        err = [[(r["pps_median"] - r["pps_min"]) / 1000 for r in rows],
-               [(r["pps_max"] - r["pps_median"]) / 1000 for r in rows]]
-        colors = {"none": "grey", "hook": "silver", "tcxhook": "lightsteelblue", "u32": "tab:blue", "nftdup": "tab:orange", "agent": "tab:green"}
-        fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.8), 4))
-        ax.bar(range(len(rows)), med, yerr=err, color=[colors.get(r["mode"], "k") for r in rows])
-        ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels(labels, fontsize=7)
-        ax.set_ylabel("kpps forwarded (median, min-max)")
-        ax.set_title("Mirroring throughput, 64 B UDP (rules; 'none' = no rule matches)")
-        fig.tight_layout()
-        fig.savefig(os.path.join(a.out, "throughput.png"), dpi=100)
+        plot(res, a.out)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,28 @@ static inline int clibbpf_test_run_skb(int prog_fd, const void *frame, __u32 siz
 	return 0;
 }
 
+/* BPF_PROG_TEST_RUN of stage 2 on a copy: skb->cb[0..4] as stage 1 leaves them.
+ * The frame as the program leaves it is written to out (up to *out_size bytes;
+ * *out_size is set to its length). */
+static inline int clibbpf_test_run_skb_cb(int prog_fd, const void *frame, __u32 size, const __u32 cb[5],
+                                          void *out, __u32 *out_size, __u32 *retval)
+{
+	struct __sk_buff ctx;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.ifindex = 1;
+	for (int i = 0; i < 5; i++)
+		ctx.cb[i] = cb[i];
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = size, .ctx_in = &ctx,
+		    .ctx_size_in = sizeof(ctx), .data_out = out, .data_size_out = *out_size, .repeat = 1);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (err)
+		return -errno;
+	*out_size = opts.data_size_out;
+	if (retval)
+		*retval = opts.retval;
+	return 0;
+}
+
 /* tcx (kernel >= 6.6): BPF links on a device's TC ingress/egress, without the
  * clsact qdisc and its filter walk. libbpf 1.1 and the 6.1 uapi headers here
  * predate it, so the attach types and the link type are spelled by number (they

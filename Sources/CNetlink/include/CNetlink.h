@@ -43,20 +43,23 @@ int cnl_vxlan_external_info(cnl_context *ctx, const char *name, int *is_external
 /// -ENETUNREACH (or another negative errno) when there is no route.
 int cnl_route_mtu(cnl_context *ctx, int family, const uint8_t *addr, int *mtu_out, int *oif_out);
 
-/// What the datapath needs to build outer headers toward an IPv4 collector itself
+/// What the datapath needs to build outer headers toward a collector itself
 /// (bpf/mirror_abi.h, "Encapsulation templates"): the route's output device and
-/// preferred source address, that device's MAC, and the next hop's MAC.
+/// preferred source address, that device's MAC, the next hop (the gateway, or the
+/// collector when on link) and its MAC. Addresses are 4 (AF_INET) or 16 bytes.
 typedef struct {
     int oif;
-    uint8_t src_ip[4];
+    uint8_t src_ip[16];
+    uint8_t nexthop[16];
     uint8_t src_mac[6];
     uint8_t dst_mac[6];
 } cnl_encap_path;
 
-/// Fills `out` for `dst` (network order). -EAGAIN while the next hop has no usable
-/// neighbour entry (not resolved yet); another negative errno when there is no
-/// unicast route out of an Ethernet device.
-int cnl_encap_path_ipv4(cnl_context *ctx, const uint8_t dst[4], cnl_encap_path *out);
+/// Fills `out` for `dst` (network order, 4 or 16 bytes by `family`). -EAGAIN while
+/// the next hop has no usable neighbour entry (not resolved yet: everything but
+/// dst_mac is filled); another negative errno when there is no unicast route out
+/// of an Ethernet device (-ENETUNREACH and the like: no route at all).
+int cnl_encap_path_lookup(cnl_context *ctx, int family, const uint8_t *dst, cnl_encap_path *out);
 
 /// How many tc filters (anyone's) sit on the clsact qdisc of ifindex, ingress and
 /// egress together; -EINVAL or -ENOENT style errors when there is no such qdisc.

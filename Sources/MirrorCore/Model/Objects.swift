@@ -117,6 +117,16 @@ public struct Filter: Hashable, Sendable, Encodable {
 
 public enum TargetType: String, Codable, Sendable, CaseIterable { case nic, loadBalancer }
 
+/// What the collector receives (SPEC §11): VXLAN (RFC 7348, UDP 4789), GENEVE
+/// (RFC 8926, UDP 6081, no options) or ERSPAN type II over GRE, each with the
+/// session's `vni` as its VNI or session ID.
+public enum Encapsulation: String, Codable, Sendable, CaseIterable {
+    case vxlan, geneve, erspan
+
+    /// ERSPAN's session ID has 10 bits: sessions at an erspan target have a vni in it.
+    public static let erspanSessionIDs = 0...1023
+}
+
 public struct Target: Hashable, Sendable, Encodable {
     public var id: String
     public var type: TargetType
@@ -125,14 +135,19 @@ public struct Target: Hashable, Sendable, Encodable {
     /// Set for `loadBalancer` (1–16).
     public var backends: [IPAddress]?
     public var description: String?
+    /// nil means vxlan (as a document without the field).
+    public var encapsulation: Encapsulation?
 
     public init(
         id: String, type: TargetType, address: IPAddress? = nil, backends: [IPAddress]? = nil,
-        description: String? = nil
+        description: String? = nil, encapsulation: Encapsulation? = nil
     ) {
         self.id = id; self.type = type; self.address = address; self.backends = backends
-        self.description = description
+        self.description = description; self.encapsulation = encapsulation
     }
+
+    /// `encapsulation`, vxlan when not given.
+    public var effectiveEncapsulation: Encapsulation { encapsulation ?? .vxlan }
 
     /// Every collector address this target may send to.
     public var collectorAddresses: [IPAddress] {

@@ -65,6 +65,7 @@ public enum DocumentEncoding {
         var m: Members = [("id", .string(t.id)), ("type", .string(t.type.rawValue))]
         opt(&m, "address", str(t.address))
         opt(&m, "backends", t.backends.map { .array($0.map { .string($0.description) }) })
+        opt(&m, "encapsulation", t.encapsulation.map { .string($0.rawValue) })
         opt(&m, "description", t.description.map(JSONValue.string))
         return .object(m)
     }

@@ -455,13 +455,14 @@ struct Decoder {
     mutating func target(_ v: JSONValue, _ path: String) -> Target? {
         guard
             let m = members(
-                v, path, kind: "a target", allowed: ["id", "type", "address", "backends", "description"],
+                v, path, kind: "a target", allowed: ["id", "type", "address", "backends", "encapsulation", "description"],
                 required: ["id", "type"])
         else { return nil }
         let before = errors.count
         let id = self.id(m["id"], path + ".id", "a target id")
         let type = enumValue(m["type"], path + ".type", "type", TargetType.self)
         let desc = description(m["description"], path + ".description")
+        let encapsulation = enumValue(m["encapsulation"], path + ".encapsulation", "encapsulation", Encapsulation.self)
         var address: IPAddress?
         var backends: [IPAddress]?
         switch type {
@@ -498,7 +499,8 @@ struct Decoder {
         case nil: break
         }
         guard errors.count == before, let id, let type else { return nil }
-        return Target(id: id, type: type, address: address, backends: backends, description: desc)
+        return Target(
+            id: id, type: type, address: address, backends: backends, description: desc, encapsulation: encapsulation)
     }
 
     mutating func source(_ v: JSONValue, _ path: String) -> Source? {
@@ -767,6 +769,7 @@ struct Decoder {
         var perTarget: [String: Int] = [:]
         var perFilter: [String: Int] = [:]
         var vnis: [Int: String] = [:]
+        var erspanUnassigned: [Located<Session>] = []
         for s in d.sessions {
             let v = s.value
             dangling(v.filter, "filter", "filters", s.path + ".filter")
@@ -811,6 +814,17 @@ struct Decoder {
                     )
                 }
             }
+            // SPEC §11: an ERSPAN session ID has 10 bits.
+            if let t = targets[v.target]?.value, t.effectiveEncapsulation == .erspan {
+                if let vni = v.vni, !Encapsulation.erspanSessionIDs.contains(vni) {
+                    add(
+                        s.path + ".vni",
+                        "vni \(vni) does not fit an ERSPAN session ID: target \"\(t.id)\" has encapsulation erspan, so its sessions need a vni of \(Encapsulation.erspanSessionIDs.lowerBound)–\(Encapsulation.erspanSessionIDs.upperBound)"
+                    )
+                } else if v.vni == nil {
+                    erspanUnassigned.append(s)
+                }
+            }
             if let vni = v.vni {
                 if let other = vnis[vni] {
                     add(s.path + ".vni", "vni \(vni) is also used by \(other): each session needs its own vni")
@@ -818,6 +832,15 @@ struct Decoder {
                     vnis[vni] = "session \"\(v.id)\" (\(s.path))"
                 }
             }
+        }
+        // Sessions at erspan targets without a vni get one of 1–1023 (VNIAssigner), unique
+        // among all sessions: refused here when too few are left.
+        let free = VNIAssigner.erspanRange.count - Set(vnis.keys).filter { VNIAssigner.erspanRange.contains($0) }.count
+        for s in erspanUnassigned.dropFirst(max(0, free)) {
+            add(
+                s.path + ".vni",
+                "no ERSPAN session ID (vni \(VNIAssigner.erspanRange.lowerBound)–\(VNIAssigner.erspanRange.upperBound)) is left to assign to session \"\(s.value.id)\": give it an explicit vni of \(Encapsulation.erspanSessionIDs.lowerBound)–\(Encapsulation.erspanSessionIDs.upperBound) not used by another session"
+            )
         }
     }
 }

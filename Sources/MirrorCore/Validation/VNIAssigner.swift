@@ -18,23 +18,34 @@ public enum VNIAssigner {
     /// Auto-assigned VNIs come from this range; 0 is left out (some collectors treat it as "none").
     public static let range = 1...Quota.vni.upperBound
 
+    /// Auto-assigned ERSPAN session IDs (sessions at an erspan target): 10 bits, 0 left out.
+    public static let erspanRange = 1...Encapsulation.erspanSessionIDs.upperBound
+
     public static func assign(_ document: Document, previous: [String: Int] = [:]) -> Result {
         var doc = document
         var used = Set(doc.sessions.compactMap(\.vni))
         var assigned: [String: Int] = [:]
-        // Sessions needing a VNI, in id order so the result does not depend on array order.
+        // SPEC §11: a session at an erspan target needs a vni that fits ERSPAN's session ID.
+        let erspanTargets = Set(doc.targets.filter { $0.effectiveEncapsulation == .erspan }.map(\.id))
+        let erspan = Set(doc.sessions.filter { $0.vni == nil && erspanTargets.contains($0.target) }.map(\.id))
+        func range(_ id: String) -> ClosedRange<Int> { erspan.contains(id) ? erspanRange : Self.range }
+        // Sessions needing a VNI, in id order so the result does not depend on array
+        // order; the erspan ones first, whose range is small.
         let needing = doc.sessions.filter { $0.vni == nil }.map(\.id)
-        let ids = Array(Set(needing)).sorted()
+        let ids = Array(Set(needing)).sorted { (erspan.contains($0) ? 0 : 1, $0) < (erspan.contains($1) ? 0 : 1, $1) }
         // First keep every previous assignment that is still free.
         for id in ids {
-            if let v = previous[id], range.contains(v), !used.contains(v) {
+            if let v = previous[id], range(id).contains(v), !used.contains(v) {
                 assigned[id] = v
                 used.insert(v)
             }
         }
         for id in ids where assigned[id] == nil {
-            var v = candidate(for: id)
-            while used.contains(v) { v = v == range.upperBound ? range.lowerBound : v + 1 }
+            let r = range(id)
+            var v = r.lowerBound + (candidate(for: id) - Self.range.lowerBound) % r.count
+            // Bounded: validation (DocumentParser) refuses documents whose erspan
+            // sessions cannot all get an ID; a full range keeps the candidate.
+            for _ in 0..<r.count where used.contains(v) { v = v == r.upperBound ? r.lowerBound : v + 1 }
             assigned[id] = v
             used.insert(v)
         }

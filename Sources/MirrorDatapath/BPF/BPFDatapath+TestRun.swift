@@ -33,6 +33,30 @@ extension BPFDatapath {
     }
 }
 
+extension BPFDatapath {
+    /// BPF_PROG_TEST_RUN of stage 2 (`mirror_encap`, loaded first) on a copy whose
+    /// metadata stage 1 would have left in skb->cb: magic, `mirror_meta_word1`, the
+    /// flow hash, the source slot. Returns the verdict (TC_ACT_REDIRECT for the direct
+    /// path) and the frame as stage 2 left it: what would go on the wire.
+    public func testRunEncap(
+        frame: [UInt8], sessionSlot: UInt16, slot: UInt8, flowHash: UInt32
+    ) throws(DatapathError) -> (retval: UInt32, frame: [UInt8]) {
+        try loadEncap()
+        let cb: [UInt32] = [MIRROR_COPY_MAGIC, mirror_meta_word1(UInt32(sessionSlot), UInt32(slot), 0), flowHash, 0, 0]
+        var out = [UInt8](repeating: 0, count: frame.count + 256)
+        var outSize = UInt32(out.count)
+        var retval: UInt32 = 0
+        let fd = encapFD
+        let rc = frame.withUnsafeBytes { raw in
+            out.withUnsafeMutableBytes { o in
+                clibbpf_test_run_skb_cb(fd, raw.baseAddress, UInt32(raw.count), cb, o.baseAddress, &outSize, &retval)
+            }
+        }
+        if rc != 0 { throw DatapathError("test run mirror_encap", errno: -rc) }
+        return (retval, Array(out.prefix(Int(outSize))))
+    }
+}
+
 /// A decoded verdict of the test programs (bpf/mirror_abi.h, mirror_verdict).
 public struct Verdict: Hashable, Sendable, CustomStringConvertible {
     public enum Outcome: Sendable {

@@ -113,7 +113,7 @@ public final class BPFDatapath: @unchecked Sendable {
     // MARK: encapsulation stage
 
     var encapObject: OpaquePointer?
-    private var encapFD: Int32 = -1
+    var encapFD: Int32 = -1  // internal: BPFDatapath+TestRun.swift runs it
 
     /// Loads stage 2 (bpf/encap.bpf.c, program `mirror_encap`) sharing this
     /// instance's maps (the same fds, pinned or not). Idempotent.

@@ -1,29 +1,51 @@
 import CLibbpf
 import CMirrorABI
 
-/// What stage 2 needs to push outer headers toward one IPv4 collector itself
-/// (bpf/mirror_abi.h, "Encapsulation templates").
+/// What stage 2 needs to push outer headers toward one collector itself, or that
+/// nothing can reach it (bpf/mirror_abi.h, "Encapsulation templates").
 public struct EncapTemplate: Hashable, Sendable {
-    /// Addresses in network order (4 bytes), MACs 6 bytes.
-    public var collector: [UInt8], source: [UInt8]
+    public enum State: Hashable, Sendable {
+        /// Next-hop MAC known: stage 2 redirects the copy.
+        case resolved
+        /// Next hop not resolved yet: stage 2 hands the copy to the neighbour subsystem.
+        case unresolved
+        /// No route: stage 2 drops the copy and counts it (never as sent).
+        case noRoute
+    }
+    /// Addresses in network order (4 or 16 bytes, the collector's family), MACs 6 bytes.
+    public var collector: [UInt8], source: [UInt8], nextHop: [UInt8]
     public var sourceMAC: [UInt8], nextHopMAC: [UInt8]
     public var ifindex: UInt32
-    public var port: UInt16
-    public init(collector: [UInt8], source: [UInt8], sourceMAC: [UInt8], nextHopMAC: [UInt8], ifindex: UInt32, port: UInt16) {
-        self.collector = collector; self.source = source; self.sourceMAC = sourceMAC; self.nextHopMAC = nextHopMAC
-        self.ifindex = ifindex; self.port = port
+    public var state: State
+    public init(
+        collector: [UInt8], source: [UInt8] = [], nextHop: [UInt8] = [], sourceMAC: [UInt8] = [], nextHopMAC: [UInt8] = [],
+        ifindex: UInt32 = 0, state: State
+    ) {
+        self.collector = collector; self.source = source; self.nextHop = nextHop
+        self.sourceMAC = sourceMAC; self.nextHopMAC = nextHopMAC
+        self.ifindex = ifindex; self.state = state
     }
 
-    /// The map key: the collector address as the packet carries it.
-    var collectorKey: UInt32 { collector.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) } }
+    /// The map key: the collector address as mirror_target.backends_be holds it.
+    var key: mirror_encap_template_key {
+        var k = mirror_encap_template_key()
+        withUnsafeMutableBytes(of: &k.addr_be) { $0.copyBytes(from: collector.prefix(16)) }
+        return k
+    }
 
     var abi: mirror_encap_template {
         var v = mirror_encap_template()
         v.ifindex = ifindex
-        v.src_ipv4_be = source.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+        v.family = collector.count == 16 ? 6 : 4
+        switch state {
+        case .resolved: v.state = UInt8(MIRROR_PATH_RESOLVED.rawValue)
+        case .unresolved: v.state = UInt8(MIRROR_PATH_UNRESOLVED.rawValue)
+        case .noRoute: v.state = UInt8(MIRROR_PATH_NONE.rawValue)
+        }
+        withUnsafeMutableBytes(of: &v.src_be) { $0.copyBytes(from: source.prefix(16)) }
+        withUnsafeMutableBytes(of: &v.nexthop_be) { $0.copyBytes(from: nextHop.prefix(16)) }
         withUnsafeMutableBytes(of: &v.dst_mac) { $0.copyBytes(from: nextHopMAC.prefix(6)) }
         withUnsafeMutableBytes(of: &v.src_mac) { $0.copyBytes(from: sourceMAC.prefix(6)) }
-        v.dst_port = port
         return v
     }
 }
@@ -41,6 +63,9 @@ extension BPFDatapath {
         public var segmented: UInt64 = 0, droppedSegmenterNotCopy: UInt64 = 0
         /// Of `sent`: encapsulated by stage 2 from a template (the direct path); its failures.
         public var sentDirect: UInt64 = 0, droppedEncapDirect: UInt64 = 0
+        /// No route toward the collector (nothing left); of `sentDirect`: handed to the
+        /// neighbour subsystem to resolve the next hop.
+        public var droppedNoRoute: UInt64 = 0, sentResolving: UInt64 = 0
         public init() {}
 
         /// Adds one CPU's values (the only place that maps the ABI fields).
@@ -53,6 +78,7 @@ extension BPFDatapath {
             droppedNotCopy &+= v.dropped_not_copy
             segmented &+= v.segmented; droppedSegmenterNotCopy &+= v.dropped_segmenter_not_copy
             sentDirect &+= v.sent_direct; droppedEncapDirect &+= v.dropped_encap_direct
+            droppedNoRoute &+= v.dropped_no_route; sentResolving &+= v.sent_resolving
         }
     }
 
@@ -64,14 +90,16 @@ extension BPFDatapath {
     }
 
     /// Replaces the encapsulation templates (bpf/mirror_abi.h) with `templates`, keyed
-    /// by IPv4 collector address in network order: each written in one update, then
-    /// the addresses no longer present deleted.
+    /// by collector address: each written in one update, then the addresses no
+    /// longer present deleted.
     public func setEncapTemplates(_ templates: [EncapTemplate]) throws(DatapathError) {
         let fd = try mapFD(.encapTemplates)
         try replaceSlot(
-            fd, templates.lazy.map { ($0.collectorKey, $0.abi) },
-            what: { "write the encapsulation template for collector key \($0)" },
-            inSlot: { _ in true }, id: { UInt64($0) })
+            fd, templates.lazy.map { ($0.key, $0.abi) },
+            what: { k in "write the encapsulation template for collector \(withUnsafeBytes(of: k.addr_be) { Array($0) })" },
+            inSlot: { _ in true },
+            id: { k in withUnsafeBytes(of: k.addr_be) { $0.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 } }
+            })
     }
 
     /// The counters of no session (key MIRROR_ENCAP_STATS_NOT_COPY): frames dropped on

@@ -38,9 +38,10 @@ public enum ClassifierProgram: String, CaseIterable, Sendable {
 }
 
 /// The maps of bpf/encap.bpf.c beyond the shared `ClassifierMap`s: the segmenter
-/// pair's tx ifindex (0: none).
+/// pair's tx ifindex (0: none), and the ERSPAN sequence number of each session slot.
 public enum EncapMap: String, CaseIterable, Sendable {
     case segmenter = "mirror_segmenter"
+    case erspanSequence = "mirror_erspan_seq"
 }
 
 /// The programs of bpf/encap.bpf.c: stage 2 on the mirror device's egress, and the

@@ -20,6 +20,8 @@ public struct DatapathCounters: Sendable {
         public var truncatedPacketLength: UInt64 = 0, truncatedMTU: UInt64 = 0
         public var droppedSessionGone: UInt64 = 0, droppedNoTarget: UInt64 = 0
         public var droppedTruncate: UInt64 = 0, droppedEncapsulation: UInt64 = 0
+        /// No route toward the collector: nothing could leave (SPEC §11: never counted as sent).
+        public var droppedNoRoute: UInt64 = 0
         /// GSO copies whose segments would not fit, handed to the segmenter; their
         /// segments come back and count as sent (and truncated when cut) like any copy.
         public var segmented: UInt64 = 0

@@ -36,6 +36,7 @@ extension KernelDatapath {
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
                     s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey &+ e.droppedEncapDirect
+                    s.droppedNoRoute = e.droppedNoRoute
                     s.segmented = e.segmented; s.truncatedGSO = e.truncatedGSO
                     out.sessions.append(s)
                 }

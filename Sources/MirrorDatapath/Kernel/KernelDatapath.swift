@@ -1,3 +1,4 @@
+import CNetlink
 import Foundation
 import Logging
 import MirrorCompiler
@@ -273,21 +274,33 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         if let inForceDespite { throw PolicyInForceError(inForceDespite) }
     }
 
-    /// Writes an encapsulation template (bpf/mirror_abi.h) for every IPv4 collector
-    /// whose route and next hop resolve now, and removes the others: their copies
-    /// go through the VXLAN device, which also gets the next hop resolved. Called
-    /// under `lock`, after each apply and every second.
+    /// Writes an encapsulation template (bpf/mirror_abi.h) for every collector, of
+    /// either family: its route and next hop (resolved or not yet: then the kernel
+    /// resolves it per copy), or that it has no route, so that stage 2 drops and
+    /// counts its copies instead of counting them as sent (SPEC §11: the counters
+    /// tell the truth). A collector whose route the template cannot describe gets
+    /// none: vxlan copies take the VXLAN device, the others are dropped and counted.
+    /// Called under `lock`, after each apply and every second.
     private func refreshEncapTemplates() {
         guard let dp = datapath, let nl = netlink else { return }
         var templates: [[UInt8]: EncapTemplate] = [:]
         for t in document.targets {
-            for a in t.collectorAddresses where a.ethertype == .ipv4 && templates[a.bytes] == nil {
-                guard let p = nl.encapPath(to: a) else { continue }
-                templates[a.bytes] = EncapTemplate(
-                    collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0) },
-                    sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
-                    nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
-                    ifindex: UInt32(p.oif), port: MirrorDevice.vxlanPort)
+            for a in t.collectorAddresses where templates[a.bytes] == nil {
+                let n = a.bytes.count
+                func template(_ p: cnl_encap_path, _ state: EncapTemplate.State) -> EncapTemplate {
+                    EncapTemplate(
+                        collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0.prefix(n)) },
+                        nextHop: withUnsafeBytes(of: p.nexthop) { Array($0.prefix(n)) },
+                        sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
+                        nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
+                        ifindex: UInt32(p.oif), state: state)
+                }
+                switch nl.encapPath(to: a) {
+                case .resolved(let p): templates[a.bytes] = template(p, .resolved)
+                case .unresolved(let p): templates[a.bytes] = template(p, .unresolved)
+                case .noRoute: templates[a.bytes] = EncapTemplate(collector: a.bytes, state: .noRoute)
+                case .unknown: continue
+                }
             }
         }
         do { try dp.setEncapTemplates(Array(templates.values)) } catch {

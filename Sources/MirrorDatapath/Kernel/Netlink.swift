@@ -93,15 +93,31 @@ public final class NetlinkContext {
         return rc == 0 && oif > 0 ? Int(oif) : nil
     }
 
-    /// What the datapath needs to push outer headers toward an IPv4 collector itself
-    /// (bpf/mirror_abi.h, "Encapsulation templates"), or nil while there is none:
-    /// an IPv6 address, no unicast route out of an Ethernet device, or a next hop
-    /// not resolved yet (copies take the VXLAN device meanwhile, which resolves it).
-    public func encapPath(to address: IPAddress) -> cnl_encap_path? {
-        guard address.ethertype == .ipv4 else { return nil }
+    /// What a route and neighbour lookup found toward a collector (`encapPath`).
+    public enum EncapPathLookup {
+        /// Route, source address and next-hop MAC known.
+        case resolved(cnl_encap_path)
+        /// Route and source known; the next hop's MAC not (yet): the kernel resolves it.
+        case unresolved(cnl_encap_path)
+        /// Nothing can be sent there: no unicast route, or no source address for it.
+        case noRoute(Int32)
+        /// A route the template cannot describe (not out of an Ethernet device), or
+        /// the lookup itself failed: no template.
+        case unknown(Int32)
+    }
+
+    /// What the datapath needs to push outer headers toward a collector of either
+    /// family itself (bpf/mirror_abi.h, "Encapsulation templates").
+    public func encapPath(to address: IPAddress) -> EncapPathLookup {
         var out = cnl_encap_path()
-        let rc = address.bytes.withUnsafeBufferPointer { cnl_encap_path_ipv4(ctx, $0.baseAddress, &out) }
-        return rc == 0 ? out : nil
+        let family = address.ethertype == .ipv4 ? AF_INET : AF_INET6
+        let rc = address.bytes.withUnsafeBufferPointer { cnl_encap_path_lookup(ctx, family, $0.baseAddress, &out) }
+        switch rc {
+        case 0: return .resolved(out)
+        case -EAGAIN: return .unresolved(out)
+        case -ENETUNREACH, -EHOSTUNREACH, -ENOENT, -EADDRNOTAVAIL, -EACCES, -EPERM, -EINVAL: return .noRoute(rc)
+        default: return .unknown(rc)
+        }
     }
 
     /// Returns false when there was no such interface.
