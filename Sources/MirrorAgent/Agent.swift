@@ -59,6 +59,11 @@ public actor Agent {
     private var effective = Document()
     private var vnis: [String: Int] = [:]
     private var generation: UInt64 = 0
+    /// `start` finished: the restored (or empty) policy is in the datapath.
+    private var started = false
+    /// Conditions other services hold against readiness (fleet mode: "no document
+    /// from etcd yet"), by name.
+    private var notReadyReasons: [String: String] = [:]
 
     public init(
         store: StateStore, datapath: Datapath, checker: DocumentChecking = CoreDocumentChecker(),
@@ -99,6 +104,7 @@ public actor Agent {
         }
         try timedApply(effective, generation)
         Self.returnFreedMemory()
+        started = true
         logSourceChanges(after: "start")
     }
 
@@ -121,6 +127,7 @@ public actor Agent {
     }
 
     public func shutdown() {
+        started = false
         persistMetrics()
         datapath.shutdown()
         stateLock?.release()
@@ -343,6 +350,37 @@ public actor Agent {
     }
 
     public func status() -> StatusResponse { status(verified: true) }
+
+    /// GET /healthz: the agent's actor answers (a hung agent times the probe out).
+    public func liveness() -> Probe { Probe(ok: true, detail: "ok") }
+
+    /// GET /readyz (issue 18): ready when a policy is applied and the datapath is
+    /// attached: `start` has put the restored or empty policy in force, the datapath
+    /// is loaded, holds the agent's current generation and reports nothing broken
+    /// (its mirror device and stage 2 in place), and no other service holds a reason
+    /// (`setNotReady`). Sources whose interface does not exist yet are pending, not
+    /// a reason: a VM's tap appears when the VM starts.
+    public func readiness() -> Probe {
+        var reasons: [String] = []
+        if !started { reasons.append("the agent has not put its policy in force yet") }
+        let dp = datapath.status(verified: true)
+        if !dp.loaded { reasons.append("the \(datapath.kind) datapath is not loaded") }
+        if started && dp.loaded && dp.generation != generation {
+            reasons.append("the datapath holds generation \(dp.generation), the agent \(generation)")
+        }
+        reasons += dp.problems
+        reasons += notReadyReasons.keys.sorted().map { "\($0): \(notReadyReasons[$0] ?? "")" }
+        guard reasons.isEmpty else { return Probe(ok: false, detail: "not ready: " + reasons.joined(separator: "; ")) }
+        let attached = effective.sources.filter { dp.attached[$0.interface] != nil }.count
+        return Probe(
+            ok: true,
+            detail:
+                "ready: generation \(generation), \(effective.sessions.count) sessions, \(attached) of \(effective.sources.count) sources attached"
+        )
+    }
+
+    /// Holds (`reason` non-nil) or releases readiness for `name`.
+    public func setNotReady(_ name: String, reason: String?) { notReadyReasons[name] = reason }
 
     /// `verified`: see `Datapath.status(verified:)`.
     func status(verified: Bool) -> StatusResponse {

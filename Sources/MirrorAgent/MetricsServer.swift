@@ -4,6 +4,13 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 
+/// One probe's answer: 200 with `detail` when `ok`, else 503 with it.
+public struct Probe: Hashable, Sendable {
+    public var ok: Bool
+    public var detail: String
+    public init(ok: Bool, detail: String) { self.ok = ok; self.detail = detail }
+}
+
 /// GET /metrics over HTTP/1.1 on TCP (SPEC §7), served by `HTTPServer`: the
 /// Prometheus text exposition of `render()` (by default the agent's
 /// `metricsSnapshot`). Counters are read at scrape time; nothing polls in the background.
@@ -17,10 +24,14 @@ public final class MetricsServer: Service {
     public let requestedPort: Int
     private let server: HTTPServer
 
-    /// `finished` runs after each response to GET /metrics has been sent.
+    /// `finished` runs after each response to GET /metrics has been sent. `healthz`
+    /// and `readyz` answer GET /healthz and GET /readyz (issue 18: the liveness and
+    /// readiness probes of the DaemonSet).
     public init(
         host: String, port: Int, group: EventLoopGroup? = nil, logger: Logger,
-        render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void = {}
+        render: @escaping @Sendable () async -> MetricsRenderer.Chunks, finished: @escaping @Sendable () -> Void = {},
+        healthz: @escaping @Sendable () async -> Probe = { Probe(ok: true, detail: "ok") },
+        readyz: @escaping @Sendable () async -> Probe = { Probe(ok: true, detail: "ready") }
     ) {
         self.host = host; self.requestedPort = port
         // A scrape has no body; a connection or two per Prometheus server.
@@ -29,7 +40,9 @@ public final class MetricsServer: Service {
             name: "metrics endpoint", endpoint: .tcp(host: host, port: port), limits: limits,
             group: group, logger: logger,
             refusal: { status, message in Self.text(status, message + "\n") },
-            handler: { request in await Self.handle(request, render: render, finished: finished) })
+            handler: { request in
+                await Self.handle(request, render: render, finished: finished, healthz: healthz, readyz: readyz)
+            })
     }
 
     /// `rules`: which per-rule series a scrape carries (`--metrics-rules`).
@@ -45,7 +58,8 @@ public final class MetricsServer: Service {
                 return MetricsRenderer.Chunks(snapshot, chunkBytes: chunkBytes)
             },
             // A scrape of hundreds of thousands of series frees as much as an apply.
-            finished: { Agent.returnFreedMemory() })
+            finished: { Agent.returnFreedMemory() },
+            healthz: { await agent.liveness() }, readyz: { await agent.readiness() })
     }
 
     /// "HOST:PORT" (IPv6 as "[::1]:PORT") into its parts.
@@ -76,15 +90,21 @@ public final class MetricsServer: Service {
 
     private static func handle(
         _ request: HTTPServer.Request, render: @Sendable () async -> MetricsRenderer.Chunks,
-        finished: @escaping @Sendable () -> Void
+        finished: @escaping @Sendable () -> Void, healthz: @Sendable () async -> Probe, readyz: @Sendable () async -> Probe
     ) async -> HTTPServer.Response {
         let h = request.head
         let path = h.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? h.uri
-        guard path == "/metrics" else { return text(.notFound, "not found: only GET /metrics is served here\n") }
+        guard ["/metrics", "/healthz", "/readyz"].contains(path) else {
+            return text(.notFound, "not found: only GET /metrics, /healthz and /readyz are served here\n")
+        }
         guard h.method == .GET || h.method == .HEAD else {
             var answer = text(.methodNotAllowed, "use GET\n")
             answer.headers = [("Allow", "GET, HEAD")]
             return answer
+        }
+        if path != "/metrics" {
+            let probe = await (path == "/healthz" ? healthz() : readyz())
+            return text(probe.ok ? .ok : .serviceUnavailable, probe.detail + "\n")
         }
         let chunks = ChunkSource(await render())
         var answer = HTTPServer.Response(

@@ -37,9 +37,21 @@ public struct Router: Sendable {
     let agent: Agent
     /// Answers larger than this are sent in pieces of about this size.
     let pieceBytes: Int
+    /// In fleet mode (SPEC §9), where the configuration lives: every local change is
+    /// refused, naming it. nil: the agent is configured through this socket.
+    let fleet: String?
 
-    public init(agent: Agent, pieceBytes: Int = 256 * 1024) {
-        self.agent = agent; self.pieceBytes = max(1, pieceBytes)
+    public init(agent: Agent, pieceBytes: Int = 256 * 1024, fleet: String? = nil) {
+        self.agent = agent; self.pieceBytes = max(1, pieceBytes); self.fleet = fleet
+    }
+
+    /// SPEC §9: in fleet mode the host's document comes from etcd only.
+    func refuseInFleetMode(_ what: String) throws {
+        guard let fleet else { return }
+        throw APIError(
+            status: 409,
+            "\(what) refused: this agent runs in fleet mode and its configuration lives in \(fleet); "
+                + "change the region document there (agentctl --etcd ENDPOINTS apply -f region.json)")
     }
 
     static let encoder: JSONEncoder = {
@@ -136,6 +148,7 @@ public struct Router: Sendable {
         switch rest.count {
         case 1 where rest[0] == "apply":
             try allow("POST")
+            try refuseInFleetMode("apply")
             if try Self.dryRun(uri) { return try Self.ok(try await agent.plan(try json(body))) }
             return try Self.ok(try await agent.apply(try json(body)))
         case 1 where rest[0] == "status":
@@ -161,17 +174,23 @@ public struct Router: Sendable {
             let kind = try Self.kind(rest[0])
             try allow("GET", "POST")
             if method == "GET" { return Self.ok(try await agent.list(kind).json) }
+            try refuseInFleetMode("create")
             return Self.ok(try await agent.create(kind, try json(body)).json, status: 201)
         case 2:
             let kind = try Self.kind(rest[0])
             try allow("GET", "PUT", "DELETE")
             switch method {
             case "GET": return Self.ok(try await agent.get(kind, rest[1]).json)
-            case "PUT": return Self.ok(try await agent.update(kind, rest[1], try json(body)).json)
-            default: return Self.ok(try await agent.delete(kind, rest[1]).json)
+            case "PUT":
+                try refuseInFleetMode("update")
+                return Self.ok(try await agent.update(kind, rest[1], try json(body)).json)
+            default:
+                try refuseInFleetMode("delete")
+                return Self.ok(try await agent.delete(kind, rest[1]).json)
             }
         case 3 where rest[0] == "sessions" && (rest[2] == "enable" || rest[2] == "disable"):
             try allow("POST")
+            try refuseInFleetMode(rest[2])
             return Self.ok(try await agent.setSessionEnabled(rest[1], rest[2] == "enable").json)
         default:
             throw APIError.notFound("no such route: \(method) \(pathPart)")

@@ -5,7 +5,7 @@ import MirrorCore
 // Agent-backed commands. Each is one request on the control socket.
 // Exit status: 0 done, 1 refused by the agent / agent unreachable / bad file, 2 usage.
 
-struct Apply: ParsableCommand {
+struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Replace the agent's whole desired state with a document (atomic: all or nothing).")
 
@@ -23,7 +23,14 @@ struct Apply: ParsableCommand {
     @Flag(help: "Apply a document that removes every session without asking (asked only when standard input is a terminal).")
     var force = false
 
-    func run() throws {
+    func run() async throws {
+        if agent.etcd != nil {
+            if dryRun {
+                CLIOutput.error("Error: --dry-run is not available with --etcd")
+                throw CLIExit.usage
+            }
+            return try await FleetApply.run(agent, file: file, output: output)
+        }
         let (bytes, value) = try agent.readJSON(file, errors: output)
         if InputHints.isOneObject(value) {
             CLIOutput.failure(
@@ -63,7 +70,7 @@ struct Apply: ParsableCommand {
     }
 }
 
-struct Get: ParsableCommand {
+struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show objects: sessions, filters, targets, sources, security-groups or network-acls.")
 
@@ -78,7 +85,8 @@ struct Get: ParsableCommand {
     @Option(name: [.customShort("o"), .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
-    func run() throws {
+    func run() async throws {
+        if agent.etcd != nil { return try await FleetGet.run(agent, kind: kind, id: id, output: output) }
         if let id {
             let object = try agent.call("GET", APIPath.object(kind, id), as: ObjectResponse.self).object.value
             switch output {

@@ -19,7 +19,7 @@ struct AgentCtl: AsyncParsableCommand {
         version: "agentctl \(MirrorAPIVersion.release) (control API v\(MirrorAPIVersion.current))",
         subcommands: [
             Validate.self, Explain.self, Apply.self, Get.self, Create.self, Update.self, Delete.self, SessionCommand.self, Status.self,
-            Stats.self,
+            Stats.self, Fleet.self,
         ])
 
     /// `agentctl --socket PATH <command>`: also accepted before the command (see AgentOptions).

@@ -14,6 +14,22 @@ struct AgentOptions: ParsableArguments {
             valueName: "path"))
     var socket: String?
 
+    @Option(
+        name: .customLong("etcd"),
+        help: ArgumentHelp(
+            "Fleet mode: the region's etcd endpoints (comma-separated https://HOST:PORT); apply and get then act on the region document.",
+            valueName: "endpoints"))
+    var etcd: String?
+
+    @Option(name: .customLong("etcd-cacert"), help: ArgumentHelp("The CA of the etcd members' certificates.", valueName: "file"))
+    var etcdCACert: String?
+
+    @Option(name: .customLong("etcd-cert"), help: ArgumentHelp("This client's certificate for etcd.", valueName: "file"))
+    var etcdCert: String?
+
+    @Option(name: .customLong("etcd-key"), help: ArgumentHelp("The key of --etcd-cert.", valueName: "file"))
+    var etcdKey: String?
+
     var socketPath: String {
         if let socket { return socket }
         if let env = ProcessInfo.processInfo.environment[ControlClient.socketEnvironment], !env.isEmpty { return env }
@@ -30,6 +46,7 @@ struct AgentOptions: ParsableArguments {
         _ method: String, _ path: String, body: [UInt8]? = nil, as: T.Type = T.self,
         errors: OutputFormat = .text
     ) throws -> T {
+        try refuseEtcd()
         do { return try client.call(method, path, body: body, as: T.self) } catch {
             if errors == .json {
                 if case ControlClient.ClientError.api(let e) = error {
@@ -45,10 +62,21 @@ struct AgentOptions: ParsableArguments {
     }
 
     func call<T: Decodable, B: Encodable>(_ method: String, _ path: String, json: B, as: T.Type = T.self) throws -> T {
+        try refuseEtcd()
         do { return try client.call(method, path, json: json, as: T.self) } catch {
             Self.report(error)
             throw CLIExit.invalidInput
         }
+    }
+
+    /// SPEC §9: with --etcd only apply, get and fleet status act on the region; the
+    /// other commands talk to one agent, and must not seem to change the fleet.
+    func refuseEtcd() throws {
+        guard etcd != nil else { return }
+        CLIOutput.error(
+            "Error: with --etcd only apply -f, get and fleet status act on the region document; "
+                + "change objects by editing the region document and applying it, and run other commands against one agent (--socket)")
+        throw CLIExit.usage
     }
 
     /// An error answer is its message and one line per field error.

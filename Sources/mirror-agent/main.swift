@@ -1,10 +1,12 @@
 import ArgumentParser
+import EtcdClient
 import Foundation
 import Logging
 import MirrorAPI
 import MirrorAgent
 import MirrorCore
 import MirrorDatapath
+import MirrorFleet
 import ServiceLifecycle
 
 /// `mirror-agent`: the daemon (SPEC §7). All logic lives in MirrorAgent; this file
@@ -143,6 +145,8 @@ struct Run: AsyncParsableCommand {
             valueName: "none|counted|all"))
     var metricsRules: MetricsSnapshot.RuleSeriesShown = .counted
 
+    @OptionGroup var fleet: FleetOptions
+
     func run() async throws {
         let logger = options.makeLogger()
         try options.requirePrivileges("start")
@@ -175,8 +179,20 @@ struct Run: AsyncParsableCommand {
         }
         let agent = Agent(store: store, datapath: datapath, logger: logger)
         let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger, rules: metricsRules)
+        // Fleet mode: the document comes from etcd; local changes are refused.
+        var etcd: EtcdClient?
+        if let endpoints = fleet.etcd {
+            do {
+                let config = try EtcdConfiguration.parse(
+                    endpoints: endpoints, cacert: fleet.etcdCACert, cert: fleet.etcdCert, key: fleet.etcdKey)
+                etcd = try EtcdClient(config, logger: logger)
+            } catch {
+                fail("mirror-agent: cannot start: \(error)")
+            }
+        }
+        let fleetOrigin = fleet.etcd.map { FleetSyncService.describe(endpoints: $0, host: fleet.host ?? "") }
         let controlServer = ControlServer(
-            router: Router(agent: agent), configuration: .init(socketPath: options.socket), logger: logger)
+            router: Router(agent: agent, fleet: fleetOrigin), configuration: .init(socketPath: options.socket), logger: logger)
 
         // Then the control socket and the metrics port, bound and held: another agent
         // answering, or a port in use, stops this one before the kernel is touched.
@@ -211,12 +227,16 @@ struct Run: AsyncParsableCommand {
         // Started in this order and stopped in the reverse one: control requests and
         // scrapes first, then link events, then the agent (the datapath stays pinned
         // and attached: mirroring goes on while the agent is down).
-        let services: [Service] = [
+        var services: [Service] = [
             AgentService(agent: agent, logger: logger),
             LinkEventService(agent: agent, logger: logger),
-            metricsServer,
-            controlServer,
         ]
+        // After the agent has started from its state directory: while etcd is down the
+        // cached document is in force, and the sync converges once etcd answers.
+        if let etcd, let host = fleet.host {
+            services.append(FleetSyncService(agent: agent, etcd: etcd, host: host, stateDirectory: options.stateDir, logger: logger))
+        }
+        services += [metricsServer, controlServer]
         var configuration = ServiceGroupConfiguration(
             services: services.map {
                 .init(
@@ -231,6 +251,37 @@ struct Run: AsyncParsableCommand {
             fail("mirror-agent: \(error)")
         }
         logger.info("stopped")
+    }
+}
+
+/// SPEC §9: `--etcd ENDPOINTS --host NAME` and etcdctl's TLS flags.
+struct FleetOptions: ParsableArguments {
+    @Option(
+        name: .customLong("etcd"),
+        help: ArgumentHelp(
+            "Fleet mode: follow this host's document in etcd (comma-separated https://HOST:PORT); local changes are refused.",
+            valueName: "endpoints"))
+    var etcd: String?
+
+    @Option(help: "Fleet mode: this host's name in the region document's sources.")
+    var host: String?
+
+    @Option(name: .customLong("etcd-cacert"), help: ArgumentHelp("The CA of the etcd members' certificates.", valueName: "file"))
+    var etcdCACert: String?
+
+    @Option(name: .customLong("etcd-cert"), help: ArgumentHelp("This agent's client certificate for etcd.", valueName: "file"))
+    var etcdCert: String?
+
+    @Option(name: .customLong("etcd-key"), help: ArgumentHelp("The key of --etcd-cert.", valueName: "file"))
+    var etcdKey: String?
+
+    func validate() throws {
+        if etcd != nil {
+            guard let host else { throw ValidationError("--etcd needs --host NAME (this host's name in the region document)") }
+            if let problem = HostName.problem(host) { throw ValidationError("--host: '\(host)' \(problem)") }
+        } else if host != nil || etcdCACert != nil || etcdCert != nil || etcdKey != nil {
+            throw ValidationError("--host and --etcd-cacert/--etcd-cert/--etcd-key need --etcd")
+        }
     }
 }
 

@@ -11,7 +11,15 @@
 // the copy, not to classification). Writes `classifier_ns` into a results JSON file,
 // keeping the other keys there.
 //
-// Usage: mirror-bench [classifier] [--output FILE] [--repeat N] [--rounds N]
+// `region` (no root needed) measures the fleet controller's pure work at the SPEC §9
+// quotas: parse + validate a region document of 20,000 sessions and 100,000 sources
+// over 1,000 hosts, render every host's document and encode each (one at a time, as
+// a controller writes them), with the process's peak RSS. `--write FILE` stores the
+// generated region; `--input FILE` measures a stored one (so the peak RSS is the
+// controller's alone, without the generator's).
+//
+// Usage: mirror-bench [classifier|control-plane|region] [--output FILE] [--repeat N] [--rounds N]
+//                     [--input FILE] [--write FILE] [--rules N]
 import CMirrorABI
 import Foundation
 import MirrorCompiler
@@ -23,6 +31,9 @@ struct Options {
     var repeatCount: UInt32 = 200_000
     var rounds = 7
     var part = "classifier"
+    var input: String? = nil
+    var write: String? = nil
+    var rules = 2
 }
 
 func parseOptions() -> Options {
@@ -32,11 +43,17 @@ func parseOptions() -> Options {
         switch a {
         case "classifier": o.part = "classifier"
         case "control-plane": o.part = "control-plane"
+        case "region": o.part = "region"
+        case "--input": o.input = args.popFirst()
+        case "--write": o.write = args.popFirst()
+        case "--rules": o.rules = args.popFirst().flatMap { Int($0) } ?? o.rules
         case "--output": o.output = args.popFirst()
         case "--repeat": o.repeatCount = args.popFirst().flatMap { UInt32($0) } ?? o.repeatCount
         case "--rounds": o.rounds = args.popFirst().flatMap { Int($0) } ?? o.rounds
         case "-h", "--help":
-            print("usage: mirror-bench [classifier|control-plane] [--output FILE] [--repeat N] [--rounds N]")
+            print(
+                "usage: mirror-bench [classifier|control-plane|region] [--output FILE] [--repeat N] [--rounds N] "
+                    + "[--input FILE] [--write FILE] [--rules N]")
             exit(0)
         default:
             FileHandle.standardError.write("mirror-bench: unknown argument \(a)\n".data(using: .utf8)!)
@@ -96,6 +113,9 @@ func limited(_ doc: Document) -> Document {
 }
 
 let options = parseOptions()
+if options.part == "region" {
+    exit(regionBenchmark(options))
+}
 guard getuid() == 0 else {
     FileHandle.standardError.write("mirror-bench: needs root (BPF_PROG_TEST_RUN)\n".data(using: .utf8)!)
     exit(1)

@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 export MIRROR_BIN_DIR=${MIRROR_BIN_DIR:-$(swift build --show-bin-path)}
-for b in mirror-agent agentctl; do
+for b in mirror-agent agentctl mirror-controller; do
   [ -x "$MIRROR_BIN_DIR/$b" ] || { echo "e2e: $MIRROR_BIN_DIR/$b missing: run swift build first" >&2; exit 1; }
 done
 cases=("$@")
@@ -31,7 +31,7 @@ for c in "${cases[@]}"; do
     failed=$((failed + 1)); failures+=("$c"); echo "e2e: FAIL $c ($(( $(date +%s) - start ))s), its output:"
     sed 's/^/    /' "$logdir/$c.log" | tail -80
   fi
-  left=$(ip netns list | awk '{print $1}' | grep -E "^m(vm|host|peer|col)-$TOPO_ID\$" || true)
+  left=$(ip netns list | awk '{print $1}' | grep -E "^m(vm|host|peer|col|etcd|hv[0-9]+)-$TOPO_ID\$" || true)
   if [ -n "$left" ]; then
     echo "e2e: FAIL $c left namespaces behind: $left"; failed=$((failed + 1))
     for ns in $left; do ip netns del "$ns" 2>/dev/null || true; done

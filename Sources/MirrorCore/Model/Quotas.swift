@@ -21,6 +21,12 @@ public enum Quota {
     public static let filtersPerAgent = 20000
     public static let targetsPerAgent = 20000
 
+    // SPEC §9: one region document, whose share per host must still fit one agent.
+    public static let sessionsPerRegion = 20000
+    public static let sourcesPerRegion = 100_000
+    public static let filtersPerRegion = 20000
+    public static let targetsPerRegion = 20000
+
     public static let idMaxLength = 64
     public static let descriptionMaxLength = 255
     public static let sessionPriority = 1...32766

@@ -18,7 +18,7 @@ public enum DocumentParser {
 
     /// Validate a parsed JSON value and build the model.
     public static func parse(json: JSONValue) -> Result<Document, ValidationErrors> {
-        var d = Decoder()
+        var d = Decoder(dialect: .agent)
         let doc = d.document(json)
         d.crossChecks(doc)
         return d.errors.isEmpty ? .success(doc.model) : .failure(ValidationErrors(d.errors))
@@ -59,10 +59,47 @@ struct DecodedDocument {
     }
 }
 
+// MARK: - dialects
+
+/// What one parse accepts: the agent's document (SPEC §7) or the region document
+/// (SPEC §9), which is the same document with a `host` on every source and the region's
+/// quotas on the top-level arrays. Every other check is shared, so both report the same
+/// errors at the same paths.
+struct DocumentDialect {
+    struct Limit {
+        var max: Int
+        var quota: String
+    }
+    var filters: Limit
+    var targets: Limit
+    var sources: Limit
+    var sessions: Limit
+    /// Sources carry a required `host` (SPEC §9); interfaces are then unique per host,
+    /// and each host's share must fit the quotas of one agent.
+    var sourceHost: Bool
+
+    static let agent = DocumentDialect(
+        filters: Limit(max: Quota.filtersPerAgent, quota: "filters per agent"),
+        targets: Limit(max: Quota.targetsPerAgent, quota: "targets per agent"),
+        sources: Limit(max: Quota.sourcesPerAgent, quota: "sources per agent"),
+        sessions: Limit(max: Quota.sessionsPerAgent, quota: "sessions per agent"),
+        sourceHost: false)
+
+    static let region = DocumentDialect(
+        filters: Limit(max: Quota.filtersPerRegion, quota: "filters per region"),
+        targets: Limit(max: Quota.targetsPerRegion, quota: "targets per region"),
+        sources: Limit(max: Quota.sourcesPerRegion, quota: "sources per region"),
+        sessions: Limit(max: Quota.sessionsPerRegion, quota: "sessions per region"),
+        sourceHost: true)
+}
+
 // MARK: - decoder
 
 struct Decoder {
+    let dialect: DocumentDialect
     var errors: [ValidationError] = []
+    /// Region dialect: the host of every source that decoded, by the source's path.
+    var sourceHosts: [String: String] = [:]
     /// Every collector address and ENI address read, with its path, even from objects
     /// that fail for another reason, so the source-is-target check (SPEC §3) is always made.
     var collectorAddresses: [(address: IPAddress, path: String)] = []
@@ -71,6 +108,8 @@ struct Decoder {
     /// so a dangling filter, target or source in them is still reported: every error
     /// of a document at once (SPEC §7).
     var brokenSessionReferences: [(path: String, filter: String?, target: String?, sources: [Located<String>])] = []
+
+    init(dialect: DocumentDialect) { self.dialect = dialect }
 
     mutating func add(_ path: String, _ message: String) {
         errors.append(ValidationError(path: path, message: message))
@@ -322,6 +361,13 @@ struct Decoder {
         return s
     }
 
+    /// SPEC §9: the host a region document's source is on (see `HostName`).
+    mutating func hostName(_ v: JSONValue?, _ path: String) -> String? {
+        guard let s = string(v, path, "host") else { return nil }
+        if let problem = HostName.problem(s) { add(path, problem); return nil }
+        return s
+    }
+
     /// Reads an array of elements with `read`; nil elements (with errors) are dropped.
     mutating func list<T>(
         _ v: JSONValue?, _ path: String, _ what: String, max: Int? = nil, quota: String? = nil,
@@ -351,15 +397,12 @@ struct Decoder {
             guard case .array(let items)? = m[kind] else { continue }
             for item in items { if case .string(let id)? = item["id"] { d.brokenIds[kind, default: []].insert(id) } }
         }
-        d.filters =
-            list(m["filters"], "filters", "filters", max: Quota.filtersPerAgent, quota: "filters per agent") { $0.filter($1, $2) } ?? []
-        d.targets =
-            list(m["targets"], "targets", "targets", max: Quota.targetsPerAgent, quota: "targets per agent") { $0.target($1, $2) } ?? []
-        d.sources =
-            list(m["sources"], "sources", "sources", max: Quota.sourcesPerAgent, quota: "sources per agent") { $0.source($1, $2) } ?? []
+        let q = dialect
+        d.filters = list(m["filters"], "filters", "filters", max: q.filters.max, quota: q.filters.quota) { $0.filter($1, $2) } ?? []
+        d.targets = list(m["targets"], "targets", "targets", max: q.targets.max, quota: q.targets.quota) { $0.target($1, $2) } ?? []
+        d.sources = list(m["sources"], "sources", "sources", max: q.sources.max, quota: q.sources.quota) { $0.source($1, $2) } ?? []
         d.sessions =
-            list(m["sessions"], "sessions", "sessions", max: Quota.sessionsPerAgent, quota: "sessions per agent") { $0.session($1, $2) }
-            ?? []
+            list(m["sessions"], "sessions", "sessions", max: q.sessions.max, quota: q.sessions.quota) { $0.session($1, $2) } ?? []
         d.securityGroups = list(m["securityGroups"], "securityGroups", "security groups") { $0.securityGroup($1, $2) } ?? []
         d.networkAcls = list(m["networkAcls"], "networkAcls", "network ACLs") { $0.networkAcl($1, $2) } ?? []
         // brokenIds keeps only ids whose element failed to decode.
@@ -503,15 +546,20 @@ struct Decoder {
             id: id, type: type, address: address, backends: backends, description: desc, encapsulation: encapsulation)
     }
 
+    static let sourceFields = ["id", "interface", "addresses", "securityGroups", "networkAcl", "enforce", "description"]
+    /// The region document's sources (SPEC §9) also name their host, after the interface.
+    static let regionSourceFields = ["id", "host", "interface", "addresses", "securityGroups", "networkAcl", "enforce", "description"]
+
     mutating func source(_ v: JSONValue, _ path: String) -> Source? {
+        let region = dialect.sourceHost
         guard
             let m = members(
-                v, path, kind: "a source",
-                allowed: ["id", "interface", "addresses", "securityGroups", "networkAcl", "enforce", "description"],
-                required: ["id", "interface"])
+                v, path, kind: "a source", allowed: region ? Decoder.regionSourceFields : Decoder.sourceFields,
+                required: region ? ["id", "host", "interface"] : ["id", "interface"])
         else { return nil }
         let before = errors.count
         let id = self.id(m["id"], path + ".id", "a source id")
+        let host = region ? hostName(m["host"], path + ".host") : nil
         let interface = interfaceName(m["interface"], path + ".interface")
         let addresses = list(m["addresses"], path + ".addresses", "addresses") { $0.address($1, $2, "an ENI address") }
         for a in addresses ?? [] {
@@ -535,6 +583,7 @@ struct Decoder {
         let enforce = bool(m["enforce"], path + ".enforce", "enforce")
         let desc = description(m["description"], path + ".description")
         guard errors.count == before, let id, let interface else { return nil }
+        if let host { sourceHosts[path] = host }
         return Source(
             id: id, interface: interface, addresses: addresses?.map(\.value), securityGroups: groups?.map(\.value),
             networkAcl: acl, enforce: enforce, description: desc)
@@ -698,14 +747,17 @@ struct Decoder {
     // MARK: cross-object checks (SPEC §2, §3)
 
     mutating func crossChecks(_ d: DecodedDocument) {
-        func duplicates<T>(_ items: [Located<T>], _ kind: String, _ id: (T) -> String) -> [String: Located<T>] {
-            var first: [String: Located<T>] = [:]
-            for item in items {
+        // Id -> index of its first element. Indices, not copies of the elements: a
+        // region has 100,000 sources (SPEC §9), and these maps live through the checks.
+        func duplicates<T>(_ items: [Located<T>], _ kind: String, _ id: (T) -> String) -> [String: Int] {
+            var first: [String: Int] = [:]
+            first.reserveCapacity(items.count)
+            for (k, item) in items.enumerated() {
                 let i = id(item.value)
                 if let other = first[i] {
-                    add(item.path + ".id", "duplicate \(kind) id \"\(i)\" (also \(other.path)): ids must be unique per kind")
+                    add(item.path + ".id", "duplicate \(kind) id \"\(i)\" (also \(items[other].path)): ids must be unique per kind")
                 } else {
-                    first[i] = item
+                    first[i] = k
                 }
             }
             return first
@@ -721,7 +773,8 @@ struct Decoder {
             "filters": Set(filters.keys), "targets": Set(targets.keys), "sources": Set(sources.keys),
             "securityGroups": Set(groups.keys), "networkAcls": Set(acls.keys),
         ]
-        func dangling(_ id: String, _ kind: String, _ brokenKind: String, _ path: String) {
+        // The path is built only for an error: a region names 200,000 sources in sessions.
+        func dangling(_ id: String, _ kind: String, _ brokenKind: String, _ path: @autoclosure () -> String) {
             let known = knownIds[brokenKind] ?? []
             guard !known.contains(id), !(d.brokenIds[brokenKind]?.contains(id) ?? false) else { return }
             var msg = "\(kind) \"\(id)\" does not exist: it must be the id of one of the document's \(brokenKind)"
@@ -730,16 +783,32 @@ struct Decoder {
             if known.count <= 2000, let s = EditDistance.suggestion(for: id, among: known.sorted()) {
                 msg += "; did you mean \"\(s)\"?"
             }
-            add(path, msg)
+            add(path(), msg)
         }
 
-        // Interfaces: one source per host device.
+        // Interfaces: one source per host device (in a region, per device of its host).
         var interfaces: [String: String] = [:]
+        var sourcesPerHost: [String: Int] = [:]
         for s in d.sources {
-            if let other = interfaces[s.value.interface] {
-                add(s.path + ".interface", "interface \"\(s.value.interface)\" is also used by \(other): each source has its own interface")
+            let host = sourceHosts[s.path]
+            let key = host.map { "\($0)/\(s.value.interface)" } ?? s.value.interface
+            if let other = interfaces[key] {
+                let on = host.map { " on host \"\($0)\"" } ?? ""
+                add(
+                    s.path + ".interface",
+                    "interface \"\(s.value.interface)\"\(on) is also used by \(other): each source has its own interface")
             } else {
-                interfaces[s.value.interface] = s.path
+                interfaces[key] = s.path
+            }
+            // SPEC §9: each host's share is one agent's document, so it must fit one agent's quotas.
+            if let host {
+                sourcesPerHost[host, default: 0] += 1
+                if sourcesPerHost[host] == Quota.sourcesPerAgent + 1 {
+                    add(
+                        s.path + ".host",
+                        "host \"\(host)\" has more than \(Quota.sourcesPerAgent) sources (quota: sources per agent = \(Quota.sourcesPerAgent))"
+                    )
+                }
             }
             for (i, g) in (s.value.securityGroups ?? []).enumerated() {
                 dangling(g, "security group", "securityGroups", "\(s.path).securityGroups[\(i)]")
@@ -765,12 +834,12 @@ struct Decoder {
         }
 
         // Sessions: references, quotas, priorities among sessions sharing a source, vnis.
-        var perSource: [String: [Located<Session>]] = [:]
+        var perSource: [String: [Int]] = [:]  // indices into d.sessions
         var perTarget: [String: Int] = [:]
         var perFilter: [String: Int] = [:]
         var vnis: [Int: String] = [:]
         var erspanUnassigned: [Located<Session>] = []
-        for s in d.sessions {
+        for (sessionIndex, s) in d.sessions.enumerated() {
             let v = s.value
             dangling(v.filter, "filter", "filters", s.path + ".filter")
             dangling(v.target, "target", "targets", s.path + ".target")
@@ -783,7 +852,7 @@ struct Decoder {
                     )
                 }
             }
-            if let t = targets[v.target]?.value {
+            if let t = targets[v.target].map({ d.targets[$0].value }) {
                 perTarget[v.target, default: 0] += 1
                 let limit = t.type == .nic ? Quota.sessionsPerNicTarget : Quota.sessionsPerLoadBalancerTarget
                 if perTarget[v.target] == limit + 1 {
@@ -795,27 +864,29 @@ struct Decoder {
             }
             var priorityClashReported = false
             for (i, src) in v.sources.enumerated() {
-                let p = "\(s.path).sources[\(i)]"
-                dangling(src, "source", "sources", p)
+                func p() -> String { "\(s.path).sources[\(i)]" }
+                dangling(src, "source", "sources", p())
                 guard sources[src] != nil else { continue }
                 let earlier = perSource[src, default: []]
-                if !priorityClashReported, let clash = earlier.first(where: { $0.value.priority == v.priority }) {
+                if !priorityClashReported,
+                    let clash = earlier.lazy.map({ d.sessions[$0] }).first(where: { $0.value.priority == v.priority })
+                {
                     priorityClashReported = true
                     add(
                         s.path + ".priority",
                         "priority \(v.priority) is also used by session \"\(clash.value.id)\" (\(clash.path)), which shares source \"\(src)\": sessions sharing a source need distinct priorities"
                     )
                 }
-                perSource[src, default: []].append(s)
+                perSource[src, default: []].append(sessionIndex)
                 if earlier.count == Quota.sessionsPerSource {
                     add(
-                        p,
+                        p(),
                         "source \"\(src)\" is already in \(Quota.sessionsPerSource) sessions (quota: sessions per source = \(Quota.sessionsPerSource))"
                     )
                 }
             }
             // SPEC §11: an ERSPAN session ID has 10 bits.
-            if let t = targets[v.target]?.value, t.effectiveEncapsulation == .erspan {
+            if let t = targets[v.target].map({ d.targets[$0].value }), t.effectiveEncapsulation == .erspan {
                 if let vni = v.vni, !Encapsulation.erspanSessionIDs.contains(vni) {
                     add(
                         s.path + ".vni",

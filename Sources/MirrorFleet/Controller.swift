@@ -1,0 +1,233 @@
+import EtcdClient
+import Foundation
+import Logging
+import MirrorAPI
+import MirrorCore
+import ServiceLifecycle
+
+/// The desired document of one host as the controller writes it:
+/// `{"region": REVISION, "document": {…}}`, `region` being the region document's
+/// revision it was rendered from.
+public enum DesiredValue {
+    /// `document`: a host's document as `HostRenderer.encode` writes it.
+    public static func encode(region: Int64, document: [UInt8]) -> [UInt8] {
+        Array("{\"region\":\(region),\"document\":".utf8) + document + [UInt8(ascii: "}")]
+    }
+
+    /// The document's bytes as `encode` put them (what the controller compares with a
+    /// new rendering), or nil when the value is not of that shape.
+    public static func documentBytes(_ value: [UInt8]) -> ArraySlice<UInt8>? {
+        let marker = Array(",\"document\":".utf8)
+        guard value.first == UInt8(ascii: "{"), value.last == UInt8(ascii: "}"), value.count > marker.count + 2 else { return nil }
+        for i in 1..<(value.count - marker.count) where value[i] == marker[0] {
+            if Array(value[i..<(i + marker.count)]) == marker { return value[(i + marker.count)..<(value.count - 1)] }
+        }
+        return nil
+    }
+
+    /// The region revision and the document, or nil when the value is not one.
+    public static func decode(_ bytes: [UInt8]) -> (region: Int64, document: JSONValue)? {
+        guard case .success(let v) = JSONParser.parse(bytes), let doc = v["document"], case .object = doc,
+            case .int(let region)? = v["region"]
+        else { return nil }
+        return (region, doc)
+    }
+}
+
+/// Groups writes into transactions within etcd's limits: at most `maxOps` operations
+/// (etcd's `--max-txn-ops`, 128 by default) and about `maxBytes` per request (etcd's
+/// `--max-request-bytes`, 1.5 MiB by default; the margin covers the framing).
+public struct TxnBatcher {
+    public static let maxOps = 128
+    public static let maxBytes = 1_400_000
+
+    /// `ops` split in order into batches, each within both limits (an operation larger
+    /// than `maxBytes` alone goes in a batch of its own, and etcd will refuse it).
+    public static func batches(_ ops: [TxnOperation], maxOps: Int = maxOps, maxBytes: Int = maxBytes) -> [[TxnOperation]] {
+        var out: [[TxnOperation]] = []
+        var current: [TxnOperation] = []
+        var bytes = 0
+        for op in ops {
+            let size = op.approximateSize
+            if !current.isEmpty && (current.count >= maxOps || bytes + size > maxBytes) {
+                out.append(current); current = []; bytes = 0
+            }
+            current.append(op); bytes += size
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
+    }
+}
+
+/// `mirror-controller`: elected by an etcd lease, renders the region document into one
+/// desired document per host and writes the hosts whose document changed (SPEC §9).
+public struct FleetController: Service {
+    let etcd: EtcdClient
+    let id: String
+    let leaseTTL: Int64
+    let logger: Logger
+
+    public init(etcd: EtcdClient, id: String, leaseTTL: Int64 = 5, logger: Logger) {
+        self.etcd = etcd; self.id = id; self.leaseTTL = leaseTTL; self.logger = logger
+    }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let (lease, leaderRevision) = try await campaign()
+                    logger.notice("elected: this controller writes the fleet", metadata: ["id": "\(id)"])
+                    do {
+                        try await lead(lease: lease, leaderRevision: leaderRevision)
+                    } catch is CancellationError {
+                        // Shutdown: hand over at once rather than after the TTL.
+                        try? await etcd.revokeLease(lease)
+                        throw CancellationError()
+                    }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.warning("not leading: \(error); campaigning again")
+                    try await Task.sleep(for: .milliseconds(500))
+                }
+            }
+        }
+    }
+
+    /// Waits until this controller holds the leader key; returns its lease and the key's
+    /// create revision (every write compares it: a deposed leader writes nothing).
+    func campaign() async throws -> (lease: Int64, revision: Int64) {
+        while true {
+            let lease = try await etcd.grantLease(ttl: leaseTTL)
+            let r = try await etcd.txn(
+                if: [.createRevision(FleetKeys.leader, is: 0)],
+                then: [.put(key: FleetKeys.leader, value: Array(id.utf8), lease: lease)],
+                else: [.get(key: FleetKeys.leader)])
+            if r.succeeded { return (lease, r.revision) }
+            try? await etcd.revokeLease(lease)
+            let holder = r.ranges.first?.first
+            logger.info(
+                "another controller leads; waiting",
+                metadata: ["leader": "\(holder.map { String(decoding: $0.value, as: UTF8.self) } ?? "?")"])
+            try await waitForVacancy(after: r.revision)
+        }
+    }
+
+    /// Returns when the leader key is gone (its lease expired or was revoked).
+    func waitForVacancy(after revision: Int64) async throws {
+        struct Vacant: Error {}
+        var from = revision + 1
+        while true {
+            do {
+                try await etcd.watch(FleetKeys.leader, prefix: false, fromRevision: from) { batch in
+                    if batch.events.contains(where: { $0.kind == .delete }) { throw Vacant() }
+                }
+            } catch is Vacant {
+                return
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                // Re-check: the key may have gone while the watch was down.
+                let (kv, rev) = try await etcd.get(FleetKeys.leader)
+                if kv == nil { return }
+                from = rev + 1
+            }
+        }
+    }
+
+    /// Keeps the lease and reconciles until the lease is lost.
+    func lead(lease: Int64, leaderRevision: Int64) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await etcd.keepAlive(lease, ttl: leaseTTL) }
+            group.addTask { try await reconcileForever(leaderRevision: leaderRevision) }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    /// Full render on start, then one render per region change; after a watch failure
+    /// (compaction, an unreachable member) everything is read and rendered again.
+    func reconcileForever(leaderRevision: Int64) async throws {
+        let writer = HostWriter(etcd: etcd, leaderRevision: leaderRevision, logger: logger)
+        while true {
+            let revision: Int64
+            do {
+                revision = try await writer.fullRender()
+            } catch let error as EtcdError {
+                logger.error("render failed: \(error)")
+                try await Task.sleep(for: .seconds(1))
+                continue
+            }
+            do {
+                try await etcd.watch(FleetKeys.region, prefix: false, fromRevision: revision + 1) { batch in
+                    guard batch.events.contains(where: { $0.kind == .put }) else { return }
+                    try await writer.renderChange()
+                }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                logger.info("region watch ended (\(error)); rendering everything again")
+            }
+        }
+    }
+}
+
+/// The leader's writes, with what it knows each host holds.
+actor HostWriter {
+    let etcd: EtcdClient
+    let leaderRevision: Int64
+    let logger: Logger
+    /// Host → the document bytes it holds in etcd.
+    var written: [String: ArraySlice<UInt8>] = [:]
+
+    init(etcd: EtcdClient, leaderRevision: Int64, logger: Logger) {
+        self.etcd = etcd; self.leaderRevision = leaderRevision; self.logger = logger
+    }
+
+    /// Reads every host's desired key and the region, writes what differs, removes the
+    /// hosts that no longer have a source. Returns the store revision it read at.
+    func fullRender() async throws -> Int64 {
+        let existing = try await etcd.range(FleetKeys.hosts)
+        written = [:]
+        for kv in existing.kvs {
+            guard let (host, leaf) = FleetKeys.parseHostKey(kv.key), leaf == "desired" else { continue }
+            written[host] = DesiredValue.documentBytes(kv.value) ?? []
+        }
+        try await render()
+        return existing.revision
+    }
+
+    func renderChange() async throws { try await render() }
+
+    private func render() async throws {
+        let started = ContinuousClock.now
+        let loaded = try await RegionStore(etcd: etcd).loadRegion()
+        var ops: [TxnOperation] = []
+        var next: [String: ArraySlice<UInt8>] = [:]
+        if let (region, meta) = loaded {
+            // MirrorCore's renderer: canonical bytes, so an unchanged host compares equal.
+            for (host, document) in HostRenderer.renderEncoded(region) {
+                next[host] = document[...]
+                if written[host] != document[...] {
+                    ops.append(.put(key: FleetKeys.desired(host), value: DesiredValue.encode(region: meta.revision, document: document)))
+                }
+            }
+        }
+        for host in written.keys where next[host] == nil {
+            ops.append(.delete(key: FleetKeys.desired(host)))
+        }
+        // Fenced: a controller that lost its lease meanwhile writes nothing.
+        for batch in TxnBatcher.batches(ops, maxOps: TxnBatcher.maxOps - 1) {
+            let r = try await etcd.txn(if: [.createRevision(FleetKeys.leader, is: leaderRevision)], then: batch)
+            guard r.succeeded else { throw EtcdError.leaseLost(0) }
+        }
+        written = next
+        let d = ContinuousClock.now - started
+        logger.info(
+            "rendered the region",
+            metadata: [
+                "hosts": "\(next.count)", "written": "\(ops.count)",
+                "ms": "\(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)",
+            ])
+    }
+}

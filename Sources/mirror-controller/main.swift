@@ -1,0 +1,71 @@
+import ArgumentParser
+import EtcdClient
+import Foundation
+import Logging
+import MirrorFleet
+import ServiceLifecycle
+
+/// `mirror-controller --etcd ENDPOINTS` (SPEC §9): renders the region document into
+/// one desired document per host. Several may run: an etcd lease elects the one that
+/// writes; the others wait and take over within the lease's TTL.
+@main
+struct MirrorControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mirror-controller",
+        abstract: "Render the region document in etcd into each host's document (one elected writer).")
+
+    @Option(name: .customLong("etcd"), help: ArgumentHelp("etcd endpoints, comma-separated https://HOST:PORT.", valueName: "endpoints"))
+    var etcd: String
+
+    @Option(name: .customLong("etcd-cacert"), help: ArgumentHelp("The CA of the etcd members' certificates.", valueName: "file"))
+    var etcdCACert: String?
+
+    @Option(name: .customLong("etcd-cert"), help: ArgumentHelp("This controller's client certificate.", valueName: "file"))
+    var etcdCert: String?
+
+    @Option(name: .customLong("etcd-key"), help: ArgumentHelp("The key of --etcd-cert.", valueName: "file"))
+    var etcdKey: String?
+
+    @Option(name: .customLong("lease-ttl"), help: "Seconds without this controller before another takes over (2-60).")
+    var leaseTTL: Int64 = 5
+
+    @Option(help: "This controller's name in the leader key (default: HOSTNAME-PID).")
+    var id: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard (2...60).contains(leaseTTL) else { throw ValidationError("--lease-ttl: must be 2-60 seconds") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "mirror-controller")
+        let client: EtcdClient
+        do {
+            let config = try EtcdConfiguration.parse(endpoints: etcd, cacert: etcdCACert, cert: etcdCert, key: etcdKey)
+            client = try EtcdClient(config, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("mirror-controller: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        logger.info("starting", metadata: ["id": "\(name)", "etcd": "\(etcd)", "leaseTTL": "\(leaseTTL)"])
+        let controller = FleetController(etcd: client, id: name, leaseTTL: leaseTTL, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: controller)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        client.close()
+        logger.info("stopped")
+    }
+}
