@@ -16,6 +16,7 @@
 #include "parse.h"
 #include "security.h"
 #include "capture.h"
+#include "limits.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -240,18 +241,32 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		}
 		struct mirror_source_stats *src = NULL;
 		if (counting) {
+			/* SPEC §6: a GSO super-packet stands for gso_segs wire packets. */
+			__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+			/* SPEC §10: sampling, the session's rate limit and the host
+			 * budget decide before the clone (bpf/limits.h). Only where
+			 * copies are counted: an explain never spends tokens. */
+			__u32 skip = mirror_limits(skb, &pkt, slot, session_slot, segs);
 			__u32 skey = session_slot;
 			struct mirror_session_stats *ss = bpf_map_lookup_elem(&session_stats, &skey);
 			if (ss) {
-				/* SPEC §6: a GSO super-packet stands for gso_segs wire packets. */
-				__u32 segs = skb->gso_segs;
-				ss->packets += segs ? segs : 1;
+				ss->packets += segs;
 				ss->bytes += skb->len;
+				if (skip == MIRROR_SKIP_NONE) {
+				} else if (skip == MIRROR_SKIP_SAMPLED_OUT) {
+					ss->skipped_sampled_out += segs;
+				} else if (skip == MIRROR_SKIP_RATE_LIMIT) {
+					ss->skipped_rate_limit += segs;
+				} else {
+					ss->skipped_host_budget += segs;
+				}
 			}
 			__u32 skey2 = mirror_source_stats_key(source_slot, direction);
 			src = bpf_map_lookup_elem(&source_stats, &skey2);
 			if (src)
 				src->seen++;
+			if (skip != MIRROR_SKIP_NONE)
+				return mirror_verdict(MIRROR_OUTCOME_ACCEPT, session_slot, rule_index, slot);
 		}
 		if (clone) {
 			__u32 mirror_ifindex = active->mirror_ifindex;

@@ -57,6 +57,25 @@ enum mirror_direction {
 /* As the kernel's reassembly timeout (net.ipv4.ipfrag_time). */
 #define MIRROR_FRAGMENT_IDLE_NS 30000000000ULL
 
+/* ---- Production first (SPEC §10, bpf/limits.h) ---- */
+#define MIRROR_LIMITER_HOST MAX_SESSIONS /* mirror_limiter's entry for the host budget */
+#define MIRROR_LIMITER_ENTRIES 20001     /* MAX_SESSIONS + 1 */
+/* How far ahead of now a bucket may run: a copy is admitted while its bucket is at
+ * most this much in debt. 10 ms of the rate can go out at once after a quiet spell
+ * (at 1,000 pps: 10 packets), as a Linux policer's burst of rate/HZ would. */
+#define MIRROR_LIMIT_BURST_NS 10000000ULL
+/* A copy is charged at most this many bits (2^24: 2 MB, far above any GSO copy),
+ * so that bits x mirror_session.bit_cost_fs cannot overflow (bitsPerSecond >= 1000:
+ * bit_cost_fs <= 10^12). */
+#define MIRROR_LIMIT_MAX_COPY_BITS 16777216ULL
+/* Why an accepted packet got no copy (session_stats skipped_*). */
+enum mirror_skip_reason {
+	MIRROR_SKIP_NONE = 0,
+	MIRROR_SKIP_SAMPLED_OUT = 1,
+	MIRROR_SKIP_RATE_LIMIT = 2,
+	MIRROR_SKIP_HOST_BUDGET = 3,
+};
+
 /* ---- mirror_active.slot ---- */
 #define MIRROR_ACTIVE_SLOT 0x1        /* the generation slot in force */
 #define MIRROR_ACTIVE_SECURITY 0x100  /* some source has security groups or an ACL */

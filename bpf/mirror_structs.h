@@ -124,8 +124,45 @@ struct mirror_session {
 	__u32 target_index;    /* key (with the same slot) in mirror_target */
 	__u16 packet_length;   /* truncate the inner frame to this; 0 = whole packet */
 	__u8 enabled;          /* the session's `enabled` (disabled ones have no rules in mirror_policy) */
-	__u8 pad;
-	__u32 pad2;
+	/* SPEC §10 (bpf/limits.h), read by stage 1 before it clones. What one copy puts
+	 * on the wire, as the classifier estimates it for the bit limits: its inner
+	 * frame, cut to copy_max_len (the session's packetLength or its target's
+	 * max_inner_len, whichever is shorter; 0 = whole), plus copy_overhead (outer
+	 * Ethernet, IP and tunnel headers: the MIRROR_*_OVERHEAD_IPV4 or _IPV6 of its
+	 * encapsulation, the IPv6 one for a target that mixes families). */
+	__u8 copy_overhead;
+	__u16 sample_one_in;   /* sampleOneIn: one accepted packet in N is mirrored; 0 or 1 = all */
+	__u16 copy_max_len;
+	/* The rate limit as what one unit costs, so that the classifier multiplies
+	 * instead of dividing (a 64-bit division per limit was most of the limiter's
+	 * cost): 10^9 / packetsPerSecond nanoseconds a packet and 10^15 /
+	 * bitsPerSecond femtoseconds a bit, rounded; 0 = no such limit. */
+	__u64 packet_cost_ns;
+	__u64 bit_cost_fs;
+};
+
+/*
+ * ---- Map: mirror_limiter (ARRAY, key session_slot; key MIRROR_LIMITER_HOST is the
+ * host budget) ----
+ * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs under
+ * the lock: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
+ * the theoretical arrival time of the next copy in bpf_ktime_get_coarse_ns time; a copy
+ * is admitted when it is at most MIRROR_LIMIT_BURST_NS ahead of now. Not
+ * double-buffered: it is state, not policy. The limits themselves are in
+ * mirror_session (per session, double-buffered with the policy) and, for the host,
+ * in budget_bit_cost_fs of the host entry (the agent's --max-mirror-bps; writing it
+ * restarts that bucket full). A freed session slot's entry is zeroed with its counters.
+ */
+struct mirror_limiter {
+#ifdef __bpf__
+	struct bpf_spin_lock lock;
+#else
+	__u32 lock;            /* struct bpf_spin_lock {__u32 val;}: Swift never takes it */
+#endif
+	__u32 pad;
+	__u64 packets_tat_ns;
+	__u64 bits_tat_ns;
+	__u64 budget_bit_cost_fs; /* MIRROR_LIMITER_HOST only: 10^15 / the host budget in bits/s; 0 = none */
 };
 
 /* ---- Map: mirror_target (HASH, BPF_F_NO_PREALLOC, key slot * MAX_TARGETS + target_index) ---- */
@@ -163,6 +200,11 @@ struct mirror_target_health {
 struct mirror_session_stats {
 	__u64 packets;        /* wire packets: a GSO super-packet counts gso_segs */
 	__u64 bytes;          /* skb->len of the originals (before any truncation) */
+	/* SPEC §10: of `packets`, those of which no copy was made (bpf/limits.h),
+	 * wire packets as above. */
+	__u64 skipped_sampled_out;  /* sampleOneIn */
+	__u64 skipped_rate_limit;   /* the session's rateLimit */
+	__u64 skipped_host_budget;  /* the host's --max-mirror-bps */
 };
 
 /* rule_stats: key mirror_rule_stats_key(session_slot, direction, rule_index). */

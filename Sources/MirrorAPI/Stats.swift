@@ -70,6 +70,9 @@ public struct SessionStats: Hashable, Sendable, Codable {
     public var copiesTruncatedGSO: UInt64 = 0
     /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed", "no_route") → copies dropped.
     public var dropped: [String: UInt64]
+    /// SPEC §10: reason ("sampled_out", "rate_limit", "host_budget") → packets of
+    /// `packets` no copy was made of.
+    public var skipped: [String: UInt64] = [:]
 
     public init(
         session: String, packets: UInt64 = 0, bytes: UInt64 = 0, copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0,

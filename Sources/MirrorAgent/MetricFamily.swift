@@ -89,6 +89,11 @@ extension MetricFamily {
         case targetUnhealthy = "target_unhealthy"
     }
 
+    /// Why no copy was made of a packet the session accepted (bpf session_stats, SPEC §10).
+    public enum CopySkipReason: String, CaseIterable, Sendable {
+        case sampledOut = "sampled_out", rateLimit = "rate_limit", hostBudget = "host_budget"
+    }
+
     /// Why a packet of a source was not mirrored (bpf source_stats, security_stats).
     /// session_disabled: no enabled session's rule matched, and the first disabled
     /// session with a matching rule would have mirrored it (as `explain` says).
@@ -108,7 +113,7 @@ extension MetricFamily {
     /// Read from the BPF maps; rendered only when the counters could be read.
     public static let datapath: [MetricFamily] = [
         sessionPackets, sessionBytes, copiesSent, copiesSentDirect, copiesSentBytes, copiesTruncated, copiesTruncatedGSO,
-        copiesSegmented, copiesDropped, ruleHits, sourcePacketsSeen, sourcePacketsMirrored, sourcePacketsEstablished,
+        copiesSegmented, copiesDropped, copiesSkipped, ruleHits, sourcePacketsSeen, sourcePacketsMirrored, sourcePacketsEstablished,
         packetsNotMirrored, deviceForeignFramesDropped, segmenterForeignFramesDropped, securityFlows,
     ]
     public static let agent: [MetricFamily] = [
@@ -153,6 +158,11 @@ extension MetricFamily {
         "mirror_copies_dropped_total",
         "Copies dropped by the encapsulation stage, by reason (clone failures are counted per source as not mirrored, reason clone_failed).",
         by: ["session"], reasons: CopyDropReason.self, field: "dropped/")
+
+    public static let copiesSkipped = counter(
+        "mirror_copies_skipped_total",
+        "Packets accepted by the session of which no copy was made, by reason (SPEC §10): sampled_out (sampleOneIn), rate_limit (the session's rateLimit), host_budget (mirror-agent --max-mirror-bps). Decided before the clone; included in mirror_session_packets_total.",
+        by: ["session"], reasons: CopySkipReason.self, field: "skipped/")
 
     // Per rule (bpf rule_stats; the key is the rule's position, no field).
     public static let ruleHits = MetricFamily(

@@ -108,7 +108,7 @@ public final class AgentMetrics: @unchecked Sendable {
         typealias ID = MetricsContinuity.ID
         typealias SeriesID = MetricsContinuity.SeriesID
         var samples: [MetricsContinuity.Sample] = []
-        samples.reserveCapacity(c.sessions.count * 13 + c.rules.count + c.sources.count * 9 + 2)
+        samples.reserveCapacity(c.sessions.count * 16 + c.rules.count + c.sources.count * 9 + 2)
         /// A sample of `family` in the map counters of `scope` ("session/<slot>/", ...).
         func add(_ family: MetricFamily, _ scope: ID, _ owner: UInt64, _ series: SeriesID, reason: String? = nil, _ raw: UInt64) {
             var key = scope, series = series
@@ -130,6 +130,9 @@ public final class AgentMetrics: @unchecked Sendable {
             }
             for (reason, v) in Self.dropReasons(s) {
                 add(.copiesDropped, scope, owner, series(.copiesDropped), reason: reason.rawValue, v)
+            }
+            for (reason, v) in Self.skipReasons(s) {
+                add(.copiesSkipped, scope, owner, series(.copiesSkipped), reason: reason.rawValue, v)
             }
             add(.copiesSegmented, scope, owner, series(.copiesSegmented), s.segmented)
             add(.copiesTruncatedGSO, scope, owner, series(.copiesTruncatedGSO), s.truncatedGSO)
@@ -185,6 +188,7 @@ public final class AgentMetrics: @unchecked Sendable {
             r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next(); r.copiesSentDirect = next()
             for (reason, _) in Self.truncationReasons(s) { r.truncated[reason.rawValue] = next() }
             for (reason, _) in Self.dropReasons(s) { r.dropped[reason.rawValue] = next() }
+            for (reason, _) in Self.skipReasons(s) { r.skipped[reason.rawValue] = next() }
             r.copiesSegmented = next(); r.copiesTruncatedGSO = next()
             out.sessions.append(r)
         }
@@ -217,6 +221,11 @@ public final class AgentMetrics: @unchecked Sendable {
             (.noRoute, s.droppedNoRoute),
             (.targetUnhealthy, s.droppedTargetUnhealthy),
         ]
+    }
+
+    /// bpf session_stats skipped_* fields, by the reason label they render as.
+    static func skipReasons(_ s: DatapathCounters.Session) -> [(MetricFamily.CopySkipReason, UInt64)] {
+        [(.sampledOut, s.skippedSampledOut), (.rateLimit, s.skippedRateLimit), (.hostBudget, s.skippedHostBudget)]
     }
 
     /// bpf source_stats and security_stats fields, by reason (the SPEC §5 ones only

@@ -93,6 +93,7 @@ public enum MetricsRenderer {
             perSession(F.copiesTruncatedGSO) { $0.copiesTruncatedGSO }
             perSession(F.copiesSegmented) { $0.copiesSegmented }
             perSessionByReason(F.copiesDropped) { $0.dropped }
+            perSessionByReason(F.copiesSkipped) { $0.skipped }
             // Which rules get a series: indexes into `rules` (nil: all of them).
             let shown: [Int]? =
                 switch m.rulesShown {

@@ -42,6 +42,7 @@ enum StatsJSON {
             o += ",\"copiesSentBytes\":\(s.copiesSentBytes),\"copiesSentDirect\":\(s.copiesSentDirect)"
             o += ",\"copiesTruncatedGSO\":\(s.copiesTruncatedGSO),\"dropped\":"; object(s.dropped, &o)
             o += ",\"packets\":\(s.packets),\"session\":"; JSONValue.writeString(s.session, to: &o)
+            o += ",\"skipped\":"; object(s.skipped, &o)
             o += ",\"truncated\":"; object(s.truncated, &o)
             o += "}"
         }

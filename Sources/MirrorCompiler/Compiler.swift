@@ -250,6 +250,9 @@ public enum Compiler {
             v.target_index = ti
             v.packet_length = UInt16(clamping: s.packetLength ?? 0)
             v.enabled = s.isEnabled ? 1 : 0
+            if let t = image.targets[ti] {
+                limits(s, target: t, encapsulation: doc.targets[Int(ti)].effectiveEncapsulation, into: &v)
+            }
             image.sessions[slot] = v
             // Rule table for every session (also disabled ones: counters, explain).
             guard let f = filters[s.filter] else { throw CompileError("session \(s.id): unknown filter \(s.filter)") }
@@ -295,6 +298,30 @@ public enum Compiler {
         }
         image.security = try SecurityCompiler.entries(doc, slots: input.slots, interfaceIndex: input.interfaceIndex)
         return image
+    }
+
+    /// SPEC §10 (bpf/limits.h): the session's sampling and rate limit, and what one of
+    /// its copies puts on the wire for the bit limits (its session's and the host's):
+    /// the inner frame cut as stage 2 will cut it, plus the outer headers of the
+    /// target's family (the IPv6 ones for a target that mixes families: stage 1 does
+    /// not know the backend, so it charges the larger).
+    static func limits(
+        _ s: Session, target t: mirror_target, encapsulation: Encapsulation, into v: inout mirror_session
+    ) {
+        v.sample_one_in = UInt16(clamping: s.sampleOneIn ?? 1)
+        v.packet_cost_ns = cost(per: 1_000_000_000, s.rateLimit?.packetsPerSecond)
+        v.bit_cost_fs = cost(per: 1_000_000_000_000_000, s.rateLimit?.bitsPerSecond)
+        v.copy_overhead = UInt8(overhead(encapsulation, ipv6: t.family != 4))
+        let lengths = [s.packetLength ?? 0, Int(t.max_inner_len)].filter { $0 > 0 }
+        v.copy_max_len = UInt16(clamping: lengths.min() ?? 0)
+    }
+
+    /// What one unit costs at `rate` units a second, in 1/`per` s, rounded (bpf
+    /// mirror_session.packet_cost_ns, bit_cost_fs); 0 for no limit.
+    public static func cost(per: UInt64, _ rate: Int?) -> UInt64 {
+        guard let rate, rate > 0 else { return 0 }
+        let r = UInt64(rate)
+        return max(1, (per + r / 2) / r)
     }
 
     /// Ascending priority; ties (refused by validation) keep document order, as the oracle does.

@@ -133,6 +133,19 @@ struct Run: AsyncParsableCommand {
     var resetState = false
 
     @Option(
+        name: .customLong("max-mirror-bps"),
+        help: ArgumentHelp(
+            "Host mirroring budget: bits a second of all copies together, outer headers included; copies over it are skipped (SPEC §10). Default: none.",
+            valueName: "N"))
+    var maxMirrorBps: Int?
+
+    func validate() throws {
+        if let n = maxMirrorBps, !Quota.bitsPerSecond.contains(n) {
+            throw ValidationError("--max-mirror-bps: \(n) is out of range: bits a second, 1000–1000000000000")
+        }
+    }
+
+    @Option(
         name: .customLong("metrics-rules"),
         help: ArgumentHelp(
             "Which mirror_rule_hits_total series /metrics carries: none, counted (rules that have counted a packet) or all.",
@@ -166,7 +179,9 @@ struct Run: AsyncParsableCommand {
         // so a state file that no longer validates stops it before the kernel is touched.
         let choice = DatapathFactory.Choice(rawValue: options.datapath) ?? .kernel
         let datapath: Datapath
-        do { datapath = try DatapathFactory.make(choice, options: options.datapathOptions) } catch {
+        var datapathOptions = options.datapathOptions
+        datapathOptions.maxMirrorBitsPerSecond = maxMirrorBps.map { UInt64($0) }
+        do { datapath = try DatapathFactory.make(choice, options: datapathOptions) } catch {
             fail("mirror-agent: cannot start: \(error)")
         }
         let agent = Agent(store: store, datapath: datapath, logger: logger)

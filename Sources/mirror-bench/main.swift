@@ -1,9 +1,11 @@
 // Classifier benchmark: ns per packet of the loaded classifier, measured
-// by the kernel with BPF_PROG_TEST_RUN repeat, for four policies:
+// by the kernel with BPF_PROG_TEST_RUN repeat, for these policies:
 //   none          the interface has no sessions (policy lookup misses)
 //   1x1           one session with one rule, which matches
 //   3x10_last     3 sessions x 10 rules, only the very last rule matches
 //   3x10_nomatch  3 sessions x 10 rules, nothing matches
+//   1x1_limits    1x1 with a rateLimit far above the rate and sampleOneIn 1 (SPEC §10)
+//   1x1_budget    1x1 with a host budget far above the rate
 // The test-run twin of the program is measured (it decides exactly like the TC
 // program but returns the verdict instead of cloning: the clone's cost belongs to
 // the copy, not to classification). Writes `classifier_ns` into a results JSON file,
@@ -106,6 +108,16 @@ func document(sessions: Int, rules: Int, lastMatches: Bool) -> Document {
         doc.sessions.append(Session(id: "s\(s)", priority: s + 1, filter: "f\(s)", sources: ["s"], target: "t", vni: s + 1))
     }
     return doc
+}
+
+/// The session of `doc` with limits that never trigger (SPEC §10).
+func limited(_ doc: Document) -> Document {
+    var d = doc
+    for i in d.sessions.indices {
+        d.sessions[i].rateLimit = RateLimit(packetsPerSecond: 1_000_000_000, bitsPerSecond: 1_000_000_000_000)
+        d.sessions[i].sampleOneIn = 1
+    }
+    return d
 }
 
 let options = parseOptions()
@@ -238,6 +250,11 @@ do {
         ("1x1", document(sessions: 1, rules: 1, lastMatches: true)),
         ("3x10_last", document(sessions: 3, rules: 10, lastMatches: true)),
         ("3x10_nomatch", document(sessions: 3, rules: 10, lastMatches: false)),
+        // SPEC §10 when nothing triggers (every packet accepted and counted as a
+        // copy): the session's rateLimit far above the rate and sampleOneIn 1, then
+        // the host budget far above instead; 1x1 is the baseline of both.
+        ("1x1_limits", limited(document(sessions: 1, rules: 1, lastMatches: true))),
+        ("1x1_budget", document(sessions: 1, rules: 1, lastMatches: true)),
     ]
     var results: [String: Double] = [:]
     let ifindex: UInt32 = 100
@@ -251,6 +268,7 @@ do {
         }
         try dp.apply(image)
         _ = try baseline?.apply(image)
+        try dp.setHostBudget(bitsPerSecond: name == "1x1_budget" ? 1_000_000_000_000 : 0)
         // The ENI's outbound = TC ingress.
         let check = Verdict(try dp.testRun(.testIngress, frame: frame, mark: ifindex).retval)
         if let baseline {

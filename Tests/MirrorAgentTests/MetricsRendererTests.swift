@@ -31,6 +31,7 @@ struct MetricsRendererTests {
             mirrorDeviceForeignDropped: 2)
         var st = stats
         st.sessions[0].copiesSegmented = 12; st.sessions[0].copiesTruncatedGSO = 1
+        st.sessions[0].skipped = ["host_budget": 0, "rate_limit": 5, "sampled_out": 6]
         st.sources[0].established = 6
         st.segmenterForeignDropped = 4; st.securityFlows = 3
         var m = MetricsSnapshot(
@@ -75,6 +76,11 @@ struct MetricsRendererTests {
             # TYPE mirror_copies_dropped_total counter
             mirror_copies_dropped_total{session="s1",reason="no_target"} 0
             mirror_copies_dropped_total{session="s1",reason="session_gone"} 1
+            # HELP mirror_copies_skipped_total Packets accepted by the session of which no copy was made, by reason (SPEC §10): sampled_out (sampleOneIn), rate_limit (the session's rateLimit), host_budget (mirror-agent --max-mirror-bps). Decided before the clone; included in mirror_session_packets_total.
+            # TYPE mirror_copies_skipped_total counter
+            mirror_copies_skipped_total{session="s1",reason="host_budget"} 0
+            mirror_copies_skipped_total{session="s1",reason="rate_limit"} 5
+            mirror_copies_skipped_total{session="s1",reason="sampled_out"} 6
             # HELP mirror_rule_hits_total Packets for which the rule was the first match (SPEC §4), accept or reject.
             # TYPE mirror_rule_hits_total counter
             mirror_rule_hits_total{session="s1",filter="f\"1",direction="inbound",rule_priority="10",action="accept"} 4
@@ -538,6 +544,7 @@ struct MetricsRendererTests {
             "mirror_copies_truncated_gso_total": ["session"], "mirror_copies_segmented_total": ["session"],
             "mirror_source_packets_established_total": ["source", "direction"],
             "mirror_segmenter_foreign_frames_dropped_total": [],
+            "mirror_copies_skipped_total": ["session", "reason"],
         ]
         #expect(Set(frozen.keys) == Set(MetricFamily.all.compactMap(\.continuity?.identity)))
         for (identity, labels) in frozen {
@@ -574,6 +581,7 @@ struct MetricsRendererTests {
                 "mirror_copies_truncated_gso_total": "truncated_gso", "mirror_copies_segmented_total": "segmented",
                 "mirror_source_packets_established_total": "established",
                 "mirror_segmenter_foreign_frames_dropped_total": "segmenter_not_copy",
+                "mirror_copies_skipped_total": "skipped/",
             ])
     }
 
@@ -595,6 +603,7 @@ struct MetricsRendererTests {
         func read(_ raw: UInt64) -> StatsResponse {
             var s = DatapathCounters.Session(slot: 0, id: "s1")
             s.segmented = raw; s.truncatedGSO = raw + 1
+            s.skippedSampledOut = raw + 4; s.skippedRateLimit = raw + 5; s.skippedHostBudget = raw + 6
             var src = DatapathCounters.Source(slot: 0, id: "vm1", interface: "tap-vm1", direction: .inbound)
             src.suppressedBySecurityGroup = 0; src.suppressedByAcl = 0; src.established = raw + 2
             var c = DatapathCounters(sessions: [s], sources: [src])
@@ -604,9 +613,12 @@ struct MetricsRendererTests {
         let first = read(10)
         #expect(first.sessions.first?.copiesSegmented == 10 && first.sessions.first?.copiesTruncatedGSO == 11)
         #expect(first.sources.first?.established == 12 && first.segmenterForeignDropped == 13 && first.securityFlows == 10)
+        #expect(first.sessions.first?.skipped == ["sampled_out": 14, "rate_limit": 15, "host_budget": 16])
         let reset = read(1)
         #expect(reset.sessions.first?.copiesSegmented == 11 && reset.sessions.first?.copiesTruncatedGSO == 13)
         #expect(reset.sources.first?.established == 15 && reset.segmenterForeignDropped == 17)
+        // SPEC §10's skips carry across a reset like every datapath counter.
+        #expect(reset.sessions.first?.skipped == ["sampled_out": 19, "rate_limit": 21, "host_budget": 23])
         // A gauge is shown as it is.
         #expect(reset.securityFlows == 1)
         // A datapath without security counters: no established count.

@@ -143,6 +143,39 @@ import Testing
         #expect(Array(words[16..<18]) == [0x20, 0x01])
     }
 
+    /// SPEC §10: a session's limits and what one copy costs on the wire, from its
+    /// target (family → overhead) and its packetLength; none of it without the fields.
+    @Test func sessionsCarryTheirLimitsAndTheirCopysWireSize() throws {
+        var doc = Document()
+        doc.targets = [
+            Target(id: "v4", type: .nic, address: IPAddress("192.0.2.1")),
+            Target(id: "mixed", type: .loadBalancer, backends: [IPAddress("192.0.2.1")!, IPAddress("2001:db8::9")!]),
+        ]
+        doc.filters = [Filter(id: "f", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)])]
+        doc.sources = [Source(id: "s", interface: "tap0")]
+        doc.sessions = [
+            Session(id: "plain", priority: 1, filter: "f", sources: ["s"], target: "v4", vni: 1),
+            Session(
+                id: "limited", priority: 2, filter: "f", sources: ["s"], target: "v4", vni: 2, packetLength: 200,
+                rateLimit: RateLimit(packetsPerSecond: 1000, bitsPerSecond: 50_000_000), sampleOneIn: 10),
+            Session(
+                id: "mixed", priority: 3, filter: "f", sources: ["s"], target: "mixed", vni: 3,
+                rateLimit: RateLimit(bitsPerSecond: 8000)),
+        ]
+        let slots = try SlotAssignment.assign(document: doc, previous: SlotAssignment())
+        let image = try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in 7 }, pathMTU: { _ in 1500 }))
+        let plain = try #require(image.sessions[slots.sessions["plain"]!])
+        #expect(plain.sample_one_in == 1 && plain.packet_cost_ns == 0 && plain.bit_cost_fs == 0)
+        #expect(plain.copy_overhead == 50 && plain.copy_max_len == 1500 - 50 + 14)
+        let limited = try #require(image.sessions[slots.sessions["limited"]!])
+        #expect(limited.sample_one_in == 10 && limited.packet_cost_ns == 1_000_000 && limited.bit_cost_fs == 20_000_000)
+        #expect(limited.copy_overhead == 50 && limited.copy_max_len == 200)
+        let mixed = try #require(image.sessions[slots.sessions["mixed"]!])
+        #expect(mixed.copy_overhead == 70 && mixed.copy_max_len == 1500 - 70 + 14 && mixed.bit_cost_fs == 125_000_000_000)
+        // Rounded to the nearest unit, never 0 (0 means no limit).
+        #expect(Compiler.cost(per: 1_000_000_000, 3) == 333_333_333 && Compiler.cost(per: 1_000_000_000, 2_000_000_000) == 1)
+    }
+
     @Test func slotsAreStableAcrossAppliesAndReused() throws {
         var doc = Document()
         doc.targets = [Target(id: "t", type: .nic, address: IPAddress("192.0.2.1"))]

@@ -167,7 +167,8 @@ private let fullDocument = """
       "sources": [{ "id": "vm1", "interface": "tap-vm1", "addresses": ["192.0.2.10"], "securityGroups": ["sg1"],
         "networkAcl": "acl1", "enforce": false, "description": "d" }],
       "sessions": [{ "id": "s1", "priority": 1, "filter": "f1", "sources": ["vm1"], "target": "t1", "vni": 100,
-        "enabled": true, "packetLength": 128, "description": "d" }],
+        "enabled": true, "packetLength": 128, "rateLimit": { "packetsPerSecond": 1000, "bitsPerSecond": 50000000 },
+        "sampleOneIn": 2, "description": "d" }],
       "securityGroups": [{ "id": "sg1", "description": "d", "rules": [
         { "direction": "ingress", "priority": 1, "action": "allow", "ethertype": "ipv4", "protocol": "tcp",
           "remote": "198.51.100.0/24", "ports": "80" }] }],
@@ -198,8 +199,8 @@ private struct FieldRange {
     var limit: Limit
 }
 
-/// The object tables: a heading naming its JSON paths (`filters[].inbound[]`) and
-/// columns field, type, range.
+/// The object tables: a heading naming its JSON paths (`filters[].inbound[]`, or an
+/// object inside one, `sessions[].rateLimit`) and columns field, type, range.
 private func fieldTables(_ text: String) -> [(paths: [String], table: MarkdownTable)] {
     markdownTables(text).compactMap { t in
         guard t.column("field") != nil, t.column("type") != nil, t.column("range") != nil else { return nil }
@@ -230,7 +231,7 @@ private func elements(_ v: JSONValue, _ pattern: String) -> [JSONValue] {
     #expect(
         paths == [
             "filters[]", "filters[].inbound[]", "filters[].outbound[]", "targets[]", "targets[].healthCheck", "sources[]",
-            "sessions[]",
+            "sessions[]", "sessions[].rateLimit",
             "securityGroups[]", "securityGroups[].rules[]", "networkAcls[]", "networkAcls[].inbound[]",
             "networkAcls[].outbound[]",
         ])

@@ -110,6 +110,24 @@ let invalidCases: [InvalidCase] = [
     InvalidCase("packetLength 63", "sessions[0].packetLength", num(63), mentions: "64–9216"),
     InvalidCase("packetLength 9217", "sessions[0].packetLength", num(9217), mentions: "64–9216"),
     InvalidCase("enabled as 1", "sessions[0].enabled", num(1), mentions: "true or false"),
+    // SPEC §10
+    InvalidCase("sampleOneIn 0", "sessions[0].sampleOneIn", num(0), mentions: "1–65535"),
+    InvalidCase("sampleOneIn 65536", "sessions[0].sampleOneIn", num(65536), mentions: "1–65535"),
+    InvalidCase("sampleOneIn as a string", "sessions[0].sampleOneIn", str("10"), mentions: "integer"),
+    InvalidCase("empty rateLimit", "sessions[0].rateLimit", obj([]), mentions: "packetsPerSecond, bitsPerSecond or both"),
+    InvalidCase("rateLimit as a number", "sessions[0].rateLimit", num(1000), mentions: "object"),
+    InvalidCase(
+        "packetsPerSecond 0", "sessions[0].rateLimit", obj([("packetsPerSecond", num(0))]),
+        expect: ["sessions[0].rateLimit.packetsPerSecond"], mentions: "1–1000000000"),
+    InvalidCase(
+        "bitsPerSecond 1.5", "sessions[0].rateLimit", obj([("bitsPerSecond", .double(1.5))]),
+        expect: ["sessions[0].rateLimit.bitsPerSecond"], mentions: "integer"),
+    InvalidCase(
+        "bitsPerSecond over a terabit", "sessions[0].rateLimit", obj([("bitsPerSecond", num(1_000_000_000_001))]),
+        expect: ["sessions[0].rateLimit.bitsPerSecond"], mentions: "1000–1000000000000"),
+    InvalidCase(
+        "misspelled rate limit field", "sessions[0].rateLimit", obj([("packetPerSecond", num(10))]),
+        expect: ["sessions[0].rateLimit.packetPerSecond"], mentions: "did you mean \"packetsPerSecond\""),
     InvalidCase("dangling filter", "sessions[0].filter", str("f3"), mentions: "did you mean \"f1\""),
     InvalidCase("dangling target", "sessions[0].target", str("t9"), mentions: "does not exist"),
     InvalidCase("dangling source", "sessions[0].sources[1]", str("s3"), mentions: "does not exist"),

@@ -13,6 +13,24 @@ import Testing
     #expect(try DocumentParser.parse(DocumentEncoding.text(baseDocument())).get() == baseDocument())
 }
 
+/// SPEC §10's session fields survive encode → parse, alone and together, and a
+/// document without them has none (it behaves as before they existed).
+@Test func rateLimitAndSamplingRoundTrip() throws {
+    for (limit, sample) in [
+        (RateLimit(packetsPerSecond: 1000), nil), (RateLimit(bitsPerSecond: 50_000_000), 1),
+        (RateLimit(packetsPerSecond: 1, bitsPerSecond: 1_000_000_000_000), 65535), (nil, 10),
+    ] as [(RateLimit?, Int?)] {
+        var doc = baseDocument()
+        doc.sessions[0].rateLimit = limit
+        doc.sessions[0].sampleOneIn = sample
+        #expect(DocumentParser.validate(doc).isEmpty)
+        #expect(try DocumentParser.parse(DocumentEncoding.text(doc)).get() == doc)
+    }
+    let plain = try DocumentParser.parse(DocumentEncoding.text(baseDocument())).get()
+    #expect(plain.sessions.allSatisfy { $0.rateLimit == nil && $0.sampleOneIn == nil })
+    #expect(DocumentEncoding.encode(plain).value(at: "sessions[0].rateLimit") == nil)
+}
+
 @Test func protocolNumbersAndNamesMeanTheSame() throws {
     let a = baseJSON().setting("filters[0].inbound[0].protocol", num(6))
     let b = baseJSON().setting("filters[0].inbound[0].protocol", str("tcp"))

@@ -49,7 +49,13 @@ struct MetricsCounterBatchTests {
 
         // Sessions, sources and encap: same as the per-key readers.
         for slot in [0, 3, 7] as [UInt32] {
-            try write(dp, .sessionStats, key: slot, (0..<cpus).map { _ in mirror_session_stats(packets: UInt64(slot) + 1, bytes: 100) })
+            try write(
+                dp, .sessionStats, key: slot,
+                (0..<cpus).map { _ in
+                    var v = mirror_session_stats()
+                    v.packets = UInt64(slot) + 1; v.bytes = 100; v.skipped_rate_limit = UInt64(slot)
+                    return v
+                })
             var e = mirror_encap_stats()
             e.sent = UInt64(slot) + 2; e.truncated_mtu = 1; e.dropped_tunnel_key = 3
             try write(dp, .encapStats, key: slot, Array(repeating: e, count: cpus))
@@ -64,7 +70,7 @@ struct MetricsCounterBatchTests {
             #expect(sessions[slot] == (try dp.sessionCounters(sessionSlot: UInt16(slot))))
             #expect(encap[slot] == (try dp.encapCounters(sessionSlot: UInt32(slot))))
         }
-        #expect(sessions[3].packets == UInt64(4 * cpus))
+        #expect(sessions[3].packets == UInt64(4 * cpus) && sessions[3].skippedRateLimit == UInt64(3 * cpus))
         for slot in 0..<4 {
             for d in Direction.allCases {
                 let k = BPFDatapath.sourceStatsKey(sourceSlot: UInt16(slot), direction: d)

@@ -374,6 +374,27 @@ def main():
             # Where the unmatched path's cost goes (breakdown_phase in throughput.sh).
             res["unmatched_breakdown"] = dict(seconds=brk[0]["seconds"], ratios_vs_none=alternating(brk, key="variant"),
                                               none_pps_median=statistics.median(r["pps"] for r in brk if r["variant"] == "none"))
+    lim_path = os.path.join(a.work, "limits.jsonl")
+    if os.path.exists(lim_path):
+        # SPEC §10's limits when they never trigger against none (scripts/bench.d/limits.sh):
+        # per cycle, the ratio of forwarded pps and of copies a second; their medians.
+        with open(lim_path) as f:
+            rows = [json.loads(l) for l in f if l.strip()]
+        out = {}
+        for phase, other in (("session", "limits"),):
+            cycles = {}
+            for r in rows:
+                if r["phase"] == phase:
+                    cycles.setdefault(r["cycle"], {})[r["mode"]] = r
+            pairs = [c for c in cycles.values() if other in c and "none" in c and c["none"]["pps"] and c["none"]["copies"]]
+            if pairs:
+                pps = [c[other]["pps"] / c["none"]["pps"] for c in pairs]
+                copies = [c[other]["copies"] / c["none"]["copies"] for c in pairs]
+                out[phase] = dict(cycles=len(pairs), pps_ratio_median=statistics.median(pps), pps_ratio_min=min(pps),
+                                  pps_ratio_max=max(pps), copies_ratio_median=statistics.median(copies),
+                                  none_pps_median=statistics.median(c["none"]["pps"] for c in pairs))
+        res["limits_never_triggering"] = out
+        res["measured_at"]["limits"] = now
     res["command"] = a.command
     with open(path, "w") as f:
         json.dump(res, f, indent=2)
@@ -381,8 +402,18 @@ def main():
 
     md = ["# Benchmark results", "",
           f"Machine: {res['machine']['cores']} cores, kernel {res['machine']['kernel']}. "
-          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile`. "
+          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile|limits`. "
           f"Last written by `{a.command}`; each part's time in results.json (`measured_at`).", ""]
+    if res.get("limits_never_triggering"):
+        md += ["## Limits that never trigger (SPEC §10), mirrored path", "",
+               "Every packet mirrored; per cycle the pps forwarded with the limit over the pps without it, "
+               "alternated under one sender (`scripts/bench limits`).", "",
+               "| what | cycles | forwarded pps ratio (median, min-max) | copies ratio | none pps |", "|---|---|---|---|---|"]
+        names = dict(session="session rateLimit (pps 10^9, bps 10^12) + sampleOneIn 1")
+        for k, v in res["limits_never_triggering"].items():
+            md.append(f"| {names.get(k, k)} | {v['cycles']} | {v['pps_ratio_median']:.4f} ({v['pps_ratio_min']:.4f}-"
+                      f"{v['pps_ratio_max']:.4f}) | {v['copies_ratio_median']:.4f} | {v['none_pps_median']:.0f} |")
+        md.append("")
     if "classifier_ns" in res:
         md += ["## Classifier (BPF_PROG_TEST_RUN, ns per packet)", "", "| policy | ns/packet |", "|---|---|"]
         md += [f"| {k} | {v:.1f} |" for k, v in res["classifier_ns"].items() if isinstance(v, (int, float))]

@@ -221,18 +221,35 @@ public struct Session: Hashable, Sendable, Encodable {
     /// nil means true.
     public var enabled: Bool?
     public var packetLength: Int?
+    /// SPEC §10: at most this many copies a second (nil: no limit).
+    public var rateLimit: RateLimit?
+    /// SPEC §10: one accepted packet in N is mirrored (nil means 1: every one).
+    public var sampleOneIn: Int?
     public var description: String?
 
     public init(
         id: String, priority: Int, filter: String, sources: [String], target: String,
-        vni: Int? = nil, enabled: Bool? = nil, packetLength: Int? = nil, description: String? = nil
+        vni: Int? = nil, enabled: Bool? = nil, packetLength: Int? = nil, rateLimit: RateLimit? = nil,
+        sampleOneIn: Int? = nil, description: String? = nil
     ) {
         self.id = id; self.priority = priority; self.filter = filter; self.sources = sources
         self.target = target; self.vni = vni; self.enabled = enabled; self.packetLength = packetLength
+        self.rateLimit = rateLimit; self.sampleOneIn = sampleOneIn
         self.description = description
     }
 
     public var isEnabled: Bool { enabled ?? true }
+}
+
+/// A session's `rateLimit` (SPEC §10): copies over either limit are not made. Bits
+/// count each copy as sent, outer headers included. At least one of the two is set.
+public struct RateLimit: Hashable, Sendable, Encodable {
+    public var packetsPerSecond: Int?
+    public var bitsPerSecond: Int?
+
+    public init(packetsPerSecond: Int? = nil, bitsPerSecond: Int? = nil) {
+        self.packetsPerSecond = packetsPerSecond; self.bitsPerSecond = bitsPerSecond
+    }
 }
 
 public struct SecurityGroupRule: Hashable, Sendable, Encodable {

@@ -39,4 +39,11 @@ public enum Quota {
     public static let healthCheckPort = 1...65535
     public static let healthCheckIntervalMs = 100...60000
     public static let healthCheckThreshold = 1...10
+    /// SPEC §10.
+    public static let sampleOneIn = 1...65535
+    /// Chosen here: up to a billion packets and a terabit a second, far above what a
+    /// host mirrors; bits from a kilobit a second (less than one small copy), so that
+    /// the datapath's arithmetic cannot overflow (bpf/mirror_consts.h).
+    public static let packetsPerSecond = 1...1_000_000_000
+    public static let bitsPerSecond = 1000...1_000_000_000_000
 }

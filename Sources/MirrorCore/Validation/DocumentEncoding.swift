@@ -99,7 +99,16 @@ public enum DocumentEncoding {
         opt(&m, "vni", s.vni.map { .int(Int64($0)) })
         opt(&m, "enabled", s.enabled.map(JSONValue.bool))
         opt(&m, "packetLength", s.packetLength.map { .int(Int64($0)) })
+        opt(&m, "rateLimit", s.rateLimit.map(encode))
+        opt(&m, "sampleOneIn", s.sampleOneIn.map { .int(Int64($0)) })
         opt(&m, "description", s.description.map(JSONValue.string))
+        return .object(m)
+    }
+
+    public static func encode(_ r: RateLimit) -> JSONValue {
+        var m: Members = []
+        opt(&m, "packetsPerSecond", r.packetsPerSecond.map { .int(Int64($0)) })
+        opt(&m, "bitsPerSecond", r.bitsPerSecond.map { .int(Int64($0)) })
         return .object(m)
     }
 

@@ -625,7 +625,10 @@ struct Decoder {
         guard
             let m = members(
                 v, path, kind: "a session",
-                allowed: ["id", "priority", "filter", "sources", "target", "vni", "enabled", "packetLength", "description"],
+                allowed: [
+                    "id", "priority", "filter", "sources", "target", "vni", "enabled", "packetLength", "rateLimit",
+                    "sampleOneIn", "description",
+                ],
                 required: ["id", "priority", "filter", "sources", "target"])
         else { return nil }
         let before = errors.count
@@ -656,6 +659,8 @@ struct Decoder {
         let vni = int(m["vni"], path + ".vni", Quota.vni, "vni")
         let enabled = bool(m["enabled"], path + ".enabled", "enabled")
         let packetLength = int(m["packetLength"], path + ".packetLength", Quota.packetLength, "packetLength (bytes)")
+        let rateLimit = m["rateLimit"].flatMap { self.rateLimit($0, path + ".rateLimit") }
+        let sampleOneIn = int(m["sampleOneIn"], path + ".sampleOneIn", Quota.sampleOneIn, "sampleOneIn")
         let desc = description(m["description"], path + ".description")
         guard errors.count == before, let id, let priority, let filter, let target, let sources else {
             brokenSessionReferences.append((path, filter, target, sources ?? []))
@@ -663,7 +668,25 @@ struct Decoder {
         }
         return Session(
             id: id, priority: priority, filter: filter, sources: sources.map(\.value), target: target,
-            vni: vni, enabled: enabled, packetLength: packetLength, description: desc)
+            vni: vni, enabled: enabled, packetLength: packetLength, rateLimit: rateLimit, sampleOneIn: sampleOneIn,
+            description: desc)
+    }
+
+    /// SPEC §10: `{"packetsPerSecond": N, "bitsPerSecond": N}`, either or both.
+    mutating func rateLimit(_ v: JSONValue, _ path: String) -> RateLimit? {
+        guard
+            let m = members(
+                v, path, kind: "a rate limit", allowed: ["packetsPerSecond", "bitsPerSecond"], required: [])
+        else { return nil }
+        let before = errors.count
+        let pps = int(m["packetsPerSecond"], path + ".packetsPerSecond", Quota.packetsPerSecond, "packetsPerSecond")
+        let bps = int(m["bitsPerSecond"], path + ".bitsPerSecond", Quota.bitsPerSecond, "bitsPerSecond")
+        // An object with only misspelled fields already has its did-you-mean errors.
+        if case .object(let given) = v, given.isEmpty {
+            add(path, "empty: a rate limit needs packetsPerSecond, bitsPerSecond or both (leave rateLimit out for no limit)")
+        }
+        guard errors.count == before else { return nil }
+        return RateLimit(packetsPerSecond: pps, bitsPerSecond: bps)
     }
 
     mutating func securityGroup(_ v: JSONValue, _ path: String) -> SecurityGroup? {

@@ -17,6 +17,14 @@ extension BPFDatapath {
 
     public struct SessionCounters: Hashable, Sendable {
         public var packets: UInt64 = 0, bytes: UInt64 = 0
+        /// SPEC §10: of `packets`, those no copy was made of (bpf/limits.h).
+        public var skippedSampledOut: UInt64 = 0, skippedRateLimit: UInt64 = 0, skippedHostBudget: UInt64 = 0
+
+        mutating func add(_ v: mirror_session_stats) {
+            packets &+= v.packets; bytes &+= v.bytes
+            skippedSampledOut &+= v.skipped_sampled_out; skippedRateLimit &+= v.skipped_rate_limit
+            skippedHostBudget &+= v.skipped_host_budget
+        }
     }
 
     /// Per-CPU values of a PERCPU_ARRAY entry, each `T`.
@@ -35,7 +43,7 @@ extension BPFDatapath {
     public func sessionCounters(sessionSlot: UInt16) throws(DatapathError) -> SessionCounters {
         var c = SessionCounters()
         for v in try perCPU(.sessionStats, key: UInt32(sessionSlot), as: mirror_session_stats.self) {
-            c.packets &+= v.packets; c.bytes &+= v.bytes
+            c.add(v)
         }
         return c
     }
@@ -71,6 +79,12 @@ extension BPFDatapath {
             // Stage 2's counters of the slot too: the metrics take a slot with a new
             // owner for cleared, and would show the old session's copies as the new one's.
             try zero(.encapStats, UInt32(s), valueSize: MemoryLayout<mirror_encap_stats>.size)
+            // SPEC §10: a new session in the slot starts with a full bucket, not the
+            // old one's debt.
+            var k = UInt32(s)
+            var bucket = mirror_limiter()
+            try DatapathError.check(
+                bpf_map_update_elem(try mapFD(.limiter), &k, &bucket, UInt64(BPF_ANY)), "clear mirror_limiter[\(s)]")
             for d in Direction.allCases {
                 for r in 0..<UInt32(MAX_RULES_PER_DIRECTION) {
                     try zero(

@@ -108,6 +108,17 @@ extension BPFDatapath {
         try DatapathError.check(bpf_map_update_elem(fd, &key, &v, UInt64(BPF_ANY)), "write mirror_active")
     }
 
+    /// SPEC §10: the host's mirroring budget (`mirror-agent --max-mirror-bps`), bits a
+    /// second of all copies together as sent; 0 = none. Writing it restarts the
+    /// host's bucket full (bpf/limits.h).
+    public func setHostBudget(bitsPerSecond: UInt64) throws(DatapathError) {
+        var key = UInt32(MIRROR_LIMITER_HOST)
+        var v = mirror_limiter()
+        v.budget_bit_cost_fs = Compiler.cost(per: 1_000_000_000_000_000, bitsPerSecond > 0 ? Int(clamping: bitsPerSecond) : nil)
+        try DatapathError.check(
+            bpf_map_update_elem(try mapFD(.limiter), &key, &v, UInt64(BPF_ANY)), "write the host budget (mirror_limiter)")
+    }
+
     /// Every bucket of `slot` in the prefilter index (PrefilterIndex), the empty
     /// ones too, so nothing of an older generation stays: one batch of 1 MiB.
     func writePrefilter(_ image: MapImage, slot: UInt8) throws(DatapathError) {

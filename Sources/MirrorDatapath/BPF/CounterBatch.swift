@@ -89,7 +89,7 @@ extension BPFDatapath {
     /// session_stats of slots 0..<sessionSlots, indexed by slot.
     public func allSessionCounters(sessionSlots: Int) throws(DatapathError) -> [SessionCounters] {
         try perCPURange(.sessionStats, count: UInt32(sessionSlots), as: mirror_session_stats.self, zero: SessionCounters()) {
-            $0.packets &+= $1.packets; $0.bytes &+= $1.bytes
+            $0.add($1)
         }
     }
 

@@ -24,6 +24,8 @@ public enum ClassifierMap: String, CaseIterable, Sendable {
     // agentctl capture (SPEC §11, bpf/capture.h): the classifier's only.
     case captureWant = "mirror_capture_want", captureSession = "mirror_capture_session"
     case captureRing = "mirror_capture_ring", captureScratch = "mirror_capture_scratch", captureStats = "capture_stats"
+    // SPEC §10 (bpf/limits.h): the rate limits' buckets and the host budget.
+    case limiter = "mirror_limiter"
 }
 
 /// The programs of bpf/classify.bpf.c. TC ingress of a source device is the ENI's

@@ -12,6 +12,9 @@ public struct DatapathCounters: Sendable {
         /// bpf session_stats: accepted by one of the session's rules (all sources and
         /// directions together: that map is keyed by session slot only).
         public var packets: UInt64 = 0, bytes: UInt64 = 0
+        /// bpf session_stats (SPEC §10): of `packets`, those no copy was made of, by
+        /// why (sampleOneIn, the session's rateLimit, the host's --max-mirror-bps).
+        public var skippedSampledOut: UInt64 = 0, skippedRateLimit: UInt64 = 0, skippedHostBudget: UInt64 = 0
         /// bpf encap_stats (stage 2).
         public var copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0, copiesSentDirect: UInt64 = 0
         public var truncatedPacketLength: UInt64 = 0, truncatedMTU: UInt64 = 0

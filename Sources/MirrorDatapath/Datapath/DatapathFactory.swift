@@ -27,6 +27,9 @@ public enum DatapathFactory {
         public var nftCommand: [String]?
         /// Start even when the pins would die with the agent (`PinPersistence`).
         public var ephemeralPins: Bool
+        /// SPEC §10: the host's mirroring budget in bits a second (`--max-mirror-bps`);
+        /// nil: none.
+        public var maxMirrorBitsPerSecond: UInt64?
         /// What the datapath reports that does not fail a call (an interface that
         /// vanished before its attach, a template that did not resolve).
         public var logger: Logger

@@ -29,6 +29,8 @@ extension KernelDatapath {
                     var s = DatapathCounters.Session(slot: slot, id: id)
                     let c = sessionStats[Int(slot)]
                     s.packets = c.packets; s.bytes = c.bytes
+                    s.skippedSampledOut = c.skippedSampledOut; s.skippedRateLimit = c.skippedRateLimit
+                    s.skippedHostBudget = c.skippedHostBudget
                     let e = encapStats[Int(slot)]
                     s.copiesSent = e.sent; s.copiesSentBytes = e.sentBytes; s.copiesSentDirect = e.sentDirect
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU

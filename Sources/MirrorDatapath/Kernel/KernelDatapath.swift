@@ -144,6 +144,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             do { try datapath?.setMirrorDevice(ifindex: UInt32(index)) } catch {
                 throw DatapathError("point the classifier at \(options.mirrorDevice): \(error)")
             }
+            // SPEC §10: written on every start, so a budget of an earlier run is cleared.
+            do { try datapath?.setHostBudget(bitsPerSecond: options.maxMirrorBitsPerSecond ?? 0) } catch {
+                throw DatapathError("set the host mirroring budget: \(error)")
+            }
             // SPEC §6: GSO copies that do not fit are segmented first (Segmenter.swift); before stage 2 is attached.
             segmenterUp = Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath, logger: logger)
             // Stage 2 on the mirror device's egress (the SEAM above).
