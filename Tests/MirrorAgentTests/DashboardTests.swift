@@ -87,6 +87,7 @@ struct DashboardTests {
         for needed in [
             "mirror_session_packets_total", "mirror_copies_sent_total", "mirror_copies_dropped_total",
             "mirror_packets_not_mirrored_total", "mirror_sources", "mirror_agent_repairs_total",
+            "mirror_copies_skipped_total", "mirror_target_backend_up",
         ] {
             #expect(used.contains(needed), "the dashboard does not show \(needed)")
         }

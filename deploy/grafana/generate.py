@@ -56,6 +56,10 @@ end_rowset()
 row("Copies not made or not delivered")
 ts("Copies dropped by reason", "Copies the encapsulation stage dropped.",
    [(f'sum by (reason) (rate(mirror_copies_dropped_total{{{SEL}}}[$__rate_interval]))', "{{reason}}")], "pps", stack=True)
+ts("Copies skipped by reason", "Copies not made because of sampleOneIn, the session's rateLimit or the host budget (--max-mirror-bps): production traffic first (SPEC §10).",
+   [(f'sum by (reason) (rate(mirror_copies_skipped_total{{{SEL}}}[$__rate_interval]))', "{{reason}}")], "pps", stack=True)
+ts("Sessions skipping copies (top 10)", "Per session: copies skipped by sampling, rate limit or host budget.",
+   [(f'topk(10, sum by (session, reason) (rate(mirror_copies_skipped_total{{{SEL}}}[$__rate_interval])))', "{{session}} {{reason}}")], "pps")
 ts("Copies truncated by reason", "Copies cut to the session's packetLength or to the path MTU.",
    [(f'sum by (reason) (rate(mirror_copies_truncated_total{{{SEL}}}[$__rate_interval]))', "{{reason}}")], "pps", stack=True)
 ts("Packets not mirrored by reason", "Packets of the sources that were not mirrored: no rule matched, a reject rule, not IP, clone failures, suppressed by security groups or network ACLs.",
@@ -69,6 +73,12 @@ ts("GSO copies segmented and truncated whole", "GSO copies handed to the segment
 ts("Foreign frames dropped on the agent's devices", "Frames on the mirror device or the segmenter that were not copies.",
    [(f'sum(rate(mirror_device_foreign_frames_dropped_total{{{SEL}}}[$__rate_interval]))', "mirror device"),
     (f'sum(rate(mirror_segmenter_foreign_frames_dropped_total{{{SEL}}}[$__rate_interval]))', "segmenter")], "pps")
+end_rowset()
+row("Collectors")
+ts("Collectors down", "Collectors whose health check failed (mirror_target_backend_up == 0): they get no copies; a load balancer's other backends keep their flows.",
+   [(f'sum by (target, backend) (1 - mirror_target_backend_up{{{SEL}}}) > 0', "{{target}} {{backend}}")], "short")
+ts("Copies dropped: no healthy collector", "Copies of targets with no healthy collector (target_unhealthy).",
+   [(f'sum by (session) (rate(mirror_copies_dropped_total{{{SEL}, reason="target_unhealthy"}}[$__rate_interval]))', "{{session}}")], "pps")
 end_rowset()
 row("Sources and security")
 ts("Sources by state", "attached: programs on the interface; pending: no such interface on the host yet.",
@@ -99,7 +109,7 @@ ts("Agent versions", "Agents by version and kernel.",
 
 dashboard = {
     "title": "Traffic mirroring agents", "uid": "mirror-agent", "tags": ["mirroring", "ebpf"],
-    "description": "Sessions, copies by reason, suppressions and the agents' own health (metrics of mirror-agent's /metrics).",
+    "description": "Sessions, copies by reason, skipped copies, collector health, suppressions and the agents' own health (metrics of mirror-agent's /metrics).",
     "schemaVersion": 39, "version": 1, "editable": True, "refresh": "30s", "time": {"from": "now-1h", "to": "now"},
     "templating": {"list": [
         {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"},
