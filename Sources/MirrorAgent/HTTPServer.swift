@@ -204,7 +204,15 @@ public final class HTTPServer: Sendable {
             return s.prebound
         }
         guard let prebound else { return }
-        try? await prebound.channel.close()
+        // Through executeThenClose, as NIO requires, and so are the connections the
+        // backlog already accepted (a client that connected while the agent started):
+        // dropping them unclosed ends the process ("Deinited NIOAsyncWriter").
+        try? await prebound.executeThenClose { inbound in
+            prebound.channel.close(promise: nil)
+            for try await connection in inbound {
+                try? await connection.executeThenClose { _, _ in }
+            }
+        }
         if case .unix(let path) = endpoint { unlink(path) }
     }
 

@@ -138,6 +138,28 @@ struct HTTPServerTests {
         #expect(t.server.activeConnections == 0)
     }
 
+    /// A start that fails after the socket was bound lets it go, also when a client
+    /// connected in between (an `agentctl status` loop while the agent starts): the
+    /// accepted connection is closed, not dropped (which NIO punishes with a crash).
+    @Test func unbindClosesConnectionsTheBacklogAccepted() async throws {
+        let t = try await TestAgent()
+        let path = t.dir.path + "/second.sock"
+        let control = ControlServer(
+            router: Router(agent: t.agent), configuration: .init(socketPath: path), logger: Self.logger)
+        try await control.bindNow()
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        #expect(withUnixAddress(path, { connect(fd, $0, $1) }) == 0)
+        try await Task.sleep(for: .milliseconds(200))  // NIO accepts it into the listener's stream
+        await control.unbind()
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var buf = [UInt8](repeating: 0, count: 16)
+        #expect(read(fd, &buf, buf.count) <= 0, "the connection was left open")
+        #expect(access(path, F_OK) != 0, "the socket file is still there")
+        await t.stop()
+    }
+
     /// mirror-agent's services: on graceful shutdown the control socket goes first and
     /// the agent last, its datapath shut down (left pinned and attached on a kernel).
     @Test func gracefulShutdownStopsTheControlSocketThenTheAgent() async throws {
