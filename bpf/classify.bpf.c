@@ -214,12 +214,21 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 
 	__u32 match_key = mirror_packet_key(&pkt);
 	__u32 count = policy->rule_count;
+	/* The walk only finds the first matching rule; what it decides is done once,
+	 * after it, so the verifier checks that code once rather than at each of the
+	 * loop's iterations (with the limits and the capture inside the loop, the
+	 * classifier went over the verifier's million instructions). */
+	__u32 hit = MAX_RULES_PER_POLICY;
 	for (__u32 i = 0; i < MAX_RULES_PER_POLICY; i++) {
 		if (i >= count)
 			break;
-		const struct mirror_rule *r = &policy->rules[i];
-		if (!rule_matches(r, &pkt, match_key))
-			continue;
+		if (rule_matches(&policy->rules[i], &pkt, match_key)) {
+			hit = i;
+			break;
+		}
+	}
+	if (hit < MAX_RULES_PER_POLICY) {
+		const struct mirror_rule *r = &policy->rules[hit];
 		/* SPEC §4: the first matching rule decides, across sessions. */
 		__u32 session_slot = r->session_slot;
 		__u32 rule_index = r->rule_index;

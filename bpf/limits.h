@@ -98,9 +98,14 @@ static __always_inline __u64 copy_wire_bytes(const struct __sk_buff *skb, const 
  * least 1). Sessions without sampleOneIn or a rate limit on a host without a
  * budget pay two array lookups and nothing else.
  */
-static __always_inline __u32 mirror_limits(const struct __sk_buff *skb, const struct mirror_packet *pkt,
-					   __u32 slot, __u32 session_slot, __u32 segs)
+/* A global function: the verifier checks it once, not at every state of the
+ * classifier that reaches an accept (which took the classifier over its million
+ * instructions). */
+__noinline __u32 mirror_limits(struct __sk_buff *skb, const struct mirror_packet *pkt, __u32 slot, __u32 session_slot,
+			       __u32 segs)
 {
+	if (!skb || !pkt)
+		return MIRROR_SKIP_NONE;
 	__u32 skey = slot * MAX_SESSIONS + session_slot;
 	const struct mirror_session *sess = bpf_map_lookup_elem(&mirror_session, &skey);
 	if (!sess)
