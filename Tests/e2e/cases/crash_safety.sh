@@ -28,8 +28,10 @@ status_line() {
 pins() { ls "$TOPO_DIR/bpffs" | grep -v '\.debug$' | sort | tr '\n' ' '; }
 
 # --- a) kill -9 under traffic -------------------------------------------------
-capture "$NS_VM" eth0 vm
+# The collector listens first: a packet the VM sends (its own MLD report, say) in
+# between the two starts would otherwise be in the VM's capture with its copy missed.
 capture "$NS_COL" eth0 col udp port 4789
+capture "$NS_VM" eth0 vm
 # Outbound UDP to 203.0.113.10: decided by session audit (vni 200), every 10 ms.
 echo '{"family":4,"proto":"udp","src":"192.0.2.10","dst":"203.0.113.10","sport":4000,"dport":5001,"payload":64}' > "$TOPO_DIR/flow.json"
 ip netns exec "$NS_VM" python3 Tests/e2e/send.py --iface eth0 --dst-mac "$host_tap" --for-seconds 60 --interval 0.01 \

@@ -35,8 +35,8 @@ json.dump(d, open(sys.argv[1], "w"), indent=1)
 PY
 ctl apply -f "$DOC_A" >/dev/null
 host_tap=$(mac_of "$NS_HOST" tap-vm1); host_peer=$(mac_of "$NS_HOST" peer0)
+capture "$NS_COL" eth0 col udp port 4789  # first: see crash_safety.sh
 capture "$NS_VM" eth0 vm
-capture "$NS_COL" eth0 col udp port 4789
 # Every repetition is a distinct frame (IPv4 id / TCP sequence number count up).
 cat > "$TOPO_DIR/vm-flows.json" <<'SPEC'
 {"family":4,"proto":"udp","src":"192.0.2.10","dst":"203.0.113.10","sport":4000,"dport":5001,"payload":64}

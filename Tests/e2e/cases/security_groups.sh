@@ -14,9 +14,9 @@ in_ns "$NS_HOST" nft list table inet mirror_enforce >/dev/null || fail "enforcem
 # (and the agent's flow table) does not: a reply-looking packet with no connection is new.
 in_ns "$NS_HOST" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
 
+capture "$NS_COL" eth0 col udp port 4789  # first: see crash_safety.sh
 capture "$NS_VM" eth0 vm
 capture "$NS_PEER" eth0 peer
-capture "$NS_COL" eth0 col udp port 4789
 host_tap=$(mac_of "$NS_HOST" tap-vm1); host_peer=$(mac_of "$NS_HOST" peer0)
 N=5   # packets per flow
 gen() {  # gen FAMILY PROTO SRC SPORT0 DST DPORT0 FLOWS [FLAGS]: one spec line per flow

@@ -5,8 +5,8 @@ source "$(dirname "$0")/../lib.sh"
 topo_up
 agent_start
 ctl apply -f examples/demo.json
+capture "$NS_COL" eth0 col udp port 4789  # first: see crash_safety.sh
 capture "$NS_VM" eth0 vm
-capture "$NS_COL" eth0 col udp port 4789
 host_tap=$(mac_of "$NS_HOST" tap-vm1); host_peer=$(mac_of "$NS_HOST" peer0)
 send_frames "$NS_PEER" eth0 "$host_peer" <<'SPEC'
 {"family":4,"proto":"tcp","src":"203.0.113.10","dst":"192.0.2.10","sport":10000,"dport":80}
