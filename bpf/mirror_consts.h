@@ -172,7 +172,7 @@ enum mirror_encapsulation {
 /* mirror_encap_template.state: what the agent found toward one collector. */
 enum mirror_path_state {
 	MIRROR_PATH_RESOLVED = 1,      /* route and next-hop MAC known: bpf_redirect */
-	MIRROR_PATH_UNRESOLVED = 2,    /* route known, next hop not yet: bpf_redirect_neigh resolves it */
+	MIRROR_PATH_UNRESOLVED = 2,    /* route known, next hop not yet: dropped (neighbor_unresolved) */
 	MIRROR_PATH_NONE = 3,          /* no route (or not out of an Ethernet device): nothing can leave */
 };
 

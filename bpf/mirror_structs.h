@@ -268,7 +268,7 @@ struct mirror_source_stats {
  * Written by stage 2 (encap.bpf.c).
  */
 struct mirror_encap_stats {
-	__u64 sent;                    /* copies handed to the VXLAN device or the underlay */
+	__u64 sent;                    /* copies stage 2 encapsulated and put on the underlay itself */
 	__u64 sent_bytes;              /* their inner frame bytes, after truncation */
 	__u64 truncated_packet_length; /* cut to the session's packetLength */
 	__u64 truncated_mtu;           /* cut to fit the path MTU (SPEC §6) */
@@ -285,18 +285,28 @@ struct mirror_encap_stats {
 	 * were not copies (dropped). */
 	__u64 dropped_segmenter_not_copy;
 	/* Of `sent`: encapsulated by stage 2 itself from a template and redirected to
-	 * the underlay device (below), not handed to the VXLAN device. */
+	 * the underlay device (below). Every copy in `sent` is: the ones handed to the
+	 * VXLAN device are counted in `sent_device` instead. */
 	__u64 sent_direct;
 	/* Pushing the outer headers failed half way (the copy was already changed). */
 	__u64 dropped_encap_direct;
 	/* The collector has no route (mirror_encap_templates says MIRROR_PATH_NONE), or
 	 * a geneve/erspan copy has no template at all: nothing could leave. */
 	__u64 dropped_no_route;
-	/* Of sent_direct: handed to bpf_redirect_neigh because the next hop's MAC was
-	 * not known yet (the kernel resolves it and queues the copy meanwhile). */
-	__u64 sent_resolving;
 	/* SPEC §10: no healthy collector (mirror_target_health): the copy is dropped. */
 	__u64 dropped_target_unhealthy;
+	/* The next hop toward the collector is not resolved (MIRROR_PATH_UNRESOLVED):
+	 * the copy is dropped here rather than queued in the neighbour subsystem, which
+	 * drops it unseen when resolution fails. The agent keeps a managed neighbour
+	 * entry for every collector next hop, so the kernel resolves it by itself. */
+	__u64 dropped_neighbor_unresolved;
+	/* Vxlan copies handed to the VXLAN device (mirror0), not in `sent`: only for a
+	 * collector whose route the template cannot describe (no entry in
+	 * mirror_encap_templates: not out of an Ethernet device, or the agent has not
+	 * looked yet) or when the direct path refused a copy. The device routes and
+	 * resolves after stage 2, so whether these reach the wire is the device's
+	 * counters' to tell (its tx and tx_dropped). */
+	__u64 sent_device;
 };
 
 /*
@@ -309,11 +319,15 @@ struct mirror_encap_stats {
  * and redirects the copy to the underlay device: no per-copy route lookup, no
  * tunnel device transmit, no netfilter OUTPUT (shared/NOTES.md measured ~1.3x the
  * VXLAN device path). `state` says how: MIRROR_PATH_RESOLVED (bpf_redirect),
- * MIRROR_PATH_UNRESOLVED (bpf_redirect_neigh to `nexthop_be`: the kernel resolves
- * the neighbour), MIRROR_PATH_NONE (no route: the copy is dropped and counted,
- * never counted as sent). GSO copies of vxlan targets and collectors without an
- * entry (the agent has not looked yet) go through the VXLAN device as before;
- * geneve and erspan have no device (SPEC §11: erspan is direct only). Not
+ * MIRROR_PATH_UNRESOLVED (the next hop's MAC is not known: the copy is dropped
+ * and counted as dropped_neighbor_unresolved, never queued for resolution where
+ * the kernel could drop it unseen; the agent's managed neighbour entry makes the
+ * kernel resolve it), MIRROR_PATH_NONE (no route: the copy is dropped and
+ * counted, never counted as sent). GSO copies take the segmenter first and then
+ * this path, of every kind. Only vxlan copies of collectors without an entry (a
+ * route the template cannot describe, or the agent has not looked yet) go
+ * through the VXLAN device, counted as sent_device; geneve and erspan have no
+ * device (SPEC §11: erspan is direct only). Not
  * double-buffered: an entry describes the network, not the policy, and each is
  * written in one update.
  */
