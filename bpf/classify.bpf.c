@@ -261,13 +261,16 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 			if (ss) {
 				ss->packets += segs;
 				ss->bytes += skb->len;
-				if (skip == MIRROR_SKIP_NONE) {
-				} else if (skip == MIRROR_SKIP_SAMPLED_OUT) {
+				switch (skip) {
+				case MIRROR_SKIP_SAMPLED_OUT:
 					ss->skipped_sampled_out += segs;
-				} else if (skip == MIRROR_SKIP_RATE_LIMIT) {
+					break;
+				case MIRROR_SKIP_RATE_LIMIT:
 					ss->skipped_rate_limit += segs;
-				} else {
+					break;
+				case MIRROR_SKIP_HOST_BUDGET:
 					ss->skipped_host_budget += segs;
+					break;
 				}
 			}
 			__u32 skey2 = mirror_source_stats_key(source_slot, direction);

@@ -144,8 +144,8 @@ struct mirror_session {
 /*
  * ---- Map: mirror_limiter (ARRAY, key session_slot; key MIRROR_LIMITER_HOST is the
  * host budget) ----
- * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs under
- * the lock: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
+ * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs and
+ * updated by compare-and-swap: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
  * the theoretical arrival time of the next copy in bpf_ktime_get_coarse_ns time; a copy
  * is admitted when it is at most MIRROR_LIMIT_BURST_NS ahead of now. Not
  * double-buffered: it is state, not policy. The limits themselves are in
@@ -154,10 +154,12 @@ struct mirror_session {
  * restarts that bucket full). A freed session slot's entry is zeroed with its counters.
  */
 struct mirror_limiter {
+	/* Unused since the clocks are updated by compare-and-swap (limits.h); kept so
+	 * that the pinned map's value size does not change. */
 #ifdef __bpf__
 	struct bpf_spin_lock lock;
 #else
-	__u32 lock;            /* struct bpf_spin_lock {__u32 val;}: Swift never takes it */
+	__u32 lock;            /* struct bpf_spin_lock {__u32 val;} */
 #endif
 	__u32 pad;
 	__u64 packets_tat_ns;
