@@ -10,6 +10,22 @@
 
 #include <linux/types.h>
 
+/* ---- The pinned maps' layout (issue 18, "Rolling upgrades"; bpf/README.md) ----
+ * The agent pins its maps under <bpffs>/layout-MIRROR_LAYOUT_VERSION, and an agent
+ * that finds another layout's directory builds its own maps beside it, fills them
+ * and moves every attachment over (Sources/MirrorDatapath/Kernel/LayoutMove.swift).
+ * Bump the version on any change of a pinned map's type, key, value, max_entries
+ * or flags, or of what a program expects of a map or of the other stage (the
+ * skb->cb words below). MIRROR_LAYOUT_FINGERPRINT is the hash of the pinned maps'
+ * definitions this version has (LayoutTests computes it from the built object and
+ * fails, naming the new value, when they changed and the version did not).
+ * Overridable only so that a test can build an object of another layout
+ * (Tests/e2e/cases/rolling_upgrade.sh). */
+#ifndef MIRROR_LAYOUT_VERSION
+#define MIRROR_LAYOUT_VERSION 1
+#endif
+#define MIRROR_LAYOUT_FINGERPRINT 0xf7ac73577471ba04ULL
+
 /* ---- Quotas (SPEC §3; must equal Sources/MirrorCore/Model/Quotas.swift) ---- */
 #define MAX_SESSIONS_PER_SOURCE 3      /* Quota.sessionsPerSource */
 #define MAX_RULES_PER_DIRECTION 10     /* Quota.rulesPerFilterDirection */
@@ -53,7 +69,10 @@ enum mirror_direction {
 #define MIRROR_FLOW_ENTRIES 65536
 /* A flow idle this long is forgotten (conntrack keeps UDP 120 s, TCP longer). */
 #define MIRROR_FLOW_IDLE_NS 300000000000ULL
+/* Overridable for the same test as MIRROR_LAYOUT_VERSION (a changed pinned map). */
+#ifndef MIRROR_FRAGMENT_ENTRIES
 #define MIRROR_FRAGMENT_ENTRIES 16384
+#endif
 /* As the kernel's reassembly timeout (net.ipv4.ipfrag_time). */
 #define MIRROR_FRAGMENT_IDLE_NS 30000000000ULL
 

@@ -12,6 +12,11 @@
 #include <bpf/bpf_helpers.h>
 #include "mirror_abi.h"
 
+/* The layout these maps have (mirror_consts.h), for the agent to read from the
+ * object it is about to load (`BPFDatapath.layout(of:)`): an object built with
+ * another layout says so itself. Not pinned, never read by a program. */
+const volatile __u32 mirror_layout_version SEC(".rodata.layout") = MIRROR_LAYOUT_VERSION;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

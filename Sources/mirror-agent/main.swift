@@ -63,6 +63,13 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The nft binary enforcement runs (default: the installed nft; tests).", visibility: .hidden))
     var nft: String?
 
+    @Option(
+        name: .customLong("bpf-objects"),
+        help: ArgumentHelp(
+            "Load classify.bpf.o and encap.bpf.o from this directory instead of the built-in objects (tests: an object of another map layout).",
+            valueName: "dir", visibility: .hidden))
+    var bpfObjects: String?
+
     @Flag(
         name: .customLong("ephemeral-pins"),
         help:
@@ -112,10 +119,12 @@ struct CommonOptions: ParsableArguments {
     }
 
     var datapathOptions: DatapathFactory.Options {
-        DatapathFactory.Options(
+        var o = DatapathFactory.Options(
             bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
             attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply,
             nftCommand: nft.map { [$0] }, ephemeralPins: ephemeralPins)
+        o.bpfObjectDirectory = bpfObjects
+        return o
     }
 }
 

@@ -51,6 +51,13 @@ public final class BPFDatapath: @unchecked Sendable {
     /// replaces its own filter instead of adding a second one.
     public static let filterHandle: UInt32 = 0x4d52
     public static let filterPriority: UInt32 = 0xc0de
+    /// Pin directories of other map layouts (issue 18, "Rolling upgrades"; set by the
+    /// agent while it moves off them): a tcx link of ours pinned there is adopted
+    /// (pointed at this instance's program, pinned here, unpinned there) instead of
+    /// a second link being made beside it, and `detach` removes links pinned there too.
+    public var formerPinDirectories: [String] = []
+    /// Stage 2's object (nil: the embedded one).
+    private let encapBytes: [UInt8]?
     /// How long a generation slot rests after a flip before it is written again, so
     /// that packets (and copies in the encap stage) still reading it finish first.
     public var slotGracePeriod: Duration = .milliseconds(20)
@@ -61,11 +68,14 @@ public final class BPFDatapath: @unchecked Sendable {
     /// and counters, and how the encap object shares them. With nil nothing is
     /// pinned (benchmarks, tests that need no sharing). `attach`: nil chooses by
     /// probing the kernel (`AttachMode.probe()`). `object`: another build of the
-    /// classifier instead of the embedded one (the benchmark's baselines).
+    /// classifier instead of the embedded one (the benchmark's baselines, an agent
+    /// given `--bpf-objects`); `encapObject` likewise for stage 2.
     public init(
-        pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false, object: [UInt8]? = nil
+        pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false, object: [UInt8]? = nil,
+        encapObject: [UInt8]? = nil
     ) throws(DatapathError) {
         self.pinDirectory = pinDirectory
+        self.encapBytes = encapObject
         self.attachMode = attach ?? .probe()
         clibbpf_capture_log(verboseLog)
         _ = clibbpf_take_log()
@@ -126,7 +136,7 @@ public final class BPFDatapath: @unchecked Sendable {
     /// instance's maps (the same fds, pinned or not). Idempotent.
     public func loadEncap() throws(DatapathError) {
         guard encapObject == nil else { return }
-        let bytes = EmbeddedBPF.encapObject
+        let bytes = encapBytes ?? EmbeddedBPF.encapObject
         guard !bytes.isEmpty else { throw DatapathError("open BPF object encap", detail: "embedded object is empty") }
         _ = clibbpf_take_log()
         let obj: OpaquePointer? = bytes.withUnsafeBytes { raw in clibbpf_open_mem(raw.baseAddress, raw.count, "encap", nil) }

@@ -61,7 +61,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// the first apply or after a failed one.
     private var enforcedRules: String?
 
-    private var logger: Logger { options.logger }
+    var logger: Logger { options.logger }
     /// Whether the segmenter came up at start (only then is it repaired).
     private var segmenterUp = false
     /// What `repairOwnDevices` put back, by what.
@@ -75,6 +75,13 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
     /// `agentctl capture` (SPEC §11): KernelDatapath+Capture.swift.
     let capture = KernelCapture()
+    /// Issue 18, "Rolling upgrades" (KernelDatapath+Layout.swift): the layout of the
+    /// loaded objects, the directory its maps are pinned in, the other layouts' pins
+    /// found at start (moved off during the first apply), and what was moved off.
+    var layout: MapLayout?
+    var layoutDirectory: String?
+    var formerLayouts: [FormerLayout] = []
+    var movedFrom: [UInt32] = []
 
     public init(options: DatapathFactory.Options) { self.options = options }
 
@@ -133,9 +140,18 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             // first one's programs and policy. Locked after the mount: the lock must be on
             // the bpffs every agent sees at this path, not on the directory beneath it.
             bpffsLock = try OwnerLock(directory: options.bpffs, what: "bpffs directory")
-            do { datapath = try BPFDatapath(pinDirectory: options.bpffs, attach: options.attachMode) } catch {
-                throw DatapathError("load the classifier (pins in \(options.bpffs)): \(error)")
+            // Pins in this layout's own directory; another layout's pins are left where
+            // they are (they keep mirroring) until the first apply has filled ours.
+            let objects = try loadObjects()
+            let (dir, found) = try prepareLayout(objects.classify)
+            do {
+                datapath = try BPFDatapath(
+                    pinDirectory: dir, attach: options.attachMode, object: objects.classify, encapObject: objects.encap)
+            } catch {
+                throw DatapathError("load the classifier (pins in \(dir)): \(error)")
             }
+            datapath?.formerPinDirectories = found.map(\.directory)
+            formerLayouts = found
             // Links whose device went away while no agent ran (defunct, still pinned).
             datapath?.pruneLinks()
             clearCapturesAtStart()
@@ -162,9 +178,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             // SPEC §6: GSO copies that do not fit are segmented first (Segmenter.swift); before stage 2 is attached.
             segmenterUp = Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath, logger: logger)
-            // Stage 2 on the mirror device's egress (the SEAM above).
-            do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
-                throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
+            // Stage 2 on the mirror device's egress (the SEAM above). Over another layout's
+            // pins, only once our maps hold the policy (`moveStageTwo`, first apply).
+            if formerLayouts.isEmpty {
+                do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
+                    throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
+                }
             }
             if let path = slotsPath, let data = FileManager.default.contents(atPath: path) {
                 do { slots = try JSONDecoder().decode(SlotAssignment.self, from: data); slotsOnDisk = slots } catch {
@@ -238,6 +257,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             if inForceDespite == nil { enforcedRules = enforcement }
         }
+        // Over another layout's pins: stage 2 moves to ours now that our maps hold the
+        // policy, before any classifier does (KernelDatapath+Layout.swift).
+        if !formerLayouts.isEmpty { try moveStageTwo(dp, compiled, doc) }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
         var linkBudget = options.tcxLinksPerApply
@@ -295,6 +317,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         }
         attached = nowAttached
         onClsact = onClsact.filter { nowAttached[$0.key] == $0.value }
+        // Every classifier of ours runs our programs now: the other layouts' pins go.
+        if !formerLayouts.isEmpty { finishLayoutMove(dp) }
         startMoving()
         document = doc
         // The policy values are in the kernel now; explain and the metrics need only the rest.
@@ -344,7 +368,7 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     /// the next hops of collectors not in the document in force to resolve.
     /// Called under `lock`: at each apply, every second, and every 100 ms while a next
     /// hop is unresolved (`recheckUnresolved`).
-    private func refreshEncapTemplates(also next: Document? = nil, wait: Duration = .zero) {
+    func refreshEncapTemplates(also next: Document? = nil, wait: Duration = .zero) {
         guard let dp = datapath, let nl = netlink else { return }
         if !neighboursAdopted, let mine = try? nl.ownNeighbours() {
             ownNeighbours.formUnion(mine)
@@ -666,6 +690,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
             st.repairs = repairs
             st.pins = pins
+            st.layout = layout
+            st.layoutDirectory = layoutDirectory
+            st.layoutMovedFrom = movedFrom
             st.problems = problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
             return st
         }
@@ -751,8 +778,20 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             defer { owner?.release() }
             // First: it does not depend on loading the classifier below.
             do { try nft.remove() } catch { problems.append("\(error)") }
+            // Every layout's pins go (issue 18): ours through the loaded object, the
+            // others' links through `formerPinDirectories`, then their directories.
+            let layouts = isBPFFS ? Self.layoutDirectories(in: options.bpffs) : []
             let dp: BPFDatapath
-            do { dp = try BPFDatapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
+            do {
+                let objects = try loadObjects()
+                let version = try BPFDatapath.layout(of: objects.classify).version
+                let own = isBPFFS ? options.bpffs + "/" + MapLayout.directoryName(version) : nil
+                if let own, mkdir(own, 0o700) != 0 && errno != EEXIST {
+                    throw DatapathError("create \(own)", errno: errno)
+                }
+                dp = try BPFDatapath(pinDirectory: own, object: objects.classify, encapObject: objects.encap)
+                dp.formerPinDirectories = layouts.map(\.directory).filter { $0 != own }
+            } catch {
                 throw DatapathError("load the classifier to clean up: \(error)")
             }
             defer { dp.close() }
@@ -774,6 +813,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             if isBPFFS {
                 dp.pruneLinks(all: true)
                 dp.unpinMaps()
+                if let own = dp.pinDirectory { rmdir(own) }
+                for former in layouts where former.directory != dp.pinDirectory {
+                    do { try Self.removePins(of: former) } catch { problems.append("\(error)") }
+                }
             }
             if let path = slotsPath { unlink(path); slotsOnDisk = nil }
             do {
