@@ -121,7 +121,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             // first one's programs and policy. Locked after the mount: the lock must be on
             // the bpffs every agent sees at this path, not on the directory beneath it.
             bpffsLock = try OwnerLock(directory: options.bpffs, what: "bpffs directory")
-            do { datapath = try BPFDatapath(pinDirectory: options.bpffs, attach: options.attachMode) } catch {
+            // The first copy waits for the TC programs only; explain's test programs
+            // load after the first apply. MIRROR_BENCH_SERIAL_LOAD=1: every program
+            // verified one after the other, as before (scripts/bench cold-start's baseline).
+            let loading: ProgramLoading =
+                ProcessInfo.processInfo.environment["MIRROR_BENCH_SERIAL_LOAD"] == "1" ? .serial : .deferTests
+            do { datapath = try BPFDatapath(pinDirectory: options.bpffs, attach: options.attachMode, loading: loading) } catch {
                 throw DatapathError("load the classifier (pins in \(options.bpffs)): \(error)")
             }
             // Links whose device went away while no agent ran (defunct, still pinned).
@@ -164,6 +169,19 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     public func apply(document: Document, generation: UInt64) throws {
         try lock.withLock { try reconcile(document, generation: generation, enforce: true) }
+        preloadTestProgramsOnce()
+    }
+
+    private var testProgramsPreloaded = false
+    /// After the first apply (the first copy goes first): the test programs that
+    /// explain runs, verified in the background rather than at the first explain.
+    private func preloadTestProgramsOnce() {
+        let dp = lock.withLock { () -> BPFDatapath? in
+            if testProgramsPreloaded { return nil }
+            testProgramsPreloaded = true
+            return datapath
+        }
+        if let dp { DispatchQueue.global(qos: .utility).async { dp.preloadTestPrograms() } }
     }
 
     public func resync(document: Document, generation: UInt64) throws {
@@ -637,7 +655,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             // First: it does not depend on loading the classifier below.
             do { try nft.remove() } catch { problems.append("\(error)") }
             let dp: BPFDatapath
-            do { dp = try BPFDatapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
+            // Cleaning up never runs the test programs.
+            do { dp = try BPFDatapath(pinDirectory: isBPFFS ? options.bpffs : nil, loading: .deferTests) } catch {
                 throw DatapathError("load the classifier to clean up: \(error)")
             }
             defer { dp.close() }
