@@ -105,9 +105,19 @@ enum mirror_rule_flags {
 #define MIRROR_KEY_PROTOCOL_KNOWN 0x100   /* the transport protocol was found */
 #define MIRROR_KEY_PROTOCOL 0xff          /* the IP protocol, when known */
 
+/* A protocol number no rule carries: the transport protocol could not be found
+ * (bpf/parse.h's mirror_packet.protocol; mirror_policy's protocol bounds). */
+#define MIRROR_PROTO_UNKNOWN 256
+
+/* mirror_policy.families: some rule of the policy can match this family. */
+#define MIRROR_POLICY_IPV4 0x1
+#define MIRROR_POLICY_IPV6 0x2
+
 enum mirror_prefilter_flags {
 	MIRROR_PREFILTER_POLICY = 1 << 0,       /* the source has a policy in this direction */
 	MIRROR_PREFILTER_NEEDS_PORTS = 1 << 1,  /* mirror_policy.needs_ports */
+	MIRROR_PREFILTER_IPV4 = 1 << 2,         /* mirror_policy.families & MIRROR_POLICY_IPV4 */
+	MIRROR_PREFILTER_IPV6 = 1 << 3,         /* mirror_policy.families & MIRROR_POLICY_IPV6 */
 };
 
 enum mirror_target_kind {

@@ -107,8 +107,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mirror_encap_templates SEC(".maps");
 
-/* SPEC §10 (bpf/limits.h): each value has a bpf_spin_lock, so the map needs BTF,
- * which libbpf gives every map of a .maps section. */
+/* SPEC §10 (bpf/limits.h): each value has a bpf_spin_lock (unused now, kept for the
+ * value's layout), so the map needs BTF, which libbpf gives every map of a .maps
+ * section. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MIRROR_LIMITER_ENTRIES);

@@ -77,7 +77,25 @@ struct mirror_policy {
 	__u16 src_port_hi;
 	__u16 dst_port_lo;
 	__u16 dst_port_hi;
-	__u32 pad;
+	/* The rest of the prefilter (classify.bpf.c, policy_may_match): the least
+	 * and greatest IP protocol and addresses any rule can match, host order, so
+	 * that traffic outside them skips the rule walk whatever field the rules
+	 * differ by. Protocols 0-MIRROR_PROTO_UNKNOWN as soon as a rule leaves the
+	 * protocol open. IPv6 addresses are bounded by their first 64 bits.
+	 * `families`: MIRROR_POLICY_IPV4 / _IPV6 when some rule can match that
+	 * family (the bounds of a family no rule matches are 0). */
+	__u16 protocol_lo;
+	__u16 protocol_hi;
+	__u8 families;
+	__u8 pad[3];
+	__u32 v4_src_lo;
+	__u32 v4_src_hi;
+	__u32 v4_dst_lo;
+	__u32 v4_dst_hi;
+	__u64 v6_src_lo;
+	__u64 v6_src_hi;
+	__u64 v6_dst_lo;
+	__u64 v6_dst_hi;
 	struct mirror_rule rules[MAX_RULES_PER_POLICY];
 };
 
@@ -86,7 +104,7 @@ struct mirror_policy {
  * A direct-mapped index in front of mirror_policy, so that traffic its source's
  * prefilter turns away costs no hash lookup (SPEC §8: unmatched traffic pays
  * almost nothing). Bucket = ifindex modulo MIRROR_PREFILTER_BUCKETS; each bucket
- * (one cache line) holds up to MIRROR_PREFILTER_WAYS sources of one generation
+ * (144 bytes; a source reads its 16-byte head and its 32-byte entry) holds up to MIRROR_PREFILTER_WAYS sources of one generation
  * slot, both directions each: the policy's source slot and prefilter. A source
  * that does not fit (more sources share the bucket than it has ways) is only in
  * mirror_policy, and the bucket says so with `overflow`. So for an ifindex:
@@ -104,6 +122,15 @@ struct mirror_prefilter {
 	__u16 source_slot;     /* mirror_policy.source_slot */
 	__u8 flags;            /* enum mirror_prefilter_flags */
 	__u8 pad;
+	/* mirror_policy's protocol and IPv4 address bounds, so that common frames
+	 * whose rules differ by address or protocol are turned away here too (the
+	 * IPv6 bounds are only in mirror_policy). */
+	__u16 protocol_lo;
+	__u16 protocol_hi;
+	__u32 v4_src_lo;
+	__u32 v4_src_hi;
+	__u32 v4_dst_lo;
+	__u32 v4_dst_hi;
 };
 
 struct mirror_prefilter_bucket {
@@ -144,8 +171,8 @@ struct mirror_session {
 /*
  * ---- Map: mirror_limiter (ARRAY, key session_slot; key MIRROR_LIMITER_HOST is the
  * host budget) ----
- * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs under
- * the lock: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
+ * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs and
+ * updated by compare-and-swap: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
  * the theoretical arrival time of the next copy in bpf_ktime_get_coarse_ns time; a copy
  * is admitted when it is at most MIRROR_LIMIT_BURST_NS ahead of now. Not
  * double-buffered: it is state, not policy. The limits themselves are in
@@ -154,10 +181,12 @@ struct mirror_session {
  * restarts that bucket full). A freed session slot's entry is zeroed with its counters.
  */
 struct mirror_limiter {
+	/* Unused since the clocks are updated by compare-and-swap (limits.h); kept so
+	 * that the pinned map's value size does not change. */
 #ifdef __bpf__
 	struct bpf_spin_lock lock;
 #else
-	__u32 lock;            /* struct bpf_spin_lock {__u32 val;}: Swift never takes it */
+	__u32 lock;            /* struct bpf_spin_lock {__u32 val;} */
 #endif
 	__u32 pad;
 	__u64 packets_tat_ns;
