@@ -404,6 +404,10 @@ def main():
                     none_pps_median=statistics.median(c["none"]["pps"] for c in pairs))
         res["limits_never_triggering"] = out
         res["measured_at"]["limits"] = now
+    cs = load(os.path.join(a.work, "cold-start.json"), None)
+    if cs is not None:
+        res["cold_start"] = cs
+        res["measured_at"]["cold_start"] = now
     res["command"] = a.command
     with open(path, "w") as f:
         json.dump(res, f, indent=2)
@@ -411,7 +415,7 @@ def main():
 
     md = ["# Benchmark results", "",
           f"Machine: {res['machine']['cores']} cores, kernel {res['machine']['kernel']}. "
-          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile|limits`. "
+          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile|limits|cold-start`. "
           f"Last written by `{a.command}`; each part's time in results.json (`measured_at`).", ""]
     if res.get("limits_never_triggering"):
         md += ["## Limits that never trigger (SPEC §10), mirrored path", "",
@@ -426,6 +430,17 @@ def main():
                       f"{v['pps_ratio_median']:.4f} ({ci_text}{v['pps_ratio_min']:.4f}-{v['pps_ratio_max']:.4f}) | "
                       f"{v['copies_ratio_median']:.4f} | {v['none_pps_median']:.0f} |")
         md.append("")
+    if res.get("cold_start"):
+        cs = res["cold_start"]
+        md += ["## Cold start (issue 18)", "",
+               "Exec of mirror-agent to the first copy at the collector: the state directory holds an applied "
+               "document, the bpffs is empty, nothing of ours is in the kernel, the VM's traffic flows "
+               f"(`scripts/bench cold-start`, {cs['runs']} runs of each, alternated; goal {cs['goal_ms']} ms).", "",
+               "| agent | median (ms) | runs (ms) |", "|---|---|---|",
+               f"| as it is (TC programs verified at once, test programs after the first apply) | "
+               f"{cs['cold_ms_median']:.0f} | {', '.join(f'{x:.0f}' for x in cs['cold_ms'])} |",
+               f"| baseline: every program verified one after the other | {cs['serial_load_ms_median']:.0f} | "
+               f"{', '.join(f'{x:.0f}' for x in cs['serial_load_ms'])} |", ""]
     if "classifier_ns" in res:
         md += ["## Classifier (BPF_PROG_TEST_RUN, ns per packet)", "", "| policy | ns/packet |", "|---|---|"]
         md += [f"| {k} | {v:.1f} |" for k, v in res["classifier_ns"].items() if isinstance(v, (int, float))]

@@ -142,11 +142,17 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             bpffsLock = try OwnerLock(directory: options.bpffs, what: "bpffs directory")
             // Pins in this layout's own directory; another layout's pins are left where
             // they are (they keep mirroring) until the first apply has filled ours.
+            // The first copy waits for the TC programs only; explain's test programs
+            // load after the first apply. MIRROR_BENCH_SERIAL_LOAD=1: every program
+            // verified one after the other, as before (scripts/bench cold-start's baseline).
+            let loading: ProgramLoading =
+                ProcessInfo.processInfo.environment["MIRROR_BENCH_SERIAL_LOAD"] == "1" ? .serial : .deferTests
             let objects = try loadObjects()
             let (dir, found) = try prepareLayout(objects.classify)
             do {
                 datapath = try BPFDatapath(
-                    pinDirectory: dir, attach: options.attachMode, object: objects.classify, encapObject: objects.encap)
+                    pinDirectory: dir, attach: options.attachMode, object: objects.classify, encapObject: objects.encap,
+                    loading: loading)
             } catch {
                 throw DatapathError("load the classifier (pins in \(dir)): \(error)")
             }
@@ -195,6 +201,19 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     public func apply(document: Document, generation: UInt64) throws {
         try lock.withLock { try reconcile(document, generation: generation, enforce: true) }
+        preloadTestProgramsOnce()
+    }
+
+    private var testProgramsPreloaded = false
+    /// After the first apply (the first copy goes first): the test programs that
+    /// explain runs, verified in the background rather than at the first explain.
+    private func preloadTestProgramsOnce() {
+        let dp = lock.withLock { () -> BPFDatapath? in
+            if testProgramsPreloaded { return nil }
+            testProgramsPreloaded = true
+            return datapath
+        }
+        if let dp { DispatchQueue.global(qos: .utility).async { dp.preloadTestPrograms() } }
     }
 
     public func resync(document: Document, generation: UInt64) throws {
@@ -789,7 +808,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 if let own, mkdir(own, 0o700) != 0 && errno != EEXIST {
                     throw DatapathError("create \(own)", errno: errno)
                 }
-                dp = try BPFDatapath(pinDirectory: own, object: objects.classify, encapObject: objects.encap)
+                // Cleaning up never runs the test programs.
+                dp = try BPFDatapath(pinDirectory: own, object: objects.classify, encapObject: objects.encap, loading: .deferTests)
                 dp.formerPinDirectories = layouts.map(\.directory).filter { $0 != own }
             } catch {
                 throw DatapathError("load the classifier to clean up: \(error)")
