@@ -24,7 +24,7 @@
 #ifndef MIRROR_LAYOUT_VERSION
 #define MIRROR_LAYOUT_VERSION 1
 #endif
-#define MIRROR_LAYOUT_FINGERPRINT 0xf7ac73577471ba04ULL
+#define MIRROR_LAYOUT_FINGERPRINT 0xf40fba4824280e47ULL
 
 /* ---- Quotas (SPEC §3; must equal Sources/MirrorCore/Model/Quotas.swift) ---- */
 #define MAX_SESSIONS_PER_SOURCE 3      /* Quota.sessionsPerSource */
