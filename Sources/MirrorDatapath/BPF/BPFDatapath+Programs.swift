@@ -66,6 +66,11 @@ extension BPFDatapath {
         while let m = map {
             _ = bpf_map__set_pin_path(m, nil)
             let name = bpf_map__name(m).map { String(cString: $0) } ?? "?"
+            if name.contains(".rodata") {
+                // Read-only data (the layout version): each object keeps its own copy.
+                map = bpf_object__next_map(obj, m)
+                continue
+            }
             let fd: Int32
             if m == bss {
                 fd = captureRunningFD

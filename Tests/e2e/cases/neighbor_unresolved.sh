@@ -67,15 +67,17 @@ for s in s4 s6; do
   expect_eq "$((dev1 - dev0))" 0 "$s: copies handed to the VXLAN device"
   expect_eq "$((unres1 - unres0))" "$((pk1 - pk0))" "$s: every copy counted as neighbor_unresolved"
 done
-# Toward the silent addresses only ARP and neighbour solicitations.
-other=$(tshark -r "$TOPO_DIR/silent.pcap" -Y 'not arp and not icmpv6.type == 135' -T fields -e frame.protocols | sort | uniq -c)
+# Toward the silent addresses only ARP and neighbour solicitations: no frame
+# addressed to them (a copy would be). The collector's own kernel may send an MLD
+# report on this link meanwhile; that is not toward them.
+other=$(tshark -r "$TOPO_DIR/silent.pcap" -Y "ip.dst == $V4 or ipv6.dst == $V6" -T fields -e frame.protocols | sort | uniq -c)
 wire=$(tshark -r "$TOPO_DIR/silent.pcap" -T fields -e frame.protocols | sort | uniq -c)
 echo "on the wire while silent: $wire"
 [ -z "$other" ] || fail "frames other than ARP/ND toward the silent collectors: $other"
 
 # The kernel gives up (FAILED); the agent's entries stay and are re-probed.
 for _ in $(seq 1 100); do
-  n=$(in_ns "$NS_HOST" ip neigh show dev underlay0 | grep -E "^($V4|$V6) .*FAILED" | wc -l)
+  n=$(in_ns "$NS_HOST" ip neigh show dev underlay0 | { grep -E "^($V4|$V6) .*FAILED" || true; } | wc -l)
   [ "$n" = 2 ] && break
   sleep 0.1
 done
