@@ -461,12 +461,14 @@ breakdown_phase() {
   ctl apply -f "$TOPO_DIR/agent-policy.json" >/dev/null || { agent_end; return 1; }
   local ifx link budget rc=0
   ifx=$(in_ns "$NS_HOST" cat "/sys/class/net/$TAP/ifindex")
-  link="$TOPO_DIR/bpffs/links/tcx-$ifx-ingress"
+  # The agent's pins are in its map layout's directory (issue 18: <bpffs>/layout-N).
+  local pins; pins=$(echo "$TOPO_DIR"/bpffs/layout-*)
+  link="$pins/links/tcx-$ifx-ingress"
   [ -e "$link" ] || { echo "bench: the agent did not attach through tcx; no breakdown" >&2; agent_end; return 1; }
   budget=$(python3 -c "print(int($BREAKDOWN_CYCLES * 4 * ($BREAKDOWN_SECONDS + 0.2) + 30))")
   sender_start paged 64 ipv4 "$budget"; sleep 1
   in_ns "$NS_HOST" "$TOPO_DIR/progswap" "/sys/class/net/$PR/statistics/tx_packets" "$BREAKDOWN_SECONDS" 0.15 \
-    "$BREAKDOWN_CYCLES" "$TAP" "$TOPO_DIR/bpffs" "$link" none=none empty=$TOPO_DIR/noop.o:noop \
+    "$BREAKDOWN_CYCLES" "$TAP" "$pins" "$link" none=none empty=$TOPO_DIR/noop.o:noop \
     classifier=link:$link classifier_nopull=$TOPO_DIR/classify-nopull.o:mirror_tc_ingress \
     | sed 's/^{/{"phase": "breakdown", "seconds": '"$BREAKDOWN_SECONDS"', /' >> "$out" || rc=1
   phase_end
