@@ -225,11 +225,26 @@ public final class EtcdClient: Sendable {
     }
 
     var callOptions: CallOptions {
-        var o = CallOptions.defaults
+        var o = Self.messageLimits
         o.timeout = configuration.requestTimeout
         o.waitForReady = false
         return o
     }
+
+    /// The default options with room for etcd's answers. gRPC's client refuses a
+    /// response over 4 MiB by default (grpc-swift-nio-transport applies
+    /// `maxRequestMessageBytes` to what it receives as well, so both are set), and
+    /// etcd's are larger at the region quotas: a range of the region's chunks (tens of
+    /// MB), a page of host documents, a watch response of a transaction of 1.4 MB.
+    /// etcd sends up to 2 GiB (its `--max-send-bytes` default) and the members are
+    /// trusted; requests stay bounded by etcd's `--max-request-bytes` (1.5 MiB).
+    static var messageLimits: CallOptions {
+        var o = CallOptions.defaults
+        o.maxResponseMessageBytes = maxMessageBytes
+        o.maxRequestMessageBytes = maxMessageBytes
+        return o
+    }
+    static let maxMessageBytes = 256 << 20
 
     /// Runs `body` against the current member, moving to the next on member failures,
     /// each member tried at most twice. Other errors (refusals) are thrown as they are.

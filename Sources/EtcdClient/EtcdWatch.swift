@@ -45,7 +45,7 @@ extension EtcdClient {
         create.startRevision = fromRevision
         create.progressNotify = true
         let createRequest = create
-        var options = CallOptions.defaults
+        var options = Self.messageLimits
         options.waitForReady = false
         let streamOptions = options
 
