@@ -45,17 +45,40 @@ public struct TxnBatcher {
     /// than `maxBytes` alone goes in a batch of its own, and etcd will refuse it).
     public static func batches(_ ops: [TxnOperation], maxOps: Int = maxOps, maxBytes: Int = maxBytes) -> [[TxnOperation]] {
         var out: [[TxnOperation]] = []
+        var acc = Accumulator(maxOps: maxOps, maxBytes: maxBytes)
+        for op in ops { if let full = acc.add(op) { out.append(full) } }
+        if let last = acc.finish() { out.append(last) }
+        return out
+    }
+
+    /// The same split one operation at a time: `add` hands back a batch when the next
+    /// operation would not fit in it, so a writer holds one batch, not every write.
+    public struct Accumulator {
+        let maxOps: Int
+        let maxBytes: Int
         var current: [TxnOperation] = []
         var bytes = 0
-        for op in ops {
+
+        public init(maxOps: Int = TxnBatcher.maxOps, maxBytes: Int = TxnBatcher.maxBytes) {
+            self.maxOps = maxOps; self.maxBytes = maxBytes
+        }
+
+        /// Adds `op`; returns the full batch it did not fit in, if any.
+        public mutating func add(_ op: TxnOperation) -> [TxnOperation]? {
             let size = op.approximateSize
+            var full: [TxnOperation]?
             if !current.isEmpty && (current.count >= maxOps || bytes + size > maxBytes) {
-                out.append(current); current = []; bytes = 0
+                full = current; current = []; bytes = 0
             }
             current.append(op); bytes += size
+            return full
         }
-        if !current.isEmpty { out.append(current) }
-        return out
+
+        /// The last batch, if anything is left.
+        public mutating func finish() -> [TxnOperation]? {
+            defer { current = []; bytes = 0 }
+            return current.isEmpty ? nil : current
+        }
     }
 }
 
@@ -172,13 +195,43 @@ public struct FleetController: Service {
     }
 }
 
+/// What the controller remembers of a host's document: a 128-bit digest and the
+/// length, not the bytes (at the region quotas the documents add up to several times
+/// the region's size). Two SipHash digests under this process's random seed with
+/// different prefixes: a changed document compares equal by accident with odds of
+/// about 2^-128, and a restarted controller starts from etcd's values again.
+struct HostDigest: Equatable {
+    let a: Int
+    let b: Int
+    let count: Int
+
+    init<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        var h1 = Hasher()
+        var h2 = Hasher()
+        h1.combine(0 as UInt8)
+        h2.combine(1 as UInt8)
+        let done = bytes.withContiguousStorageIfAvailable { buffer -> Bool in
+            h1.combine(bytes: UnsafeRawBufferPointer(buffer))
+            h2.combine(bytes: UnsafeRawBufferPointer(buffer))
+            return true
+        }
+        if done == nil {
+            let copy = Array(bytes)
+            copy.withUnsafeBytes {
+                h1.combine(bytes: $0); h2.combine(bytes: $0)
+            }
+        }
+        a = h1.finalize(); b = h2.finalize(); count = bytes.count
+    }
+}
+
 /// The leader's writes, with what it knows each host holds.
 actor HostWriter {
     let etcd: EtcdClient
     let leaderRevision: Int64
     let logger: Logger
-    /// Host → the document bytes it holds in etcd.
-    var written: [String: ArraySlice<UInt8>] = [:]
+    /// Host → the digest of the document it holds in etcd.
+    var written: [String: HostDigest] = [:]
 
     init(etcd: EtcdClient, leaderRevision: Int64, logger: Logger) {
         self.etcd = etcd; self.leaderRevision = leaderRevision; self.logger = logger
@@ -187,46 +240,63 @@ actor HostWriter {
     /// Reads every host's desired key and the region, writes what differs, removes the
     /// hosts that no longer have a source. Returns the store revision it read at.
     func fullRender() async throws -> Int64 {
-        let existing = try await etcd.range(FleetKeys.hosts)
-        written = [:]
-        for kv in existing.kvs {
-            guard let (host, leaf) = FleetKeys.parseHostKey(kv.key), leaf == "desired" else { continue }
-            written[host] = DesiredValue.documentBytes(kv.value) ?? []
+        var known: [String: HostDigest] = [:]
+        // In pages: at the quotas the host documents are far larger than the region.
+        let revision = try await etcd.forEachPage(FleetKeys.hosts, pageSize: 64) { kvs in
+            for kv in kvs {
+                guard let (host, leaf) = FleetKeys.parseHostKey(kv.key), leaf == "desired" else { continue }
+                known[host] = HostDigest(DesiredValue.documentBytes(kv.value) ?? [])
+            }
         }
+        written = known
         try await render()
-        return existing.revision
+        return revision
     }
 
     func renderChange() async throws { try await render() }
 
     private func render() async throws {
         let started = ContinuousClock.now
-        let loaded = try await RegionStore(etcd: etcd).loadRegion()
-        var ops: [TxnOperation] = []
-        var next: [String: ArraySlice<UInt8>] = [:]
-        if let (region, meta) = loaded {
-            // MirrorCore's renderer: canonical bytes, so an unchanged host compares equal.
-            for (host, document) in HostRenderer.renderEncoded(region) {
-                next[host] = document[...]
-                if written[host] != document[...] {
-                    ops.append(.put(key: FleetKeys.desired(host), value: DesiredValue.encode(region: meta.revision, document: document)))
+        var encoder: HostEncoder?
+        var regionRevision: Int64 = 0
+        if let (region, meta) = try await RegionStore(etcd: etcd).loadRegion() {
+            regionRevision = meta.revision
+            encoder = HostEncoder(region)
+        }
+        var next: [String: HostDigest] = [:]
+        var pending = TxnBatcher.Accumulator(maxOps: TxnBatcher.maxOps - 1)
+        var writes = 0
+        // Fenced: a controller that lost its lease meanwhile writes nothing.
+        func write(_ batch: [TxnOperation]?) async throws {
+            guard let batch else { return }
+            let r = try await etcd.txn(if: [.createRevision(FleetKeys.leader, is: leaderRevision)], then: batch)
+            guard r.succeeded else { throw EtcdError.leaseLost(0) }
+            writes += batch.count
+        }
+        // One host at a time (MirrorCore's renderer: canonical bytes, so an unchanged
+        // host compares equal), each batch written as soon as it is full.
+        if let encoder {
+            for h in encoder.hosts.indices {
+                let document = encoder.encode(host: h)
+                let digest = HostDigest(document)
+                next[encoder.hosts[h]] = digest
+                if written[encoder.hosts[h]] != digest {
+                    let value = DesiredValue.encode(region: regionRevision, document: document)
+                    try await write(pending.add(.put(key: FleetKeys.desired(encoder.hosts[h]), value: value)))
                 }
             }
         }
+        encoder = nil
         for host in written.keys where next[host] == nil {
-            ops.append(.delete(key: FleetKeys.desired(host)))
+            try await write(pending.add(.delete(key: FleetKeys.desired(host))))
         }
-        // Fenced: a controller that lost its lease meanwhile writes nothing.
-        for batch in TxnBatcher.batches(ops, maxOps: TxnBatcher.maxOps - 1) {
-            let r = try await etcd.txn(if: [.createRevision(FleetKeys.leader, is: leaderRevision)], then: batch)
-            guard r.succeeded else { throw EtcdError.leaseLost(0) }
-        }
+        try await write(pending.finish())
         written = next
         let d = ContinuousClock.now - started
         logger.info(
             "rendered the region",
             metadata: [
-                "hosts": "\(next.count)", "written": "\(ops.count)",
+                "hosts": "\(next.count)", "written": "\(writes)",
                 "ms": "\(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)",
             ])
     }
