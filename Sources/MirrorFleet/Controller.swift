@@ -256,22 +256,50 @@ actor HostWriter {
     func renderChange() async throws { try await render() }
 
     private func render() async throws {
-        let started = ContinuousClock.now
+        // Where the time goes, in the log line at the end: reading the region from
+        // etcd, parsing and validating it, indexing it and encoding its objects,
+        // assembling and comparing the hosts' documents, and waiting for the writes.
+        let clock = ContinuousClock()
+        let started = clock.now
+        var phases = Phases()
         var encoder: HostEncoder?
         var regionRevision: Int64 = 0
-        if let (region, meta) = try await RegionStore(etcd: etcd).loadRegion() {
-            regionRevision = meta.revision
+        if let loaded = try await RegionStore(etcd: etcd).load() {
+            phases.read = clock.now - started
+            regionRevision = loaded.revision
+            var mark = clock.now
+            let region = try RegionStore.parse(loaded.text)
+            phases.parse = clock.now - mark
+            mark = clock.now
             encoder = HostEncoder(region)
+            phases.index = clock.now - mark
         }
         var next: [String: HostDigest] = [:]
         var pending = TxnBatcher.Accumulator(maxOps: TxnBatcher.maxOps - 1)
         var writes = 0
-        // Fenced: a controller that lost its lease meanwhile writes nothing.
+        // One transaction in flight while the next batch is assembled: the writes wait
+        // on etcd's consensus and disks, the assembling on this process's CPU. In
+        // order: a batch goes out once the one before has been committed.
+        var inflight: Task<Int, Error>?
+        defer { inflight?.cancel() }
+        func landed() async throws {
+            guard let t = inflight else { return }
+            let mark = clock.now
+            defer { phases.write += clock.now - mark }
+            writes += try await t.value
+            inflight = nil
+        }
         func write(_ batch: [TxnOperation]?) async throws {
             guard let batch else { return }
-            let r = try await etcd.txn(if: [.createRevision(FleetKeys.leader, is: leaderRevision)], then: batch)
-            guard r.succeeded else { throw EtcdError.leaseLost(0) }
-            writes += batch.count
+            try await landed()
+            let etcd = self.etcd
+            let leaderRevision = self.leaderRevision
+            inflight = Task.detached {
+                // Fenced: a controller that lost its lease meanwhile writes nothing.
+                let r = try await etcd.txn(if: [.createRevision(FleetKeys.leader, is: leaderRevision)], then: batch)
+                guard r.succeeded else { throw EtcdError.leaseLost(0) }
+                return batch.count
+            }
         }
         // One host at a time (MirrorCore's renderer: canonical bytes, so an unchanged
         // host compares equal), each batch written as soon as it is full.
@@ -291,13 +319,21 @@ actor HostWriter {
             try await write(pending.add(.delete(key: FleetKeys.desired(host))))
         }
         try await write(pending.finish())
+        try await landed()
         written = next
-        let d = ContinuousClock.now - started
+        let d = clock.now - started
+        phases.hosts = d - phases.read - phases.parse - phases.index - phases.write
         logger.info(
             "rendered the region",
             metadata: [
-                "hosts": "\(next.count)", "written": "\(writes)",
-                "ms": "\(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)",
+                "hosts": "\(next.count)", "written": "\(writes)", "ms": "\(Phases.ms(d))", "readMs": "\(Phases.ms(phases.read))",
+                "parseMs": "\(Phases.ms(phases.parse))", "indexMs": "\(Phases.ms(phases.index))",
+                "hostsMs": "\(Phases.ms(phases.hosts))", "writeMs": "\(Phases.ms(phases.write))",
             ])
+    }
+
+    struct Phases {
+        var read = Duration.zero, parse = Duration.zero, index = Duration.zero, hosts = Duration.zero, write = Duration.zero
+        static func ms(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
     }
 }
