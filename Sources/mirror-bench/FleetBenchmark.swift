@@ -204,6 +204,19 @@ func setVNI(_ text: inout [UInt8], session id: String, to vni: Int) throws {
     text.replaceSubrange(start..<end, with: Array(String(vni).utf8))
 }
 
+/// The controller's "rendered the region" lines, each as its metadata's numbers
+/// (ms, readMs, parseMs, indexMs, hostsMs, writeMs, written), in order.
+func renderLines(_ log: String) -> [[String: Double]] {
+    log.split(separator: "\n").filter { $0.contains("rendered the region") }.map { line in
+        var out: [String: Double] = [:]
+        for field in line.split(separator: " ") {
+            let kv = field.split(separator: "=", maxSplits: 1)
+            if kv.count == 2, let v = Double(kv[1]) { out[String(kv[0])] = v }
+        }
+        return out
+    }
+}
+
 func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
 
 func percentile(_ values: [Double], _ p: Double) -> Double {
@@ -345,10 +358,11 @@ struct FleetBench {
         let controllerPeakAtRender = controllerPeak
         let renderedLine = controller.logText().split(separator: "\n").last { $0.contains("rendered the region") }
         let ownMs = renderedLine.flatMap { l in l.range(of: "ms=").map { Double(l[$0.upperBound...].prefix { $0.isNumber }) } } ?? nil
+        let fullPhases = renderLines(controller.logText()).last ?? [:]
         result["render"] =
             [
                 "ms": ms(render), "controller_logged_ms": ownMs.map { $0 as Any } ?? NSNull(), "peak_rss_mib": controllerPeak,
-                "rss_after_mib": controllerRSS,
+                "rss_after_mib": controllerRSS, "controller_phases_ms": fullPhases,
                 "hosts": hostNames.count,
             ] as [String: Any]
         say(
@@ -478,8 +492,20 @@ struct FleetBench {
         func stats(_ v: [Double]) -> [String: Double] {
             ["p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99), "max_ms": v.max() ?? 0, "min_ms": v.min() ?? 0]
         }
+        // The controller's own phases for the changes (its log), medians.
+        let changeLines = Array(renderLines(controller.logText()).suffix(o.changes))
+        var changePhases: [String: Double] = [:]
+        for k in ["ms", "readMs", "parseMs", "indexMs", "hostsMs", "writeMs"] {
+            changePhases[k] = percentile(changeLines.compactMap { $0[k] }, 50)
+        }
+        let phaseNames = ["readMs", "parseMs", "indexMs", "hostsMs", "writeMs"]
+        say(
+            "  the controller's own phases, median of the changes (ms): "
+                + phaseNames.map { "\($0.dropLast(2)) \(Int(changePhases[$0] ?? 0))" }.joined(separator: ", ")
+                + "; of the full render: " + phaseNames.map { "\($0.dropLast(2)) \(Int(fullPhases[$0] ?? 0))" }.joined(separator: ", "))
         result["change"] =
             [
+                "controller_phases_ms_p50": changePhases,
                 "changes": o.changes, "affected_hosts": affectedCount, "head_to_applied": stats(e2e),
                 "apply_to_applied": stats(fromApply), "head_to_first_host_applied": stats(firstHost),
                 "head_to_desired_written": stats(controllerPart), "desired_to_applied": stats(agentPart), "store": stats(stores),
