@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "MirrorFleet",
             dependencies: [
-                "MirrorCore", "MirrorAPI", "EtcdClient",
+                "MirrorCore", "MirrorAPI", "EtcdClient", "CMalloc",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),

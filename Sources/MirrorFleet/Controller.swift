@@ -1,3 +1,4 @@
+import CMalloc
 import EtcdClient
 import Foundation
 import Logging
@@ -85,6 +86,16 @@ public struct TxnBatcher {
 /// `mirror-controller`: elected by an etcd lease, renders the region document into one
 /// desired document per host and writes the hosts whose document changed (SPEC §9).
 public struct FleetController: Service {
+    /// Called once at start (as the agent does): allocations of 16 KiB and more get
+    /// their own mappings, returned as soon as they are freed, and at most two heap
+    /// arenas, so that renders on different threads do not each keep a heap at their
+    /// peak. Measured at the region quotas: without it the controller's RSS grew
+    /// from 234 MiB after the full render to 510 MiB over the changes that followed.
+    public static func tuneAllocator() {
+        _ = mallopt(M_MMAP_THRESHOLD, 16 * 1024)
+        _ = mallopt(M_ARENA_MAX, 2)
+    }
+
     let etcd: EtcdClient
     let id: String
     let leaseTTL: Int64
@@ -321,6 +332,10 @@ actor HostWriter {
         try await write(pending.finish())
         try await landed()
         written = next
+        // A render allocates and frees hundreds of MB (the region's text, its JSON
+        // tree, the model, the encoded objects): give the freed heap back rather than
+        // keep the RSS at the peak of the largest render so far.
+        _ = malloc_trim(0)
         let d = clock.now - started
         phases.hosts = d - phases.read - phases.parse - phases.index - phases.write
         logger.info(

@@ -50,6 +50,7 @@ struct MirrorControllerCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "mirror-controller")
+        FleetController.tuneAllocator()
         let client: EtcdClient
         do {
             let config = try EtcdConfiguration.parse(endpoints: etcd, cacert: etcdCACert, cert: etcdCert, key: etcdKey)
