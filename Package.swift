@@ -47,10 +47,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
+        // The command-line flags every etcd-facing command shares (--etcd and its TLS files).
+        .target(
+            name: "EtcdCommandLine",
+            dependencies: ["EtcdClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(
             name: "mirror-controller",
             dependencies: [
-                "MirrorFleet", "EtcdClient", "MirrorCore",
+                "MirrorFleet", "EtcdClient", "EtcdCommandLine", "MirrorCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -99,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "mirror-agent",
             dependencies: [
-                "MirrorAgent", "MirrorFleet", "EtcdClient", "MirrorCore",
+                "MirrorAgent", "MirrorFleet", "EtcdClient", "EtcdCommandLine", "MirrorCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -107,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "agentctl",
             dependencies: [
-                "MirrorCore", "MirrorAPI", "MirrorFleet", "EtcdClient",
+                "MirrorCore", "MirrorAPI", "MirrorFleet", "EtcdClient", "EtcdCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -9,11 +9,14 @@
  * the session's VNI (or ERSPAN session ID), in that backend's family and in the
  * target's encapsulation (SPEC §11): to a collector with a template, the outer
  * headers are written here and the copy is redirected to the underlay
- * (encap_direct); a vxlan copy the direct path cannot take (GSO, no template yet)
- * gets a tunnel key and the VXLAN device adds the outer headers and routes it.
- * geneve and erspan copies have no device to fall back on: GSO ones are segmented
- * first (the segmenter), and without a path they are dropped and counted. A
- * collector without a route never has its copies counted as sent.
+ * (encap_direct); GSO copies are segmented first (the segmenter) and come back as
+ * wire-size copies. A vxlan copy of a collector whose route the template cannot
+ * describe (no template) gets a tunnel key and the VXLAN device adds the outer
+ * headers and routes it: counted as sent_device, not as sent. geneve and erspan
+ * copies have no device to fall back on: without a path they are dropped and
+ * counted. `sent` counts only copies stage 2 put on the underlay itself: a
+ * collector without a route or whose next hop is not resolved has its copies
+ * dropped and counted (no_route, neighbor_unresolved), never counted as sent.
  *
  * Anything else leaving the device is dropped and counted: a collect_md device
  * drops key-less frames anyway. The agent turns IPv6 off on the device (its
@@ -116,12 +119,6 @@ static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
 #define ERSPAN_EN_INFRAME 3
 #ifndef IPPROTO_GRE
 #define IPPROTO_GRE 47
-#endif
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
 #endif
 
 _Static_assert(sizeof(struct iphdr) + MIRROR_TUNNEL_HEADER_LEN + sizeof(struct ethhdr) == MIRROR_VXLAN_OVERHEAD_IPV4 &&
@@ -344,17 +341,6 @@ static __always_inline long encap_direct(struct __sk_buff *skb, const struct mir
 		if (bpf_skb_store_bytes(skb, udp_off + __builtin_offsetof(struct udphdr, check), &c, sizeof(c), 0))
 			return -2;
 	}
-	if (t->state == MIRROR_PATH_UNRESOLVED) {
-		/* The neighbour subsystem fills in the next hop's MAC, resolving it first
-		 * (the copy waits in its queue), as the kernel's own output does. */
-		struct bpf_redir_neigh nh = {};
-		nh.nh_family = v6 ? AF_INET6 : AF_INET;
-		if (v6)
-			__builtin_memcpy(nh.ipv6_nh, t->nexthop_be, 16);
-		else
-			nh.ipv4_nh = t->nexthop_be[0];
-		return bpf_redirect_neigh(t->ifindex, &nh, sizeof(nh), 0);
-	}
 	return bpf_redirect(t->ifindex, 0);
 }
 
@@ -428,9 +414,34 @@ int mirror_encap(struct __sk_buff *skb)
 	asm volatile("" : "+r"(backend));
 	backend &= MAX_BACKENDS - 1;
 
-	/* SPEC §11: only vxlan has a device to fall back on (mirror0); geneve and
-	 * erspan copies leave by the direct path or not at all. */
+	/* Every collector the agent has looked at has a template (its path, or that
+	 * there is none). Before anything is cut or segmented: a copy that cannot
+	 * leave is dropped and counted, never counted as sent. */
+	int ipv6 = backend_is_ipv6(tgt, backend);
+	struct mirror_encap_template_key daddr = {};
+	__builtin_memcpy(daddr.addr_be, tgt->backends_be[backend], sizeof(daddr.addr_be));
+	struct mirror_encap_template *t = bpf_map_lookup_elem(&mirror_encap_templates, &daddr);
+	if (t && t->state == MIRROR_PATH_NONE) {
+		/* No route: nothing would leave (the device would drop it too). */
+		if (st)
+			st->dropped_no_route++;
+		return TC_ACT_SHOT;
+	}
+	if (t && t->state == MIRROR_PATH_UNRESOLVED) {
+		/* The next hop's MAC is not known. Handing the copy to the neighbour
+		 * subsystem (bpf_redirect_neigh) or the device would queue it, and the
+		 * kernel drops queued packets unseen when resolution fails: dropped and
+		 * counted here instead. The agent's managed neighbour entry makes the
+		 * kernel resolve and re-probe the next hop with no copy waiting. */
+		if (st)
+			st->dropped_neighbor_unresolved++;
+		return TC_ACT_SHOT;
+	}
+	/* SPEC §11: the direct path for every kind; only a vxlan collector whose
+	 * route the template cannot describe (no entry) falls back to the VXLAN
+	 * device (mirror0), counted apart (sent_device). */
 	__u8 kind = tgt->encapsulation;
+	int direct_ok = t && t->ifindex && t->family == (ipv6 ? 6 : 4) && t->state == MIRROR_PATH_RESOLVED;
 	int device_ok = kind == MIRROR_ENCAP_VXLAN;
 
 	/* SPEC §6: packetLength first, then the path MTU (overhead included). */
@@ -441,72 +452,61 @@ int mirror_encap(struct __sk_buff *skb)
 		limit = sess->packet_length;
 		why_packet_length = 1;
 	}
-	if (limit) {
-		__u32 len = skb->len;
-		/* A GSO copy of one segment is cut like any packet (bpf_skb_change_tail
-		 * resets its GSO state). gso_segs 0 = not computed: treated as many. */
-		if (skb->gso_size && skb->gso_segs != 1) {
-			/* The kernel segments a GSO copy after this program; its segments
-			 * already fit when one full segment does (the seed's advice: source
-			 * MTU at least 64 bytes under the underlay's). */
-			__u32 seg = gso_segment_len(skb);
-			if (seg && seg <= limit && device_ok) {
-				/* The VXLAN device segments it. Without a device (geneve,
-				 * erspan) every GSO copy goes to the segmenter below. */
-				len = 0;
-			} else {
-				/* SPEC §6: one copy per wire segment, each truncated. Cutting the
-				 * super-packet would keep only its first segment, so it goes to
-				 * the segmenter and comes back here as wire-size segments, with
-				 * its metadata (cb) and cb[4] = MIRROR_META_SEGMENTED. A segment
-				 * is never diverted twice (no loop). */
-				__u32 zero = 0;
-				struct mirror_segmenter *sg = skb->cb[4] == MIRROR_META_SEGMENTED
-					? NULL : bpf_map_lookup_elem(&mirror_segmenter, &zero);
-				if (sg && sg->ifindex) {
-					skb->cb[0] = MIRROR_COPY_MAGIC;
-					if (st)
-						st->segmented++;
-					return bpf_redirect(sg->ifindex, 0);
-				}
-				/* No segmenter: cut as a whole, which keeps its first segment. */
+	__u32 len = skb->len;
+	/* A GSO copy of one segment is cut like any packet (bpf_skb_change_tail
+	 * resets its GSO state). gso_segs 0 = not computed: treated as many. */
+	if (skb->gso_size && skb->gso_segs != 1) {
+		/* The kernel would segment a GSO copy after this program; its segments
+		 * fit when one full segment does (the seed's advice: source MTU at
+		 * least 64 bytes under the underlay's). Only the VXLAN device segments
+		 * what it sends, so only a copy going there keeps its GSO. */
+		__u32 seg = limit && !direct_ok && device_ok ? gso_segment_len(skb) : 0;
+		if (!direct_ok && device_ok && (limit == 0 || (seg && seg <= limit))) {
+			len = 0;
+		} else {
+			/* SPEC §6: one copy per wire segment, each truncated. Cutting the
+			 * super-packet would keep only its first segment, and the direct
+			 * path pushes one outer header per skb: it goes to the segmenter
+			 * and comes back here as wire-size segments, with its metadata
+			 * (cb) and cb[4] = MIRROR_META_SEGMENTED. A segment is never
+			 * diverted twice (no loop). */
+			__u32 zero = 0;
+			struct mirror_segmenter *sg = skb->cb[4] == MIRROR_META_SEGMENTED
+				? NULL : bpf_map_lookup_elem(&mirror_segmenter, &zero);
+			if (sg && sg->ifindex) {
+				skb->cb[0] = MIRROR_COPY_MAGIC;
 				if (st)
-					st->truncated_gso++;
+					st->segmented++;
+				return bpf_redirect(sg->ifindex, 0);
 			}
+			/* No segmenter: cut as a whole, which keeps its first segment. */
+			if (st && limit && len > limit)
+				st->truncated_gso++;
 		}
-		if (len > limit) {
-			truncated = 1;
-			if (bpf_skb_change_tail(skb, limit, 0)) {
-				if (st)
-					st->dropped_truncate++;
-				return TC_ACT_SHOT;
-			}
-			if (st) {
-				if (why_packet_length)
-					st->truncated_packet_length++;
-				else
-					st->truncated_mtu++;
-			}
+	}
+	if (limit && len > limit) {
+		truncated = 1;
+		if (bpf_skb_change_tail(skb, limit, 0)) {
+			if (st)
+				st->dropped_truncate++;
+			return TC_ACT_SHOT;
+		}
+		if (st) {
+			if (why_packet_length)
+				st->truncated_packet_length++;
+			else
+				st->truncated_mtu++;
+		}
+	} else if (direct_ok && skb->gso_size && skb->gso_segs == 1) {
+		/* One segment kept whole: bpf_skb_change_tail to its own length resets
+		 * its GSO state, so the direct path sends it as the packet it is. */
+		if (bpf_skb_change_tail(skb, skb->len, 0)) {
+			if (st)
+				st->dropped_truncate++;
+			return TC_ACT_SHOT;
 		}
 	}
 
-	int ipv6 = backend_is_ipv6(tgt, backend);
-	/* Every collector the agent has looked at has a template (its path, or that
-	 * there is none). Non-GSO copies with a path get their outer headers here, in
-	 * the collector's family; GSO copies of vxlan targets keep the VXLAN device,
-	 * which segments them. */
-	struct mirror_encap_template_key daddr = {};
-	__builtin_memcpy(daddr.addr_be, tgt->backends_be[backend], sizeof(daddr.addr_be));
-	struct mirror_encap_template *t = bpf_map_lookup_elem(&mirror_encap_templates, &daddr);
-	if (t && t->state == MIRROR_PATH_NONE) {
-		/* No route: nothing would leave (the device would drop it too), so it is
-		 * never counted as sent. */
-		if (st)
-			st->dropped_no_route++;
-		return TC_ACT_SHOT;
-	}
-	int direct_ok = t && t->ifindex && t->family == (ipv6 ? 6 : 4) &&
-		(t->state == MIRROR_PATH_RESOLVED || t->state == MIRROR_PATH_UNRESOLVED);
 	if (direct_ok && !skb->gso_size) {
 		__u32 inner_len = skb->len;
 		long r = encap_direct(skb, t, &daddr, kind, sess->vni, flow_hash, session_slot, truncated);
@@ -519,8 +519,6 @@ int mirror_encap(struct __sk_buff *skb)
 			if (st) {
 				st->sent++;
 				st->sent_direct++;
-				if (t->state == MIRROR_PATH_UNRESOLVED)
-					st->sent_resolving++;
 				st->sent_bytes += inner_len;
 			}
 			return r;
@@ -563,10 +561,10 @@ int mirror_encap(struct __sk_buff *skb)
 	}
 	/* The VXLAN UDP source port is taken from the skb hash: the inner flow's. */
 	bpf_set_hash(skb, flow_hash);
-	if (st) {
-		st->sent++;
-		st->sent_bytes += skb->len;
-	}
+	/* Not `sent`: the device routes and resolves the next hop after this
+	 * program, and may drop the copy where stage 2 cannot see it. */
+	if (st)
+		st->sent_device++;
 	return TC_ACT_OK;
 }
 

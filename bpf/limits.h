@@ -18,9 +18,10 @@
  *    bound, which is what an operator set it as).
  *
  * Limits are GCRA (the virtual-scheduling form of a token bucket) in
- * mirror_limiter, one bucket per session slot and one for the host, under a
- * bpf_spin_lock: exact across CPUs, at the price of one uncontended lock per copy
- * for sessions that have a limit (sessions without a limit never take it). A
+ * mirror_limiter, one bucket per session slot and one for the host, shared by all
+ * CPUs and updated by compare-and-swap (gcra_take): exact across CPUs, at the price
+ * of one or two atomic operations per copy for sessions that have a limit
+ * (sessions without a limit never touch a bucket). A
  * bucket admits a copy while it is at most MIRROR_LIMIT_BURST_NS in debt, then
  * charges it: a copy larger than the burst still goes out and the debt delays the
  * next ones, so the long-run rate is exact for any copy size. A unit's cost comes
@@ -47,22 +48,41 @@
 
 #define MIRROR_FS_PER_NS 1000000ULL
 
-/* GCRA on both of a bucket's clocks at once: admitted only when neither is more
- * than the burst ahead of now, and then both are charged. */
+/* One GCRA clock: admitted when it is at most the burst ahead of now, and then
+ * charged, by compare-and-swap rather than under the bucket's bpf_spin_lock. The
+ * lock (a helper call that also saves and disables interrupts) cost 10 ns a copy
+ * more in `mirror-bench classifier` (1x1_limits 49 against 39 ns, side by side on
+ * a quiet host). A clock another CPU moved in between is read again; after four
+ * such races, rare with two writers, the copy is admitted and charged by an
+ * atomic add, so the clock never loses a charge. */
+static __always_inline int gcra_take(__u64 *tat, __u64 now, __u64 cost)
+{
+	for (int i = 0; i < 4; i++) {
+		__u64 old = *(volatile __u64 *)tat;
+		__u64 base = old > now ? old : now;
+		if (base - now > MIRROR_LIMIT_BURST_NS)
+			return 0;
+		if (__sync_val_compare_and_swap(tat, old, base + cost) == old)
+			return 1;
+	}
+	__sync_fetch_and_add(tat, cost);
+	return 1;
+}
+
+/* Both of a bucket's clocks: admitted only when neither is more than the burst
+ * ahead of now. A copy the bit clock refuses gives the packet clock its charge
+ * back, so each clock is charged only for copies that are made. */
 static __always_inline int limiter_admit(struct mirror_limiter *l, __u64 now, __u64 packet_cost_ns,
 					 __u64 bit_cost_ns)
 {
-	int admit = 0;
-	bpf_spin_lock(&l->lock);
-	__u64 p = l->packets_tat_ns > now ? l->packets_tat_ns : now;
-	__u64 b = l->bits_tat_ns > now ? l->bits_tat_ns : now;
-	if (p - now <= MIRROR_LIMIT_BURST_NS && b - now <= MIRROR_LIMIT_BURST_NS) {
-		l->packets_tat_ns = p + packet_cost_ns;
-		l->bits_tat_ns = b + bit_cost_ns;
-		admit = 1;
+	if (packet_cost_ns && !gcra_take(&l->packets_tat_ns, now, packet_cost_ns))
+		return 0;
+	if (bit_cost_ns && !gcra_take(&l->bits_tat_ns, now, bit_cost_ns)) {
+		if (packet_cost_ns)
+			__sync_fetch_and_add(&l->packets_tat_ns, -packet_cost_ns);
+		return 0;
 	}
-	bpf_spin_unlock(&l->lock);
-	return admit;
+	return 1;
 }
 
 /* The bytes the copy (all its wire segments) will put on the underlay: see the

@@ -10,6 +10,22 @@
 
 #include <linux/types.h>
 
+/* ---- The pinned maps' layout (issue 18, "Rolling upgrades"; bpf/README.md) ----
+ * The agent pins its maps under <bpffs>/layout-MIRROR_LAYOUT_VERSION, and an agent
+ * that finds another layout's directory builds its own maps beside it, fills them
+ * and moves every attachment over (Sources/MirrorDatapath/Kernel/LayoutMove.swift).
+ * Bump the version on any change of a pinned map's type, key, value, max_entries
+ * or flags, or of what a program expects of a map or of the other stage (the
+ * skb->cb words below). MIRROR_LAYOUT_FINGERPRINT is the hash of the pinned maps'
+ * definitions this version has (LayoutTests computes it from the built object and
+ * fails, naming the new value, when they changed and the version did not).
+ * Overridable only so that a test can build an object of another layout
+ * (Tests/e2e/cases/rolling_upgrade.sh). */
+#ifndef MIRROR_LAYOUT_VERSION
+#define MIRROR_LAYOUT_VERSION 1
+#endif
+#define MIRROR_LAYOUT_FINGERPRINT 0xf7ac73577471ba04ULL
+
 /* ---- Quotas (SPEC §3; must equal Sources/MirrorCore/Model/Quotas.swift) ---- */
 #define MAX_SESSIONS_PER_SOURCE 3      /* Quota.sessionsPerSource */
 #define MAX_RULES_PER_DIRECTION 10     /* Quota.rulesPerFilterDirection */
@@ -53,7 +69,10 @@ enum mirror_direction {
 #define MIRROR_FLOW_ENTRIES 65536
 /* A flow idle this long is forgotten (conntrack keeps UDP 120 s, TCP longer). */
 #define MIRROR_FLOW_IDLE_NS 300000000000ULL
+/* Overridable for the same test as MIRROR_LAYOUT_VERSION (a changed pinned map). */
+#ifndef MIRROR_FRAGMENT_ENTRIES
 #define MIRROR_FRAGMENT_ENTRIES 16384
+#endif
 /* As the kernel's reassembly timeout (net.ipv4.ipfrag_time). */
 #define MIRROR_FRAGMENT_IDLE_NS 30000000000ULL
 
@@ -105,9 +124,19 @@ enum mirror_rule_flags {
 #define MIRROR_KEY_PROTOCOL_KNOWN 0x100   /* the transport protocol was found */
 #define MIRROR_KEY_PROTOCOL 0xff          /* the IP protocol, when known */
 
+/* A protocol number no rule carries: the transport protocol could not be found
+ * (bpf/parse.h's mirror_packet.protocol; mirror_policy's protocol bounds). */
+#define MIRROR_PROTO_UNKNOWN 256
+
+/* mirror_policy.families: some rule of the policy can match this family. */
+#define MIRROR_POLICY_IPV4 0x1
+#define MIRROR_POLICY_IPV6 0x2
+
 enum mirror_prefilter_flags {
 	MIRROR_PREFILTER_POLICY = 1 << 0,       /* the source has a policy in this direction */
 	MIRROR_PREFILTER_NEEDS_PORTS = 1 << 1,  /* mirror_policy.needs_ports */
+	MIRROR_PREFILTER_IPV4 = 1 << 2,         /* mirror_policy.families & MIRROR_POLICY_IPV4 */
+	MIRROR_PREFILTER_IPV6 = 1 << 3,         /* mirror_policy.families & MIRROR_POLICY_IPV6 */
 };
 
 enum mirror_target_kind {
@@ -162,7 +191,7 @@ enum mirror_encapsulation {
 /* mirror_encap_template.state: what the agent found toward one collector. */
 enum mirror_path_state {
 	MIRROR_PATH_RESOLVED = 1,      /* route and next-hop MAC known: bpf_redirect */
-	MIRROR_PATH_UNRESOLVED = 2,    /* route known, next hop not yet: bpf_redirect_neigh resolves it */
+	MIRROR_PATH_UNRESOLVED = 2,    /* route known, next hop not yet: dropped (neighbor_unresolved) */
 	MIRROR_PATH_NONE = 3,          /* no route (or not out of an Ethernet device): nothing can leave */
 };
 

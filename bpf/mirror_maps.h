@@ -12,6 +12,11 @@
 #include <bpf/bpf_helpers.h>
 #include "mirror_abi.h"
 
+/* The layout these maps have (mirror_consts.h), for the agent to read from the
+ * object it is about to load (`BPFDatapath.layout(of:)`): an object built with
+ * another layout says so itself. Not pinned, never read by a program. */
+const volatile __u32 mirror_layout_version SEC(".rodata.layout") = MIRROR_LAYOUT_VERSION;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -107,8 +112,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mirror_encap_templates SEC(".maps");
 
-/* SPEC §10 (bpf/limits.h): each value has a bpf_spin_lock, so the map needs BTF,
- * which libbpf gives every map of a .maps section. */
+/* SPEC §10 (bpf/limits.h): each value has a bpf_spin_lock (unused now, kept for the
+ * value's layout), so the map needs BTF, which libbpf gives every map of a .maps
+ * section. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MIRROR_LIMITER_ENTRIES);

@@ -77,7 +77,25 @@ struct mirror_policy {
 	__u16 src_port_hi;
 	__u16 dst_port_lo;
 	__u16 dst_port_hi;
-	__u32 pad;
+	/* The rest of the prefilter (classify.bpf.c, policy_may_match): the least
+	 * and greatest IP protocol and addresses any rule can match, host order, so
+	 * that traffic outside them skips the rule walk whatever field the rules
+	 * differ by. Protocols 0-MIRROR_PROTO_UNKNOWN as soon as a rule leaves the
+	 * protocol open. IPv6 addresses are bounded by their first 64 bits.
+	 * `families`: MIRROR_POLICY_IPV4 / _IPV6 when some rule can match that
+	 * family (the bounds of a family no rule matches are 0). */
+	__u16 protocol_lo;
+	__u16 protocol_hi;
+	__u8 families;
+	__u8 pad[3];
+	__u32 v4_src_lo;
+	__u32 v4_src_hi;
+	__u32 v4_dst_lo;
+	__u32 v4_dst_hi;
+	__u64 v6_src_lo;
+	__u64 v6_src_hi;
+	__u64 v6_dst_lo;
+	__u64 v6_dst_hi;
 	struct mirror_rule rules[MAX_RULES_PER_POLICY];
 };
 
@@ -86,7 +104,7 @@ struct mirror_policy {
  * A direct-mapped index in front of mirror_policy, so that traffic its source's
  * prefilter turns away costs no hash lookup (SPEC §8: unmatched traffic pays
  * almost nothing). Bucket = ifindex modulo MIRROR_PREFILTER_BUCKETS; each bucket
- * (one cache line) holds up to MIRROR_PREFILTER_WAYS sources of one generation
+ * (144 bytes; a source reads its 16-byte head and its 32-byte entry) holds up to MIRROR_PREFILTER_WAYS sources of one generation
  * slot, both directions each: the policy's source slot and prefilter. A source
  * that does not fit (more sources share the bucket than it has ways) is only in
  * mirror_policy, and the bucket says so with `overflow`. So for an ifindex:
@@ -104,6 +122,15 @@ struct mirror_prefilter {
 	__u16 source_slot;     /* mirror_policy.source_slot */
 	__u8 flags;            /* enum mirror_prefilter_flags */
 	__u8 pad;
+	/* mirror_policy's protocol and IPv4 address bounds, so that common frames
+	 * whose rules differ by address or protocol are turned away here too (the
+	 * IPv6 bounds are only in mirror_policy). */
+	__u16 protocol_lo;
+	__u16 protocol_hi;
+	__u32 v4_src_lo;
+	__u32 v4_src_hi;
+	__u32 v4_dst_lo;
+	__u32 v4_dst_hi;
 };
 
 struct mirror_prefilter_bucket {
@@ -144,8 +171,8 @@ struct mirror_session {
 /*
  * ---- Map: mirror_limiter (ARRAY, key session_slot; key MIRROR_LIMITER_HOST is the
  * host budget) ----
- * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs under
- * the lock: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
+ * The state of the SPEC §10 rate limits (bpf/limits.h), shared by all CPUs and
+ * updated by compare-and-swap: GCRA, the virtual-scheduling form of a token bucket. Each *_tat_ns is
  * the theoretical arrival time of the next copy in bpf_ktime_get_coarse_ns time; a copy
  * is admitted when it is at most MIRROR_LIMIT_BURST_NS ahead of now. Not
  * double-buffered: it is state, not policy. The limits themselves are in
@@ -154,10 +181,12 @@ struct mirror_session {
  * restarts that bucket full). A freed session slot's entry is zeroed with its counters.
  */
 struct mirror_limiter {
+	/* Unused since the clocks are updated by compare-and-swap (limits.h); kept so
+	 * that the pinned map's value size does not change. */
 #ifdef __bpf__
 	struct bpf_spin_lock lock;
 #else
-	__u32 lock;            /* struct bpf_spin_lock {__u32 val;}: Swift never takes it */
+	__u32 lock;            /* struct bpf_spin_lock {__u32 val;} */
 #endif
 	__u32 pad;
 	__u64 packets_tat_ns;
@@ -239,7 +268,7 @@ struct mirror_source_stats {
  * Written by stage 2 (encap.bpf.c).
  */
 struct mirror_encap_stats {
-	__u64 sent;                    /* copies handed to the VXLAN device or the underlay */
+	__u64 sent;                    /* copies stage 2 encapsulated and put on the underlay itself */
 	__u64 sent_bytes;              /* their inner frame bytes, after truncation */
 	__u64 truncated_packet_length; /* cut to the session's packetLength */
 	__u64 truncated_mtu;           /* cut to fit the path MTU (SPEC §6) */
@@ -256,18 +285,28 @@ struct mirror_encap_stats {
 	 * were not copies (dropped). */
 	__u64 dropped_segmenter_not_copy;
 	/* Of `sent`: encapsulated by stage 2 itself from a template and redirected to
-	 * the underlay device (below), not handed to the VXLAN device. */
+	 * the underlay device (below). Every copy in `sent` is: the ones handed to the
+	 * VXLAN device are counted in `sent_device` instead. */
 	__u64 sent_direct;
 	/* Pushing the outer headers failed half way (the copy was already changed). */
 	__u64 dropped_encap_direct;
 	/* The collector has no route (mirror_encap_templates says MIRROR_PATH_NONE), or
 	 * a geneve/erspan copy has no template at all: nothing could leave. */
 	__u64 dropped_no_route;
-	/* Of sent_direct: handed to bpf_redirect_neigh because the next hop's MAC was
-	 * not known yet (the kernel resolves it and queues the copy meanwhile). */
-	__u64 sent_resolving;
 	/* SPEC §10: no healthy collector (mirror_target_health): the copy is dropped. */
 	__u64 dropped_target_unhealthy;
+	/* The next hop toward the collector is not resolved (MIRROR_PATH_UNRESOLVED):
+	 * the copy is dropped here rather than queued in the neighbour subsystem, which
+	 * drops it unseen when resolution fails. The agent keeps a managed neighbour
+	 * entry for every collector next hop, so the kernel resolves it by itself. */
+	__u64 dropped_neighbor_unresolved;
+	/* Vxlan copies handed to the VXLAN device (mirror0), not in `sent`: only for a
+	 * collector whose route the template cannot describe (no entry in
+	 * mirror_encap_templates: not out of an Ethernet device, or the agent has not
+	 * looked yet) or when the direct path refused a copy. The device routes and
+	 * resolves after stage 2, so whether these reach the wire is the device's
+	 * counters' to tell (its tx and tx_dropped). */
+	__u64 sent_device;
 };
 
 /*
@@ -280,11 +319,15 @@ struct mirror_encap_stats {
  * and redirects the copy to the underlay device: no per-copy route lookup, no
  * tunnel device transmit, no netfilter OUTPUT (shared/NOTES.md measured ~1.3x the
  * VXLAN device path). `state` says how: MIRROR_PATH_RESOLVED (bpf_redirect),
- * MIRROR_PATH_UNRESOLVED (bpf_redirect_neigh to `nexthop_be`: the kernel resolves
- * the neighbour), MIRROR_PATH_NONE (no route: the copy is dropped and counted,
- * never counted as sent). GSO copies of vxlan targets and collectors without an
- * entry (the agent has not looked yet) go through the VXLAN device as before;
- * geneve and erspan have no device (SPEC §11: erspan is direct only). Not
+ * MIRROR_PATH_UNRESOLVED (the next hop's MAC is not known: the copy is dropped
+ * and counted as dropped_neighbor_unresolved, never queued for resolution where
+ * the kernel could drop it unseen; the agent's managed neighbour entry makes the
+ * kernel resolve it), MIRROR_PATH_NONE (no route: the copy is dropped and
+ * counted, never counted as sent). GSO copies take the segmenter first and then
+ * this path, of every kind. Only vxlan copies of collectors without an entry (a
+ * route the template cannot describe, or the agent has not looked yet) go
+ * through the VXLAN device, counted as sent_device; geneve and erspan have no
+ * device (SPEC §11: erspan is direct only). Not
  * double-buffered: an entry describes the network, not the policy, and each is
  * written in one update.
  */

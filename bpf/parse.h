@@ -63,12 +63,9 @@
 #define IPPROTO_AH_ 51
 #define IPPROTO_DSTOPTS_ 60
 
-/* What the classifier makes linear before parse_common_ports when the skb's
+/* What the classifier makes linear before parse_common when the skb's
  * linear area is shorter: Ethernet, an in-band VLAN tag, IPv6 and TCP (78). */
 #define MIRROR_COMMON_HEADERS 80
-
-/* A protocol number no rule carries: the transport protocol could not be found. */
-#define MIRROR_PROTO_UNKNOWN 256
 
 /* What the matching semantics (SPEC §4) see of one packet. */
 struct mirror_packet {
@@ -236,12 +233,21 @@ static __always_inline void parse_transport(struct parse_cursor *c, __u32 off, s
  * IPv4 without options (IHL 5) or IPv6 without extension headers, with the
  * EtherType in the frame's Ethernet header (no in-band VLAN tag), carrying TCP or
  * UDP and not a later fragment, whose transport header is in [data, data_end).
- * For those it returns 1 and the ports, exactly what parse_frame would find (all
- * of it lies within 74 bytes, inside any window); for any other frame 0, and the
- * caller parses in full. No struct to fill: on this path clang keeps everything
- * in registers, which the full parse's merge points do not allow.
+ * For those it returns 1 and fills `out` with exactly what parse_frame would find
+ * (all of it lies within 74 bytes, inside any window); for any other frame 0, and
+ * the caller parses in full. `out` is a local of the caller, which clang keeps in
+ * registers on this path (the full parse's merge points do not allow that).
  */
-static __always_inline int parse_common_ports(void *data, void *data_end, __u16 *src_port, __u16 *dst_port)
+struct mirror_common {
+	__u32 src;             /* IPv4 only, host order */
+	__u32 dst;
+	__u16 src_port;        /* host order */
+	__u16 dst_port;
+	__u16 protocol;        /* IPPROTO_TCP_ or IPPROTO_UDP_ */
+	__u8 family;           /* 4 or 6 */
+};
+
+static __always_inline int parse_common(void *data, void *data_end, struct mirror_common *out)
 {
 	if (data + ETH_HLEN_ + 20 + 20 > data_end)
 		return 0;
@@ -254,11 +260,15 @@ static __always_inline int parse_common_ports(void *data, void *data_end, __u16 
 			return 0;
 		proto = ip[9];
 		l4 = ip + 20;
+		out->family = 4;
+		out->src = bpf_ntohl(*(__be32 *)(ip + 12));
+		out->dst = bpf_ntohl(*(__be32 *)(ip + 16));
 	} else if (et == bpf_htons(ETH_P_IPV6_)) {
 		if (data + ETH_HLEN_ + 40 + 8 > data_end || (ip[0] >> 4) != 6)
 			return 0;
 		proto = ip[6];
 		l4 = ip + 40;
+		out->family = 6;
 	} else {
 		return 0;
 	}
@@ -271,8 +281,9 @@ static __always_inline int parse_common_ports(void *data, void *data_end, __u16 
 	} else {
 		return 0;
 	}
-	*src_port = bpf_ntohs(*(__be16 *)l4);
-	*dst_port = bpf_ntohs(*(__be16 *)(l4 + 2));
+	out->protocol = proto;
+	out->src_port = bpf_ntohs(*(__be16 *)l4);
+	out->dst_port = bpf_ntohs(*(__be16 *)(l4 + 2));
 	return 1;
 }
 

@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <pthread.h>
 // The libbpf log capture: C globals must live in a .c file, not in an imported header.
 #include "CLibbpf.h"
 
@@ -10,19 +11,24 @@
 static char clibbpf_log_buf[65536];
 static size_t clibbpf_log_len;
 static bool clibbpf_log_debug;
+/* Objects may load on several threads at once (BPFDatapath+Programs.swift). */
+static pthread_mutex_t clibbpf_log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int clibbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
 	if (level == LIBBPF_DEBUG && !clibbpf_log_debug)
 		return 0;
-	if (clibbpf_log_len >= sizeof(clibbpf_log_buf) - 1)
-		return 0;
-	int n = vsnprintf(clibbpf_log_buf + clibbpf_log_len, sizeof(clibbpf_log_buf) - clibbpf_log_len, fmt, args);
-	if (n > 0) {
-		clibbpf_log_len += (size_t)n;
-		if (clibbpf_log_len > sizeof(clibbpf_log_buf) - 1)
-			clibbpf_log_len = sizeof(clibbpf_log_buf) - 1;
+	pthread_mutex_lock(&clibbpf_log_lock);
+	int n = 0;
+	if (clibbpf_log_len < sizeof(clibbpf_log_buf) - 1) {
+		n = vsnprintf(clibbpf_log_buf + clibbpf_log_len, sizeof(clibbpf_log_buf) - clibbpf_log_len, fmt, args);
+		if (n > 0) {
+			clibbpf_log_len += (size_t)n;
+			if (clibbpf_log_len > sizeof(clibbpf_log_buf) - 1)
+				clibbpf_log_len = sizeof(clibbpf_log_buf) - 1;
+		}
 	}
+	pthread_mutex_unlock(&clibbpf_log_lock);
 	return n;
 }
 
@@ -36,9 +42,11 @@ void clibbpf_capture_log(bool debug)
 const char *clibbpf_take_log(void)
 {
 	static char out[65536];
+	pthread_mutex_lock(&clibbpf_log_lock);
 	memcpy(out, clibbpf_log_buf, clibbpf_log_len);
 	out[clibbpf_log_len] = 0;
 	clibbpf_log_len = 0;
+	pthread_mutex_unlock(&clibbpf_log_lock);
 	return out;
 }
 

@@ -337,6 +337,159 @@ int cnl_encap_path_lookup(cnl_context *ctx, int family, const uint8_t *dst, cnl_
     return rc;
 }
 
+// --- managed neighbour entries (collector next hops) ---------------------------
+
+// A request the kernel acknowledges (NLM_F_ACK): 0 or its negative errno. As
+// raw_query, sequence number 0 and the socket's own numbering untouched.
+static int acked_request(cnl_context *ctx, struct nl_msg *msg, int flags) {
+    nlmsg_hdr(msg)->nlmsg_flags = (uint16_t)(NLM_F_REQUEST | NLM_F_ACK | flags);
+    nlmsg_hdr(msg)->nlmsg_seq = 0;
+    int err = nl_send(ctx->sock, msg);
+    nlmsg_free(msg);
+    if (err < 0) return from_nle(err);
+    struct sockaddr_nl peer;
+    unsigned char *buf = NULL;
+    int n = nl_recv(ctx->sock, &peer, &buf, NULL);
+    if (n <= 0) { free(buf); return n < 0 ? from_nle(n) : -EIO; }
+    int rc = -EIO;
+    for (struct nlmsghdr *hdr = (struct nlmsghdr *)buf; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
+        if (hdr->nlmsg_type == NLMSG_ERROR) { rc = ((struct nlmsgerr *)nlmsg_data(hdr))->error; break; }
+    }
+    free(buf);
+    return rc;
+}
+
+static struct nl_msg *neigh_msg(int type, int family, int ifindex, const uint8_t *addr) {
+    struct nl_msg *msg = nlmsg_alloc_simple(type, NLM_F_REQUEST);
+    if (!msg) return NULL;
+    struct ndmsg ndm = { .ndm_family = (unsigned char)family, .ndm_ifindex = ifindex };
+    if (nlmsg_append(msg, &ndm, sizeof(ndm), NLMSG_ALIGNTO) < 0 ||
+        nla_put(msg, NDA_DST, family == AF_INET ? 4 : 16, addr) < 0) {
+        nlmsg_free(msg);
+        return NULL;
+    }
+    return msg;
+}
+
+typedef struct {
+    uint16_t state;
+    uint8_t flags;
+    uint32_t ext_flags;
+    int protocol;  // -1: none
+} neigh_info;
+
+// `ip neigh get ADDR dev IFINDEX`: 0 and *info, -ENOENT when there is no entry.
+static int neigh_get(cnl_context *ctx, int family, int ifindex, const uint8_t *addr, neigh_info *info) {
+    struct nl_msg *msg = neigh_msg(RTM_GETNEIGH, family, ifindex, addr);
+    if (!msg) return -ENOMEM;
+    unsigned char *buf = NULL;
+    int n = raw_query(ctx, msg, &buf);
+    if (n < 0) return n;
+    int rc = -ENOENT;
+    for (struct nlmsghdr *hdr = (struct nlmsghdr *)buf; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
+        if (hdr->nlmsg_type == NLMSG_ERROR) {
+            struct nlmsgerr *e = nlmsg_data(hdr);
+            rc = e->error < 0 ? e->error : -EIO;
+            break;
+        }
+        if (hdr->nlmsg_type != RTM_NEWNEIGH) continue;
+        struct ndmsg *nd = nlmsg_data(hdr);
+        struct nlattr *tb[NDA_MAX + 1];
+        if (nlmsg_parse(hdr, sizeof(struct ndmsg), tb, NDA_MAX, NULL) < 0) { rc = -EIO; break; }
+        info->state = nd->ndm_state;
+        info->flags = nd->ndm_flags;
+        info->ext_flags = tb[NDA_FLAGS_EXT] ? nla_get_u32(tb[NDA_FLAGS_EXT]) : 0;
+        info->protocol = tb[NDA_PROTOCOL] ? nla_get_u8(tb[NDA_PROTOCOL]) : -1;
+        rc = 0;
+        break;
+    }
+    free(buf);
+    return rc;
+}
+
+int cnl_neigh_ensure_managed(cnl_context *ctx, int family, int ifindex, const uint8_t *addr) {
+    if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
+    neigh_info info;
+    int rc = neigh_get(ctx, family, ifindex, addr, &info);
+    if (rc == 0) {
+        int managed = (info.ext_flags & NTF_EXT_MANAGED) != 0;
+        if (info.protocol == CNL_NEIGH_PROTOCOL && managed) return 1;
+        // An administrator's static entry, or one another owner manages: theirs.
+        if ((info.state & (NUD_PERMANENT | NUD_NOARP)) || (info.flags & NTF_EXT_LEARNED) || managed) return 0;
+    } else if (rc != -ENOENT) {
+        return rc;
+    }
+    // Created, or an entry the kernel learnt made managed: with the managed flag
+    // the kernel keeps the entry's state and MAC (__neigh_update) and starts
+    // resolving it when it is not valid.
+    struct nl_msg *msg = neigh_msg(RTM_NEWNEIGH, family, ifindex, addr);
+    if (!msg) return -ENOMEM;
+    uint32_t ext = NTF_EXT_MANAGED;
+    if (nla_put(msg, NDA_FLAGS_EXT, sizeof(ext), &ext) < 0 || nla_put_u8(msg, NDA_PROTOCOL, CNL_NEIGH_PROTOCOL) < 0) {
+        nlmsg_free(msg);
+        return -ENOMEM;
+    }
+    rc = acked_request(ctx, msg, NLM_F_CREATE);
+    return rc < 0 ? rc : 2;
+}
+
+int cnl_neigh_delete_own(cnl_context *ctx, int family, int ifindex, const uint8_t *addr) {
+    if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
+    neigh_info info;
+    int rc = neigh_get(ctx, family, ifindex, addr, &info);
+    if (rc == -ENOENT || rc == -ENODEV) return 0;
+    if (rc < 0) return rc;
+    if (info.protocol != CNL_NEIGH_PROTOCOL) return 0;
+    struct nl_msg *msg = neigh_msg(RTM_DELNEIGH, family, ifindex, addr);
+    if (!msg) return -ENOMEM;
+    rc = acked_request(ctx, msg, 0);
+    if (rc == -ENOENT || rc == -ENODEV) return 0;
+    return rc < 0 ? rc : 1;
+}
+
+int cnl_neigh_list_own(cnl_context *ctx, cnl_neigh_key *out, int max) {
+    struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP);
+    if (!msg) return -ENOMEM;
+    struct ndmsg ndm = { .ndm_family = AF_UNSPEC };
+    if (nlmsg_append(msg, &ndm, sizeof(ndm), NLMSG_ALIGNTO) < 0) { nlmsg_free(msg); return -ENOMEM; }
+    nlmsg_hdr(msg)->nlmsg_seq = 0;
+    int err = nl_send(ctx->sock, msg);
+    nlmsg_free(msg);
+    if (err < 0) return from_nle(err);
+    int count = 0, done = 0, rc = 0;
+    while (!done) {
+        struct sockaddr_nl peer;
+        unsigned char *buf = NULL;
+        int n = nl_recv(ctx->sock, &peer, &buf, NULL);
+        if (n <= 0) { free(buf); return n < 0 ? from_nle(n) : -EIO; }
+        for (struct nlmsghdr *hdr = (struct nlmsghdr *)buf; nlmsg_ok(hdr, n); hdr = nlmsg_next(hdr, &n)) {
+            if (hdr->nlmsg_type == NLMSG_DONE) { done = 1; break; }
+            if (hdr->nlmsg_type == NLMSG_ERROR) {
+                struct nlmsgerr *e = nlmsg_data(hdr);
+                rc = e->error < 0 ? e->error : -EIO;
+                done = 1;
+                break;
+            }
+            if (hdr->nlmsg_type != RTM_NEWNEIGH) continue;
+            struct ndmsg *nd = nlmsg_data(hdr);
+            struct nlattr *tb[NDA_MAX + 1];
+            if (nlmsg_parse(hdr, sizeof(struct ndmsg), tb, NDA_MAX, NULL) < 0) continue;
+            if (!tb[NDA_PROTOCOL] || nla_get_u8(tb[NDA_PROTOCOL]) != CNL_NEIGH_PROTOCOL || !tb[NDA_DST]) continue;
+            int alen = nd->ndm_family == AF_INET ? 4 : nd->ndm_family == AF_INET6 ? 16 : 0;
+            if (!alen || nla_len(tb[NDA_DST]) != alen) continue;
+            if (count < max) {
+                memset(&out[count], 0, sizeof(out[count]));
+                out[count].family = nd->ndm_family;
+                out[count].ifindex = nd->ndm_ifindex;
+                memcpy(out[count].addr, nla_data(tb[NDA_DST]), alen);
+            }
+            count++;
+        }
+        free(buf);
+    }
+    return rc < 0 ? rc : count;
+}
+
 int cnl_clsact_filter_count(cnl_context *ctx, int ifindex) {
     int total = 0;
     uint32_t parents[2] = { TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS) };

@@ -189,6 +189,14 @@ public struct StatusResponse: Hashable, Sendable, Codable {
     /// without a kernel datapath. `pinsDetail` says why.
     public var pins: String?
     public var pinsDetail: String?
+    /// Issue 18, "Rolling upgrades": the map layout version of the loaded BPF objects
+    /// (`MIRROR_LAYOUT_VERSION`), the directory their maps are pinned in
+    /// (`<bpffs>/layout-N`), and the layouts whose pins this agent moved off when it
+    /// started (0: the unversioned pins of older agents). Absent without a kernel
+    /// datapath.
+    public var layout: Int?
+    public var layoutDirectory: String?
+    public var layoutMovedFrom: [Int]?
     /// SPEC §10: every target and the health of each of its collectors.
     public var targets: [TargetStatus]?
 
@@ -238,6 +246,14 @@ extension StatusResponse {
         r.health = problems.isEmpty ? "ok" : "degraded"
         r.problems = problems
         r.repairs = repairs
+        return r
+    }
+
+    public func withLayout(_ version: Int?, directory: String?, movedFrom: [Int]) -> StatusResponse {
+        var r = self
+        r.layout = version
+        r.layoutDirectory = directory
+        r.layoutMovedFrom = version == nil ? nil : movedFrom
         return r
     }
 

@@ -54,12 +54,16 @@ public struct SessionStats: Hashable, Sendable, Codable {
     public var session: String
     public var packets: UInt64
     public var bytes: UInt64
-    /// Copies handed to the VXLAN device by stage 2, and their inner bytes after truncation.
+    /// Copies stage 2 encapsulated and put on the underlay itself, and their inner
+    /// bytes after truncation.
     public var copiesSent: UInt64
     public var copiesSentBytes: UInt64
     /// Of `copiesSent`: encapsulated by the datapath itself from a template and sent
-    /// straight to the underlay (IPv4 collectors with a resolved next hop).
+    /// straight to the underlay (all of them: device copies are counted apart).
     public var copiesSentDirect: UInt64 = 0
+    /// Vxlan copies handed to the VXLAN device instead (collectors whose route the
+    /// template cannot describe), not in `copiesSent`: the device may still drop them.
+    public var copiesSentDevice: UInt64 = 0
     /// reason ("packet_length", "mtu") → copies cut.
     public var truncated: [String: UInt64]
     /// GSO copies whose segments would not fit, handed to the segmenter (SPEC §6: one
@@ -68,7 +72,8 @@ public struct SessionStats: Hashable, Sendable, Codable {
     /// GSO copies cut as one packet for want of a segmenter, keeping their first
     /// segment only; each is also in `truncated` (or `dropped`, truncate_failed).
     public var copiesTruncatedGSO: UInt64 = 0
-    /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed", "no_route") → copies dropped.
+    /// reason ("session_gone", "no_target", "truncate_failed", "encapsulation_failed", "no_route",
+    /// "neighbor_unresolved", "target_unhealthy") → copies dropped.
     public var dropped: [String: UInt64]
     /// SPEC §10: reason ("sampled_out", "rate_limit", "host_budget") → packets of
     /// `packets` no copy was made of.

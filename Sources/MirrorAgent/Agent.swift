@@ -443,6 +443,7 @@ public actor Agent {
         )
         .withHealth(problems: dp.problems, repairs: dp.repairs)
         .withPins(dp.pins.map { ($0.state, $0.reason) })
+        .withLayout(dp.layout.map { Int($0.version) }, directory: dp.layoutDirectory, movedFrom: dp.layoutMovedFrom.map { Int($0) })
         .withTargets(targetStatuses())
     }
 

@@ -175,17 +175,10 @@ public final class CaptureHub: @unchecked Sendable {
                     bits &= bits - 1
                     guard let c = running[number], !c.ending else { continue }
                     if let count = c.count, c.packets >= count { continue }
-                    if frame == nil {
-                        frame = CaptureFrame.packet(
-                            CapturePacket(
-                                timestampNs: p.timestampNs, source: p.source, interface: p.interface, direction: p.direction,
-                                session: p.session, filter: p.filter, rulePriority: p.rulePriority, length: p.length,
-                                data: p.data)
-                        ).encoded()
-                    }
+                    if frame == nil { frame = CaptureFrame.packet(p.packet).encoded() }
                     let bytes = frame!
                     // Each capture's own snaplen (the datapath took the largest of them).
-                    let wanted = c.selector.snaplen < p.data.count ? Self.truncated(p, to: c.selector.snaplen) : bytes
+                    let wanted = c.selector.snaplen < p.packet.data.count ? Self.truncated(p.packet, to: c.selector.snaplen) : bytes
                     if c.frames.push(wanted) {
                         c.packets += 1
                         if let count = c.count, c.packets >= count { reached.append(c) }
@@ -198,12 +191,10 @@ public final class CaptureHub: @unchecked Sendable {
         for c in reached { finish(c, ended: "count") }
     }
 
-    static func truncated(_ p: CapturedPacket, to snaplen: Int) -> [UInt8] {
-        CaptureFrame.packet(
-            CapturePacket(
-                timestampNs: p.timestampNs, source: p.source, interface: p.interface, direction: p.direction, session: p.session,
-                filter: p.filter, rulePriority: p.rulePriority, length: p.length, data: Array(p.data.prefix(snaplen)))
-        ).encoded()
+    static func truncated(_ p: CapturePacket, to snaplen: Int) -> [UInt8] {
+        var cut = p
+        cut.data = Array(p.data.prefix(snaplen))
+        return CaptureFrame.packet(cut).encoded()
     }
 
     private func onControl<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {

@@ -11,9 +11,11 @@ import ServiceLifecycle
 /// document in etcd and applies it through the agent's one validate → compile → swap
 /// path, and keeps the host's status under a lease.
 ///
-/// Like Cilium's kvstore sync: list, then watch from the listed revision + 1; on a
-/// compaction, a member that went away or a watch gone silent, list again and converge
-/// to exactly what is there now. While etcd is unreachable nothing is touched: the
+/// Like Cilium's kvstore sync: list, then watch from the listed revision + 1. When a
+/// member goes away or a watch goes silent, watch again (on the next member) from the
+/// revision after the last one seen, as OVN resumes from its last transaction: every
+/// change since arrives in order. When that revision was compacted away (etcd says
+/// ErrCompacted), list again and converge to exactly what is there now. While etcd is unreachable nothing is touched: the
 /// policy in force stays (and the state directory serves it across a restart).
 public struct FleetSyncService: Service {
     let agent: Agent
@@ -49,21 +51,37 @@ public struct FleetSyncService: Service {
 
     func syncForever() async {
         let key = FleetKeys.desired(host)
+        // Where the watch goes on after an interruption: the revision after the last one
+        // it reached (events and progress notifications alike). nil: list first.
+        let resume = ResumePoint()
         while !Task.isCancelled {
             do {
-                let (kv, revision) = try await etcd.get(key)
-                try await converge(kv, key: key)
-                try await etcd.watch(key, prefix: false, fromRevision: revision + 1) { batch in
+                let from: Int64
+                if let r = resume.revision {
+                    from = r
+                } else {
+                    let (kv, revision) = try await etcd.get(key)
+                    try await converge(kv, key: key)
+                    from = revision + 1
+                    resume.revision = from
+                }
+                try await etcd.watch(key, prefix: false, fromRevision: from) { batch in
                     for event in batch.events {
                         try await converge(event.kind == .put ? event.kv : nil, key: key)
                     }
+                    resume.revision = batch.revision + 1
                 }
             } catch is CancellationError {
                 return
             } catch EtcdError.compacted(let r) {
+                // What happened since the last revision seen is gone: list again and converge
+                // to exactly what is there now.
+                resume.revision = nil
                 logger.notice("fleet: watch behind a compaction; listing again", metadata: ["compactRevision": "\(r)"])
             } catch {
-                logger.warning("fleet: etcd sync interrupted; listing again", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "fleet: etcd sync interrupted; watching again from the last revision seen",
+                    metadata: ["error": "\(error)", "revision": "\(resume.revision.map { "\($0)" } ?? "none: listing")"])
                 try? await Task.sleep(for: .milliseconds(300))
             }
         }
@@ -160,6 +178,16 @@ public struct FleetSyncService: Service {
             host: host, appliedRevision: await state.applied,
             sources: .init(attached: attached, pending: s.sources.count - attached), error: await state.error,
             version: MirrorAgentInfo.version)
+    }
+}
+
+/// The revision a watch resumes from, written by the watch's handler.
+final class ResumePoint: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int64?
+    var revision: Int64? {
+        get { lock.withLock { value } }
+        set { lock.withLock { value = newValue } }
     }
 }
 

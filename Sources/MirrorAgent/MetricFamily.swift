@@ -85,6 +85,8 @@ extension MetricFamily {
     public enum CopyDropReason: String, CaseIterable, Sendable {
         case sessionGone = "session_gone", noTarget = "no_target", truncateFailed = "truncate_failed"
         case encapsulationFailed = "encapsulation_failed", noRoute = "no_route"
+        /// The next hop toward the collector is not resolved (no ARP/ND answer yet).
+        case neighborUnresolved = "neighbor_unresolved"
         /// SPEC §10: no collector of the target was healthy.
         case targetUnhealthy = "target_unhealthy"
     }
@@ -112,7 +114,7 @@ extension MetricFamily {
 
     /// Read from the BPF maps; rendered only when the counters could be read.
     public static let datapath: [MetricFamily] = [
-        sessionPackets, sessionBytes, copiesSent, copiesSentDirect, copiesSentBytes, copiesTruncated, copiesTruncatedGSO,
+        sessionPackets, sessionBytes, copiesSent, copiesSentDirect, copiesSentDevice, copiesSentBytes, copiesTruncated, copiesTruncatedGSO,
         copiesSegmented, copiesDropped, copiesSkipped, ruleHits, sourcePacketsSeen, sourcePacketsMirrored, sourcePacketsEstablished,
         packetsNotMirrored, deviceForeignFramesDropped, segmenterForeignFramesDropped, securityFlows,
     ]
@@ -136,11 +138,17 @@ extension MetricFamily {
         "Bytes of the packets accepted by a rule of the session, on all its sources and directions (whole frames, before truncation).",
         by: ["session"], field: "bytes")
     public static let copiesSent = counter(
-        "mirror_copies_sent_total", "Copies encapsulated and sent toward their collector.", by: ["session"], field: "sent")
+        "mirror_copies_sent_total",
+        "Copies encapsulated by the datapath and put on the underlay toward their collector (copies handed to the VXLAN device are in mirror_copies_sent_device_total instead).",
+        by: ["session"], field: "sent")
     public static let copiesSentDirect = counter(
         "mirror_copies_sent_direct_total",
-        "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (every non-GSO copy to a collector with a route); the rest went through the VXLAN device.",
+        "Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (all of them since copies handed to the VXLAN device are counted apart).",
         by: ["session"], field: "sent_direct")
+    public static let copiesSentDevice = counter(
+        "mirror_copies_sent_device_total",
+        "Vxlan copies handed to the VXLAN device (mirror0) because the collector's route is not out of an Ethernet device (or was not looked up yet); not in mirror_copies_sent_total: the device routes and resolves them afterwards and may drop them (see its tx_dropped).",
+        by: ["session"], field: "sent_device")
     public static let copiesSentBytes = counter(
         "mirror_copies_sent_bytes_total", "Inner frame bytes of the copies sent, after truncation.", by: ["session"], field: "sent_bytes")
     public static let copiesTruncated = counter(

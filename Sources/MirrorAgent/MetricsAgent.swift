@@ -108,7 +108,7 @@ public final class AgentMetrics: @unchecked Sendable {
         typealias ID = MetricsContinuity.ID
         typealias SeriesID = MetricsContinuity.SeriesID
         var samples: [MetricsContinuity.Sample] = []
-        samples.reserveCapacity(c.sessions.count * 16 + c.rules.count + c.sources.count * 9 + 2)
+        samples.reserveCapacity(c.sessions.count * 18 + c.rules.count + c.sources.count * 9 + 2)
         /// A sample of `family` in the map counters of `scope` ("session/<slot>/", ...).
         func add(_ family: MetricFamily, _ scope: ID, _ owner: UInt64, _ series: SeriesID, reason: String? = nil, _ raw: UInt64) {
             var key = scope, series = series
@@ -125,6 +125,7 @@ public final class AgentMetrics: @unchecked Sendable {
             add(.copiesSent, scope, owner, series(.copiesSent), s.copiesSent)
             add(.copiesSentBytes, scope, owner, series(.copiesSentBytes), s.copiesSentBytes)
             add(.copiesSentDirect, scope, owner, series(.copiesSentDirect), s.copiesSentDirect)
+            add(.copiesSentDevice, scope, owner, series(.copiesSentDevice), s.copiesSentDevice)
             for (reason, v) in Self.truncationReasons(s) {
                 add(.copiesTruncated, scope, owner, series(.copiesTruncated), reason: reason.rawValue, v)
             }
@@ -186,6 +187,7 @@ public final class AgentMetrics: @unchecked Sendable {
         for s in c.sessions {
             var r = SessionStats(session: s.id)
             r.packets = next(); r.bytes = next(); r.copiesSent = next(); r.copiesSentBytes = next(); r.copiesSentDirect = next()
+            r.copiesSentDevice = next()
             for (reason, _) in Self.truncationReasons(s) { r.truncated[reason.rawValue] = next() }
             for (reason, _) in Self.dropReasons(s) { r.dropped[reason.rawValue] = next() }
             for (reason, _) in Self.skipReasons(s) { r.skipped[reason.rawValue] = next() }
@@ -218,7 +220,7 @@ public final class AgentMetrics: @unchecked Sendable {
         [
             (.sessionGone, s.droppedSessionGone), (.noTarget, s.droppedNoTarget),
             (.truncateFailed, s.droppedTruncate), (.encapsulationFailed, s.droppedEncapsulation),
-            (.noRoute, s.droppedNoRoute),
+            (.noRoute, s.droppedNoRoute), (.neighborUnresolved, s.droppedNeighborUnresolved),
             (.targetUnhealthy, s.droppedTargetUnhealthy),
         ]
     }

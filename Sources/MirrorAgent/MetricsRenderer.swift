@@ -88,6 +88,7 @@ public enum MetricsRenderer {
             }
             perSession(F.copiesSent) { $0.copiesSent }
             perSession(F.copiesSentDirect) { $0.copiesSentDirect }
+            perSession(F.copiesSentDevice) { $0.copiesSentDevice }
             perSession(F.copiesSentBytes) { $0.copiesSentBytes }
             perSessionByReason(F.copiesTruncated) { $0.truncated }
             perSession(F.copiesTruncatedGSO) { $0.copiesTruncatedGSO }

@@ -39,7 +39,8 @@ enum StatsJSON {
         text((st.securityFlows.map { "\"securityFlows\":\($0)," } ?? "") + "\"segmenterForeignDropped\":\(st.segmenterForeignDropped),")
         list("sessions", st.sessions) { s, o in
             o += "{\"bytes\":\(s.bytes),\"copiesSegmented\":\(s.copiesSegmented),\"copiesSent\":\(s.copiesSent)"
-            o += ",\"copiesSentBytes\":\(s.copiesSentBytes),\"copiesSentDirect\":\(s.copiesSentDirect)"
+            o += ",\"copiesSentBytes\":\(s.copiesSentBytes),\"copiesSentDevice\":\(s.copiesSentDevice)"
+            o += ",\"copiesSentDirect\":\(s.copiesSentDirect)"
             o += ",\"copiesTruncatedGSO\":\(s.copiesTruncatedGSO),\"dropped\":"; object(s.dropped, &o)
             o += ",\"packets\":\(s.packets),\"session\":"; JSONValue.writeString(s.session, to: &o)
             o += ",\"skipped\":"; object(s.skipped, &o)

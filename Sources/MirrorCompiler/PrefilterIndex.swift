@@ -72,6 +72,11 @@ public enum PrefilterIndex {
         e.dst_port_hi = v.dst_port_hi
         e.source_slot = v.source_slot
         e.flags = UInt8(MIRROR_PREFILTER_POLICY.rawValue) | (v.needs_ports != 0 ? UInt8(MIRROR_PREFILTER_NEEDS_PORTS.rawValue) : 0)
+        if v.families & UInt8(MIRROR_POLICY_IPV4) != 0 { e.flags |= UInt8(MIRROR_PREFILTER_IPV4.rawValue) }
+        if v.families & UInt8(MIRROR_POLICY_IPV6) != 0 { e.flags |= UInt8(MIRROR_PREFILTER_IPV6.rawValue) }
+        e.protocol_lo = v.protocol_lo
+        e.protocol_hi = v.protocol_hi
+        (e.v4_src_lo, e.v4_src_hi, e.v4_dst_lo, e.v4_dst_hi) = (v.v4_src_lo, v.v4_src_hi, v.v4_dst_lo, v.v4_dst_hi)
         return e
     }
 

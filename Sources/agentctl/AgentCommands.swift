@@ -334,6 +334,12 @@ struct Status: ParsableCommand {
         if let pins = r.pins {
             lines.append("pins:        \(pins)" + (r.pinsDetail.map { " (\($0))" } ?? ""))
         }
+        if let layout = r.layout {
+            let moved = (r.layoutMovedFrom ?? []).map { $0 == 0 ? "unversioned pins" : "layout \($0)" }
+            lines.append(
+                "layout:      \(layout)" + (r.layoutDirectory.map { " (pins in \($0)" } ?? " (")
+                    + (moved.isEmpty ? "" : "; moved from \(moved.joined(separator: ", ")) at start") + ")")
+        }
         if let health = r.health {
             let repaired = (r.repairs ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             lines.append("health:      \(health)" + (repaired.isEmpty ? "" : " (repaired: \(repaired.joined(separator: ", ")))"))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EtcdCommandLine
 import Foundation
 import MirrorAPI
 import MirrorCore
@@ -14,21 +15,10 @@ struct AgentOptions: ParsableArguments {
             valueName: "path"))
     var socket: String?
 
-    @Option(
-        name: .customLong("etcd"),
-        help: ArgumentHelp(
-            "Fleet mode: the region's etcd endpoints (comma-separated https://HOST:PORT); apply and get then act on the region document.",
-            valueName: "endpoints"))
-    var etcd: String?
+    /// `--etcd` (fleet mode): apply and get then act on the region document.
+    @OptionGroup var fleet: EtcdOptions
 
-    @Option(name: .customLong("etcd-cacert"), help: ArgumentHelp("The CA of the etcd members' certificates.", valueName: "file"))
-    var etcdCACert: String?
-
-    @Option(name: .customLong("etcd-cert"), help: ArgumentHelp("This client's certificate for etcd.", valueName: "file"))
-    var etcdCert: String?
-
-    @Option(name: .customLong("etcd-key"), help: ArgumentHelp("The key of --etcd-cert.", valueName: "file"))
-    var etcdKey: String?
+    var etcd: String? { fleet.etcd }
 
     var socketPath: String {
         if let socket { return socket }

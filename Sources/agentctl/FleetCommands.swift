@@ -13,12 +13,12 @@ import MirrorFleet
 extension AgentOptions {
     /// The etcd client of --etcd and its TLS flags; a bad flag is a usage error.
     func etcdClient() throws -> EtcdClient {
-        guard let etcd else {
+        guard etcd != nil else {
             CLIOutput.error("Error: this command needs --etcd ENDPOINTS")
             throw CLIExit.usage
         }
         do {
-            let config = try EtcdConfiguration.parse(endpoints: etcd, cacert: etcdCACert, cert: etcdCert, key: etcdKey)
+            guard let config = try fleet.configuration() else { throw CLIExit.usage }
             // A command's answer is its output: moving between endpoints is not news here.
             var logger = Logger(label: "etcd")
             logger.logLevel = .error

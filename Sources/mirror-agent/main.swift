@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdClient
+import EtcdCommandLine
 import Foundation
 import Logging
 import MirrorAPI
@@ -62,6 +63,13 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The nft binary enforcement runs (default: the installed nft; tests).", visibility: .hidden))
     var nft: String?
 
+    @Option(
+        name: .customLong("bpf-objects"),
+        help: ArgumentHelp(
+            "Load classify.bpf.o and encap.bpf.o from this directory instead of the built-in objects (tests: an object of another map layout).",
+            valueName: "dir", visibility: .hidden))
+    var bpfObjects: String?
+
     @Flag(
         name: .customLong("ephemeral-pins"),
         help:
@@ -111,10 +119,12 @@ struct CommonOptions: ParsableArguments {
     }
 
     var datapathOptions: DatapathFactory.Options {
-        DatapathFactory.Options(
+        var o = DatapathFactory.Options(
             bpffs: bpffs, mirrorDevice: mirrorDevice, stateDirectory: stateDir,
             attachMode: TCAttachMode(rawValue: tcAttach), tcxLinksPerApply: tcxLinksPerApply,
             nftCommand: nft.map { [$0] }, ephemeralPins: ephemeralPins)
+        o.bpfObjectDirectory = bpfObjects
+        return o
     }
 }
 
@@ -188,16 +198,12 @@ struct Run: AsyncParsableCommand {
         let metricsServer = MetricsServer(agent: agent, host: metricsHost, port: metricsPort, logger: logger, rules: metricsRules)
         // Fleet mode: the document comes from etcd; local changes are refused.
         var etcd: EtcdClient?
-        if let endpoints = fleet.etcd {
-            do {
-                let config = try EtcdConfiguration.parse(
-                    endpoints: endpoints, cacert: fleet.etcdCACert, cert: fleet.etcdCert, key: fleet.etcdKey)
-                etcd = try EtcdClient(config, logger: logger)
-            } catch {
-                fail("mirror-agent: cannot start: \(error)")
-            }
+        do {
+            if let config = try fleet.etcd.configuration() { etcd = try EtcdClient(config, logger: logger) }
+        } catch {
+            fail("mirror-agent: cannot start: \(error)")
         }
-        let fleetOrigin = fleet.etcd.map { FleetSyncService.describe(endpoints: $0, host: fleet.host ?? "") }
+        let fleetOrigin = fleet.etcd.etcd.map { FleetSyncService.describe(endpoints: $0, host: fleet.host ?? "") }
         let controlServer = ControlServer(
             router: Router(agent: agent, fleet: fleetOrigin), configuration: .init(socketPath: options.socket), logger: logger)
 
@@ -266,33 +272,20 @@ struct Run: AsyncParsableCommand {
     }
 }
 
-/// SPEC §9: `--etcd ENDPOINTS --host NAME` and etcdctl's TLS flags.
+/// SPEC §9: `--etcd ENDPOINTS --host NAME` and etcdctl's TLS flags (EtcdOptions):
+/// the agent follows this host's document in etcd, and local changes are refused.
 struct FleetOptions: ParsableArguments {
-    @Option(
-        name: .customLong("etcd"),
-        help: ArgumentHelp(
-            "Fleet mode: follow this host's document in etcd (comma-separated https://HOST:PORT); local changes are refused.",
-            valueName: "endpoints"))
-    var etcd: String?
+    @OptionGroup var etcd: EtcdOptions
 
     @Option(help: "Fleet mode: this host's name in the region document's sources.")
     var host: String?
 
-    @Option(name: .customLong("etcd-cacert"), help: ArgumentHelp("The CA of the etcd members' certificates.", valueName: "file"))
-    var etcdCACert: String?
-
-    @Option(name: .customLong("etcd-cert"), help: ArgumentHelp("This agent's client certificate for etcd.", valueName: "file"))
-    var etcdCert: String?
-
-    @Option(name: .customLong("etcd-key"), help: ArgumentHelp("The key of --etcd-cert.", valueName: "file"))
-    var etcdKey: String?
-
     func validate() throws {
-        if etcd != nil {
+        if etcd.etcd != nil {
             guard let host else { throw ValidationError("--etcd needs --host NAME (this host's name in the region document)") }
             if let problem = HostName.problem(host) { throw ValidationError("--host: '\(host)' \(problem)") }
-        } else if host != nil || etcdCACert != nil || etcdCert != nil || etcdKey != nil {
-            throw ValidationError("--host and --etcd-cacert/--etcd-cert/--etcd-key need --etcd")
+        } else if host != nil {
+            throw ValidationError("--host needs --etcd")
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcdClient
+import EtcdCommandLine
 import Foundation
 import Logging
 import MirrorFleet
@@ -14,17 +15,8 @@ struct MirrorControllerCommand: AsyncParsableCommand {
         commandName: "mirror-controller",
         abstract: "Render the region document in etcd into each host's document (one elected writer).")
 
-    @Option(name: .customLong("etcd"), help: ArgumentHelp("etcd endpoints, comma-separated https://HOST:PORT.", valueName: "endpoints"))
-    var etcd: String
-
-    @Option(name: .customLong("etcd-cacert"), help: ArgumentHelp("The CA of the etcd members' certificates.", valueName: "file"))
-    var etcdCACert: String?
-
-    @Option(name: .customLong("etcd-cert"), help: ArgumentHelp("This controller's client certificate.", valueName: "file"))
-    var etcdCert: String?
-
-    @Option(name: .customLong("etcd-key"), help: ArgumentHelp("The key of --etcd-cert.", valueName: "file"))
-    var etcdKey: String?
+    /// `--etcd` is required here: the region and the hosts' documents live there.
+    @OptionGroup var etcd: EtcdOptions
 
     @Option(name: .customLong("lease-ttl"), help: "Seconds without this controller before another takes over (2-60).")
     var leaseTTL: Int64 = 5
@@ -36,6 +28,7 @@ struct MirrorControllerCommand: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func validate() throws {
+        guard etcd.etcd != nil else { throw ValidationError("--etcd ENDPOINTS is required") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
@@ -53,14 +46,14 @@ struct MirrorControllerCommand: AsyncParsableCommand {
         FleetController.tuneAllocator()
         let client: EtcdClient
         do {
-            let config = try EtcdConfiguration.parse(endpoints: etcd, cacert: etcdCACert, cert: etcdCert, key: etcdKey)
+            guard let config = try etcd.configuration() else { throw ExitCode(2) }
             client = try EtcdClient(config, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("mirror-controller: \(error)\n".utf8))
             throw ExitCode(2)
         }
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
-        logger.info("starting", metadata: ["id": "\(name)", "etcd": "\(etcd)", "leaseTTL": "\(leaseTTL)"])
+        logger.info("starting", metadata: ["id": "\(name)", "etcd": "\(etcd.etcd ?? "")", "leaseTTL": "\(leaseTTL)"])
         let controller = FleetController(etcd: client, id: name, leaseTTL: leaseTTL, logger: logger)
         let group = ServiceGroup(
             configuration: .init(

@@ -43,9 +43,11 @@ import Testing
 
         static func packet(_ captures: UInt32, _ n: Int, bytes: Int = 60) -> CapturedPacket {
             CapturedPacket(
-                captures: captures, timestampNs: UInt64(1_796_515_200_000_000_000 + n), source: "vm1", interface: "tap-vm1",
-                direction: n % 2 == 0 ? .inbound : .outbound, session: "s1", filter: "f1", rulePriority: 1, length: bytes + 100,
-                data: [UInt8](repeating: UInt8(n & 0xff), count: bytes))
+                captures: captures,
+                packet: CapturePacket(
+                    timestampNs: UInt64(1_796_515_200_000_000_000 + n), source: "vm1", interface: "tap-vm1",
+                    direction: n % 2 == 0 ? .inbound : .outbound, session: "s1", filter: "f1", rulePriority: 1, length: bytes + 100,
+                    data: [UInt8](repeating: UInt8(n & 0xff), count: bytes)))
         }
     }
 

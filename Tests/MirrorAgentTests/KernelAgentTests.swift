@@ -2,6 +2,7 @@ import Foundation
 import MirrorAPI
 import MirrorAgent
 import MirrorCore
+import MirrorDatapath
 import MirrorTestSupport
 import Testing
 
@@ -396,16 +397,16 @@ struct KernelAgentTests {
 
         // Stage 2's link unpinned: its last reference, so the program leaves the hook.
         let index = try #require(Int(try ns.ip("-o", "link", "show", "mirror0").prefix(while: { $0 != ":" })))
-        let pin = dir.path + "/bpffs/links/tcx-\(index)-egress"
+        let pin = dir.path + "/bpffs/\(MapLayout.directoryName(MapLayout.compiled))/links/tcx-\(index)-egress"
         if FileManager.default.fileExists(atPath: pin) {
             try FileManager.default.removeItem(atPath: pin)
             #expect(Self.waitUntil(3) { Self.status(client)?.repairs?["encap_program"] == 1 }, "\(agent.logText)")
             #expect(Self.waitUntil(2) { stageTwo() == 1 })
         }
         // A map's pin removed: pinned again, so that the next agent adopts the same map.
-        try FileManager.default.removeItem(atPath: dir.path + "/bpffs/mirror_policy")
+        try FileManager.default.removeItem(atPath: dir.path + "/bpffs/\(MapLayout.directoryName(MapLayout.compiled))/mirror_policy")
         #expect(Self.waitUntil(3) { Self.status(client)?.repairs?["pins"] == 1 }, "\(agent.logText)")
-        #expect(FileManager.default.fileExists(atPath: dir.path + "/bpffs/mirror_policy"))
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/bpffs/\(MapLayout.directoryName(MapLayout.compiled))/mirror_policy"))
         #expect(Self.status(client)?.sources.first { $0.id == "vm1" }?.state == .attached)
         let metrics = try ns.exec("curl", "-sS", "--max-time", "5", "http://127.0.0.1:9469/metrics")
         #expect(metrics.contains(#"mirror_agent_repairs_total{what="mirror_device"} 1"#), "\(metrics.prefix(300))")
@@ -431,6 +432,7 @@ struct KernelAgentTests {
         #expect((try? ns.ip("link", "show", "mirror0")) == nil, "mirror0 was made: \(agent.logText)")
         #expect((try? ns.ip("link", "show", "mirseg0")) == nil)
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/bpffs/mirror_active"))
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/bpffs/\(MapLayout.directoryName(MapLayout.compiled))"))
         // The socket it had bound before reading its state is gone with it.
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/agent.sock"))
     }

@@ -104,6 +104,7 @@ struct MetricFamilyTests {
             x.truncatedPacketLength = b + 6; x.truncatedMTU = b + 7
             x.droppedSessionGone = b + 8; x.droppedNoTarget = b + 9; x.droppedTruncate = b + 10; x.droppedEncapsulation = b + 11
             x.segmented = b + 12; x.truncatedGSO = b + 13; x.droppedNoRoute = b + 14
+            x.droppedNeighborUnresolved = b + 15; x.copiesSentDevice = b + 16
             c.sessions.append(x)
         }
         c.rules = .init(table: image.rules, hits: Array(1...UInt64(4 * Int(MAX_RULES_PER_DIRECTION))))

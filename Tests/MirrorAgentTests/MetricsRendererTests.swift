@@ -53,12 +53,15 @@ struct MetricsRendererTests {
             # HELP mirror_session_bytes_total Bytes of the packets accepted by a rule of the session, on all its sources and directions (whole frames, before truncation).
             # TYPE mirror_session_bytes_total counter
             mirror_session_bytes_total{session="s1"} 1100
-            # HELP mirror_copies_sent_total Copies encapsulated and sent toward their collector.
+            # HELP mirror_copies_sent_total Copies encapsulated by the datapath and put on the underlay toward their collector (copies handed to the VXLAN device are in mirror_copies_sent_device_total instead).
             # TYPE mirror_copies_sent_total counter
             mirror_copies_sent_total{session="s1"} 10
-            # HELP mirror_copies_sent_direct_total Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (every non-GSO copy to a collector with a route); the rest went through the VXLAN device.
+            # HELP mirror_copies_sent_direct_total Of mirror_copies_sent_total: encapsulated by the datapath itself and sent straight to the underlay (all of them since copies handed to the VXLAN device are counted apart).
             # TYPE mirror_copies_sent_direct_total counter
             mirror_copies_sent_direct_total{session="s1"} 0
+            # HELP mirror_copies_sent_device_total Vxlan copies handed to the VXLAN device (mirror0) because the collector's route is not out of an Ethernet device (or was not looked up yet); not in mirror_copies_sent_total: the device routes and resolves them afterwards and may drop them (see its tx_dropped).
+            # TYPE mirror_copies_sent_device_total counter
+            mirror_copies_sent_device_total{session="s1"} 0
             # HELP mirror_copies_sent_bytes_total Inner frame bytes of the copies sent, after truncation.
             # TYPE mirror_copies_sent_bytes_total counter
             mirror_copies_sent_bytes_total{session="s1"} 900
@@ -545,6 +548,7 @@ struct MetricsRendererTests {
             "mirror_source_packets_established_total": ["source", "direction"],
             "mirror_segmenter_foreign_frames_dropped_total": [],
             "mirror_copies_skipped_total": ["session", "reason"],
+            "mirror_copies_sent_device_total": ["session"],
         ]
         #expect(Set(frozen.keys) == Set(MetricFamily.all.compactMap(\.continuity?.identity)))
         for (identity, labels) in frozen {
@@ -582,6 +586,7 @@ struct MetricsRendererTests {
                 "mirror_source_packets_established_total": "established",
                 "mirror_segmenter_foreign_frames_dropped_total": "segmenter_not_copy",
                 "mirror_copies_skipped_total": "skipped/",
+                "mirror_copies_sent_device_total": "sent_device",
             ])
     }
 

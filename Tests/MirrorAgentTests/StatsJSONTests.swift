@@ -14,7 +14,7 @@ struct StatsJSONTests {
             session: "s\"1\\/é", packets: 11, bytes: 1100, copiesSent: 10, copiesSentBytes: 900,
             truncated: ["mtu": 2, "packet_length": 1],
             dropped: ["session_gone": 0, "no_target": 3, "truncate_failed": 4, "encapsulation_failed": 5])
-        s1.copiesSentDirect = 7; s1.copiesSegmented = 8; s1.copiesTruncatedGSO = 9
+        s1.copiesSentDirect = 7; s1.copiesSegmented = 8; s1.copiesTruncatedGSO = 9; s1.copiesSentDevice = 10
         let s2 = SessionStats(session: "s2\n\t\u{1}")
         let rules = (0..<300).map {
             RuleStats(

@@ -125,6 +125,23 @@ import Testing
         ])
         #expect(bySource.needs_ports == 1)
         #expect((bySource.src_port_lo, bySource.src_port_hi, bySource.dst_port_lo, bySource.dst_port_hi) == (80, 443, 0, 65535))
+
+        // Issue 20: rules that differ by address or protocol bound those too, per
+        // family; IPv6 by the first 64 bits of the address.
+        func cidr(_ a: String, _ n: Int) -> CIDR { CIDR(address: IPAddress(a)!, prefixLength: n) }
+        let byAddress = try policy(
+            (1...9).map { Rule(priority: $0, action: .accept, ethertype: .ipv4, protocol: .udp, source: cidr("198.18.0.\($0)", 32)) }
+                + [Rule(priority: 10, action: .reject, ethertype: .ipv6, protocol: .tcp, destination: cidr("2001:db8:ff::", 48))])
+        #expect(byAddress.families == UInt8(MIRROR_POLICY_IPV4 | MIRROR_POLICY_IPV6))
+        #expect((byAddress.protocol_lo, byAddress.protocol_hi) == (6, 17))
+        #expect((byAddress.v4_src_lo, byAddress.v4_src_hi) == (0xC612_0001, 0xC612_0009))
+        #expect((byAddress.v4_dst_lo, byAddress.v4_dst_hi) == (0, 0xFFFF_FFFF))
+        #expect((byAddress.v6_src_lo, byAddress.v6_src_hi) == (0, UInt64.max))
+        #expect((byAddress.v6_dst_lo, byAddress.v6_dst_hi) == (0x2001_0DB8_00FF_0000, 0x2001_0DB8_00FF_FFFF))
+        let v4Only = try policy([Rule(priority: 1, action: .accept, ethertype: .ipv4, destination: cidr("198.19.7.0", 24))])
+        #expect(v4Only.families == UInt8(MIRROR_POLICY_IPV4))
+        #expect((v4Only.protocol_lo, v4Only.protocol_hi) == (0, UInt16(MIRROR_PROTO_UNKNOWN)))
+        #expect((v4Only.v4_dst_lo, v4Only.v4_dst_hi) == (0xC613_0700, 0xC613_07FF))
     }
 
     @Test func targetsCarryBackendsAndTheMTULimit() throws {

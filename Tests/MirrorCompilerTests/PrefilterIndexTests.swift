@@ -32,8 +32,11 @@ import Testing
                 interfaceIndex: { byName[$0] }))
     }
 
-    @Test func bucketIsOneCacheLine() {
-        #expect(MemoryLayout<mirror_prefilter_bucket>.size == 64)
+    /// A source reads the bucket's 16-byte head and one 32-byte entry (ports,
+    /// protocol and IPv4 bounds): at most two cache lines of the 144.
+    @Test func anEntryIsHalfACacheLine() {
+        #expect(MemoryLayout<mirror_prefilter>.size == 32)
+        #expect(MemoryLayout<mirror_prefilter_bucket>.size == 16 + 4 * 32)
         #expect(Int(MIRROR_PREFILTER_ENTRIES) == Int(MIRROR_GENERATION_SLOTS) * PrefilterIndex.bucketCount)
         #expect(PrefilterIndex.bucketCount & (PrefilterIndex.bucketCount - 1) == 0)
     }

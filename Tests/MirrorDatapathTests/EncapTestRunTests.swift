@@ -24,11 +24,11 @@ extension KernelTests {
 
         /// Applies one session at `collector` with `encapsulation` on `dp` (both
         /// objects, unpinned: loading them is most of the time, so one per test),
-        /// writes the collector's template in `state` and runs stage 2 `times` times.
+        /// writes the collector's template in `state` (nil: none) and runs stage 2 `times` times.
         /// The counters are the session's since the first run.
         func run(
             _ dp: BPFDatapath, _ encapsulation: Encapsulation, _ collector: IPAddress,
-            state: EncapTemplate.State = .resolved, times: Int = 1, frame: [UInt8] = inner
+            state: EncapTemplate.State? = .resolved, times: Int = 1, frame: [UInt8] = inner
         ) throws -> (results: [(retval: UInt32, frame: [UInt8])], counters: BPFDatapath.EncapCounters) {
             let doc = Document(
                 filters: [Filter(id: "f", inbound: [Rule(priority: 1, action: .accept, ethertype: .ipv4)])],
@@ -38,11 +38,14 @@ extension KernelTests {
             let slots = try SlotAssignment.assign(document: doc)
             try dp.apply(try Compiler.compile(.init(document: doc, slots: slots, interfaceIndex: { _ in 100 })))
             let v6 = collector.ethertype == .ipv6
-            try dp.setEncapTemplates([
-                EncapTemplate(
-                    collector: collector.bytes, source: (v6 ? Self.source6 : Self.source4).bytes, nextHop: collector.bytes,
-                    sourceMAC: Self.hostMAC, nextHopMAC: Self.nextHopMAC, ifindex: 1, state: state)
-            ])
+            try dp.setEncapTemplates(
+                state.map {
+                    [
+                        EncapTemplate(
+                            collector: collector.bytes, source: (v6 ? Self.source6 : Self.source4).bytes, nextHop: collector.bytes,
+                            sourceMAC: Self.hostMAC, nextHopMAC: $0 == .resolved ? Self.nextHopMAC : [], ifindex: 1, state: $0)
+                    ]
+                } ?? [])
             let sessionSlot = slots.sessions["x"]!
             try dp.clearCounters(sessionSlots: [sessionSlot], sourceSlots: [])
             let slot = try dp.activeGeneration().slot
@@ -114,7 +117,7 @@ extension KernelTests {
                 checkTunnel(f, at: 34, kind, sequence: firstSequence + UInt32(n))
                 #expect(Array(f[50...]) == Self.inner, "the inner frame, whole and unchanged")
             }
-            #expect(counters.sent == 2 && counters.sentDirect == 2 && counters.droppedNoRoute == 0)
+            #expect(counters.sent == 2 && counters.sentDirect == 2 && counters.sentDevice == 0 && counters.droppedNoRoute == 0)
         }
 
         func checkIPv6(_ dp: BPFDatapath, _ kind: Encapsulation) throws {
@@ -151,16 +154,32 @@ extension KernelTests {
             }
         }
 
-        @Test func unresolvedNextHopsLeaveDirectlyAndCollectorsWithoutARouteAreNeverCountedAsSent() throws {
+        /// SPEC §11: a copy is on the wire or counted under a drop reason. An unresolved
+        /// next hop or no route: dropped and counted, never sent (nor queued for the
+        /// kernel to drop unseen). No template: only vxlan goes to the VXLAN device,
+        /// counted as sent_device, not as sent.
+        @Test func copiesThatCannotLeaveAreDroppedByReasonAndDeviceCopiesAreCountedApart() throws {
             let dp = try BPFDatapath(pinDirectory: nil)
             defer { dp.close() }
-            let (resolving, counters) = try run(dp, .geneve, Self.collector6, state: .unresolved)
-            #expect(resolving[0].retval == Self.redirect)
-            #expect(counters.sent == 1 && counters.sentDirect == 1 && counters.sentResolving == 1)
             for kind in Encapsulation.allCases {
+                for collector in [Self.collector4, Self.collector6] {
+                    let (results, counters) = try run(dp, kind, collector, state: .unresolved, times: 3)
+                    #expect(results.allSatisfy { $0.retval == Self.shot }, "\(kind) \(collector)")
+                    #expect(
+                        counters.sent == 0 && counters.sentDevice == 0 && counters.droppedNeighborUnresolved == 3
+                            && counters.droppedNoRoute == 0, "\(kind) \(collector)")
+                }
                 let (results, counters) = try run(dp, kind, Self.collector4, state: .noRoute, times: 3)
                 #expect(results.allSatisfy { $0.retval == Self.shot }, "\(kind)")
-                #expect(counters.sent == 0 && counters.droppedNoRoute == 3, "\(kind)")
+                #expect(counters.sent == 0 && counters.droppedNoRoute == 3 && counters.droppedNeighborUnresolved == 0, "\(kind)")
+                let (none, noTemplate) = try run(dp, kind, Self.collector4, state: nil, times: 2)
+                if kind == .vxlan {
+                    #expect(none.allSatisfy { $0.retval == 0 }, "vxlan without a template: to the VXLAN device (TC_ACT_OK)")
+                    #expect(noTemplate.sent == 0 && noTemplate.sentDirect == 0 && noTemplate.sentDevice == 2)
+                } else {
+                    #expect(none.allSatisfy { $0.retval == Self.shot }, "\(kind) has no device to fall back on")
+                    #expect(noTemplate.sent == 0 && noTemplate.sentDevice == 0 && noTemplate.droppedNoRoute == 2, "\(kind)")
+                }
             }
         }
     }

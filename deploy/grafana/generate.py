@@ -79,6 +79,10 @@ ts("Collectors down", "Collectors whose health check failed (mirror_target_backe
    [(f'sum by (target, backend) (1 - mirror_target_backend_up{{{SEL}}}) > 0', "{{target}} {{backend}}")], "short")
 ts("Copies dropped: no healthy collector", "Copies of targets with no healthy collector (target_unhealthy).",
    [(f'sum by (session) (rate(mirror_copies_dropped_total{{{SEL}, reason="target_unhealthy"}}[$__rate_interval]))', "{{session}}")], "pps")
+ts("Copies dropped: collector unreachable", "Copies whose collector has no route (no_route) or whose next hop does not answer ARP/ND (neighbor_unresolved): nothing could leave, so they are dropped and counted, never sent.",
+   [(f'sum by (session, reason) (rate(mirror_copies_dropped_total{{{SEL}, reason=~"no_route|neighbor_unresolved"}}[$__rate_interval]))', "{{session}} {{reason}}")], "pps")
+ts("Copies handed to the VXLAN device", "Vxlan copies to collectors whose route is not out of an Ethernet device, handed to mirror0 (not in the copies sent: the device may still drop them; see its tx_dropped).",
+   [(f'sum by (session) (rate(mirror_copies_sent_device_total{{{SEL}}}[$__rate_interval]))', "{{session}}")], "pps")
 end_rowset()
 row("Sources and security")
 ts("Sources by state", "attached: programs on the interface; pending: no such interface on the host yet.",

@@ -17,6 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: limits.sh OUT.jsonl}
 CYCLES=${LIMITS_CYCLES:-80}
+# Frame size (Ethernet header to the end of UDP, no FCS): 64 as throughput.sh's
+# small frames; LIMITS_FRAME_BYTES=1400 tries the other end (more bits per copy).
+FRAME_BYTES=${LIMITS_FRAME_BYTES:-64}
+[ "$FRAME_BYTES" -ge 60 ] && [ "$FRAME_BYTES" -le 1500 ] || { echo "limits.sh: LIMITS_FRAME_BYTES must be 60-1500" >&2; exit 2; }
 SECONDS_PER_SAMPLE=${LIMITS_SECONDS:-0.4}
 source scripts/lib/topology.sh
 source scripts/lib/agent.sh
@@ -29,7 +33,7 @@ cat > "$TOPO_DIR/trafgen.cfg" <<CFG
   eth(da=$tap_mac, sa=$vm_mac, type=0x0800),
   ipv4(saddr=$VM_IP, daddr=$PEER_IP, ttl=64, proto=17),
   udp(sport=dinc(10000, 10999), dport=5001),
-  fill(0x00, 18)
+  fill(0x00, $((FRAME_BYTES - 42)))
 }
 CFG
 in_ns "$NS_PEER" nft -f - <<NFT
@@ -84,10 +88,11 @@ for ((c = 1; c <= CYCLES; c++)); do
     ctl apply -f "$TOPO_DIR/$m.json" >/dev/null
     sleep 0.2
     read -r pps copies < <(sample)
-    echo "{\"phase\": \"session\", \"mode\": \"$m\", \"cycle\": $c, \"pps\": $pps, \"copies\": $copies}" | tee -a "$out" >&2
+    echo "{\"phase\": \"session\", \"frame_bytes\": $FRAME_BYTES, \"mode\": \"$m\", \"cycle\": $c, \"pps\": $pps, \"copies\": $copies}" | tee -a "$out" >&2
   done
 done
-kill -INT "$sender" 2>/dev/null || true; wait "$sender" 2>/dev/null || true
+# $sender is the shell of in_ns; the INT must reach timeout (and so trafgen) itself.
+pkill -INT -f "trafgen --dev eth0 --conf $TOPO_DIR/trafgen.cfg" 2>/dev/null || true; wait "$sender" 2>/dev/null || true
 agent_stop; agent_cleanup || true
 
 python3 - "$out" <<'PY'

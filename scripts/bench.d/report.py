@@ -4,7 +4,7 @@
 A part that did not run this time keeps its previous numbers (so `scripts/bench
 classifier` does not erase the throughput table); each part says when it was measured.
 """
-import argparse, datetime, json, os, platform, statistics, subprocess
+import argparse, datetime, json, os, platform, random, statistics, subprocess
 
 
 def load(path, default):
@@ -440,7 +440,9 @@ def main():
         # per cycle, the ratio of forwarded pps and of copies a second; their medians.
         with open(lim_path) as f:
             rows = [json.loads(l) for l in f if l.strip()]
-        out = {}
+        # One entry per frame size: "session" for 64-byte frames, "session_1400_bytes"
+        # for LIMITS_FRAME_BYTES=1400; a run replaces only its own entry.
+        out = dict(res.get("limits_never_triggering") or {})
         for phase, other in (("session", "limits"),):
             cycles = {}
             for r in rows:
@@ -448,13 +450,24 @@ def main():
                     cycles.setdefault(r["cycle"], {})[r["mode"]] = r
             pairs = [c for c in cycles.values() if other in c and "none" in c and c["none"]["pps"] and c["none"]["copies"]]
             if pairs:
+                frame = int(rows[0].get("frame_bytes") or os.environ.get("LIMITS_FRAME_BYTES") or 64)
                 pps = [c[other]["pps"] / c["none"]["pps"] for c in pairs]
                 copies = [c[other]["copies"] / c["none"]["copies"] for c in pairs]
-                out[phase] = dict(cycles=len(pairs), pps_ratio_median=statistics.median(pps), pps_ratio_min=min(pps),
-                                  pps_ratio_max=max(pps), copies_ratio_median=statistics.median(copies),
-                                  none_pps_median=statistics.median(c["none"]["pps"] for c in pairs))
+                # A bootstrap 95 % interval of the median ratio (seeded: the same
+                # samples give the same interval).
+                rng = random.Random(1)
+                boot = sorted(statistics.median(rng.choices(pps, k=len(pps))) for _ in range(2000))
+                out[phase if frame == 64 else f"{phase}_{frame}_bytes"] = dict(
+                    frame_bytes=frame, cycles=len(pairs), pps_ratio_median=statistics.median(pps),
+                    pps_ratio_ci95=[boot[50], boot[1949]], pps_ratio_min=min(pps), pps_ratio_max=max(pps),
+                    copies_ratio_median=statistics.median(copies),
+                    none_pps_median=statistics.median(c["none"]["pps"] for c in pairs))
         res["limits_never_triggering"] = out
         res["measured_at"]["limits"] = now
+    cs = load(os.path.join(a.work, "cold-start.json"), None)
+    if cs is not None:
+        res["cold_start"] = cs
+        res["measured_at"]["cold_start"] = now
     fl = load(os.path.join(a.work, "fleet.json"), None)
     if fl is not None:
         # scripts/bench.d/fleet.sh: mirror-bench fleet on a real etcd cluster.
@@ -467,18 +480,32 @@ def main():
 
     md = ["# Benchmark results", "",
           f"Machine: {res['machine']['cores']} cores, kernel {res['machine']['kernel']}. "
-          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile|limits|fleet`. "
+          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile|limits|cold-start|fleet`. "
           f"Last written by `{a.command}`; each part's time in results.json (`measured_at`).", ""]
     if res.get("limits_never_triggering"):
         md += ["## Limits that never trigger (SPEC §10), mirrored path", "",
                "Every packet mirrored; per cycle the pps forwarded with the limit over the pps without it, "
                "alternated under one sender (`scripts/bench limits`).", "",
-               "| what | cycles | forwarded pps ratio (median, min-max) | copies ratio | none pps |", "|---|---|---|---|---|"]
-        names = dict(session="session rateLimit (pps 10^9, bps 10^12) + sampleOneIn 1")
+               "| what | frame bytes | cycles | forwarded pps ratio: median (95 % CI; min-max) | copies ratio | none pps |",
+               "|---|---|---|---|---|---|"]
         for k, v in res["limits_never_triggering"].items():
-            md.append(f"| {names.get(k, k)} | {v['cycles']} | {v['pps_ratio_median']:.4f} ({v['pps_ratio_min']:.4f}-"
-                      f"{v['pps_ratio_max']:.4f}) | {v['copies_ratio_median']:.4f} | {v['none_pps_median']:.0f} |")
+            ci = v.get("pps_ratio_ci95")
+            ci_text = f"{ci[0]:.4f}-{ci[1]:.4f}; " if ci else ""
+            md.append(f"| session rateLimit (pps 10^9, bps 10^12) + sampleOneIn 1 | {v.get('frame_bytes', 64)} | {v['cycles']} | "
+                      f"{v['pps_ratio_median']:.4f} ({ci_text}{v['pps_ratio_min']:.4f}-{v['pps_ratio_max']:.4f}) | "
+                      f"{v['copies_ratio_median']:.4f} | {v['none_pps_median']:.0f} |")
         md.append("")
+    if res.get("cold_start"):
+        cs = res["cold_start"]
+        md += ["## Cold start (issue 18)", "",
+               "Exec of mirror-agent to the first copy at the collector: the state directory holds an applied "
+               "document, the bpffs is empty, nothing of ours is in the kernel, the VM's traffic flows "
+               f"(`scripts/bench cold-start`, {cs['runs']} runs of each, alternated; goal {cs['goal_ms']} ms).", "",
+               "| agent | median (ms) | runs (ms) |", "|---|---|---|",
+               f"| as it is (TC programs verified at once, test programs after the first apply) | "
+               f"{cs['cold_ms_median']:.0f} | {', '.join(f'{x:.0f}' for x in cs['cold_ms'])} |",
+               f"| baseline: every program verified one after the other | {cs['serial_load_ms_median']:.0f} | "
+               f"{', '.join(f'{x:.0f}' for x in cs['serial_load_ms'])} |", ""]
     if "classifier_ns" in res:
         md += ["## Classifier (BPF_PROG_TEST_RUN, ns per packet)", "", "| policy | ns/packet |", "|---|---|"]
         md += [f"| {k} | {v:.1f} |" for k, v in res["classifier_ns"].items() if isinstance(v, (int, float))]

@@ -56,6 +56,10 @@ TCP_OVERHEAD=1.5
 AGENT_OVERHEAD=12   # the agent's one start and its cleanup at the end
 ALT_CYCLES=${BENCH_ALT_CYCLES:-$q_alt}
 ALT_SECONDS=${BENCH_ALT_SECONDS:-0.5}
+# The alternating phase's rules and frames: `port` on `paged` as in every earlier
+# run; BENCH_ALT_SHAPE / BENCH_ALT_LAYOUT try another cell the same way.
+ALT_SHAPE=${BENCH_ALT_SHAPE:-port}
+ALT_LAYOUT=${BENCH_ALT_LAYOUT:-paged}
 BREAKDOWN_CYCLES=${BENCH_BREAKDOWN_CYCLES:-$q_brk}
 BREAKDOWN_SECONDS=${BENCH_BREAKDOWN_SECONDS:-0.3}
 PROFILE_CYCLES=${BENCH_PROFILE_CYCLES:-$q_prof}
@@ -412,11 +416,11 @@ switch_off() {
 # attaches it (its own tcx links), an apply of an empty document detaches it.
 alternating_phase() {
   agent_start || return 1
-  agent_doc port 30 0 > "$TOPO_DIR/agent-policy.json"
+  agent_doc "$ALT_SHAPE" 30 0 > "$TOPO_DIR/agent-policy.json"
   echo '{}' > "$TOPO_DIR/empty.json"
   local budget
   budget=$(python3 -c "print(int($ALT_CYCLES * 3 * ($ALT_SECONDS + 0.4) + 30))")
-  sender_start paged 64 ipv4 "$budget"; sleep 1
+  sender_start "$ALT_LAYOUT" 64 "$([ "$ALT_SHAPE" = ipv6 ] && echo ipv6 || echo ipv4)" "$budget"; sleep 1
   local modes=(none agent tcxhook) c i m pps ok=1
   # Called in an `||` list, so errexit is off here: a switch that fails ends the
   # phase rather than recording a sample of the wrong mode.
@@ -428,7 +432,7 @@ alternating_phase() {
       echo "$ALT_SECONDS" >&"${SAMPLER[1]}"
       read -r pps <&"${SAMPLER[0]}"
       switch_off "$m" || { ok=0; break; }
-      echo "{\"phase\": \"alternating\", \"mode\": \"$m\", \"cycle\": $c, \"seconds\": $ALT_SECONDS, \"pps\": $pps}" >> "$out"
+      echo "{\"phase\": \"alternating\", \"layout\": \"$ALT_LAYOUT\", \"rules_shape\": \"$ALT_SHAPE\", \"mode\": \"$m\", \"cycle\": $c, \"seconds\": $ALT_SECONDS, \"pps\": $pps}" >> "$out"
     done
   done
   phase_end

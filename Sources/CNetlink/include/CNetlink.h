@@ -61,6 +61,34 @@ typedef struct {
 /// of an Ethernet device (-ENETUNREACH and the like: no route at all).
 int cnl_encap_path_lookup(cnl_context *ctx, int family, const uint8_t *dst, cnl_encap_path *out);
 
+/// The NDA_PROTOCOL the agent tags the neighbour entries it creates with (iproute2
+/// shows it as `proto 236`): only entries with it are ever removed by the agent.
+#define CNL_NEIGH_PROTOCOL 236
+
+/// A managed neighbour entry (NTF_EXT_MANAGED, Linux >= 5.16) for `addr` (4 or 16
+/// bytes by `family`) on `ifindex`, tagged CNL_NEIGH_PROTOCOL: the kernel resolves it
+/// and re-probes it by itself (every interval_probe_time_ms), with no traffic needed.
+/// Creates it, or makes an existing learned entry managed and ours (its state and
+/// MAC are kept). Leaves alone permanent, noarp, externally learned and other
+/// owners' managed entries. 2 when it was made (or made ours) now, 1 when it was
+/// ours already, 0 when left alone.
+int cnl_neigh_ensure_managed(cnl_context *ctx, int family, int ifindex, const uint8_t *addr);
+
+/// Deletes the entry for `addr` on `ifindex` when it carries CNL_NEIGH_PROTOCOL:
+/// 1 deleted, 0 absent or someone else's.
+int cnl_neigh_delete_own(cnl_context *ctx, int family, int ifindex, const uint8_t *addr);
+
+/// One neighbour entry tagged CNL_NEIGH_PROTOCOL (cnl_neigh_list_own).
+typedef struct {
+    int family;
+    int ifindex;
+    uint8_t addr[16];
+} cnl_neigh_key;
+
+/// Fills up to `max` entries tagged CNL_NEIGH_PROTOCOL (both families) and returns
+/// how many there are (may exceed `max`), or a negative errno.
+int cnl_neigh_list_own(cnl_context *ctx, cnl_neigh_key *out, int max);
+
 /// How many tc filters (anyone's) sit on the clsact qdisc of ifindex, ingress and
 /// egress together; -EINVAL or -ENOENT style errors when there is no such qdisc.
 int cnl_clsact_filter_count(cnl_context *ctx, int ifindex);

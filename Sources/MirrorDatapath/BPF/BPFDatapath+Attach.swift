@@ -113,6 +113,7 @@ extension BPFDatapath {
         // A tcx link of ours from an earlier run in tcx mode goes, now that the filter runs.
         if let fd = heldLinks.removeValue(forKey: LinkKey(ifindex: ifindex, hook: hook)) { Glibc.close(fd) }
         if let path = linkPin(ifindex: ifindex, hook: hook) { unlink(path) }
+        for path in formerLinkPins(ifindex: ifindex, hook: hook) { unlink(path) }
         return Attachment(interface: label, ifindex: ifindex, hook: hook, createdHook: created, programID: id, mode: .clsact)
     }
 
@@ -131,21 +132,30 @@ extension BPFDatapath {
         return id
     }
 
+    /// Where a former layout's agent pinned the tcx link of (ifindex, hook).
+    func formerLinkPins(ifindex: Int32, hook: TCHook) -> [String] {
+        formerPinDirectories.map { "\($0)/links/tcx-\(ifindex)-\(hook.rawValue)" }
+    }
+
     /// The tcx link of ours on (ifindex, hook), as an fd the caller closes, when it is
     /// there and live (its device is still this ifindex). Stale pins are removed.
-    private func ourLink(ifindex: Int32, hook: TCHook) -> (fd: Int32, programID: UInt32)? {
+    /// Looked for under our pin directory, then under the former layouts' ones
+    /// (`formerPin`: where it was found there, for the caller to adopt it).
+    private func ourLink(ifindex: Int32, hook: TCHook) -> (fd: Int32, programID: UInt32, formerPin: String?)? {
         if let fd = heldLinks[LinkKey(ifindex: ifindex, hook: hook)] {
             let dup = Glibc.dup(fd)
-            return dup < 0 ? nil : (dup, Self.tcxLinkInfo(dup)?.programID ?? 0)
+            return dup < 0 ? nil : (dup, Self.tcxLinkInfo(dup)?.programID ?? 0, nil)
         }
         guard let path = linkPin(ifindex: ifindex, hook: hook) else { return nil }
-        let fd = clibbpf_obj_get(path)
-        guard fd >= 0 else { return nil }
-        if let info = Self.tcxLinkInfo(fd), info.ifindex == UInt32(ifindex), info.egress == (hook == .egress) {
-            return (fd, info.programID)
+        for candidate in [path] + formerLinkPins(ifindex: ifindex, hook: hook) {
+            let fd = clibbpf_obj_get(candidate)
+            guard fd >= 0 else { continue }
+            if let info = Self.tcxLinkInfo(fd), info.ifindex == UInt32(ifindex), info.egress == (hook == .egress) {
+                return (fd, info.programID, candidate == path ? nil : candidate)
+            }
+            Glibc.close(fd)
+            unlink(candidate)  // defunct (its device is gone) or not ours: it must not shadow a new link
         }
-        Glibc.close(fd)
-        unlink(path)  // defunct (its device is gone) or not ours: it must not shadow a new link
         return nil
     }
 
@@ -160,12 +170,19 @@ extension BPFDatapath {
         newLink: Bool
     ) throws(DatapathError) -> Attachment {
         let wanted = programID(ofFD: fd)
-        if let (link, current) = ourLink(ifindex: ifindex, hook: hook) {
+        if let (link, current, formerPin) = ourLink(ifindex: ifindex, hook: hook) {
             defer { Glibc.close(link) }
             if current != wanted {
                 // A restarted (or upgraded) agent: the same link runs the new program from the next packet on.
                 let rc = clibbpf_link_update(link, fd)
                 if rc != 0 { throw DatapathError("update tcx \(hook.rawValue) link on \(label)", errno: -rc) }
+            }
+            // Another layout's link (a rolling upgrade or downgrade): it runs our program
+            // now (BPF_LINK_UPDATE, atomic: no packet between two programs or none), and
+            // is pinned under our directory before its old pin goes.
+            if let formerPin, let path = linkPin(ifindex: ifindex, hook: hook) {
+                try pinLink(link, at: path, label: label, hook: hook)
+                unlink(formerPin)
             }
             return Attachment(interface: label, ifindex: ifindex, hook: hook, createdHook: false, programID: wanted, mode: .tcx)
         }
@@ -174,13 +191,8 @@ extension BPFDatapath {
         if link < 0 { throw DatapathError("attach tcx \(hook.rawValue) on \(label)", errno: -link) }
         if let path = linkPin(ifindex: ifindex, hook: hook) {
             defer { Glibc.close(link) }
-            let dir = (path as NSString).deletingLastPathComponent
-            if mkdir(dir, 0o700) != 0 && Glibc.errno != EEXIST {
-                throw DatapathError("create \(dir)", errno: Glibc.errno)
-            }
-            let rc = clibbpf_obj_pin(link, path)
             // Unpinned, the link would detach when this function closes it: say so instead.
-            if rc != 0 { throw DatapathError("pin tcx \(hook.rawValue) link of \(label) at \(path)", errno: -rc) }
+            try pinLink(link, at: path, label: label, hook: hook)
         } else {
             heldLinks[LinkKey(ifindex: ifindex, hook: hook)] = link
         }
@@ -191,6 +203,15 @@ extension BPFDatapath {
         return Attachment(
             interface: label, ifindex: ifindex, hook: hook, createdHook: false, programID: wanted, mode: .tcx,
             createdLink: true)
+    }
+
+    private func pinLink(_ link: Int32, at path: String, label: String, hook: TCHook) throws(DatapathError) {
+        let dir = (path as NSString).deletingLastPathComponent
+        if mkdir(dir, 0o700) != 0 && Glibc.errno != EEXIST {
+            throw DatapathError("create \(dir)", errno: Glibc.errno)
+        }
+        let rc = clibbpf_obj_pin(link, path)
+        if rc != 0 { throw DatapathError("pin tcx \(hook.rawValue) link of \(label) at \(path)", errno: -rc) }
     }
 
     /// Removes our filter (and only ours) from `hook` of `interface`. The clsact qdisc
@@ -224,7 +245,7 @@ extension BPFDatapath {
             _ = clibbpf_link_detach(fd)
             Glibc.close(fd)
         }
-        if let path = linkPin(ifindex: ifindex, hook: hook) {
+        for path in (linkPin(ifindex: ifindex, hook: hook).map { [$0] } ?? []) + formerLinkPins(ifindex: ifindex, hook: hook) {
             let fd = clibbpf_obj_get(path)
             if fd >= 0 {
                 _ = clibbpf_link_detach(fd)
@@ -246,7 +267,7 @@ extension BPFDatapath {
     public func isAttached(ifindex: Int32, hook: TCHook, mode: AttachMode? = nil) -> Bool {
         switch mode ?? attachMode {
         case .tcx:
-            guard let (fd, _) = ourLink(ifindex: ifindex, hook: hook) else {
+            guard let (fd, _, _) = ourLink(ifindex: ifindex, hook: hook) else {
                 // In tcx mode a hook may be on clsact until its link is made (`newLink`).
                 return mode == nil && isAttached(ifindex: ifindex, hook: hook, mode: .clsact)
             }

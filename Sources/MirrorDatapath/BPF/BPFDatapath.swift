@@ -32,6 +32,15 @@ public final class BPFDatapath: @unchecked Sendable {
     public let attachMode: AttachMode
     private var object: OpaquePointer?
     private var programFDs: [ClassifierProgram: Int32] = [:]
+    let loading: ProgramLoading
+    /// The classifier object's bytes, for the objects that load its programs apart.
+    var objectBytes: [UInt8] = []
+    /// The objects that hold the programs apart from `object` (not `.serial`): closed
+    /// with this instance.
+    var programObjects: [OpaquePointer] = []
+    /// The test programs when deferred (`.deferTests`), loaded on first use, under `testLock`.
+    var testProgramFDs: [ClassifierProgram: Int32] = [:]
+    let testLock = NSLock()
     private var mapFDs: [ClassifierMap: Int32] = [:]
     /// The classifier's `mirror_capture_running` (bpf/capture.h): the value of its own
     /// internal map, `.bss.capture`.
@@ -51,6 +60,13 @@ public final class BPFDatapath: @unchecked Sendable {
     /// replaces its own filter instead of adding a second one.
     public static let filterHandle: UInt32 = 0x4d52
     public static let filterPriority: UInt32 = 0xc0de
+    /// Pin directories of other map layouts (issue 18, "Rolling upgrades"; set by the
+    /// agent while it moves off them): a tcx link of ours pinned there is adopted
+    /// (pointed at this instance's program, pinned here, unpinned there) instead of
+    /// a second link being made beside it, and `detach` removes links pinned there too.
+    public var formerPinDirectories: [String] = []
+    /// Stage 2's object (nil: the embedded one).
+    private let encapBytes: [UInt8]?
     /// How long a generation slot rests after a flip before it is written again, so
     /// that packets (and copies in the encap stage) still reading it finish first.
     public var slotGracePeriod: Duration = .milliseconds(20)
@@ -61,12 +77,17 @@ public final class BPFDatapath: @unchecked Sendable {
     /// and counters, and how the encap object shares them. With nil nothing is
     /// pinned (benchmarks, tests that need no sharing). `attach`: nil chooses by
     /// probing the kernel (`AttachMode.probe()`). `object`: another build of the
-    /// classifier instead of the embedded one (the benchmark's baselines).
+    /// classifier instead of the embedded one (the benchmark's baselines, an agent
+    /// given `--bpf-objects`); `encapObject` likewise for stage 2. `loading`: see
+    /// `ProgramLoading` (BPFDatapath+Programs.swift).
     public init(
-        pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false, object: [UInt8]? = nil
+        pinDirectory: String?, attach: AttachMode? = nil, verboseLog: Bool = false, object: [UInt8]? = nil,
+        encapObject: [UInt8]? = nil, loading: ProgramLoading = .parallel
     ) throws(DatapathError) {
         self.pinDirectory = pinDirectory
+        self.encapBytes = encapObject
         self.attachMode = attach ?? .probe()
+        self.loading = loading
         clibbpf_capture_log(verboseLog)
         _ = clibbpf_take_log()
         let bytes = object ?? EmbeddedBPF.classifyObject
@@ -93,18 +114,21 @@ public final class BPFDatapath: @unchecked Sendable {
                 map = bpf_object__next_map(obj, m)
             }
         }
+        if loading != .serial {
+            // This object makes (or finds pinned) the maps; its programs load in objects
+            // of their own below, which share the maps by fd.
+            var prog = bpf_object__next_program(obj, nil)
+            while let p = prog {
+                _ = bpf_program__set_autoload(p, false)
+                prog = bpf_object__next_program(obj, p)
+            }
+        }
         let rc = bpf_object__load(obj)
         if rc != 0 {
             let log = String(cString: clibbpf_take_log())
             bpf_object__close(obj)
             self.object = nil
             throw DatapathError("load BPF object classify", errno: -rc, log: log)
-        }
-        for p in ClassifierProgram.allCases {
-            guard let prog = bpf_object__find_program_by_name(obj, p.rawValue) else {
-                throw DatapathError("find program \(p.rawValue)", detail: "not in the object")
-            }
-            programFDs[p] = bpf_program__fd(prog)
         }
         for m in ClassifierMap.allCases {
             guard let map = bpf_object__find_map_by_name(obj, m.rawValue) else {
@@ -113,6 +137,21 @@ public final class BPFDatapath: @unchecked Sendable {
             mapFDs[m] = bpf_map__fd(map)
         }
         captureRunningFD = bpf_object__find_map_by_name(obj, ".bss.capture").map { bpf_map__fd($0) } ?? -1
+        objectBytes = bytes
+        switch loading {
+        case .serial:
+            for p in ClassifierProgram.allCases {
+                guard let prog = bpf_object__find_program_by_name(obj, p.rawValue) else {
+                    throw DatapathError("find program \(p.rawValue)", detail: "not in the object")
+                }
+                programFDs[p] = bpf_program__fd(prog)
+            }
+        case .parallel, .deferTests:
+            // BPFDatapath+Programs.swift. Deferred: only what the first copy needs.
+            var groups: [[ClassifierProgram]] = [[.tcIngress], [.tcEgress]]
+            if loading == .parallel { groups.append(ClassifierProgram.allCases.filter(\.isTest)) }
+            for (p, fd) in try loadInParallel(groups) { programFDs[p] = fd }
+        }
     }
 
     deinit { close() }
@@ -126,7 +165,7 @@ public final class BPFDatapath: @unchecked Sendable {
     /// instance's maps (the same fds, pinned or not). Idempotent.
     public func loadEncap() throws(DatapathError) {
         guard encapObject == nil else { return }
-        let bytes = EmbeddedBPF.encapObject
+        let bytes = encapBytes ?? EmbeddedBPF.encapObject
         guard !bytes.isEmpty else { throw DatapathError("open BPF object encap", detail: "embedded object is empty") }
         _ = clibbpf_take_log()
         let obj: OpaquePointer? = bytes.withUnsafeBytes { raw in clibbpf_open_mem(raw.baseAddress, raw.count, "encap", nil) }
@@ -171,20 +210,33 @@ public final class BPFDatapath: @unchecked Sendable {
     /// (tc filters and pinned tcx links hold them) and pinned maps stay pinned.
     /// tcx links without a pin directory are held by this instance and detach here.
     public func close() {
-        for fd in heldLinks.values { Glibc.close(fd) }
-        heldLinks = [:]
-        programIDs = [:]
-        if let encapObject { bpf_object__close(encapObject) }
-        encapObject = nil
-        encapFD = -1
-        if let object { bpf_object__close(object) }
-        object = nil
-        programFDs = [:]
-        mapFDs = [:]
-        captureRunningFD = -1
+        // Under testLock: a test program loading in the background sees this instance
+        // either whole or closed.
+        testLock.withLock {
+            for fd in heldLinks.values { Glibc.close(fd) }
+            heldLinks = [:]
+            programIDs = [:]
+            if let encapObject { bpf_object__close(encapObject) }
+            encapObject = nil
+            encapFD = -1
+            for o in programObjects { bpf_object__close(o) }
+            programObjects = []
+            testProgramFDs = [:]
+            if let object { bpf_object__close(object) }
+            object = nil
+            programFDs = [:]
+            mapFDs = [:]
+            captureRunningFD = -1
+        }
     }
 
-    public func programFD(_ p: ClassifierProgram) -> Int32 { programFDs[p] ?? -1 }
+    var isOpen: Bool { object != nil }
+
+    /// -1 when closed, or when a test program did not load (BPFDatapath+Programs.swift).
+    public func programFD(_ p: ClassifierProgram) -> Int32 {
+        if let fd = programFDs[p] { return fd }
+        return loading == .deferTests && p.isTest ? testProgramFD(p) : -1
+    }
 
     func mapFD(_ map: ClassifierMap) throws(DatapathError) -> Int32 {
         guard let fd = mapFDs[map], fd >= 0 else { throw DatapathError("map \(map.rawValue)", detail: "datapath closed") }

@@ -7,7 +7,8 @@ public struct EncapTemplate: Hashable, Sendable {
     public enum State: Hashable, Sendable {
         /// Next-hop MAC known: stage 2 redirects the copy.
         case resolved
-        /// Next hop not resolved yet: stage 2 hands the copy to the neighbour subsystem.
+        /// Next hop not resolved yet: stage 2 drops the copy and counts it
+        /// (neighbor_unresolved) while the kernel resolves the agent's managed entry.
         case unresolved
         /// No route: stage 2 drops the copy and counts it (never as sent).
         case noRoute
@@ -63,11 +64,14 @@ extension BPFDatapath {
         public var segmented: UInt64 = 0, droppedSegmenterNotCopy: UInt64 = 0
         /// Of `sent`: encapsulated by stage 2 from a template (the direct path); its failures.
         public var sentDirect: UInt64 = 0, droppedEncapDirect: UInt64 = 0
-        /// No route toward the collector (nothing left); of `sentDirect`: handed to the
-        /// neighbour subsystem to resolve the next hop.
-        public var droppedNoRoute: UInt64 = 0, sentResolving: UInt64 = 0
+        /// No route toward the collector (nothing left); the next hop not resolved
+        /// (nothing left either: never queued where the kernel could drop it unseen).
+        public var droppedNoRoute: UInt64 = 0, droppedNeighborUnresolved: UInt64 = 0
         /// SPEC §10: dropped because no collector of the target was healthy.
         public var droppedTargetUnhealthy: UInt64 = 0
+        /// Vxlan copies handed to the VXLAN device (collectors whose route the template
+        /// cannot describe): not in `sent`, the device may still drop them.
+        public var sentDevice: UInt64 = 0
         public init() {}
 
         /// Adds one CPU's values (the only place that maps the ABI fields).
@@ -80,8 +84,8 @@ extension BPFDatapath {
             droppedNotCopy &+= v.dropped_not_copy
             segmented &+= v.segmented; droppedSegmenterNotCopy &+= v.dropped_segmenter_not_copy
             sentDirect &+= v.sent_direct; droppedEncapDirect &+= v.dropped_encap_direct
-            droppedNoRoute &+= v.dropped_no_route; sentResolving &+= v.sent_resolving
-            droppedTargetUnhealthy &+= v.dropped_target_unhealthy
+            droppedNoRoute &+= v.dropped_no_route; droppedNeighborUnresolved &+= v.dropped_neighbor_unresolved
+            droppedTargetUnhealthy &+= v.dropped_target_unhealthy; sentDevice &+= v.sent_device
         }
     }
 

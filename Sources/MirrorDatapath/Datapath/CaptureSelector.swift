@@ -20,30 +20,16 @@ public struct CaptureSelector: Hashable, Sendable {
     }
 }
 
-/// A packet the datapath mirrored while captures wanted it, in the policy's words.
+/// A packet the datapath mirrored while captures wanted it, and which captures.
 public struct CapturedPacket: Sendable {
     /// The capture numbers (bits) that want it.
     public var captures: UInt32
-    /// Nanoseconds since the Unix epoch (the wall clock, converted from the kernel's
-    /// monotonic clock when the packet was read).
-    public var timestampNs: UInt64
-    public var source: String
-    public var interface: String
-    public var direction: Direction
-    public var session: String
-    public var filter: String
-    public var rulePriority: Int
-    /// The packet's whole length; `data` holds its first snaplen bytes.
-    public var length: Int
-    public var data: [UInt8]
+    /// Its timestamp is the wall clock, converted from the kernel's monotonic clock
+    /// when the packet was read.
+    public var packet: CapturePacket
 
-    public init(
-        captures: UInt32, timestampNs: UInt64, source: String, interface: String, direction: Direction, session: String,
-        filter: String, rulePriority: Int, length: Int, data: [UInt8]
-    ) {
-        self.captures = captures; self.timestampNs = timestampNs; self.source = source; self.interface = interface
-        self.direction = direction; self.session = session; self.filter = filter; self.rulePriority = rulePriority
-        self.length = length; self.data = data
+    public init(captures: UInt32, packet: CapturePacket) {
+        self.captures = captures; self.packet = packet
     }
 }
 

@@ -114,6 +114,12 @@ public struct DatapathStatus: Hashable, Sendable {
     public var problems: [String] = []
     /// Whether the pins outlive the agent (kernel datapath; nil elsewhere).
     public var pins: PinPersistence?
+    /// Issue 18, "Rolling upgrades": the map layout of the loaded objects, the
+    /// directory its pins are in, and the layouts moved off at start (0: the
+    /// unversioned pins of older agents). Kernel datapath only.
+    public var layout: MapLayout?
+    public var layoutDirectory: String?
+    public var layoutMovedFrom: [UInt32] = []
     public init(
         loaded: Bool, generation: UInt64, attached: [String: Int], mirrorDevice: String?, tcAttach: String? = nil,
         onClsact: Int = 0

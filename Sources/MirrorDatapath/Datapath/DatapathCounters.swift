@@ -15,13 +15,18 @@ public struct DatapathCounters: Sendable {
         /// bpf session_stats (SPEC §10): of `packets`, those no copy was made of, by
         /// why (sampleOneIn, the session's rateLimit, the host's --max-mirror-bps).
         public var skippedSampledOut: UInt64 = 0, skippedRateLimit: UInt64 = 0, skippedHostBudget: UInt64 = 0
-        /// bpf encap_stats (stage 2).
+        /// bpf encap_stats (stage 2). `copiesSent`: put on the underlay by stage 2 itself
+        /// (all of them direct); `copiesSentDevice`: handed to the VXLAN device instead
+        /// (collectors whose route the template cannot describe), not in `copiesSent`.
         public var copiesSent: UInt64 = 0, copiesSentBytes: UInt64 = 0, copiesSentDirect: UInt64 = 0
+        public var copiesSentDevice: UInt64 = 0
         public var truncatedPacketLength: UInt64 = 0, truncatedMTU: UInt64 = 0
         public var droppedSessionGone: UInt64 = 0, droppedNoTarget: UInt64 = 0
         public var droppedTruncate: UInt64 = 0, droppedEncapsulation: UInt64 = 0
         /// No route toward the collector: nothing could leave (SPEC §11: never counted as sent).
         public var droppedNoRoute: UInt64 = 0
+        /// The next hop toward the collector is not resolved: dropped, never queued.
+        public var droppedNeighborUnresolved: UInt64 = 0
         /// SPEC §10: no healthy collector.
         public var droppedTargetUnhealthy: UInt64 = 0
         /// GSO copies whose segments would not fit, handed to the segmenter; their

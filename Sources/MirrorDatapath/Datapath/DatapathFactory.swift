@@ -30,6 +30,10 @@ public enum DatapathFactory {
         /// SPEC §10: the host's mirroring budget in bits a second (`--max-mirror-bps`);
         /// nil: none.
         public var maxMirrorBitsPerSecond: UInt64?
+        /// Load the BPF objects from this directory (`classify.bpf.o`, `encap.bpf.o`)
+        /// instead of the embedded ones: an object of another map layout (the rolling
+        /// upgrade test); nil: the embedded objects.
+        public var bpfObjectDirectory: String?
         /// What the datapath reports that does not fail a call (an interface that
         /// vanished before its attach, a template that did not resolve).
         public var logger: Logger

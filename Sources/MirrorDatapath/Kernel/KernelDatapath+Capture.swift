@@ -57,10 +57,12 @@ final class KernelCapture: @unchecked Sendable {
         let source = names.sources[r.sourceSlot]
         let rule = names.rules[RuleKey(sessionSlot: r.sessionSlot, direction: r.direction, ruleIndex: r.ruleIndex)]
         return CapturedPacket(
-            captures: r.captures, timestampNs: UInt64(clamping: Int64(clamping: r.monotonicNs) &+ wallOffsetNs),
-            source: source?.id ?? "source-slot-\(r.sourceSlot)", interface: source?.interface ?? "ifindex-\(r.ifindex)",
-            direction: r.direction, session: names.sessions[r.sessionSlot] ?? rule?.sessionID ?? "session-slot-\(r.sessionSlot)",
-            filter: rule?.filterID ?? "?", rulePriority: Int(r.rulePriority), length: Int(r.length), data: r.data)
+            captures: r.captures,
+            packet: CapturePacket(
+                timestampNs: UInt64(clamping: Int64(clamping: r.monotonicNs) &+ wallOffsetNs),
+                source: source?.id ?? "source-slot-\(r.sourceSlot)", interface: source?.interface ?? "ifindex-\(r.ifindex)",
+                direction: r.direction, session: names.sessions[r.sessionSlot] ?? rule?.sessionID ?? "session-slot-\(r.sessionSlot)",
+                filter: rule?.filterID ?? "?", rulePriority: Int(r.rulePriority), length: Int(r.length), data: r.data))
     }
 
     /// CLOCK_REALTIME - CLOCK_MONOTONIC now (bpf_ktime_get_ns is CLOCK_MONOTONIC), read

@@ -36,7 +36,8 @@ extension KernelDatapath {
                     s.truncatedPacketLength = e.truncatedPacketLength; s.truncatedMTU = e.truncatedMTU
                     s.droppedSessionGone = e.droppedNoSession; s.droppedNoTarget = e.droppedNoTarget
                     s.droppedTruncate = e.droppedTruncate; s.droppedEncapsulation = e.droppedTunnelKey &+ e.droppedEncapDirect
-                    s.droppedNoRoute = e.droppedNoRoute
+                    s.droppedNoRoute = e.droppedNoRoute; s.droppedNeighborUnresolved = e.droppedNeighborUnresolved
+                    s.copiesSentDevice = e.sentDevice
                     s.droppedTargetUnhealthy = e.droppedTargetUnhealthy
                     s.segmented = e.segmented; s.truncatedGSO = e.truncatedGSO
                     out.sessions.append(s)

@@ -44,12 +44,24 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var unhealthy: [String: Set<IPAddress>] = [:]
     /// Used when there is no route toward a collector (yet).
     static let defaultMTU = 1500
+    /// The templates last written, by collector address (`refreshEncapTemplates`).
+    private var templates: [[UInt8]: EncapTemplate] = [:]
+    /// The managed neighbour entries the agent made for collector next hops (tagged
+    /// CNL_NEIGH_PROTOCOL; an earlier run's are adopted at the first refresh), and the
+    /// next hops already looked at (an administrator's static entry is left alone).
+    private var ownNeighbours: Set<NetlinkContext.NeighbourKey> = []
+    private var checkedNeighbours: Set<NetlinkContext.NeighbourKey> = []
+    private var neighboursAdopted = false
+    /// How long an apply that adds a collector waits for its next hop to resolve
+    /// before the policy goes in force: copies sent right after `apply` are not lost
+    /// to neighbor_unresolved on a healthy network (ARP/ND answers in microseconds).
+    static let neighbourWait = Duration.milliseconds(300)
 
     /// The enforcement rules (EnforcementRenderer's text) nft last took; nil before
     /// the first apply or after a failed one.
     private var enforcedRules: String?
 
-    private var logger: Logger { options.logger }
+    var logger: Logger { options.logger }
     /// Whether the segmenter came up at start (only then is it repaired).
     private var segmenterUp = false
     /// What `repairOwnDevices` put back, by what.
@@ -63,6 +75,13 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
     private var nft: Enforcement { Enforcement(command: options.nftCommand, logger: logger) }
     /// `agentctl capture` (SPEC §11): KernelDatapath+Capture.swift.
     let capture = KernelCapture()
+    /// Issue 18, "Rolling upgrades" (KernelDatapath+Layout.swift): the layout of the
+    /// loaded objects, the directory its maps are pinned in, the other layouts' pins
+    /// found at start (moved off during the first apply), and what was moved off.
+    var layout: MapLayout?
+    var layoutDirectory: String?
+    var formerLayouts: [FormerLayout] = []
+    var movedFrom: [UInt32] = []
 
     public init(options: DatapathFactory.Options) { self.options = options }
 
@@ -121,9 +140,24 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             // first one's programs and policy. Locked after the mount: the lock must be on
             // the bpffs every agent sees at this path, not on the directory beneath it.
             bpffsLock = try OwnerLock(directory: options.bpffs, what: "bpffs directory")
-            do { datapath = try BPFDatapath(pinDirectory: options.bpffs, attach: options.attachMode) } catch {
-                throw DatapathError("load the classifier (pins in \(options.bpffs)): \(error)")
+            // Pins in this layout's own directory; another layout's pins are left where
+            // they are (they keep mirroring) until the first apply has filled ours.
+            // The first copy waits for the TC programs only; explain's test programs
+            // load after the first apply. MIRROR_BENCH_SERIAL_LOAD=1: every program
+            // verified one after the other, as before (scripts/bench cold-start's baseline).
+            let loading: ProgramLoading =
+                ProcessInfo.processInfo.environment["MIRROR_BENCH_SERIAL_LOAD"] == "1" ? .serial : .deferTests
+            let objects = try loadObjects()
+            let (dir, found) = try prepareLayout(objects.classify)
+            do {
+                datapath = try BPFDatapath(
+                    pinDirectory: dir, attach: options.attachMode, object: objects.classify, encapObject: objects.encap,
+                    loading: loading)
+            } catch {
+                throw DatapathError("load the classifier (pins in \(dir)): \(error)")
             }
+            datapath?.formerPinDirectories = found.map(\.directory)
+            formerLayouts = found
             // Links whose device went away while no agent ran (defunct, still pinned).
             datapath?.pruneLinks()
             clearCapturesAtStart()
@@ -150,9 +184,12 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             // SPEC §6: GSO copies that do not fit are segmented first (Segmenter.swift); before stage 2 is attached.
             segmenterUp = Self.startSegmenter(nl, mirrorDevice: options.mirrorDevice, datapath: datapath, logger: logger)
-            // Stage 2 on the mirror device's egress (the SEAM above).
-            do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
-                throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
+            // Stage 2 on the mirror device's egress (the SEAM above). Over another layout's
+            // pins, only once our maps hold the policy (`moveStageTwo`, first apply).
+            if formerLayouts.isEmpty {
+                do { try datapath?.attachEncap(interface: options.mirrorDevice) } catch {
+                    throw DatapathError("attach the encapsulation stage on \(options.mirrorDevice): \(error)")
+                }
             }
             if let path = slotsPath, let data = FileManager.default.contents(atPath: path) {
                 do { slots = try JSONDecoder().decode(SlotAssignment.self, from: data); slotsOnDisk = slots } catch {
@@ -164,6 +201,19 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
 
     public func apply(document: Document, generation: UInt64) throws {
         try lock.withLock { try reconcile(document, generation: generation, enforce: true) }
+        preloadTestProgramsOnce()
+    }
+
+    private var testProgramsPreloaded = false
+    /// After the first apply (the first copy goes first): the test programs that
+    /// explain runs, verified in the background rather than at the first explain.
+    private func preloadTestProgramsOnce() {
+        let dp = lock.withLock { () -> BPFDatapath? in
+            if testProgramsPreloaded { return nil }
+            testProgramsPreloaded = true
+            return datapath
+        }
+        if let dp { DispatchQueue.global(qos: .utility).async { dp.preloadTestPrograms() } }
     }
 
     public func resync(document: Document, generation: UInt64) throws {
@@ -204,6 +254,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         let enforcement = EnforcementRenderer.render(doc)
         let enforceNow = enforce || enforcement != enforcedRules
         if enforceNow { do { try nft.check(doc) } catch { throw DatapathError("\(error)") } }
+        // The new collectors' templates (and next hops) before the policy sends to them.
+        refreshEncapTemplates(also: doc, wait: Self.neighbourWait)
         do {
             try dp.clearCounters(sessionSlots: freed.sessions, sourceSlots: freed.sources)
             _ = try dp.apply(compiled, mirrorIfindex: mirrorIfindex.map(UInt32.init))
@@ -224,6 +276,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             }
             if inForceDespite == nil { enforcedRules = enforcement }
         }
+        // Over another layout's pins: stage 2 moves to ours now that our maps hold the
+        // policy, before any classifier does (KernelDatapath+Layout.swift).
+        if !formerLayouts.isEmpty { try moveStageTwo(dp, compiled, doc) }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
         var linkBudget = options.tcxLinksPerApply
@@ -281,6 +336,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         }
         attached = nowAttached
         onClsact = onClsact.filter { nowAttached[$0.key] == $0.value }
+        // Every classifier of ours runs our programs now: the other layouts' pins go.
+        if !formerLayouts.isEmpty { finishLayoutMove(dp) }
         startMoving()
         document = doc
         // The policy values are in the kernel now; explain and the metrics need only the rest.
@@ -317,37 +374,130 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         }
     }
 
-    /// Writes an encapsulation template (bpf/mirror_abi.h) for every collector, of
-    /// either family: its route and next hop (resolved or not yet: then the kernel
-    /// resolves it per copy), or that it has no route, so that stage 2 drops and
-    /// counts its copies instead of counting them as sent (SPEC §11: the counters
-    /// tell the truth). A collector whose route the template cannot describe gets
-    /// none: vxlan copies take the VXLAN device, the others are dropped and counted.
-    /// Called under `lock`, after each apply and every second.
-    private func refreshEncapTemplates() {
+    /// Writes an encapsulation template (bpf/mirror_abi.h) for every collector of the
+    /// document in force (and of `also`, an apply's next document), of either family:
+    /// its route and next hop (resolved, or not yet: stage 2 then drops its copies as
+    /// neighbor_unresolved), or that it has no route, so that stage 2 drops and counts
+    /// its copies instead of counting them as sent (SPEC §11: the counters tell the
+    /// truth). A collector whose route the template cannot describe gets none: vxlan
+    /// copies take the VXLAN device (counted as sent_device), the others are dropped
+    /// and counted. Every next hop gets a managed neighbour entry of the agent's, so
+    /// the kernel resolves and re-probes it with no copy waiting; the agent's entries
+    /// no collector needs any more are deleted. `wait`: the longest time to wait for
+    /// the next hops of collectors not in the document in force to resolve.
+    /// Called under `lock`: at each apply, every second, and every 100 ms while a next
+    /// hop is unresolved (`recheckUnresolved`).
+    func refreshEncapTemplates(also next: Document? = nil, wait: Duration = .zero) {
         guard let dp = datapath, let nl = netlink else { return }
-        var templates: [[UInt8]: EncapTemplate] = [:]
-        for t in document.targets {
-            for a in t.collectorAddresses where templates[a.bytes] == nil {
-                let n = a.bytes.count
-                func template(_ p: cnl_encap_path, _ state: EncapTemplate.State) -> EncapTemplate {
-                    EncapTemplate(
-                        collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0.prefix(n)) },
-                        nextHop: withUnsafeBytes(of: p.nexthop) { Array($0.prefix(n)) },
-                        sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
-                        nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
-                        ifindex: UInt32(p.oif), state: state)
-                }
-                switch nl.encapPath(to: a) {
-                case .resolved(let p): templates[a.bytes] = template(p, .resolved)
-                case .unresolved(let p): templates[a.bytes] = template(p, .unresolved)
-                case .noRoute: templates[a.bytes] = EncapTemplate(collector: a.bytes, state: .noRoute)
-                case .unknown: continue
+        if !neighboursAdopted, let mine = try? nl.ownNeighbours() {
+            ownNeighbours.formUnion(mine)
+            neighboursAdopted = true
+        }
+        var found: [[UInt8]: EncapTemplate] = [:]
+        var wanted = Set<NetlinkContext.NeighbourKey>()
+        // Collectors whose next hop the kernel only started resolving now.
+        var asked = Set<[UInt8]>()
+        for doc in [document] + (next.map { [$0] } ?? []) {
+            for t in doc.targets {
+                for a in t.collectorAddresses where found[a.bytes] == nil {
+                    guard let template = lookUpTemplate(a, nl) else { continue }
+                    found[a.bytes] = template
+                    if let key = Self.neighbourKey(template) {
+                        wanted.insert(key)
+                        if ensureNeighbour(key, template, nl) { asked.insert(a.bytes) }
+                    }
                 }
             }
         }
-        do { try dp.setEncapTemplates(Array(templates.values)) } catch {
+        // An apply's new collectors, and those whose next hop the kernel was just
+        // asked to resolve: the policy goes in force once they answer or `wait` is
+        // over (a collector that stays silent costs an apply this wait only once).
+        let old = Set(document.targets.flatMap { $0.collectorAddresses.map(\.bytes) })
+        func waiting(_ t: EncapTemplate) -> Bool { t.state == .unresolved && (!old.contains(t.collector) || asked.contains(t.collector)) }
+        let deadline = ContinuousClock.now + wait
+        while found.values.contains(where: waiting), ContinuousClock.now < deadline {
+            usleep(5_000)
+            for (bytes, t) in found where waiting(t) {
+                if let again = lookUpTemplate(Self.address(bytes), nl) { found[bytes] = again }
+            }
+        }
+        writeTemplates(found, dp)
+        for key in ownNeighbours.subtracting(wanted) {
+            do { try nl.deleteOwnNeighbour(key) } catch {
+                logger.warning("delete the agent's neighbour entry", metadata: ["error": "\(error)"])
+                continue
+            }
+            ownNeighbours.remove(key)
+        }
+        checkedNeighbours.formIntersection(wanted)
+    }
+
+    /// Looks again only at the collectors whose next hop was unresolved, and writes
+    /// the templates when one resolved: their copies are sent again within ~100 ms of
+    /// the kernel's answer. Called under `lock`.
+    private func recheckUnresolved() {
+        guard let dp = datapath, let nl = netlink, templates.values.contains(where: { $0.state == .unresolved }) else { return }
+        var found = templates, changed = false
+        for (bytes, t) in templates where t.state == .unresolved {
+            guard let again = lookUpTemplate(Self.address(bytes), nl), again != t else { continue }
+            found[bytes] = again
+            changed = true
+        }
+        if changed { writeTemplates(found, dp) }
+    }
+
+    private func writeTemplates(_ found: [[UInt8]: EncapTemplate], _ dp: BPFDatapath) {
+        do {
+            try dp.setEncapTemplates(Array(found.values))
+            templates = found
+        } catch {
             logger.warning("write the encapsulation templates", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The template toward `a`, nil when the route is one the template cannot describe.
+    private func lookUpTemplate(_ a: IPAddress, _ nl: NetlinkContext) -> EncapTemplate? {
+        let n = a.bytes.count
+        func template(_ p: cnl_encap_path, _ state: EncapTemplate.State) -> EncapTemplate {
+            EncapTemplate(
+                collector: a.bytes, source: withUnsafeBytes(of: p.src_ip) { Array($0.prefix(n)) },
+                nextHop: withUnsafeBytes(of: p.nexthop) { Array($0.prefix(n)) },
+                sourceMAC: withUnsafeBytes(of: p.src_mac) { Array($0) },
+                nextHopMAC: withUnsafeBytes(of: p.dst_mac) { Array($0) },
+                ifindex: UInt32(p.oif), state: state)
+        }
+        switch nl.encapPath(to: a) {
+        case .resolved(let p): return template(p, .resolved)
+        case .unresolved(let p): return template(p, .unresolved)
+        case .noRoute: return EncapTemplate(collector: a.bytes, state: .noRoute)
+        case .unknown: return nil
+        }
+    }
+
+    /// The address of `bytes` (4 or 16, network order), as IPAddress.bytes gives them.
+    static func address(_ bytes: [UInt8]) -> IPAddress {
+        bytes.count == 4 ? .v4(bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }) : .v6(bytes)
+    }
+
+    static func neighbourKey(_ t: EncapTemplate) -> NetlinkContext.NeighbourKey? {
+        guard t.state != .noRoute, t.ifindex != 0, !t.nextHop.isEmpty else { return nil }
+        return .init(ifindex: Int32(t.ifindex), address: t.nextHop)
+    }
+
+    /// A managed entry for the next hop, once (and again whenever it is unresolved:
+    /// someone may have deleted it). Left alone when it is someone else's. True when
+    /// the entry was made now (the kernel has just started resolving it).
+    private func ensureNeighbour(_ key: NetlinkContext.NeighbourKey, _ t: EncapTemplate, _ nl: NetlinkContext) -> Bool {
+        guard t.state == .unresolved || !checkedNeighbours.contains(key) else { return false }
+        do {
+            let owner = try nl.ensureManagedNeighbour(key)
+            if owner != .theirs { ownNeighbours.insert(key) }
+            checkedNeighbours.insert(key)
+            return owner == .madeNow
+        } catch {
+            logger.warning(
+                "add a managed neighbour entry for a collector's next hop", metadata: ["ifindex": "\(key.ifindex)", "error": "\(error)"])
+            return false
         }
     }
 
@@ -376,16 +526,24 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         if !onClsact.isEmpty || !toDetach.isEmpty { moverWakeups.continuation.yield() }
     }
 
-    /// The encapsulation templates every second (next hops change) and the mover,
+    /// The encapsulation templates every second (next hops change; every 100 ms those
+    /// whose next hop is unresolved) and the mover,
     /// until cancelled.
     public func runBackgroundWork() async {
         await withDiscardingTaskGroup { group in
             group.addTask {
-                while (try? await Task.sleep(for: .seconds(1))) != nil {
+                var tick = 0
+                while (try? await Task.sleep(for: .milliseconds(100))) != nil {
+                    tick += 1
+                    let full = tick % 10 == 0
                     await self.offPool {
                         self.lock.withLock {
-                            self.repairOwnDevices()
-                            self.refreshEncapTemplates()
+                            if full {
+                                self.repairOwnDevices()
+                                self.refreshEncapTemplates()
+                            } else {
+                                self.recheckUnresolved()
+                            }
                         }
                     }
                 }
@@ -551,6 +709,9 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 tcAttach: datapath?.attachMode.rawValue, onClsact: onClsact.count)
             st.repairs = repairs
             st.pins = pins
+            st.layout = layout
+            st.layoutDirectory = layoutDirectory
+            st.layoutMovedFrom = movedFrom
             st.problems = problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
             return st
         }
@@ -636,8 +797,21 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             defer { owner?.release() }
             // First: it does not depend on loading the classifier below.
             do { try nft.remove() } catch { problems.append("\(error)") }
+            // Every layout's pins go (issue 18): ours through the loaded object, the
+            // others' links through `formerPinDirectories`, then their directories.
+            let layouts = isBPFFS ? Self.layoutDirectories(in: options.bpffs) : []
             let dp: BPFDatapath
-            do { dp = try BPFDatapath(pinDirectory: isBPFFS ? options.bpffs : nil) } catch {
+            do {
+                let objects = try loadObjects()
+                let version = try BPFDatapath.layout(of: objects.classify).version
+                let own = isBPFFS ? options.bpffs + "/" + MapLayout.directoryName(version) : nil
+                if let own, mkdir(own, 0o700) != 0 && errno != EEXIST {
+                    throw DatapathError("create \(own)", errno: errno)
+                }
+                // Cleaning up never runs the test programs.
+                dp = try BPFDatapath(pinDirectory: own, object: objects.classify, encapObject: objects.encap, loading: .deferTests)
+                dp.formerPinDirectories = layouts.map(\.directory).filter { $0 != own }
+            } catch {
                 throw DatapathError("load the classifier to clean up: \(error)")
             }
             defer { dp.close() }
@@ -659,6 +833,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             if isBPFFS {
                 dp.pruneLinks(all: true)
                 dp.unpinMaps()
+                if let own = dp.pinDirectory { rmdir(own) }
+                for former in layouts where former.directory != dp.pinDirectory {
+                    do { try Self.removePins(of: former) } catch { problems.append("\(error)") }
+                }
             }
             if let path = slotsPath { unlink(path); slotsOnDisk = nil }
             do {
@@ -666,6 +844,8 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
                 if try MirrorDevice.remove(nl, name: options.mirrorDevice) {
                     logger.info("removed mirror device", metadata: ["device": "\(options.mirrorDevice)"])
                 }
+                // The managed neighbour entries made for collector next hops (only ours).
+                for key in try nl.ownNeighbours() { try nl.deleteOwnNeighbour(key) }
                 if try SegmenterDevice.remove(nl, mirrorDevice: options.mirrorDevice) {
                     logger.info(
                         "removed segmenter", metadata: ["device": "\(SegmenterDevice.names(forMirrorDevice: options.mirrorDevice).tx)"])

@@ -120,6 +120,58 @@ public final class NetlinkContext {
         }
     }
 
+    /// A neighbour entry of the agent's (tagged CNL_NEIGH_PROTOCOL): a collector's
+    /// next hop (network order, 4 or 16 bytes) on the device its route leaves by.
+    public struct NeighbourKey: Hashable, Sendable {
+        public var ifindex: Int32
+        public var address: [UInt8]
+        public init(ifindex: Int32, address: [UInt8]) { self.ifindex = ifindex; self.address = address }
+        var family: Int32 { address.count == 16 ? AF_INET6 : AF_INET }
+    }
+
+    /// Whose a next hop's neighbour entry is (`ensureManagedNeighbour`).
+    public enum NeighbourOwnership: Sendable {
+        /// Made now (or a learnt entry made managed and the agent's): being resolved.
+        case madeNow
+        /// The agent's managed entry already.
+        case ours
+        /// An administrator's static entry or another owner's managed one: left alone.
+        case theirs
+    }
+
+    /// A managed neighbour entry for `key` (the kernel resolves and re-probes it by
+    /// itself), tagged as the agent's; an administrator's static entry or another
+    /// owner's managed one is left alone.
+    @discardableResult
+    public func ensureManagedNeighbour(_ key: NeighbourKey) throws -> NeighbourOwnership {
+        let rc = key.address.withUnsafeBufferPointer { cnl_neigh_ensure_managed(ctx, key.family, key.ifindex, $0.baseAddress) }
+        guard rc >= 0 else { throw NetlinkError("add a managed neighbour entry on ifindex \(key.ifindex)", rc) }
+        return rc == 2 ? .madeNow : rc == 1 ? .ours : .theirs
+    }
+
+    /// Deletes the entry for `key` when it is the agent's; true when it was.
+    @discardableResult
+    public func deleteOwnNeighbour(_ key: NeighbourKey) throws -> Bool {
+        let rc = key.address.withUnsafeBufferPointer { cnl_neigh_delete_own(ctx, key.family, key.ifindex, $0.baseAddress) }
+        guard rc >= 0 else { throw NetlinkError("delete the agent's neighbour entry on ifindex \(key.ifindex)", rc) }
+        return rc == 1
+    }
+
+    /// Every neighbour entry tagged as the agent's, of both families.
+    public func ownNeighbours() throws -> [NeighbourKey] {
+        var capacity = 64
+        while true {
+            var buf = [cnl_neigh_key](repeating: cnl_neigh_key(), count: capacity)
+            let n = cnl_neigh_list_own(ctx, &buf, Int32(capacity))
+            guard n >= 0 else { throw NetlinkError("list the agent's neighbour entries", n) }
+            if Int(n) > capacity { capacity = Int(n) * 2; continue }
+            return buf.prefix(Int(n)).map { k in
+                let len = k.family == AF_INET6 ? 16 : 4
+                return NeighbourKey(ifindex: Int32(k.ifindex), address: withUnsafeBytes(of: k.addr) { Array($0.prefix(len)) })
+            }
+        }
+    }
+
     /// Returns false when there was no such interface.
     @discardableResult
     public func deleteLink(_ name: String) throws -> Bool {

@@ -200,7 +200,7 @@ grep -q "ended: agent stopping" "$TOPO_DIR/stop.err" || fail "agent stop: no sum
 # An agent killed during a capture leaves the classifier wanting packets for a ring
 # nobody reads; the next agent clears that at start.
 wants() {
-  bpftool -j map dump pinned "$TOPO_DIR/bpffs/mirror_capture_want" | python3 -c '
+  bpftool -j map dump pinned "$(echo "$TOPO_DIR"/bpffs/layout-*/mirror_capture_want)" | python3 -c '
 import json, sys
 print(sum(1 for e in json.load(sys.stdin) if any(int(b, 16) for b in e["value"])))'
 }

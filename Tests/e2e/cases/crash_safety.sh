@@ -25,7 +25,8 @@ metric_audit() {
 status_line() {
   ctl status -o json | json_field '"%s %s %s %s" % (d["generation"], d["datapathGeneration"], d["sources"][0]["state"], json.dumps(d["datapathLoaded"]))'
 }
-pins() { ls "$TOPO_DIR/bpffs" | grep -v '\.debug$' | sort | tr '\n' ' '; }
+# The maps of the agent's map layout (issue 18: pinned in <bpffs>/layout-N).
+pins() { (cd "$TOPO_DIR/bpffs" && ls -d layout-* layout-*/*) | sort | tr '\n' ' '; }
 
 # --- a) kill -9 under traffic -------------------------------------------------
 # The collector listens first: a packet the VM sends (its own MLD report, say) in

@@ -1,10 +1,11 @@
-# SPEC §6 with the encapsulations that have no device (SPEC §11): GSO copies of a
-# geneve or erspan target go through the segmenter and leave from stage 2 itself,
-# one copy per wire segment. A TCP bulk transfer (iperf3, offloads on) mirrored
-# as GENEVE with the VM's MTU 1400 (its segments fit: they are segmented all the
-# same) and as ERSPAN with MTU 1500 (each segment cut to fit the underlay): every
-# copy decoded by tshark as its kind, none above the underlay MTU, the stream
-# covered without a hole, and what stage 2 counted as sent is what arrived.
+# SPEC §6 and §11: GSO copies of every kind go through the segmenter and leave
+# from stage 2 itself, one copy per wire segment (vxlan ones too: the VXLAN device
+# mirror0 sends none of them, its tx counter stays 0). A TCP bulk transfer
+# (iperf3, offloads on) mirrored as VXLAN and GENEVE with the VM's MTU 1400 (its
+# segments fit: they are segmented all the same) and as ERSPAN with MTU 1500 (each
+# segment cut to fit the underlay): every copy decoded by tshark as its kind, none
+# above the underlay MTU, the stream covered without a hole, and what stage 2
+# counted as sent is what arrived.
 source "$(dirname "$0")/../lib.sh"
 topo_up
 in_ns "$NS_HOST" ethtool -K underlay0 tso off gso off >/dev/null 2>&1 || true
@@ -30,10 +31,12 @@ PY
   echo $! > "$TOPO_DIR/iperf3-server.pid"
   for _ in $(seq 1 50); do in_ns "$NS_PEER" ss -ltn | grep -q ":5201 " && break; sleep 0.1; done
   ctl stats -o json > "$TOPO_DIR/$kind-before.json"
-  capture "$NS_COL" eth0 "$kind" udp port 6081 or ip proto 47
+  in_ns "$NS_HOST" cat /sys/class/net/mirror0/statistics/tx_packets > "$TOPO_DIR/$kind-device-before"
+  capture "$NS_COL" eth0 "$kind" udp port 4789 or udp port 6081 or ip proto 47
   in_ns "$NS_VM" iperf3 -c "$PEER_IP" -n 4M -J > "$TOPO_DIR/$kind-iperf.json"
   capture_stop "$kind"
   ctl stats -o json > "$TOPO_DIR/$kind-after.json"
+  in_ns "$NS_HOST" cat /sys/class/net/mirror0/statistics/tx_packets > "$TOPO_DIR/$kind-device-after"
   python3 - "$kind" "$TOPO_DIR" <<'PY'
 import collections, json, subprocess, sys
 kind, d = sys.argv[1], sys.argv[2]
@@ -47,7 +50,7 @@ rows = [l.split("\t") for l in out]
 # (tshark's tcp.len counts only the bytes the copy kept).
 for r in rows:
     r[6] = str(int(r[1].split(",")[1]) - 20 - int(r[6]))
-l4 = "udp:geneve" if kind == "geneve" else "gre:erspan"
+l4 = {"vxlan": "udp:vxlan", "geneve": "udp:geneve", "erspan": "gre:erspan"}[kind]
 wrong = [r[0] for r in rows if not r[0].startswith(f"eth:ethertype:ip:{l4}:eth:ethertype:ip:tcp")]
 outer = [int(r[1].split(",")[0]) for r in rows]
 print(f"{kind}: {len(rows)} copies, outer IP lengths {min(outer)}..{max(outer)}")
@@ -67,12 +70,16 @@ assert not holes and covered >= received, f"{kind}: segments missing among the c
 def counts(f):
     st = json.load(open(f))["sessions"]
     return sum(s["copiesSent"] for s in st), sum(s["copiesSegmented"] for s in st), \
-        {k: v for s in st for k, v in s["dropped"].items() if v}
-(s0, g0, _), (s1, g1, dropped) = counts(f"{d}/{kind}-before.json"), counts(f"{d}/{kind}-after.json")
-print(f"{kind}: stage 2 sent {s1 - s0}, segmented {g1 - g0} GSO copies, dropped {dropped}")
+        {k: v for s in st for k, v in s["dropped"].items() if v}, sum(s["copiesSentDevice"] for s in st)
+(s0, g0, _, v0), (s1, g1, dropped, v1) = counts(f"{d}/{kind}-before.json"), counts(f"{d}/{kind}-after.json")
+device = int(open(f"{d}/{kind}-device-after").read()) - int(open(f"{d}/{kind}-device-before").read())
+print(f"{kind}: stage 2 sent {s1 - s0}, segmented {g1 - g0} GSO copies, dropped {dropped}, "
+      f"{v1 - v0} handed to mirror0, mirror0 sent {device}")
 assert g1 > g0, f"{kind}: no GSO copy went to the segmenter"
 assert s1 - s0 == len(rows) and not dropped, f"{kind}: stage 2 counted {s1 - s0} sent, {len(rows)} arrived"
+assert v1 == v0 and device == 0, f"{kind}: copies went through the VXLAN device ({v1 - v0} counted, {device} sent by it)"
 PY
 }
+bulk vxlan 1400
 bulk geneve 1400
 bulk erspan 1500

@@ -1,6 +1,7 @@
 # An IPv6-only underlay (SPEC §11): a nic target at an IPv6 address on an on-link
-# /64, neighbours learnt the ordinary way (no static entry: the first copies leave
-# while the next hop is being resolved). For each encapsulation every copy arrives
+# /64, no static neighbour entry (flushed before each apply: the agent's managed
+# entry gets the next hop resolved while the apply waits for it, so the first
+# copies are not lost). For each encapsulation every copy arrives
 # over IPv6, straight from stage 2 (copiesSentDirect = copiesSent), decoded by
 # tshark with its identifier and a valid UDP checksum (RFC 6935: IPv6 receivers
 # drop a zero one), and a frame too large for the 1300-byte MTU (IPv6 needs 1280) is cut to fill it
@@ -14,6 +15,10 @@ for ns_dev in "$NS_HOST underlay0" "$NS_COL eth0"; do
   in_ns "$1" ip link set "$2" mtu 1300
 done
 in_ns "$NS_HOST" ip -6 addr add 2001:db8:2::1/64 dev underlay0 nodad
+# The agent's managed neighbour entry is resolved by the kernel with no packet
+# waiting, so its solicitations come from a link-local address (the topology has
+# none: addr_gen_mode=1; every real IPv6 interface has one).
+in_ns "$NS_HOST" ip -6 addr add fe80::1/64 dev underlay0 nodad
 in_ns "$NS_COL" ip -6 addr add 2001:db8:2::2/64 dev eth0 nodad
 in_ns "$NS_COL" nft add rule inet collector input udp dport 6081 drop
 in_ns "$NS_COL" nft add rule inet collector input meta l4proto gre drop

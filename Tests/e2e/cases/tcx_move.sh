@@ -97,7 +97,7 @@ print(f"copied twice within {span * 1000:.1f} ms")
 assert span < 0.1, f"packets copied twice over {span:.3f} s: more than the one move of tap-vm1's hook"
 PY
 
-links() { ls "$TOPO_DIR/bpffs/links" | wc -l; }
+links() { ls "$TOPO_DIR"/bpffs/layout-*/links | wc -l; }
 wait_links() {   # until $1 pinned links remain (at most 60 s)
   for _ in $(seq 1 600); do [ "$(links)" = "$1" ] && return 0; sleep 0.1; done
   fail "$2: $(links) pinned links, expected $1"
