@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "MirrorFleet",
             dependencies: [
-                "MirrorCore", "MirrorAPI", "EtcdClient",
+                "MirrorCore", "MirrorAPI", "EtcdClient", "CMalloc",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
@@ -76,7 +76,10 @@ let package = Package(
             plugins: ["BPFObjectPlugin"]),
         .executableTarget(
             name: "mirror-bench",
-            dependencies: ["MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI", "CLibbpf", "MirrorTestSupport"]),
+            dependencies: [
+                "MirrorDatapath", "MirrorCompiler", "MirrorCore", "CMirrorABI", "CLibbpf", "MirrorTestSupport", "MirrorFleet",
+                "EtcdClient",
+            ]),
         // Seeded RNG and random valid documents/packets, shared by several test targets.
         .target(name: "MirrorTestSupport", dependencies: ["MirrorCore", "EtcdClient"]),
         // libnl-route-3 (Debian libnl-route-3-dev) behind plain C functions: its macros

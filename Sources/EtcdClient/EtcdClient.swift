@@ -225,11 +225,26 @@ public final class EtcdClient: Sendable {
     }
 
     var callOptions: CallOptions {
-        var o = CallOptions.defaults
+        var o = Self.messageLimits
         o.timeout = configuration.requestTimeout
         o.waitForReady = false
         return o
     }
+
+    /// The default options with room for etcd's answers. gRPC's client refuses a
+    /// response over 4 MiB by default (grpc-swift-nio-transport applies
+    /// `maxRequestMessageBytes` to what it receives as well, so both are set), and
+    /// etcd's are larger at the region quotas: a range of the region's chunks (tens of
+    /// MB), a page of host documents, a watch response of a transaction of 1.4 MB.
+    /// etcd sends up to 2 GiB (its `--max-send-bytes` default) and the members are
+    /// trusted; requests stay bounded by etcd's `--max-request-bytes` (1.5 MiB).
+    static var messageLimits: CallOptions {
+        var o = CallOptions.defaults
+        o.maxResponseMessageBytes = maxMessageBytes
+        o.maxRequestMessageBytes = maxMessageBytes
+        return o
+    }
+    static let maxMessageBytes = 256 << 20
 
     /// Runs `body` against the current member, moving to the next on member failures,
     /// each member tried at most twice. Other errors (refusals) are thrown as they are.
@@ -271,6 +286,25 @@ public final class EtcdClient: Sendable {
     /// `revision` (0 = now). Large ranges are read in pages at one revision.
     public func range(_ key: String, prefix: Bool = true, revision: Int64 = 0, keysOnly: Bool = false) async throws -> RangeResult {
         var kvs: [KeyValue] = []
+        let atRevision = try await pages(key, prefix: prefix, revision: revision, keysOnly: keysOnly, pageSize: 1000) {
+            kvs += $0
+        }
+        return RangeResult(kvs: kvs, revision: atRevision)
+    }
+
+    /// Every key under `prefix` at one revision, handed to `body` `pageSize` keys at a
+    /// time (a caller that keeps less than the values, e.g. a digest, never holds them
+    /// all). Returns the revision read at.
+    @discardableResult
+    public func forEachPage(
+        _ prefix: String, pageSize: Int, revision: Int64 = 0, _ body: ([KeyValue]) throws -> Void
+    ) async throws -> Int64 {
+        try await pages(prefix, prefix: true, revision: revision, keysOnly: false, pageSize: pageSize, body)
+    }
+
+    private func pages(
+        _ key: String, prefix: Bool, revision: Int64, keysOnly: Bool, pageSize: Int, _ body: ([KeyValue]) throws -> Void
+    ) async throws -> Int64 {
         var from = Data(key.utf8)
         let end = prefix ? Self.prefixEnd(key) : Data()
         var atRevision = revision
@@ -280,16 +314,16 @@ public final class EtcdClient: Sendable {
             req.rangeEnd = end
             req.revision = atRevision
             req.keysOnly = keysOnly
-            if prefix { req.limit = 1000 }
+            if prefix { req.limit = Int64(max(1, pageSize)) }
             let response = try await withFailover("range \(key)") { grpc in
                 try await Etcdserverpb_KV.Client(wrapping: grpc).range(req, options: callOptions)
             }
-            kvs += response.kvs.map(KeyValue.init)
+            try body(response.kvs.map(KeyValue.init))
             if atRevision == 0 { atRevision = response.header.revision }
             guard prefix, response.more, let last = response.kvs.last else { break }
             from = last.key + Data([0])
         }
-        return RangeResult(kvs: kvs, revision: atRevision)
+        return atRevision
     }
 
     /// One key, or nil; with the store's revision.

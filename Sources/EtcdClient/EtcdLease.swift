@@ -32,7 +32,7 @@ extension EtcdClient {
         let interval = Duration.milliseconds(max(100, ttl * 1000 / 3))
         let deadline = Duration.seconds(ttl)
         let lastRenewed = Mutex(ContinuousClock.now)
-        var options = CallOptions.defaults
+        var options = Self.messageLimits
         options.waitForReady = false
         let streamOptions = options
         while true {

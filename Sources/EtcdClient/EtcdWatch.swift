@@ -38,6 +38,10 @@ extension EtcdClient {
         let index = currentIndex
         let member = members[index]
         let lastHeard = Mutex(ContinuousClock.now)
+        // While `onBatch` runs the stream is not read, so nothing is heard: that is the
+        // caller's time, not the member's silence (a controller's render of a region
+        // at the quotas takes seconds inside its handler).
+        let handling = Mutex(false)
         let (progress, progressTick) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         var create = Etcdserverpb_WatchCreateRequest()
         create.key = Data(key.utf8)
@@ -45,7 +49,7 @@ extension EtcdClient {
         create.startRevision = fromRevision
         create.progressNotify = true
         let createRequest = create
-        var options = CallOptions.defaults
+        var options = Self.messageLimits
         options.waitForReady = false
         let streamOptions = options
 
@@ -76,6 +80,11 @@ extension EtcdClient {
                             let events = message.events.map { e in
                                 WatchEvent(kind: e.type == .delete ? .delete : .put, kv: KeyValue(e.kv))
                             }
+                            handling.withLock { $0 = true }
+                            defer {
+                                handling.withLock { $0 = false }
+                                lastHeard.withLock { $0 = .now }
+                            }
                             do {
                                 try await onBatch(WatchBatch(events: events, revision: message.header.revision))
                             } catch {
@@ -89,7 +98,9 @@ extension EtcdClient {
                     while true {
                         try await Task.sleep(for: progressInterval)
                         let quiet = ContinuousClock.now - lastHeard.withLock { $0 }
-                        if quiet > silenceTimeout { throw EtcdError.silentWatch(endpoint: "\(member.endpoint)") }
+                        if quiet > silenceTimeout && !handling.withLock({ $0 }) {
+                            throw EtcdError.silentWatch(endpoint: "\(member.endpoint)")
+                        }
                         progressTick.yield()
                     }
                 }

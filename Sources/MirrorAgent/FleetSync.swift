@@ -127,20 +127,33 @@ public struct FleetSyncService: Service {
             var lease: Int64 = 0
             do {
                 lease = try await etcd.grantLease(ttl: statusTTL)
+                // Written when an apply ends (so `fleet status` and whoever waits for
+                // an appliedRevision see it within one put) and every 250 ms (sources
+                // attached or pending change with the host's interfaces).
+                let (due, kick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+                await state.onChange(kick)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await etcd.keepAlive(lease, ttl: statusTTL) }
                     group.addTask {
                         var last: [UInt8] = []
-                        while true {
+                        for await _ in due {
                             let value = try JSONEncoder().encode(await currentStatus())
                             if Array(value) != last {
                                 try await etcd.put(key, Array(value), lease: lease)
                                 last = Array(value)
                             }
+                        }
+                    }
+                    group.addTask {
+                        while true {
+                            kick.yield()
                             try await Task.sleep(for: .milliseconds(250))
                         }
                     }
-                    defer { group.cancelAll() }
+                    defer {
+                        group.cancelAll()
+                        kick.finish()
+                    }
                     try await group.next()
                 }
             } catch is CancellationError {
@@ -208,12 +221,21 @@ actor FleetSyncState {
         empty = f.empty ?? false
     }
 
+    /// Told of every apply and refusal (the status writer).
+    private var change: AsyncStream<Void>.Continuation?
+
+    func onChange(_ c: AsyncStream<Void>.Continuation) { change = c }
+
     func applied(revision: Int64, empty: Bool) {
         applied = revision; self.empty = empty; error = nil
         if let data = try? JSONEncoder().encode(File(host: host, appliedRevision: revision, empty: empty)) {
             try? DurableFile.write(data, to: path)
         }
+        change?.yield()
     }
 
-    func failed(revision: Int64, _ message: String) { error = "revision \(revision): \(message)" }
+    func failed(revision: Int64, _ message: String) {
+        error = "revision \(revision): \(message)"
+        change?.yield()
+    }
 }

@@ -88,10 +88,15 @@ public struct RegionStore: Sendable {
     /// controller reads it.
     public func loadRegion() async throws -> (RegionDocument, Loaded)? {
         guard let loaded = try await load() else { return nil }
-        switch RegionParser.parse(loaded.text) {
+        return (try Self.parse(loaded.text), loaded)
+    }
+
+    /// A stored region's text parsed and validated, or why it no longer validates.
+    public static func parse(_ text: [UInt8]) throws -> RegionDocument {
+        switch RegionParser.parse(text) {
         case .failure(let e):
             throw EtcdError.refused("the stored region document no longer validates: \(e.errors.first.map { "\($0)" } ?? "")")
-        case .success(let region): return (region, loaded)
+        case .success(let region): return region
         }
     }
 }

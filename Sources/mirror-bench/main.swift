@@ -23,8 +23,13 @@
 // both objects are measured round by round in the same run, side by side, and
 // `classifier_baseline_ns` is written too.
 //
+// `fleet` (FleetBenchmark.swift) drives a real etcd cluster, the controller and agents;
+// `scripts/bench fleet` starts the cluster and runs it.
+//
 // Usage: mirror-bench [classifier|control-plane|region] [--output FILE] [--repeat N] [--rounds N]
 //                     [--input FILE] [--write FILE] [--rules N] [--baseline-object FILE]
+//        mirror-bench fleet --etcd ENDPOINTS [--etcd-cacert F --etcd-cert F --etcd-key F] --bin-dir DIR
+//                     --work DIR [--agents N] [--changes N] [--sessions N --sources N --hosts N] [--output FILE]
 import CLibbpf
 import CMirrorABI
 import Foundation
@@ -41,6 +46,7 @@ struct Options {
     var write: String? = nil
     var rules = 2
     var baselineObject: String? = nil
+    var fleet = FleetBenchOptions()
 }
 
 func parseOptions() -> Options {
@@ -51,6 +57,18 @@ func parseOptions() -> Options {
         case "classifier": o.part = "classifier"
         case "control-plane": o.part = "control-plane"
         case "region": o.part = "region"
+        case "fleet": o.part = "fleet"
+        case "--etcd": o.fleet.etcd = args.popFirst() ?? ""
+        case "--etcd-cacert": o.fleet.cacert = args.popFirst()
+        case "--etcd-cert": o.fleet.cert = args.popFirst()
+        case "--etcd-key": o.fleet.key = args.popFirst()
+        case "--bin-dir": o.fleet.binDir = args.popFirst() ?? ""
+        case "--work": o.fleet.work = args.popFirst() ?? o.fleet.work
+        case "--agents": o.fleet.agents = args.popFirst().flatMap { Int($0) } ?? o.fleet.agents
+        case "--changes": o.fleet.changes = args.popFirst().flatMap { Int($0) } ?? o.fleet.changes
+        case "--sessions": o.fleet.sessions = args.popFirst().flatMap { Int($0) } ?? o.fleet.sessions
+        case "--sources": o.fleet.sources = args.popFirst().flatMap { Int($0) } ?? o.fleet.sources
+        case "--hosts": o.fleet.hosts = args.popFirst().flatMap { Int($0) } ?? o.fleet.hosts
         case "--input": o.input = args.popFirst()
         case "--write": o.write = args.popFirst()
         case "--rules": o.rules = args.popFirst().flatMap { Int($0) } ?? o.rules
@@ -61,7 +79,9 @@ func parseOptions() -> Options {
         case "-h", "--help":
             print(
                 "usage: mirror-bench [classifier|control-plane|region] [--output FILE] [--repeat N] [--rounds N] "
-                    + "[--input FILE] [--write FILE] [--rules N] [--baseline-object FILE]")
+                    + "[--input FILE] [--write FILE] [--rules N] [--baseline-object FILE]\n"
+                    + "       mirror-bench fleet --etcd ENDPOINTS [--etcd-cacert F --etcd-cert F --etcd-key F] --bin-dir DIR "
+                    + "--work DIR [--agents N] [--changes N] [--sessions N --sources N --hosts N] [--output FILE]")
             exit(0)
         default:
             FileHandle.standardError.write("mirror-bench: unknown argument \(a)\n".data(using: .utf8)!)
@@ -123,6 +143,9 @@ func limited(_ doc: Document) -> Document {
 let options = parseOptions()
 if options.part == "region" {
     exit(regionBenchmark(options))
+}
+if options.part == "fleet" {
+    exit(fleetBenchmark(options.fleet, output: options.output))
 }
 guard getuid() == 0 else {
     FileHandle.standardError.write("mirror-bench: needs root (BPF_PROG_TEST_RUN)\n".data(using: .utf8)!)

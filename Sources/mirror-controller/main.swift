@@ -43,6 +43,7 @@ struct MirrorControllerCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "mirror-controller")
+        FleetController.tuneAllocator()
         let client: EtcdClient
         do {
             guard let config = try etcd.configuration() else { throw ExitCode(2) }

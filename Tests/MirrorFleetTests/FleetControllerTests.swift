@@ -60,9 +60,11 @@ struct FleetControllerTests {
         let c = try clusterOrSkip()
         let etcd = try client(c)
         defer { etcd.close() }
-        // About 2.4 MB: over etcd's 1.5 MiB request limit.
-        let text = Self.region(sessions: 6000, hosts: ["hv1", "hv2"], padding: 250)
-        #expect(text.count > 2_000_000)
+        // About 4.8 MB: over etcd's 1.5 MiB request limit, and read back in one range
+        // over gRPC's default 4 MiB limit on a response (the region at the quotas is
+        // tens of MB).
+        let text = Self.region(sessions: 12000, hosts: ["hv1", "hv2"], padding: 250)
+        #expect(text.count > 4_500_000)
         let store = RegionStore(etcd: etcd)
         let rev = try await store.store(text)
         let loaded = try await store.load()

@@ -313,6 +313,66 @@ def plot(res, out):
     fig.savefig(os.path.join(out, "throughput.png"), dpi=90)
 
 
+def fleet_section(fl, when):
+    """The fleet part (scripts/bench fleet) as markdown lines."""
+    r, g = fl["region"], fl.get("goals", {})
+    ch, rs, ag, rd = fl["change"], fl["resync"], fl["agents"], fl["render"]
+    et = fl.get("etcd", {})
+
+    def goal(name, label, unit, fmt_=".0f"):
+        x = g.get(name)
+        if not x:
+            return f"| {label} | | | |"
+        return (f"| {label} | **{x['measured']:{fmt_}} {unit}** | < {x['goal']:.0f} {unit} | "
+                f"{'holds' if x['holds'] else '**does not hold**'} |")
+    cell = lambda d, k: f"{d[k]:.0f}"
+    out = ["## Fleet mode on etcd (issue 18; `scripts/bench fleet`)", "",
+           f"Measured {when}{' with `--quick` (a smaller region: not the goals’ conditions)' if fl.get('quick') else ''}: "
+           f"a {et.get('members', 3)}-member etcd cluster ({'TLS with client certificates' if et.get('tls') else 'plain'}), "
+           f"release build, a region of {r['sessions']:,} sessions and {r['sources']:,} sources over {r['hosts']:,} hosts "
+           f"({r['bytes'] / 1e6:.1f} MB of JSON), {ag['count']} `mirror-agent --datapath memory`.", "",
+           "| goal | measured | goal | |", "|---|---|---|---|",
+           goal("full_render_ms", "controller: full render (start → every host key written)", "ms"),
+           goal("controller_peak_rss_mib", "controller: peak RSS during the full render", "MiB", ".1f"),
+           goal("change_p99_ms", f"one session changed → its {ch['affected_hosts']} hosts' agents applied, p99 of {ch['changes']}", "ms"),
+           goal("resync_ms", "agent resync after a compaction (SIGCONT → final document applied)", "ms"), "",
+           "One session changed, ms (from the region head's switch in etcd unless said otherwise):", "",
+           "| | p50 | p99 | max |", "|---|---|---|---|"]
+    for key, label in (("head_to_applied", "→ every affected agent applied (status key)"),
+                       ("head_to_first_host_applied", "→ the first affected agent applied"),
+                       ("head_to_desired_written", "→ the controller wrote every affected host's document"),
+                       ("desired_to_applied", "host document written → its agent applied"),
+                       ("store", "the apply's upload of the region (before the head switch)"),
+                       ("apply_to_applied", "start of the upload → every affected agent applied")):
+        if key in ch:
+            out.append(f"| {label} | {cell(ch[key], 'p50_ms')} | {cell(ch[key], 'p99_ms')} | {cell(ch[key], 'max_ms')} |")
+    own = rd.get("controller_logged_ms")
+    out += ["",
+            f"Full render: {rd['ms']:.0f} ms from the controller's start (its own log: {own if own is not None else '?'} ms from "
+            f"reading the region to the last write); RSS after {rd['rss_after_mib']:.0f} MiB, peak over the whole run "
+            f"{rd.get('peak_rss_whole_run_mib', rd['peak_rss_mib']):.0f} MiB. `agentctl --etcd apply` of this region: "
+            f"validate {fl['apply']['validate_ms']:.0f} ms, store {fl['apply']['store_ms']:.0f} ms.",
+            f"Agents: {ag['count']} started and applied in {ag['all_applied_ms']:.0f} ms; RSS {ag['rss_mib_total']:.0f} MiB "
+            f"in all ({ag['rss_mib_mean']:.1f} each on average, {ag['rss_mib_max']:.1f} at most; peak {ag.get('peak_rss_mib_max', 0):.1f}).",
+            f"Resync: {rs['ms']:.0f} ms for {rs['host']}, stopped {rs['stopped_ms'] / 1000:.1f} s; it {rs['how']}."]
+    return out
+
+
+def replace_marked(path, name, lines):
+    """Replaces the lines between <!-- NAME:begin --> and <!-- NAME:end --> in PATH
+    (appends the block when the markers are missing)."""
+    begin, end = f"<!-- {name}:begin (scripts/bench.d/report.py writes this) -->", f"<!-- {name}:end -->"
+    text = open(path).read() if os.path.exists(path) else ""
+    block = begin + "\n" + "\n".join(lines) + "\n" + end
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -408,6 +468,11 @@ def main():
     if cs is not None:
         res["cold_start"] = cs
         res["measured_at"]["cold_start"] = now
+    fl = load(os.path.join(a.work, "fleet.json"), None)
+    if fl is not None:
+        # scripts/bench.d/fleet.sh: mirror-bench fleet on a real etcd cluster.
+        res["fleet"] = fl.get("fleet", fl)
+        res["measured_at"]["fleet"] = now
     res["command"] = a.command
     with open(path, "w") as f:
         json.dump(res, f, indent=2)
@@ -415,7 +480,7 @@ def main():
 
     md = ["# Benchmark results", "",
           f"Machine: {res['machine']['cores']} cores, kernel {res['machine']['kernel']}. "
-          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile|limits|cold-start`. "
+          "Reproduce all of it: `scripts/bench` (as root); one part: `scripts/bench throughput|classifier|control-plane|profile|limits|cold-start|fleet`. "
           f"Last written by `{a.command}`; each part's time in results.json (`measured_at`).", ""]
     if res.get("limits_never_triggering"):
         md += ["## Limits that never trigger (SPEC §10), mirrored path", "",
@@ -512,6 +577,12 @@ def main():
             md.append(f"In process ({n.replace('sessions_', '')} sessions): validate {b['validate_ms']:.0f} ms, "
                       f"compile {b['compile_ms']:.0f} ms, write + swap {b['swap_ms']:.0f} ms.")
         md.append("")
+    if "fleet" in res:
+        section = fleet_section(res["fleet"], res["measured_at"].get("fleet", now))
+        md += section + [""]
+        if fl is not None and not res["fleet"].get("quick"):
+            replace_marked(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "BENCHMARKS.md"),
+                           "fleet", section)
     with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write("\n".join(md))
 

@@ -47,40 +47,8 @@ public enum HostRenderer {
     /// bytes reused on every host that has it, so a filter shared by ten hosts costs
     /// one encoding and ten copies. This is the controller's path at the quotas.
     public static func forEachHostEncoded(_ region: RegionDocument, _ body: (String, [UInt8]) throws -> Void) rethrows {
-        let x = RegionIndex(region)
-        let filters = x.filters.map { fragment(DocumentEncoding.encode($0)) }
-        let targets = x.targets.map { fragment(DocumentEncoding.encode($0)) }
-        let sources = x.sources.map { fragment(DocumentEncoding.encode($0)) }
-        let groups = x.groups.map { fragment(DocumentEncoding.encode($0)) }
-        let acls = x.acls.map { fragment(DocumentEncoding.encode($0)) }
-        var out: [UInt8] = []
-        for h in x.hosts.indices {
-            let share = x.share(of: h)
-            out.removeAll(keepingCapacity: true)
-            func array(_ key: String, _ first: Bool, _ items: [Int], _ bytes: [[UInt8]]) {
-                out.append(contentsOf: (first ? "{\"" : ",\"").utf8)
-                out.append(contentsOf: key.utf8)
-                out.append(contentsOf: "\":[".utf8)
-                for (k, i) in items.enumerated() {
-                    if k > 0 { out.append(UInt8(ascii: ",")) }
-                    out.append(contentsOf: bytes[i])
-                }
-                out.append(UInt8(ascii: "]"))
-            }
-            array("filters", true, share.filters, filters)
-            array("targets", false, share.targets, targets)
-            array("sources", false, x.sourcesByHost[h], sources)
-            out.append(contentsOf: ",\"sessions\":[".utf8)
-            for (k, s) in x.sessionsByHost[h].enumerated() {
-                if k > 0 { out.append(UInt8(ascii: ",")) }
-                out.append(contentsOf: fragment(DocumentEncoding.encode(s)))
-            }
-            out.append(UInt8(ascii: "]"))
-            array("securityGroups", false, share.groups, groups)
-            array("networkAcls", false, share.acls, acls)
-            out.append(UInt8(ascii: "}"))
-            try body(x.hosts[h], out)
-        }
+        let encoder = HostEncoder(region)
+        for h in encoder.hosts.indices { try body(encoder.hosts[h], encoder.encode(host: h)) }
     }
 
     /// The compact canonical JSON of a host's document (`DocumentEncoding`), which
@@ -100,6 +68,57 @@ public enum HostRenderer {
     }
 
     static func fragment(_ v: JSONValue) -> [UInt8] { Array(v.serialized(pretty: false).utf8) }
+}
+
+/// `forEachHostEncoded` one host at a time at the caller's pace (a controller writes
+/// each host's document to etcd before it encodes the next, so only one transaction's
+/// worth of documents is ever held). The region is indexed and each filter, target,
+/// source, group and ACL encoded once, in `init`; `encode(host:)` then assembles a
+/// host's document from those bytes: `HostRenderer.encode` of its `forEachHost`
+/// document, exactly.
+public struct HostEncoder {
+    /// Every host with a source, in name order; `encode(host:)` takes an index.
+    public var hosts: [String] { x.hosts }
+    private let x: RegionIndex
+    private let filters, targets, sources, groups, acls: [[UInt8]]
+
+    public init(_ region: RegionDocument) {
+        x = RegionIndex(region)
+        filters = x.filters.map { HostRenderer.fragment(DocumentEncoding.encode($0)) }
+        targets = x.targets.map { HostRenderer.fragment(DocumentEncoding.encode($0)) }
+        sources = x.sources.map { HostRenderer.fragment(DocumentEncoding.encode($0)) }
+        groups = x.groups.map { HostRenderer.fragment(DocumentEncoding.encode($0)) }
+        acls = x.acls.map { HostRenderer.fragment(DocumentEncoding.encode($0)) }
+    }
+
+    /// The document of `hosts[h]`.
+    public func encode(host h: Int) -> [UInt8] {
+        let share = x.share(of: h)
+        var out: [UInt8] = []
+        func array(_ key: String, _ first: Bool, _ items: [Int], _ bytes: [[UInt8]]) {
+            out.append(contentsOf: (first ? "{\"" : ",\"").utf8)
+            out.append(contentsOf: key.utf8)
+            out.append(contentsOf: "\":[".utf8)
+            for (k, i) in items.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: bytes[i])
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        array("filters", true, share.filters, filters)
+        array("targets", false, share.targets, targets)
+        array("sources", false, x.sourcesByHost[h], sources)
+        out.append(contentsOf: ",\"sessions\":[".utf8)
+        for (k, s) in x.sessionsByHost[h].enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: HostRenderer.fragment(DocumentEncoding.encode(s)))
+        }
+        out.append(UInt8(ascii: "]"))
+        array("securityGroups", false, share.groups, groups)
+        array("networkAcls", false, share.acls, acls)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
 }
 
 /// The region indexed once for rendering: each kind sorted by id (ranks are then
