@@ -45,7 +45,13 @@ public enum VNIAssigner {
             var v = r.lowerBound + (candidate(for: id) - Self.range.lowerBound) % r.count
             // Bounded: validation (DocumentParser) refuses documents whose erspan
             // sessions cannot all get an ID; a full range keeps the candidate.
-            for _ in 0..<r.count where used.contains(v) { v = v == r.upperBound ? r.lowerBound : v + 1 }
+            // A `for … where` here would test every one of the range's 16 million values
+            // for each session, free or not: probe only until a free one.
+            var probes = 0
+            while used.contains(v) && probes < r.count {
+                v = v == r.upperBound ? r.lowerBound : v + 1
+                probes += 1
+            }
             assigned[id] = v
             used.insert(v)
         }
