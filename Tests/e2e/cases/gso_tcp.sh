@@ -8,8 +8,9 @@
 #     fit, none above the underlay MTU, none dropped for size;
 # (c) source MTU 1400 and the session's packetLength 128: the same, each copy cut
 #     to 128 bytes.
-# The agent's metrics agree: no GSO copy goes to the segmenter in (a), some do in
-# (b) and (c), none is cut whole; and promtool accepts the scrape.
+# The agent's metrics agree: GSO copies go to the segmenter in every run (the
+# direct path has no tunnel device to segment them, issue 21), more with each
+# run, none is cut whole; and promtool accepts the scrape.
 source "$(dirname "$0")/../lib.sh"
 topo_up
 # The underlay behaves like a NIC that segments in software before the wire: the
@@ -136,7 +137,7 @@ segmenter_counts() {
 
 run a 1400
 seg_a=$(segmenter_counts a)
-expect_eq "$seg_a" 0 "a: GSO copies handed to the segmenter (their segments fit)"
+[ "$seg_a" -gt 0 ] || fail "a: no GSO copy counted as segmented, yet copies leave direct (no device segments them)"
 run b 1500
 seg_b=$(segmenter_counts b)
 [ "$seg_b" -gt "$seg_a" ] || fail "b: no GSO copy counted as segmented ($seg_b), yet every copy is one wire segment"
