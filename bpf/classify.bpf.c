@@ -169,6 +169,10 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 		pf.v4_src_hi = policy->v4_src_hi;
 		pf.v4_dst_lo = policy->v4_dst_lo;
 		pf.v4_dst_hi = policy->v4_dst_hi;
+		pf.v6_src_lo = policy->v6_src_lo;
+		pf.v6_src_hi = policy->v6_src_hi;
+		pf.v6_dst_lo = policy->v6_dst_lo;
+		pf.v6_dst_hi = policy->v6_dst_hi;
 	} else {
 		return mirror_verdict(MIRROR_OUTCOME_NO_POLICY, 0, 0, slot);
 	}
@@ -177,7 +181,7 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 	__u32 source_slot = pf.source_slot;
 
 	/* Most frames are common ones (parse_common): the prefilter turns them
-	 * away by port, protocol and IPv4 address without the full parse and its struct (+0.7 % pps in a paired
+	 * away by port, protocol and address without the full parse and its struct (+0.7 % pps in a paired
 	 * A/B under one sender). A frame whose linear area is shorter than
 	 * MIRROR_COMMON_HEADERS (AF_PACKET TX-ring frames carry only the Ethernet
 	 * header there) is made linear over that much first. Measured against
@@ -201,7 +205,8 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 			    c.src_port > pf.src_port_hi || c.protocol < pf.protocol_lo || c.protocol > pf.protocol_hi ||
 			    (c.family == 4 ? !(pf.flags & MIRROR_PREFILTER_IPV4) || c.src < pf.v4_src_lo ||
 						     c.src > pf.v4_src_hi || c.dst < pf.v4_dst_lo || c.dst > pf.v4_dst_hi
-					   : !(pf.flags & MIRROR_PREFILTER_IPV6))) {
+					   : !(pf.flags & MIRROR_PREFILTER_IPV6) || c.src6 < pf.v6_src_lo ||
+						     c.src6 > pf.v6_src_hi || c.dst6 < pf.v6_dst_lo || c.dst6 > pf.v6_dst_hi)) {
 				if (counting)
 					count_source(source_slot, direction, MIRROR_OUTCOME_NO_MATCH);
 				return mirror_verdict(MIRROR_OUTCOME_NO_MATCH, 0, 0, slot);

@@ -22,9 +22,9 @@
  * Overridable only so that a test can build an object of another layout
  * (Tests/e2e/cases/rolling_upgrade.sh). */
 #ifndef MIRROR_LAYOUT_VERSION
-#define MIRROR_LAYOUT_VERSION 1
+#define MIRROR_LAYOUT_VERSION 2
 #endif
-#define MIRROR_LAYOUT_FINGERPRINT 0xf40fba4824280e47ULL
+#define MIRROR_LAYOUT_FINGERPRINT 0xc9a4265ade3ce45bULL
 
 /* ---- Quotas (SPEC §3; must equal Sources/MirrorCore/Model/Quotas.swift) ---- */
 #define MAX_SESSIONS_PER_SOURCE 3      /* Quota.sessionsPerSource */

@@ -104,7 +104,7 @@ struct mirror_policy {
  * A direct-mapped index in front of mirror_policy, so that traffic its source's
  * prefilter turns away costs no hash lookup (SPEC §8: unmatched traffic pays
  * almost nothing). Bucket = ifindex modulo MIRROR_PREFILTER_BUCKETS; each bucket
- * (144 bytes; a source reads its 16-byte head and its 32-byte entry) holds up to MIRROR_PREFILTER_WAYS sources of one generation
+ * (272 bytes; a source reads its 16-byte head and its 64-byte entry) holds up to MIRROR_PREFILTER_WAYS sources of one generation
  * slot, both directions each: the policy's source slot and prefilter. A source
  * that does not fit (more sources share the bucket than it has ways) is only in
  * mirror_policy, and the bucket says so with `overflow`. So for an ifindex:
@@ -122,15 +122,19 @@ struct mirror_prefilter {
 	__u16 source_slot;     /* mirror_policy.source_slot */
 	__u8 flags;            /* enum mirror_prefilter_flags */
 	__u8 pad;
-	/* mirror_policy's protocol and IPv4 address bounds, so that common frames
-	 * whose rules differ by address or protocol are turned away here too (the
-	 * IPv6 bounds are only in mirror_policy). */
+	/* mirror_policy's protocol and address bounds (IPv6: by the first 64 bits),
+	 * so that common frames whose rules differ by address or protocol are turned
+	 * away here too, without the policy's hash lookup. */
 	__u16 protocol_lo;
 	__u16 protocol_hi;
 	__u32 v4_src_lo;
 	__u32 v4_src_hi;
 	__u32 v4_dst_lo;
 	__u32 v4_dst_hi;
+	__u64 v6_src_lo;
+	__u64 v6_src_hi;
+	__u64 v6_dst_lo;
+	__u64 v6_dst_hi;
 };
 
 struct mirror_prefilter_bucket {

@@ -241,6 +241,8 @@ static __always_inline void parse_transport(struct parse_cursor *c, __u32 off, s
 struct mirror_common {
 	__u32 src;             /* IPv4 only, host order */
 	__u32 dst;
+	__u64 src6;            /* IPv6 only: the first 64 bits, host order */
+	__u64 dst6;
 	__u16 src_port;        /* host order */
 	__u16 dst_port;
 	__u16 protocol;        /* IPPROTO_TCP_ or IPPROTO_UDP_ */
@@ -269,6 +271,8 @@ static __always_inline int parse_common(void *data, void *data_end, struct mirro
 		proto = ip[6];
 		l4 = ip + 40;
 		out->family = 6;
+		out->src6 = ((__u64)bpf_ntohl(*(__be32 *)(ip + 8)) << 32) | bpf_ntohl(*(__be32 *)(ip + 12));
+		out->dst6 = ((__u64)bpf_ntohl(*(__be32 *)(ip + 24)) << 32) | bpf_ntohl(*(__be32 *)(ip + 28));
 	} else {
 		return 0;
 	}

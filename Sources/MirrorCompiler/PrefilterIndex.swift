@@ -77,6 +77,7 @@ public enum PrefilterIndex {
         e.protocol_lo = v.protocol_lo
         e.protocol_hi = v.protocol_hi
         (e.v4_src_lo, e.v4_src_hi, e.v4_dst_lo, e.v4_dst_hi) = (v.v4_src_lo, v.v4_src_hi, v.v4_dst_lo, v.v4_dst_hi)
+        (e.v6_src_lo, e.v6_src_hi, e.v6_dst_lo, e.v6_dst_hi) = (v.v6_src_lo, v.v6_src_hi, v.v6_dst_lo, v.v6_dst_hi)
         return e
     }
 

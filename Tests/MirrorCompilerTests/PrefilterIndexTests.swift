@@ -32,11 +32,12 @@ import Testing
                 interfaceIndex: { byName[$0] }))
     }
 
-    /// A source reads the bucket's 16-byte head and one 32-byte entry (ports,
-    /// protocol and IPv4 bounds): at most two cache lines of the 144.
-    @Test func anEntryIsHalfACacheLine() {
-        #expect(MemoryLayout<mirror_prefilter>.size == 32)
-        #expect(MemoryLayout<mirror_prefilter_bucket>.size == 16 + 4 * 32)
+    /// A source reads the bucket's 16-byte head and one 64-byte entry (ports,
+    /// protocol, IPv4 and IPv6 bounds): a few cache lines of the 272, never the
+    /// whole bucket.
+    @Test func anEntryIsOneCacheLine() {
+        #expect(MemoryLayout<mirror_prefilter>.size == 64)
+        #expect(MemoryLayout<mirror_prefilter_bucket>.size == 16 + 4 * 64)
         #expect(Int(MIRROR_PREFILTER_ENTRIES) == Int(MIRROR_GENERATION_SLOTS) * PrefilterIndex.bucketCount)
         #expect(PrefilterIndex.bucketCount & (PrefilterIndex.bucketCount - 1) == 0)
     }
