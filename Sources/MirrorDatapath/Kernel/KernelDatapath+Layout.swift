@@ -116,7 +116,8 @@ extension KernelDatapath {
     /// next agent finishes the move. Never set outside tests.
     func layoutMoveReached(_ step: LayoutMoveStep) {
         guard ProcessInfo.processInfo.environment["MIRROR_TEST_KILL_IN_LAYOUT_MOVE"] == step.rawValue else { return }
-        logger.critical("MIRROR_TEST_KILL_IN_LAYOUT_MOVE: killed in the middle of the layout move", metadata: ["step": "\(step.rawValue)"])
+        // Written straight to stderr: a log handler may still hold it when the kill lands.
+        FileHandle.standardError.write(Data("MIRROR_TEST_KILL_IN_LAYOUT_MOVE: killed at step \(step.rawValue) of the layout move\n".utf8))
         Glibc.kill(getpid(), SIGKILL)
     }
 
