@@ -198,7 +198,8 @@ enum mirror_path_state {
 /*
  * ---- Copy metadata, carried in skb->cb[0..4] from classify to encap ----
  * Written on the clone just before bpf_clone_redirect; the original's cb[0] is
- * cleared again afterwards so that it is still classified by other sources.
+ * cleared again afterwards so that it is still classified by other sources (then
+ * the attached program marks it for this hook only: MIRROR_SEEN_MAGIC below).
  *   cb[0] = MIRROR_COPY_MAGIC (a copy is never classified again, SPEC §6)
  *   cb[1] = mirror_meta_word1(session_slot, generation slot, direction)
  *   cb[2] = symmetric inner flow hash (same for both directions of a 5-tuple):
