@@ -375,20 +375,44 @@ static __always_inline __u32 classify(struct __sk_buff *skb, __u32 direction, __
 	return mirror_verdict(MIRROR_OUTCOME_NO_MATCH, 0, 0, slot);
 }
 
+/*
+ * The attached programs: each packet is classified once per hook (device and
+ * direction), even while two of ours sit on that hook. That happens whenever an
+ * attachment moves between a tcx link and a clsact filter (an agent restarted
+ * with the other --tc-attach, or a hook attached through clsact first and given
+ * its tcx link afterwards): the new one is attached before the old one goes, so
+ * that no packet passes neither, and the kernel runs both on the hook (tcx first,
+ * then the clsact filters, on the same skb). The first one marks the original in
+ * skb->cb (MIRROR_SEEN_MAGIC, mirror_consts.h); the second sees the mark and
+ * passes the packet untouched: no second copy, no counter counted twice.
+ */
+static __always_inline int classify_once(struct __sk_buff *skb, __u32 direction)
+{
+	__u32 ifindex = skb->ifindex;
+	__u32 seen = mirror_seen_word(ifindex, direction);
+	if (skb->cb[0] == MIRROR_SEEN_MAGIC && skb->cb[1] == seen)
+		return TC_ACT_UNSPEC;
+	classify(skb, direction, ifindex, 1);
+	/* A copy keeps its metadata (stage 2 reads it). */
+	if (skb->cb[0] != MIRROR_COPY_MAGIC) {
+		skb->cb[0] = MIRROR_SEEN_MAGIC;
+		skb->cb[1] = seen;
+	}
+	return TC_ACT_UNSPEC;
+}
+
 /* SPEC §4: TC ingress of the host-side device carries what the ENI sends. */
 SEC("tc")
 int mirror_tc_ingress(struct __sk_buff *skb)
 {
-	classify(skb, MIRROR_DIR_OUTBOUND, skb->ifindex, 1);
-	return TC_ACT_UNSPEC;
+	return classify_once(skb, MIRROR_DIR_OUTBOUND);
 }
 
 /* SPEC §4: TC egress of the host-side device carries what the ENI receives. */
 SEC("tc")
 int mirror_tc_egress(struct __sk_buff *skb)
 {
-	classify(skb, MIRROR_DIR_INBOUND, skb->ifindex, 1);
-	return TC_ACT_UNSPEC;
+	return classify_once(skb, MIRROR_DIR_INBOUND);
 }
 
 /*

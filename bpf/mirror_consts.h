@@ -198,7 +198,8 @@ enum mirror_path_state {
 /*
  * ---- Copy metadata, carried in skb->cb[0..4] from classify to encap ----
  * Written on the clone just before bpf_clone_redirect; the original's cb[0] is
- * cleared again afterwards so that it is still classified by other sources.
+ * cleared again afterwards so that it is still classified by other sources (then
+ * the attached program marks it for this hook only: MIRROR_SEEN_MAGIC below).
  *   cb[0] = MIRROR_COPY_MAGIC (a copy is never classified again, SPEC §6)
  *   cb[1] = mirror_meta_word1(session_slot, generation slot, direction)
  *   cb[2] = symmetric inner flow hash (same for both directions of a 5-tuple):
@@ -208,6 +209,20 @@ enum mirror_path_state {
  *   cb[4] = 0; MIRROR_META_SEGMENTED on a segment back from the segmenter
  */
 #define MIRROR_COPY_MAGIC 0x4d495252u /* "MIRR" */
+/*
+ * On an original (not a copy) that a classifier of ours has decided on a hook:
+ *   cb[0] = MIRROR_SEEN_MAGIC, cb[1] = mirror_seen_word(ifindex, direction)
+ * A second classifier of ours on the same hook (a tcx link and a clsact filter
+ * while an attachment moves from one to the other: the kernel runs both, tcx
+ * first, on the same skb) passes such a packet without deciding again, so it is
+ * never mirrored twice. Another hook (another device, or the other direction)
+ * classifies it as usual (SPEC §4). Stage 2 never sees it: it is not a copy.
+ */
+#define MIRROR_SEEN_MAGIC 0x5345454eu /* "SEEN" */
+static inline __u32 mirror_seen_word(__u32 ifindex, __u32 direction)
+{
+	return (ifindex << 1) | (direction & 1);
+}
 #define MIRROR_META_SEGMENTED 0x53454753u /* cb[4] of a segment: never diverted again */
 /*
  * A copy that already left stage 2 may carry skb->mark == MIRROR_COPY_MARK (the

@@ -4,10 +4,10 @@
 # cleanup`) and its bpffs is a fresh, empty mount, while the VM's traffic already
 # flows. Measured: the time from exec of mirror-agent to the first copy at the
 # collector (an AF_PACKET socket there; the same clock as the start), BENCH_COLD_RUNS
-# runs (default 7) of each of two ways, alternated: the parallel load
-# (MIRROR_BENCH_PARALLEL_LOAD=1: the classifier's two TC programs verified at once,
-# explain's test programs after the first apply; off by default, see KernelDatapath)
-# and the agent's default, every program verified one after the other. JSON on stdout; progress on stderr. Uses $MIRROR_BIN_DIR.
+# runs (default 7) of each of two ways, alternated: the agent as it is (the classifier's
+# two TC programs verified at once, explain's test programs after the first apply) and
+# its baseline, every program verified one after the other as before
+# (MIRROR_BENCH_SERIAL_LOAD=1). JSON on stdout; progress on stderr. Uses $MIRROR_BIN_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${BENCH_COLD_RUNS:-7}
@@ -53,8 +53,8 @@ PY
 # one KIND N: one cold start (KIND serial: the baseline); prints the ms from exec to
 # the first copy.
 one() {
-  local kind=$1 n=$2 f="$TOPO_DIR/first-$1-$2" t0 t1 parallel=1
-  [ "$kind" = serial ] && parallel=0
+  local kind=$1 n=$2 f="$TOPO_DIR/first-$1-$2" t0 t1 serial=0
+  [ "$kind" = serial ] && serial=1
   agent_cleanup
   umount "$TOPO_DIR/bpffs" && mount -t bpf bpf "$TOPO_DIR/bpffs"
   [ -s "$AGENT_STATE/state.json" ] || { echo "cold_start: the state is gone" >&2; exit 1; }
@@ -62,7 +62,7 @@ one() {
   sleep 0.3
   first_copy "$f"
   t0=$(date +%s.%N)
-  MIRROR_BENCH_PARALLEL_LOAD=$parallel nsenter --net="/run/netns/$NS_HOST" "$BIN_DIR/mirror-agent" --socket "$AGENT_SOCK" \
+  MIRROR_BENCH_SERIAL_LOAD=$serial nsenter --net="/run/netns/$NS_HOST" "$BIN_DIR/mirror-agent" --socket "$AGENT_SOCK" \
     --state-dir "$AGENT_STATE" --bpffs "$TOPO_DIR/bpffs" --metrics-address 127.0.0.1:9469 >>"$AGENT_LOG" 2>&1 &
   echo $! >"$TOPO_DIR/agent.pid"
   wait "$(cat "$TOPO_DIR/waiter.pid")" || true
@@ -87,5 +87,5 @@ print(json.dumps({"runs": int(sys.argv[3]), "cold_ms": cold, "cold_ms_median": s
                   "serial_load_ms": serial, "serial_load_ms_median": statistics.median(serial), "goal_ms": 1000,
                   "what": "exec of mirror-agent to the first copy at the collector; state present, empty bpffs, "
                   "nothing of ours in the kernel, traffic flowing (examples/demo.json); serial_load: the baseline, "
-                  "every classifier program verified one after the other (the default; the other is MIRROR_BENCH_PARALLEL_LOAD=1), alternated"}))
+                  "every classifier program verified one after the other (MIRROR_BENCH_SERIAL_LOAD=1), alternated"}))
 PY

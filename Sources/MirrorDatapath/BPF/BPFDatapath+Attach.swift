@@ -110,7 +110,9 @@ extension BPFDatapath {
             if created { _ = clibbpf_tc_hook_destroy(ifindex); createdHooks.remove(ifindex) }
             throw DatapathError("attach tc \(hook.rawValue) on \(label)", errno: -arc)
         }
-        // A tcx link of ours from an earlier run in tcx mode goes, now that the filter runs.
+        // A tcx link of ours from an earlier run in tcx mode goes, now that the filter
+        // runs. Until the kernel has released it, it runs before the filter and marks
+        // each packet it decided on, which the filter then passes: never copied twice.
         if let fd = heldLinks.removeValue(forKey: LinkKey(ifindex: ifindex, hook: hook)) { Glibc.close(fd) }
         if let path = linkPin(ifindex: ifindex, hook: hook) { unlink(path) }
         for path in formerLinkPins(ifindex: ifindex, hook: hook) { unlink(path) }
@@ -196,9 +198,11 @@ extension BPFDatapath {
         } else {
             heldLinks[LinkKey(ifindex: ifindex, hook: hook)] = link
         }
-        // An agent that ran in clsact mode before (an upgrade) left its filter there:
-        // removed only now, after the link runs, so that no packet goes unmirrored
-        // (for that instant a packet may be copied twice).
+        // An agent that ran in clsact mode before (an upgrade), or this one until the
+        // link was made (`newLink`), left its filter there: removed only now, after the
+        // link runs, so that no packet goes unmirrored. Meanwhile the kernel runs both
+        // on each packet, the link first: it marks the packet (MIRROR_SEEN_MAGIC in
+        // skb->cb, bpf/classify.bpf.c) and the filter passes it, so none is copied twice.
         _ = clibbpf_tc_detach(ifindex, hook.isEgress, Self.filterHandle, Self.filterPriority)
         return Attachment(
             interface: label, ifindex: ifindex, hook: hook, createdHook: false, programID: wanted, mode: .tcx,

@@ -98,6 +98,29 @@ extension KernelDatapath {
         }
     }
 
+    /// The steps of a move that an agent may be killed between (`layoutMoveReached`).
+    enum LayoutMoveStep: String {
+        /// Our maps hold the policy in the slot in force; nothing runs our programs yet.
+        case filled
+        /// Both slots filled, stage 2 runs our program; the classifiers are the other layout's.
+        case stageTwo = "stage-two"
+        /// Every classifier runs our programs; the other layout's counters are not
+        /// carried over and its pins are still there.
+        case classifiers
+    }
+
+    /// A test hook (e2e `layout_move_interrupted`): with
+    /// `MIRROR_TEST_KILL_IN_LAYOUT_MOVE=<step>` in its environment, the agent kills
+    /// itself (SIGKILL: nothing of it runs after, as after a crash or an OOM kill)
+    /// when a move between layouts reaches that step, so that a test can prove the
+    /// next agent finishes the move. Never set outside tests.
+    func layoutMoveReached(_ step: LayoutMoveStep) {
+        guard ProcessInfo.processInfo.environment["MIRROR_TEST_KILL_IN_LAYOUT_MOVE"] == step.rawValue else { return }
+        // Written straight to stderr: a log handler may still hold it when the kill lands.
+        FileHandle.standardError.write(Data("MIRROR_TEST_KILL_IN_LAYOUT_MOVE: killed at step \(step.rawValue) of the layout move\n".utf8))
+        Glibc.kill(getpid(), SIGKILL)
+    }
+
     /// Step 5: every source's classifier runs our programs now (the apply's attach
     /// moved them); whatever else the other layouts pinned goes.
     func finishLayoutMove(_ dp: BPFDatapath) {

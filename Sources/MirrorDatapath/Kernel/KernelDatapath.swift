@@ -142,14 +142,13 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
             bpffsLock = try OwnerLock(directory: options.bpffs, what: "bpffs directory")
             // Pins in this layout's own directory; another layout's pins are left where
             // they are (they keep mirroring) until the first apply has filled ours.
-            // Every program verified one after the other, as before this stop. The
-            // parallel load (the two TC programs at once, explain's test programs after
-            // the first apply: about 40 % faster to the first copy) duplicated copies
-            // across a restart that switches tcx and clsact (e2e `restart`), cause not
-            // found yet; MIRROR_BENCH_PARALLEL_LOAD=1 turns it on for scripts/bench
-            // cold-start and for finding that cause.
+            // The first copy waits for the TC programs only: the classifier's two are
+            // verified at once, explain's test programs load after the first apply
+            // (about half the time to the first copy, scripts/bench cold-start).
+            // MIRROR_BENCH_SERIAL_LOAD=1: every program verified one after the other,
+            // as before (scripts/bench cold-start's baseline).
             let loading: ProgramLoading =
-                ProcessInfo.processInfo.environment["MIRROR_BENCH_PARALLEL_LOAD"] == "1" ? .deferTests : .serial
+                ProcessInfo.processInfo.environment["MIRROR_BENCH_SERIAL_LOAD"] == "1" ? .serial : .deferTests
             let objects = try loadObjects()
             let (dir, found) = try prepareLayout(objects.classify)
             do {
@@ -281,7 +280,11 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         }
         // Over another layout's pins: stage 2 moves to ours now that our maps hold the
         // policy, before any classifier does (KernelDatapath+Layout.swift).
-        if !formerLayouts.isEmpty { try moveStageTwo(dp, compiled, doc) }
+        if !formerLayouts.isEmpty {
+            layoutMoveReached(.filled)
+            try moveStageTwo(dp, compiled, doc)
+            layoutMoveReached(.stageTwo)
+        }
         // The new policy is in force: from here on, failures are per interface.
         var nowAttached: [String: Int] = [:]
         var linkBudget = options.tcxLinksPerApply
@@ -340,7 +343,10 @@ public final class KernelDatapath: Datapath, @unchecked Sendable {
         attached = nowAttached
         onClsact = onClsact.filter { nowAttached[$0.key] == $0.value }
         // Every classifier of ours runs our programs now: the other layouts' pins go.
-        if !formerLayouts.isEmpty { finishLayoutMove(dp) }
+        if !formerLayouts.isEmpty {
+            layoutMoveReached(.classifiers)
+            finishLayoutMove(dp)
+        }
         startMoving()
         document = doc
         // The policy values are in the kernel now; explain and the metrics need only the rest.
