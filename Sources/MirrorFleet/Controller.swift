@@ -269,6 +269,29 @@ actor HostWriter {
     /// Fenced transactions in flight at once: host keys are independent, and etcd
     /// batches concurrent proposals into one consensus round and one fsync.
     static let writesInFlight = 4
+    /// Hosts encoded together in the full render (about a transaction's worth at the
+    /// quotas: 155 KB each).
+    static let hostsPerRound = 16
+
+    /// `encoder.encode(host:)` of each of `hosts`, in order, on `concurrency` threads.
+    static func encode(_ encoder: HostEncoder, _ hosts: [Int], concurrency: Int) -> [[UInt8]] {
+        final class Slots: @unchecked Sendable {
+            var values: [[UInt8]]
+            let lock = NSLock()
+            init(_ n: Int) { values = Array(repeating: [], count: n) }
+            func set(_ i: Int, _ v: [UInt8]) {
+                lock.lock()
+                values[i] = v
+                lock.unlock()
+            }
+        }
+        let slots = Slots(hosts.count)
+        let workers = max(1, min(concurrency, hosts.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: hosts.count, by: workers) { slots.set(i, encoder.encode(host: hosts[i])) }
+        }
+        return slots.values
+    }
 
     init(etcd: EtcdClient, leaderRevision: Int64, logger: Logger) {
         self.etcd = etcd; self.leaderRevision = leaderRevision; self.logger = logger
@@ -294,38 +317,54 @@ actor HostWriter {
         let clock = ContinuousClock()
         let started = clock.now
         var phases = Phases()
-        var encoder: HostEncoder?
         var regionRevision: Int64 = 0
+        var region: RegionDocument?
+        var chunkIDs: [String: [String]] = [:]
+        var loadedHead: RegionStore.Head?
         if let loaded = try await RegionStore(etcd: etcd).load() {
             phases.read = clock.now - started
             regionRevision = loaded.revision
-            var mark = clock.now
+            loadedHead = loaded.head
+            let mark = clock.now
             let parts = try RegionStore.parse(loaded.chunks, concurrency: 2)
+            for (part, key) in zip(parts, loaded.keys) { chunkIDs[key] = part.ids }
+            region = RegionDocument(parts: parts)
             phases.parse = clock.now - mark
-            mark = clock.now
-            let m = RegionModel(parts: parts, keys: loaded.keys)
-            encoder = HostEncoder(m.region())
-            model = m
-            head = loaded.head
-            phases.index = clock.now - mark
         }
+        // The chunks' bytes and decoded parts are gone here: the peak is the region and
+        // the encoder's index, as before the model existed (the RSS goal, < 256 MiB).
+        let mark = clock.now
+        var encoder = region.map(HostEncoder.init)
+        phases.index = clock.now - mark
         var writes = Writes(etcd: etcd, leaderRevision: leaderRevision)
         var next: [String: HostDigest] = [:]
         // One host at a time (MirrorCore's renderer: canonical bytes, so an unchanged
         // host compares equal), each batch written as soon as it is full.
-        if let encoder {
-            for h in encoder.hosts.indices {
-                let document = encoder.encode(host: h)
-                let digest = HostDigest(document)
-                next[encoder.hosts[h]] = digest
-                if written[encoder.hosts[h]] != digest {
-                    let value = DesiredValue.encode(region: regionRevision, document: document)
-                    try await writes.add(.put(key: FleetKeys.desired(encoder.hosts[h]), value: value))
+        // A few hosts at a time encoded on two threads (the full render's largest CPU
+        // part), then handed to the writes in order.
+        if let e = encoder {
+            for first in stride(from: 0, to: e.hosts.count, by: Self.hostsPerRound) {
+                let round = Array(first..<min(first + Self.hostsPerRound, e.hosts.count))
+                let documents = HostWriter.encode(e, round, concurrency: 2)
+                for (h, document) in zip(round, documents) {
+                    let digest = HostDigest(document)
+                    next[e.hosts[h]] = digest
+                    if written[e.hosts[h]] != digest {
+                        let value = DesiredValue.encode(region: regionRevision, document: document)
+                        try await writes.add(.put(key: FleetKeys.desired(e.hosts[h]), value: value))
+                    }
                 }
             }
         }
         encoder = nil
         for host in written.keys where next[host] == nil { try await writes.add(.delete(key: FleetKeys.desired(host))) }
+        // The model for the changes to come, built while the last writes are in flight
+        // and after the encoder is freed.
+        if let r = region {
+            region = nil
+            model = RegionModel(region: r, chunkIDs: chunkIDs)
+            head = loadedHead
+        }
         try await writes.finish()
         phases.write = writes.waited
         written = next

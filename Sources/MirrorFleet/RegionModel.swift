@@ -25,20 +25,16 @@ struct RegionModel {
 
     init() {}
 
-    /// A region read whole: `parts` and `keys` index for index.
-    init(parts: [RegionPart], keys: [String]) {
-        for (part, key) in zip(parts, keys) { add(part, key: key) }
-    }
-
-    /// Adds a chunk's objects (an id already present is replaced).
-    mutating func add(_ part: RegionPart, key: String) {
-        chunkIDs[key] = part.ids
-        for f in part.filters { filters[f.id] = f }
-        for t in part.targets { targets[t.id] = t }
-        for (s, h) in zip(part.sources, part.hosts) { insert(s, host: h) }
-        for s in part.sessions { insert(s) }
-        for g in part.securityGroups { groups[g.id] = g }
-        for a in part.networkAcls { acls[a.id] = a }
+    /// A region read whole, with the ids of each of its chunks.
+    init(region: RegionDocument, chunkIDs: [String: [String]]) {
+        self.chunkIDs = chunkIDs
+        let d = region.document
+        for f in d.filters { filters[f.id] = f }
+        for t in d.targets { targets[t.id] = t }
+        for s in d.sources { insert(s, host: region.hosts[s.id] ?? "") }
+        for s in d.sessions { insert(s) }
+        for g in d.securityGroups { groups[g.id] = g }
+        for a in d.networkAcls { acls[a.id] = a }
     }
 
     /// An object of a chunk, as a value to compare.
