@@ -68,7 +68,7 @@ static __always_inline int backend_is_ipv6(const struct mirror_target *t, __u32 
  * program; each must fit the path (SPEC §6). A super-packet's headers need not be
  * in the linear area, so they are read with bpf_skb_load_bytes (GSO copies only).
  */
-static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
+static __always_inline __u32 gso_segment_len(struct __sk_buff *skb, __u8 *transport)
 {
 	struct ethhdr eth;
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
@@ -97,6 +97,7 @@ static __always_inline __u32 gso_segment_len(struct __sk_buff *skb)
 			return 0;
 		thl = tcp.doff * 4;
 	}
+	*transport = ipproto;
 	return l4 + thl + skb->gso_size;
 }
 
@@ -274,7 +275,11 @@ static __always_inline long encap_direct(struct __sk_buff *skb, const struct mir
 		return -1;
 	int v6 = t->family == 6;
 	__u32 l3 = v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
-	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr));
+	/* FIXED_GSO: a GSO copy keeps its gso_size, so the kernel cuts it into the
+	 * source's own wire segments, each with these outer headers (without it the
+	 * kernel lowers the MSS by the outer headers' length). No effect otherwise. */
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(sizeof(struct ethhdr)) |
+		      BPF_F_ADJ_ROOM_FIXED_GSO;
 	flags |= v6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4;
 	flags |= kind == MIRROR_ENCAP_ERSPAN ? BPF_F_ADJ_ROOM_ENCAP_L4_GRE : BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
 	if (bpf_skb_adjust_room(skb, l3 + MIRROR_TUNNEL_HEADER_LEN + sizeof(struct ethhdr), BPF_ADJ_ROOM_MAC, flags))
@@ -455,14 +460,33 @@ int mirror_encap(struct __sk_buff *skb)
 	__u32 len = skb->len;
 	/* A GSO copy of one segment is cut like any packet (bpf_skb_change_tail
 	 * resets its GSO state). gso_segs 0 = not computed: treated as many. */
+	/* Wire segments of a GSO copy the direct path sends whole (0: not one). */
+	__u32 gso_direct_segs = 0;
+	__u32 gso_header_len = 0;
 	if (skb->gso_size && skb->gso_segs != 1) {
 		/* The kernel would segment a GSO copy after this program; its segments
 		 * fit when one full segment does (the seed's advice: source MTU at
-		 * least 64 bytes under the underlay's). Only the VXLAN device segments
-		 * what it sends, so only a copy going there keeps its GSO. */
-		__u32 seg = limit && !direct_ok && device_ok ? gso_segment_len(skb) : 0;
-		if (!direct_ok && device_ok && (limit == 0 || (seg && seg <= limit))) {
+		 * least 64 bytes under the underlay's). */
+		__u8 transport = 0;
+		__u32 seg = gso_segment_len(skb, &transport);
+		int fits = limit == 0 || (seg && seg <= limit);
+		if (!direct_ok && device_ok && fits) {
+			/* The VXLAN device segments what it sends. */
 			len = 0;
+		} else if (direct_ok && fits && seg && transport == IPPROTO_TCP && skb->gso_segs > 1 && !ipv6 &&
+			   kind != MIRROR_ENCAP_ERSPAN && skb->len + MIRROR_VXLAN_OVERHEAD_IPV4 <= 0xffff) {
+			/* A TCP super-packet under an IPv4 UDP tunnel: encapsulated once
+			 * here, GSO-aware (encap_direct), and cut into the source's wire
+			 * segments, each with its outer headers, by the underlay (its NIC
+			 * with VXLAN/Geneve TSO, else the kernel before the wire), as the
+			 * VXLAN device's copies are. Costs one encapsulation per
+			 * super-packet instead of the segmenter's round trip per segment
+			 * (TCP cells of scripts/bench throughput). The rest (cut segments,
+			 * IPv6 outer headers with their UDP checksum, ERSPAN's per-packet
+			 * GRE sequence, UDP GSO, gso_segs not known) takes the segmenter. */
+			len = 0;
+			gso_direct_segs = skb->gso_segs;
+			gso_header_len = seg - skb->gso_size;
 		} else {
 			/* SPEC §6: one copy per wire segment, each truncated. Cutting the
 			 * super-packet would keep only its first segment, and the direct
@@ -507,7 +531,7 @@ int mirror_encap(struct __sk_buff *skb)
 		}
 	}
 
-	if (direct_ok && !skb->gso_size) {
+	if (direct_ok && (!skb->gso_size || gso_direct_segs)) {
 		__u32 inner_len = skb->len;
 		long r = encap_direct(skb, t, &daddr, kind, sess->vni, flow_hash, session_slot, truncated);
 		if (r == -2 || (r == -1 && !device_ok)) {
@@ -517,9 +541,12 @@ int mirror_encap(struct __sk_buff *skb)
 		}
 		if (r != -1) {
 			if (st) {
-				st->sent++;
-				st->sent_direct++;
-				st->sent_bytes += inner_len;
+				/* A GSO copy counts as the wire segments it becomes, each
+				 * with its own copy of the inner headers (SPEC §6). */
+				__u32 copies = gso_direct_segs ? gso_direct_segs : 1;
+				st->sent += copies;
+				st->sent_direct += copies;
+				st->sent_bytes += inner_len + (copies - 1) * gso_header_len;
 			}
 			return r;
 		}
