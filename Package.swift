@@ -24,6 +24,9 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        // SHA-256 names the region's content-addressed chunks (already in the graph
+        // through swift-certificates).
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .target(name: "MirrorCore"),
@@ -46,6 +49,7 @@ let package = Package(
                 "MirrorCore", "MirrorAPI", "EtcdClient", "CMalloc",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         // The command-line flags every etcd-facing command shares (--etcd and its TLS files).
         .target(

@@ -179,6 +179,10 @@ public struct FleetController: Service {
         }
     }
 
+    struct RegionRemoved: Error, CustomStringConvertible {
+        var description: String { "the region's head was deleted" }
+    }
+
     /// Full render on start, then one render per region change; after a watch failure
     /// (compaction, an unreachable member) everything is read and rendered again.
     func reconcileForever(leaderRevision: Int64) async throws {
@@ -194,8 +198,10 @@ public struct FleetController: Service {
             }
             do {
                 try await etcd.watch(FleetKeys.region, prefix: false, fromRevision: revision + 1) { batch in
-                    guard batch.events.contains(where: { $0.kind == .put }) else { return }
-                    try await writer.renderChange()
+                    guard let last = batch.events.last else { return }
+                    // The region removed: the full render removes every host's key.
+                    guard last.kind == .put else { throw RegionRemoved() }
+                    try await writer.renderChange(last.kv)
                 }
             } catch is CancellationError {
                 throw CancellationError()
@@ -236,13 +242,56 @@ struct HostDigest: Equatable {
     }
 }
 
-/// The leader's writes, with what it knows each host holds.
+/// The leader's writes, with what it knows each host holds and the region model they
+/// were rendered from.
+///
+/// Two paths. The full render (on start, and after any watch failure or compaction)
+/// reads the head and every chunk at one revision and validates the whole region as
+/// `agentctl --etcd apply` does (`RegionParser.assemble`). The incremental path (each
+/// later head) reads and decodes only the chunks the new head added, diffs their
+/// objects by (kind, id) against the model, and renders only the hosts those objects
+/// reach before or after. It trusts what the full render would only re-check: the
+/// writer validated the whole document before switching the head, and chunks are
+/// content-addressed and written before the head that names them, so they cannot be
+/// half-written. It still checks that each new chunk decodes with every per-object
+/// check, and it renders only references it can resolve (`HostEncoder` skips any
+/// other); anything it cannot do (a chunk missing or not decoding) ends the watch,
+/// and the full render follows.
 actor HostWriter {
     let etcd: EtcdClient
     let leaderRevision: Int64
     let logger: Logger
     /// Host → the digest of the document it holds in etcd.
     var written: [String: HostDigest] = [:]
+    /// The region as of `head`, nil before the first full render with a region.
+    var model: RegionModel?
+    var head: RegionStore.Head?
+    /// Fenced transactions in flight at once: host keys are independent, and etcd
+    /// batches concurrent proposals into one consensus round and one fsync.
+    static let writesInFlight = 4
+    /// Hosts encoded together in the full render (about a transaction's worth at the
+    /// quotas: 155 KB each).
+    static let hostsPerRound = 16
+
+    /// `encoder.encode(host:)` of each of `hosts`, in order, on `concurrency` threads.
+    static func encode(_ encoder: HostEncoder, _ hosts: [Int], concurrency: Int) -> [[UInt8]] {
+        final class Slots: @unchecked Sendable {
+            var values: [[UInt8]]
+            let lock = NSLock()
+            init(_ n: Int) { values = Array(repeating: [], count: n) }
+            func set(_ i: Int, _ v: [UInt8]) {
+                lock.lock()
+                values[i] = v
+                lock.unlock()
+            }
+        }
+        let slots = Slots(hosts.count)
+        let workers = max(1, min(concurrency, hosts.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: hosts.count, by: workers) { slots.set(i, encoder.encode(host: hosts[i])) }
+        }
+        return slots.values
+    }
 
     init(etcd: EtcdClient, leaderRevision: Int64, logger: Logger) {
         self.etcd = etcd; self.leaderRevision = leaderRevision; self.logger = logger
@@ -260,91 +309,220 @@ actor HostWriter {
             }
         }
         written = known
-        try await render()
-        return revision
-    }
-
-    func renderChange() async throws { try await render() }
-
-    private func render() async throws {
+        model = nil
+        head = nil
         // Where the time goes, in the log line at the end: reading the region from
         // etcd, parsing and validating it, indexing it and encoding its objects,
         // assembling and comparing the hosts' documents, and waiting for the writes.
         let clock = ContinuousClock()
         let started = clock.now
         var phases = Phases()
-        var encoder: HostEncoder?
         var regionRevision: Int64 = 0
+        var region: RegionDocument?
+        var chunkIDs: [String: [String]] = [:]
+        var loadedHead: RegionStore.Head?
         if let loaded = try await RegionStore(etcd: etcd).load() {
             phases.read = clock.now - started
             regionRevision = loaded.revision
-            var mark = clock.now
-            let region = try RegionStore.parse(loaded.text)
-            phases.parse = clock.now - mark
-            mark = clock.now
-            encoder = HostEncoder(region)
-            phases.index = clock.now - mark
-        }
-        var next: [String: HostDigest] = [:]
-        var pending = TxnBatcher.Accumulator(maxOps: TxnBatcher.maxOps - 1)
-        var writes = 0
-        // One transaction in flight while the next batch is assembled: the writes wait
-        // on etcd's consensus and disks, the assembling on this process's CPU. In
-        // order: a batch goes out once the one before has been committed.
-        var inflight: Task<Int, Error>?
-        defer { inflight?.cancel() }
-        func landed() async throws {
-            guard let t = inflight else { return }
+            loadedHead = loaded.head
             let mark = clock.now
-            defer { phases.write += clock.now - mark }
-            writes += try await t.value
-            inflight = nil
+            let parts = try RegionStore.parse(loaded.chunks, concurrency: 2)
+            for (part, key) in zip(parts, loaded.keys) { chunkIDs[key] = part.ids }
+            region = RegionDocument(parts: parts)
+            phases.parse = clock.now - mark
         }
-        func write(_ batch: [TxnOperation]?) async throws {
-            guard let batch else { return }
-            try await landed()
-            let etcd = self.etcd
-            let leaderRevision = self.leaderRevision
-            inflight = Task.detached {
-                // Fenced: a controller that lost its lease meanwhile writes nothing.
-                let r = try await etcd.txn(if: [.createRevision(FleetKeys.leader, is: leaderRevision)], then: batch)
-                guard r.succeeded else { throw EtcdError.leaseLost(0) }
-                return batch.count
-            }
-        }
+        // The chunks' bytes and decoded parts are gone here: the peak is the region and
+        // the encoder's index, as before the model existed (the RSS goal, < 256 MiB).
+        let mark = clock.now
+        var encoder = region.map(HostEncoder.init)
+        phases.index = clock.now - mark
+        var writes = Writes(etcd: etcd, leaderRevision: leaderRevision)
+        var next: [String: HostDigest] = [:]
         // One host at a time (MirrorCore's renderer: canonical bytes, so an unchanged
         // host compares equal), each batch written as soon as it is full.
-        if let encoder {
-            for h in encoder.hosts.indices {
-                let document = encoder.encode(host: h)
-                let digest = HostDigest(document)
-                next[encoder.hosts[h]] = digest
-                if written[encoder.hosts[h]] != digest {
-                    let value = DesiredValue.encode(region: regionRevision, document: document)
-                    try await write(pending.add(.put(key: FleetKeys.desired(encoder.hosts[h]), value: value)))
+        // A few hosts at a time encoded on two threads (the full render's largest CPU
+        // part), then handed to the writes in order.
+        if let e = encoder {
+            for first in stride(from: 0, to: e.hosts.count, by: Self.hostsPerRound) {
+                let round = Array(first..<min(first + Self.hostsPerRound, e.hosts.count))
+                let documents = HostWriter.encode(e, round, concurrency: 2)
+                for (h, document) in zip(round, documents) {
+                    let digest = HostDigest(document)
+                    next[e.hosts[h]] = digest
+                    if written[e.hosts[h]] != digest {
+                        let value = DesiredValue.encode(region: regionRevision, document: document)
+                        try await writes.add(.put(key: FleetKeys.desired(e.hosts[h]), value: value))
+                    }
                 }
             }
         }
         encoder = nil
-        for host in written.keys where next[host] == nil {
-            try await write(pending.add(.delete(key: FleetKeys.desired(host))))
+        for host in written.keys where next[host] == nil { try await writes.add(.delete(key: FleetKeys.desired(host))) }
+        // The model for the changes to come, built while the last writes are in flight
+        // and after the encoder is freed.
+        if let r = region {
+            region = nil
+            model = RegionModel(region: r, chunkIDs: chunkIDs)
+            head = loadedHead
         }
-        try await write(pending.finish())
-        try await landed()
+        try await writes.finish()
+        phases.write = writes.waited
         written = next
+        log(phases, since: started, hosts: next.count, written: writes.count, full: true)
+        return revision
+    }
+
+    /// One new head (the watch's event): only the chunks it added are read, only the
+    /// hosts their objects reach are rendered. Without a model (no region at the last
+    /// full render) it renders everything.
+    func renderChange(_ kv: KeyValue) async throws {
+        guard var model, let old = head else {
+            _ = try await fullRender()
+            return
+        }
+        let clock = ContinuousClock()
+        let started = clock.now
+        var phases = Phases()
+        let new = try RegionStore.Head.decode(kv.value)
+        let oldKeys = Set(old.keys)
+        let newKeys = new.keys
+        let added = newKeys.filter { !oldKeys.contains($0) }
+        let removed = oldKeys.subtracting(newKeys)
+        let store = RegionStore(etcd: etcd)
+        let values = try await store.fetch(added, revision: kv.modRevision)
+        phases.read = clock.now - started
+        var mark = clock.now
+        var parts: [(key: String, part: RegionPart)] = []
+        for key in added {
+            guard let kind = FleetKeys.parseRegionObjectKey(key), let bytes = values[key] else { continue }
+            let decoded = RegionParser.decode(RegionChunk(kind: kind, start: 0, bytes: bytes))
+            if let e = decoded.errors.first {
+                throw EtcdError.refused("region chunk \(key) does not decode: \(e)")
+            }
+            parts.append((key, decoded.part))
+        }
+        phases.parse = clock.now - mark
+        mark = clock.now
+        // The objects that may have changed: those of the chunks that went and came.
+        var before: [RegionKind: Set<String>] = [:]
+        for key in removed {
+            guard let kind = FleetKeys.parseRegionObjectKey(key) else { continue }
+            before[kind, default: []].formUnion(model.chunkIDs[key] ?? [])
+        }
+        var after: [RegionKind: [String: RegionModel.Object]] = [:]
+        for (_, part) in parts {
+            for (id, o) in RegionModel.objects(part) { after[part.kind, default: [:]][id] = o }
+        }
+        var changed: [(RegionKind, String, RegionModel.Object?)] = []
+        for kind in RegionKind.allCases {
+            let ids = (before[kind] ?? []).union((after[kind] ?? [:]).keys)
+            for id in ids {
+                let o = after[kind]?[id]
+                if model.object(kind, id) != o { changed.append((kind, id, o)) }
+            }
+        }
+        // Hosts reached before and after: a source whose host changed is in both, so a
+        // live migration is one write (issue 18 item 6).
+        var affected = Set<String>()
+        for (kind, id, _) in changed { affected.formUnion(model.hosts(reachedBy: kind, id)) }
+        for (kind, id, o) in changed { model.set(kind, id, o) }
+        for key in removed { model.chunkIDs[key] = nil }
+        for (key, part) in parts { model.chunkIDs[key] = part.ids }
+        for (kind, id, _) in changed { affected.formUnion(model.hosts(reachedBy: kind, id)) }
+        self.model = model
+        self.head = new
+        phases.index = clock.now - mark
+
+        var writes = Writes(etcd: etcd, leaderRevision: leaderRevision)
+        var rendered: [String: HostDigest] = [:]
+        if !affected.isEmpty {
+            let encoder = HostEncoder(model.subRegion(affected))
+            for h in encoder.hosts.indices {
+                let host = encoder.hosts[h]
+                let document = encoder.encode(host: h)
+                let digest = HostDigest(document)
+                rendered[host] = digest
+                if written[host] != digest {
+                    let value = DesiredValue.encode(region: kv.modRevision, document: document)
+                    try await writes.add(.put(key: FleetKeys.desired(host), value: value))
+                }
+            }
+        }
+        // A host whose last source left.
+        for host in affected.sorted() where rendered[host] == nil && written[host] != nil {
+            try await writes.add(.delete(key: FleetKeys.desired(host)))
+        }
+        try await writes.finish()
+        phases.write = writes.waited
+        for host in affected { written[host] = rendered[host] }
+        log(phases, since: started, hosts: affected.count, written: writes.count, full: false)
+    }
+
+    private func log(_ phases: Phases, since started: ContinuousClock.Instant, hosts: Int, written: Int, full: Bool) {
+        var phases = phases
         // A render allocates and frees hundreds of MB (the region's text, its JSON
         // tree, the model, the encoded objects): give the freed heap back rather than
         // keep the RSS at the peak of the largest render so far.
-        _ = malloc_trim(0)
-        let d = clock.now - started
+        if full { _ = malloc_trim(0) }
+        let d = ContinuousClock.now - started
         phases.hosts = d - phases.read - phases.parse - phases.index - phases.write
         logger.info(
-            "rendered the region",
+            full ? "rendered the region" : "rendered a change",
             metadata: [
-                "hosts": "\(next.count)", "written": "\(writes)", "ms": "\(Phases.ms(d))", "readMs": "\(Phases.ms(phases.read))",
+                "hosts": "\(hosts)", "written": "\(written)", "ms": "\(Phases.ms(d))", "readMs": "\(Phases.ms(phases.read))",
                 "parseMs": "\(Phases.ms(phases.parse))", "indexMs": "\(Phases.ms(phases.index))",
                 "hostsMs": "\(Phases.ms(phases.hosts))", "writeMs": "\(Phases.ms(phases.write))",
             ])
+    }
+
+    /// Fenced transactions within etcd's limits, up to `writesInFlight` at once while
+    /// the next batch is assembled: the writes wait on etcd's consensus and disks, the
+    /// assembling on this process's CPU.
+    struct Writes {
+        let etcd: EtcdClient
+        let leaderRevision: Int64
+        var pending = TxnBatcher.Accumulator(maxOps: TxnBatcher.maxOps - 1)
+        var inflight: [Task<Int, Error>] = []
+        var count = 0
+        var waited = Duration.zero
+
+        init(etcd: EtcdClient, leaderRevision: Int64) {
+            self.etcd = etcd; self.leaderRevision = leaderRevision
+        }
+
+        mutating func add(_ op: TxnOperation) async throws {
+            if let batch = pending.add(op) { try await send(batch) }
+        }
+
+        mutating func finish() async throws {
+            if let batch = pending.finish() { try await send(batch) }
+            while !inflight.isEmpty { try await landOldest() }
+        }
+
+        private mutating func landOldest() async throws {
+            let clock = ContinuousClock()
+            let mark = clock.now
+            defer { waited += clock.now - mark }
+            let t = inflight.removeFirst()
+            do { count += try await t.value } catch {
+                for other in inflight { other.cancel() }
+                inflight = []
+                throw error
+            }
+        }
+
+        private mutating func send(_ batch: [TxnOperation]) async throws {
+            while inflight.count >= HostWriter.writesInFlight { try await landOldest() }
+            let etcd = self.etcd
+            let leaderRevision = self.leaderRevision
+            inflight.append(
+                Task.detached {
+                    // Fenced: a controller that lost its lease meanwhile writes nothing.
+                    let r = try await etcd.txn(if: [.createRevision(FleetKeys.leader, is: leaderRevision)], then: batch)
+                    guard r.succeeded else { throw EtcdError.leaseLost(0) }
+                    return batch.count
+                })
+        }
     }
 
     struct Phases {

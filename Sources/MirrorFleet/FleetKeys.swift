@@ -3,10 +3,13 @@ import MirrorCore
 /// The fleet's key layout in etcd (SPEC §9). One prefix, versioned, so that a later
 /// layout can live beside this one during an upgrade:
 ///
-///     /mirror/v1/region                  the region document's head: which chunks hold
-///                                        the current region document (RegionStore)
-///     /mirror/v1/region/chunks/G/NNNN    the region document of generation G, in
-///                                        chunks under etcd's request size limit
+///     /mirror/v1/region                  the region document's head: per kind, the keys
+///                                        of its chunks in order (RegionStore)
+///     /mirror/v1/region/objects/K/HASH   a chunk: a JSON array of whole objects of kind K
+///                                        (filters, targets, sources, sessions,
+///                                        securityGroups, networkAcls), named by the
+///                                        SHA-256 of its bytes, so one changed object
+///                                        changes one chunk and the rest are reused
 ///     /mirror/v1/hosts/H/desired         host H's rendered document (the controller's
 ///                                        derived state: {"region": REV, "document": …})
 ///     /mirror/v1/hosts/H/status          host H's agent status, under the agent's lease
@@ -17,12 +20,17 @@ import MirrorCore
 public enum FleetKeys {
     public static let root = "/mirror/v1/"
     public static let region = root + "region"
-    public static let regionChunks = root + "region/chunks/"
+    public static let regionObjects = root + "region/objects/"
     public static let hosts = root + "hosts/"
     public static let leader = root + "controller/leader"
 
-    public static func regionChunk(generation: String, index: Int) -> String {
-        regionChunks + generation + "/" + String(format: "%04d", index)
+    public static func regionObject(kind: RegionKind, hash: String) -> String {
+        regionObjects + kind.rawValue + "/" + hash
+    }
+    /// The kind of a chunk key, or nil.
+    public static func parseRegionObjectKey(_ key: String) -> RegionKind? {
+        guard key.hasPrefix(regionObjects) else { return nil }
+        return key.dropFirst(regionObjects.count).split(separator: "/").first.flatMap { RegionKind(rawValue: String($0)) }
     }
     public static func hostPrefix(_ host: String) -> String { hosts + host + "/" }
     public static func desired(_ host: String) -> String { hostPrefix(host) + "desired" }

@@ -45,7 +45,7 @@ enum FleetApply {
     /// (every error with its path) and stores it atomically; nothing is stored when
     /// anything is wrong.
     static func run(_ agent: AgentOptions, file: String, output: OutputFormat) async throws {
-        let (bytes, value) = try agent.readJSON(file, errors: output)
+        let (_, value) = try agent.readJSON(file, errors: output)
         switch RegionParser.parse(json: value) {
         case .failure(let e):
             let errors = e.errors.map { FieldError(path: $0.path, message: $0.message) }
@@ -54,7 +54,7 @@ enum FleetApply {
                 errors, output)
             throw CLIExit.invalidInput
         case .success(let region):
-            let revision = try await agent.withEtcd { try await RegionStore(etcd: $0).store(bytes) }
+            let revision = try await agent.withEtcd { try await RegionStore(etcd: $0).store(region) }
             switch output {
             case .json:
                 CLIOutput.out(
@@ -71,12 +71,12 @@ enum FleetGet {
     static func run(_ agent: AgentOptions, kind: ObjectKind, id: String?, output: OutputFormat) async throws {
         let loaded = try await agent.withEtcd { try await RegionStore(etcd: $0).load() }
         var items: [JSONValue] = []
-        if let loaded {
-            guard case .success(let doc) = JSONParser.parse(loaded.text) else {
-                CLIOutput.error("Error: the stored region document is not JSON")
+        // Only this kind's chunks are parsed, in the region's order.
+        if let loaded, let regionKind = RegionKind(rawValue: kind.documentKey) {
+            do { items = try loaded.objects(regionKind) } catch {
+                CLIOutput.error("Error: \(error)")
                 throw CLIExit.invalidInput
             }
-            items = doc[kind.rawValue]?.arrayValue ?? []
         }
         if let id {
             guard let object = items.first(where: { $0["id"]?.stringValue == id }) else {

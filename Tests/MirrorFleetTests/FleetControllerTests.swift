@@ -3,9 +3,10 @@ import Foundation
 import Logging
 import MirrorAPI
 import MirrorCore
-import MirrorFleet
 import MirrorTestSupport
 import Testing
+
+@testable import MirrorFleet
 
 @Suite("Transactions within etcd's limits, and the key layout")
 struct TxnBatcherTests {
@@ -56,27 +57,62 @@ struct FleetControllerTests {
                 .utf8)
     }
 
+    static func parsed(_ text: [UInt8]) throws -> RegionDocument {
+        switch RegionParser.parse(text) {
+        case .success(let r): return r
+        case .failure(let e): throw e
+        }
+    }
+
     @Test func aRegionOverTheRequestLimitIsStoredInChunksAndReadBackWhole() async throws {
         let c = try clusterOrSkip()
         let etcd = try client(c)
         defer { etcd.close() }
-        // About 4.8 MB: over etcd's 1.5 MiB request limit, and read back in one range
-        // over gRPC's default 4 MiB limit on a response (the region at the quotas is
-        // tens of MB).
-        let text = Self.region(sessions: 12000, hosts: ["hv1", "hv2"], padding: 250)
-        #expect(text.count > 4_500_000)
+        // About 2.7 MB: over etcd's 1.5 MiB request limit.
+        let region = RegionDocuments.atQuotas(sessions: 2000, sources: 10000, hosts: 20)
+        #expect(RegionEncoding.text(region, pretty: false).utf8.count > 2_000_000)
         let store = RegionStore(etcd: etcd)
-        let rev = try await store.store(text)
-        let loaded = try await store.load()
-        #expect(loaded?.text == text)
-        #expect(loaded?.revision == rev)
+        let rev = try await store.store(region)
+        let loaded = try #require(try await store.load())
+        #expect(try Self.parsed(loaded.text) == region)
+        #expect(loaded.revision == rev)
+        // `agentctl get`: one kind's objects, in the region's order, with their host.
+        let sources = try loaded.objects(.sources)
+        #expect(sources.map { $0["id"]?.stringValue } == region.document.sources.map(\.id))
+        #expect(sources.first?["host"]?.stringValue == "hv-0")
+        #expect(try RegionStore.parse(loaded.chunks).flatMap(\.sessions) == region.document.sessions)
         // A second apply replaces it, and the first one's chunks are gone.
-        let small = Self.region(sessions: 3, hosts: ["hv1"])
+        let small = try Self.parsed(Self.region(sessions: 3, hosts: ["hv1"]))
         try await store.store(small)
-        let reread = try await store.load()?.text
-        #expect(reread == small)
-        let chunks = try await etcd.range(FleetKeys.regionChunks, keysOnly: true)
-        #expect(chunks.kvs.count == 1)
+        let reread = try #require(try await store.load())
+        #expect(try Self.parsed(reread.text) == small)
+        let chunks = try await etcd.range(FleetKeys.regionObjects, keysOnly: true)
+        #expect(Set(chunks.kvs.map(\.key)) == Set(reread.keys))
+    }
+
+    @Test func oneChangedSessionChangesOneChunk() async throws {
+        let c = try clusterOrSkip()
+        let etcd = try client(c)
+        defer { etcd.close() }
+        var region = RegionDocuments.atQuotas(sessions: 400, sources: 2000, hosts: 40)
+        let store = RegionStore(etcd: etcd)
+        try await store.store(region)
+        let before = try #require(try await store.load()).keys
+        #expect(before.count > 40)
+        region.document.sessions[123].vni = 77777
+        try await store.store(region)
+        let after = try #require(try await store.load()).keys
+        #expect(Set(after).subtracting(before).count == 1)
+        #expect(Set(before).subtracting(after).count == 1)
+        // A session inserted in the middle, one deleted: at most two chunks each.
+        region.document.sessions.insert(
+            Session(id: "session-new", priority: 3, filter: "filter-1", sources: ["src-5"], target: "target-1", vni: 88888),
+            at: 200)
+        region.document.sessions.remove(at: 50)
+        try await store.store(region)
+        let third = try #require(try await store.load())
+        #expect(Set(third.keys).subtracting(after).count <= 4)
+        #expect(try RegionStore.parse(third.chunks).flatMap(\.sessions) == region.document.sessions)
     }
 
     @Test func theControllerWritesOnlyChangedHostsRemovesEmptyOnesAndAnotherTakesOver() async throws {
@@ -85,7 +121,7 @@ struct FleetControllerTests {
         defer { etcd.close() }
         try await etcd.delete(FleetKeys.root, prefix: true)
         let store = RegionStore(etcd: etcd)
-        try await store.store(Self.region(sessions: 30, hosts: ["hv1", "hv2", "hv3"]))
+        try await store.store(try Self.parsed(Self.region(sessions: 30, hosts: ["hv1", "hv2", "hv3"])))
         let logger = Logger(label: "test")
         let first = Task { try await FleetController(etcd: etcd, id: "one", leaseTTL: 2, logger: logger).run() }
         defer { first.cancel() }
@@ -109,7 +145,7 @@ struct FleetControllerTests {
         #expect(hv1.document["sessions"]?.arrayValue?.count == 10)
 
         // Only hv1 and hv2 keep sources: hv3's key goes, hv1's is rewritten, hv2's is not.
-        try await store.store(Self.region(sessions: 20, hosts: ["hv1", "hv2"]))
+        try await store.store(try Self.parsed(Self.region(sessions: 20, hosts: ["hv1", "hv2"])))
         try await eventually("hv3 removed") { try await desired()["hv3"] == nil }
         let after = try await desired()
         #expect(after["hv1"]?.modRevision != before["hv1"]?.modRevision)
@@ -124,7 +160,7 @@ struct FleetControllerTests {
         try await eventually("the second controller leads") {
             try await etcd.get(FleetKeys.leader).0?.value == Array("two".utf8)
         }
-        try await store.store(Self.region(sessions: 5, hosts: ["hv2"]))
+        try await store.store(try Self.parsed(Self.region(sessions: 5, hosts: ["hv2"])))
         try await eventually("the new leader renders") { try await desired().keys.sorted() == ["hv2"] }
         second.cancel()
         try await etcd.delete(FleetKeys.root, prefix: true)
