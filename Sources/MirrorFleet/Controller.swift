@@ -376,7 +376,7 @@ actor HostWriter {
     /// hosts their objects reach are rendered. Without a model (no region at the last
     /// full render) it renders everything.
     func renderChange(_ kv: KeyValue) async throws {
-        guard var model, let old = head else {
+        guard model != nil, let old = head else {
             _ = try await fullRender()
             return
         }
@@ -407,8 +407,12 @@ actor HostWriter {
         var before: [RegionKind: Set<String>] = [:]
         for key in removed {
             guard let kind = FleetKeys.parseRegionObjectKey(key) else { continue }
-            before[kind, default: []].formUnion(model.chunkIDs[key] ?? [])
+            before[kind, default: []].formUnion(self.model?.chunkIDs[key] ?? [])
         }
+        // Taken out of the actor's property so that this copy is the only reference:
+        // changed in place, not copied whole (100,000 sources) by the first change.
+        guard var model = self.model else { return }
+        self.model = nil
         var after: [RegionKind: [String: RegionModel.Object]] = [:]
         for (_, part) in parts {
             for (id, o) in RegionModel.objects(part) { after[part.kind, default: [:]][id] = o }
