@@ -15,10 +15,14 @@ public protocol DocumentChecking: Sendable {
 
 /// MirrorCore's `DocumentParser` and `VNIAssigner`.
 public struct CoreDocumentChecker: DocumentChecking {
+    /// The filters of the last document checked, reused when the next one has them
+    /// unchanged (`DecodeMemo`). The agent checks from its actor, one at a time.
+    let memo = DecodeMemo()
+
     public init() {}
 
     public func check(_ json: JSONValue) -> Result<Document, FieldErrors> {
-        switch DocumentParser.parse(json: json) {
+        switch DocumentParser.parse(json: json, memo: memo) {
         case .success(let d): return .success(d)
         case .failure(let e): return .failure(FieldErrors(e.errors.map { FieldError(path: $0.path, message: $0.message) }))
         }

@@ -18,8 +18,16 @@ public enum DocumentParser {
 
     /// Validate a parsed JSON value and build the model.
     public static func parse(json: JSONValue) -> Result<Document, ValidationErrors> {
+        parse(json: json, memo: nil)
+    }
+
+    /// The same, reusing the filters `memo` decoded in its previous parse (see
+    /// `DecodeMemo`); the result is exactly `parse(json:)`'s.
+    public static func parse(json: JSONValue, memo: DecodeMemo?) -> Result<Document, ValidationErrors> {
         var d = Decoder(dialect: .agent)
+        d.memo = memo
         let doc = d.document(json)
+        memo?.finish()
         d.crossChecks(doc)
         return d.errors.isEmpty ? .success(doc.model) : .failure(ValidationErrors(d.errors))
     }
@@ -108,6 +116,9 @@ struct Decoder {
     /// so a dangling filter, target or source in them is still reported: every error
     /// of a document at once (SPEC §7).
     var brokenSessionReferences: [(path: String, filter: String?, target: String?, sources: [Located<String>])] = []
+
+    /// Filters decoded by the previous parse with this memo, by their JSON.
+    var memo: DecodeMemo?
 
     init(dialect: DocumentDialect) { self.dialect = dialect }
 
@@ -419,6 +430,19 @@ struct Decoder {
     }
 
     mutating func filter(_ v: JSONValue, _ path: String) -> Filter? {
+        if let memo {
+            if let known = memo.filter(v) { return known }
+            // Kept only when it decoded without any error: a filter can decode with
+            // one (an unknown field is reported, the filter still built).
+            let before = errors.count
+            let f = decodeFilter(v, path)
+            if let f, errors.count == before { memo.keep(v, f) }
+            return f
+        }
+        return decodeFilter(v, path)
+    }
+
+    mutating func decodeFilter(_ v: JSONValue, _ path: String) -> Filter? {
         guard
             let m = members(
                 v, path, kind: "a filter", allowed: ["id", "description", "inbound", "outbound"],
