@@ -111,6 +111,8 @@ def main():
     stats = collections.Counter()
     seen_vm = 0
     for _, fr, _ in vd.pcap_packets(a.vm_pcap):
+        if vd.kernel_chatter(fr):
+            continue
         seen_vm += 1
         outbound = fr[6:12] == vm_mac
         direction = "outbound" if outbound else "inbound"
@@ -130,7 +132,7 @@ def main():
         else:
             stats[(cat, "not mirrored: " + d["reason"])] += 1
 
-    copies = list(vd.copies(a.col_pcap))
+    copies = [c for c in vd.copies(a.col_pcap) if not vd.kernel_chatter(bytes.fromhex(c["inner_hex"]))]
     actual = collections.Counter((c["vni"], c["inner_hex"]) for c in copies)
     for c in copies:
         stats[(category("copy", vd.ip_tuple(bytes.fromhex(c["inner_hex"])), bytes.fromhex(c["inner_hex"])), "received")] += 1
