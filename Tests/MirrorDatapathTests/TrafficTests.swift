@@ -14,25 +14,30 @@ extension KernelTests {
                     .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         }
 
+        /// IPv4 only (no IPv6 chatter to count), the ENI as a tap-like veth dptA0
+        /// (host side, 198.51.100.1) <-> dptA1 in the VM namespace (198.51.100.2), and the
+        /// mirror device: copies leave dptM0 and arrive on dptM1.
+        static func eniAndMirrorDevices(host: String, vm: String) throws {
+            for ns in [host, vm] {
+                try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+                try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
+            }
+            try Kernel.run(["ip", "-n", host, "link", "add", "dptA0", "type", "veth", "peer", "name", "dptA1", "netns", vm])
+            try Kernel.run(["ip", "-n", host, "link", "add", "dptM0", "type", "veth", "peer", "name", "dptM1"])
+            try Kernel.run(["ip", "-n", host, "addr", "add", "198.51.100.1/24", "dev", "dptA0"])
+            try Kernel.run(["ip", "-n", vm, "addr", "add", "198.51.100.2/24", "dev", "dptA1"])
+            for (ns, dev) in [(host, "dptA0"), (vm, "dptA1"), (host, "dptM0"), (host, "dptM1")] {
+                try Kernel.run(["ip", "-n", ns, "link", "set", dev, "up"])
+            }
+        }
+
         @Test func pingIsMirroredOncePerDirectionAndCopiesAreNeverClassifiedAgain() throws {
             try Kernel.withBPFFS { dir in
                 let dp = try BPFDatapath(pinDirectory: dir)
                 defer { dp.unpinMaps(); dp.close() }
                 try Kernel.withNetns { host in
                     try Kernel.withNetns { vm in
-                        for ns in [host, vm] {
-                            try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-                            try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
-                        }
-                        // The ENI: tap-like veth dptA0 (host side) <-> dptA1 in the VM namespace.
-                        try Kernel.run(["ip", "-n", host, "link", "add", "dptA0", "type", "veth", "peer", "name", "dptA1", "netns", vm])
-                        // The mirror device: copies leave dptM0 and arrive on dptM1.
-                        try Kernel.run(["ip", "-n", host, "link", "add", "dptM0", "type", "veth", "peer", "name", "dptM1"])
-                        try Kernel.run(["ip", "-n", host, "addr", "add", "198.51.100.1/24", "dev", "dptA0"])
-                        try Kernel.run(["ip", "-n", vm, "addr", "add", "198.51.100.2/24", "dev", "dptA1"])
-                        for (ns, dev) in [(host, "dptA0"), (vm, "dptA1"), (host, "dptM0"), (host, "dptM1")] {
-                            try Kernel.run(["ip", "-n", ns, "link", "set", dev, "up"])
-                        }
+                        try Self.eniAndMirrorDevices(host: host, vm: vm)
 
                         var doc = Document()
                         doc.targets = [Target(id: "collector", type: .nic, address: IPAddress("192.0.2.10"))]
@@ -127,17 +132,7 @@ extension KernelTests {
                 defer { filter.close() }
                 try Kernel.withNetns { host in
                     try Kernel.withNetns { vm in
-                        for ns in [host, vm] {
-                            try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
-                            try Kernel.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
-                        }
-                        try Kernel.run(["ip", "-n", host, "link", "add", "dptA0", "type", "veth", "peer", "name", "dptA1", "netns", vm])
-                        try Kernel.run(["ip", "-n", host, "link", "add", "dptM0", "type", "veth", "peer", "name", "dptM1"])
-                        try Kernel.run(["ip", "-n", host, "addr", "add", "198.51.100.1/24", "dev", "dptA0"])
-                        try Kernel.run(["ip", "-n", vm, "addr", "add", "198.51.100.2/24", "dev", "dptA1"])
-                        for (ns, dev) in [(host, "dptA0"), (vm, "dptA1"), (host, "dptM0"), (host, "dptM1")] {
-                            try Kernel.run(["ip", "-n", ns, "link", "set", dev, "up"])
-                        }
+                        try Self.eniAndMirrorDevices(host: host, vm: vm)
                         var doc = Document()
                         doc.targets = [Target(id: "collector", type: .nic, address: IPAddress("192.0.2.10"))]
                         doc.sources = [Source(id: "eni", interface: "dptA0")]
